@@ -1,0 +1,634 @@
+//! The gateway's configuration: one TOML file with `[gateway]`, `[[camera]]`,
+//! `[[detector]]` and `[[upstream]]` components.
+//!
+//! Loading is two passes, as in Vector's `validate`: serde checks types and
+//! unknown keys, then [`Config::validate`] checks what serde cannot (duplicate
+//! ids, references between components, files that must exist). Every mistake
+//! is a [`Problem`] carrying the file, line, column and key path, so an
+//! operator can fix a 200-camera file without guessing. Credentials are kept
+//! out of every message: see [`redact_url`].
+
+mod locate;
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Deserializer};
+
+pub use locate::{KeyPath, Locator, line_col};
+
+/// Why a camera exists: its class sets its default relay priority.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CameraKind {
+    Tower,
+    Drone,
+    Bodycam,
+    Fixed,
+}
+
+impl CameraKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CameraKind::Tower => "tower",
+            CameraKind::Drone => "drone",
+            CameraKind::Bodycam => "bodycam",
+            CameraKind::Fixed => "fixed",
+        }
+    }
+}
+
+impl fmt::Display for CameraKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// RTSP transport for a camera. `auto` tries UDP and falls back to TCP.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    #[default]
+    Auto,
+    Tcp,
+    Udp,
+}
+
+/// Which frames of a camera the detector sees.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub enum Sampling {
+    /// Keyframes only: delta frames are dropped before the decoder.
+    #[default]
+    Keyframes,
+    /// At most this many frames per second.
+    Fps(f64),
+}
+
+impl<'de> Deserialize<'de> for Sampling {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_sampling(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+fn parse_sampling(s: &str) -> Result<Sampling, String> {
+    let t = s.trim();
+    if t.eq_ignore_ascii_case("keyframes") {
+        return Ok(Sampling::Keyframes);
+    }
+    let num = t.strip_suffix("fps").map(str::trim).ok_or_else(|| {
+        format!("sampling `{s}`: expected \"keyframes\" or a rate such as \"2fps\"")
+    })?;
+    match num.parse::<f64>() {
+        Ok(v) if v > 0.0 && v <= 120.0 => Ok(Sampling::Fps(v)),
+        _ => Err(format!(
+            "sampling `{s}`: the rate must be a number above 0 and at most 120, such as \"2fps\""
+        )),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Location {
+    pub lat: f64,
+    pub lon: f64,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySection {
+    /// Names this gateway to the command center.
+    pub id: String,
+    /// HTTP API and Prometheus metrics. Loopback by default: the API is not
+    /// meant to face a network without a token in front of it.
+    #[serde(default = "default_http_listen")]
+    pub http_listen: SocketAddr,
+    /// Where the alert outbox and caches live (relative to the config file).
+    #[serde(default = "default_storage")]
+    pub storage: PathBuf,
+    #[serde(default)]
+    pub log_format: LogFormat,
+    /// ONNX Runtime shared library; when absent lookout searches for it.
+    pub onnxruntime: Option<PathBuf>,
+    /// Frames without which a live camera is declared stalled and reconnected.
+    #[serde(default = "default_stall_timeout_ms")]
+    pub stall_timeout_ms: u64,
+}
+
+fn default_http_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+fn default_storage() -> PathBuf {
+    PathBuf::from("lookout-data")
+}
+
+fn default_stall_timeout_ms() -> u64 {
+    5_000
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CameraConfig {
+    pub id: String,
+    pub kind: CameraKind,
+    /// Human name shown on the wall ("Township 7 north tower").
+    pub name: Option<String>,
+    /// Administrative group, e.g. the township.
+    pub group: Option<String>,
+    pub url: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    #[serde(default)]
+    pub transport: Transport,
+    pub location: Option<Location>,
+    /// Relay priority class; defaults to the camera's kind.
+    pub priority: Option<CameraKind>,
+    /// Ids of `[[detector]]` entries that watch this camera.
+    #[serde(default)]
+    pub detectors: Vec<String>,
+    #[serde(default)]
+    pub sampling: Sampling,
+    /// Oldest a GOP may be and still be sent upstream.
+    pub latency_budget_ms: Option<u64>,
+}
+
+impl CameraConfig {
+    /// The URL with any user-info removed, safe for logs and APIs.
+    pub fn url_redacted(&self) -> String {
+        redact_url(&self.url)
+    }
+}
+
+/// How a model's output is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputKind {
+    /// One score per label (logits or probabilities).
+    Classification,
+    /// YOLOv8/YOLO11 `[1, 4+C, N]` boxes.
+    Yolo,
+    /// A per-pixel class map.
+    Segmentation,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    #[default]
+    Nchw,
+    Nhwc,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelOrder {
+    #[default]
+    Rgb,
+    Bgr,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelInput {
+    pub width: u32,
+    pub height: u32,
+    #[serde(default)]
+    pub layout: Layout,
+    #[serde(default)]
+    pub channels: ChannelOrder,
+    /// Pixel values are divided by this (255 maps to 0..1).
+    #[serde(default = "default_scale")]
+    pub scale: f32,
+    #[serde(default)]
+    pub mean: [f32; 3],
+    #[serde(default = "default_std")]
+    pub std: [f32; 3],
+    /// Keep the aspect ratio and pad (YOLO style) instead of stretching.
+    #[serde(default)]
+    pub letterbox: bool,
+}
+
+fn default_scale() -> f32 {
+    255.0
+}
+
+fn default_std() -> [f32; 3] {
+    [1.0, 1.0, 1.0]
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectorConfig {
+    pub id: String,
+    /// ONNX file (relative to the config file).
+    pub model: PathBuf,
+    pub output: OutputKind,
+    pub input: ModelInput,
+    pub labels: Vec<String>,
+    /// Labels that raise alerts; the others (e.g. "none") never do.
+    pub alert_labels: Vec<String>,
+    /// Score at or above which a label counts as seen.
+    #[serde(default = "default_threshold")]
+    pub threshold: f32,
+    /// Apply softmax to classification outputs (for models that emit logits).
+    #[serde(default)]
+    pub softmax: bool,
+    /// Frames batched together for one inference, at most.
+    #[serde(default = "default_batch")]
+    pub max_batch: usize,
+}
+
+fn default_threshold() -> f32 {
+    0.5
+}
+
+fn default_batch() -> usize {
+    8
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    pub id: String,
+    /// `host:port` of the command center's QUIC endpoint.
+    pub address: String,
+    /// Name in the center's certificate.
+    pub server_name: String,
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// A whole gateway configuration, as written in the file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub gateway: GatewaySection,
+    #[serde(default, rename = "camera")]
+    pub cameras: Vec<CameraConfig>,
+    #[serde(default, rename = "detector")]
+    pub detectors: Vec<DetectorConfig>,
+    #[serde(default, rename = "upstream")]
+    pub upstreams: Vec<UpstreamConfig>,
+    /// The folder relative paths are resolved against.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+/// One mistake in a configuration file.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    pub file: PathBuf,
+    pub line: usize,
+    pub column: usize,
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}: {}",
+            self.file.display(),
+            self.line,
+            self.column,
+            self.key,
+            self.message
+        )
+    }
+}
+
+/// Every mistake found in one file.
+#[derive(Debug, thiserror::Error)]
+pub struct Problems(pub Vec<Problem>);
+
+impl fmt::Display for Problems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Findings about a semantic check, keyed by path, turned into [`Problem`]s
+/// by [`Config::load`].
+#[derive(Debug, Default)]
+pub struct Findings(pub Vec<(KeyPath, String)>);
+
+impl Findings {
+    pub fn push(&mut self, path: KeyPath, message: impl Into<String>) {
+        self.0.push((path, message.into()));
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates a file. Extra checks (models that must
+    /// load) are the caller's, through [`Config::problems_at`].
+    pub fn load(path: &Path) -> Result<Config, Problems> {
+        Config::load_with_source(path).map(|(c, _)| c)
+    }
+
+    /// [`Config::load`], also returning the file's text for locating later
+    /// findings.
+    pub fn load_with_source(path: &Path) -> Result<(Config, String), Problems> {
+        let source = std::fs::read_to_string(path).map_err(|e| {
+            Problems(vec![Problem {
+                file: path.to_path_buf(),
+                line: 0,
+                column: 0,
+                key: "(file)".into(),
+                message: format!("cannot read: {e}"),
+            }])
+        })?;
+        let config = Config::parse(path, &source)?;
+        let findings = config.validate();
+        if !findings.0.is_empty() {
+            return Err(Config::problems_at(path, &source, findings));
+        }
+        Ok((config, source))
+    }
+
+    /// Parses without semantic validation; `path` only names the file.
+    pub fn parse(path: &Path, source: &str) -> Result<Config, Problems> {
+        let mut config: Config = toml::from_str(source).map_err(|e| {
+            let locator = Locator::new(source);
+            let (line, column, key) = match e.span() {
+                Some(span) => {
+                    let (l, c) = line_col(source, span.start);
+                    (l, c, locator.path_at(span.start).to_string())
+                }
+                None => (0, 0, "(file)".to_string()),
+            };
+            Problems(vec![Problem {
+                file: path.to_path_buf(),
+                line,
+                column,
+                key,
+                message: redact_text(e.message().trim()),
+            }])
+        })?;
+        config.base_dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        Ok(config)
+    }
+
+    /// Turns key-path findings into located problems.
+    pub fn problems_at(path: &Path, source: &str, findings: Findings) -> Problems {
+        let locator = Locator::new(source);
+        Problems(
+            findings
+                .0
+                .into_iter()
+                .map(|(key, message)| {
+                    let (line, column) = locator
+                        .span_of(&key)
+                        .map(|s| line_col(source, s.start))
+                        .unwrap_or((0, 0));
+                    Problem {
+                        file: path.to_path_buf(),
+                        line,
+                        column,
+                        key: key.to_string(),
+                        message,
+                    }
+                })
+                .collect(),
+        )
+    }
+
+    /// Resolves a path from the file against the file's folder.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    /// Checks what serde cannot: ids, references, ranges, files.
+    pub fn validate(&self) -> Findings {
+        let mut f = Findings::default();
+        let root = KeyPath::root();
+        let gw = root.key("gateway");
+        if !valid_id(&self.gateway.id) {
+            f.push(gw.key("id"), id_rule(&self.gateway.id));
+        }
+        if self.gateway.stall_timeout_ms < 500 {
+            f.push(
+                gw.key("stall_timeout_ms"),
+                "must be at least 500 ms, or healthy cameras are reconnected between frames",
+            );
+        }
+        if let Some(lib) = &self.gateway.onnxruntime
+            && !self.resolve(lib).is_file()
+        {
+            f.push(
+                gw.key("onnxruntime"),
+                format!("no such file: {}", self.resolve(lib).display()),
+            );
+        }
+
+        let mut detector_ids: HashMap<&str, usize> = HashMap::new();
+        for (i, d) in self.detectors.iter().enumerate() {
+            let p = root.key("detector").index(i);
+            if !valid_id(&d.id) {
+                f.push(p.key("id"), id_rule(&d.id));
+            }
+            if let Some(first) = detector_ids.insert(d.id.as_str(), i) {
+                f.push(
+                    p.key("id"),
+                    format!(
+                        "duplicate detector id `{}` (first used by detector[{first}])",
+                        d.id
+                    ),
+                );
+            }
+            let model = self.resolve(&d.model);
+            if !model.is_file() {
+                f.push(
+                    p.key("model"),
+                    format!("model file not found: {}", model.display()),
+                );
+            }
+            if d.labels.is_empty() {
+                f.push(p.key("labels"), "at least one label is needed");
+            }
+            let mut seen = HashSet::new();
+            for l in &d.labels {
+                if !seen.insert(l.as_str()) {
+                    f.push(p.key("labels"), format!("label `{l}` appears twice"));
+                }
+            }
+            for l in &d.alert_labels {
+                if !d.labels.contains(l) {
+                    f.push(
+                        p.key("alert_labels"),
+                        format!("`{l}` is not one of this detector's labels {:?}", d.labels),
+                    );
+                }
+            }
+            if !(0.0..=1.0).contains(&d.threshold) {
+                f.push(p.key("threshold"), "must be between 0 and 1");
+            }
+            if d.max_batch == 0 || d.max_batch > 64 {
+                f.push(p.key("max_batch"), "must be between 1 and 64");
+            }
+            let inp = p.key("input");
+            if !(16..=4096).contains(&d.input.width) {
+                f.push(inp.key("width"), "must be between 16 and 4096 pixels");
+            }
+            if !(16..=4096).contains(&d.input.height) {
+                f.push(inp.key("height"), "must be between 16 and 4096 pixels");
+            }
+            if d.input.scale <= 0.0 {
+                f.push(inp.key("scale"), "must be above 0");
+            }
+            if d.input.std.iter().any(|s| *s <= 0.0) {
+                f.push(inp.key("std"), "every value must be above 0");
+            }
+        }
+
+        let mut camera_ids: HashMap<&str, usize> = HashMap::new();
+        for (i, c) in self.cameras.iter().enumerate() {
+            let p = root.key("camera").index(i);
+            if !valid_id(&c.id) {
+                f.push(p.key("id"), id_rule(&c.id));
+            }
+            if let Some(first) = camera_ids.insert(c.id.as_str(), i) {
+                f.push(
+                    p.key("id"),
+                    format!(
+                        "duplicate camera id `{}` (first used by camera[{first}])",
+                        c.id
+                    ),
+                );
+            }
+            if let Err(e) = check_rtsp_url(&c.url) {
+                f.push(p.key("url"), e);
+            }
+            if c.password.is_some() && c.username.is_none() {
+                f.push(p.key("password"), "a password needs a username");
+            }
+            if let Some(loc) = c.location {
+                if !(-90.0..=90.0).contains(&loc.lat) {
+                    f.push(p.key("location").key("lat"), "latitude must be within ±90");
+                }
+                if !(-180.0..=180.0).contains(&loc.lon) {
+                    f.push(
+                        p.key("location").key("lon"),
+                        "longitude must be within ±180",
+                    );
+                }
+            }
+            for d in &c.detectors {
+                if !detector_ids.contains_key(d.as_str()) {
+                    f.push(p.key("detectors"), format!("no [[detector]] has id `{d}`"));
+                }
+            }
+            if c.latency_budget_ms == Some(0) {
+                f.push(p.key("latency_budget_ms"), "must be above 0");
+            }
+        }
+
+        let mut upstream_ids = HashSet::new();
+        for (i, u) in self.upstreams.iter().enumerate() {
+            let p = root.key("upstream").index(i);
+            if !upstream_ids.insert(u.id.as_str()) {
+                f.push(p.key("id"), format!("duplicate upstream id `{}`", u.id));
+            }
+            if !u.address.contains(':') {
+                f.push(p.key("address"), "expected host:port");
+            }
+            for (key, file) in [("ca", &u.ca), ("cert", &u.cert), ("key", &u.key)] {
+                if !self.resolve(file).is_file() {
+                    f.push(
+                        p.key(key),
+                        format!("no such file: {}", self.resolve(file).display()),
+                    );
+                }
+            }
+        }
+        f
+    }
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
+fn id_rule(id: &str) -> String {
+    format!("id `{id}`: use 1–64 characters of letters, digits, `-`, `_` or `.`")
+}
+
+fn check_rtsp_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("rtsp://")
+        .or_else(|| url.strip_prefix("rtsps://"))
+        .ok_or_else(|| format!("`{}` is not an rtsp:// URL", redact_url(url)))?;
+    let authority = rest.split('/').next().unwrap_or("");
+    let host = authority.rsplit('@').next().unwrap_or("");
+    if host.is_empty() {
+        return Err(format!("`{}` has no host", redact_url(url)));
+    }
+    Ok(())
+}
+
+/// Removes `user:password@` from a URL. Credentials never reach a log line,
+/// an error or the HTTP API.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
+    let after = &url[scheme_end + 3..];
+    let authority_end = after.find(['/', '?', '#']).unwrap_or(after.len());
+    match after[..authority_end].rfind('@') {
+        Some(at) => format!("{}://***@{}", &url[..scheme_end], &after[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
+/// Redacts every URL with user-info inside a free-form message (errors from
+/// GStreamer or serde may quote one).
+pub fn redact_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(pos) = rest.find("://") {
+        let start = rest[..pos]
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '+' || c == '-' || c == '.'))
+            .map_or(0, |i| i + 1);
+        let end = rest[pos..]
+            .find(|c: char| c.is_whitespace() || c == '"' || c == '\'' || c == '`')
+            .map_or(rest.len(), |i| pos + i);
+        out.push_str(&rest[..start]);
+        out.push_str(&redact_url(&rest[start..end]));
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests;

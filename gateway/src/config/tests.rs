@@ -1,0 +1,147 @@
+use std::path::Path;
+
+use super::*;
+
+const GOOD: &str = r#"
+[gateway]
+id = "gw-1"
+
+[[camera]]
+id = "tower-01"
+kind = "tower"
+url = "rtsp://admin:secret@127.0.0.1:8554/tower-01"
+username = "admin"
+password = "secret"
+location = { lat = 30.5, lon = 114.2 }
+sampling = "2fps"
+
+[[camera]]
+id = "drone-01"
+kind = "drone"
+url = "rtsp://127.0.0.1:8554/drone-01"
+transport = "tcp"
+"#;
+
+fn problems(src: &str) -> Vec<Problem> {
+    let path = Path::new("test.toml");
+    match Config::parse(path, src) {
+        Err(p) => p.0,
+        Ok(c) => Config::problems_at(path, src, c.validate()).0,
+    }
+}
+
+#[test]
+fn good_config_parses_with_defaults() {
+    let c = Config::parse(Path::new("x.toml"), GOOD).expect("parses");
+    assert!(c.validate().0.is_empty());
+    assert_eq!(c.cameras.len(), 2);
+    assert_eq!(c.cameras[0].sampling, Sampling::Fps(2.0));
+    assert_eq!(c.cameras[1].sampling, Sampling::Keyframes);
+    assert_eq!(c.cameras[1].transport, Transport::Tcp);
+    assert_eq!(c.gateway.http_listen.to_string(), "127.0.0.1:8080");
+}
+
+#[test]
+fn unknown_key_is_reported_with_line_and_key() {
+    let src = GOOD.replace("transport = \"tcp\"", "transprot = \"tcp\"");
+    let p = problems(&src);
+    assert_eq!(p.len(), 1, "{p:?}");
+    let line = src
+        .lines()
+        .position(|l| l.starts_with("transprot"))
+        .expect("line")
+        + 1;
+    assert_eq!(p[0].line, line);
+    assert!(p[0].message.contains("transprot"), "{}", p[0].message);
+    assert!(p[0].key.starts_with("camera[1]"), "{}", p[0].key);
+}
+
+#[test]
+fn wrong_type_is_reported_with_line_and_key() {
+    let src = GOOD.replace("lat = 30.5", "lat = \"north\"");
+    let p = problems(&src);
+    assert_eq!(p.len(), 1, "{p:?}");
+    let line = src
+        .lines()
+        .position(|l| l.contains("\"north\""))
+        .expect("line")
+        + 1;
+    assert_eq!(p[0].line, line);
+    assert_eq!(p[0].key, "camera[0].location.lat");
+}
+
+#[test]
+fn duplicate_camera_id_names_both() {
+    let src = GOOD.replace("id = \"drone-01\"", "id = \"tower-01\"");
+    let p = problems(&src);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0].key, "camera[1].id");
+    let line = src
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.contains("id = \"tower-01\""))
+        .nth(1)
+        .expect("second")
+        .0
+        + 1;
+    assert_eq!(p[0].line, line);
+    assert!(p[0].message.contains("camera[0]"), "{}", p[0].message);
+}
+
+#[test]
+fn semantic_checks_report_every_mistake() {
+    let src = GOOD
+        .replace("lon = 114.2", "lon = 214.2")
+        .replace("sampling = \"2fps\"", "detectors = [\"nope\"]")
+        .replace("rtsp://127.0.0.1:8554/drone-01", "http://127.0.0.1/drone");
+    let p = problems(&src);
+    let keys: Vec<&str> = p.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        vec![
+            "camera[0].location.lon",
+            "camera[0].detectors",
+            "camera[1].url"
+        ],
+        "{p:?}"
+    );
+    assert!(p.iter().all(|p| p.line > 0));
+}
+
+#[test]
+fn bad_sampling_explains_the_form() {
+    let src = GOOD.replace("\"2fps\"", "\"often\"");
+    let p = problems(&src);
+    assert_eq!(p.len(), 1);
+    assert!(p[0].message.contains("keyframes"), "{}", p[0].message);
+}
+
+#[test]
+fn credentials_never_appear_in_problems() {
+    let src = GOOD.replace("sampling = \"2fps\"", "kind = \"tower\"");
+    let p = problems(&src);
+    assert!(!p.is_empty());
+    for pr in &p {
+        assert!(!pr.to_string().contains("secret"), "{pr}");
+    }
+    let src = GOOD.replace(
+        "rtsp://admin:secret@127.0.0.1",
+        "ftp://admin:secret@127.0.0.1",
+    );
+    let p = problems(&src);
+    assert_eq!(p.len(), 1);
+    assert!(!p[0].to_string().contains("secret"), "{}", p[0]);
+}
+
+#[test]
+fn redacts_user_info() {
+    assert_eq!(
+        redact_url("rtsp://admin:pa@ss@10.0.0.1:554/stream?x=1"),
+        "rtsp://***@10.0.0.1:554/stream?x=1"
+    );
+    assert_eq!(redact_url("rtsp://10.0.0.1/a@b"), "rtsp://10.0.0.1/a@b");
+    assert_eq!(
+        redact_text("could not open \"rtsp://u:p@host/x\" (timeout)"),
+        "could not open \"rtsp://***@host/x\" (timeout)"
+    );
+}

@@ -1,0 +1,127 @@
+//! The `lookout` command line: the daemon, configuration checks, version.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use lookout::config::{Config, LogFormat};
+use lookout::detect::runtime;
+use lookout::{check, daemon, logging};
+
+#[derive(Parser)]
+#[command(
+    name = "lookout",
+    about = "Video and alert fusion gateway for emergency command centers",
+    disable_version_flag = true
+)]
+struct Cli {
+    /// Print lookout's version and the GStreamer and ONNX Runtime it loads.
+    #[arg(short = 'V', long)]
+    version: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway daemon.
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Log format (overrides `gateway.log_format`).
+        #[arg(long, value_parser = ["text", "json"])]
+        log_format: Option<String>,
+    },
+    /// Check configuration files without starting anything.
+    CheckConfig {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.version {
+        print_version();
+        return ExitCode::SUCCESS;
+    }
+    match cli.command {
+        Some(Command::Run { config, log_format }) => run(config, log_format),
+        Some(Command::CheckConfig { files }) => check_config(&files),
+        None => {
+            eprintln!("lookout: no command given; try `lookout --help`");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn print_version() {
+    println!("lookout {}", env!("CARGO_PKG_VERSION"));
+    match gstreamer::init() {
+        Ok(()) => println!("GStreamer {}", lookout::gstreamer_version()),
+        Err(e) => println!("GStreamer: cannot initialise: {e}"),
+    }
+    match runtime::load(None) {
+        Ok(rt) => println!("ONNX Runtime {} ({})", rt.version, rt.library.display()),
+        Err(e) => println!("ONNX Runtime: {e}"),
+    }
+}
+
+fn run(config: PathBuf, log_format: Option<String>) -> ExitCode {
+    // Log format comes from the file unless overridden; a file that does not
+    // parse is reported on stderr by `daemon::run` anyway.
+    let format = match log_format.as_deref() {
+        Some("json") => LogFormat::Json,
+        Some(_) => LogFormat::Text,
+        None => Config::load(&config)
+            .map(|c| c.gateway.log_format)
+            .unwrap_or_default(),
+    };
+    logging::init(format);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("lookout")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("lookout: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(daemon::run(&config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("lookout: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_config(files: &[PathBuf]) -> ExitCode {
+    let mut failed = false;
+    for f in files {
+        match check::check_file(f) {
+            Ok(c) => println!(
+                "{}: ok ({} cameras, {} detectors, {} upstreams)",
+                f.display(),
+                c.cameras.len(),
+                c.detectors.len(),
+                c.upstreams.len()
+            ),
+            Err(problems) => {
+                failed = true;
+                for p in &problems.0 {
+                    eprintln!("{p}");
+                }
+                eprintln!("{}: {} problem(s)", f.display(), problems.0.len());
+            }
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}

@@ -1,0 +1,54 @@
+//! The Prometheus registry every stage registers its series in, and the
+//! gateway-wide series. `GET /metrics` encodes it in the text format.
+
+use std::sync::Mutex;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// The registry, behind a mutex only because stages register series while the
+/// daemon runs (cameras added by a reload); encoding holds it briefly.
+pub struct Metrics {
+    registry: Mutex<Registry>,
+}
+
+impl Metrics {
+    pub fn new(version: &str, gstreamer: &str, onnxruntime: &str) -> Self {
+        let mut registry = Registry::with_prefix("lookout");
+        let info: Family<Vec<(String, String)>, Gauge> = Family::default();
+        info.get_or_create(&vec![
+            ("version".to_string(), version.to_string()),
+            ("gstreamer".to_string(), gstreamer.to_string()),
+            ("onnxruntime".to_string(), onnxruntime.to_string()),
+        ])
+        .set(1);
+        registry.register("build_info", "Versions this gateway runs with", info);
+        Metrics {
+            registry: Mutex::new(registry),
+        }
+    }
+
+    /// Registers a series under the `lookout_` prefix.
+    pub fn register(
+        &self,
+        name: &str,
+        help: &str,
+        metric: impl prometheus_client::registry::Metric,
+    ) {
+        if let Ok(mut r) = self.registry.lock() {
+            r.register(name, help, metric);
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if let Ok(r) = self.registry.lock() {
+            // Writing into a String cannot fail.
+            let _ = encode(&mut out, &r);
+        }
+        out
+    }
+}

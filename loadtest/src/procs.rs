@@ -1,0 +1,124 @@
+//! Child processes the demo and the benchmarks start: the same binaries a
+//! user runs (`lookout`, `lookout-loadtest fleet`), each with its log in a
+//! file, stopped with SIGTERM (then SIGKILL) when dropped, so a failed run
+//! never leaves a daemon behind.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// A running child process.
+pub struct Proc {
+    pub name: String,
+    pub log: PathBuf,
+    child: Child,
+}
+
+/// The folder holding this executable, where `lookout` is built too.
+pub fn bin_dir() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating lookout-loadtest")?;
+    exe.parent()
+        .map(Path::to_path_buf)
+        .context("lookout-loadtest has no parent folder")
+}
+
+/// The path of a sibling binary, with a clear error if it was not built.
+pub fn sibling(name: &str) -> anyhow::Result<PathBuf> {
+    let p = bin_dir()?.join(name);
+    if !p.is_file() {
+        bail!(
+            "{} not found next to lookout-loadtest; build the workspace (`cargo build --workspace --bins`)",
+            p.display()
+        );
+    }
+    Ok(p)
+}
+
+impl Proc {
+    /// Starts `program args…` with stdout and stderr appended to `log`.
+    pub fn start(name: &str, program: &Path, args: &[String], log: &Path) -> anyhow::Result<Proc> {
+        if let Some(dir) = log.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let out = File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let err = out.try_clone()?;
+        let child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .with_context(|| format!("starting {name} ({})", program.display()))?;
+        Ok(Proc {
+            name: name.to_string(),
+            log: log.to_path_buf(),
+            child,
+        })
+    }
+
+    /// Fails if the process has exited, quoting the end of its log.
+    pub fn check_alive(&mut self) -> anyhow::Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            bail!(
+                "{} exited ({status}); last lines of {}:\n{}",
+                self.name,
+                self.log.display(),
+                tail(&self.log, 20)
+            );
+        }
+        Ok(())
+    }
+
+    /// SIGTERM, then SIGKILL after `grace`. Returns true if it stopped by itself.
+    pub fn stop(&mut self, grace: Duration) -> bool {
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            return true;
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        false
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.stop(Duration::from_secs(5));
+    }
+}
+
+/// The last `n` lines of a log file.
+pub fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Polls `url` until it answers 200 or `limit` passes.
+pub fn wait_http_ok(url: &str, limit: Duration, proc: &mut Proc) -> anyhow::Result<()> {
+    let deadline = Instant::now() + limit;
+    loop {
+        proc.check_alive()?;
+        if let Ok(resp) = ureq::get(url).call()
+            && resp.status() == 200
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{} did not answer {url} within {limit:?}", proc.name);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -1,0 +1,21 @@
+//! The README's demo command, run for a few seconds: it must start every
+//! part, report where to look, and stop cleanly by itself.
+
+use std::process::Command;
+
+#[test]
+fn demo_starts_and_stops_cleanly() {
+    let workdir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(env!("CARGO_BIN_EXE_lookout-loadtest"))
+        .args(["demo", "--duration-s", "3", "--workdir"])
+        .arg(workdir.path())
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("http://127.0.0.1:8080/healthz"), "{stdout}");
+    let log = std::fs::read_to_string(workdir.path().join("logs/gateway.log")).expect("log");
+    assert!(log.contains("lookout gateway running"), "{log}");
+    assert!(log.contains("stopped"), "{log}");
+}

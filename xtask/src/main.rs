@@ -1,0 +1,222 @@
+//! The project's own setup and orchestration: `cargo xtask setup | demo | test`.
+//!
+//! It needs nothing but the Rust toolchain and Python (for `pip download`), so
+//! it runs on a fresh Debian 12 machine before any system library is there.
+//! Every step is idempotent: it checks what is present and installs only what
+//! is missing, so the README's two commands work on the first and the
+//! hundredth run alike. After setup no environment variable has to be set by
+//! hand: the gateway finds the ONNX Runtime library in `.lookout/onnxruntime/`.
+
+use std::env;
+use std::ffi::OsStr;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+/// Debian packages the workspace needs to build, test and run.
+const APT_PACKAGES: &[&str] = &[
+    "pkg-config",
+    "libgstreamer1.0-dev",
+    "libgstreamer-plugins-base1.0-dev",
+    "libgstrtspserver-1.0-dev",
+    "gstreamer1.0-plugins-base",
+    "gstreamer1.0-plugins-good",
+    "gstreamer1.0-plugins-bad",
+    "gstreamer1.0-plugins-ugly",
+    "gstreamer1.0-libav",
+    "gstreamer1.0-tools",
+    // ffprobe: the third-party RTSP client the tests check the fleet against.
+    "ffmpeg",
+];
+
+/// The ONNX Runtime release the `ort` crate's `api-31` feature expects.
+const ORT_VERSION: &str = "1.31.1";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let root = workspace_root();
+    let result = match args.first().map(String::as_str) {
+        Some("setup") => setup(&root),
+        Some("demo") => setup(&root).and_then(|()| demo(&root, &args[1..])),
+        Some("test") => setup(&root).and_then(|()| test(&root)),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <setup|demo|test>\n\
+                 \n  setup  install what is missing (apt packages, ONNX Runtime) and build\
+                 \n  demo   setup, then run the demo end to end\
+                 \n  test   setup, then fmt, clippy and the whole test suite"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, String>;
+
+fn workspace_root() -> PathBuf {
+    // xtask lives one folder below the workspace root.
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(Path::to_path_buf).unwrap_or(manifest)
+}
+
+fn setup(root: &Path) -> Result<()> {
+    install_apt_packages()?;
+    let lib = install_onnxruntime(root)?;
+    println!("xtask: ONNX Runtime {ORT_VERSION} at {}", lib.display());
+    Ok(())
+}
+
+fn demo(root: &Path, extra: &[String]) -> Result<()> {
+    cargo(root, &["build", "--release", "--workspace", "--bins"])?;
+    let driver = root.join("target").join("release").join("lookout-loadtest");
+    let mut cmd = Command::new(driver);
+    cmd.arg("demo").args(extra).current_dir(root);
+    run(&mut cmd, "the demo (lookout-loadtest demo)")
+}
+
+fn test(root: &Path) -> Result<()> {
+    cargo(root, &["fmt", "--all", "--", "--check"])?;
+    cargo(
+        root,
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    )?;
+    // Binaries first: the end-to-end tests start `lookout` and
+    // `lookout-loadtest` as separate processes, as a user would.
+    cargo(root, &["build", "--workspace", "--bins"])?;
+    cargo(root, &["test", "--workspace", "--no-fail-fast"])
+}
+
+fn cargo(root: &Path, args: &[&str]) -> Result<()> {
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(args).current_dir(root);
+    run(&mut cmd, &format!("cargo {}", args.join(" ")))
+}
+
+fn run(cmd: &mut Command, what: &str) -> Result<()> {
+    println!("xtask: running {what}");
+    let status = cmd
+        .status()
+        .map_err(|e| format!("could not start {what}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{what} failed ({status})"))
+    }
+}
+
+fn install_apt_packages() -> Result<()> {
+    let missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| !dpkg_installed(p))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    println!("xtask: installing Debian packages: {}", missing.join(" "));
+    let sudo = if is_root() { None } else { Some("sudo") };
+    let apt = |args: &[&str]| -> Result<()> {
+        let mut cmd = match sudo {
+            Some(s) => {
+                let mut c = Command::new(s);
+                c.arg("apt-get");
+                c
+            }
+            None => Command::new("apt-get"),
+        };
+        cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        run(&mut cmd, &format!("apt-get {}", args[0]))
+    };
+    apt(&["update", "-q"])?;
+    let mut args = vec!["install", "-y", "-q", "--no-install-recommends"];
+    args.extend(missing.iter().copied());
+    apt(&args)
+}
+
+fn dpkg_installed(package: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", package])
+        .output()
+        .map(|o| {
+            o.status.success()
+                && String::from_utf8_lossy(&o.stdout).contains("install ok installed")
+        })
+        .unwrap_or(false)
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// Fetches the ONNX Runtime shared library from the PyPI `onnxruntime` wheel
+/// into `.lookout/onnxruntime/` (no system Python packages are touched).
+/// The gateway looks there by default; see `gateway/src/detect/runtime.rs`.
+fn install_onnxruntime(root: &Path) -> Result<PathBuf> {
+    let dir = root.join(".lookout").join("onnxruntime");
+    let lib = dir.join(format!("libonnxruntime.so.{ORT_VERSION}"));
+    if lib.is_file() {
+        return Ok(lib);
+    }
+    let wheels = root.join(".lookout").join("wheels");
+    fs::create_dir_all(&wheels).map_err(|e| format!("creating {}: {e}", wheels.display()))?;
+    fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let python = find_python()?;
+    let mut cmd = Command::new(&python);
+    cmd.args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:"])
+        .arg(format!("onnxruntime=={ORT_VERSION}"))
+        .arg("-d")
+        .arg(&wheels)
+        .env("PIP_DISABLE_PIP_VERSION_CHECK", "1");
+    run(&mut cmd, "pip download onnxruntime")?;
+    let wheel = fs::read_dir(&wheels)
+        .map_err(|e| format!("reading {}: {e}", wheels.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            let name = p.file_name().and_then(OsStr::to_str).unwrap_or("");
+            name.starts_with(&format!("onnxruntime-{ORT_VERSION}-")) && name.ends_with(".whl")
+        })
+        .ok_or_else(|| format!("no onnxruntime {ORT_VERSION} wheel in {}", wheels.display()))?;
+    // A wheel is a zip file; Python's zipfile extracts the one member we need.
+    let member = format!("onnxruntime/capi/libonnxruntime.so.{ORT_VERSION}");
+    let script = "import sys, zipfile, shutil\n\
+                  with zipfile.ZipFile(sys.argv[1]) as z, z.open(sys.argv[2]) as src, open(sys.argv[3] + '.part', 'wb') as dst:\n    shutil.copyfileobj(src, dst)\n";
+    let mut cmd = Command::new(&python);
+    cmd.arg("-c").arg(script).arg(&wheel).arg(&member).arg(&lib);
+    run(&mut cmd, "extracting libonnxruntime from the wheel")?;
+    let part = PathBuf::from(format!("{}.part", lib.display()));
+    fs::rename(&part, &lib).map_err(|e| format!("renaming {}: {e}", part.display()))?;
+    Ok(lib)
+}
+
+fn find_python() -> Result<String> {
+    for candidate in ["python3", "python"] {
+        if Command::new(candidate)
+            .arg("--version")
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+        {
+            return Ok(candidate.to_string());
+        }
+    }
+    Err("Python 3 with pip is needed to fetch the ONNX Runtime wheel from PyPI; install python3 and python3-pip".into())
+}
