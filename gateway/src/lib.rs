@@ -10,6 +10,7 @@ pub mod config;
 pub mod daemon;
 pub mod detect;
 pub mod http;
+pub mod ingest;
 pub mod logging;
 pub mod metrics;
 pub mod shutdown;

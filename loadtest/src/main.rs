@@ -2,6 +2,7 @@
 //! command line and the load/latency benchmark driver.
 
 mod demo;
+mod fleet;
 mod procs;
 
 use std::path::PathBuf;
@@ -32,6 +33,52 @@ enum Command {
         #[arg(long, default_value = ".lookout/demo")]
         workdir: PathBuf,
     },
+    /// Serve simulated cameras over RTSP on this machine.
+    Fleet(FleetCli),
+}
+
+#[derive(clap::Args)]
+struct FleetCli {
+    /// Number of cameras (split by --mix, or 3:2:2:1 towers:drones:bodycams:fixed;
+    /// default 4, or the sum of --mix).
+    #[arg(long)]
+    cameras: Option<usize>,
+    /// e.g. `towers=24,drones=16,bodycams=16,fixed=8`.
+    #[arg(long)]
+    mix: Option<String>,
+    /// Loopback address to serve on.
+    #[arg(long, default_value = "127.0.0.1")]
+    address: String,
+    /// RTSP port (0 picks a free one; see --emit-gateway-config).
+    #[arg(long, default_value_t = 8554)]
+    port: u16,
+    /// `full` (720p towers, drones, fixed; 480p body cameras) or `small` (half).
+    #[arg(long, default_value = "full", value_parser = ["full", "small"])]
+    size: String,
+    /// Require RTSP digest authentication with USER:PASSWORD.
+    #[arg(long)]
+    auth: Option<String>,
+    /// Incident script: a TOML file, or `tower-01:smoke@20,drone-01:flood@35`.
+    #[arg(long)]
+    incidents: Option<String>,
+    /// Where to write the incidents' ground truth (JSON), as they start.
+    #[arg(long)]
+    ground_truth: Option<PathBuf>,
+    /// Write a lookout configuration for exactly these cameras.
+    #[arg(long)]
+    emit_gateway_config: Option<PathBuf>,
+    /// Folder of encoded clips (made once, reused).
+    #[arg(long, default_value = ".lookout/clips")]
+    cache: PathBuf,
+    /// Stop by itself after this many seconds.
+    #[arg(long)]
+    duration_s: Option<f64>,
+    /// Write the run's summary (JSON) here when stopping.
+    #[arg(long)]
+    summary: Option<PathBuf>,
+    /// Encode H.264 cameras with B-frames and High profile.
+    #[arg(long)]
+    bframes: bool,
 }
 
 fn main() -> ExitCode {
@@ -44,6 +91,7 @@ fn main() -> ExitCode {
             workdir,
             duration: duration_s.map(Duration::from_secs),
         }),
+        Command::Fleet(f) => run_fleet(f),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -52,4 +100,43 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn run_fleet(f: FleetCli) -> anyhow::Result<()> {
+    let auth = match f.auth {
+        Some(a) => {
+            let (u, p) = a
+                .split_once(':')
+                .ok_or_else(|| anyhow::anyhow!("--auth expects USER:PASSWORD"))?;
+            Some((u.to_string(), p.to_string()))
+        }
+        None => None,
+    };
+    let incidents = match f.incidents {
+        Some(spec) => fleet::incidents::parse(&spec)?,
+        None => Vec::new(),
+    };
+    fleet::run(fleet::FleetArgs {
+        cameras: f.cameras.unwrap_or(if f.mix.is_some() { 0 } else { 4 }),
+        mix: f.mix,
+        address: f.address,
+        port: f.port,
+        size: if f.size == "small" {
+            fleet::profile::Size::Small
+        } else {
+            fleet::profile::Size::Full
+        },
+        auth,
+        incidents,
+        ground_truth: f.ground_truth,
+        emit_gateway_config: f.emit_gateway_config,
+        cache: f.cache,
+        duration: f
+            .duration_s
+            .filter(|d| d.is_finite() && *d > 0.0)
+            .map(Duration::from_secs_f64),
+        summary: f.summary,
+        bframes: f.bframes,
+    })
+    .map(|_| ())
 }

@@ -56,6 +56,15 @@ pub enum Transport {
     Udp,
 }
 
+/// The codec a camera is expected to send. Ingest takes H.264 and H.265
+/// either way; a camera that sends the other one is ingested and reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CameraCodec {
+    H264,
+    H265,
+}
+
 /// Which frames of a camera the detector sees.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub enum Sampling {
@@ -124,6 +133,13 @@ pub struct GatewaySection {
     /// Frames without which a live camera is declared stalled and reconnected.
     #[serde(default = "default_stall_timeout_ms")]
     pub stall_timeout_ms: u64,
+    /// First wait before reconnecting a camera; doubled per failure.
+    #[serde(default = "default_reconnect_initial_ms")]
+    pub reconnect_initial_ms: u64,
+    /// Longest wait between reconnects (before jitter, which only shortens
+    /// it): a camera that comes back is live again within about this long.
+    #[serde(default = "default_reconnect_max_ms")]
+    pub reconnect_max_ms: u64,
 }
 
 fn default_http_listen() -> SocketAddr {
@@ -138,7 +154,15 @@ fn default_stall_timeout_ms() -> u64 {
     5_000
 }
 
-#[derive(Debug, Clone, Deserialize)]
+fn default_reconnect_initial_ms() -> u64 {
+    250
+}
+
+fn default_reconnect_max_ms() -> u64 {
+    4_000
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CameraConfig {
     pub id: String,
@@ -152,6 +176,8 @@ pub struct CameraConfig {
     pub password: Option<String>,
     #[serde(default)]
     pub transport: Transport,
+    /// What the camera should send; unset accepts either without comment.
+    pub codec: Option<CameraCodec>,
     pub location: Option<Location>,
     /// Relay priority class; defaults to the camera's kind.
     pub priority: Option<CameraKind>,
@@ -436,6 +462,23 @@ impl Config {
             f.push(
                 gw.key("stall_timeout_ms"),
                 "must be at least 500 ms, or healthy cameras are reconnected between frames",
+            );
+        }
+        if !(10..=600_000).contains(&self.gateway.reconnect_initial_ms) {
+            f.push(
+                gw.key("reconnect_initial_ms"),
+                "must be between 10 ms and 600000 ms (10 minutes)",
+            );
+        }
+        if !(100..=3_600_000).contains(&self.gateway.reconnect_max_ms) {
+            f.push(
+                gw.key("reconnect_max_ms"),
+                "must be between 100 ms and 3600000 ms (an hour)",
+            );
+        } else if self.gateway.reconnect_max_ms < self.gateway.reconnect_initial_ms {
+            f.push(
+                gw.key("reconnect_max_ms"),
+                "must be at least reconnect_initial_ms",
             );
         }
         if let Some(lib) = &self.gateway.onnxruntime

@@ -1,0 +1,383 @@
+//! What is known about each camera right now: its state machine position,
+//! measured frame rate and bitrate, age of the last frame, and the counters
+//! operators page on (reconnects, stalls, dropped units, malformed NAL units).
+//!
+//! Written lock-free from two places — GStreamer's streaming thread (per unit,
+//! in `pipeline.rs`) and the camera task (`camera.rs`, per tick) — and read
+//! by `GET /api/cameras` and the Prometheus collector (`prometheus.rs`)
+//! through [`CameraHealth::status`].
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use super::unit::{Codec, TimestampSource, codec_label};
+use crate::config::{CameraConfig, redact_text};
+
+/// Where a camera is in its life cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CameraState {
+    /// Opening RTSP, negotiating, waiting for the first unit.
+    Connecting,
+    /// Units are arriving.
+    Live,
+    /// The connection was up (or being set up) but no unit came within the
+    /// stall timeout — a half-open camera. It is being reconnected.
+    Stalled,
+    /// The last attempt failed (refused, dropped, timed out); waiting before
+    /// the next one.
+    Backoff,
+    /// The last attempt failed in a way that retrying soon will not fix
+    /// (wrong credentials, no H.264/H.265 video): retried slowly.
+    Failed,
+}
+
+impl CameraState {
+    pub const ALL: [CameraState; 5] = [
+        CameraState::Connecting,
+        CameraState::Live,
+        CameraState::Stalled,
+        CameraState::Backoff,
+        CameraState::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CameraState::Connecting => "connecting",
+            CameraState::Live => "live",
+            CameraState::Stalled => "stalled",
+            CameraState::Backoff => "backoff",
+            CameraState::Failed => "failed",
+        }
+    }
+
+    fn from_u8(v: u8) -> CameraState {
+        match v {
+            1 => CameraState::Live,
+            2 => CameraState::Stalled,
+            3 => CameraState::Backoff,
+            4 => CameraState::Failed,
+            _ => CameraState::Connecting,
+        }
+    }
+
+    fn to_u8(self) -> u8 {
+        match self {
+            CameraState::Connecting => 0,
+            CameraState::Live => 1,
+            CameraState::Stalled => 2,
+            CameraState::Backoff => 3,
+            CameraState::Failed => 4,
+        }
+    }
+}
+
+/// The RTSP lower transport in use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ActiveTransport {
+    Udp,
+    Tcp,
+}
+
+impl ActiveTransport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActiveTransport::Udp => "udp",
+            ActiveTransport::Tcp => "tcp",
+        }
+    }
+}
+
+/// Live counters and gauges of one camera. Counters survive reconnects and
+/// configuration changes of the same camera id.
+#[derive(Debug, Default)]
+pub struct CameraHealth {
+    state: AtomicU8,
+    /// 0 none, 1 H.264, 2 H.265: what the camera actually sends.
+    codec: AtomicU8,
+    /// 0 none, 1 UDP, 2 TCP.
+    transport: AtomicU8,
+    width: AtomicU32,
+    height: AtomicU32,
+    /// f64 bits, written by the camera task once a second.
+    fps_bits: AtomicU64,
+    /// f64 bits, kbit/s, like `fps_bits`.
+    kbps_bits: AtomicU64,
+    /// Unix ns of the last unit; 0 before the first.
+    last_unit_unix_ns: AtomicU64,
+    pub(crate) units: AtomicU64,
+    pub(crate) bytes: AtomicU64,
+    pub(crate) keyframes: AtomicU64,
+    /// Units between the last two keyframes.
+    gop: AtomicU32,
+    pub(crate) reconnects: AtomicU64,
+    pub(crate) stalls: AtomicU64,
+    /// Units a slow subscriber missed (drop-oldest), summed over subscribers.
+    pub(crate) dropped_units: AtomicU64,
+    /// Damaged NAL units skipped, plus buffers with no NAL unit at all.
+    pub(crate) malformed_nals: AtomicU64,
+    timestamp_source: AtomicU8,
+    /// Already redacted; set on failures, kept while live so an operator sees
+    /// why the last reconnect happened.
+    last_error: Mutex<Option<String>>,
+    /// Something that does not stop ingest but an operator should fix (a
+    /// camera configured as H.264 that sends H.265).
+    warning: Mutex<Option<String>>,
+}
+
+impl CameraHealth {
+    pub fn state(&self) -> CameraState {
+        CameraState::from_u8(self.state.load(Relaxed))
+    }
+
+    pub(crate) fn set_state(&self, s: CameraState) {
+        self.state.store(s.to_u8(), Relaxed);
+    }
+
+    pub fn codec(&self) -> Option<Codec> {
+        match self.codec.load(Relaxed) {
+            1 => Some(Codec::H264),
+            2 => Some(Codec::H265),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn set_codec(&self, c: Codec) {
+        let v = match c {
+            Codec::H264 => 1,
+            Codec::H265 => 2,
+        };
+        self.codec.store(v, Relaxed);
+    }
+
+    pub fn transport(&self) -> Option<ActiveTransport> {
+        match self.transport.load(Relaxed) {
+            1 => Some(ActiveTransport::Udp),
+            2 => Some(ActiveTransport::Tcp),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn set_transport(&self, t: ActiveTransport) {
+        let v = match t {
+            ActiveTransport::Udp => 1,
+            ActiveTransport::Tcp => 2,
+        };
+        self.transport.store(v, Relaxed);
+    }
+
+    pub(crate) fn set_size(&self, width: u32, height: u32) {
+        self.width.store(width, Relaxed);
+        self.height.store(height, Relaxed);
+    }
+
+    pub(crate) fn set_rates(&self, fps: f64, kbps: f64) {
+        self.fps_bits.store(fps.to_bits(), Relaxed);
+        self.kbps_bits.store(kbps.to_bits(), Relaxed);
+    }
+
+    pub fn fps(&self) -> f64 {
+        f64::from_bits(self.fps_bits.load(Relaxed))
+    }
+
+    pub fn last_unit_unix_ns(&self) -> Option<u64> {
+        match self.last_unit_unix_ns.load(Relaxed) {
+            0 => None,
+            t => Some(t),
+        }
+    }
+
+    /// Called from the streaming thread for every unit that is handed on.
+    pub(crate) fn record_unit(
+        &self,
+        received_unix_ns: u64,
+        len: usize,
+        keyframe: bool,
+        units_since_keyframe: u32,
+        source: TimestampSource,
+    ) {
+        self.last_unit_unix_ns.store(received_unix_ns, Relaxed);
+        self.units.fetch_add(1, Relaxed);
+        self.bytes.fetch_add(len as u64, Relaxed);
+        if keyframe {
+            self.keyframes.fetch_add(1, Relaxed);
+            if units_since_keyframe > 0 {
+                self.gop.store(units_since_keyframe, Relaxed);
+            }
+        }
+        self.timestamp_source.store(source.to_u8(), Relaxed);
+    }
+
+    pub(crate) fn set_last_error(&self, e: Option<String>) {
+        if let Ok(mut g) = self.last_error.lock() {
+            *g = e.map(|m| redact_text(&m));
+        }
+    }
+
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().ok().and_then(|g| g.clone())
+    }
+
+    pub(crate) fn set_warning(&self, w: Option<String>) {
+        if let Ok(mut g) = self.warning.lock() {
+            *g = w.map(|m| redact_text(&m));
+        }
+    }
+
+    pub fn warning(&self) -> Option<String> {
+        self.warning.lock().ok().and_then(|g| g.clone())
+    }
+
+    /// A consistent-enough snapshot for the API and metrics.
+    pub fn status(&self, config: &CameraConfig) -> CameraStatus {
+        let now = unix_now_ns();
+        let last = self.last_unit_unix_ns();
+        CameraStatus {
+            id: config.id.clone(),
+            kind: config.kind.as_str(),
+            name: config.name.clone(),
+            group: config.group.clone(),
+            state: self.state(),
+            codec: self.codec().map(codec_label),
+            width: self.width.load(Relaxed),
+            height: self.height.load(Relaxed),
+            fps: round2(self.fps()),
+            bitrate_kbps: round2(f64::from_bits(self.kbps_bits.load(Relaxed))),
+            last_frame_age_ms: last.map(|t| now.saturating_sub(t) / 1_000_000),
+            gop: self.gop.load(Relaxed),
+            units: self.units.load(Relaxed),
+            keyframes: self.keyframes.load(Relaxed),
+            bytes: self.bytes.load(Relaxed),
+            reconnects: self.reconnects.load(Relaxed),
+            stalls: self.stalls.load(Relaxed),
+            dropped_units: self.dropped_units.load(Relaxed),
+            malformed_nals: self.malformed_nals.load(Relaxed),
+            timestamp_source: TimestampSource::from_u8(self.timestamp_source.load(Relaxed)),
+            transport: self.transport(),
+            url: config.url_redacted(),
+            last_error: self.last_error(),
+            warning: self.warning(),
+        }
+    }
+}
+
+/// One camera as `GET /api/cameras` shows it. Credentials never appear: the
+/// URL and error texts are redacted.
+#[derive(Debug, Clone, Serialize)]
+pub struct CameraStatus {
+    pub id: String,
+    pub kind: &'static str,
+    pub name: Option<String>,
+    pub group: Option<String>,
+    pub state: CameraState,
+    pub codec: Option<&'static str>,
+    pub width: u32,
+    pub height: u32,
+    /// Measured over the last few seconds, not read from the SDP.
+    pub fps: f64,
+    pub bitrate_kbps: f64,
+    pub last_frame_age_ms: Option<u64>,
+    /// Units between the last two keyframes.
+    pub gop: u32,
+    pub units: u64,
+    pub keyframes: u64,
+    pub bytes: u64,
+    pub reconnects: u64,
+    pub stalls: u64,
+    pub dropped_units: u64,
+    pub malformed_nals: u64,
+    pub timestamp_source: Option<TimestampSource>,
+    pub transport: Option<ActiveTransport>,
+    pub url: String,
+    pub last_error: Option<String>,
+    pub warning: Option<String>,
+}
+
+fn round2(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
+}
+
+pub(crate) fn unix_now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// Frame rate and bitrate over a sliding window, from the health counters,
+/// sampled by the camera task.
+#[derive(Debug)]
+pub(crate) struct RateMeter {
+    window: Duration,
+    samples: VecDeque<(Instant, u64, u64)>,
+}
+
+impl RateMeter {
+    pub fn new(window: Duration) -> RateMeter {
+        RateMeter {
+            window,
+            samples: VecDeque::with_capacity(16),
+        }
+    }
+
+    /// Adds a sample of the running totals; returns (fps, kbit/s) over the
+    /// window, or `None` until two samples span some time.
+    pub fn sample(&mut self, at: Instant, units: u64, bytes: u64) -> Option<(f64, f64)> {
+        self.samples.push_back((at, units, bytes));
+        while self.samples.len() > 2
+            && self
+                .samples
+                .get(1)
+                .is_some_and(|(t, _, _)| at.duration_since(*t) >= self.window)
+        {
+            self.samples.pop_front();
+        }
+        let (t0, u0, b0) = *self.samples.front()?;
+        let dt = at.duration_since(t0).as_secs_f64();
+        if dt < 0.2 {
+            return None;
+        }
+        let fps = units.saturating_sub(u0) as f64 / dt;
+        let kbps = bytes.saturating_sub(b0) as f64 * 8.0 / 1000.0 / dt;
+        Some((fps, kbps))
+    }
+
+    pub fn reset(&mut self) {
+        self.samples.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_meter_measures_over_its_window() {
+        let mut m = RateMeter::new(Duration::from_secs(2));
+        let t0 = Instant::now();
+        assert_eq!(m.sample(t0, 0, 0), None);
+        // 25 units and 25 kB per second for 5 s.
+        let mut last = None;
+        for s in 1..=50u64 {
+            let at = t0 + Duration::from_millis(100 * s);
+            last = m.sample(at, s * 25 / 10, s * 2_500);
+        }
+        let (fps, kbps) = last.expect("rates");
+        assert!((fps - 25.0).abs() < 1.0, "{fps}");
+        assert!((kbps - 200.0).abs() < 5.0, "{kbps}");
+        assert!(m.samples.len() <= 22);
+    }
+
+    #[test]
+    fn state_round_trips_through_its_atomic() {
+        let h = CameraHealth::default();
+        for s in CameraState::ALL {
+            h.set_state(s);
+            assert_eq!(h.state(), s);
+        }
+    }
+}

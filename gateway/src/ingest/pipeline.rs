@@ -1,0 +1,688 @@
+//! One connection to one camera, in GStreamer:
+//! `rtspsrc ! rtph26Xdepay ! h26Xparse ! appsink` (Annex-B byte stream,
+//! one buffer per access unit).
+//!
+//! `camera.rs` opens a [`Connection`] per attempt and closes it when the
+//! attempt ends; this file owns everything that runs on GStreamer's threads:
+//! choosing the video stream from the SDP (`select-stream`), building the
+//! depayload chain once the codec is known (`pad-added`), turning each
+//! appsink buffer into an [`AccessUnit`] (`StreamSink::on_buffer`: one
+//! mapping, no copy, parameter sets and keyframes from `lookout-codecs`,
+//! capture time from the SEI stamp or RTCP), and forwarding bus errors to the
+//! camera task through a non-blocking channel. Nothing here blocks on tokio
+//! or waits for a consumer.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicI64};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use gstreamer as gst;
+use gstreamer::glib;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use lookout_codecs::{find_stamp, inspect};
+use tokio::sync::mpsc;
+
+use super::camera::Camera;
+use super::health::{ActiveTransport, unix_now_ns};
+use super::unit::{AccessUnit, Codec, CodecParams, TimestampSource};
+use crate::config::redact_text;
+
+/// Seconds from the NTP epoch (1900) to the Unix epoch (1970).
+const NTP_TO_UNIX_S: u64 = 2_208_988_800;
+
+/// Jitter-buffer depth for UDP: enough to put reordered packets back in
+/// order on a LAN or a cellular link without adding noticeable delay. TCP
+/// delivers in order, so it gets none.
+const UDP_JITTER_MS: u32 = 100;
+
+/// What one connection attempt needs to know.
+#[derive(Clone)]
+pub(crate) struct ConnectSpec {
+    /// The URL without user-info.
+    pub location: String,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub transport: ActiveTransport,
+    /// Given to rtspsrc as its TCP and UDP receive timeouts, so a dead peer
+    /// is also noticed inside GStreamer, not only by the stall watchdog.
+    pub timeout: Duration,
+    /// The codec the configuration expects, if it names one.
+    pub expected: Option<Codec>,
+}
+
+impl std::fmt::Debug for ConnectSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the password, not even in a debug print.
+        f.debug_struct("ConnectSpec")
+            .field("location", &self.location)
+            .field("user", &self.user.as_ref().map(|_| "***"))
+            .field("transport", &self.transport)
+            .finish()
+    }
+}
+
+/// How a failure should be retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Retry {
+    /// Refused, dropped, timed out: back off and try again.
+    Soon,
+    /// Wrong credentials or nothing we can ingest: retrying will not help
+    /// until someone changes the camera or the config, so retry slowly (and
+    /// do not lock the camera's account with rapid wrong passwords).
+    Slowly,
+}
+
+/// Why a connection failed: the stage that failed and its cause, already
+/// redacted.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnectionError {
+    pub stage: &'static str,
+    pub cause: String,
+    pub retry: Retry,
+}
+
+impl std::fmt::Display for ConnectionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.stage, self.cause)
+    }
+}
+
+/// What the pipeline tells the camera task.
+#[derive(Debug)]
+pub(crate) enum PipelineEvent {
+    Failed(ConnectionError),
+    /// The camera ended the stream (EOS, RTSP BYE/TEARDOWN from its side).
+    Ended,
+}
+
+/// A running connection. Dropping it without [`close`] leaks the pipeline's
+/// threads until GStreamer notices; always close.
+pub(crate) struct Connection {
+    pipeline: gst::Pipeline,
+    pub events: mpsc::UnboundedReceiver<PipelineEvent>,
+}
+
+/// The per-connection state GStreamer's threads write into.
+pub(crate) struct StreamSink {
+    camera: Arc<Camera>,
+    session: u32,
+    expected: Option<Codec>,
+    /// Set by `select-stream` when the camera answered DESCRIBE with a
+    /// stream we can ingest: for `transport = "auto"` a UDP attempt that got
+    /// this far and then saw nothing means UDP is blocked, so TCP is next.
+    negotiated: AtomicBool,
+    /// What the SDP offered, for the error when nothing could be chosen.
+    offered: Mutex<Vec<String>>,
+    /// NTP (Unix ns) minus PTS at the depayloader, from the RTCP sender
+    /// report mapping rtpjitterbuffer attaches; `i64::MIN` while unknown.
+    ntp_offset_ns: AtomicI64,
+    stream: Mutex<StreamState>,
+}
+
+/// Mutated once per unit, only from the appsink's streaming thread (the
+/// mutex is uncontended; it is there because callbacks must be `Sync`).
+struct StreamState {
+    codec: Option<Codec>,
+    params: Option<Arc<CodecParams>>,
+    units_since_keyframe: u32,
+    /// A damaged lookout stamp is logged once per connection, not per frame.
+    stamp_error_logged: bool,
+}
+
+impl StreamSink {
+    pub fn new(camera: Arc<Camera>, session: u32, expected: Option<Codec>) -> StreamSink {
+        StreamSink {
+            camera,
+            session,
+            expected,
+            negotiated: AtomicBool::new(false),
+            offered: Mutex::new(Vec::new()),
+            ntp_offset_ns: AtomicI64::new(i64::MIN),
+            stream: Mutex::new(StreamState {
+                codec: None,
+                params: None,
+                units_since_keyframe: 0,
+                stamp_error_logged: false,
+            }),
+        }
+    }
+
+    pub fn negotiated(&self) -> bool {
+        self.negotiated.load(Relaxed)
+    }
+
+    /// `select-stream`: takes the first H.264/H.265 video stream, declines
+    /// everything else (audio, metadata, MJPEG) so it is never set up.
+    fn select(&self, caps: &gst::CapsRef) -> bool {
+        let Some(s) = caps.structure(0) else {
+            return false;
+        };
+        let media = s.get::<&str>("media").unwrap_or("?");
+        let encoding = s.get::<&str>("encoding-name").unwrap_or("?");
+        if let Ok(mut o) = self.offered.lock() {
+            o.push(format!("{media}/{encoding}"));
+        }
+        if media != "video" || codec_of_encoding(encoding).is_none() {
+            return false;
+        }
+        // Only one video stream per camera.
+        !self.negotiated.swap(true, Relaxed)
+    }
+
+    fn offered(&self) -> String {
+        self.offered
+            .lock()
+            .map(|o| o.join(", "))
+            .unwrap_or_default()
+    }
+
+    /// The codec was learned from the stream's caps.
+    fn set_codec(&self, codec: Codec) {
+        let health = &self.camera.health;
+        health.set_codec(codec);
+        match self.expected {
+            Some(want) if want != codec => {
+                let w = format!(
+                    "configured as {want} but the camera sends {codec}; ingesting it as {codec}"
+                );
+                tracing::warn!(camera = %self.camera.id, "{w}");
+                health.set_warning(Some(w));
+            }
+            _ => health.set_warning(None),
+        }
+        if let Ok(mut st) = self.stream.lock() {
+            st.codec = Some(codec);
+            st.params = Some(Arc::new(CodecParams::unknown(codec)));
+        }
+    }
+
+    /// The depayloader's output carries the RTCP-derived NTP time; remember
+    /// how it relates to the PTS so units after the parser can be stamped.
+    fn note_reference(&self, buffer: &gst::BufferRef) {
+        if let (Some(ntp), Some(pts)) = (ntp_unix_ns(buffer), buffer.pts()) {
+            let offset = ntp as i64 - pts.nseconds() as i64;
+            self.ntp_offset_ns.store(offset, Relaxed);
+        }
+    }
+
+    /// One access unit from the appsink. Runs on GStreamer's streaming
+    /// thread: no blocking, no waiting for consumers.
+    fn on_buffer(&self, buffer: gst::Buffer) {
+        let received_unix_ns = unix_now_ns();
+        let health = &self.camera.health;
+        let pts = buffer.pts();
+        let ntp = ntp_unix_ns(&buffer).or_else(|| {
+            let offset = self.ntp_offset_ns.load(Relaxed);
+            let pts = pts?;
+            (offset != i64::MIN).then(|| (pts.nseconds() as i64).saturating_add(offset) as u64)
+        });
+        let Ok(mapped) = buffer.into_mapped_buffer_readable() else {
+            health.malformed_nals.fetch_add(1, Relaxed);
+            return;
+        };
+        // The mapped buffer owns the memory; every consumer shares it.
+        let data = Bytes::from_owner(mapped);
+
+        let Ok(mut st) = self.stream.lock() else {
+            return;
+        };
+        let Some(codec) = st.codec else {
+            return;
+        };
+        let info = match inspect(codec, &data) {
+            Ok(info) => info,
+            Err(e) => {
+                health.malformed_nals.fetch_add(1, Relaxed);
+                tracing::debug!(camera = %self.camera.id, stage = "parse", "skipped: {e}");
+                return;
+            }
+        };
+        if info.malformed_nals > 0 {
+            health
+                .malformed_nals
+                .fetch_add(u64::from(info.malformed_nals), Relaxed);
+            if let Some(e) = &info.first_error {
+                tracing::debug!(camera = %self.camera.id, stage = "parse", malformed = info.malformed_nals, "damaged NAL units skipped: {e}");
+            }
+        }
+
+        let params = match st.params.take() {
+            Some(current) => updated_params(&self.camera.id, current, &info, codec),
+            None => Arc::new(CodecParams::unknown(codec)),
+        };
+        if params.width != 0 {
+            health.set_size(params.width, params.height);
+        }
+        st.params = Some(params.clone());
+
+        let (capture_unix_ns, capture_source) = match find_stamp(codec, &data) {
+            Some(Ok(stamp)) => (stamp.capture_unix_ns, TimestampSource::Sei),
+            other => {
+                if let Some(Err(e)) = other
+                    && !st.stamp_error_logged
+                {
+                    st.stamp_error_logged = true;
+                    tracing::warn!(camera = %self.camera.id, stage = "sei", "damaged capture stamp ignored: {e}");
+                }
+                match ntp {
+                    Some(t) => (t, TimestampSource::RtcpSr),
+                    None => (received_unix_ns, TimestampSource::Arrival),
+                }
+            }
+        };
+
+        let units_since_keyframe = st.units_since_keyframe;
+        st.units_since_keyframe = if info.keyframe {
+            1
+        } else {
+            units_since_keyframe.saturating_add(1)
+        };
+        drop(st);
+
+        let seq = self.camera.next_seq();
+        health.record_unit(
+            received_unix_ns,
+            data.len(),
+            info.keyframe,
+            units_since_keyframe,
+            capture_source,
+        );
+        self.camera.fanout.send(AccessUnit {
+            camera: self.camera.id.clone(),
+            seq,
+            session: self.session,
+            keyframe: info.keyframe,
+            params,
+            data,
+            pts: pts.map(|t| Duration::from_nanos(t.nseconds())),
+            received_unix_ns,
+            capture_unix_ns,
+            capture_source,
+        });
+    }
+}
+
+/// Keeps the current parameters unless the unit carries different ones;
+/// copies new parameter sets out of the unit (they are small) so the
+/// parameters do not pin a whole keyframe's buffer in memory.
+fn updated_params(
+    camera: &str,
+    current: Arc<CodecParams>,
+    info: &lookout_codecs::AccessUnitInfo,
+    codec: Codec,
+) -> Arc<CodecParams> {
+    let differs = |have: &Option<Bytes>, got: &Option<Bytes>| match got {
+        Some(g) => have.as_deref() != Some(&g[..]),
+        None => false,
+    };
+    if current.codec == codec
+        && !differs(&current.sps, &info.sps)
+        && !differs(&current.pps, &info.pps)
+        && !differs(&current.vps, &info.vps)
+    {
+        return current;
+    }
+    let copy = |got: &Option<Bytes>, have: &Option<Bytes>| match got {
+        Some(g) => Some(Bytes::copy_from_slice(g)),
+        None => have.clone(),
+    };
+    let (width, height) = match (&info.sps, info.sequence) {
+        (Some(_), Some(seq)) => (seq.width, seq.height),
+        _ => (current.width, current.height),
+    };
+    if current.width != 0 && (width, height) != (current.width, current.height) {
+        tracing::info!(
+            camera,
+            "picture size changed from {}x{} to {width}x{height}",
+            current.width,
+            current.height
+        );
+    }
+    Arc::new(CodecParams {
+        codec,
+        vps: copy(&info.vps, &current.vps),
+        sps: copy(&info.sps, &current.sps),
+        pps: copy(&info.pps, &current.pps),
+        width,
+        height,
+    })
+}
+
+/// The NTP time GStreamer attached to a buffer (RTCP sender report mapped to
+/// the RTP timestamp), as Unix ns.
+fn ntp_unix_ns(buffer: &gst::BufferRef) -> Option<u64> {
+    buffer
+        .iter_meta::<gst::meta::ReferenceTimestampMeta>()
+        .find(|m| {
+            m.reference()
+                .structure(0)
+                .is_some_and(|s| s.name() == "timestamp/x-ntp")
+        })
+        .and_then(|m| m.timestamp().nseconds().checked_sub(NTP_TO_UNIX_S * 1_000_000_000))
+}
+
+fn codec_of_encoding(encoding: &str) -> Option<Codec> {
+    if encoding.eq_ignore_ascii_case("H264") {
+        Some(Codec::H264)
+    } else if encoding.eq_ignore_ascii_case("H265") {
+        Some(Codec::H265)
+    } else {
+        None
+    }
+}
+
+fn element(factory: &str, name: &str) -> Result<gst::Element, ConnectionError> {
+    gst::ElementFactory::make(factory)
+        .name(name)
+        .build()
+        .map_err(|e| ConnectionError {
+            stage: "setup",
+            cause: format!("GStreamer element `{factory}` is missing: {e}"),
+            retry: Retry::Slowly,
+        })
+}
+
+/// Builds and starts the pipeline. Call from a blocking thread: GStreamer
+/// state changes may take a while.
+pub(crate) fn open(
+    spec: &ConnectSpec,
+    sink: Arc<StreamSink>,
+) -> Result<Connection, ConnectionError> {
+    let pipeline = gst::Pipeline::new();
+    let src = element("rtspsrc", "rtsp")?;
+    src.set_property("location", &spec.location);
+    if let Some(u) = &spec.user {
+        src.set_property("user-id", u);
+    }
+    if let Some(p) = &spec.password {
+        src.set_property("user-pw", p);
+    }
+    let timeout_us = spec.timeout.as_micros().min(u128::from(u64::MAX)) as u64;
+    match spec.transport {
+        ActiveTransport::Tcp => {
+            src.set_property_from_str("protocols", "tcp");
+            src.set_property("latency", 0u32);
+        }
+        ActiveTransport::Udp => {
+            src.set_property_from_str("protocols", "udp");
+            src.set_property("latency", UDP_JITTER_MS);
+            src.set_property("timeout", timeout_us);
+        }
+    }
+    src.set_property("tcp-timeout", timeout_us);
+    src.set_property("add-reference-timestamp-meta", true);
+    pipeline.add(&src).map_err(|e| ConnectionError {
+        stage: "setup",
+        cause: e.to_string(),
+        retry: Retry::Slowly,
+    })?;
+
+    let (tx, events) = mpsc::unbounded_channel();
+
+    {
+        let sink = sink.clone();
+        src.connect("select-stream", false, move |args| {
+            let chosen = args
+                .get(2)
+                .and_then(|v| v.get::<gst::Caps>().ok())
+                .is_some_and(|caps| sink.select(&caps));
+            Some(chosen.to_value())
+        });
+    }
+
+    {
+        let sink = sink.clone();
+        let weak = pipeline.downgrade();
+        let tx = tx.clone();
+        src.connect_pad_added(move |_, pad| {
+            let Some(pipeline) = weak.upgrade() else {
+                return;
+            };
+            if let Err(e) = link_video(&pipeline, pad, &sink) {
+                let _ = tx.send(PipelineEvent::Failed(e));
+            }
+        });
+    }
+
+    if let Some(bus) = pipeline.bus() {
+        let sink = sink.clone();
+        bus.set_sync_handler(move |_, msg| {
+            match msg.view() {
+                gst::MessageView::Error(e) => {
+                    let _ = tx.send(PipelineEvent::Failed(classify(
+                        &e.error(),
+                        e.debug().as_deref(),
+                        msg.src(),
+                        &sink,
+                    )));
+                }
+                gst::MessageView::Eos(_) => {
+                    let _ = tx.send(PipelineEvent::Ended);
+                }
+                gst::MessageView::Warning(w) => {
+                    tracing::debug!(camera = %sink.camera.id, "GStreamer warning: {}", redact_text(&w.error().to_string()));
+                }
+                _ => {}
+            }
+            gst::BusSyncReply::Drop
+        });
+    }
+
+    if let Err(e) = pipeline.set_state(gst::State::Playing) {
+        let _ = pipeline.set_state(gst::State::Null);
+        return Err(ConnectionError {
+            stage: "rtsp",
+            cause: format!("cannot start the pipeline: {e}"),
+            retry: Retry::Soon,
+        });
+    }
+    Ok(Connection { pipeline, events })
+}
+
+/// Stops the pipeline and releases its sockets and threads. Blocking.
+pub(crate) fn close(conn: Connection) {
+    let _ = conn.pipeline.set_state(gst::State::Null);
+    if let Some(bus) = conn.pipeline.bus() {
+        bus.unset_sync_handler();
+    }
+}
+
+/// `pad-added`: builds depay ! parse ! appsink for the chosen video stream.
+fn link_video(
+    pipeline: &gst::Pipeline,
+    pad: &gst::Pad,
+    sink: &Arc<StreamSink>,
+) -> Result<(), ConnectionError> {
+    let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
+    let encoding = caps
+        .structure(0)
+        .and_then(|s| s.get::<&str>("encoding-name").ok())
+        .unwrap_or("?")
+        .to_string();
+    let Some(codec) = codec_of_encoding(&encoding) else {
+        // Not ours (select-stream should have declined it); leave unlinked.
+        return Ok(());
+    };
+    let (depay_name, parse_name, caps_name) = match codec {
+        Codec::H264 => ("rtph264depay", "h264parse", "video/x-h264"),
+        Codec::H265 => ("rtph265depay", "h265parse", "video/x-h265"),
+    };
+    let depay = element(depay_name, "depay")?;
+    let parse = element(parse_name, "parse")?;
+    // Parameter sets before every keyframe: a relay viewer or a decoder can
+    // start at any keyframe.
+    parse.set_property("config-interval", -1i32);
+    let appsink = gst_app::AppSink::builder()
+        .name("sink")
+        .caps(
+            &gst::Caps::builder(caps_name)
+                .field("stream-format", "byte-stream")
+                .field("alignment", "au")
+                .build(),
+        )
+        .sync(false)
+        .max_buffers(16)
+        .drop(true)
+        .enable_last_sample(false)
+        .build();
+    sink.set_codec(codec);
+    {
+        let sink = sink.clone();
+        appsink.set_callbacks(
+            gst_app::AppSinkCallbacks::builder()
+                .new_sample(move |appsink| {
+                    let sample = appsink.pull_sample().map_err(|_| gst::FlowError::Flushing)?;
+                    if let Some(buffer) = sample.buffer_owned() {
+                        drop(sample);
+                        sink.on_buffer(buffer);
+                    }
+                    Ok(gst::FlowSuccess::Ok)
+                })
+                .build(),
+        );
+    }
+    if let Some(depay_src) = depay.static_pad("src") {
+        let sink = sink.clone();
+        depay_src.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            if let Some(buffer) = info.buffer() {
+                sink.note_reference(buffer);
+            }
+            gst::PadProbeReturn::Ok
+        });
+    }
+    let setup_err = |e: &dyn std::fmt::Display| ConnectionError {
+        stage: "setup",
+        cause: format!("cannot link the {codec} chain: {e}"),
+        retry: Retry::Soon,
+    };
+    let appsink_el: &gst::Element = appsink.upcast_ref();
+    pipeline
+        .add_many([&depay, &parse, appsink_el])
+        .map_err(|e| setup_err(&e))?;
+    gst::Element::link_many([&depay, &parse, appsink_el]).map_err(|e| setup_err(&e))?;
+    for el in [appsink_el, &parse, &depay] {
+        el.sync_state_with_parent().map_err(|e| setup_err(&e))?;
+    }
+    let depay_sink = depay
+        .static_pad("sink")
+        .ok_or_else(|| setup_err(&"depayloader has no sink pad"))?;
+    pad.link(&depay_sink).map_err(|e| setup_err(&e))?;
+    Ok(())
+}
+
+/// Names the failing stage and decides how to retry.
+fn classify(
+    error: &glib::Error,
+    debug: Option<&str>,
+    src: Option<&gst::Object>,
+    sink: &StreamSink,
+) -> ConnectionError {
+    let path = src.map(|s| s.path_string().to_string()).unwrap_or_default();
+    let stage = if path.contains("depay") {
+        "depayload"
+    } else if path.contains("parse") {
+        "parse"
+    } else if path.contains("sink") {
+        "ingest"
+    } else {
+        "rtsp"
+    };
+    let mut cause = error.to_string();
+    if let Some(d) = debug {
+        // GStreamer's debug string starts with a source location; keep the
+        // human part after the last colon-newline if there is one.
+        let detail = d.rsplit('\n').next().unwrap_or(d).trim();
+        if !detail.is_empty() {
+            cause = format!("{cause} ({detail})");
+        }
+    }
+    let mut retry = Retry::Soon;
+    if error.matches(gst::ResourceError::NotAuthorized) {
+        retry = Retry::Slowly;
+        cause = format!("the camera refused the credentials: {cause}");
+    } else if stage == "rtsp" && !sink.negotiated() && !sink.offered().is_empty() {
+        retry = Retry::Slowly;
+        cause = format!(
+            "the camera offers no H.264/H.265 video stream (offered: {}): {cause}",
+            sink.offered()
+        );
+    }
+    ConnectionError {
+        stage,
+        cause: redact_text(&cause),
+        retry,
+    }
+}
+
+/// Splits `user:password@` out of an RTSP URL, percent-decoding both, so
+/// credentials travel in rtspsrc's properties and never in a location a log
+/// line could show.
+pub(crate) fn split_userinfo(url: &str) -> (String, Option<String>, Option<String>) {
+    let Some(scheme_end) = url.find("://") else {
+        return (url.to_string(), None, None);
+    };
+    let after = &url[scheme_end + 3..];
+    let authority_end = after.find(['/', '?', '#']).unwrap_or(after.len());
+    let Some(at) = after[..authority_end].rfind('@') else {
+        return (url.to_string(), None, None);
+    };
+    let userinfo = &after[..at];
+    let clean = format!("{}{}", &url[..scheme_end + 3], &after[at + 1..]);
+    let (user, pass) = match userinfo.split_once(':') {
+        Some((u, p)) => (percent_decode(u), Some(percent_decode(p))),
+        None => (percent_decode(userinfo), None),
+    };
+    (clean, Some(user), pass)
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(hex) = s.get(i + 1..i + 3)
+            && let Ok(b) = u8::from_str_radix(hex, 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn userinfo_is_split_and_decoded() {
+        let (u, user, pass) = split_userinfo("rtsp://admin:p%40ss@10.0.0.5:554/Streaming/101");
+        assert_eq!(u, "rtsp://10.0.0.5:554/Streaming/101");
+        assert_eq!(user.as_deref(), Some("admin"));
+        assert_eq!(pass.as_deref(), Some("p@ss"));
+        let (u, user, pass) = split_userinfo("rtsp://10.0.0.5/a@b");
+        assert_eq!(u, "rtsp://10.0.0.5/a@b");
+        assert_eq!((user, pass), (None, None));
+    }
+
+    #[test]
+    fn spec_debug_hides_credentials() {
+        let spec = ConnectSpec {
+            location: "rtsp://h/x".into(),
+            user: Some("admin".into()),
+            password: Some("secret".into()),
+            transport: ActiveTransport::Tcp,
+            timeout: Duration::from_secs(1),
+            expected: None,
+        };
+        let text = format!("{spec:?}");
+        assert!(!text.contains("secret") && !text.contains("admin"), "{text}");
+    }
+}

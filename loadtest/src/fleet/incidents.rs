@@ -1,0 +1,168 @@
+//! The incident script (which camera shows which event when) and the ground
+//! truth the fleet writes as incidents start, so a benchmark can compute
+//! onset-to-alert latency, misses and false alerts.
+//!
+//! Script, as a TOML file:
+//! ```toml
+//! [[incident]]
+//! camera = "tower-07"
+//! class = "smoke"     # smoke | flood
+//! at_s = 20           # seconds after the fleet starts serving
+//! ```
+//! or inline: `--incidents tower-07:smoke@20,drone-02:flood@35`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use anyhow::{Context, bail};
+use lookout_scene::EventClass;
+use serde::{Deserialize, Serialize};
+
+/// One scripted incident.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Incident {
+    pub camera: String,
+    pub class: String,
+    pub at_s: f64,
+}
+
+impl Incident {
+    pub fn event_class(&self) -> anyhow::Result<EventClass> {
+        match self.class.as_str() {
+            "smoke" => Ok(EventClass::Smoke),
+            "flood" => Ok(EventClass::Flood),
+            other => bail!(
+                "incident on {}: unknown class `{other}` (smoke or flood)",
+                self.camera
+            ),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Script {
+    #[serde(default)]
+    incident: Vec<Incident>,
+}
+
+/// Reads `--incidents`: a file path, or the inline form.
+pub fn parse(spec: &str) -> anyhow::Result<Vec<Incident>> {
+    let path = Path::new(spec);
+    let incidents = if path.is_file() {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let script: Script =
+            toml::from_str(&text).with_context(|| format!("incident script {}", path.display()))?;
+        script.incident
+    } else {
+        spec.split(',')
+            .filter(|s| !s.trim().is_empty())
+            .map(parse_inline)
+            .collect::<anyhow::Result<_>>()?
+    };
+    for i in &incidents {
+        i.event_class()?;
+        if !(i.at_s >= 0.0 && i.at_s.is_finite()) {
+            bail!("incident on {}: at_s must be 0 or more", i.camera);
+        }
+    }
+    Ok(incidents)
+}
+
+fn parse_inline(s: &str) -> anyhow::Result<Incident> {
+    let err = || format!("incident `{s}`: expected CAMERA:CLASS@SECONDS, e.g. tower-07:smoke@20");
+    let (camera, rest) = s.trim().split_once(':').with_context(err)?;
+    let (class, at) = rest.split_once('@').with_context(err)?;
+    let at_s: f64 = at
+        .trim()
+        .trim_end_matches('s')
+        .parse()
+        .ok()
+        .with_context(err)?;
+    Ok(Incident {
+        camera: camera.trim().to_string(),
+        class: class.trim().to_string(),
+        at_s,
+    })
+}
+
+/// The moment an incident became visible on a camera's stream.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Onset {
+    pub camera: String,
+    pub class: String,
+    pub scripted_at_s: f64,
+    /// Frame number (as in the SEI stamp) of the first frame with the event.
+    pub onset_frame: u64,
+    /// Capture time (as in the SEI stamp) of that frame.
+    pub onset_capture_unix_ns: u64,
+}
+
+/// Ground truth, rewritten whole (atomically) each time an incident starts.
+pub struct GroundTruth {
+    path: Option<PathBuf>,
+    onsets: Mutex<Vec<Onset>>,
+}
+
+impl GroundTruth {
+    pub fn new(path: Option<PathBuf>) -> Self {
+        let gt = GroundTruth {
+            path,
+            onsets: Mutex::new(Vec::new()),
+        };
+        gt.write();
+        gt
+    }
+
+    pub fn record(&self, onset: Onset) {
+        if let Ok(mut o) = self.onsets.lock() {
+            o.push(onset);
+        }
+        self.write();
+    }
+
+    pub fn onsets(&self) -> Vec<Onset> {
+        self.onsets.lock().map(|o| o.clone()).unwrap_or_default()
+    }
+
+    fn write(&self) {
+        let Some(path) = &self.path else {
+            return;
+        };
+        let json = serde_json::to_string_pretty(&self.onsets()).unwrap_or_else(|_| "[]".into());
+        let tmp = PathBuf::from(format!("{}.part", path.display()));
+        if std::fs::write(&tmp, json).is_ok() {
+            let _ = std::fs::rename(&tmp, path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_inline_incidents() {
+        let v = parse("tower-07:smoke@20,drone-02:flood@35.5s").expect("parses");
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[1].camera, "drone-02");
+        assert_eq!(v[1].at_s, 35.5);
+        assert!(parse("tower-07:fire@20").is_err());
+        assert!(parse("tower-07@20").is_err());
+    }
+
+    #[test]
+    fn parses_script_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("s.toml");
+        std::fs::write(
+            &p,
+            "[[incident]]\ncamera = \"t\"\nclass = \"flood\"\nat_s = 3\n",
+        )
+        .expect("write");
+        let v = parse(p.to_str().expect("utf8")).expect("parses");
+        assert_eq!(v[0].class, "flood");
+    }
+}

@@ -1,0 +1,315 @@
+//! `lookout-loadtest fleet`: N simulated cameras served over RTSP on this
+//! machine, from clips rendered and encoded once, each frame stamped with its
+//! capture time, with scripted smoke and flood incidents and their ground
+//! truth. Its neighbours: `clips` (render + encode + cache), `server` (RTSP
+//! mounts and the feeding timer), `incidents` (script and ground truth),
+//! `profile` (what each kind of camera sends).
+
+pub mod clips;
+pub mod incidents;
+pub mod profile;
+pub mod server;
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+
+use self::clips::{Clip, ClipKey};
+use self::incidents::{GroundTruth, Incident};
+use self::profile::{Kind, Mix, Profile, Size};
+use self::server::{ServerSettings, SimCamera};
+
+/// Seconds of the clean loop and of an incident clip; an incident loops its
+/// second half (the event fully developed) once it has played through.
+const CLEAN_SECONDS: u32 = 6;
+const INCIDENT_SECONDS: u32 = 12;
+
+pub struct FleetArgs {
+    pub cameras: usize,
+    pub mix: Option<String>,
+    pub address: String,
+    pub port: u16,
+    pub size: Size,
+    pub auth: Option<(String, String)>,
+    pub incidents: Vec<Incident>,
+    pub ground_truth: Option<PathBuf>,
+    pub emit_gateway_config: Option<PathBuf>,
+    pub cache: PathBuf,
+    pub duration: Option<Duration>,
+    pub summary: Option<PathBuf>,
+    pub bframes: bool,
+}
+
+/// What the fleet reports when it stops.
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub cameras: usize,
+    pub serving_s: f64,
+    pub frames_produced: u64,
+    pub frames_pushed: u64,
+    pub frames_late: u64,
+    pub on_time_ratio: f64,
+    pub max_late_ms: f64,
+    /// CPU of the fleet process while serving (1.0 = one core busy).
+    pub cpu_cores: f64,
+    pub per_camera: Vec<CameraSummary>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CameraSummary {
+    pub id: String,
+    pub kind: String,
+    pub codec: String,
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    pub frames_pushed: u64,
+    pub frames_late: u64,
+}
+
+/// The simulated cameras, in a stable order.
+pub fn plan(mix: &Mix, size: Size, bframes: bool) -> Vec<(String, Profile)> {
+    let mut out = Vec::new();
+    for kind in Kind::ALL {
+        let n = mix.0.get(&kind).copied().unwrap_or(0);
+        for i in 0..n {
+            let mut p = Profile::for_kind(kind, size, i);
+            p.bframes = bframes && p.codec == lookout_codecs::Codec::H264;
+            out.push((format!("{}-{:02}", kind.as_str(), i + 1), p));
+        }
+    }
+    out
+}
+
+pub fn run(args: FleetArgs) -> anyhow::Result<Summary> {
+    let ip: IpAddr = args
+        .address
+        .parse()
+        .with_context(|| format!("--address `{}` is not an IP address", args.address))?;
+    if !ip.is_loopback() {
+        bail!("the fleet serves only on loopback addresses (127.0.0.0/8, ::1); got {ip}");
+    }
+    let mix = Mix::parse(args.cameras, args.mix.as_deref())?;
+    if mix.total() == 0 {
+        bail!("no cameras: give --cameras N or --mix");
+    }
+    let planned = plan(&mix, args.size, args.bframes);
+    for inc in &args.incidents {
+        if !planned.iter().any(|(id, _)| id == &inc.camera) {
+            bail!(
+                "incident on `{}`: the fleet has no such camera (it has {}…{})",
+                inc.camera,
+                planned.first().map_or("", |p| p.0.as_str()),
+                planned.last().map_or("", |p| p.0.as_str())
+            );
+        }
+    }
+
+    // Clips: one clean loop per distinct profile, one clip per incident.
+    let started_prep = Instant::now();
+    let mut clean_clips: HashMap<String, Arc<Clip>> = HashMap::new();
+    let mut cameras = Vec::new();
+    for (id, profile) in &planned {
+        let seed = scene_seed(profile.kind);
+        let key = ClipKey::new(profile, seed, None, CLEAN_SECONDS);
+        let name = serde_json::to_string(&key)?;
+        let clean = match clean_clips.get(&name) {
+            Some(c) => c.clone(),
+            None => {
+                let c = Arc::new(clips::load_or_make(&args.cache, &key, profile, None, 0.0)?);
+                clean_clips.insert(name, c.clone());
+                c
+            }
+        };
+        let incident = match args.incidents.iter().find(|i| &i.camera == id) {
+            Some(inc) => {
+                let class = inc.event_class()?;
+                let key = ClipKey::new(profile, seed, Some(class), INCIDENT_SECONDS);
+                let clip = clips::load_or_make(
+                    &args.cache,
+                    &key,
+                    profile,
+                    Some(class),
+                    f64::from(INCIDENT_SECONDS) / 2.0,
+                )?;
+                Some((inc.at_s, inc.class.clone(), Arc::new(clip)))
+            }
+            None => None,
+        };
+        cameras.push(Arc::new(SimCamera::new(
+            id.clone(),
+            profile.clone(),
+            clean,
+            incident,
+        )));
+    }
+    eprintln!(
+        "fleet: {} cameras, clips ready in {:.1} s (cache {})",
+        cameras.len(),
+        started_prep.elapsed().as_secs_f64(),
+        args.cache.display()
+    );
+
+    let settings = ServerSettings {
+        address: args.address.clone(),
+        port: args.port,
+        auth: args.auth.clone(),
+    };
+    let server = server::start(&settings, &cameras)?;
+    if let Some(path) = &args.emit_gateway_config {
+        let text = gateway_config(&args, server.port, &cameras);
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let truth = GroundTruth::new(args.ground_truth.clone());
+    println!(
+        "fleet: serving {} cameras on rtsp://{}:{}/<camera-id>",
+        cameras.len(),
+        args.address,
+        server.port
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))
+            .context("installing the signal handler")?;
+    }
+    if let Some(d) = args.duration {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(d);
+            stop.store(true, Ordering::SeqCst);
+        });
+    }
+    let cpu_before = process_cpu_seconds();
+    let start = Instant::now();
+    let feeder = {
+        let cameras = cameras.clone();
+        let stop = stop.clone();
+        std::thread::Builder::new()
+            .name("fleet-feeder".into())
+            .spawn(move || server::feed(&cameras, &truth, &stop, start))?
+    };
+    let _ = feeder.join();
+    let serving = start.elapsed().as_secs_f64();
+    let cpu = process_cpu_seconds() - cpu_before;
+    drop(server);
+
+    let mut summary = Summary {
+        cameras: cameras.len(),
+        serving_s: serving,
+        frames_produced: 0,
+        frames_pushed: 0,
+        frames_late: 0,
+        on_time_ratio: 1.0,
+        max_late_ms: 0.0,
+        cpu_cores: if serving > 0.0 { cpu / serving } else { 0.0 },
+        per_camera: Vec::new(),
+    };
+    for c in &cameras {
+        let s = &c.stats;
+        let pushed = s.pushed.load(Ordering::Relaxed);
+        let late = s.late.load(Ordering::Relaxed);
+        summary.frames_produced += s.frames.load(Ordering::Relaxed);
+        summary.frames_pushed += pushed;
+        summary.frames_late += late;
+        summary.max_late_ms = summary
+            .max_late_ms
+            .max(s.max_late_us.load(Ordering::Relaxed) as f64 / 1000.0);
+        summary.per_camera.push(CameraSummary {
+            id: c.id.clone(),
+            kind: c.profile.kind.as_str().into(),
+            codec: c.profile.codec.name().into(),
+            width: c.profile.width,
+            height: c.profile.height,
+            fps: c.profile.fps,
+            frames_pushed: pushed,
+            frames_late: late,
+        });
+    }
+    if summary.frames_pushed > 0 {
+        summary.on_time_ratio = 1.0 - summary.frames_late as f64 / summary.frames_pushed as f64;
+    }
+    println!(
+        "fleet: served {:.1} s: {} frames pushed, {:.2}% on time (within half a frame interval), max late {:.1} ms, fleet CPU {:.3} cores ({:.2}% of a core per camera)",
+        summary.serving_s,
+        summary.frames_pushed,
+        summary.on_time_ratio * 100.0,
+        summary.max_late_ms,
+        summary.cpu_cores,
+        summary.cpu_cores * 100.0 / summary.cameras as f64
+    );
+    if let Some(path) = &args.summary {
+        std::fs::write(path, serde_json::to_string_pretty(&summary)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(summary)
+}
+
+/// One scene per kind of camera; the seed keeps clips identical across runs.
+fn scene_seed(kind: Kind) -> u64 {
+    match kind {
+        Kind::Tower => 1001,
+        Kind::Drone => 2002,
+        Kind::Bodycam => 3003,
+        Kind::Fixed => 4004,
+    }
+}
+
+/// CPU time (user + system) this process has used, in seconds.
+pub fn process_cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the `(comm)`; utime and stime are the 14th and 15th.
+    let Some(rest) = stat.rsplit(')').next() else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // rest starts at field 3 (state): utime is field 14 → index 11.
+    (ticks(11) + ticks(12)) / clock_ticks_per_second()
+}
+
+fn clock_ticks_per_second() -> f64 {
+    // Linux has used 100 for every architecture lookout runs on.
+    100.0
+}
+
+/// A valid lookout configuration for exactly these cameras.
+fn gateway_config(args: &FleetArgs, port: u16, cameras: &[Arc<SimCamera>]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "# Written by `lookout-loadtest fleet --emit-gateway-config` for the {} cameras it serves.\n",
+        cameras.len()
+    );
+    let _ = writeln!(s, "[gateway]\nid = \"fleet-gw\"\n");
+    let userinfo = args.auth.as_ref().map(|(u, p)| (u.clone(), p.clone()));
+    for (i, c) in cameras.iter().enumerate() {
+        // Cameras laid out on a grid over a county-sized area.
+        let lat = 29.0 + (i / 8) as f64 * 0.05;
+        let lon = 110.0 + (i % 8) as f64 * 0.07;
+        let _ = writeln!(s, "[[camera]]");
+        let _ = writeln!(s, "id = \"{}\"", c.id);
+        let _ = writeln!(s, "kind = \"{}\"", c.profile.kind.as_str());
+        let _ = writeln!(s, "url = \"rtsp://{}:{}/{}\"", args.address, port, c.id);
+        if let Some((u, p)) = &userinfo {
+            let _ = writeln!(s, "username = \"{u}\"\npassword = \"{p}\"");
+        }
+        let _ = writeln!(s, "location = {{ lat = {lat:.4}, lon = {lon:.4} }}\n");
+    }
+    s
+}

@@ -1,0 +1,261 @@
+//! Camera profiles: what each kind of simulated camera sends and how it
+//! misbehaves. Towers are steady, drones swing their bitrate, body cameras
+//! jitter and drop out briefly — the behaviour the gateway has to live with.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, bail};
+use lookout_codecs::Codec;
+use lookout_scene::{Lighting, SceneKind};
+
+/// The kinds of camera a county fleet has (same names as the gateway's config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    Tower,
+    Drone,
+    Bodycam,
+    Fixed,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 4] = [Kind::Tower, Kind::Drone, Kind::Bodycam, Kind::Fixed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Tower => "tower",
+            Kind::Drone => "drone",
+            Kind::Bodycam => "bodycam",
+            Kind::Fixed => "fixed",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Kind> {
+        match s.trim().trim_end_matches('s') {
+            "tower" => Some(Kind::Tower),
+            "drone" => Some(Kind::Drone),
+            "bodycam" => Some(Kind::Bodycam),
+            "fixed" => Some(Kind::Fixed),
+            _ => None,
+        }
+    }
+
+    pub fn scene(self) -> SceneKind {
+        match self {
+            Kind::Tower => SceneKind::Tower,
+            Kind::Drone => SceneKind::Drone,
+            Kind::Bodycam => SceneKind::Bodycam,
+            Kind::Fixed => SceneKind::Fixed,
+        }
+    }
+}
+
+/// Picture and timing of one simulated camera.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Profile {
+    pub kind: Kind,
+    pub codec: Codec,
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    /// Keyframe interval in frames.
+    pub gop: u32,
+    /// Target bitrate of the encoder.
+    pub bitrate_kbps: u32,
+    /// Encoder bitrate cycles through these factors, one per GOP (drones).
+    pub bitrate_swing: &'static [f32],
+    /// Send-time jitter as a fraction of the frame interval (body cameras).
+    pub jitter: f64,
+    /// Every this many seconds the camera goes silent for `dropout_ms`.
+    pub dropout_every_s: Option<f64>,
+    pub dropout_ms: u64,
+    pub lighting: Lighting,
+    /// B-frames and High profile, for robustness tests.
+    pub bframes: bool,
+}
+
+/// Picture sizes: `full` is what the named profiles promise; `small` keeps a
+/// many-camera run on a laptop-sized machine (and in CI) affordable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Size {
+    Full,
+    Small,
+}
+
+impl Profile {
+    pub fn for_kind(kind: Kind, size: Size, index: usize) -> Profile {
+        let full = match kind {
+            Kind::Bodycam => (854, 480),
+            _ => (1280, 720),
+        };
+        let (w, h) = match size {
+            Size::Full => full,
+            Size::Small => (full.0 / 2 / 16 * 16, full.1 / 2 / 8 * 8),
+        };
+        let lighting = match index % 5 {
+            3 => Lighting::Dusk,
+            4 => Lighting::Haze,
+            _ => Lighting::Day,
+        };
+        let scale = |kbps: u32| match size {
+            Size::Full => kbps,
+            Size::Small => kbps / 3,
+        };
+        match kind {
+            Kind::Tower => Profile {
+                kind,
+                codec: Codec::H264,
+                width: w,
+                height: h,
+                fps: 25,
+                gop: 50,
+                bitrate_kbps: scale(2000),
+                bitrate_swing: &[1.0],
+                jitter: 0.0,
+                dropout_every_s: None,
+                dropout_ms: 0,
+                lighting,
+                bframes: false,
+            },
+            Kind::Drone => Profile {
+                kind,
+                codec: Codec::H264,
+                width: w,
+                height: h,
+                fps: 30,
+                gop: 30,
+                bitrate_kbps: scale(2500),
+                bitrate_swing: &[1.0, 0.4, 1.6, 0.7, 1.3],
+                jitter: 0.05,
+                dropout_every_s: None,
+                dropout_ms: 0,
+                lighting,
+                bframes: false,
+            },
+            // Every third body camera runs at 15 fps, the rest at 25.
+            Kind::Bodycam => Profile {
+                kind,
+                codec: Codec::H264,
+                width: w,
+                height: h,
+                fps: if index % 3 == 2 { 15 } else { 25 },
+                gop: if index % 3 == 2 { 15 } else { 25 },
+                bitrate_kbps: scale(1200),
+                bitrate_swing: &[1.0],
+                jitter: 0.25,
+                dropout_every_s: Some(23.0),
+                dropout_ms: 400,
+                lighting,
+                bframes: false,
+            },
+            // Every other fixed camera is H.265, as road cameras often are.
+            Kind::Fixed => Profile {
+                kind,
+                codec: if index % 2 == 1 {
+                    Codec::H265
+                } else {
+                    Codec::H264
+                },
+                width: w,
+                height: h,
+                fps: 25,
+                gop: 50,
+                bitrate_kbps: scale(1500),
+                bitrate_swing: &[1.0],
+                jitter: 0.0,
+                dropout_every_s: None,
+                dropout_ms: 0,
+                lighting,
+                bframes: false,
+            },
+        }
+    }
+}
+
+/// How many cameras of each kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mix(pub BTreeMap<Kind, usize>);
+
+impl Mix {
+    /// `towers=24,drones=16,bodycams=16,fixed=8`; with `total` and no mix,
+    /// the county default proportions (3 : 2 : 2 : 1).
+    pub fn parse(total: usize, spec: Option<&str>) -> anyhow::Result<Mix> {
+        let mut m = BTreeMap::new();
+        match spec {
+            Some(spec) if !spec.trim().is_empty() => {
+                for part in spec.split(',') {
+                    let (k, n) = part
+                        .split_once('=')
+                        .with_context(|| format!("--mix `{part}`: expected kind=count"))?;
+                    let kind = Kind::parse(k).with_context(|| {
+                        format!(
+                            "--mix `{part}`: unknown kind `{k}` (towers, drones, bodycams, fixed)"
+                        )
+                    })?;
+                    let n: usize = n
+                        .trim()
+                        .parse()
+                        .with_context(|| format!("--mix `{part}`: `{n}` is not a count"))?;
+                    *m.entry(kind).or_insert(0) += n;
+                }
+                let sum: usize = m.values().sum();
+                if total != 0 && sum != total {
+                    bail!("--mix adds up to {sum} cameras but --cameras is {total}");
+                }
+            }
+            _ => {
+                let weights = [
+                    (Kind::Tower, 3),
+                    (Kind::Drone, 2),
+                    (Kind::Bodycam, 2),
+                    (Kind::Fixed, 1),
+                ];
+                let mut given = 0;
+                for (i, (k, w)) in weights.iter().enumerate() {
+                    let n = if i == weights.len() - 1 {
+                        total - given
+                    } else {
+                        total * w / 8
+                    };
+                    given += n;
+                    m.insert(*k, n);
+                }
+                // Small fleets: make sure towers come first.
+                if total > 0 && m.get(&Kind::Tower) == Some(&0) {
+                    if let Some(f) = m.get_mut(&Kind::Fixed) {
+                        *f = f.saturating_sub(1);
+                    }
+                    m.insert(Kind::Tower, 1);
+                }
+            }
+        }
+        m.retain(|_, n| *n > 0);
+        Ok(Mix(m))
+    }
+
+    pub fn total(&self) -> usize {
+        self.0.values().sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_explicit_mix() {
+        let m = Mix::parse(10, Some("towers=4,drones=3,bodycams=2,fixed=1")).expect("mix");
+        assert_eq!(m.0[&Kind::Tower], 4);
+        assert_eq!(m.total(), 10);
+        assert!(Mix::parse(11, Some("towers=4")).is_err());
+        assert!(Mix::parse(4, Some("boats=4")).is_err());
+    }
+
+    #[test]
+    fn default_mix_adds_up() {
+        for n in [1, 2, 4, 16, 64, 100] {
+            let m = Mix::parse(n, None).expect("mix");
+            assert_eq!(m.total(), n, "{m:?}");
+            assert!(m.0.get(&Kind::Tower).copied().unwrap_or(0) >= 1);
+        }
+    }
+}

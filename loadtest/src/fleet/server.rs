@@ -1,0 +1,373 @@
+//! The fleet's RTSP server: one gstreamer-rtsp-server mount per camera, each
+//! an `appsrc` (shared media) fed by one timer thread for the whole fleet.
+//! Every frame gets lookout's capture-time SEI stamp (camera id, frame
+//! number, capture time) just before it is pushed, so the gateway and the
+//! command center can measure latency from the moment of "capture".
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use gstreamer as gst;
+use gstreamer::glib;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use gstreamer_rtsp_server as rtsp;
+use gstreamer_rtsp_server::prelude::*;
+use lookout_codecs::{CaptureStamp, Codec};
+
+use super::clips::Clip;
+use super::incidents::{GroundTruth, Onset};
+use super::profile::Profile;
+
+/// One simulated camera.
+pub struct SimCamera {
+    pub id: String,
+    pub profile: Profile,
+    pub clean: Arc<Clip>,
+    /// The scripted incident, if any: when it starts and the clip it plays.
+    pub incident: Option<(f64, String, Arc<Clip>)>,
+    /// The appsrc of the mount's media while a client is connected.
+    src: Arc<Mutex<Option<gst_app::AppSrc>>>,
+    /// Set when a new media starts, so its first client gets a keyframe
+    /// (with SPS/PPS) first instead of waiting up to a GOP.
+    restart_at_keyframe: Arc<AtomicBool>,
+    pub stats: Arc<CameraStats>,
+}
+
+/// Per-camera counters, read by the status line and the final summary.
+#[derive(Default)]
+pub struct CameraStats {
+    /// Frames the camera produced (its frame counter).
+    pub frames: AtomicU64,
+    /// Frames pushed to a connected client's media.
+    pub pushed: AtomicU64,
+    /// Frames pushed more than half a frame interval after they were due.
+    pub late: AtomicU64,
+    pub max_late_us: AtomicU64,
+}
+
+impl SimCamera {
+    pub fn new(
+        id: String,
+        profile: Profile,
+        clean: Arc<Clip>,
+        incident: Option<(f64, String, Arc<Clip>)>,
+    ) -> Self {
+        SimCamera {
+            id,
+            profile,
+            clean,
+            incident,
+            src: Arc::new(Mutex::new(None)),
+            restart_at_keyframe: Arc::new(AtomicBool::new(false)),
+            stats: Arc::new(CameraStats::default()),
+        }
+    }
+}
+
+/// Where the server listens and who may read it.
+pub struct ServerSettings {
+    pub address: String,
+    pub port: u16,
+    pub auth: Option<(String, String)>,
+}
+
+/// The running RTSP server; dropping it stops the GLib main loop.
+pub struct Server {
+    main_loop: glib::MainLoop,
+    thread: Option<std::thread::JoinHandle<()>>,
+    pub port: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.main_loop.quit();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn payloader(codec: Codec) -> &'static str {
+    match codec {
+        Codec::H264 => "rtph264pay",
+        Codec::H265 => "rtph265pay",
+    }
+}
+
+fn caps_name(codec: Codec) -> &'static str {
+    match codec {
+        Codec::H264 => "video/x-h264",
+        Codec::H265 => "video/x-h265",
+    }
+}
+
+/// Starts the server with one mount per camera.
+pub fn start(settings: &ServerSettings, cameras: &[Arc<SimCamera>]) -> anyhow::Result<Server> {
+    gst::init()?;
+    let context = glib::MainContext::new();
+    let main_loop = glib::MainLoop::new(Some(&context), false);
+    let server = rtsp::RTSPServer::new();
+    server.set_address(&settings.address);
+    server.set_service(&settings.port.to_string());
+    // Enough queued connections for a gateway reconnecting every camera at once.
+    server.set_backlog(1024);
+    let mounts = server
+        .mount_points()
+        .context("RTSP server has no mount points")?;
+
+    if let Some((user, pass)) = &settings.auth {
+        let auth = rtsp::RTSPAuth::new();
+        auth.set_supported_methods(gstreamer_rtsp::RTSPAuthMethod::Digest);
+        let token = rtsp::RTSPToken::builder()
+            .field(rtsp::RTSP_TOKEN_MEDIA_FACTORY_ROLE, "camera-user")
+            .build();
+        auth.add_digest(user, pass, &token);
+        server.set_auth(Some(&auth));
+    }
+
+    for cam in cameras {
+        let factory = rtsp::RTSPMediaFactory::new();
+        let p = &cam.profile;
+        factory.set_launch(&format!(
+            "( appsrc name=src is-live=true do-timestamp=true format=time leaky-type=downstream max-bytes=4000000 \
+               caps={caps},stream-format=byte-stream,alignment=au,width={w},height={h},framerate={fps}/1 \
+               ! {pay} name=pay0 pt=96 config-interval=-1 )",
+            caps = caps_name(p.codec),
+            w = p.width,
+            h = p.height,
+            fps = p.fps,
+            pay = payloader(p.codec),
+        ));
+        factory.set_shared(true);
+        if settings.auth.is_some() {
+            factory.add_role_from_structure(
+                &gst::Structure::builder("camera-user")
+                    .field(rtsp::RTSP_PERM_MEDIA_FACTORY_ACCESS, true)
+                    .field(rtsp::RTSP_PERM_MEDIA_FACTORY_CONSTRUCT, true)
+                    .build(),
+            );
+        }
+        let slot = cam.src.clone();
+        let restart = cam.restart_at_keyframe.clone();
+        factory.connect_media_configure(move |_, media| {
+            restart.store(true, Ordering::SeqCst);
+            let element = media.element();
+            let src = element
+                .downcast_ref::<gst::Bin>()
+                .and_then(|bin| bin.by_name_recurse_up("src"))
+                .and_then(|e| e.downcast::<gst_app::AppSrc>().ok());
+            if let Ok(mut s) = slot.lock() {
+                *s = src;
+            }
+            let slot = slot.clone();
+            media.connect_unprepared(move |_| {
+                if let Ok(mut s) = slot.lock() {
+                    *s = None;
+                }
+            });
+        });
+        mounts.add_factory(&format!("/{}", cam.id), factory);
+    }
+
+    let id = server.attach(Some(&context)).with_context(|| {
+        format!(
+            "RTSP server cannot listen on {}:{}",
+            settings.address, settings.port
+        )
+    })?;
+    let port = u16::try_from(server.bound_port()).unwrap_or(settings.port);
+    let ml = main_loop.clone();
+    let thread = std::thread::Builder::new()
+        .name("rtsp-server".into())
+        .spawn(move || {
+            let _server = server;
+            let _id = id;
+            ml.run();
+        })?;
+    Ok(Server {
+        main_loop,
+        thread: Some(thread),
+        port,
+    })
+}
+
+/// The feeding state of one camera.
+struct Feed {
+    cam: Arc<SimCamera>,
+    clip: Arc<Clip>,
+    pos: usize,
+    in_incident: bool,
+    /// Scheduled time of frame `n` is `start + n * interval` (+ jitter).
+    n: u64,
+    interval: Duration,
+    /// Fleet time until which the camera is silent (body-camera drop-outs).
+    silent_until: Option<Instant>,
+    next_dropout: Option<Instant>,
+    rng: u64,
+}
+
+fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+fn unix_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// Feeds every camera from one thread until `stop` is set.
+pub fn feed(cameras: &[Arc<SimCamera>], truth: &GroundTruth, stop: &AtomicBool, start: Instant) {
+    let mut feeds: Vec<Feed> = cameras
+        .iter()
+        .enumerate()
+        .map(|(i, cam)| {
+            let interval = Duration::from_nanos(1_000_000_000 / u64::from(cam.profile.fps.max(1)));
+            let mut rng = 0x5eed ^ (i as u64).wrapping_mul(0x1234_5678_9abc_def1);
+            // Cameras of one clip start at different points of it, so the
+            // fleet does not send every keyframe in the same tick.
+            let pos = (splitmix(&mut rng) as usize) % cam.clean.units.len().max(1);
+            let pos = cam.clean.units[pos..]
+                .iter()
+                .position(|u| u.keyframe)
+                .map_or(0, |k| pos + k);
+            let next_dropout = cam.profile.dropout_every_s.map(|s| {
+                start
+                    + Duration::from_secs_f64(
+                        s * (0.3 + 0.7 * (splitmix(&mut rng) % 1000) as f64 / 1000.0),
+                    )
+            });
+            Feed {
+                clip: cam.clean.clone(),
+                cam: cam.clone(),
+                pos,
+                in_incident: false,
+                n: 0,
+                interval,
+                silent_until: None,
+                next_dropout,
+                rng,
+            }
+        })
+        .collect();
+    let mut heap: BinaryHeap<Reverse<(Instant, usize)>> =
+        (0..feeds.len()).map(|i| Reverse((start, i))).collect();
+
+    while !stop.load(Ordering::Relaxed) {
+        let Some(Reverse((due, i))) = heap.pop() else {
+            return;
+        };
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep((due - now).min(Duration::from_millis(50)));
+            if Instant::now() < due {
+                heap.push(Reverse((due, i)));
+                continue;
+            }
+        }
+        let f = &mut feeds[i];
+        let pushed_at = Instant::now();
+        send_frame(f, truth, start, pushed_at, due);
+        // Next due time: the regular schedule plus this camera's jitter.
+        f.n += 1;
+        let base = start + f.interval.mul_f64(f.n as f64);
+        let next = if f.cam.profile.jitter > 0.0 {
+            let r = (splitmix(&mut f.rng) % 2001) as f64 / 1000.0 - 1.0;
+            let offset = f.interval.as_secs_f64() * f.cam.profile.jitter * r;
+            if offset >= 0.0 {
+                base + Duration::from_secs_f64(offset)
+            } else {
+                base.checked_sub(Duration::from_secs_f64(-offset))
+                    .unwrap_or(base)
+            }
+        } else {
+            base
+        };
+        heap.push(Reverse((next, i)));
+    }
+}
+
+fn send_frame(f: &mut Feed, truth: &GroundTruth, start: Instant, now: Instant, due: Instant) {
+    // Drop-outs: the camera goes silent and resumes where it was.
+    if let Some(until) = f.silent_until {
+        if now < until {
+            return;
+        }
+        f.silent_until = None;
+    }
+    if let (Some(next), Some(every)) = (f.next_dropout, f.cam.profile.dropout_every_s)
+        && now >= next
+    {
+        f.silent_until = Some(now + Duration::from_millis(f.cam.profile.dropout_ms));
+        f.next_dropout = Some(next + Duration::from_secs_f64(every));
+        return;
+    }
+    // Scripted incident: switch to its clip at the first frame due after onset.
+    if !f.in_incident
+        && let Some((at_s, class, clip)) = &f.cam.incident
+        && now.duration_since(start).as_secs_f64() >= *at_s
+    {
+        f.in_incident = true;
+        f.clip = clip.clone();
+        f.pos = 0;
+        let frame = f.cam.stats.frames.load(Ordering::Relaxed);
+        truth.record(Onset {
+            camera: f.cam.id.clone(),
+            class: class.clone(),
+            scripted_at_s: *at_s,
+            onset_frame: frame,
+            onset_capture_unix_ns: unix_ns(),
+        });
+    }
+    if f.cam.restart_at_keyframe.swap(false, Ordering::SeqCst) {
+        let units = &f.clip.units;
+        f.pos = units[f.pos..]
+            .iter()
+            .position(|u| u.keyframe)
+            .map_or(f.clip.loop_from, |k| f.pos + k);
+    }
+    let unit = &f.clip.units[f.pos];
+    f.pos += 1;
+    if f.pos >= f.clip.units.len() {
+        f.pos = f.clip.loop_from;
+    }
+    let frame = f.cam.stats.frames.fetch_add(1, Ordering::Relaxed);
+    let src = f.cam.src.lock().ok().and_then(|s| s.clone());
+    let Some(src) = src else {
+        return;
+    };
+    let stamp = CaptureStamp {
+        camera_id: f.cam.id.clone(),
+        frame,
+        capture_unix_ns: unix_ns(),
+    };
+    // Ids are validated to fit the stamp; an unstamped frame is still a frame.
+    let data = lookout_codecs::insert_stamp(f.cam.profile.codec, &unit.data, &stamp)
+        .unwrap_or_else(|_| unit.data.clone());
+    let mut buffer = gst::Buffer::from_slice(data);
+    if !unit.keyframe
+        && let Some(b) = buffer.get_mut()
+    {
+        b.set_flags(gst::BufferFlags::DELTA_UNIT);
+    }
+    if src.push_buffer(buffer).is_ok() {
+        let stats = &f.cam.stats;
+        stats.pushed.fetch_add(1, Ordering::Relaxed);
+        let late = now.saturating_duration_since(due);
+        if late > f.interval / 2 {
+            stats.late.fetch_add(1, Ordering::Relaxed);
+        }
+        stats
+            .max_late_us
+            .fetch_max(late.as_micros() as u64, Ordering::Relaxed);
+    }
+}
