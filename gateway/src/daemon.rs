@@ -1,8 +1,9 @@
 //! `lookout run`: the daemon. Checks the configuration completely, starts
-//! every stage, serves the HTTP API, and on SIGINT/SIGTERM stops each stage
-//! at a safe point.
+//! every stage (camera ingest first), serves the HTTP API, re-reads the
+//! configuration on SIGHUP (a bad file is rejected and the running one kept),
+//! and on SIGINT/SIGTERM stops each stage at a safe point.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,8 +13,9 @@ use crate::check;
 use crate::config::Config;
 use crate::detect::runtime;
 use crate::http::{self, ApiState};
+use crate::ingest::{Ingest, IngestCollector, IngestSettings};
 use crate::metrics::Metrics;
-use crate::shutdown::Trigger;
+use crate::shutdown::{Shutdown, Trigger};
 
 /// How long stages get to finish after a stop signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -41,12 +43,22 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     ));
 
     let (trigger, shutdown) = Trigger::new();
+
+    let settings = IngestSettings::from_config(&config.gateway);
+    let ingest = Ingest::new(settings)?;
+    metrics.register_collector(Box::new(IngestCollector::new(Arc::downgrade(&ingest))));
+    ingest.apply(settings, &config.cameras).await;
+
     let state = Arc::new(ApiState {
         gateway_id: config.gateway.id.clone(),
         started: Instant::now(),
         metrics: metrics.clone(),
-        cameras_configured: config.cameras.len(),
+        ingest: ingest.clone(),
     });
+    // Installed before the daemon says it is running, so an early SIGHUP
+    // reloads instead of killing the process.
+    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("installing SIGHUP handler")?;
     let (addr, _http) = http::serve(
         config.gateway.http_listen,
         http::router(state),
@@ -60,6 +72,24 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         detectors = config.detectors.len(),
         "lookout gateway running"
     );
+
+    {
+        let ingest = ingest.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            shutdown.clone().wait().await;
+            ingest.stop().await;
+            tracing::info!("ingest stopped");
+            drop(shutdown);
+        });
+    }
+    let reloader = tokio::spawn(reload_on_sighup(
+        hup,
+        config_path.to_path_buf(),
+        config,
+        ingest,
+        shutdown.clone(),
+    ));
     drop(shutdown);
 
     wait_for_stop_signal().await?;
@@ -70,8 +100,74 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
             "some stages did not stop in time"
         );
     }
+    reloader.abort();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// SIGHUP: re-read and fully re-check the file; apply it only if it is
+/// clean, touching only the cameras that changed.
+async fn reload_on_sighup(
+    mut hup: tokio::signal::unix::Signal,
+    path: PathBuf,
+    mut running: Config,
+    ingest: Arc<Ingest>,
+    shutdown: Shutdown,
+) {
+    let mut stop = shutdown.clone();
+    loop {
+        tokio::select! {
+            _ = stop.signalled() => return,
+            got = hup.recv() => if got.is_none() { return },
+        }
+        tracing::info!(file = %path.display(), "SIGHUP: reloading configuration");
+        // Model loading in the checks can take a moment; keep it off the
+        // async threads.
+        let p = path.clone();
+        let checked = tokio::task::spawn_blocking(move || check::check_file(&p)).await;
+        let next = match checked {
+            Ok(Ok(c)) => c,
+            Ok(Err(problems)) => {
+                tracing::error!(
+                    file = %path.display(),
+                    problems = problems.0.len(),
+                    "reload rejected, the running configuration stays in force:\n{problems}"
+                );
+                continue;
+            }
+            Err(e) => {
+                tracing::error!("reload check failed: {e}");
+                continue;
+            }
+        };
+        for (what, changed) in [
+            ("gateway.id", next.gateway.id != running.gateway.id),
+            (
+                "gateway.http_listen",
+                next.gateway.http_listen != running.gateway.http_listen,
+            ),
+            (
+                "gateway.storage",
+                next.gateway.storage != running.gateway.storage,
+            ),
+        ] {
+            if changed {
+                tracing::warn!("{what} changed; it takes effect after a restart");
+            }
+        }
+        let summary = ingest
+            .apply(IngestSettings::from_config(&next.gateway), &next.cameras)
+            .await;
+        tracing::info!(
+            added = ?summary.added,
+            removed = ?summary.removed,
+            restarted = ?summary.restarted,
+            updated = ?summary.updated,
+            unchanged = summary.unchanged,
+            "configuration reloaded"
+        );
+        running = next;
+    }
 }
 
 async fn wait_for_stop_signal() -> anyhow::Result<()> {

@@ -1,6 +1,7 @@
 //! The gateway's HTTP API: `/healthz` for supervisors and load balancers,
-//! `/metrics` for Prometheus. It binds to loopback unless configured
-//! otherwise.
+//! `/metrics` for Prometheus, `/api/cameras` for operators and the video
+//! wall (every camera's state and measured health, from `ingest`). It binds
+//! to loopback unless configured otherwise.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use axum::{Json, Router};
 use serde_json::json;
 use tokio::net::TcpListener;
 
+use crate::ingest::Ingest;
 use crate::metrics::Metrics;
 
 /// What the handlers read.
@@ -22,13 +24,15 @@ pub struct ApiState {
     pub gateway_id: String,
     pub started: Instant,
     pub metrics: Arc<Metrics>,
-    pub cameras_configured: usize,
+    /// The live camera table behind `/api/cameras`.
+    pub ingest: Arc<Ingest>,
 }
 
 pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route("/api/cameras", get(cameras))
         .with_state(state)
 }
 
@@ -38,8 +42,12 @@ async fn healthz(State(s): State<Arc<ApiState>>) -> impl IntoResponse {
         "gateway": s.gateway_id,
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_s": s.started.elapsed().as_secs_f64(),
-        "cameras_configured": s.cameras_configured,
+        "cameras_configured": s.ingest.len(),
     }))
+}
+
+async fn cameras(State(s): State<Arc<ApiState>>) -> impl IntoResponse {
+    Json(json!({ "cameras": s.ingest.status() }))
 }
 
 async fn metrics(State(s): State<Arc<ApiState>>) -> impl IntoResponse {

@@ -2,9 +2,11 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use lookout::config::{Config, LogFormat};
+use lookout::config::{Config, LogFormat, Transport};
+use lookout::ingest::probe::{self, ProbeOptions};
 use lookout::detect::runtime;
 use lookout::{check, daemon, logging};
 
@@ -37,6 +39,18 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Connect to one RTSP camera for a few seconds and report its codec,
+    /// picture size, frame rate, GOP length, bitrate, transport and
+    /// timestamp source. Credentials may be given in the URL
+    /// (rtsp://user:password@host/...); they are never printed.
+    Probe {
+        url: String,
+        /// Seconds to measure once video flows.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        #[arg(long, value_parser = ["auto", "tcp", "udp"], default_value = "auto")]
+        transport: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -48,6 +62,11 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::Run { config, log_format }) => run(config, log_format),
         Some(Command::CheckConfig { files }) => check_config(&files),
+        Some(Command::Probe {
+            url,
+            seconds,
+            transport,
+        }) => probe(url, seconds, &transport),
         None => {
             eprintln!("lookout: no command given; try `lookout --help`");
             ExitCode::from(2)
@@ -94,6 +113,46 @@ fn run(config: PathBuf, log_format: Option<String>) -> ExitCode {
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("lookout: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn probe(url: String, seconds: f64, transport: &str) -> ExitCode {
+    logging::init(LogFormat::Text);
+    if !(seconds.is_finite() && seconds > 0.0 && seconds <= 3600.0) {
+        eprintln!("lookout probe: --seconds must be above 0 and at most 3600");
+        return ExitCode::from(2);
+    }
+    let transport = match transport {
+        "tcp" => Transport::Tcp,
+        "udp" => Transport::Udp,
+        _ => Transport::Auto,
+    };
+    let opts = ProbeOptions {
+        url,
+        transport,
+        duration: Duration::from_secs_f64(seconds),
+        connect_limit: Duration::from_secs(10),
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("lookout: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(probe::probe(&opts)) {
+        Ok(report) => {
+            println!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("lookout probe: {e}");
             ExitCode::FAILURE
         }
     }

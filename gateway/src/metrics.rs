@@ -42,6 +42,14 @@ impl Metrics {
         }
     }
 
+    /// Registers a collector read on every scrape (series whose label sets
+    /// come and go, like per-camera health).
+    pub fn register_collector(&self, collector: Box<dyn prometheus_client::collector::Collector>) {
+        if let Ok(mut r) = self.registry.lock() {
+            r.register_collector(collector);
+        }
+    }
+
     /// The Prometheus text exposition.
     pub fn encode(&self) -> String {
         let mut out = String::new();

@@ -35,6 +35,27 @@ enum Command {
     },
     /// Serve simulated cameras over RTSP on this machine.
     Fleet(FleetCli),
+    /// Run a fleet with a reader on every camera and check its timing and CPU.
+    FleetCheck {
+        #[arg(long, default_value_t = 64)]
+        cameras: usize,
+        #[arg(long)]
+        mix: Option<String>,
+        #[arg(long, default_value = "full", value_parser = ["full", "small"])]
+        size: String,
+        #[arg(long, default_value_t = 60.0)]
+        duration_s: f64,
+        #[arg(long, default_value = ".lookout/clips")]
+        cache: PathBuf,
+        #[arg(long, default_value = ".lookout/fleet-check")]
+        workdir: PathBuf,
+        /// Fail below this share of frames on time.
+        #[arg(long, default_value_t = 0.99)]
+        min_on_time: f64,
+        /// Fail above this fleet CPU (cores).
+        #[arg(long, default_value_t = 0.6)]
+        max_cpu_cores: f64,
+    },
 }
 
 #[derive(clap::Args)]
@@ -92,6 +113,26 @@ fn main() -> ExitCode {
             duration: duration_s.map(Duration::from_secs),
         }),
         Command::Fleet(f) => run_fleet(f),
+        Command::FleetCheck {
+            cameras,
+            mix,
+            size,
+            duration_s,
+            cache,
+            workdir,
+            min_on_time,
+            max_cpu_cores,
+        } => fleet::check::run(fleet::check::CheckArgs {
+            cameras,
+            mix,
+            size,
+            duration: Duration::from_secs_f64(duration_s.clamp(1.0, 86_400.0)),
+            cache,
+            workdir,
+            min_on_time,
+            max_cpu_cores,
+        })
+        .map(|_| ()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -43,10 +43,6 @@ impl Backoff {
         self.policy = policy;
     }
 
-    pub fn failures(&self) -> u32 {
-        self.failures
-    }
-
     /// The delay before the next attempt; `unit` in [0, 1) is the jitter's
     /// random draw.
     pub fn next_delay(&mut self, unit: f64) -> Duration {

@@ -345,10 +345,6 @@ impl RateMeter {
         let kbps = bytes.saturating_sub(b0) as f64 * 8.0 / 1000.0 / dt;
         Some((fps, kbps))
     }
-
-    pub fn reset(&mut self) {
-        self.samples.clear();
-    }
 }
 
 #[cfg(test)]

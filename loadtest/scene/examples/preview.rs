@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use lookout_scene::{
-    Confusers, EventClass, EventSpec, Lighting, Scene, SceneKind, SceneSpec, contact_sheet, i420_len,
-    rgb_to_i420, write_png,
+    Confusers, EventClass, EventSpec, Lighting, Scene, SceneKind, SceneSpec, contact_sheet,
+    i420_len, rgb_to_i420, write_png,
 };
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -23,14 +23,38 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let t0 = Instant::now();
     contact_sheet(&out.join("contact.png"), first_seed, 144)?;
-    println!("contact sheet: {:?} ({:.1} s)", out.join("contact.png"), t0.elapsed().as_secs_f64());
+    println!(
+        "contact sheet: {:?} ({:.1} s)",
+        out.join("contact.png"),
+        t0.elapsed().as_secs_f64()
+    );
 
     let (w, h) = (1280, 720);
     let stills = [
-        ("tower_smoke_720p.png", SceneKind::Tower, EventClass::Smoke, 90.0),
-        ("drone_flood_720p.png", SceneKind::Drone, EventClass::Flood, 40.0),
-        ("bodycam_flood_720p.png", SceneKind::Bodycam, EventClass::Flood, 30.0),
-        ("fixed_smoke_720p.png", SceneKind::Fixed, EventClass::Smoke, 120.0),
+        (
+            "tower_smoke_720p.png",
+            SceneKind::Tower,
+            EventClass::Smoke,
+            90.0,
+        ),
+        (
+            "drone_flood_720p.png",
+            SceneKind::Drone,
+            EventClass::Flood,
+            40.0,
+        ),
+        (
+            "bodycam_flood_720p.png",
+            SceneKind::Bodycam,
+            EventClass::Flood,
+            30.0,
+        ),
+        (
+            "fixed_smoke_720p.png",
+            SceneKind::Fixed,
+            EventClass::Smoke,
+            120.0,
+        ),
     ];
     for (name, kind, class, t) in stills {
         let spec = SceneSpec {
@@ -61,7 +85,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             },
             ..SceneSpec::new(kind, Lighting::Day, first_seed, w, h)
         };
-        let events = vec![EventSpec::new(EventClass::Smoke, 0.0), EventSpec::new(EventClass::Flood, 0.0)];
+        let events = vec![
+            EventSpec::new(EventClass::Smoke, 0.0),
+            EventSpec::new(EventClass::Flood, 0.0),
+        ];
         let b0 = Instant::now();
         let mut scene = Scene::new(spec, events)?;
         let build = b0.elapsed();

@@ -41,7 +41,11 @@ impl Geometry {
         };
         match spec.kind {
             SceneKind::Tower => {
-                let cam = cam(rng.range(1.1, 1.7), rng.range(0.56, 0.68), rng.range(28.0, 45.0));
+                let cam = cam(
+                    rng.range(1.1, 1.7),
+                    rng.range(0.56, 0.68),
+                    rng.range(28.0, 45.0),
+                );
                 let count = 3 + rng.below(3) as usize;
                 let (near, far, tallest) = (
                     rng.range(1500.0, 3000.0),
@@ -51,7 +55,9 @@ impl Geometry {
                 let mut ridges = Ridges::new(&cam, rng, count, near, far, tallest);
                 let mut first_ridge = 0;
                 if rng.chance(0.7) {
-                    ridges.layers.insert(0, Ridges::foreground_canopy(&cam, rng));
+                    ridges
+                        .layers
+                        .insert(0, Ridges::foreground_canopy(&cam, rng));
                     first_ridge = 1;
                 }
                 let distance = rng.range(250.0, 600.0);
@@ -71,7 +77,11 @@ impl Geometry {
                 }
             }
             SceneKind::Drone => {
-                let cam = cam(rng.range(0.8, 1.1), rng.range(-1.2, 0.18), rng.range(80.0, 200.0));
+                let cam = cam(
+                    rng.range(0.8, 1.1),
+                    rng.range(-1.2, 0.18),
+                    rng.range(80.0, 200.0),
+                );
                 let ridges = if cam.horizon_y > 0.02 * h {
                     Ridges::new(&cam, rng, 2, 4000.0, 15_000.0, 0.09)
                 } else {
@@ -87,7 +97,11 @@ impl Geometry {
                 }
             }
             SceneKind::Fixed => {
-                let cam = cam(rng.range(0.9, 1.3), rng.range(0.3, 0.42), rng.range(6.0, 12.0));
+                let cam = cam(
+                    rng.range(0.9, 1.3),
+                    rng.range(0.3, 0.42),
+                    rng.range(6.0, 12.0),
+                );
                 let count = 2 + rng.below(2) as usize;
                 let ridges = Ridges::new(&cam, rng, count, 2500.0, 20_000.0, 0.13);
                 let distance = rng.range(45.0, 120.0);
@@ -108,7 +122,11 @@ impl Geometry {
                 }
             }
             SceneKind::Bodycam => {
-                let cam = cam(rng.range(0.55, 0.8), rng.range(0.42, 0.52), rng.range(1.5, 1.7));
+                let cam = cam(
+                    rng.range(0.55, 0.8),
+                    rng.range(0.42, 0.52),
+                    rng.range(1.5, 1.7),
+                );
                 let street = Street::new(rng, wet);
                 Geometry {
                     cam,
@@ -132,9 +150,15 @@ impl Geometry {
             for _ in 0..40 {
                 let right = rng.chance(0.5);
                 let z = rng.range(25.0, 140.0);
-                let Some(roof) = street.roof_at(right, z) else { continue };
+                let Some(roof) = street.roof_at(right, z) else {
+                    continue;
+                };
                 let behind = rng.range(5.0, 25.0);
-                let u = if right { street.facade_u + behind } else { -street.facade_u - behind };
+                let u = if right {
+                    street.facade_u + behind
+                } else {
+                    -street.facade_u - behind
+                };
                 let (x, y) = cam.project(u - street.camera_u, z, roof);
                 if x > w as f32 * 0.05 && x < w as f32 * 0.95 && y > 2.0 && y < h as f32 {
                     let depth_m = z.hypot(u - street.camera_u);
@@ -208,7 +232,11 @@ fn schlick(below: f32) -> f32 {
 impl Backdrop {
     /// Paint every pixel; `flood_reach` (metres) collects the pixels a flood of
     /// that level may cover.
-    pub(crate) fn paint(geo: &Geometry, look: &Look, flood_reach: Option<f32>) -> (Backdrop, Vec<FloodCell>) {
+    pub(crate) fn paint(
+        geo: &Geometry,
+        look: &Look,
+        flood_reach: Option<f32>,
+    ) -> (Backdrop, Vec<FloodCell>) {
         let cam = &geo.cam;
         let w = cam.width as usize;
         let h = cam.height as usize;
@@ -266,9 +294,18 @@ impl Backdrop {
                     let f = (fresnel + 0.04).min(1.0);
                     c = mix(c, mirror, (s.gloss * f).min(0.85));
                     // Sun glint on water and wet asphalt.
-                    let d = crate::look::angular_distance(below, az, look.sun_elevation, look.sun_azimuth);
+                    let d = crate::look::angular_distance(
+                        below,
+                        az,
+                        look.sun_elevation,
+                        look.sun_azimuth,
+                    );
                     let glint = (-d * 30.0).exp() * s.gloss * 1.5;
-                    c = [c[0] + look.sun[0] * glint, c[1] + look.sun[1] * glint, c[2] + look.sun[2] * glint];
+                    c = [
+                        c[0] + look.sun[0] * glint,
+                        c[1] + look.sun[1] * glint,
+                        c[2] + look.sun[2] * glint,
+                    ];
                 }
                 c = look.atmos(c, dist);
                 let grain = (hash2(x as i32, y as i32, 91) - 0.5) * 0.02;

@@ -16,7 +16,8 @@ use serde::Serialize;
 
 use crate::noise::Rng;
 use crate::scene::{
-    Confusers, EventClass, EventSpec, LabelledRegion, Lighting, Scene, SceneError, SceneKind, SceneSpec,
+    Confusers, EventClass, EventSpec, LabelledRegion, Lighting, Scene, SceneError, SceneKind,
+    SceneSpec,
 };
 
 /// A still's label.
@@ -63,7 +64,8 @@ pub struct SamplePlan {
 impl SamplePlan {
     /// Class by `seed % 3` (balanced); kind, lighting and confusers from the seed.
     pub fn from_seed(seed: u64) -> SamplePlan {
-        let class = [SampleClass::Smoke, SampleClass::Flood, SampleClass::None][(seed % 3) as usize];
+        let class =
+            [SampleClass::Smoke, SampleClass::Flood, SampleClass::None][(seed % 3) as usize];
         let mut rng = Rng::new(seed).fork(0xDA7A);
         let kind = SceneKind::ALL[rng.below(4) as usize];
         let lighting = Lighting::ALL[rng.below(3) as usize];
@@ -160,7 +162,10 @@ impl Sample {
                     coverage: o.coverage,
                 })
                 .collect(),
-            confusers: self.plan.confusers.names(self.plan.kind, self.plan.lighting),
+            confusers: self
+                .plan
+                .confusers
+                .names(self.plan.kind, self.plan.lighting),
         }
     }
 }
@@ -179,7 +184,11 @@ pub fn render_sample(plan: &SamplePlan, out_w: u32, out_h: u32) -> Result<Sample
     let mut best: Option<(f64, f64, Vec<u8>, Vec<LabelledRegion>)> = None;
     let mut met = plan.class == SampleClass::None;
     if let Some(class) = plan.class.event() {
-        let min = if class == EventClass::Smoke { MIN_SMOKE_COVERAGE } else { MIN_FLOOD_COVERAGE };
+        let min = if class == EventClass::Smoke {
+            MIN_SMOKE_COVERAGE
+        } else {
+            MIN_FLOOD_COVERAGE
+        };
         'placements: for attempt in 0..6u64 {
             let onset = f64::from(rng.range(0.0, 5.0));
             let event = EventSpec {
@@ -278,11 +287,20 @@ pub enum DatasetError {
     #[error("rendering seed {seed}: {source}")]
     Render { seed: u64, source: SceneError },
     #[error("writing {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("encoding PNG {path}: {source}")]
-    Png { path: PathBuf, source: png::EncodingError },
+    Png {
+        path: PathBuf,
+        source: png::EncodingError,
+    },
     #[error("encoding labels for {path}: {source}")]
-    Json { path: PathBuf, source: serde_json::Error },
+    Json {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
     #[error("output size {0} is outside 16..=2048")]
     Size(u32),
 }
@@ -301,7 +319,11 @@ pub struct DatasetSummary {
 /// Write `NNNNNN.png` + `NNNNNN.json` for each seed in `seeds` (`size × size`
 /// pixels) and an `index.jsonl` with one record per image, into `dir`
 /// (created if missing).
-pub fn write_dataset(dir: &Path, seeds: Range<u64>, size: u32) -> Result<DatasetSummary, DatasetError> {
+pub fn write_dataset(
+    dir: &Path,
+    seeds: Range<u64>,
+    size: u32,
+) -> Result<DatasetSummary, DatasetError> {
     if !(16..=2048).contains(&size) {
         return Err(DatasetError::Size(size));
     }
@@ -318,20 +340,25 @@ pub fn write_dataset(dir: &Path, seeds: Range<u64>, size: u32) -> Result<Dataset
     let mut summary = DatasetSummary::default();
     for seed in seeds {
         let plan = SamplePlan::from_seed(seed);
-        let sample = render_sample(&plan, size, size).map_err(|source| DatasetError::Render { seed, source })?;
+        let sample = render_sample(&plan, size, size)
+            .map_err(|source| DatasetError::Render { seed, source })?;
         let stem = format!("{seed:06}");
         let png_name = format!("{stem}.png");
         let png_path = dir.join(&png_name);
         write_png(&png_path, &sample.rgb, size, size)?;
         let json_path = dir.join(format!("{stem}.json"));
-        let json = serde_json::to_vec_pretty(&sample.record(None)).map_err(|source| DatasetError::Json {
-            path: json_path.clone(),
-            source,
+        let json = serde_json::to_vec_pretty(&sample.record(None)).map_err(|source| {
+            DatasetError::Json {
+                path: json_path.clone(),
+                source,
+            }
         })?;
         std::fs::write(&json_path, json).map_err(io_err(&json_path))?;
-        let line = serde_json::to_string(&sample.record(Some(&png_name))).map_err(|source| DatasetError::Json {
-            path: index_path.clone(),
-            source,
+        let line = serde_json::to_string(&sample.record(Some(&png_name))).map_err(|source| {
+            DatasetError::Json {
+                path: index_path.clone(),
+                source,
+            }
         })?;
         writeln!(index, "{line}").map_err(io_err(&index_path))?;
         summary.images += 1;
@@ -384,7 +411,11 @@ fn class_colour(c: SampleClass) -> [u8; 3] {
 /// thumbnail `thumb_h` pixels high at 16:9. A coloured border gives the class
 /// (orange smoke, blue flood, green none) and a thin box the labelled region;
 /// a legend bar at the top shows the three colours. Seeds start at `first_seed`.
-pub fn contact_sheet(path: &Path, first_seed: u64, thumb_h: u32) -> Result<Vec<SamplePlan>, DatasetError> {
+pub fn contact_sheet(
+    path: &Path,
+    first_seed: u64,
+    thumb_h: u32,
+) -> Result<Vec<SamplePlan>, DatasetError> {
     if !(16..=1080).contains(&thumb_h) {
         return Err(DatasetError::Size(thumb_h));
     }
@@ -405,29 +436,62 @@ pub fn contact_sheet(path: &Path, first_seed: u64, thumb_h: u32) -> Result<Vec<S
             }
         }
     };
-    for (i, c) in [SMOKE_COLOUR, FLOOD_COLOUR, NONE_COLOUR].into_iter().enumerate() {
-        fill(&mut sheet, i * w / 3 + 4, 3, (i + 1) * w / 3 - 4, legend - 3, c);
+    for (i, c) in [SMOKE_COLOUR, FLOOD_COLOUR, NONE_COLOUR]
+        .into_iter()
+        .enumerate()
+    {
+        fill(
+            &mut sheet,
+            i * w / 3 + 4,
+            3,
+            (i + 1) * w / 3 - 4,
+            legend - 3,
+            c,
+        );
     }
     let mut plans = Vec::new();
     let mut seed = first_seed;
     for (r, kind) in SceneKind::ALL.into_iter().enumerate() {
         let columns = [
             (SampleClass::Smoke, Lighting::Day),
-            (SampleClass::Smoke, if r % 2 == 0 { Lighting::Dusk } else { Lighting::Haze }),
+            (
+                SampleClass::Smoke,
+                if r % 2 == 0 {
+                    Lighting::Dusk
+                } else {
+                    Lighting::Haze
+                },
+            ),
             (SampleClass::Flood, Lighting::Day),
-            (SampleClass::Flood, if r % 2 == 0 { Lighting::Haze } else { Lighting::Dusk }),
+            (
+                SampleClass::Flood,
+                if r % 2 == 0 {
+                    Lighting::Haze
+                } else {
+                    Lighting::Dusk
+                },
+            ),
             (SampleClass::None, Lighting::Day),
             (SampleClass::None, Lighting::ALL[(r + 1) % 3]),
         ];
         for (c, (class, lighting)) in columns.into_iter().enumerate() {
             let plan = SamplePlan::with(seed, class, kind, lighting);
             seed += 1;
-            let s = render_sample(&plan, tw as u32, th as u32).map_err(|source| DatasetError::Render {
-                seed: plan.seed,
-                source,
+            let s = render_sample(&plan, tw as u32, th as u32).map_err(|source| {
+                DatasetError::Render {
+                    seed: plan.seed,
+                    source,
+                }
             })?;
             let (x0, y0) = (c * cell_w, legend + r * cell_h);
-            fill(&mut sheet, x0, y0, x0 + cell_w, y0 + cell_h, class_colour(class));
+            fill(
+                &mut sheet,
+                x0,
+                y0,
+                x0 + cell_w,
+                y0 + cell_h,
+                class_colour(class),
+            );
             for y in 0..th {
                 let src = &s.rgb[y * tw * 3..(y + 1) * tw * 3];
                 let at = ((y0 + border + y) * w + x0 + border) * 3;
@@ -436,11 +500,29 @@ pub fn contact_sheet(path: &Path, first_seed: u64, thumb_h: u32) -> Result<Vec<S
             for o in &s.objects {
                 let [bx, by, bw, bh] = o.bbox.map(|v| v as usize);
                 let (ox, oy) = (x0 + border, y0 + border);
-                let c = if o.class == EventClass::Smoke { SMOKE_COLOUR } else { FLOOD_COLOUR };
+                let c = if o.class == EventClass::Smoke {
+                    SMOKE_COLOUR
+                } else {
+                    FLOOD_COLOUR
+                };
                 fill(&mut sheet, ox + bx, oy + by, ox + bx + bw, oy + by + 1, c);
-                fill(&mut sheet, ox + bx, oy + by + bh.saturating_sub(1), ox + bx + bw, oy + by + bh, c);
+                fill(
+                    &mut sheet,
+                    ox + bx,
+                    oy + by + bh.saturating_sub(1),
+                    ox + bx + bw,
+                    oy + by + bh,
+                    c,
+                );
                 fill(&mut sheet, ox + bx, oy + by, ox + bx + 1, oy + by + bh, c);
-                fill(&mut sheet, ox + bx + bw.saturating_sub(1), oy + by, ox + bx + bw, oy + by + bh, c);
+                fill(
+                    &mut sheet,
+                    ox + bx + bw.saturating_sub(1),
+                    oy + by,
+                    ox + bx + bw,
+                    oy + by + bh,
+                    c,
+                );
             }
             plans.push(plan);
         }

@@ -62,9 +62,17 @@ impl Flood {
         let sediment = ValueNoise::new(rng.seed32());
         let sediment_scale = rng.range(8.0, 30.0);
         for c in &mut cells {
-            let s = sediment.fbm_filtered(c.u / sediment_scale, c.z / sediment_scale, 3, c.footprint / sediment_scale);
+            let s = sediment.fbm_filtered(
+                c.u / sediment_scale,
+                c.z / sediment_scale,
+                3,
+                c.footprint / sediment_scale,
+            );
             let k = 0.8 + s * 0.4;
-            c.mud = look.atmos(look.shade([albedo[0] * k, albedo[1] * k, albedo[2] * k], lambert), c.depth_m);
+            c.mud = look.atmos(
+                look.shade([albedo[0] * k, albedo[1] * k, albedo[2] * k], lambert),
+                c.depth_m,
+            );
         }
         let dir = rng.range(0.0, std::f32::consts::TAU);
         let speed = rng.range(0.5, 2.0);
@@ -99,11 +107,17 @@ impl Flood {
             if depth <= 0.0 {
                 continue;
             }
-            let a = if c.height < 0.0 { river_turn } else { smoothstep(0.0, 0.03, depth) };
+            let a = if c.height < 0.0 {
+                river_turn
+            } else {
+                smoothstep(0.0, 0.03, depth)
+            };
             // Ripples a few tens of centimetres across, drifting with the current,
             // over slower swirls; both fade out where a pixel is larger.
             let r = self.ripple.sample((c.u + fu) / 0.35, (c.z + fz) / 0.7);
-            let swirl = self.ripple.sample((c.u + fu * 0.5) / 4.0 + 50.0, (c.z + fz * 0.5) / 6.0);
+            let swirl = self
+                .ripple
+                .sample((c.u + fu * 0.5) / 4.0 + 50.0, (c.z + fz * 0.5) / 6.0);
             let fine = 1.0 - smoothstep(0.03, 0.2, c.footprint);
             let broad = 1.0 - smoothstep(0.5, 2.0, c.footprint);
             let ripple = 0.5 + (r - 0.5) * fine * 0.8 + (swirl - 0.5) * broad * 0.6;
@@ -112,7 +126,11 @@ impl Flood {
             // Muddy water mirrors the sky dimly, more at grazing angles and on ripple crests.
             water = mix(water, c.mirror, (c.fresnel * (0.4 + ripple)).min(0.35));
             // Foam and floating debris where the water is only just arriving.
-            water = mix(water, self.foam, smoothstep(0.06, 0.0, depth) * 0.5 * fine.max(0.4));
+            water = mix(
+                water,
+                self.foam,
+                smoothstep(0.06, 0.0, depth) * 0.5 * fine.max(0.4),
+            );
             let p = &mut frame[c.index as usize];
             *p = mix(*p, water, a);
             if c.height >= 0.0 && a >= 0.5 {

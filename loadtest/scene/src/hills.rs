@@ -43,7 +43,11 @@ impl Ridges {
         let w = cam.width as usize;
         let mut layers = Vec::with_capacity(count);
         for k in 0..count {
-            let t = if count > 1 { k as f32 / (count - 1) as f32 } else { 0.0 };
+            let t = if count > 1 {
+                k as f32 / (count - 1) as f32
+            } else {
+                0.0
+            };
             let depth_m = near_m * (far_m / near_m).powf(t) * rng.range(0.9, 1.1);
             let base_y = cam.horizon_y + cam.elevation_m * cam.focal / depth_m;
             let noise = ValueNoise::new(rng.seed32());
@@ -120,10 +124,18 @@ impl RidgeLayer {
         let relief = self.texture.fbm(xm / 400.0 + e, ym / 250.0 + 90.0, 3)
             - self.texture.fbm(xm / 400.0 - e, ym / 250.0 + 90.0, 3);
         let facing = (relief * 6.0 * look.sun_azimuth.signum()).clamp(-0.5, 0.5);
-        let lambert = (look.ground_lambert() * 0.6 + 0.25 + facing * 0.5).max(0.05)
-            * (0.55 + crowns * 0.9);
-        let mut albedo = mix(self.tint, [0.20, 0.20, 0.10], smoothstep(0.62, 0.8, stands) * 0.6);
-        albedo = mix(albedo, [0.04, 0.08, 0.04], smoothstep(0.5, 0.2, crowns) * 0.5);
+        let lambert =
+            (look.ground_lambert() * 0.6 + 0.25 + facing * 0.5).max(0.05) * (0.55 + crowns * 0.9);
+        let mut albedo = mix(
+            self.tint,
+            [0.20, 0.20, 0.10],
+            smoothstep(0.62, 0.8, stands) * 0.6,
+        );
+        albedo = mix(
+            albedo,
+            [0.04, 0.08, 0.04],
+            smoothstep(0.5, 0.2, crowns) * 0.5,
+        );
         // Backlit rim just under the ridge line.
         let rim = smoothstep(2.5, 0.0, y - self.ridge_y[x]) * 0.25;
         let lit = look.shade(albedo, lambert + rim);

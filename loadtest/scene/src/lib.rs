@@ -43,11 +43,11 @@ mod valley;
 mod yuv;
 
 pub use dataset::{
-    DatasetError, DatasetSummary, MIN_FLOOD_COVERAGE, MIN_SMOKE_COVERAGE, Sample, SampleClass, SamplePlan,
-    box_resize, contact_sheet, render_sample, write_dataset, write_png,
+    DatasetError, DatasetSummary, MIN_FLOOD_COVERAGE, MIN_SMOKE_COVERAGE, Sample, SampleClass,
+    SamplePlan, box_resize, contact_sheet, render_sample, write_dataset, write_png,
 };
 pub use scene::{
-    Confusers, EventClass, EventSpec, FrameLabels, LabelledRegion, Lighting, Scene, SceneError, SceneKind,
-    SceneSpec,
+    Confusers, EventClass, EventSpec, FrameLabels, LabelledRegion, Lighting, Scene, SceneError,
+    SceneKind, SceneSpec,
 };
 pub use yuv::{i420_len, rgb_to_i420};

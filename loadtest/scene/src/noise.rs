@@ -40,7 +40,7 @@ impl Rng {
 
     /// Uniform integer in [0, n); `n` must be non-zero.
     pub(crate) fn below(&mut self, n: u32) -> u32 {
-        ((self.next_u64() >> 32) * u64::from(n) >> 32) as u32
+        (((self.next_u64() >> 32) * u64::from(n)) >> 32) as u32
     }
 
     pub(crate) fn chance(&mut self, p: f32) -> bool {

@@ -158,7 +158,13 @@ pub struct SceneSpec {
 
 impl SceneSpec {
     /// A spec whose confusers are derived from `seed`.
-    pub fn new(kind: SceneKind, lighting: Lighting, seed: u64, width: u32, height: u32) -> SceneSpec {
+    pub fn new(
+        kind: SceneKind,
+        lighting: Lighting,
+        seed: u64,
+        width: u32,
+        height: u32,
+    ) -> SceneSpec {
         SceneSpec {
             kind,
             lighting,
@@ -277,7 +283,9 @@ pub struct Scene {
 
 impl std::fmt::Debug for Scene {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Scene").field("spec", &self.spec).finish_non_exhaustive()
+        f.debug_struct("Scene")
+            .field("spec", &self.spec)
+            .finish_non_exhaustive()
     }
 }
 
@@ -305,7 +313,11 @@ impl Scene {
             let hy = cam.horizon_y;
             let x = cam.width * rng.range(0.15, 0.85);
             let y = if hy > cam.height * 0.15 {
-                let lo = if spec.lighting == Lighting::Dusk { hy - cam.height * 0.12 } else { (hy - cam.height * 0.5).max(cam.height * 0.04) };
+                let lo = if spec.lighting == Lighting::Dusk {
+                    hy - cam.height * 0.12
+                } else {
+                    (hy - cam.height * 0.5).max(cam.height * 0.04)
+                };
                 rng.range(lo, hy - cam.height * 0.04)
             } else {
                 -cam.height * 0.06
@@ -325,36 +337,67 @@ impl Scene {
         let flood_reach = events
             .iter()
             .any(|e| e.class == EventClass::Flood)
-            .then_some(if street { STREET_FLOOD.1 } else { VALLEY_FLOOD.1 });
+            .then_some(if street {
+                STREET_FLOOD.1
+            } else {
+                VALLEY_FLOOD.1
+            });
         let (backdrop, cells) = Backdrop::paint(&geo, &look, flood_reach);
 
         let mut clouds = Vec::new();
         if spec.confusers.clouds {
-            let kind = if rng.chance(0.75) { CloudKind::Cumulus } else { CloudKind::Cirrus };
+            let kind = if rng.chance(0.75) {
+                CloudKind::Cumulus
+            } else {
+                CloudKind::Cirrus
+            };
             clouds.push(CloudDeck::new(kind, &look, &mut rng));
         }
         if spec.confusers.low_cloud {
             clouds.push(CloudDeck::new(CloudKind::Stratus, &look, &mut rng));
         }
         // Nearer decks drawn last.
-        clouds.sort_by(|a, b| (b.kind == CloudKind::Cirrus).cmp(&(a.kind == CloudKind::Cirrus)));
+        clouds.sort_by_key(|d| std::cmp::Reverse(d.kind == CloudKind::Cirrus));
 
         let mut fogs = Vec::new();
         let cam = geo.cam.clone();
         let ridge_layers = &geo.ridges.layers[geo.first_ridge..];
         if spec.confusers.fog {
-            if let Some(layer) = ridge_layers.get(rng.below(ridge_layers.len().max(1) as u32) as usize) {
+            if let Some(layer) =
+                ridge_layers.get(rng.below(ridge_layers.len().max(1) as u32) as usize)
+            {
                 let lift = cam.height * rng.range(0.0, 0.03);
                 let centre = vec![layer.base_y - lift; w];
                 let half = cam.height * rng.range(0.03, 0.07);
-                fogs.push(FogBank::new(&look, &mut rng, layer.depth_m * 0.9, centre, half, cam.width * 0.12));
+                fogs.push(FogBank::new(
+                    &look,
+                    &mut rng,
+                    layer.depth_m * 0.9,
+                    centre,
+                    half,
+                    cam.width * 0.12,
+                ));
             } else if street {
                 let centre = vec![cam.horizon_y; w];
-                fogs.push(FogBank::new(&look, &mut rng, 60.0, centre, cam.height * 0.12, cam.width * 0.2));
+                fogs.push(FogBank::new(
+                    &look,
+                    &mut rng,
+                    60.0,
+                    centre,
+                    cam.height * 0.12,
+                    cam.width * 0.2,
+                ));
             } else {
                 // From above: patches of ground fog over the whole valley.
                 let centre = vec![cam.height * 0.5; w];
-                let mut patches = FogBank::new(&look, &mut rng, 1.0, centre, cam.height * 0.9, cam.width * 0.25);
+                let mut patches = FogBank::new(
+                    &look,
+                    &mut rng,
+                    1.0,
+                    centre,
+                    cam.height * 0.9,
+                    cam.width * 0.25,
+                );
                 patches.patchy = true;
                 fogs.push(patches);
             }
@@ -365,7 +408,14 @@ impl Scene {
             let lift = cam.height * rng.range(0.0, 0.02);
             let centre = layer.ridge_y.iter().map(|&r| r - lift).collect();
             let half = cam.height * rng.range(0.025, 0.05);
-            fogs.push(FogBank::new(&look, &mut rng, layer.depth_m * 0.95, centre, half, cam.width * 0.08));
+            fogs.push(FogBank::new(
+                &look,
+                &mut rng,
+                layer.depth_m * 0.95,
+                centre,
+                half,
+                cam.width * 0.08,
+            ));
         }
         fogs.sort_by(|a, b| b.depth_m.total_cmp(&a.depth_m));
 
@@ -389,7 +439,9 @@ impl Scene {
                     let start = if street { 0.0 } else { 0.05 };
                     // Every flood gets the cells; only the last one can take the vector.
                     let these = match cells.take() {
-                        Some(c) if events[i + 1..].iter().all(|e| e.class != EventClass::Flood) => c,
+                        Some(c) if events[i + 1..].iter().all(|e| e.class != EventClass::Flood) => {
+                            c
+                        }
                         Some(c) => {
                             let copy = c.clone();
                             cells = Some(c);
@@ -398,7 +450,13 @@ impl Scene {
                         None => Vec::new(),
                     };
                     let these = these.into_iter().filter(|c| c.height < max_level).collect();
-                    animated.push(Animated::Flood(Flood::new(e.onset_s, (start, max_level), &look, &mut erng, these)));
+                    animated.push(Animated::Flood(Flood::new(
+                        e.onset_s,
+                        (start, max_level),
+                        &look,
+                        &mut erng,
+                        these,
+                    )));
                 }
             }
         }
@@ -459,9 +517,18 @@ impl Scene {
                 break;
             }
             let look = &self.look;
-            self.scratch.fill((0, 0, w, sky_rows), self.step * 3, |x, y| deck.at(cam, look, x, y, t));
+            self.scratch
+                .fill((0, 0, w, sky_rows), self.step * 3, |x, y| {
+                    deck.at(cam, look, x, y, t)
+                });
             let depth = &self.backdrop.depth;
-            self.scratch.blend((0, 0, w, sky_rows), &mut self.work, w, |i| depth[i].is_infinite(), |_, _, _| {});
+            self.scratch.blend(
+                (0, 0, w, sky_rows),
+                &mut self.work,
+                w,
+                |i| depth[i].is_infinite(),
+                |_, _, _| {},
+            );
         }
 
         let mut coverage = vec![Coverage::default(); self.events.len()];
@@ -479,12 +546,23 @@ impl Scene {
             })
             .fold(f32::INFINITY, f32::min);
         for fog in self.fogs.iter().filter(|f| f.depth_m >= nearest_plume) {
-            composite_fog(fog, t, &self.backdrop.depth, &mut self.work, w, h, self.step, &mut self.scratch);
+            composite_fog(
+                fog,
+                t,
+                &self.backdrop.depth,
+                &mut self.work,
+                w,
+                h,
+                self.step,
+                &mut self.scratch,
+            );
         }
         // Far plumes first.
         let mut order: Vec<usize> = (0..self.events.len()).collect();
         order.sort_by(|&a, &b| match (&self.events[a], &self.events[b]) {
-            (Animated::Smoke(pa), Animated::Smoke(pb)) => pb.anchor.depth_m.total_cmp(&pa.anchor.depth_m),
+            (Animated::Smoke(pa), Animated::Smoke(pb)) => {
+                pb.anchor.depth_m.total_cmp(&pa.anchor.depth_m)
+            }
             _ => std::cmp::Ordering::Equal,
         });
         for i in order {
@@ -502,7 +580,16 @@ impl Scene {
             }
         }
         for fog in self.fogs.iter().filter(|f| f.depth_m < nearest_plume) {
-            composite_fog(fog, t, &self.backdrop.depth, &mut self.work, w, h, self.step, &mut self.scratch);
+            composite_fog(
+                fog,
+                t,
+                &self.backdrop.depth,
+                &mut self.work,
+                w,
+                h,
+                self.step,
+                &mut self.scratch,
+            );
         }
 
         let (dx, dy) = self.shake.as_ref().map_or((0, 0), |s| s.offset(t_s));
@@ -557,10 +644,24 @@ fn composite_fog(
         return;
     }
     scratch.fill((0, y0, w, y1), step * 3, |x, y| fog.at(x, y, t));
-    scratch.blend((0, y0, w, y1), work, w, |i| depth[i] > fog.depth_m, |_, _, _| {});
+    scratch.blend(
+        (0, y0, w, y1),
+        work,
+        w,
+        |i| depth[i] > fog.depth_m,
+        |_, _, _| {},
+    );
 }
 
-fn region(class: EventClass, c: &Coverage, dx: i32, dy: i32, w: usize, h: usize, frame_px: f64) -> LabelledRegion {
+fn region(
+    class: EventClass,
+    c: &Coverage,
+    dx: i32,
+    dy: i32,
+    w: usize,
+    h: usize,
+    frame_px: f64,
+) -> LabelledRegion {
     if c.pixels == 0 {
         return LabelledRegion {
             class,

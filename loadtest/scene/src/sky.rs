@@ -88,13 +88,22 @@ impl CloudDeck {
         let nz = z / sz + self.offset.1;
         let footprint = (z / cam.focal).max(z * z / (self.altitude_m * cam.focal)) / sx;
         let d = self.noise.fbm_filtered(nx, nz, 6, footprint);
-        let soft = if self.kind == CloudKind::Stratus { 0.22 } else { 0.12 };
+        let soft = if self.kind == CloudKind::Stratus {
+            0.22
+        } else {
+            0.12
+        };
         let density = smoothstep(self.cover, self.cover + soft, d);
         if density <= 0.0 {
             return [0.0; 4];
         }
         // Self-shadowing: denser noise towards the sun means this point is in shade.
-        let toward = self.noise.fbm_filtered(nx - 0.06 * look.sun_azimuth.signum(), nz + 0.08, 6, footprint);
+        let toward = self.noise.fbm_filtered(
+            nx - 0.06 * look.sun_azimuth.signum(),
+            nz + 0.08,
+            6,
+            footprint,
+        );
         let shade = ((d - toward) * 6.0 + 0.6).clamp(0.0, 1.0);
         let c = mix(self.shadow, self.lit, shade);
         let c = look.atmos(c, z * 0.6);
@@ -142,7 +151,10 @@ impl FogBank {
             centre_y,
             half_px,
             density: rng.range(0.6, 0.95),
-            colour: look.atmos(look.shade([grey; 3], look.ground_lambert() * 0.6 + 0.2), depth_m),
+            colour: look.atmos(
+                look.shade([grey; 3], look.ground_lambert() * 0.6 + 0.2),
+                depth_m,
+            ),
             noise: ValueNoise::new(rng.seed32()),
             scale_px,
             drift_px_s: rng.range(-0.015, 0.015) * scale_px,
@@ -152,7 +164,12 @@ impl FogBank {
 
     pub(crate) fn rows(&self, height: usize) -> (usize, usize) {
         let lo = self.centre_y.iter().copied().fold(f32::INFINITY, f32::min) - self.half_px * 1.3;
-        let hi = self.centre_y.iter().copied().fold(f32::NEG_INFINITY, f32::max) + self.half_px * 1.3;
+        let hi = self
+            .centre_y
+            .iter()
+            .copied()
+            .fold(f32::NEG_INFINITY, f32::max)
+            + self.half_px * 1.3;
         (
             (lo.max(0.0) as usize).min(height),
             (hi.max(0.0).ceil() as usize).min(height),
@@ -173,7 +190,12 @@ impl FogBank {
         if self.patchy {
             a *= smoothstep(0.48, 0.62, n);
         }
-        [self.colour[0] * a, self.colour[1] * a, self.colour[2] * a, a]
+        [
+            self.colour[0] * a,
+            self.colour[1] * a,
+            self.colour[2] * a,
+            a,
+        ]
     }
 }
 
@@ -219,7 +241,8 @@ impl Glare {
                 for &((gx, gy), gr, tint) in &ghosts {
                     let d = ((px - gx).powi(2) + (py - gy).powi(2)).sqrt() / gr;
                     if d < 1.1 {
-                        let disc = smoothstep(1.05, 0.9, d) * (0.6 + 0.4 * smoothstep(0.6, 0.95, d));
+                        let disc =
+                            smoothstep(1.05, 0.9, d) * (0.6 + 0.4 * smoothstep(0.6, 0.95, d));
                         c = add(c, scale(tint, disc));
                     }
                 }

@@ -80,12 +80,18 @@ impl Plume {
 
     fn centre_m(&self, age: f32, h: f32) -> f32 {
         let bend = self.wind_ms / self.rise_ms * h * (0.3 + 0.7 * smoothstep(0.0, 80.0, h));
-        let wob = (self.wobble.sample(h / 60.0 - age * 0.03, 3.7) - 0.5) * self.radius_m(age, h) * 0.9;
+        let wob =
+            (self.wobble.sample(h / 60.0 - age * 0.03, 3.7) - 0.5) * self.radius_m(age, h) * 0.9;
         bend + wob
     }
 
     /// Pixel rectangle `(x0, y0, x1, y1)` the plume can touch at `age` seconds, clipped to the frame.
-    pub(crate) fn bounds(&self, age: f32, w: usize, h: usize) -> Option<(usize, usize, usize, usize)> {
+    pub(crate) fn bounds(
+        &self,
+        age: f32,
+        w: usize,
+        h: usize,
+    ) -> Option<(usize, usize, usize, usize)> {
         let top = self.top_m(age);
         let r_top = self.radius_m(age, top);
         let reach = top + r_top * 1.2;
@@ -102,7 +108,9 @@ impl Plume {
         let x0 = (a.x + lo * a.px_per_m).floor().max(0.0);
         let x1 = (a.x + hi * a.px_per_m).ceil().min(w as f32);
         let y0 = (a.y - reach * a.px_per_m).floor().max(0.0);
-        let y1 = (a.y + self.radius_m(age, 0.0) * 0.6 * a.px_per_m).ceil().min(h as f32);
+        let y1 = (a.y + self.radius_m(age, 0.0) * 0.6 * a.px_per_m)
+            .ceil()
+            .min(h as f32);
         if x1 <= x0 || y1 <= y0 {
             return None;
         }
@@ -130,16 +138,20 @@ impl Plume {
         let body = self
             .body
             .fbm(xm / cell, (hm - self.rise_ms * 0.9 * age) / cell, 4);
-        let churn = self
-            .churn
-            .fbm(xm / (cell * 0.5) + 31.0, (hm - self.rise_ms * 0.55 * age) / (cell * 0.5), 3);
+        let churn = self.churn.fbm(
+            xm / (cell * 0.5) + 31.0,
+            (hm - self.rise_ms * 0.55 * age) / (cell * 0.5),
+            3,
+        );
         let turb = body * 0.6 + churn * 0.4;
         let edge = top + (turb - 0.5) * r * 1.6;
         let top_fade = smoothstep(edge + r * 0.3, edge - r * 0.6, hm);
         let base_fade = smoothstep(-r * 0.6, r * 0.2, hm);
         let thinning = 1.0 / (1.0 + hm.max(0.0) / (self.max_height_m * 0.5));
-        let density =
-            (profile * (0.45 + 1.8 * (turb - 0.5)) - 0.08).max(0.0) * top_fade * base_fade * thinning;
+        let density = (profile * (0.45 + 1.8 * (turb - 0.5)) - 0.08).max(0.0)
+            * top_fade
+            * base_fade
+            * thinning;
         if density <= 0.0 {
             return [0.0; 4];
         }

@@ -43,8 +43,16 @@ pub(crate) struct Street {
 
 /// What a body-camera ray hits.
 pub(crate) enum StreetHit {
-    Ground { u: f32, z: f32, footprint: f32 },
-    Facade { z: f32, height: f32, surface: Surface },
+    Ground {
+        u: f32,
+        z: f32,
+        footprint: f32,
+    },
+    Facade {
+        z: f32,
+        height: f32,
+        surface: Surface,
+    },
     Sky,
 }
 
@@ -88,7 +96,9 @@ impl Street {
     /// Roof height of the facade at distance `z` on the side `right`.
     pub(crate) fn roof_at(&self, right: bool, z: f32) -> Option<f32> {
         let side = if right { &self.right } else { &self.left };
-        side.iter().find(|f| z >= f.z0 && z < f.z1).map(|f| f.height)
+        side.iter()
+            .find(|f| z >= f.z0 && z < f.z1)
+            .map(|f| f.height)
     }
 
     pub(crate) fn trace(&self, cam: &Camera, x: f32, y: f32) -> StreetHit {
@@ -143,7 +153,11 @@ impl Street {
                 wz > 0.25 && wz < 0.75 && wh > 0.3 && wh < 0.8
             };
             let lit = hash2((z / f.window_w) as i32, floor as i32, self.seed) > 0.85;
-            let glass = if lit { [0.55, 0.48, 0.30] } else { [0.10, 0.12, 0.14] };
+            let glass = if lit {
+                [0.55, 0.48, 0.30]
+            } else {
+                [0.10, 0.12, 0.14]
+            };
             let mean = mix(albedo, glass, 0.25);
             if in_window {
                 albedo = mix(mean, glass, resolve);
@@ -164,7 +178,9 @@ impl Street {
     }
 
     pub(crate) fn ground_surface(&self, u: f32, z: f32, footprint: f32) -> Surface {
-        let fine = self.noise.fbm_filtered(u / 0.8, z / 0.8, 4, footprint / 0.8);
+        let fine = self
+            .noise
+            .fbm_filtered(u / 0.8, z / 0.8, 4, footprint / 0.8);
         let au = u.abs();
         if au < self.road_half {
             let base = if self.wet { 0.10 } else { 0.24 };

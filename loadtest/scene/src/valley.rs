@@ -111,8 +111,16 @@ impl Valley {
             sin: angle.sin(),
             n0,
             meander: [
-                (amp, rng.range(250.0, 600.0), rng.range(0.0, 6.28)),
-                (amp * 0.35, rng.range(90.0, 200.0), rng.range(0.0, 6.28)),
+                (
+                    amp,
+                    rng.range(250.0, 600.0),
+                    rng.range(0.0, std::f32::consts::TAU),
+                ),
+                (
+                    amp * 0.35,
+                    rng.range(90.0, 200.0),
+                    rng.range(0.0, std::f32::consts::TAU),
+                ),
             ],
             river_width,
             river_colour,
@@ -208,7 +216,8 @@ impl Valley {
         let ds = s - oc.0;
         let dn = n - oc.1;
         if ds.abs() < hs && dn.abs() < hn {
-            let roof = ROOF_COLOURS[(h(6) * ROOF_COLOURS.len() as f32) as usize % ROOF_COLOURS.len()];
+            let roof =
+                ROOF_COLOURS[(h(6) * ROOF_COLOURS.len() as f32) as usize % ROOF_COLOURS.len()];
             // Pitched roof: the two halves catch the sun differently.
             let first_half = if hs > hn { dn > 0.0 } else { ds > 0.0 };
             Some((6.0, roof, first_half))
@@ -223,12 +232,18 @@ impl Valley {
         let (_, n_axis) = self.axis_frame(u, z);
         let ground = self.terrain_height(u, z, dn);
         let out = dn.abs() - self.river_width * 0.5;
-        let fine = self.detail.fbm_filtered(u / 3.0, z / 3.0, 4, footprint / 3.0);
+        let fine = self
+            .detail
+            .fbm_filtered(u / 3.0, z / 3.0, 4, footprint / 3.0);
 
         // Bridge over the river where the crossing road meets it.
         if (s - self.road_cross).abs() < self.road_width * 0.5 + 0.6 && out < 6.0 {
             let edge = (s - self.road_cross).abs() > self.road_width * 0.5 - 0.4;
-            let c = if edge { 0.62 } else { 0.44 + (fine - 0.5) * 0.08 };
+            let c = if edge {
+                0.62
+            } else {
+                0.44 + (fine - 0.5) * 0.08
+            };
             return Surface {
                 albedo: [c, c * 0.98, c * 0.94],
                 height: 4.0,
@@ -237,7 +252,9 @@ impl Valley {
             };
         }
         if out < 0.0 {
-            let ripple = self.detail.fbm_filtered(u / 1.5, z / 6.0, 3, footprint / 1.5);
+            let ripple = self
+                .detail
+                .fbm_filtered(u / 1.5, z / 6.0, 3, footprint / 1.5);
             let k = 0.9 + (ripple - 0.5) * 0.25;
             return Surface {
                 albedo: [
@@ -268,7 +285,11 @@ impl Valley {
             return Surface {
                 albedo: [c, c, c * 1.02],
                 height: ground + 0.15,
-                gloss: if self.wet_roads { 0.45 + puddles * 0.45 } else { 0.02 },
+                gloss: if self.wet_roads {
+                    0.45 + puddles * 0.45
+                } else {
+                    0.02
+                },
                 sunlit: 1.0,
             };
         }
@@ -288,8 +309,11 @@ impl Valley {
         // Trees: a band along the banks and patches of wood, none in the village.
         let woods = self.noise.fbm(u / 260.0 + 50.0, z / 260.0, 3);
         let bank_band = 1.0 - smoothstep(6.0, 16.0, out);
-        let crowns = self.detail.fbm_filtered(u / 5.0 + 9.0, z / 5.0, 3, footprint / 5.0);
-        let tree_cover = (bank_band * 0.8 + smoothstep(0.62, 0.70, woods)) * smoothstep(0.22, 0.36, crowns);
+        let crowns = self
+            .detail
+            .fbm_filtered(u / 5.0 + 9.0, z / 5.0, 3, footprint / 5.0);
+        let tree_cover =
+            (bank_band * 0.8 + smoothstep(0.62, 0.70, woods)) * smoothstep(0.22, 0.36, crowns);
         if tree_cover > 0.5 {
             let k = 0.45 + crowns * 0.9;
             return Surface {
@@ -310,9 +334,11 @@ impl Valley {
         let fi = (fs / cell_w).floor() as i32;
         let fj = (fn_ / cell_h).floor() as i32;
         let pick = hash2(fi, fj, self.seed ^ 0xF1E1D);
-        let mut albedo = FIELD_COLOURS[(pick * FIELD_COLOURS.len() as f32) as usize % FIELD_COLOURS.len()];
+        let mut albedo =
+            FIELD_COLOURS[(pick * FIELD_COLOURS.len() as f32) as usize % FIELD_COLOURS.len()];
         // Plough or crop rows, only where a pixel can resolve them.
-        let rows = ((fs * std::f32::consts::TAU / 2.5).sin() * 0.5 + 0.5) * (1.0 - smoothstep(0.3, 1.0, footprint));
+        let rows = ((fs * std::f32::consts::TAU / 2.5).sin() * 0.5 + 0.5)
+            * (1.0 - smoothstep(0.3, 1.0, footprint));
         let patch = self.noise.fbm(u / 25.0, z / 25.0, 3);
         let k = 0.85 + rows * 0.12 + (patch - 0.5) * 0.35 + (fine - 0.5) * 0.15;
         albedo = [albedo[0] * k, albedo[1] * k, albedo[2] * k];

@@ -66,14 +66,24 @@ pub fn rgb_to_i420(rgb: &[u8], width: u32, height: u32, out: &mut [u8]) -> Resul
     for cy in 0..ch {
         let top = &rgb[2 * cy * w * 3..(2 * cy + 1) * w * 3];
         // An odd last row pairs with itself.
-        let bottom = if 2 * cy + 1 < h { &rgb[(2 * cy + 1) * w * 3..(2 * cy + 2) * w * 3] } else { top };
-        let (u_row, v_row) = (&mut u_plane[cy * cw..(cy + 1) * cw], &mut v_plane[cy * cw..(cy + 1) * cw]);
+        let bottom = if 2 * cy + 1 < h {
+            &rgb[(2 * cy + 1) * w * 3..(2 * cy + 2) * w * 3]
+        } else {
+            top
+        };
+        let (u_row, v_row) = (
+            &mut u_plane[cy * cw..(cy + 1) * cw],
+            &mut v_plane[cy * cw..(cy + 1) * cw],
+        );
         for cx in 0..cw {
             let x0 = 2 * cx * 3;
             // An odd last column pairs with itself.
             let x1 = if 2 * cx + 1 < w { x0 + 3 } else { x0 };
             let sum = |k: usize| {
-                i32::from(top[x0 + k]) + i32::from(top[x1 + k]) + i32::from(bottom[x0 + k]) + i32::from(bottom[x1 + k])
+                i32::from(top[x0 + k])
+                    + i32::from(top[x1 + k])
+                    + i32::from(bottom[x0 + k])
+                    + i32::from(bottom[x1 + k])
             };
             let (r, g, b) = ((sum(0) + 2) >> 2, (sum(1) + 2) >> 2, (sum(2) + 2) >> 2);
             u_row[cx] = chroma_u(r, g, b);
@@ -88,7 +98,9 @@ mod tests {
     use super::*;
 
     fn solid(r: u8, g: u8, b: u8, w: u32, h: u32) -> (u8, u8, u8) {
-        let rgb: Vec<u8> = std::iter::repeat_n([r, g, b], (w * h) as usize).flatten().collect();
+        let rgb: Vec<u8> = std::iter::repeat_n([r, g, b], (w * h) as usize)
+            .flatten()
+            .collect();
         let mut out = vec![0; i420_len(w, h)];
         rgb_to_i420(&rgb, w, h, &mut out).expect("sizes match");
         let y = out[0];
@@ -100,10 +112,11 @@ mod tests {
 
     #[test]
     fn known_colours_bt601_limited_range() {
-        // Reference values from the BT.601 limited-range matrix.
+        // Y = 16 + 65.481 R + 128.553 G + 24.966 B (R, G, B in 0..=1), rounded:
+        // red is 81.48 → 81, green 144.55 → 145.
         assert_eq!(solid(0, 0, 0, 4, 4), (16, 128, 128));
         assert_eq!(solid(255, 255, 255, 4, 4), (235, 128, 128));
-        assert_eq!(solid(255, 0, 0, 4, 4), (82, 90, 240));
+        assert_eq!(solid(255, 0, 0, 4, 4), (81, 90, 240));
         assert_eq!(solid(0, 255, 0, 4, 4), (145, 54, 34));
         assert_eq!(solid(0, 0, 255, 4, 4), (41, 240, 110));
         assert_eq!(solid(128, 128, 128, 4, 4), (126, 128, 128));
@@ -112,7 +125,7 @@ mod tests {
     #[test]
     fn odd_sizes_round_chroma_up() {
         assert_eq!(i420_len(5, 3), 15 + 2 * 3 * 2);
-        assert_eq!(solid(255, 0, 0, 5, 3), (82, 90, 240));
+        assert_eq!(solid(255, 0, 0, 5, 3), (81, 90, 240));
     }
 
     #[test]
@@ -128,7 +141,7 @@ mod tests {
         let rgb = [255, 0, 0, 0, 0, 255, 255, 0, 0, 0, 0, 255];
         let mut out = vec![0; i420_len(2, 2)];
         rgb_to_i420(&rgb, 2, 2, &mut out).expect("sizes match");
-        assert_eq!(&out[..4], &[82, 41, 82, 41]);
+        assert_eq!(&out[..4], &[81, 41, 81, 41]);
         // Average colour (128, 0, 128): Cb = 128 + 128·(0.439216 − 0.148223) = 165.2.
         assert_eq!(out[4], 165);
     }

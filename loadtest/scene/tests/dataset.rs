@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 
 use lookout_scene::{
-    MIN_FLOOD_COVERAGE, MIN_SMOKE_COVERAGE, SampleClass, SamplePlan, contact_sheet, render_sample, write_dataset,
+    MIN_FLOOD_COVERAGE, MIN_SMOKE_COVERAGE, SampleClass, SamplePlan, contact_sheet, render_sample,
+    write_dataset,
 };
 
 fn scratch_dir(name: &str) -> PathBuf {
@@ -14,7 +15,9 @@ fn scratch_dir(name: &str) -> PathBuf {
 
 fn png_size(path: &std::path::Path) -> (u32, u32) {
     let file = std::fs::File::open(path).expect("png exists");
-    let reader = png::Decoder::new(std::io::BufReader::new(file)).read_info().expect("valid png");
+    let reader = png::Decoder::new(std::io::BufReader::new(file))
+        .read_info()
+        .expect("valid png");
     let info = reader.info();
     (info.width, info.height)
 }
@@ -37,7 +40,9 @@ fn writes_images_labels_and_index() {
         assert_eq!(v["seed"], seed);
         let class = v["class"].as_str().expect("class");
         assert!(["smoke", "flood", "none"].contains(&class));
-        assert!(["tower", "drone", "bodycam", "fixed"].contains(&v["scene"].as_str().expect("scene")));
+        assert!(
+            ["tower", "drone", "bodycam", "fixed"].contains(&v["scene"].as_str().expect("scene"))
+        );
         assert!(["day", "dusk", "haze"].contains(&v["lighting"].as_str().expect("lighting")));
         assert!(v["t_s"].as_f64().is_some());
         let objects = v["objects"].as_array().expect("objects");

@@ -14,7 +14,11 @@ fn spec(kind: SceneKind, lighting: Lighting, seed: u64) -> SceneSpec {
     SceneSpec::new(kind, lighting, seed, W, H)
 }
 
-fn render(spec: SceneSpec, events: Vec<EventSpec>, t: f64) -> (Vec<u8>, lookout_scene::FrameLabels) {
+fn render(
+    spec: SceneSpec,
+    events: Vec<EventSpec>,
+    t: f64,
+) -> (Vec<u8>, lookout_scene::FrameLabels) {
     let mut scene = Scene::new(spec, events).expect("valid size");
     let mut rgb = vec![0; scene.frame_len()];
     let labels = scene.render_rgb(t, &mut rgb).expect("buffer fits");
@@ -39,7 +43,10 @@ fn same_seed_renders_identical_bytes() {
                 confusers: every_confuser(),
                 ..spec(kind, lighting, 42)
             };
-            let events = vec![EventSpec::new(EventClass::Smoke, 1.0), EventSpec::new(EventClass::Flood, 2.0)];
+            let events = vec![
+                EventSpec::new(EventClass::Smoke, 1.0),
+                EventSpec::new(EventClass::Flood, 2.0),
+            ];
             let (a, la) = render(s, events.clone(), 30.0);
             let (b, lb) = render(s, events, 30.0);
             assert_eq!(a, b, "{kind:?} {lighting:?}");
@@ -65,7 +72,10 @@ fn different_seeds_differ() {
         let (a, _) = render(spec(kind, Lighting::Day, 1), vec![], 0.0);
         let (b, _) = render(spec(kind, Lighting::Day, 2), vec![], 0.0);
         let differing = a.iter().zip(&b).filter(|(x, y)| x != y).count();
-        assert!(differing > a.len() / 4, "{kind:?}: only {differing} bytes differ");
+        assert!(
+            differing > a.len() / 4,
+            "{kind:?}: only {differing} bytes differ"
+        );
     }
 }
 
@@ -86,15 +96,25 @@ fn clouds_and_plumes_move_with_time() {
 #[test]
 fn frame_sizes_are_checked() {
     assert!(matches!(
-        Scene::new(SceneSpec::new(SceneKind::Tower, Lighting::Day, 1, 0, 720), vec![]),
+        Scene::new(
+            SceneSpec::new(SceneKind::Tower, Lighting::Day, 1, 0, 720),
+            vec![]
+        ),
         Err(SceneError::FrameSize { .. })
     ));
     let mut scene = Scene::new(spec(SceneKind::Drone, Lighting::Haze, 1), vec![]).expect("valid");
     assert_eq!(scene.frame_len(), (W * H * 3) as usize);
     let mut short = vec![0; scene.frame_len() - 1];
-    assert!(matches!(scene.render_rgb(0.0, &mut short), Err(SceneError::BufferSize { .. })));
+    assert!(matches!(
+        scene.render_rgb(0.0, &mut short),
+        Err(SceneError::BufferSize { .. })
+    ));
     // Odd sizes work too.
-    let mut odd = Scene::new(SceneSpec::new(SceneKind::Fixed, Lighting::Dusk, 3, 101, 57), vec![]).expect("valid");
+    let mut odd = Scene::new(
+        SceneSpec::new(SceneKind::Fixed, Lighting::Dusk, 3, 101, 57),
+        vec![],
+    )
+    .expect("valid");
     let mut rgb = vec![0; 101 * 57 * 3];
     odd.render_rgb(1.0, &mut rgb).expect("fits");
     let mut yuv = vec![0; i420_len(101, 57)];
@@ -118,12 +138,20 @@ fn diff_inside_outside(a: &[u8], b: &[u8], bbox: [u32; 4]) -> (f64, f64) {
             }
         }
     }
-    (din as f64 / nin.max(1) as f64, dout as f64 / nout.max(1) as f64)
+    (
+        din as f64 / nin.max(1) as f64,
+        dout as f64 / nout.max(1) as f64,
+    )
 }
 
 #[test]
 fn smoke_label_marks_where_the_picture_changed() {
-    for (kind, seed) in [(SceneKind::Tower, 11), (SceneKind::Fixed, 12), (SceneKind::Drone, 13), (SceneKind::Bodycam, 14)] {
+    for (kind, seed) in [
+        (SceneKind::Tower, 11),
+        (SceneKind::Fixed, 12),
+        (SceneKind::Drone, 13),
+        (SceneKind::Bodycam, 14),
+    ] {
         let s = spec(kind, Lighting::Day, seed);
         let smoke = vec![EventSpec::new(EventClass::Smoke, 5.0)];
         let (with, labels) = render(s, smoke, 200.0);
@@ -134,8 +162,14 @@ fn smoke_label_marks_where_the_picture_changed() {
         assert!(o.coverage > 0.0 && o.coverage < 1.0);
         assert!(o.bbox[0] + o.bbox[2] <= W && o.bbox[1] + o.bbox[3] <= H);
         let (inside, outside) = diff_inside_outside(&with, &without, o.bbox);
-        assert!(inside > 4.0, "{kind:?}: smoke changed its box by only {inside:.2}");
-        assert!(inside > outside * 5.0, "{kind:?}: inside {inside:.2}, outside {outside:.2}");
+        assert!(
+            inside > 4.0,
+            "{kind:?}: smoke changed its box by only {inside:.2}"
+        );
+        assert!(
+            inside > outside * 5.0,
+            "{kind:?}: inside {inside:.2}, outside {outside:.2}"
+        );
     }
 }
 
@@ -156,7 +190,11 @@ fn smoke_is_absent_before_onset_and_grows_after() {
 
 #[test]
 fn flood_rises_over_the_ground() {
-    for (kind, seed) in [(SceneKind::Drone, 31), (SceneKind::Fixed, 32), (SceneKind::Bodycam, 33)] {
+    for (kind, seed) in [
+        (SceneKind::Drone, 31),
+        (SceneKind::Fixed, 32),
+        (SceneKind::Bodycam, 33),
+    ] {
         let s = spec(kind, Lighting::Day, seed);
         let mut scene = Scene::new(s, vec![EventSpec::new(EventClass::Flood, 3.0)]).expect("valid");
         let mut rgb = vec![0; scene.frame_len()];
@@ -166,21 +204,33 @@ fn flood_rises_over_the_ground() {
             .iter()
             .map(|&t| scene.render_rgb(t, &mut rgb).expect("fits").objects[0].coverage)
             .collect();
-        assert!(coverage.windows(2).all(|w| w[1] >= w[0]), "{kind:?} {coverage:?}");
-        assert!(coverage[3] > 0.02 && coverage[3] > coverage[0], "{kind:?} {coverage:?}");
+        assert!(
+            coverage.windows(2).all(|w| w[1] >= w[0]),
+            "{kind:?} {coverage:?}"
+        );
+        assert!(
+            coverage[3] > 0.02 && coverage[3] > coverage[0],
+            "{kind:?} {coverage:?}"
+        );
 
         // The flooded box is browner than the dry frame there.
         let labels = scene.render_rgb(120.0, &mut rgb).expect("fits");
         let (dry, _) = render(s, vec![], 120.0);
         let (inside, _) = diff_inside_outside(&rgb, &dry, labels.objects[0].bbox);
-        assert!(inside > 4.0, "{kind:?}: flood changed its box by only {inside:.2}");
+        assert!(
+            inside > 4.0,
+            "{kind:?}: flood changed its box by only {inside:.2}"
+        );
     }
 }
 
 #[test]
 fn labels_follow_event_order() {
     let s = spec(SceneKind::Fixed, Lighting::Dusk, 41);
-    let events = vec![EventSpec::new(EventClass::Flood, 0.0), EventSpec::new(EventClass::Smoke, 0.0)];
+    let events = vec![
+        EventSpec::new(EventClass::Flood, 0.0),
+        EventSpec::new(EventClass::Smoke, 0.0),
+    ];
     let (_, labels) = render(s, events, 100.0);
     assert_eq!(labels.objects.len(), 2);
     assert_eq!(labels.objects[0].class, EventClass::Flood);
@@ -194,5 +244,9 @@ fn i420_of_a_rendered_frame_has_the_right_planes() {
     rgb_to_i420(&rgb, W, H, &mut yuv).expect("fits");
     assert_eq!(yuv.len(), (W * H + 2 * (W / 2) * (H / 2)) as usize);
     // Limited range: luma 16..=235.
-    assert!(yuv[..(W * H) as usize].iter().all(|&y| (16..=235).contains(&y)));
+    assert!(
+        yuv[..(W * H) as usize]
+            .iter()
+            .all(|&y| (16..=235).contains(&y))
+    );
 }

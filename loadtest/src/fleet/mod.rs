@@ -5,6 +5,7 @@
 //! mounts and the feeding timer), `incidents` (script and ground truth),
 //! `profile` (what each kind of camera sends).
 
+pub mod check;
 pub mod clips;
 pub mod incidents;
 pub mod profile;
@@ -19,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use self::clips::{Clip, ClipKey};
 use self::incidents::{GroundTruth, Incident};
@@ -48,7 +49,7 @@ pub struct FleetArgs {
 }
 
 /// What the fleet reports when it stops.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Summary {
     pub cameras: usize,
     pub serving_s: f64,
@@ -62,7 +63,7 @@ pub struct Summary {
     pub per_camera: Vec<CameraSummary>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct CameraSummary {
     pub id: String,
     pub kind: String,
