@@ -274,6 +274,14 @@ pub struct DetectorConfig {
     /// Frames batched together for one inference, at most.
     #[serde(default = "default_batch")]
     pub max_batch: usize,
+    /// Segmentation: a label's region counts when it covers at least this
+    /// share of the frame.
+    #[serde(default = "default_min_area")]
+    pub min_area: f32,
+}
+
+fn default_min_area() -> f32 {
+    0.005
 }
 
 fn default_threshold() -> f32 {

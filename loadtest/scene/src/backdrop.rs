@@ -149,7 +149,7 @@ impl Geometry {
         if let Some(street) = &self.street {
             for _ in 0..40 {
                 let right = rng.chance(0.5);
-                let z = rng.range(25.0, 140.0);
+                let z = rng.range(60.0, 250.0);
                 let Some(roof) = street.roof_at(right, z) else {
                     continue;
                 };
@@ -160,7 +160,8 @@ impl Geometry {
                     -street.facade_u - behind
                 };
                 let (x, y) = cam.project(u - street.camera_u, z, roof);
-                if x > w as f32 * 0.05 && x < w as f32 * 0.95 && y > 2.0 && y < h as f32 {
+                if x > w as f32 * 0.05 && x < w as f32 * 0.95 && y > h as f32 * 0.2 && y < h as f32
+                {
                     let depth_m = z.hypot(u - street.camera_u);
                     out.push(PlumeAnchor {
                         x,

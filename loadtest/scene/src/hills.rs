@@ -95,7 +95,7 @@ impl Ridges {
             ridge_y,
             tint: [0.07, 0.14, 0.06],
             texture: ValueNoise::new(rng.seed32()),
-            crown_m: 7.0,
+            crown_m: 2.5,
         }
     }
 

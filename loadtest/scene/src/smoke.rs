@@ -50,16 +50,16 @@ impl Plume {
         let grade = |c: Rgb| look.atmos(look.shade(c, lambert), anchor.depth_m);
         // Scale the plume to the distance: a far tower plume is hundreds of metres
         // tall, a plume down the street tens.
-        let size = (anchor.depth_m / 1500.0).clamp(0.2, 3.0);
+        let size = (anchor.depth_m / 1500.0).clamp(0.5, 3.0);
         Plume {
             onset_s,
             anchor,
             rise_ms: rng.range(2.0, 5.0) * size.sqrt(),
             wind_ms: rng.range(-3.5, 3.5) * size.sqrt(),
-            max_height_m: rng.range(180.0, 450.0) * size,
-            base_radius_m: rng.range(8.0, 22.0) * size,
-            spread: rng.range(0.15, 0.32),
-            opacity: rng.range(2.2, 4.5),
+            max_height_m: rng.range(120.0, 320.0) * size,
+            base_radius_m: rng.range(12.0, 30.0) * size,
+            spread: rng.range(0.3, 0.55),
+            opacity: rng.range(3.5, 6.0),
             dense: grade(dense),
             thin: grade(thin),
             body: ValueNoise::new(rng.seed32()),
@@ -131,9 +131,9 @@ impl Plume {
         if across.abs() > 2.2 {
             return [0.0; 4];
         }
-        let profile = (-across * across * 1.8).exp();
+        let profile = (-across * across * 1.4).exp();
         // Puffs grow as the plume rises; the noise moves up with the smoke.
-        let cell = self.base_radius_m * (0.8 + hm.max(0.0) / (self.max_height_m * 0.35));
+        let cell = (r * 0.75).max(self.base_radius_m * 0.8);
         let xm = (x - a.x) / a.px_per_m;
         let body = self
             .body
@@ -147,8 +147,8 @@ impl Plume {
         let edge = top + (turb - 0.5) * r * 1.6;
         let top_fade = smoothstep(edge + r * 0.3, edge - r * 0.6, hm);
         let base_fade = smoothstep(-r * 0.6, r * 0.2, hm);
-        let thinning = 1.0 / (1.0 + hm.max(0.0) / (self.max_height_m * 0.5));
-        let density = (profile * (0.45 + 1.8 * (turb - 0.5)) - 0.08).max(0.0)
+        let thinning = 1.0 / (1.0 + hm.max(0.0) / self.max_height_m);
+        let density = (profile * (0.7 + 3.0 * (turb - 0.5)) - 0.08).max(0.0)
             * top_fade
             * base_fade
             * thinning;

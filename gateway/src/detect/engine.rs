@@ -1,0 +1,195 @@
+//! One detector's ONNX Runtime session and the batch it runs: frames from
+//! any cameras that use the detector are packed into one input tensor (a
+//! reused buffer), run together, and the output is split back per frame and
+//! decoded by the detector's output kind.
+
+use std::path::Path;
+
+use ort::session::Session;
+use ort::value::TensorRef;
+
+use super::model::{self, ModelError};
+use super::postprocess::{self, Detection, SegMap};
+use super::preprocess::{self, Placement, RgbFrame};
+use super::runtime::Runtime;
+use crate::config::{DetectorConfig, OutputKind};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("detector {detector}: the model does not match its configuration: {problems}")]
+    Mismatch { detector: String, problems: String },
+    #[error("detector {detector}: inference failed: {message}")]
+    Inference { detector: String, message: String },
+    #[error("detector {detector}: output has shape {shape:?}, expected {expected}")]
+    OutputShape {
+        detector: String,
+        shape: Vec<i64>,
+        expected: String,
+    },
+}
+
+/// A detector ready to run.
+pub struct Engine {
+    pub config: DetectorConfig,
+    session: Session,
+    /// Frames per run: the config's `max_batch`, or 1 when the model's batch
+    /// dimension is fixed at 1.
+    max_batch: usize,
+    /// The input tensor, reused across runs.
+    input: Vec<f32>,
+    placements: Vec<Placement>,
+}
+
+impl Engine {
+    /// Opens the model, checks it against `config`, and sizes the batch.
+    pub fn open(
+        runtime: &Runtime,
+        config: &DetectorConfig,
+        model_path: &Path,
+        intra_threads: usize,
+    ) -> Result<Engine, EngineError> {
+        let session = model::open(runtime, model_path, intra_threads)?;
+        let problems = model::check(&session, config);
+        if !problems.is_empty() {
+            return Err(EngineError::Mismatch {
+                detector: config.id.clone(),
+                problems: problems
+                    .into_iter()
+                    .map(|(k, m)| format!("{k}: {m}"))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            });
+        }
+        let fixed_batch = session
+            .inputs()
+            .first()
+            .and_then(|i| i.dtype().tensor_shape())
+            .and_then(|s| s.first().copied())
+            .filter(|d| *d > 0);
+        let max_batch = match fixed_batch {
+            Some(n) => (n as usize).min(config.max_batch.max(1)),
+            None => config.max_batch.max(1),
+        };
+        Ok(Engine {
+            config: config.clone(),
+            session,
+            max_batch,
+            input: Vec::new(),
+            placements: Vec::new(),
+        })
+    }
+
+    pub fn max_batch(&self) -> usize {
+        self.max_batch
+    }
+
+    /// Runs the detector on up to [`Engine::max_batch`] frames (more are run in
+    /// several batches) and returns each frame's detections.
+    pub fn infer(&mut self, frames: &[&RgbFrame]) -> Result<Vec<Vec<Detection>>, EngineError> {
+        let mut out = Vec::with_capacity(frames.len());
+        for chunk in frames.chunks(self.max_batch) {
+            out.extend(self.infer_batch(chunk)?);
+        }
+        Ok(out)
+    }
+
+    fn infer_batch(&mut self, frames: &[&RgbFrame]) -> Result<Vec<Vec<Detection>>, EngineError> {
+        let inp = &self.config.input;
+        let slot = preprocess::slot_len(inp);
+        let n = frames.len();
+        self.input.resize(slot * n, 0.0);
+        self.placements.clear();
+        for (i, f) in frames.iter().enumerate() {
+            let p = preprocess::fill(f, inp, &mut self.input[i * slot..(i + 1) * slot]);
+            self.placements.push(p);
+        }
+        let (h, w) = (inp.height as usize, inp.width as usize);
+        let shape = match inp.layout {
+            crate::config::Layout::Nchw => [n, 3, h, w],
+            crate::config::Layout::Nhwc => [n, h, w, 3],
+        };
+        let id = self.config.id.clone();
+        let fail = |e: ort::Error| EngineError::Inference {
+            detector: id.clone(),
+            message: e.to_string(),
+        };
+        let tensor = TensorRef::from_array_view((shape, &self.input[..])).map_err(fail)?;
+        let outputs = self.session.run(ort::inputs![tensor]).map_err(fail)?;
+        let value = &outputs[0];
+        let (shape, data): (Vec<i64>, Vec<f32>) = match value.try_extract_tensor::<f32>() {
+            Ok((s, d)) => (s.to_vec(), d.to_vec()),
+            Err(_) => {
+                // Segmentation models often emit int64 class ids.
+                let (s, d) = value.try_extract_tensor::<i64>().map_err(fail)?;
+                (s.to_vec(), d.iter().map(|v| *v as f32).collect())
+            }
+        };
+        let per = if n == 0 { 0 } else { data.len() / n };
+        let cfg = &self.config;
+        let bad_shape = |expected: &str| EngineError::OutputShape {
+            detector: cfg.id.clone(),
+            shape: shape.clone(),
+            expected: expected.to_string(),
+        };
+        let mut results = Vec::with_capacity(n);
+        for (i, frame) in frames.iter().enumerate() {
+            let d = &data[i * per..(i + 1) * per];
+            let p = &self.placements[i];
+            let dets = match cfg.output {
+                OutputKind::Classification => {
+                    if per != cfg.labels.len() {
+                        return Err(bad_shape("[N, labels]"));
+                    }
+                    postprocess::classification(d, &cfg.labels, cfg.softmax, cfg.threshold)
+                }
+                OutputKind::Yolo => {
+                    let rows = 4 + cfg.labels.len();
+                    if shape.len() != 3 || per % rows != 0 {
+                        return Err(bad_shape("[N, 4+labels, boxes]"));
+                    }
+                    postprocess::yolo(
+                        d,
+                        &cfg.labels,
+                        per / rows,
+                        cfg.threshold,
+                        p,
+                        (frame.width, frame.height),
+                    )
+                }
+                OutputKind::Segmentation => {
+                    let (map, mh, mw) = match shape.len() {
+                        4 => (
+                            SegMap::Scores {
+                                data: d,
+                                classes: shape[1].max(0) as usize,
+                            },
+                            shape[2].max(0) as usize,
+                            shape[3].max(0) as usize,
+                        ),
+                        3 => (
+                            SegMap::Ids { data: d },
+                            shape[1].max(0) as usize,
+                            shape[2].max(0) as usize,
+                        ),
+                        _ => return Err(bad_shape("[N, C, H, W] or [N, H, W]")),
+                    };
+                    // The mask covers the model input: map its pixels through
+                    // the input's scale into frame pixels.
+                    let sx = mw as f32 / cfg.input.width as f32;
+                    let sy = mh as f32 / cfg.input.height as f32;
+                    let mask_place = Placement {
+                        scale_x: p.scale_x * sx,
+                        scale_y: p.scale_y * sy,
+                        pad_x: p.pad_x * sx,
+                        pad_y: p.pad_y * sy,
+                    };
+                    postprocess::segmentation(map, &cfg.labels, (mw, mh), cfg.min_area, &mask_place)
+                }
+            };
+            results.push(dets);
+        }
+        Ok(results)
+    }
+}
