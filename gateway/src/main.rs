@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use lookout::config::{Config, LogFormat, Transport};
-use lookout::ingest::probe::{self, ProbeOptions};
 use lookout::detect::runtime;
+use lookout::ingest::probe::{self, ProbeOptions};
 use lookout::{check, daemon, logging};
 
 #[derive(Parser)]
@@ -50,6 +50,9 @@ enum Command {
         seconds: f64,
         #[arg(long, value_parser = ["auto", "tcp", "udp"], default_value = "auto")]
         transport: String,
+        /// Seconds to wait for the first frame (reconnects included).
+        #[arg(long, default_value_t = 10.0)]
+        connect_seconds: f64,
     },
 }
 
@@ -66,7 +69,8 @@ fn main() -> ExitCode {
             url,
             seconds,
             transport,
-        }) => probe(url, seconds, &transport),
+            connect_seconds,
+        }) => probe(url, seconds, connect_seconds, &transport),
         None => {
             eprintln!("lookout: no command given; try `lookout --help`");
             ExitCode::from(2)
@@ -118,11 +122,16 @@ fn run(config: PathBuf, log_format: Option<String>) -> ExitCode {
     }
 }
 
-fn probe(url: String, seconds: f64, transport: &str) -> ExitCode {
+fn probe(url: String, seconds: f64, connect_seconds: f64, transport: &str) -> ExitCode {
     logging::init(LogFormat::Text);
-    if !(seconds.is_finite() && seconds > 0.0 && seconds <= 3600.0) {
-        eprintln!("lookout probe: --seconds must be above 0 and at most 3600");
-        return ExitCode::from(2);
+    for (flag, v) in [
+        ("--seconds", seconds),
+        ("--connect-seconds", connect_seconds),
+    ] {
+        if !(v.is_finite() && v > 0.0 && v <= 3600.0) {
+            eprintln!("lookout probe: {flag} must be above 0 and at most 3600");
+            return ExitCode::from(2);
+        }
     }
     let transport = match transport {
         "tcp" => Transport::Tcp,
@@ -133,7 +142,7 @@ fn probe(url: String, seconds: f64, transport: &str) -> ExitCode {
         url,
         transport,
         duration: Duration::from_secs_f64(seconds),
-        connect_limit: Duration::from_secs(10),
+        connect_limit: Duration::from_secs_f64(connect_seconds),
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

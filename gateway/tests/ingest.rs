@@ -14,7 +14,9 @@ use lookout::config::{CameraCodec, CameraConfig, CameraKind, Sampling, Transport
 use lookout::ingest::{
     BackoffPolicy, CameraState, CameraStatus, Filter, Ingest, IngestSettings, TimestampSource,
 };
-use support::{Credentials, FPS, Mount, RtspServer, SilentCamera, refused_port, wait_until};
+use support::{
+    Credentials, FPS, Mount, RtspServer, SilentCamera, fds_and_threads, refused_port, wait_until,
+};
 
 fn settings() -> IngestSettings {
     IngestSettings {
@@ -86,7 +88,9 @@ async fn h264_and_h265_cameras_go_live_at_the_source_rate() {
         .await;
     assert!(set.has_changed().expect("set"), "camera set published");
     assert_eq!(set.borrow_and_update().len(), 3);
-    let mut relay = ingest.subscribe("h264-tcp", Filter::All).expect("subscribe");
+    let mut relay = ingest
+        .subscribe("h264-tcp", Filter::All)
+        .expect("subscribe");
     let mut sampler = ingest
         .subscribe("h264-tcp", Filter::Keyframes)
         .expect("subscribe");
@@ -99,23 +103,36 @@ async fn h264_and_h265_cameras_go_live_at_the_source_rate() {
         );
     }
     let s = status(&ingest, "h264-tcp");
-    assert_eq!((s.codec, s.width, s.height), (Some("h264"), 320, 240), "{s:?}");
+    assert_eq!(
+        (s.codec, s.width, s.height),
+        (Some("h264"), 320, 240),
+        "{s:?}"
+    );
     assert_eq!(s.transport.map(|t| t.as_str()), Some("tcp"));
     assert!(s.bitrate_kbps > 20.0, "{s:?}");
     assert!(s.last_frame_age_ms.is_some_and(|a| a < 500), "{s:?}");
     // New clients of the shared test media force a keyframe, so wait for a
     // regular GOP.
     assert!(
-        wait_until(Duration::from_secs(4), || status(&ingest, "h264-tcp").gop == 25)
-            .await
-            .is_some(),
+        wait_until(Duration::from_secs(4), || status(&ingest, "h264-tcp").gop
+            == 25)
+        .await
+        .is_some(),
         "{:?}",
         status(&ingest, "h264-tcp")
     );
     let s = status(&ingest, "h264-auto");
-    assert_eq!(s.transport.map(|t| t.as_str()), Some("udp"), "auto tries UDP first");
+    assert_eq!(
+        s.transport.map(|t| t.as_str()),
+        Some("udp"),
+        "auto tries UDP first"
+    );
     let s = status(&ingest, "h265-udp");
-    assert_eq!((s.codec, s.width, s.height), (Some("h265"), 320, 240), "{s:?}");
+    assert_eq!(
+        (s.codec, s.width, s.height),
+        (Some("h265"), 320, 240),
+        "{s:?}"
+    );
     assert_eq!(s.malformed_nals, 0, "{s:?}");
 
     // The relay sees every unit in order; the sampler only keyframes, and
@@ -129,7 +146,10 @@ async fn h264_and_h265_cameras_go_live_at_the_source_rate() {
             .expect("camera present");
         assert!(u.seq > last_seq, "sequence numbers increase");
         last_seq = u.seq;
-        assert!(u.capture_unix_ns > 0 && u.received_unix_ns >= u.capture_unix_ns.min(u.received_unix_ns));
+        assert!(
+            u.capture_unix_ns > 0
+                && u.received_unix_ns >= u.capture_unix_ns.min(u.received_unix_ns)
+        );
         if u.keyframe {
             assert!(u.params.sps.is_some() && u.params.pps.is_some());
             assert_eq!((u.params.width, u.params.height), (320, 240));
@@ -167,9 +187,24 @@ async fn h264_and_h265_cameras_go_live_at_the_source_rate() {
         ),
         "{source:?}"
     );
-    eprintln!("h264-tcp timestamp source: {source:?}");
+    if source == Some(TimestampSource::RtcpSr) {
+        // Same host, same clock: the sender-report time must be close to
+        // arrival (the server's RTP timestamps are taken at capture).
+        let mut fresh = ingest.subscribe("h264-tcp", Filter::All).expect("sub");
+        let u = tokio::time::timeout(Duration::from_secs(2), fresh.recv())
+            .await
+            .expect("unit")
+            .expect("camera");
+        let delay = u.ingest_delay().expect("camera clock");
+        eprintln!("capture-to-ingest delay by RTCP SR: {delay:?}");
+        assert!(delay < Duration::from_millis(500), "{delay:?}");
+    }
     ingest.stop().await;
-    assert!(relay.recv().await.is_none(), "subscriptions end with ingest");
+    let end = tokio::time::timeout(Duration::from_secs(3), async {
+        while relay.recv().await.is_some() {}
+    })
+    .await;
+    assert!(end.is_ok(), "subscriptions end with ingest");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -178,9 +213,20 @@ async fn a_killed_camera_backs_off_and_is_live_again_after_restart() {
     let port = server.port;
     let ingest = Ingest::new(settings()).expect("ingest starts");
     ingest
-        .apply(settings(), &[camera("reboots", &server.url("/cam"), Transport::Tcp)])
+        .apply(
+            settings(),
+            &[camera("reboots", &server.url("/cam"), Transport::Tcp)],
+        )
         .await;
-    assert!(until_state(&ingest, "reboots", CameraState::Live, Duration::from_secs(10)).await);
+    assert!(
+        until_state(
+            &ingest,
+            "reboots",
+            CameraState::Live,
+            Duration::from_secs(10)
+        )
+        .await
+    );
     let before = status(&ingest, "reboots").reconnects;
 
     server.kill();
@@ -231,32 +277,63 @@ async fn a_half_open_camera_is_reported_stalled_and_reconnected() {
             ],
         )
         .await;
-    assert!(until_state(&ingest, "goes-quiet", CameraState::Live, Duration::from_secs(10)).await);
+    assert!(
+        until_state(
+            &ingest,
+            "goes-quiet",
+            CameraState::Live,
+            Duration::from_secs(10)
+        )
+        .await
+    );
 
     // The camera keeps RTSP and RTCP up but stops sending video.
     assert!(server.set_video("/valve", false) > 0, "valve found");
     assert!(
-        until_state(&ingest, "goes-quiet", CameraState::Stalled, Duration::from_secs(6)).await,
+        until_state(
+            &ingest,
+            "goes-quiet",
+            CameraState::Stalled,
+            Duration::from_secs(6)
+        )
+        .await,
         "{:?}",
         status(&ingest, "goes-quiet")
     );
     let s = status(&ingest, "goes-quiet");
     assert!(s.stalls >= 1, "{s:?}");
-    assert!(s.last_error.as_deref().is_some_and(|e| e.contains("stalled")), "{s:?}");
+    assert!(
+        s.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("stalled")),
+        "{s:?}"
+    );
     // Reconnected: a new attempt starts after the stall.
     assert!(
-        wait_until(Duration::from_secs(5), || status(&ingest, "goes-quiet").reconnects > s.reconnects)
-            .await
-            .is_some()
+        wait_until(Duration::from_secs(5), || status(&ingest, "goes-quiet")
+            .reconnects
+            > s.reconnects)
+        .await
+        .is_some()
     );
     server.set_video("/valve", true);
-    assert!(until_state(&ingest, "goes-quiet", CameraState::Live, Duration::from_secs(8)).await);
+    assert!(
+        until_state(
+            &ingest,
+            "goes-quiet",
+            CameraState::Live,
+            Duration::from_secs(8)
+        )
+        .await
+    );
 
     // A TCP peer that accepts and never answers RTSP is a stall as well.
     assert!(
-        wait_until(Duration::from_secs(6), || status(&ingest, "never-answers").stalls >= 1)
-            .await
-            .is_some(),
+        wait_until(Duration::from_secs(6), || status(&ingest, "never-answers")
+            .stalls
+            >= 1)
+        .await
+        .is_some(),
         "{:?}",
         status(&ingest, "never-answers")
     );
@@ -292,7 +369,12 @@ async fn a_refused_port_backs_off_and_other_cameras_are_unaffected() {
         status(&ingest, "refused")
     );
     let r = status(&ingest, "refused");
-    assert!(r.last_error.as_deref().is_some_and(|e| e.starts_with("rtsp:")), "{r:?}");
+    assert!(
+        r.last_error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("rtsp:")),
+        "{r:?}"
+    );
     let h = status(&ingest, "healthy");
     assert_eq!(h.state, CameraState::Live);
     assert_eq!(h.reconnects, 0, "{h:?}");
@@ -313,23 +395,44 @@ async fn digest_auth_with_right_and_wrong_password() {
     right.password = Some(creds.password.into());
     let wrong = camera(
         "wrong-pw",
-        &server.url("/auth").replace("rtsp://", "rtsp://watch:not-the-pw@"),
+        &server
+            .url("/auth")
+            .replace("rtsp://", "rtsp://watch:not-the-pw@"),
         Transport::Tcp,
     );
     ingest.apply(settings(), &[right, wrong]).await;
-    assert!(until_state(&ingest, "right-pw", CameraState::Live, Duration::from_secs(10)).await);
     assert!(
-        until_state(&ingest, "wrong-pw", CameraState::Failed, Duration::from_secs(10)).await,
+        until_state(
+            &ingest,
+            "right-pw",
+            CameraState::Live,
+            Duration::from_secs(10)
+        )
+        .await
+    );
+    assert!(
+        until_state(
+            &ingest,
+            "wrong-pw",
+            CameraState::Failed,
+            Duration::from_secs(10)
+        )
+        .await,
         "{:?}",
         status(&ingest, "wrong-pw")
     );
     let w = status(&ingest, "wrong-pw");
     assert!(
-        w.last_error.as_deref().is_some_and(|e| e.contains("credentials")),
+        w.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("credentials")),
         "{w:?}"
     );
     let json = serde_json::to_string(&ingest.status()).expect("json");
-    assert!(!json.contains("not-the-pw") && !json.contains("s3cret-pw"), "{json}");
+    assert!(
+        !json.contains("not-the-pw") && !json.contains("s3cret-pw"),
+        "{json}"
+    );
     assert!(json.contains("rtsp://***@127.0.0.1"), "{json}");
     ingest.stop().await;
 }
@@ -341,14 +444,26 @@ async fn an_h265_camera_configured_as_h264_is_ingested_and_reported() {
     let mut c = camera("mislabelled", &server.url("/hevc"), Transport::Tcp);
     c.codec = Some(CameraCodec::H264);
     ingest.apply(settings(), &[c]).await;
-    assert!(until_state(&ingest, "mislabelled", CameraState::Live, Duration::from_secs(10)).await);
+    assert!(
+        until_state(
+            &ingest,
+            "mislabelled",
+            CameraState::Live,
+            Duration::from_secs(10)
+        )
+        .await
+    );
     let s = status(&ingest, "mislabelled");
     assert_eq!(s.codec, Some("h265"));
     assert!(
-        s.warning.as_deref().is_some_and(|w| w.contains("H.264") && w.contains("H.265")),
+        s.warning
+            .as_deref()
+            .is_some_and(|w| w.contains("H.264") && w.contains("H.265")),
         "{s:?}"
     );
-    let mut sub = ingest.subscribe("mislabelled", Filter::Keyframes).expect("sub");
+    let mut sub = ingest
+        .subscribe("mislabelled", Filter::Keyframes)
+        .expect("sub");
     let key = tokio::time::timeout(Duration::from_secs(3), sub.recv())
         .await
         .expect("keyframe")
@@ -394,8 +509,15 @@ async fn reload_touches_only_the_cameras_that_changed() {
     assert_eq!(summary.updated, vec!["rename"]);
     assert_eq!(summary.unchanged, 1);
     assert!(set.has_changed().expect("set"));
-    let ids: HashSet<String> = set.borrow_and_update().iter().map(|c| c.id.clone()).collect();
-    assert_eq!(ids, ["keep", "rename", "move", "added"].map(String::from).into());
+    let ids: HashSet<String> = set
+        .borrow_and_update()
+        .iter()
+        .map(|c| c.id.clone())
+        .collect();
+    assert_eq!(
+        ids,
+        ["keep", "rename", "move", "added"].map(String::from).into()
+    );
 
     // The removed camera's subscribers see the end; the renamed one was not
     // reconnected.
@@ -413,4 +535,132 @@ async fn reload_touches_only_the_cameras_that_changed() {
     assert!(ingest.status().iter().all(|s| s.id != "drop"));
     ingest.stop().await;
     let _ = Arc::new(());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resolution_change_mid_stream_replaces_the_codec_parameters() {
+    let server = RtspServer::start(0, &[Mount::h264("/resize")], None);
+    let ingest = Ingest::new(settings()).expect("ingest starts");
+    ingest
+        .apply(
+            settings(),
+            &[camera("resize", &server.url("/resize"), Transport::Tcp)],
+        )
+        .await;
+    assert!(
+        until_state(
+            &ingest,
+            "resize",
+            CameraState::Live,
+            Duration::from_secs(10)
+        )
+        .await
+    );
+    let mut sub = ingest.subscribe("resize", Filter::Keyframes).expect("sub");
+    let before = tokio::time::timeout(Duration::from_secs(3), sub.recv())
+        .await
+        .expect("keyframe")
+        .expect("camera");
+    assert_eq!((before.params.width, before.params.height), (320, 240));
+
+    assert!(server.set_size("/resize", 352, 288) > 0);
+    let after = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(u) = sub.recv().await {
+            if u.params.width == 352 {
+                return Some(u);
+            }
+        }
+        None
+    })
+    .await
+    .expect("new size within 5 s")
+    .expect("camera");
+    assert_eq!((after.params.width, after.params.height), (352, 288));
+    assert_ne!(after.params.sps, before.params.sps, "a new SPS");
+    assert_eq!(
+        before.params.width, 320,
+        "earlier units keep their parameters"
+    );
+    let s = status(&ingest, "resize");
+    assert_eq!(
+        (s.state, s.width, s.height, s.reconnects),
+        (CameraState::Live, 352, 288, 0),
+        "{s:?}"
+    );
+    ingest.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnect_cycles_leak_no_file_descriptors_or_threads() {
+    // Refused connections, as fast as ingest will retry them: every cycle
+    // builds and tears down a whole GStreamer pipeline.
+    let fast = IngestSettings {
+        stall_timeout: Duration::from_millis(1500),
+        backoff: BackoffPolicy {
+            initial: Duration::from_millis(5),
+            max: Duration::from_millis(10),
+        },
+    };
+    let ingest = Ingest::new(fast).expect("ingest starts");
+    let url = format!("rtsp://127.0.0.1:{}/x", refused_port());
+    ingest
+        .apply(fast, &[camera("flapping", &url, Transport::Tcp)])
+        .await;
+    assert!(
+        wait_until(Duration::from_secs(10), || status(&ingest, "flapping")
+            .reconnects
+            >= 20)
+        .await
+        .is_some()
+    );
+    let (fds0, threads0) = fds_and_threads();
+    let r0 = status(&ingest, "flapping").reconnects;
+    assert!(
+        wait_until(Duration::from_secs(20), || status(&ingest, "flapping")
+            .reconnects
+            >= r0 + 150)
+        .await
+        .is_some(),
+        "{:?}",
+        status(&ingest, "flapping")
+    );
+    let (fds1, threads1) = fds_and_threads();
+    let cycles = status(&ingest, "flapping").reconnects - r0;
+    eprintln!("{cycles} reconnect cycles: fds {fds0} -> {fds1}, threads {threads0} -> {threads1}");
+    // Other tests in this process open sockets too: allow some slack, far
+    // below one descriptor per cycle.
+    assert!(
+        fds1 <= fds0 + 30,
+        "fds {fds0} -> {fds1} over {cycles} cycles"
+    );
+    assert!(
+        threads1 <= threads0 + 30,
+        "threads {threads0} -> {threads1}"
+    );
+    ingest.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_transport_falls_back_to_tcp_when_udp_is_refused() {
+    let server = RtspServer::start(0, &[Mount::h264("/tcp-only").tcp_only()], None);
+    let ingest = Ingest::new(settings()).expect("ingest starts");
+    ingest
+        .apply(
+            settings(),
+            &[camera(
+                "firewalled",
+                &server.url("/tcp-only"),
+                Transport::Auto,
+            )],
+        )
+        .await;
+    assert!(
+        until_live_at_rate(&ingest, "firewalled", Duration::from_secs(10)).await,
+        "{:?}",
+        status(&ingest, "firewalled")
+    );
+    let s = status(&ingest, "firewalled");
+    assert_eq!(s.transport.map(|t| t.as_str()), Some("tcp"), "{s:?}");
+    assert_eq!(s.reconnects, 1, "one UDP attempt, then TCP: {s:?}");
+    ingest.stop().await;
 }

@@ -35,6 +35,24 @@ enum Command {
     },
     /// Serve simulated cameras over RTSP on this machine.
     Fleet(FleetCli),
+    /// Render labelled training stills and/or a contact sheet from the scene renderer.
+    Render {
+        /// Write labelled stills (PNG + JSON, index.jsonl) into this folder.
+        #[arg(long)]
+        dataset: Option<PathBuf>,
+        /// Seeds of the stills, as START..END (each seed is one image).
+        #[arg(long, default_value = "0..1000")]
+        seeds: String,
+        /// Side of the square stills in pixels.
+        #[arg(long, default_value_t = 224)]
+        size: u32,
+        /// Write a contact sheet (PNG) of smoke, flood and negatives here.
+        #[arg(long)]
+        contact_sheet: Option<PathBuf>,
+        /// First seed of the contact sheet's samples.
+        #[arg(long, default_value_t = 0)]
+        sheet_seed: u64,
+    },
     /// Run a fleet with a reader on every camera and check its timing and CPU.
     FleetCheck {
         #[arg(long, default_value_t = 64)]
@@ -113,6 +131,13 @@ fn main() -> ExitCode {
             duration: duration_s.map(Duration::from_secs),
         }),
         Command::Fleet(f) => run_fleet(f),
+        Command::Render {
+            dataset,
+            seeds,
+            size,
+            contact_sheet,
+            sheet_seed,
+        } => render(dataset, &seeds, size, contact_sheet, sheet_seed),
         Command::FleetCheck {
             cameras,
             mix,
@@ -180,4 +205,42 @@ fn run_fleet(f: FleetCli) -> anyhow::Result<()> {
         bframes: f.bframes,
     })
     .map(|_| ())
+}
+
+fn render(
+    dataset: Option<PathBuf>,
+    seeds: &str,
+    size: u32,
+    contact_sheet: Option<PathBuf>,
+    sheet_seed: u64,
+) -> anyhow::Result<()> {
+    if dataset.is_none() && contact_sheet.is_none() {
+        anyhow::bail!("nothing to render: give --dataset DIR and/or --contact-sheet FILE");
+    }
+    if let Some(dir) = dataset {
+        let (a, b) = seeds
+            .split_once("..")
+            .and_then(|(a, b)| Some((a.trim().parse::<u64>().ok()?, b.trim().parse::<u64>().ok()?)))
+            .filter(|(a, b)| a < b)
+            .ok_or_else(|| {
+                anyhow::anyhow!("--seeds `{seeds}`: expected START..END with START < END")
+            })?;
+        std::fs::create_dir_all(&dir)?;
+        let started = std::time::Instant::now();
+        let s = lookout_scene::write_dataset(&dir, a..b, size)?;
+        println!(
+            "render: {} stills ({} smoke, {} flood, {} none) in {} in {:.1} s",
+            s.images,
+            s.smoke,
+            s.flood,
+            s.none,
+            dir.display(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    if let Some(path) = contact_sheet {
+        lookout_scene::contact_sheet(&path, sheet_seed, 180)?;
+        println!("render: contact sheet {}", path.display());
+    }
+    Ok(())
 }

@@ -126,7 +126,7 @@ impl Engine {
                 (s.to_vec(), d.iter().map(|v| *v as f32).collect())
             }
         };
-        let per = if n == 0 { 0 } else { data.len() / n };
+        let per = data.len().checked_div(n).unwrap_or(0);
         let cfg = &self.config;
         let bad_shape = |expected: &str| EngineError::OutputShape {
             detector: cfg.id.clone(),

@@ -23,12 +23,19 @@ pub struct Detection {
 
 /// Scores per label for one frame; every label at or above `threshold` is a
 /// detection, best first.
-pub fn classification(scores: &[f32], labels: &[String], softmax: bool, threshold: f32) -> Vec<Detection> {
+pub fn classification(
+    scores: &[f32],
+    labels: &[String],
+    softmax: bool,
+    threshold: f32,
+) -> Vec<Detection> {
     let probs: Vec<f32> = if softmax {
         let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let exps: Vec<f32> = scores.iter().map(|s| (s - max).exp()).collect();
         let sum: f32 = exps.iter().sum();
-        exps.iter().map(|e| e / sum.max(f32::MIN_POSITIVE)).collect()
+        exps.iter()
+            .map(|e| e / sum.max(f32::MIN_POSITIVE))
+            .collect()
     } else {
         scores.to_vec()
     };
@@ -79,7 +86,11 @@ pub fn yolo(
         }
         if best_score > threshold {
             let (cx, cy, w, h) = (at(0, i), at(1, i), at(2, i), at(3, i));
-            cands.push((best, best_score, [cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0]));
+            cands.push((
+                best,
+                best_score,
+                [cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0],
+            ));
         }
     }
     cands.sort_by(|a, b| b.1.total_cmp(&a.1));
@@ -89,7 +100,10 @@ pub fn yolo(
         if kept.len() >= YOLO_MAX_DETECTIONS {
             break;
         }
-        if kept.iter().all(|k| k.0 != c.0 || iou(&k.2, &c.2) <= YOLO_IOU) {
+        if kept
+            .iter()
+            .all(|k| k.0 != c.0 || iou(&k.2, &c.2) <= YOLO_IOU)
+        {
             kept.push(c);
         }
     }

@@ -79,7 +79,9 @@ mod tests {
     #[test]
     fn doubles_up_to_the_cap() {
         let mut b = Backoff::new(policy());
-        let delays: Vec<u64> = (0..8).map(|_| b.next_delay(0.0).as_millis() as u64).collect();
+        let delays: Vec<u64> = (0..8)
+            .map(|_| b.next_delay(0.0).as_millis() as u64)
+            .collect();
         assert_eq!(delays, vec![250, 500, 1000, 2000, 4000, 4000, 4000, 4000]);
         b.reset();
         assert_eq!(b.next_delay(0.0), Duration::from_millis(250));
@@ -92,7 +94,10 @@ mod tests {
             b.next_delay(0.0);
         }
         let d = b.next_delay(0.999);
-        assert!(d <= Duration::from_secs(4) && d >= Duration::from_secs(3), "{d:?}");
+        assert!(
+            d <= Duration::from_secs(4) && d >= Duration::from_secs(3),
+            "{d:?}"
+        );
     }
 
     #[test]

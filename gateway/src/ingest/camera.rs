@@ -91,7 +91,9 @@ enum Outcome {
     /// Ingest is stopping this camera.
     Stopped,
     /// No unit within the stall timeout.
-    Stalled { was_live: bool },
+    Stalled {
+        was_live: bool,
+    },
     Failed(ConnectionError),
     /// The camera ended the stream.
     Ended,
@@ -259,10 +261,10 @@ async fn supervise(
                         tracing::info!(camera = %camera.id, "live");
                     }
                 }
-                if let Some((fps, kbps)) = meter.sample(now, units, health.bytes.load(Relaxed)) {
-                    if *live {
-                        health.set_rates(fps, kbps);
-                    }
+                if let Some((fps, kbps)) = meter.sample(now, units, health.bytes.load(Relaxed))
+                    && *live
+                {
+                    health.set_rates(fps, kbps);
                 }
                 if now.duration_since(last_progress) >= s.stall_timeout {
                     return Outcome::Stalled { was_live: *live };

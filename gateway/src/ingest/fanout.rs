@@ -55,7 +55,7 @@ impl Fanout {
             rx: self.tx.subscribe(),
             health,
             filter,
-            last_passed_ns: None,
+            next_due_ns: None,
             dropped: 0,
         }
     }
@@ -82,8 +82,8 @@ pub struct Subscription {
     /// Where this subscriber's losses are added up for the API and metrics.
     health: Arc<CameraHealth>,
     filter: Filter,
-    /// Capture time of the last unit passed by an `Fps` filter.
-    last_passed_ns: Option<u64>,
+    /// When an `Fps` filter lets the next unit through (capture time).
+    next_due_ns: Option<u64>,
     /// Units this subscriber lost by lagging.
     dropped: u64,
 }
@@ -154,20 +154,23 @@ impl Subscription {
             Filter::All => true,
             Filter::Keyframes => unit.keyframe,
             Filter::Fps(fps) => {
-                let interval_ns = (1e9 / fps.max(1e-3)) as u64;
-                let due = match self.last_passed_ns {
-                    None => true,
-                    // Let units through a little early (a tenth of the
-                    // interval) so jitter does not halve the rate.
-                    Some(last) => {
-                        unit.capture_unix_ns.saturating_sub(last) >= interval_ns - interval_ns / 10
-                            || unit.capture_unix_ns < last
+                let interval = (1e9 / fps.max(1e-3)) as u64;
+                let t = unit.capture_unix_ns;
+                let next = match self.next_due_ns {
+                    None => t + interval,
+                    // A tenth of the interval early is on time, so jitter
+                    // does not halve the rate. Keep to the schedule (no
+                    // drift) unless a gap left it behind.
+                    Some(due) if t + interval / 10 >= due => {
+                        let n = due + interval;
+                        if n <= t { t + interval } else { n }
                     }
+                    // The clock stepped back: start over.
+                    Some(due) if t + 2 * interval < due => t + interval,
+                    Some(_) => return false,
                 };
-                if due {
-                    self.last_passed_ns = Some(unit.capture_unix_ns);
-                }
-                due
+                self.next_due_ns = Some(next);
+                true
             }
         }
     }
@@ -242,7 +245,9 @@ mod tests {
         while let TryRecv::Unit(_) = two_fps.try_recv() {
             n_rate += 1;
         }
-        assert_eq!(n_rate, 4, "2 s at 2 fps");
+        // Captures at 0 … 1.96 s; due at 0, 0.5, 1, 1.5 and 2 s (1.96 is
+        // within a tenth of an interval of 2).
+        assert_eq!(n_rate, 5, "2 s at 2 fps");
     }
 
     #[test]

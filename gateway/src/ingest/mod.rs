@@ -227,14 +227,8 @@ impl Ingest {
             self.settings.subscribe(),
             stop_rx,
         ));
-        self.cameras.insert(
-            camera.id.clone(),
-            Slot {
-                camera,
-                stop,
-                task,
-            },
-        );
+        self.cameras
+            .insert(camera.id.clone(), Slot { camera, stop, task });
     }
 
     /// Every unit of a camera from now on that passes `filter`; `None` for

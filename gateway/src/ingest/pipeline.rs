@@ -361,7 +361,11 @@ fn ntp_unix_ns(buffer: &gst::BufferRef) -> Option<u64> {
                 .structure(0)
                 .is_some_and(|s| s.name() == "timestamp/x-ntp")
         })
-        .and_then(|m| m.timestamp().nseconds().checked_sub(NTP_TO_UNIX_S * 1_000_000_000))
+        .and_then(|m| {
+            m.timestamp()
+                .nseconds()
+                .checked_sub(NTP_TO_UNIX_S * 1_000_000_000)
+        })
 }
 
 fn codec_of_encoding(encoding: &str) -> Option<Codec> {
@@ -534,7 +538,9 @@ fn link_video(
         appsink.set_callbacks(
             gst_app::AppSinkCallbacks::builder()
                 .new_sample(move |appsink| {
-                    let sample = appsink.pull_sample().map_err(|_| gst::FlowError::Flushing)?;
+                    let sample = appsink
+                        .pull_sample()
+                        .map_err(|_| gst::FlowError::Flushing)?;
                     if let Some(buffer) = sample.buffer_owned() {
                         drop(sample);
                         sink.on_buffer(buffer);
@@ -683,6 +689,9 @@ mod tests {
             expected: None,
         };
         let text = format!("{spec:?}");
-        assert!(!text.contains("secret") && !text.contains("admin"), "{text}");
+        assert!(
+            !text.contains("secret") && !text.contains("admin"),
+            "{text}"
+        );
     }
 }

@@ -168,7 +168,10 @@ impl fmt::Display for ProbeReport {
         writeln!(f, "fps:              {:.2}", self.fps)?;
         match self.gop {
             Some(g) => writeln!(f, "gop:              {g:.1} frames")?,
-            None => writeln!(f, "gop:              unknown (fewer than two keyframes seen)")?,
+            None => writeln!(
+                f,
+                "gop:              unknown (fewer than two keyframes seen)"
+            )?,
         }
         writeln!(f, "bitrate:          {:.0} kbit/s", self.bitrate_kbps)?;
         writeln!(

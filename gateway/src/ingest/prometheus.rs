@@ -60,19 +60,19 @@ const COUNTERS: [(&str, &str, Counter); 7] = [
     ("camera_units", "Access units received", |s| s.units),
     ("camera_bytes", "Compressed bytes received", |s| s.bytes),
     ("camera_reconnects", "Reconnect attempts", |s| s.reconnects),
-    ("camera_stalls", "Times the camera went silent while connected", |s| {
-        s.stalls
-    }),
+    (
+        "camera_stalls",
+        "Times the camera went silent while connected",
+        |s| s.stalls,
+    ),
     (
         "camera_dropped_units",
         "Units slow subscribers lost (drop-oldest)",
         |s| s.dropped_units,
     ),
-    (
-        "camera_malformed_nals",
-        "Damaged NAL units skipped",
-        |s| s.malformed_nals,
-    ),
+    ("camera_malformed_nals", "Damaged NAL units skipped", |s| {
+        s.malformed_nals
+    }),
     ("camera_keyframes", "Keyframes received", |s| s.keyframes),
 ];
 

@@ -30,27 +30,41 @@ pub const FPS: f64 = 25.0;
 pub struct Mount {
     pub path: &'static str,
     pub launch: String,
+    /// Refuse UDP transport (RTSP 461), like a camera behind a firewall
+    /// that only lets the RTSP connection through.
+    pub tcp_only: bool,
 }
 
 impl Mount {
     pub fn h264(path: &'static str) -> Mount {
         Mount {
             path,
-            launch: launch("x264enc tune=zerolatency speed-preset=ultrafast key-int-max=25 bitrate=300 ! rtph264pay name=pay0 pt=96"),
+            launch: launch(
+                "x264enc tune=zerolatency speed-preset=ultrafast key-int-max=25 bitrate=300 ! rtph264pay name=pay0 pt=96",
+            ),
+            tcp_only: false,
         }
     }
 
     pub fn h265(path: &'static str) -> Mount {
         Mount {
             path,
-            launch: launch("x265enc tune=zerolatency speed-preset=ultrafast key-int-max=25 bitrate=300 ! rtph265pay name=pay0 pt=96 config-interval=-1"),
+            launch: launch(
+                "x265enc tune=zerolatency speed-preset=ultrafast key-int-max=25 bitrate=300 ! rtph265pay name=pay0 pt=96",
+            ),
+            tcp_only: false,
         }
+    }
+
+    pub fn tcp_only(mut self) -> Mount {
+        self.tcp_only = true;
+        self
     }
 }
 
 fn launch(encode: &str) -> String {
     format!(
-        "( videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=25/1 ! valve name=valve drop=false ! {encode} )"
+        "( videotestsrc is-live=true pattern=ball ! capsfilter name=size caps=video/x-raw,width=320,height=240,framerate=25/1 ! valve name=valve drop=false ! {encode} )"
     )
 }
 
@@ -67,8 +81,9 @@ pub struct RtspServer {
     source: glib::Source,
     main_loop: glib::MainLoop,
     thread: Option<std::thread::JoinHandle<()>>,
-    /// The `valve` of every media each mount created, to stop its video.
-    valves: Arc<Mutex<HashMap<String, Vec<gst::Element>>>>,
+    /// The `valve` and `size` capsfilter of every media each mount
+    /// created, to stop its video or change its resolution.
+    valves: Arc<Mutex<HashMap<String, Vec<gst::Bin>>>>,
 }
 
 pub fn init() {
@@ -83,24 +98,23 @@ impl RtspServer {
         server.set_address("127.0.0.1");
         server.set_service(&port.to_string());
         let points = server.mount_points().expect("mount points");
-        let valves: Arc<Mutex<HashMap<String, Vec<gst::Element>>>> = Arc::default();
+        let valves: Arc<Mutex<HashMap<String, Vec<gst::Bin>>>> = Arc::default();
         for m in mounts {
             let factory = rtsp_server::RTSPMediaFactory::new();
             factory.set_launch(&m.launch);
             factory.set_shared(true);
+            if m.tcp_only {
+                factory.set_protocols(rtsp_server::gst_rtsp::RTSPLowerTrans::TCP);
+            }
             let v = valves.clone();
             let path = m.path.to_string();
             factory.connect_media_configure(move |_, media| {
-                let element = media.element();
-                if let Some(valve) = element
-                    .downcast_ref::<gst::Bin>()
-                    .and_then(|b| b.by_name("valve"))
-                {
+                if let Ok(bin) = media.element().downcast::<gst::Bin>() {
                     v.lock()
                         .expect("valves")
                         .entry(path.clone())
                         .or_default()
-                        .push(valve);
+                        .push(bin);
                 }
             });
             if auth.is_some() {
@@ -154,8 +168,25 @@ impl RtspServer {
     pub fn set_video(&self, path: &str, flowing: bool) -> usize {
         let v = self.valves.lock().expect("valves");
         let list = v.get(path).map(Vec::as_slice).unwrap_or(&[]);
-        for valve in list {
+        for valve in list.iter().filter_map(|b| b.by_name("valve")) {
             valve.set_property("drop", !flowing);
+        }
+        list.len()
+    }
+
+    /// Changes the picture size of every media of `path` mid-stream, as an
+    /// operator reconfiguring a camera would: the encoder starts a new
+    /// sequence with a new SPS.
+    pub fn set_size(&self, path: &str, width: i32, height: i32) -> usize {
+        let v = self.valves.lock().expect("valves");
+        let list = v.get(path).map(Vec::as_slice).unwrap_or(&[]);
+        let caps = gst::Caps::builder("video/x-raw")
+            .field("width", width)
+            .field("height", height)
+            .field("framerate", gst::Fraction::new(25, 1))
+            .build();
+        for f in list.iter().filter_map(|b| b.by_name("size")) {
+            f.set_property("caps", &caps);
         }
         list.len()
     }
@@ -186,6 +217,12 @@ impl Drop for RtspServer {
             self.shutdown();
         }
     }
+}
+
+/// Open file descriptors and threads of this process.
+pub fn fds_and_threads() -> (usize, usize) {
+    let count = |p: &str| std::fs::read_dir(p).map(|d| d.count()).unwrap_or(0);
+    (count("/proc/self/fd"), count("/proc/self/task"))
 }
 
 /// A port nothing listens on (bound then released).

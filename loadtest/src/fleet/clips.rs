@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use super::profile::Profile;
 
 /// Bump when the renderer or the encoder settings change what a clip holds.
-const CLIP_FORMAT: u32 = 1;
+const CLIP_FORMAT: u32 = 2;
 
 /// One encoded frame.
 #[derive(Clone)]
@@ -192,11 +192,14 @@ fn write_cache(path: &Path, key: &ClipKey, units: &[ClipUnit]) -> anyhow::Result
     Ok(())
 }
 
+// One slice per frame (`sliced-threads=false`): with several slices,
+// `rtph264pay config-interval=-1` repeats SPS/PPS before every IDR slice and
+// a client's h264parse splits one keyframe into two access units.
 fn encoder_description(key: &ClipKey, profile: &Profile) -> String {
     let kbps = key.bitrate_kbps;
     match (profile.codec, key.bframes) {
         (Codec::H264, false) => format!(
-            "x264enc name=enc tune=zerolatency speed-preset=veryfast key-int-max={g} bframes=0 \
+            "x264enc name=enc tune=zerolatency sliced-threads=false speed-preset=veryfast key-int-max={g} bframes=0 \
              bitrate={kbps} byte-stream=true ! video/x-h264,stream-format=byte-stream,alignment=au,profile=main",
             g = key.gop
         ),
