@@ -1,6 +1,9 @@
 //! `lookout-loadtest demo`: the README's first command. It starts every part
-//! that exists, as separate processes with their real configuration, prints
-//! where to look, and runs until Ctrl-C (or `--duration`).
+//! that exists, as separate processes with their real configuration — the
+//! simulated cameras (`lookout-loadtest fleet`, RTSP on 127.0.0.1:8554) and
+//! the gateway (`lookout run --config configs/demo.toml`) — waits until the
+//! gateway reports every camera live, prints where to look, and runs until
+//! Ctrl-C (or `--duration-s`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,12 +17,38 @@ use crate::procs::{self, Proc};
 pub struct DemoArgs {
     pub workdir: PathBuf,
     pub duration: Option<Duration>,
+    /// `full` or `small` pictures for the simulated cameras.
+    pub size: String,
+    pub cache: PathBuf,
 }
+
+/// The cameras `configs/demo.toml` lists, served by the fleet.
+const DEMO_MIX: &str = "towers=2,drones=1,bodycams=1";
 
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let root = workspace_root();
     let logs = args.workdir.join("logs");
     std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
+
+    let me = std::env::current_exe().context("locating lookout-loadtest")?;
+    println!("starting the camera fleet (the first run renders and encodes its clips)");
+    let mut fleet = Proc::start(
+        "fleet",
+        &me,
+        &[
+            "fleet".into(),
+            "--mix".into(),
+            DEMO_MIX.into(),
+            "--port".into(),
+            "8554".into(),
+            "--size".into(),
+            args.size.clone(),
+            "--cache".into(),
+            args.cache.display().to_string(),
+        ],
+        &logs.join("fleet.log"),
+    )?;
+    wait_for_log(&mut fleet, "fleet: serving", Duration::from_secs(900))?;
 
     let lookout = procs::sibling("lookout")?;
     let config = root.join("configs").join("demo.toml");
@@ -38,9 +67,12 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         Duration::from_secs(20),
         &mut gateway,
     )?;
+    let live = wait_cameras_live(&mut gateway, Duration::from_secs(20));
 
     println!();
     println!("lookout demo is running");
+    println!("  cameras (RTSP)   rtsp://127.0.0.1:8554/{{tower-01,tower-02,drone-01,bodycam-01}}");
+    println!("  camera health    http://127.0.0.1:8080/api/cameras   ({live} live)");
     println!("  gateway health   http://127.0.0.1:8080/healthz");
     println!("  gateway metrics  http://127.0.0.1:8080/metrics");
     println!("  logs             {}", logs.display());
@@ -61,12 +93,55 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             break;
         }
         gateway.check_alive()?;
+        fleet.check_alive()?;
         std::thread::sleep(Duration::from_millis(200));
     }
     println!("stopping the demo");
     let clean = gateway.stop(Duration::from_secs(10));
+    fleet.stop(Duration::from_secs(10));
     anyhow::ensure!(clean, "the gateway did not stop within 10 s of SIGTERM");
     Ok(())
+}
+
+/// Waits until `needle` appears in the process's log.
+fn wait_for_log(proc: &mut Proc, needle: &str, limit: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + limit;
+    loop {
+        proc.check_alive()?;
+        if std::fs::read_to_string(&proc.log).is_ok_and(|l| l.contains(needle)) {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{} did not log `{needle}` within {limit:?}",
+            proc.name
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Polls `/api/cameras` until every camera is live or `limit` passes;
+/// returns how many are live.
+fn wait_cameras_live(gateway: &mut Proc, limit: Duration) -> usize {
+    let deadline = Instant::now() + limit;
+    let mut live = 0;
+    while Instant::now() < deadline {
+        if gateway.check_alive().is_err() {
+            break;
+        }
+        if let Ok(mut resp) = ureq::get("http://127.0.0.1:8080/api/cameras").call()
+            && let Ok(text) = resp.body_mut().read_to_string()
+            && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
+            && let Some(cams) = v["cameras"].as_array()
+        {
+            live = cams.iter().filter(|c| c["state"] == "live").count();
+            if !cams.is_empty() && live == cams.len() {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    live
 }
 
 /// The source tree the binaries were built from (configs live there).

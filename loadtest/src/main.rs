@@ -32,6 +32,12 @@ enum Command {
         /// Folder for logs and state.
         #[arg(long, default_value = ".lookout/demo")]
         workdir: PathBuf,
+        /// `full` (720p) or `small` pictures for the simulated cameras.
+        #[arg(long, default_value = "full", value_parser = ["full", "small"])]
+        size: String,
+        /// Folder of encoded clips (made once, reused).
+        #[arg(long, default_value = ".lookout/clips")]
+        cache: PathBuf,
     },
     /// Serve simulated cameras over RTSP on this machine.
     Fleet(FleetCli),
@@ -126,9 +132,13 @@ fn main() -> ExitCode {
         Command::Demo {
             duration_s,
             workdir,
+            size,
+            cache,
         } => demo::run(demo::DemoArgs {
             workdir,
             duration: duration_s.map(Duration::from_secs),
+            size,
+            cache,
         }),
         Command::Fleet(f) => run_fleet(f),
         Command::Render {

@@ -7,14 +7,18 @@ use std::process::Command;
 fn demo_starts_and_stops_cleanly() {
     let workdir = tempfile::tempdir().expect("tempdir");
     let out = Command::new(env!("CARGO_BIN_EXE_lookout-loadtest"))
-        .args(["demo", "--duration-s", "3", "--workdir"])
+        .args(["demo", "--duration-s", "3", "--size", "small", "--workdir"])
         .arg(workdir.path())
+        .arg("--cache")
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.lookout/clips"))
         .output()
         .expect("runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(stdout.contains("http://127.0.0.1:8080/healthz"), "{stdout}");
+    // Every camera of configs/demo.toml is served by the fleet and live.
+    assert!(stdout.contains("(4 live)"), "{stdout}");
     let log = std::fs::read_to_string(workdir.path().join("logs/gateway.log")).expect("log");
     assert!(log.contains("lookout gateway running"), "{log}");
     assert!(log.contains("stopped"), "{log}");
