@@ -281,7 +281,17 @@ fn encode(
             break;
         }
     }
+    let bus_error = pipeline.bus().and_then(|bus| {
+        bus.pop_filtered(&[gst::MessageType::Error])
+            .and_then(|m| match m.view() {
+                gst::MessageView::Error(e) => Some(e.error().to_string()),
+                _ => None,
+            })
+    });
     pipeline.set_state(gst::State::Null)?;
+    if let Some(e) = bus_error {
+        bail!("encoder pipeline: {e}");
+    }
     if units.len() != key.frames as usize {
         bail!(
             "encoder gave {} units for {} frames",

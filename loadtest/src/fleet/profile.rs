@@ -84,7 +84,8 @@ pub enum Size {
 impl Profile {
     pub fn for_kind(kind: Kind, size: Size, index: usize) -> Profile {
         let full = match kind {
-            Kind::Bodycam => (854, 480),
+            // 848, not 854: GStreamer pads I420 rows to 4 bytes, the renderer packs them.
+            Kind::Bodycam => (848, 480),
             _ => (1280, 720),
         };
         let (w, h) = match size {
