@@ -241,6 +241,33 @@ impl<'a> BitReader<'a> {
     }
 }
 
+/// Skips the start of `vui_parameters()` that H.264 (E.1.1) and H.265
+/// (E.2.1) share — aspect ratio, overscan, video signal type and chroma
+/// location — leaving the reader where the codecs' VUIs diverge.
+pub(crate) fn skip_vui_prefix(r: &mut BitReader<'_>) -> Result<(), SyntaxError> {
+    if r.flag("aspect_ratio_info_present_flag")? && r.bits("aspect_ratio_idc", 8)? == 255 {
+        r.skip("sar_width", 16)?;
+        r.skip("sar_height", 16)?;
+    }
+    if r.flag("overscan_info_present_flag")? {
+        r.flag("overscan_appropriate_flag")?;
+    }
+    if r.flag("video_signal_type_present_flag")? {
+        r.skip("video_format", 3)?;
+        r.flag("video_full_range_flag")?;
+        if r.flag("colour_description_present_flag")? {
+            r.skip("colour_primaries", 8)?;
+            r.skip("transfer_characteristics", 8)?;
+            r.skip("matrix_coefficients", 8)?;
+        }
+    }
+    if r.flag("chroma_loc_info_present_flag")? {
+        r.ue("chroma_sample_loc_type_top_field")?;
+        r.ue("chroma_sample_loc_type_bottom_field")?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

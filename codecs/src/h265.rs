@@ -376,26 +376,7 @@ fn skip_short_term_ref_pic_sets(r: &mut BitReader<'_>, count: u32) -> Result<(),
 
 /// Reads `vui_parameters()` (E.2.1) as far as the timing information.
 fn read_vui_timing(r: &mut BitReader<'_>) -> Result<Option<Timing>, SyntaxError> {
-    if r.flag("aspect_ratio_info_present_flag")? && r.bits("aspect_ratio_idc", 8)? == 255 {
-        r.skip("sar_width", 16)?;
-        r.skip("sar_height", 16)?;
-    }
-    if r.flag("overscan_info_present_flag")? {
-        r.flag("overscan_appropriate_flag")?;
-    }
-    if r.flag("video_signal_type_present_flag")? {
-        r.skip("video_format", 3)?;
-        r.flag("video_full_range_flag")?;
-        if r.flag("colour_description_present_flag")? {
-            r.skip("colour_primaries", 8)?;
-            r.skip("transfer_characteristics", 8)?;
-            r.skip("matrix_coeffs", 8)?;
-        }
-    }
-    if r.flag("chroma_loc_info_present_flag")? {
-        r.ue("chroma_sample_loc_type_top_field")?;
-        r.ue("chroma_sample_loc_type_bottom_field")?;
-    }
+    crate::bits::skip_vui_prefix(r)?;
     r.flag("neutral_chroma_indication_flag")?;
     r.flag("field_seq_flag")?;
     r.flag("frame_field_info_present_flag")?;

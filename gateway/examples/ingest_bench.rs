@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use gstreamer_rtsp_server::prelude::*;
 use gstreamer_rtsp_server::{self as rtsp_server, gio, glib, gst};
-use lookout::config::{CameraConfig, CameraKind, Sampling, Transport};
+use lookout::config::{CameraConfig, CameraKind, Transport};
 use lookout::ingest::{CameraState, Filter, Ingest, IngestSettings};
 
 fn main() {
@@ -209,21 +209,13 @@ fn ingest(url: &str, cameras: usize) {
         let settings = IngestSettings::default();
         let ingest = Ingest::new(settings).expect("ingest");
         let configs: Vec<CameraConfig> = (0..cameras)
-            .map(|i| CameraConfig {
-                id: format!("cam-{i:03}"),
-                kind: CameraKind::Fixed,
-                name: None,
-                group: None,
-                url: url.to_string(),
-                username: None,
-                password: None,
-                transport: Transport::Tcp,
-                codec: None,
-                location: None,
-                priority: None,
-                detectors: Vec::new(),
-                sampling: Sampling::Keyframes,
-                latency_budget_ms: None,
+            .map(|i| {
+                CameraConfig::bare(
+                    &format!("cam-{i:03}"),
+                    CameraKind::Fixed,
+                    url,
+                    Transport::Tcp,
+                )
             })
             .collect();
         ingest.apply(settings, &configs).await;

@@ -30,20 +30,9 @@ fn settings() -> IngestSettings {
 
 fn camera(id: &str, url: &str, transport: Transport) -> CameraConfig {
     CameraConfig {
-        id: id.into(),
-        kind: CameraKind::Tower,
         name: Some(format!("{id} test camera")),
         group: Some("tests".into()),
-        url: url.into(),
-        username: None,
-        password: None,
-        transport,
-        codec: None,
-        location: None,
-        priority: None,
-        detectors: Vec::new(),
-        sampling: Sampling::Keyframes,
-        latency_budget_ms: None,
+        ..CameraConfig::bare(id, CameraKind::Tower, url, transport)
     }
 }
 

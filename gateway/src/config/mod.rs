@@ -191,6 +191,28 @@ pub struct CameraConfig {
 }
 
 impl CameraConfig {
+    /// A camera with only what a connection needs and every other key at its
+    /// default, for tools that hold a URL rather than a file (`lookout
+    /// probe`, benchmarks, tests).
+    pub fn bare(id: &str, kind: CameraKind, url: &str, transport: Transport) -> CameraConfig {
+        CameraConfig {
+            id: id.to_string(),
+            kind,
+            name: None,
+            group: None,
+            url: url.to_string(),
+            username: None,
+            password: None,
+            transport,
+            codec: None,
+            location: None,
+            priority: None,
+            detectors: Vec::new(),
+            sampling: Sampling::Keyframes,
+            latency_budget_ms: None,
+        }
+    }
+
     /// The URL with any user-info removed, safe for logs and APIs.
     pub fn url_redacted(&self) -> String {
         redact_url(&self.url)

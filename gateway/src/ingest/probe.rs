@@ -8,7 +8,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use super::{ActiveTransport, Filter, Ingest, IngestSettings, TimestampSource, codec_label};
-use crate::config::{CameraConfig, CameraKind, Sampling, Transport, redact_url};
+use crate::config::{CameraConfig, CameraKind, Transport, redact_url};
 
 /// What to probe.
 #[derive(Debug, Clone)]
@@ -64,22 +64,7 @@ pub async fn probe(opts: &ProbeOptions) -> Result<ProbeReport, ProbeError> {
         ..IngestSettings::default()
     };
     let ingest = Ingest::new(settings)?;
-    let config = CameraConfig {
-        id: "probe".into(),
-        kind: CameraKind::Fixed,
-        name: None,
-        group: None,
-        url: opts.url.clone(),
-        username: None,
-        password: None,
-        transport: opts.transport,
-        codec: None,
-        location: None,
-        priority: None,
-        detectors: Vec::new(),
-        sampling: Sampling::Keyframes,
-        latency_budget_ms: None,
-    };
+    let config = CameraConfig::bare("probe", CameraKind::Fixed, &opts.url, opts.transport);
     ingest.apply(settings, std::slice::from_ref(&config)).await;
     let result = measure(&ingest, opts).await;
     ingest.stop().await;
