@@ -11,7 +11,9 @@ use anyhow::Context;
 
 use crate::check;
 use crate::config::Config;
+use crate::detect::hub::AlertHub;
 use crate::detect::runtime;
+use crate::detect::service::{DetectMetrics, DetectService};
 use crate::http::{self, ApiState};
 use crate::ingest::{Ingest, IngestCollector, IngestSettings};
 use crate::metrics::Metrics;
@@ -49,11 +51,17 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     metrics.register_collector(Box::new(IngestCollector::new(Arc::downgrade(&ingest))));
     ingest.apply(settings, &config.cameras).await;
 
+    let hub = Arc::new(AlertHub::new());
+    let detect_metrics = DetectMetrics::new();
+    detect_metrics.register(&metrics);
+    let detect = DetectService::start(&config, ingest.clone(), hub.clone(), detect_metrics).await?;
+
     let state = Arc::new(ApiState {
         gateway_id: config.gateway.id.clone(),
         started: Instant::now(),
         metrics: metrics.clone(),
         ingest: ingest.clone(),
+        alerts: hub.clone(),
     });
     // Installed before the daemon says it is running, so an early SIGHUP
     // reloads instead of killing the process.
@@ -75,9 +83,13 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
 
     {
         let ingest = ingest.clone();
+        let detect = detect.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             shutdown.clone().wait().await;
+            // Detection first: its samplers read from ingest.
+            detect.stop().await;
+            tracing::info!("detection stopped");
             ingest.stop().await;
             tracing::info!("ingest stopped");
             drop(shutdown);
@@ -88,6 +100,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         config_path.to_path_buf(),
         config,
         ingest,
+        detect,
         shutdown.clone(),
     ));
     drop(shutdown);
@@ -112,6 +125,7 @@ async fn reload_on_sighup(
     path: PathBuf,
     mut running: Config,
     ingest: Arc<Ingest>,
+    detect: Arc<DetectService>,
     shutdown: Shutdown,
 ) {
     let mut stop = shutdown.clone();
@@ -140,6 +154,9 @@ async fn reload_on_sighup(
                 continue;
             }
         };
+        if format!("{:?}", next.detectors) != format!("{:?}", running.detectors) {
+            tracing::warn!("[[detector]] entries changed; they take effect after a restart");
+        }
         for (what, changed) in [
             ("gateway.id", next.gateway.id != running.gateway.id),
             (
@@ -166,6 +183,7 @@ async fn reload_on_sighup(
             unchanged = summary.unchanged,
             "configuration reloaded"
         );
+        detect.apply(&next.cameras).await;
         running = next;
     }
 }

@@ -8,16 +8,18 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::shutdown::Shutdown;
-use axum::extract::State;
+use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 use tokio::net::TcpListener;
 
+use crate::detect::hub::{AlertHub, AlertQuery, RECENT_ALERTS};
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
+use serde::Deserialize;
 
 /// What the handlers read.
 pub struct ApiState {
@@ -26,6 +28,17 @@ pub struct ApiState {
     pub metrics: Arc<Metrics>,
     /// The live camera table behind `/api/cameras`.
     pub ingest: Arc<Ingest>,
+    /// Recent alerts behind `/api/alerts`.
+    pub alerts: Arc<AlertHub>,
+}
+
+#[derive(Debug, Deserialize)]
+struct AlertParams {
+    camera: Option<String>,
+    label: Option<String>,
+    /// `true`: only alerts still active.
+    active: Option<bool>,
+    limit: Option<usize>,
 }
 
 pub fn router(state: Arc<ApiState>) -> Router {
@@ -33,6 +46,9 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/api/cameras", get(cameras))
+        .route("/api/alerts", get(alerts))
+        .route("/api/alerts/{id}", get(alert))
+        .route("/api/alerts/{id}/snapshot.jpg", get(alert_snapshot))
         .with_state(state)
 }
 
@@ -48,6 +64,36 @@ async fn healthz(State(s): State<Arc<ApiState>>) -> impl IntoResponse {
 
 async fn cameras(State(s): State<Arc<ApiState>>) -> impl IntoResponse {
     Json(json!({ "cameras": s.ingest.status() }))
+}
+
+async fn alerts(State(s): State<Arc<ApiState>>, Query(p): Query<AlertParams>) -> impl IntoResponse {
+    let q = AlertQuery {
+        camera: p.camera,
+        label: p.label,
+        active_only: p.active.unwrap_or(false),
+        limit: p.limit,
+    };
+    Json(json!({ "alerts": s.alerts.list(&q) }))
+}
+
+async fn alert(State(s): State<Arc<ApiState>>, Path(id): Path<String>) -> Response {
+    match s.alerts.get(&id) {
+        Some(a) => Json(a).into_response(),
+        None => not_found(&format!(
+            "no alert {id} (only the latest {RECENT_ALERTS} are kept)"
+        )),
+    }
+}
+
+async fn alert_snapshot(State(s): State<Arc<ApiState>>, Path(id): Path<String>) -> Response {
+    match s.alerts.snapshot(&id) {
+        Some(jpeg) => ([(header::CONTENT_TYPE, "image/jpeg")], jpeg).into_response(),
+        None => not_found(&format!("no snapshot for alert {id}")),
+    }
+}
+
+fn not_found(message: &str) -> Response {
+    (StatusCode::NOT_FOUND, Json(json!({ "error": message }))).into_response()
 }
 
 async fn metrics(State(s): State<Arc<ApiState>>) -> impl IntoResponse {

@@ -1,12 +1,12 @@
 //! The `lookout` command line: the daemon, configuration checks, version.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use lookout::config::{Config, LogFormat, Transport};
-use lookout::detect::runtime;
+use lookout::detect::{bench, files, runtime};
 use lookout::ingest::probe::{self, ProbeOptions};
 use lookout::{check, daemon, logging};
 
@@ -54,6 +54,47 @@ enum Command {
         #[arg(long, default_value_t = 10.0)]
         connect_seconds: f64,
     },
+    /// Run a configured detector on image files (PNG, JPEG) and print one
+    /// JSON line per image with its detections (boxes in image pixels), to
+    /// validate a model and its `[[detector]]` entry before deploying it.
+    Detect {
+        /// A gateway configuration with the `[[detector]]` entry.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The detector's id (needed when the file has several).
+        #[arg(long)]
+        detector: Option<String>,
+        /// ONNX Runtime intra-op threads.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+    },
+    /// Measure a configured detector's throughput through the gateway's own
+    /// path (queue, batching, preprocessing, inference, decoding, alerts)
+    /// next to bare ONNX Runtime on the same model and batch size, in one
+    /// run; prints HDR-histogram percentiles of per-batch time and the ratio.
+    BenchDetector {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        detector: Option<String>,
+        /// Seconds per measurement per round.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+        /// Rounds (raw and detector alternate).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Frames per batch (default: the detector's max_batch).
+        #[arg(long)]
+        batch: Option<usize>,
+        /// ONNX Runtime intra-op threads (default: the detector's `threads`).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Also write the report as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -71,6 +112,29 @@ fn main() -> ExitCode {
             transport,
             connect_seconds,
         }) => probe(url, seconds, connect_seconds, &transport),
+        Some(Command::Detect {
+            config,
+            detector,
+            threads,
+            images,
+        }) => detect(&config, detector.as_deref(), threads, &images),
+        Some(Command::BenchDetector {
+            config,
+            detector,
+            seconds,
+            rounds,
+            batch,
+            threads,
+            json,
+        }) => bench_detector(
+            &config,
+            detector.as_deref(),
+            seconds,
+            rounds,
+            batch,
+            threads,
+            json.as_deref(),
+        ),
         None => {
             eprintln!("lookout: no command given; try `lookout --help`");
             ExitCode::from(2)
@@ -165,6 +229,160 @@ fn probe(url: String, seconds: f64, connect_seconds: f64, transport: &str) -> Ex
             ExitCode::FAILURE
         }
     }
+}
+
+fn detect(config: &Path, detector: Option<&str>, threads: usize, images: &[PathBuf]) -> ExitCode {
+    let config = match check::check_file(config) {
+        Ok(c) => c,
+        Err(problems) => {
+            for p in &problems.0 {
+                eprintln!("{p}");
+            }
+            eprintln!(
+                "lookout detect: {}: {} problem(s)",
+                config.display(),
+                problems.0.len()
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let opened = files::pick_detector(&config, detector)
+        .and_then(|d| files::open_detector(&config, d, threads.clamp(1, 64)));
+    let (mut engine, identity) = match opened {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("lookout detect: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let stdout = std::io::stdout();
+    let stderr = std::io::stderr();
+    match files::run(
+        &mut engine,
+        &identity,
+        images,
+        &mut stdout.lock(),
+        &mut stderr.lock(),
+    ) {
+        Ok(s) if s.failed == 0 => ExitCode::SUCCESS,
+        Ok(s) => {
+            eprintln!(
+                "lookout detect: {} of {} image(s) could not be read",
+                s.failed,
+                s.failed + s.images
+            );
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("lookout detect: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn bench_detector(
+    config_path: &Path,
+    detector: Option<&str>,
+    seconds: f64,
+    rounds: usize,
+    batch: Option<usize>,
+    threads: Option<usize>,
+    json: Option<&Path>,
+) -> ExitCode {
+    if !(seconds.is_finite() && seconds > 0.0 && seconds <= 600.0) || !(1..=100).contains(&rounds) {
+        eprintln!("lookout bench-detector: --seconds must be in (0, 600] and --rounds in 1..=100");
+        return ExitCode::from(2);
+    }
+    let config = match check::check_file(config_path) {
+        Ok(c) => c,
+        Err(problems) => {
+            eprintln!("{problems}");
+            return ExitCode::from(2);
+        }
+    };
+    let picked = files::pick_detector(&config, detector).map(|d| {
+        let mut d = d.clone();
+        if let Some(b) = batch {
+            d.max_batch = b.clamp(1, 64);
+        }
+        d
+    });
+    let d = match picked {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("lookout bench-detector: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let threads = threads
+        .or(d.threads)
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+                .clamp(1, 4)
+        })
+        .clamp(1, 64);
+    let (mut engine, identity) = match files::open_detector(&config, &d, threads) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("lookout bench-detector: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let opts = bench::BenchOptions {
+        seconds,
+        rounds,
+        ..Default::default()
+    };
+    let report = match bench::run(&mut engine, &identity, threads, &opts) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("lookout bench-detector: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!(
+        "detector {} (model {} {}), batch {}, input {}x{}, work frames {}x{}, {} ORT threads, {} rounds",
+        report.detector,
+        report.model.name,
+        report.model.version,
+        report.batch,
+        report.input.0,
+        report.input.1,
+        report.frame.0,
+        report.frame.1,
+        report.threads,
+        report.rounds
+    );
+    for (name, side) in [
+        ("ORT raw       ", &report.ort_raw),
+        ("detector path ", &report.detector_path),
+    ] {
+        let p = &side.batch_ms;
+        println!(
+            "  {name} {:>9.1} frames/s   per batch ms: p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}  (n={})",
+            side.frames_per_s, p.p50, p.p90, p.p99, p.p999, p.max, p.count
+        );
+    }
+    let sm = &report.stage_mean_ms;
+    println!(
+        "  detector path, mean per batch ms: preprocess {:.3}  inference {:.3}  postprocess {:.3}  other {:.3}",
+        sm.preprocess, sm.inference, sm.postprocess, sm.other
+    );
+    println!(
+        "  detector path / ORT raw = {:.3} ({:.1}%)",
+        report.ratio,
+        report.ratio * 100.0
+    );
+    if let Some(path) = json {
+        let text = serde_json::to_string_pretty(&report).unwrap_or_default();
+        if let Err(e) = std::fs::write(path, text) {
+            eprintln!("lookout bench-detector: {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 fn check_config(files: &[PathBuf]) -> ExitCode {

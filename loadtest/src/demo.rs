@@ -25,6 +25,10 @@ pub struct DemoArgs {
 /// The cameras `configs/demo.toml` lists, served by the fleet.
 const DEMO_MIX: &str = "towers=2,drones=1,bodycams=1";
 
+/// What happens in the demo: smoke rises on a tower, later water spreads
+/// under the drone; tower-02 and the body camera stay clean.
+const DEMO_INCIDENTS: &str = "tower-01:smoke@20,drone-01:flood@40";
+
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let root = workspace_root();
     let logs = args.workdir.join("logs");
@@ -45,6 +49,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             args.size.clone(),
             "--cache".into(),
             args.cache.display().to_string(),
+            "--incidents".into(),
+            DEMO_INCIDENTS.into(),
+            "--ground-truth".into(),
+            logs.join("ground-truth.json").display().to_string(),
         ],
         &logs.join("fleet.log"),
     )?;
@@ -73,6 +81,9 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("lookout demo is running");
     println!("  cameras (RTSP)   rtsp://127.0.0.1:8554/{{tower-01,tower-02,drone-01,bodycam-01}}");
     println!("  camera health    http://127.0.0.1:8080/api/cameras   ({live} live)");
+    println!(
+        "  alerts           http://127.0.0.1:8080/api/alerts    (smoke on tower-01 from 20 s, flood under drone-01 from 40 s)"
+    );
     println!("  gateway health   http://127.0.0.1:8080/healthz");
     println!("  gateway metrics  http://127.0.0.1:8080/metrics");
     println!("  logs             {}", logs.display());

@@ -98,7 +98,7 @@ fn parse_sampling(s: &str) -> Result<Sampling, String> {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Location {
     pub lat: f64,
@@ -188,6 +188,58 @@ pub struct CameraConfig {
     pub sampling: Sampling,
     /// Oldest a GOP may be and still be sent upstream.
     pub latency_budget_ms: Option<u64>,
+    /// Regions of the picture where detections count (`include`) or are
+    /// ignored (`exclude`), e.g. a chimney that always smokes.
+    #[serde(default, rename = "zone")]
+    pub zones: Vec<ZoneConfig>,
+}
+
+/// Whether a zone keeps or drops the detections inside it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ZoneMode {
+    /// Only detections inside count (any include zone, when there are some).
+    Include,
+    /// Detections inside are ignored.
+    #[default]
+    Exclude,
+}
+
+/// A polygon in the camera's picture, in source pixels (x right, y down).
+/// Applies to detections that have a box (the box centre decides); a
+/// classification result covers the whole frame and ignores zones.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneConfig {
+    /// Shown in logs and alerts.
+    pub name: Option<String>,
+    #[serde(default)]
+    pub mode: ZoneMode,
+    /// Labels the zone applies to; empty means all.
+    #[serde(default)]
+    pub labels: Vec<String>,
+    pub polygon: Vec<[f64; 2]>,
+}
+
+/// How urgent an alert is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Warning,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
 }
 
 impl CameraConfig {
@@ -210,6 +262,7 @@ impl CameraConfig {
             detectors: Vec::new(),
             sampling: Sampling::Keyframes,
             latency_budget_ms: None,
+            zones: Vec::new(),
         }
     }
 
@@ -300,6 +353,82 @@ pub struct DetectorConfig {
     /// share of the frame.
     #[serde(default = "default_min_area")]
     pub min_area: f32,
+    /// Shown in alerts; defaults to the first 12 hex digits of the model
+    /// file's SHA-256.
+    pub model_version: Option<String>,
+    /// ONNX Runtime intra-op threads for this detector's session.
+    pub threads: Option<usize>,
+    /// How long the first frame of a batch waits for others, milliseconds.
+    #[serde(default = "default_batch_wait_ms")]
+    pub batch_wait_ms: u64,
+    /// Frames waiting for this detector, at most; beyond it the oldest are
+    /// dropped (and counted) so latency stays bounded. Default: 4 batches.
+    pub queue_limit: Option<usize>,
+    /// Alert debounce and lifecycle.
+    #[serde(default)]
+    pub alert: AlertPolicy,
+}
+
+/// When a run of sampled frames becomes an alert, and when it ends.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertPolicy {
+    /// Raise when at least `raise_after` of the last `window` samples of a
+    /// camera saw the label.
+    #[serde(default = "default_raise_after")]
+    pub raise_after: usize,
+    #[serde(default = "default_window")]
+    pub window: usize,
+    /// Clear after this many samples in a row without the label.
+    #[serde(default = "default_clear_after")]
+    pub clear_after: usize,
+    /// After clearing, the same camera and label stay quiet this long.
+    #[serde(default = "default_cooldown_s")]
+    pub cooldown_s: f64,
+    /// An active alert is re-sent (`updated`) at most this often, and only
+    /// when its score rose or its region changed.
+    #[serde(default = "default_update_interval_s")]
+    pub update_interval_s: f64,
+    /// Severity per label; labels not listed are `high`.
+    #[serde(default)]
+    pub severity: std::collections::BTreeMap<String, Severity>,
+}
+
+impl Default for AlertPolicy {
+    fn default() -> Self {
+        AlertPolicy {
+            raise_after: default_raise_after(),
+            window: default_window(),
+            clear_after: default_clear_after(),
+            cooldown_s: default_cooldown_s(),
+            update_interval_s: default_update_interval_s(),
+            severity: Default::default(),
+        }
+    }
+}
+
+fn default_raise_after() -> usize {
+    2
+}
+
+fn default_window() -> usize {
+    3
+}
+
+fn default_clear_after() -> usize {
+    3
+}
+
+fn default_cooldown_s() -> f64 {
+    60.0
+}
+
+fn default_update_interval_s() -> f64 {
+    5.0
+}
+
+fn default_batch_wait_ms() -> u64 {
+    5
 }
 
 fn default_min_area() -> f32 {
@@ -578,6 +707,47 @@ impl Config {
             if d.input.std.iter().any(|s| *s <= 0.0) {
                 f.push(inp.key("std"), "every value must be above 0");
             }
+            if d.threads.is_some_and(|t| t == 0 || t > 64) {
+                f.push(p.key("threads"), "must be between 1 and 64");
+            }
+            if d.batch_wait_ms > 1000 {
+                f.push(p.key("batch_wait_ms"), "must be at most 1000 ms");
+            }
+            if d.queue_limit.is_some_and(|q| q == 0 || q > 4096) {
+                f.push(p.key("queue_limit"), "must be between 1 and 4096");
+            }
+            let a = p.key("alert");
+            if !(1..=64).contains(&d.alert.window) {
+                f.push(a.key("window"), "must be between 1 and 64 samples");
+            }
+            if d.alert.raise_after == 0 || d.alert.raise_after > d.alert.window {
+                f.push(
+                    a.key("raise_after"),
+                    format!("must be between 1 and window ({})", d.alert.window),
+                );
+            }
+            if !(1..=1000).contains(&d.alert.clear_after) {
+                f.push(a.key("clear_after"), "must be between 1 and 1000 samples");
+            }
+            if !(d.alert.cooldown_s.is_finite() && (0.0..=86_400.0).contains(&d.alert.cooldown_s)) {
+                f.push(a.key("cooldown_s"), "must be between 0 and 86400 seconds");
+            }
+            if !(d.alert.update_interval_s.is_finite()
+                && (0.0..=86_400.0).contains(&d.alert.update_interval_s))
+            {
+                f.push(
+                    a.key("update_interval_s"),
+                    "must be between 0 and 86400 seconds",
+                );
+            }
+            for l in d.alert.severity.keys() {
+                if !d.labels.contains(l) {
+                    f.push(
+                        a.key("severity"),
+                        format!("`{l}` is not one of this detector's labels {:?}", d.labels),
+                    );
+                }
+            }
         }
 
         let mut camera_ids: HashMap<&str, usize> = HashMap::new();
@@ -619,6 +789,33 @@ impl Config {
             }
             if c.latency_budget_ms == Some(0) {
                 f.push(p.key("latency_budget_ms"), "must be above 0");
+            }
+            let camera_labels: HashSet<&str> = self
+                .detectors
+                .iter()
+                .filter(|d| c.detectors.contains(&d.id))
+                .flat_map(|d| d.labels.iter().map(String::as_str))
+                .collect();
+            for (z, zone) in c.zones.iter().enumerate() {
+                let zp = p.key("zone").index(z);
+                if zone.polygon.len() < 3 {
+                    f.push(zp.key("polygon"), "a polygon needs at least 3 points");
+                }
+                if zone
+                    .polygon
+                    .iter()
+                    .any(|[x, y]| !x.is_finite() || !y.is_finite())
+                {
+                    f.push(zp.key("polygon"), "every point must be a finite [x, y]");
+                }
+                for l in &zone.labels {
+                    if !camera_labels.contains(l.as_str()) {
+                        f.push(
+                            zp.key("labels"),
+                            format!("`{l}` is not a label of any detector on this camera"),
+                        );
+                    }
+                }
             }
         }
 

@@ -4,6 +4,7 @@
 //! decoded by the detector's output kind.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use ort::session::Session;
 use ort::value::TensorRef;
@@ -28,6 +29,25 @@ pub enum EngineError {
         shape: Vec<i64>,
         expected: String,
     },
+}
+
+/// Where one run's time went, for the stage histograms.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct InferTimings {
+    /// Resizing and normalising frames into the input tensor.
+    pub preprocess: Duration,
+    /// ONNX Runtime's `run`.
+    pub inference: Duration,
+    /// Decoding the output into detections (NMS included).
+    pub postprocess: Duration,
+}
+
+impl std::ops::AddAssign for InferTimings {
+    fn add_assign(&mut self, o: InferTimings) {
+        self.preprocess += o.preprocess;
+        self.inference += o.inference;
+        self.postprocess += o.postprocess;
+    }
 }
 
 /// A detector ready to run.
@@ -88,14 +108,52 @@ impl Engine {
     /// Runs the detector on up to [`Engine::max_batch`] frames (more are run in
     /// several batches) and returns each frame's detections.
     pub fn infer(&mut self, frames: &[&RgbFrame]) -> Result<Vec<Vec<Detection>>, EngineError> {
-        let mut out = Vec::with_capacity(frames.len());
-        for chunk in frames.chunks(self.max_batch) {
-            out.extend(self.infer_batch(chunk)?);
-        }
-        Ok(out)
+        self.infer_timed(frames).map(|(d, _)| d)
     }
 
-    fn infer_batch(&mut self, frames: &[&RgbFrame]) -> Result<Vec<Vec<Detection>>, EngineError> {
+    /// [`Engine::infer`], also saying where the time went.
+    pub fn infer_timed(
+        &mut self,
+        frames: &[&RgbFrame],
+    ) -> Result<(Vec<Vec<Detection>>, InferTimings), EngineError> {
+        let mut out = Vec::with_capacity(frames.len());
+        let mut timings = InferTimings::default();
+        for chunk in frames.chunks(self.max_batch) {
+            out.extend(self.infer_batch(chunk, &mut timings)?);
+        }
+        Ok((out, timings))
+    }
+
+    /// Runs the session once on an input tensor that is already filled (the
+    /// raw ONNX Runtime baseline the detector benchmark compares against).
+    pub fn run_raw(&mut self, batch: usize) -> Result<Duration, EngineError> {
+        let inp = &self.config.input;
+        let slot = preprocess::slot_len(inp);
+        let n = batch.clamp(1, self.max_batch);
+        self.input.resize(slot * n, 0.5);
+        let (h, w) = (inp.height as usize, inp.width as usize);
+        let shape = match inp.layout {
+            crate::config::Layout::Nchw => [n, 3, h, w],
+            crate::config::Layout::Nhwc => [n, h, w, 3],
+        };
+        let id = self.config.id.clone();
+        let fail = |e: ort::Error| EngineError::Inference {
+            detector: id.clone(),
+            message: e.to_string(),
+        };
+        let t = Instant::now();
+        let tensor = TensorRef::from_array_view((shape, &self.input[..])).map_err(fail)?;
+        let outputs = self.session.run(ort::inputs![tensor]).map_err(fail)?;
+        drop(outputs);
+        Ok(t.elapsed())
+    }
+
+    fn infer_batch(
+        &mut self,
+        frames: &[&RgbFrame],
+        timings: &mut InferTimings,
+    ) -> Result<Vec<Vec<Detection>>, EngineError> {
+        let t0 = Instant::now();
         let inp = &self.config.input;
         let slot = preprocess::slot_len(inp);
         let n = frames.len();
@@ -115,8 +173,10 @@ impl Engine {
             detector: id.clone(),
             message: e.to_string(),
         };
+        let t1 = Instant::now();
         let tensor = TensorRef::from_array_view((shape, &self.input[..])).map_err(fail)?;
         let outputs = self.session.run(ort::inputs![tensor]).map_err(fail)?;
+        let t2 = Instant::now();
         let value = &outputs[0];
         let (shape, data): (Vec<i64>, Vec<f32>) = match value.try_extract_tensor::<f32>() {
             Ok((s, d)) => (s.to_vec(), d.to_vec()),
@@ -190,6 +250,9 @@ impl Engine {
             };
             results.push(dets);
         }
+        timings.preprocess += t1 - t0;
+        timings.inference += t2 - t1;
+        timings.postprocess += t2.elapsed();
         Ok(results)
     }
 }

@@ -89,41 +89,108 @@ pub fn fill(frame: &RgbFrame, input: &ModelInput, out: &mut [f32]) -> Placement 
         add[c] = -input.mean[c] / input.std[c];
     }
     let plane = iw * ih;
+    if (frame.width as usize, frame.height as usize) == (iw, ih) && !input.letterbox {
+        // Already at the input size (scaled by the decoder): convert only.
+        let px = frame.data.chunks_exact(3);
+        match input.layout {
+            Layout::Nchw => {
+                let (p0, rest) = out.split_at_mut(plane);
+                let (p1, p2) = rest.split_at_mut(plane);
+                for (((a, b), c), s) in p0.iter_mut().zip(p1.iter_mut()).zip(p2.iter_mut()).zip(px)
+                {
+                    *a = f32::from(s[order[0]]) * mul[0] + add[0];
+                    *b = f32::from(s[order[1]]) * mul[1] + add[1];
+                    *c = f32::from(s[order[2]]) * mul[2] + add[2];
+                }
+            }
+            Layout::Nhwc => {
+                for (o, s) in out.chunks_exact_mut(3).zip(px) {
+                    for k in 0..3 {
+                        o[k] = f32::from(s[order[k]]) * mul[k] + add[k];
+                    }
+                }
+            }
+        }
+        return placement;
+    }
     let pad = f32::from(LETTERBOX_PAD);
     let src = &frame.data;
     let stride = frame.width as usize * 3;
-    let (maxx, maxy) = (frame.width as usize - 1, frame.height as usize - 1);
-    for y in 0..ih {
-        // Sample at pixel centres.
-        let sy = (y as f32 + 0.5 - placement.pad_y) / placement.scale_y - 0.5;
-        let inside_y = sy > -1.0 && sy < fh;
-        let y0 = sy.floor().clamp(0.0, maxy as f32) as usize;
-        let y1 = (y0 + 1).min(maxy);
-        let wy = (sy - sy.floor()).clamp(0.0, 1.0);
-        for x in 0..iw {
-            let sx = (x as f32 + 0.5 - placement.pad_x) / placement.scale_x - 0.5;
-            let inside = inside_y && sx > -1.0 && sx < fw;
-            let mut px = [pad; 3];
-            if inside {
-                let x0 = sx.floor().clamp(0.0, maxx as f32) as usize;
-                let x1 = (x0 + 1).min(maxx);
-                let wx = (sx - sx.floor()).clamp(0.0, 1.0);
-                let (a, b) = (y0 * stride, y1 * stride);
-                for (c, p) in px.iter_mut().enumerate() {
-                    let p00 = f32::from(src[a + x0 * 3 + c]);
-                    let p01 = f32::from(src[a + x1 * 3 + c]);
-                    let p10 = f32::from(src[b + x0 * 3 + c]);
-                    let p11 = f32::from(src[b + x1 * 3 + c]);
-                    let top = p00 + (p01 - p00) * wx;
-                    let bottom = p10 + (p11 - p10) * wx;
-                    *p = top + (bottom - top) * wy;
+    // Sampling positions per column and per row, computed once per frame:
+    // (first source offset, second source offset, weight of the second),
+    // or None outside the picture (letterbox padding).
+    let axis = |n: usize, pad_px: f32, scale: f32, len: u32, step: usize| {
+        let max = len as usize - 1;
+        (0..n)
+            .map(|i| {
+                // Sample at pixel centres.
+                let s = (i as f32 + 0.5 - pad_px) / scale - 0.5;
+                if s <= -1.0 || s >= len as f32 {
+                    return None;
+                }
+                let f = s.floor();
+                let a = (f.max(0.0) as usize).min(max);
+                let b = (a + 1).min(max);
+                Some((a * step, b * step, (s - f).clamp(0.0, 1.0)))
+            })
+            .collect::<Vec<_>>()
+    };
+    let cols = axis(iw, placement.pad_x, placement.scale_x, frame.width, 3);
+    let rows = axis(ih, placement.pad_y, placement.scale_y, frame.height, stride);
+    let padded = [
+        pad * mul[0] + add[0],
+        pad * mul[1] + add[1],
+        pad * mul[2] + add[2],
+    ];
+    // Separable bilinear: per output row, blend the two source rows into
+    // `line` (contiguous, vectorises), then pick and blend columns from it.
+    let mut line = vec![0f32; stride];
+    let mut px = vec![[0f32; 3]; iw];
+    for (y, row) in rows.iter().enumerate() {
+        match row {
+            Some((r0, r1, wy)) => {
+                let (a, b) = (&src[*r0..*r0 + stride], &src[*r1..*r1 + stride]);
+                for ((l, &p), &q) in line.iter_mut().zip(a).zip(b) {
+                    let (p, q) = (f32::from(p), f32::from(q));
+                    *l = p + (q - p) * wy;
+                }
+                for (x, col) in cols.iter().enumerate() {
+                    px[x] = match col {
+                        Some((c0, c1, wx)) => {
+                            let (u, v) = (&line[*c0..*c0 + 3], &line[*c1..*c1 + 3]);
+                            let s = [
+                                u[0] + (v[0] - u[0]) * wx,
+                                u[1] + (v[1] - u[1]) * wx,
+                                u[2] + (v[2] - u[2]) * wx,
+                            ];
+                            [
+                                s[order[0]] * mul[0] + add[0],
+                                s[order[1]] * mul[1] + add[1],
+                                s[order[2]] * mul[2] + add[2],
+                            ]
+                        }
+                        None => padded,
+                    };
                 }
             }
-            for (slot, &c) in order.iter().enumerate() {
-                let v = px[c] * mul[slot] + add[slot];
-                match input.layout {
-                    Layout::Nchw => out[slot * plane + y * iw + x] = v,
-                    Layout::Nhwc => out[(y * iw + x) * 3 + slot] = v,
+            None => px.fill(padded),
+        }
+        match input.layout {
+            Layout::Nchw => {
+                let o = y * iw;
+                for (k, p) in px.iter().enumerate() {
+                    out[o + k] = p[0];
+                }
+                for (k, p) in px.iter().enumerate() {
+                    out[plane + o + k] = p[1];
+                }
+                for (k, p) in px.iter().enumerate() {
+                    out[2 * plane + o + k] = p[2];
+                }
+            }
+            Layout::Nhwc => {
+                for (k, p) in px.iter().enumerate() {
+                    out[(y * iw + k) * 3..(y * iw + k) * 3 + 3].copy_from_slice(p);
                 }
             }
         }

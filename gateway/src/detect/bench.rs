@@ -1,0 +1,304 @@
+//! `lookout bench-detector`: how close the detector stage comes to the bare
+//! ONNX Runtime it wraps, measured in one run on one machine.
+//!
+//! Two measurements on the same session, batch size and input, alternated in
+//! rounds so that a noisy neighbour hurts both alike:
+//! - **raw**: `session.run` on a tensor that is already filled — the most
+//!   the model can do here;
+//! - **detector**: the gateway's own path for decoded frames as the decode
+//!   stage hands them over (work frame, plus the picture already at the
+//!   input size for stretching models) —
+//!   the drop-oldest queue, batching across cameras, preprocessing (scale,
+//!   normalise, layout), inference, output decoding, mapping to the camera's
+//!   picture and the alert state machines — kept saturated by a feeder
+//!   thread, as when many cameras send keyframes at once.
+//!
+//! Percentiles come from HDR histograms of per-batch time.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use super::engine::{Engine, EngineError, InferTimings};
+use super::hub::AlertHub;
+use super::identity::ModelIdentity;
+use super::preprocess::RgbFrame;
+use super::queue::DropOldest;
+use super::service::{DetectMetrics, Job, Sample, WorkerContext, snapshot_thread, worker};
+use crate::config::{CameraConfig, CameraKind, Transport};
+
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Seconds per measurement per round.
+    pub seconds: f64,
+    pub rounds: usize,
+    /// Work-frame size fed to the detector (a 720p camera's is 640×360).
+    pub frame: (u32, u32),
+    /// Cameras the frames are spread over (alert state per camera).
+    pub cameras: usize,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        BenchOptions {
+            seconds: 3.0,
+            rounds: 3,
+            frame: (640, 360),
+            cameras: 64,
+        }
+    }
+}
+
+/// Percentiles of per-batch time, milliseconds.
+#[derive(Debug, Clone, Serialize)]
+pub struct Percentiles {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+    pub count: u64,
+}
+
+impl Percentiles {
+    pub fn of(h: &Histogram<u64>) -> Percentiles {
+        // Recorded in microseconds.
+        let ms = |v: u64| v as f64 / 1000.0;
+        Percentiles {
+            p50: ms(h.value_at_quantile(0.50)),
+            p90: ms(h.value_at_quantile(0.90)),
+            p99: ms(h.value_at_quantile(0.99)),
+            p999: ms(h.value_at_quantile(0.999)),
+            max: ms(h.max()),
+            count: h.len(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Side {
+    pub frames: u64,
+    pub seconds: f64,
+    pub frames_per_s: f64,
+    pub batch_ms: Percentiles,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StageMeans {
+    pub preprocess: f64,
+    pub inference: f64,
+    pub postprocess: f64,
+    /// Batching, alert decisions and everything else.
+    pub other: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    pub detector: String,
+    pub model: ModelIdentity,
+    pub batch: usize,
+    pub input: (u32, u32),
+    pub frame: (u32, u32),
+    pub threads: usize,
+    pub rounds: usize,
+    pub ort_raw: Side,
+    pub detector_path: Side,
+    /// Mean per batch on the detector path, milliseconds.
+    pub stage_mean_ms: StageMeans,
+    /// detector_path.frames_per_s ÷ ort_raw.frames_per_s.
+    pub ratio: f64,
+}
+
+fn histogram() -> Histogram<u64> {
+    // 1 µs … 60 s, 3 significant figures; cannot fail with these bounds.
+    match Histogram::new_with_bounds(1, 60_000_000, 3) {
+        Ok(h) => h,
+        Err(e) => unreachable!("constant histogram bounds are valid: {e}"),
+    }
+}
+
+/// A deterministic, textured frame (gradients and noise): inference cost
+/// does not depend on content for these models, but it must not be
+/// constant.
+pub fn synthetic_frame(w: u32, h: u32, seed: u32) -> RgbFrame {
+    let mut data = Vec::with_capacity((w * h * 3) as usize);
+    let mut x = seed.wrapping_mul(2_654_435_761).max(1);
+    for y in 0..h {
+        for c in 0..w {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            let n = (x & 31) as u8;
+            data.push(((c * 255 / w.max(1)) as u8).wrapping_add(n));
+            data.push(((y * 255 / h.max(1)) as u8).wrapping_add(n));
+            data.push(n.wrapping_mul(4));
+        }
+    }
+    RgbFrame {
+        width: w,
+        height: h,
+        data,
+    }
+}
+
+/// Runs the comparison. `threads` is only reported (the engine was opened
+/// with it).
+pub fn run(
+    engine: &mut Engine,
+    identity: &ModelIdentity,
+    threads: usize,
+    opts: &BenchOptions,
+) -> Result<BenchReport, EngineError> {
+    let batch = engine.max_batch();
+    let cameras: Vec<Arc<CameraConfig>> = (0..opts.cameras.max(1))
+        .map(|i| {
+            Arc::new(CameraConfig::bare(
+                &format!("bench-{i:02}"),
+                CameraKind::Tower,
+                "rtsp://127.0.0.1/bench",
+                Transport::Tcp,
+            ))
+        })
+        .collect();
+    let frames: Vec<RgbFrame> = (0..16)
+        .map(|i| synthetic_frame(opts.frame.0, opts.frame.1, i + 1))
+        .collect();
+    // What the decode stage hands a stretching model: the picture already
+    // at its input size (scaled by GStreamer on the camera's thread).
+    let inp = engine.config.input.clone();
+    let scaled: Vec<Vec<RgbFrame>> = if inp.letterbox {
+        Vec::new()
+    } else {
+        vec![
+            (0..16)
+                .map(|i| synthetic_frame(inp.width, inp.height, i + 1))
+                .collect(),
+        ]
+    };
+    let per = Duration::from_secs_f64(opts.seconds.max(0.1));
+
+    // Warm up both paths (allocations, ORT's first-run costs).
+    for _ in 0..3 {
+        engine.run_raw(batch)?;
+    }
+
+    let mut raw_h = histogram();
+    let mut det_h = histogram();
+    let (mut raw_frames, mut raw_time) = (0u64, Duration::ZERO);
+    let (mut det_frames, mut det_time) = (0u64, Duration::ZERO);
+    let mut stage_sum = InferTimings::default();
+    let mut batches = 0u64;
+    for _ in 0..opts.rounds.max(1) {
+        // Raw.
+        let start = Instant::now();
+        while start.elapsed() < per {
+            let t = engine.run_raw(batch)?;
+            let _ = raw_h.record((t.as_micros() as u64).max(1));
+            raw_frames += batch as u64;
+        }
+        raw_time += start.elapsed();
+
+        // Detector path, saturated.
+        let queue: Arc<DropOldest<Job>> = Arc::new(DropOldest::new(batch * 4));
+        let stop = Arc::new(AtomicBool::new(false));
+        let feeder = {
+            let queue = queue.clone();
+            let stop = stop.clone();
+            let cameras = cameras.clone();
+            let jobs: Vec<Job> = (0..cameras.len() * 2)
+                .map(|i| {
+                    let f = &frames[i % frames.len()];
+                    Arc::new(Sample {
+                        camera: cameras[i % cameras.len()].clone(),
+                        frame: f.clone(),
+                        scaled: scaled.iter().map(|s| s[i % s.len()].clone()).collect(),
+                        source: (f.width * 2, f.height * 2),
+                        seq: i as u64,
+                        capture_unix_ns: super::service::unix_now_ns(),
+                        received_unix_ns: super::service::unix_now_ns(),
+                    })
+                })
+                .collect();
+            std::thread::spawn(move || {
+                let mut i = 0usize;
+                while !stop.load(Ordering::Relaxed) {
+                    if queue.len() < batch * 2 {
+                        queue.push(jobs[i % jobs.len()].clone());
+                        i += 1;
+                    } else {
+                        std::thread::sleep(Duration::from_micros(50));
+                    }
+                }
+                queue.close();
+            })
+        };
+        let hub = Arc::new(AlertHub::new());
+        let ctx = WorkerContext {
+            gateway_id: "bench".to_string(),
+            identity: identity.clone(),
+            snapshots: snapshot_thread(hub.clone()).map_err(|e| EngineError::Inference {
+                detector: engine.config.id.clone(),
+                message: format!("cannot start the snapshot thread: {e}"),
+            })?,
+            hub,
+            metrics: DetectMetrics::new(),
+        };
+        // Stop the feeder after the measurement period; the worker drains
+        // what is queued and returns.
+        let timer = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(per);
+                stop.store(true, Ordering::Relaxed);
+            })
+        };
+        let start = Instant::now();
+        let n = worker(engine, &queue, &ctx, &mut |t, stages| {
+            let _ = det_h.record((t.as_micros() as u64).max(1));
+            stage_sum += *stages;
+            batches += 1;
+        });
+        let took = start.elapsed();
+        let _ = timer.join();
+        let _ = feeder.join();
+        det_frames += n;
+        det_time += took;
+    }
+    let side = |frames: u64, time: Duration, h: &Histogram<u64>| Side {
+        frames,
+        seconds: time.as_secs_f64(),
+        frames_per_s: frames as f64 / time.as_secs_f64().max(1e-9),
+        batch_ms: Percentiles::of(h),
+    };
+    let ort_raw = side(raw_frames, raw_time, &raw_h);
+    let per_batch = |d: Duration| d.as_secs_f64() * 1000.0 / batches.max(1) as f64;
+    let total_ms = det_h.mean() / 1000.0;
+    let (pre, inf, post) = (
+        per_batch(stage_sum.preprocess),
+        per_batch(stage_sum.inference),
+        per_batch(stage_sum.postprocess),
+    );
+    let stage_mean_ms = StageMeans {
+        preprocess: pre,
+        inference: inf,
+        postprocess: post,
+        other: (total_ms - pre - inf - post).max(0.0),
+    };
+    let detector_path = side(det_frames, det_time, &det_h);
+    Ok(BenchReport {
+        detector: engine.config.id.clone(),
+        model: identity.clone(),
+        batch,
+        input: (engine.config.input.width, engine.config.input.height),
+        frame: opts.frame,
+        threads,
+        rounds: opts.rounds.max(1),
+        ratio: detector_path.frames_per_s / ort_raw.frames_per_s.max(1e-9),
+        ort_raw,
+        detector_path,
+        stage_mean_ms,
+    })
+}

@@ -1,0 +1,205 @@
+//! Where alerts live once raised: the recent alerts and their snapshots for
+//! `GET /api/alerts`, and a stream of every raised/updated/cleared event
+//! for whoever forwards them (the relay to the command center, the wall).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+use super::alerts::AlertEventKind;
+use super::identity::ModelIdentity;
+use crate::config::{CameraKind, Location, Severity};
+
+/// Alerts (with their snapshots) kept for the API, newest first.
+pub const RECENT_ALERTS: usize = 1000;
+
+/// The camera an alert is about, as the wall shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CameraRef {
+    pub id: String,
+    pub kind: CameraKind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<Location>,
+}
+
+/// The frame an alert was raised on.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FrameRef {
+    /// The camera's access-unit sequence number.
+    pub seq: u64,
+    /// Picture size the camera sent (boxes are in these pixels).
+    pub width: u32,
+    pub height: u32,
+    /// When the picture was taken, Unix ns.
+    pub capture_unix_ns: u64,
+    /// When the gateway received it, Unix ns.
+    pub received_unix_ns: u64,
+}
+
+/// One alert, in its latest state.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Alert {
+    pub id: String,
+    /// `active` or `cleared`.
+    pub state: &'static str,
+    pub gateway: String,
+    pub camera: CameraRef,
+    pub detector: String,
+    pub model: ModelIdentity,
+    pub label: String,
+    pub severity: Severity,
+    /// Score last reported (raised or updated).
+    pub score: f32,
+    pub peak_score: f32,
+    /// Boxes `[x, y, w, h]` in the camera's picture, when the model gives
+    /// boxes.
+    pub boxes: Vec<[f32; 4]>,
+    /// Share of the picture covered (segmentation models).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub area: Option<f32>,
+    /// The frame that raised it.
+    pub frame: FrameRef,
+    /// Capture time of the triggering frame (the same as `frame`'s), Unix ns.
+    pub capture_unix_ns: u64,
+    /// When the detector finished that frame, Unix ns.
+    pub detect_unix_ns: u64,
+    /// `detect_unix_ns - capture_unix_ns`, milliseconds.
+    pub capture_to_detect_ms: f64,
+    pub raised_unix_ns: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub updated_unix_ns: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cleared_unix_ns: Option<u64>,
+    pub updates: u32,
+    /// Path of the JPEG snapshot on this gateway's API.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
+}
+
+/// What happened, with the alert as it stands after it.
+#[derive(Debug, Clone)]
+pub struct AlertEvent {
+    pub kind: AlertEventKind,
+    pub alert: Arc<Alert>,
+    /// The JPEG, with `snapshot` events.
+    pub snapshot: Option<Bytes>,
+}
+
+#[derive(Default)]
+struct Store {
+    /// Newest first.
+    alerts: VecDeque<(Arc<Alert>, Option<Bytes>)>,
+}
+
+/// The gateway's alerts.
+pub struct AlertHub {
+    store: Mutex<Store>,
+    events: broadcast::Sender<AlertEvent>,
+}
+
+impl Default for AlertHub {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Which alerts a listing wants.
+#[derive(Debug, Default, Clone)]
+pub struct AlertQuery {
+    pub camera: Option<String>,
+    pub label: Option<String>,
+    pub active_only: bool,
+    pub limit: Option<usize>,
+}
+
+impl AlertHub {
+    pub fn new() -> AlertHub {
+        let (events, _) = broadcast::channel(1024);
+        AlertHub {
+            store: Mutex::new(Store::default()),
+            events,
+        }
+    }
+
+    /// Every event from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<AlertEvent> {
+        self.events.subscribe()
+    }
+
+    /// Records a new alert or a new state of a known one, and announces it.
+    pub fn publish(&self, kind: AlertEventKind, alert: Alert) {
+        let alert = Arc::new(alert);
+        if let Ok(mut s) = self.store.lock() {
+            match s.alerts.iter_mut().find(|(a, _)| a.id == alert.id) {
+                Some(slot) => slot.0 = alert.clone(),
+                None => {
+                    s.alerts.push_front((alert.clone(), None));
+                    s.alerts.truncate(RECENT_ALERTS);
+                }
+            }
+        }
+        let _ = self.events.send(AlertEvent {
+            kind,
+            alert,
+            snapshot: None,
+        });
+    }
+
+    /// Stores an alert's (latest) snapshot and announces it.
+    pub fn attach_snapshot(&self, id: &str, jpeg: Bytes) {
+        let alert = {
+            let Ok(mut s) = self.store.lock() else {
+                return;
+            };
+            let Some(slot) = s.alerts.iter_mut().find(|(a, _)| a.id == id) else {
+                return;
+            };
+            slot.1 = Some(jpeg.clone());
+            slot.0.clone()
+        };
+        let _ = self.events.send(AlertEvent {
+            kind: AlertEventKind::Snapshot,
+            alert,
+            snapshot: Some(jpeg),
+        });
+    }
+
+    /// Recent alerts matching `q`, newest first.
+    pub fn list(&self, q: &AlertQuery) -> Vec<Arc<Alert>> {
+        let Ok(s) = self.store.lock() else {
+            return Vec::new();
+        };
+        s.alerts
+            .iter()
+            .map(|(a, _)| a)
+            .filter(|a| q.camera.as_deref().is_none_or(|c| a.camera.id == c))
+            .filter(|a| q.label.as_deref().is_none_or(|l| a.label == l))
+            .filter(|a| !q.active_only || a.state == "active")
+            .take(q.limit.unwrap_or(RECENT_ALERTS))
+            .cloned()
+            .collect()
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<Alert>> {
+        let s = self.store.lock().ok()?;
+        s.alerts
+            .iter()
+            .find(|(a, _)| a.id == id)
+            .map(|(a, _)| a.clone())
+    }
+
+    pub fn snapshot(&self, id: &str) -> Option<Bytes> {
+        let s = self.store.lock().ok()?;
+        s.alerts
+            .iter()
+            .find(|(a, _)| a.id == id)
+            .and_then(|(_, j)| j.clone())
+    }
+}

@@ -1,0 +1,619 @@
+//! `lookout-loadtest detect`: the detection benchmark an integrator runs.
+//!
+//! Starts a simulated fleet with scripted incidents, a gateway watching
+//! every camera with a detector (keyframe sampling unless told otherwise),
+//! lets it run, then scores the gateway's alerts against the fleet's ground
+//! truth:
+//! - every incident must raise exactly one alert (same camera, same class,
+//!   raised after the onset) — a second one is a *duplicate*;
+//! - any other alert is *false* (a clean camera, the wrong class, or before
+//!   the onset);
+//! - capture-to-alert (capture time of the frame that raised the alert →
+//!   the gateway's detection of it) and onset-to-alert (the incident's first
+//!   frame → alert raised; includes waiting for the next keyframe and the
+//!   debounce) percentiles, from HDR histograms.
+//!
+//! Then, in the same run, `lookout bench-detector` measures the detector's
+//! throughput through the gateway's path next to bare ONNX Runtime on the
+//! same model and batch size.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::fleet::incidents::Onset;
+use crate::procs::{self, Proc};
+
+pub struct DetectArgs {
+    pub cameras: usize,
+    pub mix: Option<String>,
+    pub size: String,
+    pub duration: Duration,
+    /// `None`: one incident per eight cameras, alternating smoke and flood.
+    pub incidents: Option<String>,
+    pub detector_config: PathBuf,
+    pub sampling: String,
+    pub cache: PathBuf,
+    pub workdir: PathBuf,
+    pub bench_seconds: f64,
+    pub report: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Percentiles {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+    pub count: u64,
+}
+
+fn percentiles(h: &Histogram<u64>) -> Percentiles {
+    let ms = |v: u64| v as f64 / 1000.0;
+    if h.is_empty() {
+        return Percentiles::default();
+    }
+    Percentiles {
+        p50: ms(h.value_at_quantile(0.5)),
+        p90: ms(h.value_at_quantile(0.9)),
+        p99: ms(h.value_at_quantile(0.99)),
+        p999: ms(h.value_at_quantile(0.999)),
+        max: ms(h.max()),
+        count: h.len(),
+    }
+}
+
+fn histogram() -> Histogram<u64> {
+    match Histogram::new_with_bounds(1, 3_600_000_000, 3) {
+        Ok(h) => h,
+        Err(e) => unreachable!("constant histogram bounds are valid: {e}"),
+    }
+}
+
+/// How the alerts compare with the ground truth.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Score {
+    pub scripted: usize,
+    pub alerted: usize,
+    pub missed: usize,
+    pub false_alerts: usize,
+    pub duplicate_alerts: usize,
+    /// Camera and class of each miss, false or duplicate alert.
+    pub problems: Vec<String>,
+}
+
+/// The alert fields scoring needs.
+#[derive(Debug, Clone)]
+pub struct SeenAlert {
+    pub id: String,
+    pub camera: String,
+    pub label: String,
+    pub capture_unix_ns: u64,
+    pub detect_unix_ns: u64,
+    pub raised_unix_ns: u64,
+}
+
+impl SeenAlert {
+    fn from_json(v: &Value) -> Option<SeenAlert> {
+        Some(SeenAlert {
+            id: v["id"].as_str()?.to_string(),
+            camera: v["camera"]["id"].as_str()?.to_string(),
+            label: v["label"].as_str()?.to_string(),
+            capture_unix_ns: v["capture_unix_ns"].as_u64()?,
+            detect_unix_ns: v["detect_unix_ns"].as_u64()?,
+            raised_unix_ns: v["raised_unix_ns"].as_u64()?,
+        })
+    }
+}
+
+/// Matches alerts to onsets. An alert counts for an incident when it has
+/// the incident's camera and class and its triggering frame was captured at
+/// or after the onset.
+pub fn score(onsets: &[Onset], alerts: &[SeenAlert]) -> (Score, Vec<(Onset, SeenAlert)>) {
+    let mut s = Score {
+        scripted: onsets.len(),
+        ..Default::default()
+    };
+    let mut matched = Vec::new();
+    let mut used = vec![false; alerts.len()];
+    for o in onsets {
+        let mut hits: Vec<usize> = (0..alerts.len())
+            .filter(|&i| {
+                let a = &alerts[i];
+                a.camera == o.camera
+                    && a.label == o.class
+                    && a.capture_unix_ns >= o.onset_capture_unix_ns
+            })
+            .collect();
+        hits.sort_by_key(|&i| alerts[i].raised_unix_ns);
+        match hits.split_first() {
+            Some((&first, rest)) => {
+                s.alerted += 1;
+                used[first] = true;
+                matched.push((o.clone(), alerts[first].clone()));
+                for &d in rest {
+                    used[d] = true;
+                    s.duplicate_alerts += 1;
+                    s.problems.push(format!(
+                        "duplicate: {} {} (alert {})",
+                        o.camera, o.class, alerts[d].id
+                    ));
+                }
+            }
+            None => {
+                s.missed += 1;
+                s.problems.push(format!(
+                    "missed: {} {} (onset at {:.1} s)",
+                    o.camera, o.class, o.scripted_at_s
+                ));
+            }
+        }
+    }
+    for (i, a) in alerts.iter().enumerate() {
+        if !used[i] {
+            s.false_alerts += 1;
+            s.problems.push(format!(
+                "false alert: {} {} (alert {})",
+                a.camera, a.label, a.id
+            ));
+        }
+    }
+    (s, matched)
+}
+
+#[derive(Debug, Serialize)]
+pub struct DetectReport {
+    pub lookout_version: String,
+    pub setup: Value,
+    pub incidents: Score,
+    pub latency_ms: HashMap<String, Percentiles>,
+    pub detector: Value,
+    pub baselines: Value,
+    pub ratios: Value,
+    pub bench: Value,
+}
+
+/// Default script: one incident per eight cameras, alternating smoke (on
+/// towers first) and flood (on drones first), 15–25 s in.
+fn default_incidents(config: &str, cameras: usize) -> String {
+    let ids: Vec<String> = config
+        .lines()
+        .filter_map(|l| l.strip_prefix("id = \""))
+        .map(|l| l.trim_end_matches('"').to_string())
+        .filter(|id| id != "fleet-gw")
+        .collect();
+    let towers: Vec<&String> = ids.iter().filter(|i| i.starts_with("tower")).collect();
+    let drones: Vec<&String> = ids.iter().filter(|i| i.starts_with("drone")).collect();
+    let n = (cameras / 8).max(1);
+    let mut out = Vec::new();
+    for k in 0..n {
+        let (pool, class) = if k % 2 == 0 {
+            (&towers, "smoke")
+        } else {
+            (&drones, "flood")
+        };
+        let pool = if pool.is_empty() { &towers } else { pool };
+        if let Some(cam) = pool.get(k / 2) {
+            out.push(format!("{cam}:{class}@{}", 15 + (k * 3) % 11));
+        }
+    }
+    out.join(",")
+}
+
+pub fn run(args: DetectArgs) -> anyhow::Result<DetectReport> {
+    let logs = args.workdir.join("logs");
+    std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
+    let lookout = procs::sibling("lookout")?;
+    let me = std::env::current_exe().context("locating lookout-loadtest")?;
+    let (detector_id, detector_block) = detector_block(&args.detector_config)?;
+
+    // A first fleet run only to learn the camera ids for the default
+    // incident script would cost a start; the ids are predictable from the
+    // mix, so ask the fleet to emit its config and stop at once.
+    let gw_config = args.workdir.join("gateway.toml");
+    let ground_truth = args.workdir.join("ground-truth.json");
+    let _ = std::fs::remove_file(&gw_config);
+    let mut fleet_args: Vec<String> = vec![
+        "fleet".into(),
+        "--port".into(),
+        "0".into(),
+        "--size".into(),
+        args.size.clone(),
+        "--cache".into(),
+        args.cache.display().to_string(),
+        "--emit-gateway-config".into(),
+        gw_config.display().to_string(),
+        "--ground-truth".into(),
+        ground_truth.display().to_string(),
+        "--duration-s".into(),
+        format!("{}", args.duration.as_secs_f64() + 120.0),
+    ];
+    match &args.mix {
+        Some(m) => fleet_args.extend(["--mix".into(), m.clone()]),
+        None => fleet_args.extend(["--cameras".into(), args.cameras.to_string()]),
+    }
+    let incidents = match &args.incidents {
+        Some(s) => s.clone(),
+        None => {
+            // Learn the ids from a config-only dry start.
+            let probe_cfg = args.workdir.join("ids.toml");
+            let mut probe_args = fleet_args.clone();
+            for a in probe_args.iter_mut() {
+                if *a == gw_config.display().to_string() {
+                    *a = probe_cfg.display().to_string();
+                }
+            }
+            let mut p = Proc::start("fleet", &me, &probe_args, &logs.join("fleet-ids.log"))?;
+            let deadline = Instant::now() + Duration::from_secs(900);
+            while !probe_cfg.is_file() {
+                p.check_alive()?;
+                if Instant::now() > deadline {
+                    bail!("the fleet did not start within 15 minutes");
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            p.stop(Duration::from_secs(5));
+            let text = std::fs::read_to_string(&probe_cfg)?;
+            default_incidents(&text, args.cameras)
+        }
+    };
+    if !incidents.is_empty() {
+        fleet_args.extend(["--incidents".into(), incidents.clone()]);
+    }
+    println!("fleet: incidents {incidents}");
+    let mut fleet = Proc::start("fleet", &me, &fleet_args, &logs.join("fleet.log"))?;
+    let deadline = Instant::now() + Duration::from_secs(900);
+    while !std::fs::read_to_string(&fleet.log).is_ok_and(|l| l.contains("fleet: serving")) {
+        fleet.check_alive()?;
+        if Instant::now() > deadline {
+            bail!("the fleet did not start within 15 minutes");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let fleet_started = Instant::now();
+
+    // The gateway: the fleet's cameras, each watched by the detector.
+    let http = format!("127.0.0.1:{}", free_port()?);
+    let text = std::fs::read_to_string(&gw_config)?;
+    let mut cfg = String::new();
+    for line in text.lines() {
+        cfg.push_str(line);
+        cfg.push('\n');
+        if line == "id = \"fleet-gw\"" {
+            cfg.push_str(&format!("http_listen = \"{http}\"\n"));
+        }
+        if line.starts_with("kind = \"") {
+            cfg.push_str(&format!(
+                "detectors = [\"{detector_id}\"]\nsampling = \"{}\"\n",
+                args.sampling
+            ));
+        }
+    }
+    cfg.push('\n');
+    cfg.push_str(&detector_block);
+    std::fs::write(&gw_config, cfg)?;
+    let mut gateway = Proc::start(
+        "gateway",
+        &lookout,
+        &[
+            "run".into(),
+            "--config".into(),
+            gw_config.display().to_string(),
+        ],
+        &logs.join("gateway.log"),
+    )?;
+    procs::wait_http_ok(
+        &format!("http://{http}/healthz"),
+        Duration::from_secs(60),
+        &mut gateway,
+    )?;
+    println!(
+        "gateway: watching {} cameras with detector {detector_id}, {} sampling; running {} s",
+        args.cameras,
+        args.sampling,
+        args.duration.as_secs()
+    );
+    while fleet_started.elapsed() < args.duration {
+        gateway.check_alive()?;
+        fleet.check_alive()?;
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let alerts_json = get_json(&format!("http://{http}/api/alerts?limit=1000"))?;
+    let metrics = ureq::get(&format!("http://{http}/metrics"))
+        .call()
+        .ok()
+        .and_then(|mut r| r.body_mut().read_to_string().ok())
+        .unwrap_or_default();
+    let onsets: Vec<Onset> = std::fs::read_to_string(&ground_truth)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    let clean = gateway.stop(Duration::from_secs(10));
+    fleet.stop(Duration::from_secs(10));
+    if !clean {
+        bail!("the gateway did not stop within 10 s of SIGTERM");
+    }
+
+    let alerts: Vec<SeenAlert> = alerts_json["alerts"]
+        .as_array()
+        .map(|a| a.iter().filter_map(SeenAlert::from_json).collect())
+        .unwrap_or_default();
+    let (score, matched) = score(&onsets, &alerts);
+    let mut cap = histogram();
+    for a in &alerts {
+        let _ = cap.record((a.detect_unix_ns.saturating_sub(a.capture_unix_ns) / 1000).max(1));
+    }
+    let mut onset_h = histogram();
+    for (o, a) in &matched {
+        let _ = onset_h
+            .record((a.raised_unix_ns.saturating_sub(o.onset_capture_unix_ns) / 1000).max(1));
+    }
+    let m = |name: &str| metric_sum(&metrics, name);
+    let frames_in = m("lookout_detect_frames_total");
+    let dropped = m("lookout_detect_dropped_frames_total");
+    let batch_mean =
+        m("lookout_detect_batch_size_sum") / m("lookout_detect_batch_size_count").max(1.0);
+    let stage = |s: &str| {
+        let sum = metric_stage(&metrics, "lookout_detect_stage_seconds_sum", s);
+        let count = metric_stage(&metrics, "lookout_detect_stage_seconds_count", s);
+        if count > 0.0 {
+            sum / count * 1000.0
+        } else {
+            0.0
+        }
+    };
+
+    // Throughput against bare ONNX Runtime, same model and batch size.
+    let bench_json = args.workdir.join("bench-detector.json");
+    let bench_out = std::process::Command::new(&lookout)
+        .args(["bench-detector", "--config"])
+        .arg(&gw_config)
+        .args([
+            "--seconds",
+            &format!("{}", args.bench_seconds),
+            "--rounds",
+            "3",
+            "--json",
+        ])
+        .arg(&bench_json)
+        .output()
+        .context("running lookout bench-detector")?;
+    if !bench_out.status.success() {
+        bail!(
+            "lookout bench-detector failed: {}",
+            String::from_utf8_lossy(&bench_out.stderr)
+        );
+    }
+    let bench: Value = serde_json::from_str(&std::fs::read_to_string(&bench_json)?)?;
+
+    let mut latency = HashMap::new();
+    latency.insert("capture_to_alert".to_string(), percentiles(&cap));
+    latency.insert("onset_to_alert".to_string(), percentiles(&onset_h));
+    let raw = bench["ort_raw"]["frames_per_s"].as_f64().unwrap_or(0.0);
+    let det = bench["detector_path"]["frames_per_s"]
+        .as_f64()
+        .unwrap_or(0.0);
+    let report = DetectReport {
+        lookout_version: env!("CARGO_PKG_VERSION").to_string(),
+        setup: serde_json::json!({
+            "cameras": args.cameras,
+            "mix": args.mix,
+            "size": args.size,
+            "duration_s": args.duration.as_secs_f64(),
+            "sampling": args.sampling,
+            "detector": detector_id,
+            "link": "loopback",
+        }),
+        incidents: score,
+        latency_ms: latency,
+        detector: serde_json::json!({
+            "frames_in": frames_in,
+            "frames_dropped": dropped,
+            "batch_mean": batch_mean,
+            "stage_mean_ms": {
+                "queue": stage("queue"),
+                "decode": stage("decode"),
+                "preprocess": stage("preprocess"),
+                "inference": stage("inference"),
+                "postprocess": stage("postprocess"),
+            },
+        }),
+        baselines: serde_json::json!({ "ort_raw_inferences_per_s": raw }),
+        ratios: serde_json::json!({ "detector_vs_ort_raw": if raw > 0.0 { det / raw } else { 0.0 } }),
+        bench,
+    };
+    print_report(&report, &bench_out.stdout);
+    if let Some(path) = &args.report {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("report: {}", path.display());
+    }
+    Ok(report)
+}
+
+fn print_report(r: &DetectReport, bench_stdout: &[u8]) {
+    let s = &r.incidents;
+    println!();
+    println!(
+        "incidents: {} scripted, {} alerted, {} missed, {} false alerts, {} duplicates",
+        s.scripted, s.alerted, s.missed, s.false_alerts, s.duplicate_alerts
+    );
+    for p in &s.problems {
+        println!("  {p}");
+    }
+    for (name, p) in [
+        ("capture_to_alert", &r.latency_ms["capture_to_alert"]),
+        ("onset_to_alert", &r.latency_ms["onset_to_alert"]),
+    ] {
+        println!(
+            "{name:<17} ms: p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}  (n={})",
+            p.p50, p.p90, p.p99, p.p999, p.max, p.count
+        );
+    }
+    println!("detector: {}", r.detector);
+    print!("{}", String::from_utf8_lossy(bench_stdout));
+}
+
+/// The first `[[detector]]` of a gateway config file, with its model path
+/// made absolute (it moves into the generated config), as TOML text; and its
+/// id.
+fn detector_block(path: &Path) -> anyhow::Result<(String, String)> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let dir = path
+        .canonicalize()
+        .with_context(|| format!("resolving {}", path.display()))?
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let v: toml::Table =
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let mut d = v
+        .get("detector")
+        .and_then(|d| d.as_array())
+        .and_then(|a| a.first())
+        .and_then(|d| d.as_table())
+        .cloned()
+        .with_context(|| format!("{}: no [[detector]] entry", path.display()))?;
+    let id = d
+        .get("id")
+        .and_then(|i| i.as_str())
+        .with_context(|| format!("{}: the [[detector]] has no id", path.display()))?
+        .to_string();
+    if let Some(model) = d.get("model").and_then(|m| m.as_str()) {
+        let abs = dir.join(model);
+        d.insert(
+            "model".into(),
+            toml::Value::String(abs.display().to_string()),
+        );
+    }
+    let mut root = toml::Table::new();
+    root.insert(
+        "detector".into(),
+        toml::Value::Array(vec![toml::Value::Table(d)]),
+    );
+    Ok((id, toml::to_string(&root)?))
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn get_json(url: &str) -> anyhow::Result<Value> {
+    let mut r = ureq::get(url)
+        .call()
+        .with_context(|| format!("GET {url}"))?;
+    let text = r.body_mut().read_to_string()?;
+    Ok(serde_json::from_str(&text)?)
+}
+
+/// Sum of every series of a metric in a Prometheus text exposition.
+fn metric_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| {
+            l.starts_with(name)
+                && (l[name.len()..].starts_with('{') || l[name.len()..].starts_with(' '))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn metric_stage(text: &str, name: &str, stage: &str) -> f64 {
+    let needle = format!("stage=\"{stage}\"");
+    text.lines()
+        .filter(|l| l.starts_with(name) && l.contains(&needle))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn onset(camera: &str, class: &str, at: u64) -> Onset {
+        Onset {
+            camera: camera.into(),
+            class: class.into(),
+            scripted_at_s: 20.0,
+            onset_frame: 500,
+            onset_capture_unix_ns: at,
+        }
+    }
+
+    fn alert(id: &str, camera: &str, label: &str, capture: u64) -> SeenAlert {
+        SeenAlert {
+            id: id.into(),
+            camera: camera.into(),
+            label: label.into(),
+            capture_unix_ns: capture,
+            detect_unix_ns: capture + 5,
+            raised_unix_ns: capture + 5,
+        }
+    }
+
+    #[test]
+    fn scoring_counts_hits_misses_false_and_duplicates() {
+        let onsets = [
+            onset("tower-01", "smoke", 1000),
+            onset("drone-01", "flood", 1000),
+        ];
+        let alerts = [
+            alert("a", "tower-01", "smoke", 3000),
+            alert("b", "tower-01", "smoke", 9000),
+            // Before the onset: false.
+            alert("c", "drone-01", "flood", 500),
+            // A clean camera.
+            alert("d", "tower-02", "smoke", 3000),
+        ];
+        let (s, matched) = score(&onsets, &alerts);
+        assert_eq!(
+            (
+                s.scripted,
+                s.alerted,
+                s.missed,
+                s.false_alerts,
+                s.duplicate_alerts
+            ),
+            (2, 1, 1, 2, 1)
+        );
+        assert_eq!(matched.len(), 1);
+        assert_eq!(matched[0].1.id, "a");
+        assert!(s.problems.iter().any(|p| p.starts_with("missed: drone-01")));
+    }
+
+    #[test]
+    fn metric_sums_read_the_exposition() {
+        let text = "lookout_detect_frames_total{detector=\"a\"} 10\nlookout_detect_frames_total{detector=\"b\"} 5\nlookout_detect_frames_totalx 99\n";
+        assert_eq!(metric_sum(text, "lookout_detect_frames_total"), 15.0);
+    }
+
+    #[test]
+    fn the_detector_block_moves_with_an_absolute_model_path() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("d.toml");
+        std::fs::write(
+            &f,
+            "[gateway]\nid = \"x\"\n\n[[detector]]\nid = \"d\"\nmodel = \"m.onnx\"\ninput = { width = 8, height = 8 }\n",
+        )
+        .expect("write");
+        let (id, block) = detector_block(&f).expect("block");
+        assert_eq!(id, "d");
+        let back: toml::Table = toml::from_str(&block).expect("toml");
+        let d = &back["detector"][0];
+        let canon = dir.path().canonicalize().expect("canon");
+        assert_eq!(
+            d["model"].as_str(),
+            Some(canon.join("m.onnx").display().to_string().as_str())
+        );
+        assert_eq!(d["input"]["width"].as_integer(), Some(8));
+        assert!(back.get("gateway").is_none());
+    }
+}
