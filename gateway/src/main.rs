@@ -289,7 +289,8 @@ fn bench_detector(
     threads: Option<usize>,
     json: Option<&Path>,
 ) -> ExitCode {
-    if !(seconds.is_finite() && seconds > 0.0 && seconds <= 600.0) || !(1..=100).contains(&rounds) {
+    let valid = seconds.is_finite() && seconds > 0.0 && seconds <= 600.0;
+    if !valid || !(1..=100).contains(&rounds) {
         eprintln!("lookout bench-detector: --seconds must be in (0, 600] and --rounds in 1..=100");
         return ExitCode::from(2);
     }

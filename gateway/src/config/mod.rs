@@ -340,7 +340,8 @@ pub struct DetectorConfig {
     pub labels: Vec<String>,
     /// Labels that raise alerts; the others (e.g. "none") never do.
     pub alert_labels: Vec<String>,
-    /// Score at or above which a label counts as seen.
+    /// Score at which a label counts as seen (classification and
+    /// segmentation: at or above it; YOLO: above it, as Ultralytics does).
     #[serde(default = "default_threshold")]
     pub threshold: f32,
     /// Apply softmax to classification outputs (for models that emit logits).

@@ -145,3 +145,60 @@ fn redacts_user_info() {
         "could not open \"rtsp://***@host/x\" (timeout)"
     );
 }
+
+/// A detector entry whose model file exists (this very source file stands in:
+/// `validate` only checks that it is there).
+fn with_detector(extra_detector: &str, extra_camera: &str) -> String {
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+    format!(
+        r#"{GOOD}detectors = ["sf"]
+{extra_camera}
+
+[[detector]]
+id = "sf"
+model = "{}"
+output = "classification"
+labels = ["none", "smoke", "flood"]
+alert_labels = ["smoke", "flood"]
+input = {{ width = 224, height = 224 }}
+{extra_detector}
+"#,
+        model.display()
+    )
+}
+
+#[test]
+fn zones_and_alert_policy_parse_with_defaults() {
+    let src = with_detector(
+        "alert = { raise_after = 3, window = 5, severity = { flood = \"critical\" } }",
+        "[[camera.zone]]\nmode = \"include\"\nlabels = [\"flood\"]\npolygon = [[0, 400], [1280, 400], [1280, 720]]",
+    );
+    let c = Config::parse(Path::new("x.toml"), &src).expect("parses");
+    assert!(c.validate().0.is_empty(), "{:?}", c.validate().0);
+    let z = &c.cameras[1].zones[0];
+    assert_eq!(z.mode, ZoneMode::Include);
+    assert_eq!(z.polygon.len(), 3);
+    let a = &c.detectors[0].alert;
+    assert_eq!((a.raise_after, a.window, a.clear_after), (3, 5, 3));
+    assert_eq!(a.cooldown_s, 60.0);
+    assert_eq!(a.severity.get("flood"), Some(&Severity::Critical));
+    assert_eq!(c.detectors[0].batch_wait_ms, 5);
+}
+
+#[test]
+fn bad_zones_and_alert_policy_are_located() {
+    let src = with_detector(
+        "alert = { raise_after = 4, window = 3, severity = { fire = \"high\" } }\nqueue_limit = 0",
+        "[[camera.zone]]\nlabels = [\"fire\"]\npolygon = [[0, 0], [10, 0]]",
+    );
+    let keys: Vec<String> = problems(&src).into_iter().map(|p| p.key).collect();
+    for want in [
+        "camera[1].zone[0].polygon",
+        "camera[1].zone[0].labels",
+        "detector[0].alert.raise_after",
+        "detector[0].alert.severity",
+        "detector[0].queue_limit",
+    ] {
+        assert!(keys.iter().any(|k| k == want), "{want} not in {keys:?}");
+    }
+}

@@ -7,7 +7,7 @@
 //!   the model can do here;
 //! - **detector**: the gateway's own path for decoded frames as the decode
 //!   stage hands them over (work frame, plus the picture already at the
-//!   input size for stretching models) —
+//!   model's picture size) —
 //!   the drop-oldest queue, batching across cameras, preprocessing (scale,
 //!   normalise, layout), inference, output decoding, mapping to the camera's
 //!   picture and the alert state machines — kept saturated by a feeder
@@ -166,18 +166,13 @@ pub fn run(
     let frames: Vec<RgbFrame> = (0..16)
         .map(|i| synthetic_frame(opts.frame.0, opts.frame.1, i + 1))
         .collect();
-    // What the decode stage hands a stretching model: the picture already
-    // at its input size (scaled by GStreamer on the camera's thread).
+    // What the decode stage hands the model: the picture already at its
+    // picture size (scaled by GStreamer on the camera's thread).
     let inp = engine.config.input.clone();
-    let scaled: Vec<Vec<RgbFrame>> = if inp.letterbox {
-        Vec::new()
-    } else {
-        vec![
-            (0..16)
-                .map(|i| synthetic_frame(inp.width, inp.height, i + 1))
-                .collect(),
-        ]
-    };
+    let (sw, sh) = (opts.frame.0 * 2, opts.frame.1 * 2);
+    let (pw, ph) = super::preprocess::picture_size(sw, sh, &inp);
+    let scaled: Vec<Vec<RgbFrame>> =
+        vec![(0..16).map(|i| synthetic_frame(pw, ph, i + 1)).collect()];
     let per = Duration::from_secs_f64(opts.seconds.max(0.1));
 
     // Warm up both paths (allocations, ORT's first-run costs).
@@ -202,7 +197,7 @@ pub fn run(
         raw_time += start.elapsed();
 
         // Detector path, saturated.
-        let queue: Arc<DropOldest<Job>> = Arc::new(DropOldest::new(batch * 4));
+        let queue: Arc<DropOldest<Job>> = Arc::new(DropOldest::new(batch * 6));
         let stop = Arc::new(AtomicBool::new(false));
         let feeder = {
             let queue = queue.clone();
@@ -215,7 +210,7 @@ pub fn run(
                         camera: cameras[i % cameras.len()].clone(),
                         frame: f.clone(),
                         scaled: scaled.iter().map(|s| s[i % s.len()].clone()).collect(),
-                        source: (f.width * 2, f.height * 2),
+                        source: (sw, sh),
                         seq: i as u64,
                         capture_unix_ns: super::service::unix_now_ns(),
                         received_unix_ns: super::service::unix_now_ns(),
@@ -224,13 +219,14 @@ pub fn run(
                 .collect();
             std::thread::spawn(move || {
                 let mut i = 0usize;
+                // Keep at least two batches waiting, topping up in bursts so
+                // the feeder itself takes next to no CPU from the detector.
                 while !stop.load(Ordering::Relaxed) {
-                    if queue.len() < batch * 2 {
+                    while queue.len() < batch * 4 {
                         queue.push(jobs[i % jobs.len()].clone());
                         i += 1;
-                    } else {
-                        std::thread::sleep(Duration::from_micros(50));
                     }
+                    std::thread::sleep(Duration::from_millis(1));
                 }
                 queue.close();
             })

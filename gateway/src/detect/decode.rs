@@ -2,8 +2,8 @@
 //!
 //! One small GStreamer pipeline per watched camera:
 //! `appsrc ! h26Xparse ! avdec_h26X ! tee`, then per output
-//! `videoscale ! videoconvert ! RGB WxH ! appsink`: the work frame, and the
-//! exact input size of each stretching model on the camera.
+//! `videoscale ! videoconvert ! RGB WxH ! appsink`: the work frame, and
+//! each model's picture size on the camera.
 //! In `keyframes` mode the sampler hands it keyframes only, so delta frames
 //! never reach the decoder. In `N fps` mode every unit is decoded (a delta
 //! frame cannot be decoded without its references) but frames that are not
@@ -12,12 +12,11 @@
 //! Scaling happens before conversion (measured: `videoscale ! videoconvert`
 //! costs about 0.8 ms per 720p frame, converting first is 3× slower,
 //! `videoconvertscale` 2× slower) to a *work frame* whose long side is the
-//! largest detector input on the camera (at least [`MIN_WORK_SIDE`]) with
-//! the picture's aspect kept — the alert snapshot and letterboxing models
-//! read it — and, for models that stretch the picture to their input, to
-//! that input size directly: each output is scaled once from the decoded
-//! picture, by GStreamer's SIMD scaler, and the detector thread is left with
-//! only the conversion to floats.
+//! [`MIN_WORK_SIDE`] with the picture's aspect kept (alert snapshots are
+//! drawn on it), and straight to each model's picture size (its input when
+//! it stretches, the picture fitted inside its input when it letterboxes):
+//! each output is scaled once from the decoded picture by GStreamer's SIMD
+//! scaler, and the detector thread is left with a copy into floats.
 //!
 //! The decoder runs single-threaded: frame threading would hold each output
 //! back until several more inputs arrive, which in keyframe mode means
@@ -70,7 +69,7 @@ pub struct DecodedFrame {
     pub meta: UnitMeta,
     /// The work frame (aspect kept; snapshots, letterboxed models).
     pub frame: RgbFrame,
-    /// The same picture stretched to each requested model input size.
+    /// The same picture scaled to each requested size (models' picture sizes).
     pub scaled: Vec<RgbFrame>,
     /// The picture size the camera sent.
     pub source: (u32, u32),
@@ -120,14 +119,15 @@ impl FrameDecoder {
     /// Builds and starts the pipeline; `on_frame` runs on GStreamer's
     /// streaming thread for every sampled frame that comes out. Besides the
     /// work frame, the decoded picture is scaled straight to each size in
-    /// `stretch` (the inputs of stretching models), so their preprocessing
-    /// is only a conversion to floats.
+    /// `sizes` (each model's picture size: its input when it stretches, the
+    /// fitted size when it letterboxes), so preprocessing is only a copy
+    /// into floats.
     pub fn new(
         camera: &str,
         codec: Codec,
         source: (u32, u32),
         work_side: u32,
-        stretch: &[(u32, u32)],
+        sizes: &[(u32, u32)],
         on_frame: FrameSink,
     ) -> Result<FrameDecoder, DecodeError> {
         let build = |message: String| DecodeError::Build {
@@ -147,7 +147,7 @@ impl FrameDecoder {
              ! video/x-raw,format=RGB,width={ww},height={wh},pixel-aspect-ratio=1/1 \
              ! appsink name=sink sync=false max-buffers=8 drop=true"
         );
-        for (i, (w, h)) in stretch.iter().enumerate() {
+        for (i, (w, h)) in sizes.iter().enumerate() {
             desc.push_str(&format!(
                 " t. ! videoscale ! videoconvert ! video/x-raw,format=RGB,width={w},height={h} \
                  ! appsink name=in{i} sync=false max-buffers=8 drop=true"
@@ -171,7 +171,7 @@ impl FrameDecoder {
             .map_err(|_| build("src is not an appsrc".to_string()))?;
         let mut sinks = Vec::new();
         for name in
-            std::iter::once("sink".to_string()).chain((0..stretch.len()).map(|i| format!("in{i}")))
+            std::iter::once("sink".to_string()).chain((0..sizes.len()).map(|i| format!("in{i}")))
         {
             sinks.push(
                 get(&name)?
@@ -206,7 +206,7 @@ impl FrameDecoder {
         });
 
         let on_frame = Arc::new(on_frame);
-        let branches = stretch.len();
+        let branches = sizes.len();
         for (branch, sink) in sinks.iter().enumerate() {
             let p = pending.clone();
             let cam = camera.to_string();

@@ -55,14 +55,30 @@ pub fn slot_len(input: &ModelInput) -> usize {
     input.width as usize * input.height as usize * 3
 }
 
+/// The size the picture takes inside the model input: the input itself when
+/// stretching; the picture scaled to fit, aspect kept, when letterboxing.
+/// The decoder scales straight to this size, so preprocessing is a copy.
+pub fn picture_size(width: u32, height: u32, input: &ModelInput) -> (u32, u32) {
+    if !input.letterbox {
+        return (input.width, input.height);
+    }
+    let (fw, fh) = (width.max(1) as f64, height.max(1) as f64);
+    let s = (input.width as f64 / fw).min(input.height as f64 / fh);
+    (
+        ((fw * s).round() as u32).clamp(1, input.width),
+        ((fh * s).round() as u32).clamp(1, input.height),
+    )
+}
+
 /// Writes `frame` into `out` (exactly [`slot_len`] values).
 pub fn fill(frame: &RgbFrame, input: &ModelInput, out: &mut [f32]) -> Placement {
     let (iw, ih) = (input.width as usize, input.height as usize);
     debug_assert_eq!(out.len(), iw * ih * 3);
     let (fw, fh) = (frame.width as f32, frame.height as f32);
+    let (nw, nh) = picture_size(frame.width, frame.height, input);
+    let (nw, nh) = (nw as f32, nh as f32);
     let placement = if input.letterbox {
         let s = (iw as f32 / fw).min(ih as f32 / fh);
-        let (nw, nh) = ((fw * s).round(), (fh * s).round());
         Placement {
             scale_x: s,
             scale_y: s,
@@ -119,24 +135,28 @@ pub fn fill(frame: &RgbFrame, input: &ModelInput, out: &mut [f32]) -> Placement 
     // Sampling positions per column and per row, computed once per frame:
     // (first source offset, second source offset, weight of the second),
     // or None outside the picture (letterbox padding).
-    let axis = |n: usize, pad_px: f32, scale: f32, len: u32, step: usize| {
+    // Output pixels `pad .. pad + inner` show the picture, resized to
+    // `inner` pixels as OpenCV's INTER_LINEAR would (centres aligned,
+    // coordinates clamped at the edges); the rest is padding.
+    let axis = |n: usize, pad_px: f32, inner: f32, len: u32, step: usize| {
         let max = len as usize - 1;
+        let scale = inner / len as f32;
         (0..n)
             .map(|i| {
-                // Sample at pixel centres.
-                let s = (i as f32 + 0.5 - pad_px) / scale - 0.5;
-                if s <= -1.0 || s >= len as f32 {
+                let pos = i as f32 - pad_px;
+                if pos < 0.0 || pos >= inner {
                     return None;
                 }
+                let s = ((pos + 0.5) / scale - 0.5).max(0.0);
                 let f = s.floor();
-                let a = (f.max(0.0) as usize).min(max);
+                let a = (f as usize).min(max);
                 let b = (a + 1).min(max);
-                Some((a * step, b * step, (s - f).clamp(0.0, 1.0)))
+                Some((a * step, b * step, s - f))
             })
             .collect::<Vec<_>>()
     };
-    let cols = axis(iw, placement.pad_x, placement.scale_x, frame.width, 3);
-    let rows = axis(ih, placement.pad_y, placement.scale_y, frame.height, stride);
+    let cols = axis(iw, placement.pad_x, nw, frame.width, 3);
+    let rows = axis(ih, placement.pad_y, nh, frame.height, stride);
     let padded = [
         pad * mul[0] + add[0],
         pad * mul[1] + add[1],

@@ -28,7 +28,7 @@ use super::engine::{Engine, InferTimings};
 use super::hub::{Alert, AlertHub, CameraRef, FrameRef};
 use super::identity::ModelIdentity;
 use super::postprocess::Detection;
-use super::preprocess::RgbFrame;
+use super::preprocess::{RgbFrame, picture_size};
 use super::queue::DropOldest;
 use super::runtime;
 use super::snapshot;
@@ -154,7 +154,8 @@ pub struct Sample {
     pub camera: Arc<CameraConfig>,
     /// The work frame (aspect kept).
     pub frame: RgbFrame,
-    /// The picture already stretched to stretching models' input sizes.
+    /// The picture already scaled to each model's picture size (its input
+    /// when stretching, the fitted size when letterboxing).
     pub scaled: Vec<RgbFrame>,
     /// The picture size the camera sent.
     pub source: (u32, u32),
@@ -167,15 +168,11 @@ impl Sample {
     /// The frame a model with this input should read: the one already
     /// scaled to its size when it stretches, else the work frame.
     pub fn frame_for(&self, input: &crate::config::ModelInput) -> &RgbFrame {
-        if !input.letterbox
-            && let Some(f) = self
-                .scaled
-                .iter()
-                .find(|f| (f.width, f.height) == (input.width, input.height))
-        {
-            return f;
-        }
-        &self.frame
+        let want = picture_size(self.source.0, self.source.1, input);
+        self.scaled
+            .iter()
+            .find(|f| (f.width, f.height) == want)
+            .unwrap_or(&self.frame)
     }
 }
 
@@ -308,18 +305,12 @@ impl DetectService {
                 continue;
             }
             let mut queues = Vec::new();
-            let mut side = MIN_WORK_SIDE;
-            let mut stretch: Vec<(u32, u32)> = Vec::new();
+            let mut inputs = Vec::new();
             for d in &camera.detectors {
                 match self.detectors.get(d) {
                     Some(slot) => {
                         queues.push((d.clone(), slot.queue.clone()));
-                        let inp = &slot.config.input;
-                        if inp.letterbox {
-                            side = side.max(inp.width.max(inp.height));
-                        } else if !stretch.contains(&(inp.width, inp.height)) {
-                            stretch.push((inp.width, inp.height));
-                        }
+                        inputs.push(slot.config.input.clone());
                     }
                     None => tracing::warn!(
                         camera = %id,
@@ -337,8 +328,7 @@ impl DetectService {
                 config.clone(),
                 self.ingest.clone(),
                 queues,
-                side,
-                stretch,
+                inputs,
                 self.metrics.clone(),
                 stop_rx,
             ));
@@ -382,8 +372,7 @@ async fn sampler(
     camera: Arc<CameraConfig>,
     ingest: Arc<Ingest>,
     queues: Vec<(String, Arc<DropOldest<Job>>)>,
-    work_side: u32,
-    stretch: Vec<(u32, u32)>,
+    inputs: Vec<crate::config::ModelInput>,
     metrics: DetectMetrics,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -417,7 +406,21 @@ async fn sampler(
                 continue;
             }
             let sink = frame_sink(camera.clone(), queues.clone(), metrics.clone());
-            match FrameDecoder::new(&camera.id, unit.codec(), (w, h), work_side, &stretch, sink) {
+            let mut sizes: Vec<(u32, u32)> = Vec::new();
+            for i in &inputs {
+                let s = picture_size(w, h, i);
+                if !sizes.contains(&s) {
+                    sizes.push(s);
+                }
+            }
+            match FrameDecoder::new(
+                &camera.id,
+                unit.codec(),
+                (w, h),
+                MIN_WORK_SIDE,
+                &sizes,
+                sink,
+            ) {
                 Ok(d) => decoder = Some((d, unit.session)),
                 Err(e) => {
                     metrics
