@@ -313,9 +313,11 @@ pub fn run(args: DetectArgs) -> anyhow::Result<DetectReport> {
         Duration::from_secs(60),
         &mut gateway,
     )?;
+    let watched = std::fs::read_to_string(&gw_config)
+        .map(|t| t.lines().filter(|l| *l == "[[camera]]").count())
+        .unwrap_or(0);
     println!(
-        "gateway: watching {} cameras with detector {detector_id}, {} sampling; running {} s",
-        args.cameras,
+        "gateway: watching {watched} cameras with detector {detector_id}, {} sampling; running {} s",
         args.sampling,
         args.duration.as_secs()
     );
@@ -402,7 +404,7 @@ pub fn run(args: DetectArgs) -> anyhow::Result<DetectReport> {
     let report = DetectReport {
         lookout_version: env!("CARGO_PKG_VERSION").to_string(),
         setup: serde_json::json!({
-            "cameras": args.cameras,
+            "cameras": watched,
             "mix": args.mix,
             "size": args.size,
             "duration_s": args.duration.as_secs_f64(),

@@ -143,13 +143,13 @@ impl FrameDecoder {
             "appsrc name=src is-live=true format=time block=false max-bytes=33554432 \
              caps={caps},stream-format=byte-stream,alignment=au \
              ! {parse} ! {dec} name=dec max-threads=1 output-corrupt=false ! tee name=t \
-             t. ! videoscale ! videoconvert \
+             t. ! queue max-size-buffers=4 ! videoscale ! videoconvert \
              ! video/x-raw,format=RGB,width={ww},height={wh},pixel-aspect-ratio=1/1 \
              ! appsink name=sink sync=false max-buffers=8 drop=true"
         );
         for (i, (w, h)) in sizes.iter().enumerate() {
             desc.push_str(&format!(
-                " t. ! videoscale ! videoconvert ! video/x-raw,format=RGB,width={w},height={h} \
+                " t. ! queue max-size-buffers=4 ! videoscale ! videoconvert ! video/x-raw,format=RGB,width={w},height={h} \
                  ! appsink name=in{i} sync=false max-buffers=8 drop=true"
             ));
         }
@@ -385,6 +385,119 @@ fn frame_of(sample: &gst::Sample) -> Option<RgbFrame> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ingest::{CodecParams, TimestampSource};
+    use std::sync::mpsc;
+
+    /// `n` H.264 access units of a test pattern, every one a keyframe.
+    fn encode(n: u32, w: u32, h: u32) -> Vec<bytes::Bytes> {
+        gst::init().expect("gstreamer");
+        let desc = format!(
+            "videotestsrc num-buffers={n} pattern=smpte ! video/x-raw,format=I420,width={w},height={h},framerate=25/1 \
+             ! x264enc key-int-max=1 tune=zerolatency sliced-threads=false ! h264parse config-interval=-1 \
+             ! video/x-h264,stream-format=byte-stream,alignment=au ! appsink name=out sync=false"
+        );
+        let p = gst::parse::launch(&desc)
+            .expect("encoder pipeline")
+            .downcast::<gst::Pipeline>()
+            .expect("pipeline");
+        let sink = p
+            .by_name("out")
+            .expect("sink")
+            .downcast::<gst_app::AppSink>()
+            .expect("appsink");
+        p.set_state(gst::State::Playing).expect("play");
+        let mut out = Vec::new();
+        while let Ok(s) = sink.pull_sample() {
+            let b = s.buffer().expect("buffer").map_readable().expect("map");
+            out.push(bytes::Bytes::copy_from_slice(b.as_slice()));
+        }
+        let _ = p.set_state(gst::State::Null);
+        out
+    }
+
+    fn unit(seq: u64, data: bytes::Bytes, w: u32, h: u32) -> AccessUnit {
+        let mut params = CodecParams::unknown(Codec::H264);
+        params.width = w;
+        params.height = h;
+        AccessUnit {
+            camera: Arc::from("cam"),
+            seq,
+            session: 1,
+            keyframe: true,
+            params: Arc::new(params),
+            data,
+            pts: Some(Duration::from_millis(40 * seq)),
+            received_unix_ns: 1_000 + seq,
+            capture_unix_ns: seq,
+            capture_source: TimestampSource::Sei,
+        }
+    }
+
+    #[test]
+    fn keyframes_come_out_as_work_and_model_sized_frames() {
+        let (w, h) = (320, 240);
+        let units = encode(6, w, h);
+        assert_eq!(units.len(), 6);
+        let (tx, rx) = mpsc::channel();
+        let tx = Mutex::new(tx);
+        let mut dec = FrameDecoder::new(
+            "cam",
+            Codec::H264,
+            (w, h),
+            MIN_WORK_SIDE,
+            &[(224, 224), (160, 120)],
+            Box::new(move |f| {
+                let _ = tx.lock().map(|t| t.send(f));
+            }),
+        )
+        .expect("decoder");
+        for (i, u) in units.into_iter().enumerate() {
+            // Every other one is decoded for reference only.
+            dec.push(&unit(i as u64 + 1, u, w, h), i % 2 == 0)
+                .expect("push");
+        }
+        let mut got = Vec::new();
+        while let Ok(f) = rx.recv_timeout(Duration::from_secs(5)) {
+            got.push(f);
+            if got.len() == 3 {
+                break;
+            }
+        }
+        assert_eq!(got.len(), 3, "three sampled frames");
+        let seqs: Vec<u64> = got.iter().map(|f| f.meta.seq).collect();
+        assert_eq!(seqs, vec![1, 3, 5]);
+        for f in &got {
+            assert_eq!((f.frame.width, f.frame.height), (320, 240));
+            let sizes: Vec<(u32, u32)> = f.scaled.iter().map(|s| (s.width, s.height)).collect();
+            assert_eq!(sizes, vec![(224, 224), (160, 120)]);
+            assert_eq!(f.source, (w, h));
+        }
+        // Nothing else comes out.
+        assert!(rx.recv_timeout(Duration::from_millis(300)).is_err());
+    }
+
+    #[test]
+    fn garbage_is_an_error_or_nothing_never_a_frame() {
+        let (tx, rx) = mpsc::channel();
+        let tx = Mutex::new(tx);
+        gst::init().expect("gstreamer");
+        let mut dec = FrameDecoder::new(
+            "cam",
+            Codec::H264,
+            (320, 240),
+            MIN_WORK_SIDE,
+            &[],
+            Box::new(move |f| {
+                let _ = tx.lock().map(|t| t.send(f));
+            }),
+        )
+        .expect("decoder");
+        let junk = bytes::Bytes::from_static(&[0, 0, 0, 1, 0x65, 0xff, 0x00, 0x13, 0x37, 0x42]);
+        for i in 0..3 {
+            let _ = dec.push(&unit(i + 1, junk.clone(), 320, 240), true);
+        }
+        assert!(rx.recv_timeout(Duration::from_millis(500)).is_err());
+    }
 
     #[test]
     fn work_frames_keep_aspect_and_alignment() {
