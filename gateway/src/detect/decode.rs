@@ -447,7 +447,9 @@ mod tests {
             MIN_WORK_SIDE,
             &[(224, 224), (160, 120)],
             Box::new(move |f| {
-                let _ = tx.lock().map(|t| t.send(f));
+                if let Ok(t) = tx.lock() {
+                    let _ = t.send(f);
+                }
             }),
         )
         .expect("decoder");
@@ -488,7 +490,9 @@ mod tests {
             MIN_WORK_SIDE,
             &[],
             Box::new(move |f| {
-                let _ = tx.lock().map(|t| t.send(f));
+                if let Ok(t) = tx.lock() {
+                    let _ = t.send(f);
+                }
             }),
         )
         .expect("decoder");
