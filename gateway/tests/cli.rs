@@ -144,3 +144,54 @@ fn unreadable_file_fails_cleanly() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/nonexistent/lookout.toml"), "{err}");
 }
+
+#[test]
+fn detect_reports_unreadable_images_and_carries_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let junk = dir.path().join("junk.png");
+    std::fs::write(&junk, b"\x89PNG\r\n\x1a\nnot really").expect("write");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/fixtures/yolo");
+    let good = fixture.join("images/smoke_tower_320x320_2000019.png");
+    let missing = dir.path().join("missing.jpg");
+    let out = lookout()
+        .args(["detect", "--config"])
+        .arg(fixture.join("detector.toml"))
+        .arg(&junk)
+        .arg(&good)
+        .arg(&missing)
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    // The readable image is still detected.
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    let line: serde_json::Value = serde_json::from_str(stdout.trim()).expect("json line");
+    assert_eq!(line["detector"], "yolo");
+    assert!(!line["detections"].as_array().expect("array").is_empty());
+    // Each bad one is named.
+    assert!(stderr.contains("junk.png"), "{stderr}");
+    assert!(stderr.contains("missing.jpg"), "{stderr}");
+    assert!(
+        stderr.contains("2 of 3 image(s) could not be read"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn detect_names_an_unknown_detector() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/fixtures/yolo");
+    let out = lookout()
+        .args(["detect", "--detector", "nope", "--config"])
+        .arg(fixture.join("detector.toml"))
+        .arg(fixture.join("images/smoke_tower_320x320_2000019.png"))
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("no [[detector]] with id `nope`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("yolo"), "{stderr}");
+}

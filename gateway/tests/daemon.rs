@@ -249,6 +249,11 @@ fn run_serves_cameras_follows_sighup_and_stops() {
         .collect();
     assert_eq!(ids, vec!["cam-1", "cam-2"]);
 
+    // No detector, no alerts: the list is there and empty.
+    let alerts: serde_json::Value =
+        serde_json::from_str(&d.get("/api/alerts?active=true")).expect("JSON from /api/alerts");
+    assert_eq!(alerts["alerts"], serde_json::json!([]));
+
     // Credentials appear nowhere.
     let api = d.get("/api/cameras");
     let metrics = d.get("/metrics");

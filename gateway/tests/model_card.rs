@@ -38,8 +38,12 @@ fn bundled_model_meets_its_card_on_held_out_scenes() {
     .expect("metrics json");
     let card = std::fs::read_to_string(root.join("models/smoke_flood.md")).expect("model card");
     let held = &metrics["heldout"];
-    let start = held["seed_start"].as_u64().expect("heldout.seed_start");
-    let end = held["seed_end"].as_u64().expect("heldout.seed_end");
+    // Seeds as "START..END".
+    let seeds = held["seeds"].as_str().expect("heldout.seeds");
+    let (start, end) = seeds
+        .split_once("..")
+        .and_then(|(a, b)| Some((a.trim().parse::<u64>().ok()?, b.trim().parse::<u64>().ok()?)))
+        .expect("heldout.seeds as START..END");
     let size = held["image_size"].as_u64().unwrap_or(224) as u32;
     assert!(start < end);
 
