@@ -21,5 +21,8 @@ fn demo_starts_and_stops_cleanly() {
     assert!(stdout.contains("(4 live)"), "{stdout}");
     let log = std::fs::read_to_string(workdir.path().join("logs/gateway.log")).expect("log");
     assert!(log.contains("lookout gateway running"), "{log}");
+    // The bundled detector watches the demo's cameras.
+    assert!(log.contains("detector ready detector=smoke_flood"), "{log}");
+    assert!(stdout.contains("http://127.0.0.1:8080/api/alerts"), "{stdout}");
     assert!(log.contains("stopped"), "{log}");
 }

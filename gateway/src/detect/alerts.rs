@@ -149,6 +149,11 @@ impl CameraAlerts {
         }
     }
 
+    /// New zones (the camera was reconfigured); alerts in progress go on.
+    pub fn set_zones(&mut self, zones: Vec<ZoneConfig>) {
+        self.zones = zones;
+    }
+
     /// Whether an alert is active for `label`.
     pub fn active(&self, label: &str) -> bool {
         self.tracks.get(label).is_some_and(|t| t.active)

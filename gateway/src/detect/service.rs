@@ -182,7 +182,6 @@ pub(crate) type Job = Arc<Sample>;
 struct DetectorSlot {
     config: DetectorConfig,
     queue: Arc<DropOldest<Job>>,
-    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 struct SamplerSlot {
@@ -245,7 +244,7 @@ impl DetectService {
                     snapshots: snapshots.clone(),
                 };
                 let q = queue.clone();
-                let thread = std::thread::Builder::new()
+                std::thread::Builder::new()
                     .name(format!("detect-{}", d.id))
                     .spawn(move || {
                         let mut engine = engine;
@@ -265,7 +264,6 @@ impl DetectService {
                     DetectorSlot {
                         config: d.clone(),
                         queue,
-                        thread: Some(thread),
                     },
                 );
             }
@@ -336,8 +334,8 @@ impl DetectService {
         }
     }
 
-    /// Stops the samplers, lets each detector finish what is queued, and
-    /// joins the threads.
+    /// Stops the samplers and closes the detectors' queues: each detector
+    /// finishes what is queued and its thread ends.
     pub async fn stop(&self) {
         let mut samplers = self.samplers.lock().await;
         for (_, s) in samplers.drain() {
@@ -346,15 +344,6 @@ impl DetectService {
         }
         for slot in self.detectors.values() {
             slot.queue.close();
-        }
-    }
-
-    /// Joins the detector threads (after [`DetectService::stop`]).
-    pub fn join(&mut self) {
-        for slot in self.detectors.values_mut() {
-            if let Some(t) = slot.thread.take() {
-                let _ = t.join();
-            }
         }
     }
 }
@@ -575,16 +564,13 @@ pub(crate) fn worker(
                     ),
                 )
             });
-            if !Arc::ptr_eq(&entry.0, &job.camera) && entry.0.zones != job.camera.zones {
-                // The camera was reconfigured: new zones, fresh state.
-                *entry = (
-                    job.camera.clone(),
-                    CameraAlerts::new(
-                        engine.config.alert.clone(),
-                        engine.config.alert_labels.clone(),
-                        job.camera.zones.clone(),
-                    ),
-                );
+            if !Arc::ptr_eq(&entry.0, &job.camera) {
+                // The camera was reconfigured: new zones apply from this
+                // frame; alerts in progress carry on.
+                if entry.0.zones != job.camera.zones {
+                    entry.1.set_zones(job.camera.zones.clone());
+                }
+                entry.0 = job.camera.clone();
             }
             for t in entry.1.observe(&dets, done_ns) {
                 on_transition(ctx, &engine.config, job, t, done_ns, &mut open);
