@@ -4,6 +4,7 @@
 mod demo;
 mod detect;
 mod fleet;
+mod link;
 mod procs;
 
 use std::path::PathBuf;
@@ -83,6 +84,46 @@ enum Command {
         /// no other alert was raised.
         #[arg(long)]
         strict: bool,
+    },
+    /// Link emulator: a UDP relay between a client (the gateway) and a
+    /// server (the center) imposing a rate cap, delay, jitter, loss,
+    /// reordering and partitions, from a seed. Loopback addresses only.
+    Link {
+        /// Where the client sends (e.g. 127.0.0.1:4434).
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        /// The server (e.g. 127.0.0.1:4433).
+        #[arg(long)]
+        to: std::net::SocketAddr,
+        /// Rate cap, kbit/s, each direction (0: none).
+        #[arg(long, default_value_t = 0)]
+        rate_kbps: u64,
+        /// One-way delay, ms, each direction.
+        #[arg(long, default_value_t = 0.0)]
+        delay_ms: f64,
+        /// Extra one-way delay, uniform 0..=jitter, ms.
+        #[arg(long, default_value_t = 0.0)]
+        jitter_ms: f64,
+        /// Loss probability, 0..1, each direction.
+        #[arg(long, default_value_t = 0.0)]
+        loss: f64,
+        /// Share of packets held back (overtaken), 0..1.
+        #[arg(long, default_value_t = 0.0)]
+        reorder: f64,
+        /// Queue depth of the rate-capped link, ms of traffic (tail drop).
+        #[arg(long, default_value_t = 200.0)]
+        queue_ms: f64,
+        /// Partitions, seconds from start: `10+5,30+2.5`.
+        #[arg(long, default_value = "")]
+        partitions: String,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Stop by itself after this many seconds.
+        #[arg(long)]
+        duration_s: Option<f64>,
+        /// Write the counters (JSON) here when stopping.
+        #[arg(long)]
+        stats: Option<PathBuf>,
     },
     Render {
         /// Write labelled stills (PNG + JSON, index.jsonl) into this folder.
@@ -183,6 +224,30 @@ fn main() -> ExitCode {
             cache,
         }),
         Command::Fleet(f) => run_fleet(f),
+        Command::Link {
+            listen,
+            to,
+            rate_kbps,
+            delay_ms,
+            jitter_ms,
+            loss,
+            reorder,
+            queue_ms,
+            partitions,
+            seed,
+            duration_s,
+            stats,
+        } => run_link(
+            listen,
+            to,
+            rate_kbps,
+            [delay_ms, jitter_ms, queue_ms],
+            [loss, reorder],
+            &partitions,
+            seed,
+            duration_s,
+            stats,
+        ),
         Command::Detect {
             cameras,
             mix,
@@ -256,6 +321,75 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_link(
+    listen: std::net::SocketAddr,
+    to: std::net::SocketAddr,
+    rate_kbps: u64,
+    [delay_ms, jitter_ms, queue_ms]: [f64; 3],
+    [loss, reorder]: [f64; 2],
+    partitions: &str,
+    seed: u64,
+    duration_s: Option<f64>,
+    stats: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    for (name, v) in [
+        ("--delay-ms", delay_ms),
+        ("--jitter-ms", jitter_ms),
+        ("--queue-ms", queue_ms),
+    ] {
+        anyhow::ensure!(
+            v.is_finite() && (0.0..=60_000.0).contains(&v),
+            "{name} must be between 0 and 60000"
+        );
+    }
+    for (name, v) in [("--loss", loss), ("--reorder", reorder)] {
+        anyhow::ensure!((0.0..=1.0).contains(&v), "{name} must be between 0 and 1");
+    }
+    let ms = |v: f64| Duration::from_secs_f64(v / 1000.0);
+    let imp = link::Impairment {
+        rate_bps: rate_kbps.saturating_mul(1000),
+        delay: ms(delay_ms),
+        jitter: ms(jitter_ms),
+        loss,
+        reorder,
+        queue: ms(queue_ms),
+        ..Default::default()
+    };
+    let duration = match duration_s {
+        Some(d) if d.is_finite() && d > 0.0 => Some(Duration::from_secs_f64(d.min(86_400.0))),
+        Some(_) => anyhow::bail!("--duration-s must be above 0"),
+        None => None,
+    };
+    let relay = link::Link::start(link::LinkArgs {
+        listen,
+        server: to,
+        up: imp.clone(),
+        down: imp,
+        partitions: link::parse_partitions(partitions)?,
+        seed,
+        duration,
+    })?;
+    println!("link: relaying {} -> {to}", relay.addr);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        ctrlc::set_handler(move || stop.store(true, std::sync::atomic::Ordering::SeqCst))?;
+    }
+    while relay.running() && !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let s = relay.stop();
+    let text = serde_json::to_string_pretty(&s)?;
+    if let Some(p) = stats {
+        std::fs::write(&p, &text)?;
+    }
+    // Whoever started the relay may have stopped reading its output.
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{text}");
+    Ok(())
 }
 
 fn run_fleet(f: FleetCli) -> anyhow::Result<()> {
