@@ -12,6 +12,8 @@
 //! - [`stamp`]: lookout's capture-time stamp carried in such an SEI message.
 //! - [`access_unit`]: [`inspect`] (keyframe, parameter sets, picture size of one access
 //!   unit) and splitting a clip into access units.
+//! - [`relay`]: the gateway → command-center relay protocol over QUIC, sans-IO: message
+//!   encoders and decoders, stream framing, and the GOP stream scheduler.
 //!
 //! ```
 //! use bytes::Bytes;
@@ -38,6 +40,7 @@ pub mod annexb;
 pub mod bits;
 pub mod h264;
 pub mod h265;
+pub mod relay;
 pub mod sei;
 pub mod stamp;
 
