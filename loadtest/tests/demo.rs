@@ -23,6 +23,9 @@ fn demo_starts_and_stops_cleanly() {
     assert!(log.contains("lookout gateway running"), "{log}");
     // The bundled detector watches the demo's cameras.
     assert!(log.contains("detector ready detector=smoke_flood"), "{log}");
-    assert!(stdout.contains("http://127.0.0.1:8080/api/alerts"), "{stdout}");
+    assert!(
+        stdout.contains("http://127.0.0.1:8080/api/alerts"),
+        "{stdout}"
+    );
     assert!(log.contains("stopped"), "{log}");
 }
