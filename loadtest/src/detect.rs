@@ -9,7 +9,8 @@
 //! - any other alert is *false* (a clean camera, the wrong class, or before
 //!   the onset);
 //! - capture-to-alert (capture time of the frame that raised the alert →
-//!   the gateway's detection of it) and onset-to-alert (the incident's first
+//!   the gateway's detection of it; receive-to-alert is the gateway's own
+//!   share, from the frame's arrival) and onset-to-alert (the incident's first
 //!   frame → alert raised; includes waiting for the next keyframe and the
 //!   debounce) percentiles, from HDR histograms.
 //!
@@ -97,6 +98,8 @@ pub struct SeenAlert {
     pub capture_unix_ns: u64,
     pub detect_unix_ns: u64,
     pub raised_unix_ns: u64,
+    /// The gateway's share: frame received → detected, ms.
+    pub receive_to_detect_ms: f64,
 }
 
 impl SeenAlert {
@@ -108,6 +111,7 @@ impl SeenAlert {
             capture_unix_ns: v["capture_unix_ns"].as_u64()?,
             detect_unix_ns: v["detect_unix_ns"].as_u64()?,
             raised_unix_ns: v["raised_unix_ns"].as_u64()?,
+            receive_to_detect_ms: v["receive_to_detect_ms"].as_f64().unwrap_or(0.0),
         })
     }
 }
@@ -351,6 +355,10 @@ pub fn run(args: DetectArgs) -> anyhow::Result<DetectReport> {
     for a in &alerts {
         let _ = cap.record((a.detect_unix_ns.saturating_sub(a.capture_unix_ns) / 1000).max(1));
     }
+    let mut gw = histogram();
+    for a in &alerts {
+        let _ = gw.record(((a.receive_to_detect_ms * 1000.0) as u64).max(1));
+    }
     let mut onset_h = histogram();
     for (o, a) in &matched {
         let _ = onset_h
@@ -397,6 +405,7 @@ pub fn run(args: DetectArgs) -> anyhow::Result<DetectReport> {
     let mut latency = HashMap::new();
     latency.insert("capture_to_alert".to_string(), percentiles(&cap));
     latency.insert("onset_to_alert".to_string(), percentiles(&onset_h));
+    latency.insert("receive_to_alert".to_string(), percentiles(&gw));
     let raw = bench["ort_raw"]["frames_per_s"].as_f64().unwrap_or(0.0);
     let det = bench["detector_path"]["frames_per_s"]
         .as_f64()
@@ -451,6 +460,7 @@ fn print_report(r: &DetectReport, bench_stdout: &[u8]) {
     }
     for (name, p) in [
         ("capture_to_alert", &r.latency_ms["capture_to_alert"]),
+        ("receive_to_alert", &r.latency_ms["receive_to_alert"]),
         ("onset_to_alert", &r.latency_ms["onset_to_alert"]),
     ] {
         println!(
@@ -525,7 +535,8 @@ fn metric_sum(text: &str, name: &str) -> f64 {
                 && (l[name.len()..].starts_with('{') || l[name.len()..].starts_with(' '))
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+        // An empty sum is -0.0; report 0.
+        .fold(0.0, |a, b| a + b)
 }
 
 fn metric_stage(text: &str, name: &str, stage: &str) -> f64 {
@@ -558,6 +569,7 @@ mod tests {
             capture_unix_ns: capture,
             detect_unix_ns: capture + 5,
             raised_unix_ns: capture + 5,
+            receive_to_detect_ms: 0.0,
         }
     }
 

@@ -124,8 +124,26 @@ impl Engine {
         Ok((out, timings))
     }
 
-    /// Runs the session once on an input tensor that is already filled (the
-    /// raw ONNX Runtime baseline the detector benchmark compares against).
+    /// Fills the input tensor once from `frames` (cycled to `batch`), for
+    /// [`Engine::run_raw`]: the baseline runs on the same data as the
+    /// detector path.
+    pub fn fill_raw(&mut self, frames: &[RgbFrame], batch: usize) {
+        let inp = self.config.input.clone();
+        let slot = preprocess::slot_len(&inp);
+        let n = batch.clamp(1, self.max_batch);
+        self.input.resize(slot * n, 0.0);
+        if frames.is_empty() {
+            return;
+        }
+        for i in 0..n {
+            let f = &frames[i % frames.len()];
+            preprocess::fill(f, &inp, &mut self.input[i * slot..(i + 1) * slot]);
+        }
+    }
+
+    /// Runs the session once on the input tensor as it stands (filled by
+    /// [`Engine::fill_raw`]): the raw ONNX Runtime baseline the detector
+    /// benchmark compares against.
     pub fn run_raw(&mut self, batch: usize) -> Result<Duration, EngineError> {
         let inp = &self.config.input;
         let slot = preprocess::slot_len(inp);

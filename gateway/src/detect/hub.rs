@@ -72,6 +72,8 @@ pub struct Alert {
     pub detect_unix_ns: u64,
     /// `detect_unix_ns - capture_unix_ns`, milliseconds.
     pub capture_to_detect_ms: f64,
+    /// `detect_unix_ns - frame.received_unix_ns`: the gateway's own part.
+    pub receive_to_detect_ms: f64,
     pub raised_unix_ns: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub updated_unix_ns: Option<u64>,

@@ -30,8 +30,18 @@ pub fn open(runtime: &Runtime, path: &Path, intra_threads: usize) -> Result<Sess
     let builder = builder
         .with_optimization_level(GraphOptimizationLevel::Level3)
         .map_err(|e| err(e.to_string()))?;
-    let mut builder = builder
+    let builder = builder
         .with_intra_threads(intra_threads.max(1))
+        .map_err(|e| err(e.to_string()))?;
+    // ONNX Runtime's pool threads spin between runs by default; on a
+    // gateway the cores they would burn belong to ingest and decoding (and
+    // the detector's own preprocessing), so they sleep instead.
+    let builder = builder
+        .with_intra_op_spinning(false)
+        .map_err(|e| err(e.to_string()))?;
+    // Denormal activations can slow some models many times over.
+    let mut builder = builder
+        .with_flush_to_zero()
         .map_err(|e| err(e.to_string()))?;
     builder
         .commit_from_file(path)

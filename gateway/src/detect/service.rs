@@ -701,6 +701,7 @@ fn on_transition(
                 capture_unix_ns: job.capture_unix_ns,
                 detect_unix_ns: now_ns,
                 capture_to_detect_ms: now_ns.saturating_sub(job.capture_unix_ns) as f64 / 1e6,
+                receive_to_detect_ms: now_ns.saturating_sub(job.received_unix_ns) as f64 / 1e6,
                 raised_unix_ns: now_ns,
                 updated_unix_ns: None,
                 cleared_unix_ns: None,
