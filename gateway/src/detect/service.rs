@@ -54,7 +54,7 @@ pub struct DetectMetrics {
     /// `decode` (per frame, decode + scale + convert), `preprocess`,
     /// `inference`, `postprocess` (per batch).
     pub stage: Family<Labels, Histogram, fn() -> Histogram>,
-    /// Capture of a frame to its detections, per frame.
+    /// Capture of a frame to its detections, per frame, per camera.
     pub capture_to_detect: Family<Labels, Histogram, fn() -> Histogram>,
     pub batch_size: Family<Labels, Histogram, fn() -> Histogram>,
     pub frames: Family<Labels, Counter>,
@@ -551,7 +551,7 @@ pub(crate) fn worker(
         total += batch.len() as u64;
         for ((job, _), dets) in batch.iter().zip(results) {
             m.capture_to_detect
-                .get_or_create(&l(&[("detector", &id)]))
+                .get_or_create(&l(&[("detector", &id), ("camera", &job.camera.id)]))
                 .observe(done_ns.saturating_sub(job.capture_unix_ns) as f64 / 1e9);
             let dets = to_source(&dets, job.frame_for(&engine.config.input), job.source);
             let entry = cameras.entry(job.camera.id.clone()).or_insert_with(|| {
