@@ -336,6 +336,8 @@ pub fn run(args: DetectArgs) -> anyhow::Result<DetectReport> {
         .ok()
         .and_then(|mut r| r.body_mut().read_to_string().ok())
         .unwrap_or_default();
+    // Kept for whoever digs into a run (per-camera series).
+    let _ = std::fs::write(args.workdir.join("metrics.txt"), &metrics);
     let onsets: Vec<Onset> = std::fs::read_to_string(&ground_truth)
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
