@@ -317,12 +317,7 @@ fn bench_detector(
     };
     let threads = threads
         .or(d.threads)
-        .unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-                .clamp(1, 4)
-        })
+        .unwrap_or_else(lookout::detect::service::default_threads)
         .clamp(1, 64);
     let (mut engine, identity) = match files::open_detector(&config, &d, threads) {
         Ok(x) => x,

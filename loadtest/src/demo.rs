@@ -56,7 +56,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         ],
         &logs.join("fleet.log"),
     )?;
-    wait_for_log(&mut fleet, "fleet: serving", Duration::from_secs(900))?;
+    procs::wait_for_log(&mut fleet, "fleet: serving", Duration::from_secs(900))?;
 
     let lookout = procs::sibling("lookout")?;
     let config = root.join("configs").join("demo.toml");
@@ -112,23 +112,6 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     fleet.stop(Duration::from_secs(10));
     anyhow::ensure!(clean, "the gateway did not stop within 10 s of SIGTERM");
     Ok(())
-}
-
-/// Waits until `needle` appears in the process's log.
-fn wait_for_log(proc: &mut Proc, needle: &str, limit: Duration) -> anyhow::Result<()> {
-    let deadline = Instant::now() + limit;
-    loop {
-        proc.check_alive()?;
-        if std::fs::read_to_string(&proc.log).is_ok_and(|l| l.contains(needle)) {
-            return Ok(());
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "{} did not log `{needle}` within {limit:?}",
-            proc.name
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// Polls `/api/cameras` until every camera is live or `limit` passes;

@@ -28,6 +28,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::fleet::incidents::Onset;
+use crate::fleet::profile::{Mix, Size};
 use crate::procs::{self, Proc};
 
 pub struct DetectArgs {
@@ -185,13 +186,7 @@ pub struct DetectReport {
 
 /// Default script: one incident per eight cameras, alternating smoke (on
 /// towers first) and flood (on drones first), 15–25 s in.
-fn default_incidents(config: &str, cameras: usize) -> String {
-    let ids: Vec<String> = config
-        .lines()
-        .filter_map(|l| l.strip_prefix("id = \""))
-        .map(|l| l.trim_end_matches('"').to_string())
-        .filter(|id| id != "fleet-gw")
-        .collect();
+fn default_incidents(ids: &[String], cameras: usize) -> String {
     let towers: Vec<&String> = ids.iter().filter(|i| i.starts_with("tower")).collect();
     let drones: Vec<&String> = ids.iter().filter(|i| i.starts_with("drone")).collect();
     let n = (cameras / 8).max(1);
@@ -217,9 +212,6 @@ pub fn run(args: DetectArgs) -> anyhow::Result<DetectReport> {
     let me = std::env::current_exe().context("locating lookout-loadtest")?;
     let (detector_id, detector_block) = detector_block(&args.detector_config)?;
 
-    // A first fleet run only to learn the camera ids for the default
-    // incident script would cost a start; the ids are predictable from the
-    // mix, so ask the fleet to emit its config and stop at once.
     let gw_config = args.workdir.join("gateway.toml");
     let ground_truth = args.workdir.join("ground-truth.json");
     let _ = std::fs::remove_file(&gw_config);
@@ -245,26 +237,18 @@ pub fn run(args: DetectArgs) -> anyhow::Result<DetectReport> {
     let incidents = match &args.incidents {
         Some(s) => s.clone(),
         None => {
-            // Learn the ids from a config-only dry start.
-            let probe_cfg = args.workdir.join("ids.toml");
-            let mut probe_args = fleet_args.clone();
-            for a in probe_args.iter_mut() {
-                if *a == gw_config.display().to_string() {
-                    *a = probe_cfg.display().to_string();
-                }
-            }
-            let mut p = Proc::start("fleet", &me, &probe_args, &logs.join("fleet-ids.log"))?;
-            let deadline = Instant::now() + Duration::from_secs(900);
-            while !probe_cfg.is_file() {
-                p.check_alive()?;
-                if Instant::now() > deadline {
-                    bail!("the fleet did not start within 15 minutes");
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            p.stop(Duration::from_secs(5));
-            let text = std::fs::read_to_string(&probe_cfg)?;
-            default_incidents(&text, args.cameras)
+            // The fleet names its cameras by plan; ask the same plan.
+            let mix = Mix::parse(args.cameras, args.mix.as_deref())?;
+            let size = if args.size == "small" {
+                Size::Small
+            } else {
+                Size::Full
+            };
+            let ids: Vec<String> = crate::fleet::plan(&mix, size, false)
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect();
+            default_incidents(&ids, ids.len())
         }
     };
     if !incidents.is_empty() {
@@ -272,14 +256,7 @@ pub fn run(args: DetectArgs) -> anyhow::Result<DetectReport> {
     }
     println!("fleet: incidents {incidents}");
     let mut fleet = Proc::start("fleet", &me, &fleet_args, &logs.join("fleet.log"))?;
-    let deadline = Instant::now() + Duration::from_secs(900);
-    while !std::fs::read_to_string(&fleet.log).is_ok_and(|l| l.contains("fleet: serving")) {
-        fleet.check_alive()?;
-        if Instant::now() > deadline {
-            bail!("the fleet did not start within 15 minutes");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    procs::wait_for_log(&mut fleet, "fleet: serving", Duration::from_secs(900))?;
     let fleet_started = Instant::now();
 
     // The gateway: the fleet's cameras, each watched by the detector.

@@ -388,19 +388,15 @@ impl Link {
                                             continue;
                                         };
                                         let now = Instant::now();
-                                        down_c2.packets_in.fetch_add(1, Ordering::Relaxed);
-                                        down_c2.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
-                                        match down.admit(now, n, partitioned(now)) {
-                                            Fate::Deliver(at) => wheel2.push(Due {
-                                                at,
-                                                seq: 0,
-                                                data: buf[..n].to_vec(),
-                                                from: listen2.clone(),
-                                                to: from,
-                                                counters: down_c2.clone(),
-                                            }),
-                                            f => count_drop(&down_c2, f),
-                                        }
+                                        relay_packet(
+                                            &mut down,
+                                            &wheel2,
+                                            &down_c2,
+                                            &buf[..n],
+                                            (&listen2, from),
+                                            now,
+                                            partitioned(now),
+                                        );
                                     }
                                 }));
                                 s
@@ -408,19 +404,15 @@ impl Link {
                         }
                     };
                     let now = Instant::now();
-                    up_c.packets_in.fetch_add(1, Ordering::Relaxed);
-                    up_c.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
-                    match up.admit(now, n, partitioned(now)) {
-                        Fate::Deliver(at) => wheel.push(Due {
-                            at,
-                            seq: 0,
-                            data: buf[..n].to_vec(),
-                            from: upstream,
-                            to: server,
-                            counters: up_c.clone(),
-                        }),
-                        f => count_drop(&up_c, f),
-                    }
+                    relay_packet(
+                        &mut up,
+                        &wheel,
+                        &up_c,
+                        &buf[..n],
+                        (&upstream, server),
+                        now,
+                        partitioned(now),
+                    );
                 }
                 for t in down_threads {
                     let _ = t.join();
@@ -466,6 +458,33 @@ impl Drop for Link {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
+    }
+}
+
+/// Counts a packet in, and queues it on the wheel or counts why it died.
+fn relay_packet(
+    shaper: &mut Shaper,
+    wheel: &Wheel,
+    counters: &Arc<Counters>,
+    data: &[u8],
+    (from, to): (&Arc<UdpSocket>, SocketAddr),
+    now: Instant,
+    partitioned: bool,
+) {
+    counters.packets_in.fetch_add(1, Ordering::Relaxed);
+    counters
+        .bytes_in
+        .fetch_add(data.len() as u64, Ordering::Relaxed);
+    match shaper.admit(now, data.len(), partitioned) {
+        Fate::Deliver(at) => wheel.push(Due {
+            at,
+            seq: 0,
+            data: data.to_vec(),
+            from: from.clone(),
+            to,
+            counters: counters.clone(),
+        }),
+        f => count_drop(counters, f),
     }
 }
 

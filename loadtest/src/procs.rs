@@ -122,3 +122,20 @@ pub fn wait_http_ok(url: &str, limit: Duration, proc: &mut Proc) -> anyhow::Resu
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Waits until `needle` appears in the process's log.
+pub fn wait_for_log(proc: &mut Proc, needle: &str, limit: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + limit;
+    loop {
+        proc.check_alive()?;
+        if std::fs::read_to_string(&proc.log).is_ok_and(|l| l.contains(needle)) {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{} did not log `{needle}` within {limit:?}",
+            proc.name
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

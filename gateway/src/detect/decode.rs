@@ -35,6 +35,8 @@ use gstreamer_video::prelude::*;
 use super::preprocess::RgbFrame;
 use crate::ingest::{AccessUnit, Codec};
 
+const START_CODE: [u8; 4] = [0, 0, 0, 1];
+
 /// The smallest long side of a work frame: large enough for a readable
 /// alert snapshot.
 pub const MIN_WORK_SIDE: u32 = 640;
@@ -110,8 +112,7 @@ pub struct FrameDecoder {
     src: gst_app::AppSrc,
     pending: Arc<Mutex<HashMap<u64, Pending>>>,
     branches: usize,
-    /// Synthetic timestamps when the camera gave none.
-    next_pts: u64,
+    /// The last timestamp given to the decoder.
     last_pts: Option<u64>,
 }
 
@@ -275,7 +276,6 @@ impl FrameDecoder {
             src,
             pending,
             branches,
-            next_pts: 0,
             last_pts: None,
         })
     }
@@ -284,31 +284,27 @@ impl FrameDecoder {
     /// sets in front, so a camera that sends them only out of band still
     /// decodes. Never blocks.
     pub fn push(&mut self, unit: &AccessUnit, sampled: bool) -> Result<(), DecodeError> {
-        // Timestamps: the camera's when it has them and they move forward in
-        // a way the decoder can use, else a synthetic 1 ms step.
-        let pts = match unit.pts {
-            Some(p) if self.last_pts.is_none_or(|l| p.as_nanos() as u64 != l) => {
-                p.as_nanos() as u64
-            }
-            _ => {
-                self.next_pts += 1_000_000;
-                self.last_pts.map_or(self.next_pts, |l| l + 1_000_000)
-            }
+        // Timestamps: the camera's when it has them and they change, else
+        // 1 ms after the last one.
+        let pts = match unit.pts.map(|p| p.as_nanos() as u64) {
+            Some(p) if self.last_pts != Some(p) => p,
+            _ => self.last_pts.map_or(0, |l| l + 1_000_000),
         };
         self.last_pts = Some(pts);
-        let mut data: Vec<u8> = Vec::with_capacity(unit.data.len() + 128);
-        if unit.keyframe {
-            for ps in [&unit.params.vps, &unit.params.sps, &unit.params.pps]
-                .into_iter()
-                .flatten()
-            {
-                data.extend_from_slice(&[0, 0, 0, 1]);
-                data.extend_from_slice(ps);
-            }
-        }
-        data.extend_from_slice(&unit.data);
-        let mut buffer = gst::Buffer::from_mut_slice(data);
+        // No copy of the picture: the buffer wraps the unit's bytes (and, in
+        // front of a keyframe, the parameter sets' bytes).
+        let mut buffer = gst::Buffer::new();
         if let Some(b) = buffer.get_mut() {
+            if unit.keyframe {
+                for ps in [&unit.params.vps, &unit.params.sps, &unit.params.pps]
+                    .into_iter()
+                    .flatten()
+                {
+                    b.append_memory(gst::Memory::from_slice(START_CODE));
+                    b.append_memory(gst::Memory::from_slice(ps.clone()));
+                }
+            }
+            b.append_memory(gst::Memory::from_slice(unit.data.clone()));
             b.set_pts(gst::ClockTime::from_nseconds(pts));
         }
         if let Ok(mut map) = self.pending.lock() {

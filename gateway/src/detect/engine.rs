@@ -31,6 +31,23 @@ pub enum EngineError {
     },
 }
 
+/// The input tensor's shape for `n` frames.
+fn tensor_shape(inp: &crate::config::ModelInput, n: usize) -> [usize; 4] {
+    let (h, w) = (inp.height as usize, inp.width as usize);
+    match inp.layout {
+        crate::config::Layout::Nchw => [n, 3, h, w],
+        crate::config::Layout::Nhwc => [n, h, w, 3],
+    }
+}
+
+/// Turns an ONNX Runtime error into this detector's inference error.
+fn inference_error(detector: &str) -> impl Fn(ort::Error) -> EngineError + Copy + '_ {
+    move |e| EngineError::Inference {
+        detector: detector.to_string(),
+        message: e.to_string(),
+    }
+}
+
 /// Where one run's time went, for the stage histograms.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct InferTimings {
@@ -149,16 +166,8 @@ impl Engine {
         let slot = preprocess::slot_len(inp);
         let n = batch.clamp(1, self.max_batch);
         self.input.resize(slot * n, 0.5);
-        let (h, w) = (inp.height as usize, inp.width as usize);
-        let shape = match inp.layout {
-            crate::config::Layout::Nchw => [n, 3, h, w],
-            crate::config::Layout::Nhwc => [n, h, w, 3],
-        };
-        let id = self.config.id.clone();
-        let fail = |e: ort::Error| EngineError::Inference {
-            detector: id.clone(),
-            message: e.to_string(),
-        };
+        let shape = tensor_shape(inp, n);
+        let fail = inference_error(&self.config.id);
         let t = Instant::now();
         let tensor = TensorRef::from_array_view((shape, &self.input[..])).map_err(fail)?;
         let outputs = self.session.run(ort::inputs![tensor]).map_err(fail)?;
@@ -181,16 +190,8 @@ impl Engine {
             let p = preprocess::fill(f, inp, &mut self.input[i * slot..(i + 1) * slot]);
             self.placements.push(p);
         }
-        let (h, w) = (inp.height as usize, inp.width as usize);
-        let shape = match inp.layout {
-            crate::config::Layout::Nchw => [n, 3, h, w],
-            crate::config::Layout::Nhwc => [n, h, w, 3],
-        };
-        let id = self.config.id.clone();
-        let fail = |e: ort::Error| EngineError::Inference {
-            detector: id.clone(),
-            message: e.to_string(),
-        };
+        let shape = tensor_shape(inp, n);
+        let fail = inference_error(&self.config.id);
         let t1 = Instant::now();
         let tensor = TensorRef::from_array_view((shape, &self.input[..])).map_err(fail)?;
         let outputs = self.session.run(ort::inputs![tensor]).map_err(fail)?;

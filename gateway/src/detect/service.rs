@@ -348,7 +348,9 @@ impl DetectService {
     }
 }
 
-fn default_threads() -> usize {
+/// ONNX Runtime threads for a detector whose entry does not say: the cores,
+/// at most 4.
+pub fn default_threads() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
@@ -459,6 +461,28 @@ fn frame_sink(
     queues: Arc<Vec<(String, Arc<DropOldest<Job>>)>>,
     metrics: DetectMetrics,
 ) -> Box<dyn Fn(DecodedFrame) + Send + Sync> {
+    // The series each frame touches, resolved once per decoder rather than
+    // per frame.
+    let targets: Vec<(Arc<DropOldest<Job>>, Histogram, Counter, Gauge)> = queues
+        .iter()
+        .map(|(detector, q)| {
+            (
+                q.clone(),
+                metrics
+                    .stage
+                    .get_or_create(&l(&[("detector", detector), ("stage", "decode")]))
+                    .clone(),
+                metrics
+                    .dropped
+                    .get_or_create(&l(&[("detector", detector), ("reason", "queue_full")]))
+                    .clone(),
+                metrics
+                    .queue_depth
+                    .get_or_create(&l(&[("detector", detector)]))
+                    .clone(),
+            )
+        })
+        .collect();
     Box::new(move |d: DecodedFrame| {
         let job = Arc::new(Sample {
             camera: camera.clone(),
@@ -469,21 +493,12 @@ fn frame_sink(
             capture_unix_ns: d.meta.capture_unix_ns,
             received_unix_ns: d.meta.received_unix_ns,
         });
-        for (detector, q) in queues.iter() {
-            metrics
-                .stage
-                .get_or_create(&l(&[("detector", detector), ("stage", "decode")]))
-                .observe(d.decode.as_secs_f64());
+        for (q, decode, dropped, depth) in &targets {
+            decode.observe(d.decode.as_secs_f64());
             if q.push(job.clone()).is_some() {
-                metrics
-                    .dropped
-                    .get_or_create(&l(&[("detector", detector), ("reason", "queue_full")]))
-                    .inc();
+                dropped.inc();
             }
-            metrics
-                .queue_depth
-                .get_or_create(&l(&[("detector", detector)]))
-                .set(q.len() as i64);
+            depth.set(q.len() as i64);
         }
     })
 }
@@ -506,20 +521,32 @@ pub(crate) fn worker(
     let id = engine.config.id.clone();
     let wait = Duration::from_millis(engine.config.batch_wait_ms);
     let max = engine.max_batch();
-    let mut cameras: HashMap<String, (Arc<CameraConfig>, CameraAlerts)> = HashMap::new();
+    // Per camera: its config as last seen, its alert state, and its
+    // capture-to-detect series.
+    let mut cameras: HashMap<Arc<str>, (Arc<CameraConfig>, CameraAlerts, Histogram)> =
+        HashMap::new();
     let mut open: HashMap<(String, String), Open> = HashMap::new();
     let m = &ctx.metrics;
-    let stage = |s: &str| {
+    let series = |s: &str| {
         m.stage
             .get_or_create(&l(&[("detector", &id), ("stage", s)]))
+            .clone()
     };
+    let (queue_h, pre_h, inf_h, post_h) = (
+        series("queue"),
+        series("preprocess"),
+        series("inference"),
+        series("postprocess"),
+    );
+    let one = l(&[("detector", &id)]);
+    let depth = m.queue_depth.get_or_create(&one).clone();
+    let batch_h = m.batch_size.get_or_create(&one).clone();
+    let frames_c = m.frames.get_or_create(&one).clone();
     while let Some(batch) = queue.pop_batch(max, wait) {
         let started = Instant::now();
-        m.queue_depth
-            .get_or_create(&l(&[("detector", &id)]))
-            .set(queue.len() as i64);
+        depth.set(queue.len() as i64);
         for (_, queued) in &batch {
-            stage("queue").observe((started - *queued).as_secs_f64());
+            queue_h.observe((started - *queued).as_secs_f64());
         }
         let frames: Vec<&RgbFrame> = batch
             .iter()
@@ -528,9 +555,7 @@ pub(crate) fn worker(
         let (results, timings) = match engine.infer_timed(&frames) {
             Ok(r) => r,
             Err(e) => {
-                m.inference_errors
-                    .get_or_create(&l(&[("detector", &id)]))
-                    .inc();
+                m.inference_errors.get_or_create(&one).inc();
                 m.dropped
                     .get_or_create(&l(&[("detector", &id), ("reason", "inference_error")]))
                     .inc_by(batch.len() as u64);
@@ -539,31 +564,35 @@ pub(crate) fn worker(
             }
         };
         let done_ns = unix_now_ns();
-        stage("preprocess").observe(timings.preprocess.as_secs_f64());
-        stage("inference").observe(timings.inference.as_secs_f64());
-        stage("postprocess").observe(timings.postprocess.as_secs_f64());
-        m.batch_size
-            .get_or_create(&l(&[("detector", &id)]))
-            .observe(batch.len() as f64);
-        m.frames
-            .get_or_create(&l(&[("detector", &id)]))
-            .inc_by(batch.len() as u64);
+        pre_h.observe(timings.preprocess.as_secs_f64());
+        inf_h.observe(timings.inference.as_secs_f64());
+        post_h.observe(timings.postprocess.as_secs_f64());
+        batch_h.observe(batch.len() as f64);
+        frames_c.inc_by(batch.len() as u64);
         total += batch.len() as u64;
-        for ((job, _), dets) in batch.iter().zip(results) {
-            m.capture_to_detect
-                .get_or_create(&l(&[("detector", &id), ("camera", &job.camera.id)]))
+        for (((job, _), frame), dets) in batch.iter().zip(&frames).zip(results) {
+            let dets = to_source(&dets, frame, job.source);
+            if !cameras.contains_key(job.camera.id.as_str()) {
+                let h = m
+                    .capture_to_detect
+                    .get_or_create(&l(&[("detector", &id), ("camera", &job.camera.id)]))
+                    .clone();
+                let alerts = CameraAlerts::new(
+                    engine.config.alert.clone(),
+                    engine.config.alert_labels.clone(),
+                    job.camera.zones.clone(),
+                );
+                cameras.insert(
+                    Arc::from(job.camera.id.as_str()),
+                    (job.camera.clone(), alerts, h),
+                );
+            }
+            let Some(entry) = cameras.get_mut(job.camera.id.as_str()) else {
+                continue;
+            };
+            entry
+                .2
                 .observe(done_ns.saturating_sub(job.capture_unix_ns) as f64 / 1e9);
-            let dets = to_source(&dets, job.frame_for(&engine.config.input), job.source);
-            let entry = cameras.entry(job.camera.id.clone()).or_insert_with(|| {
-                (
-                    job.camera.clone(),
-                    CameraAlerts::new(
-                        engine.config.alert.clone(),
-                        engine.config.alert_labels.clone(),
-                        job.camera.zones.clone(),
-                    ),
-                )
-            });
             if !Arc::ptr_eq(&entry.0, &job.camera) {
                 // The camera was reconfigured: new zones apply from this
                 // frame; alerts in progress carry on.
