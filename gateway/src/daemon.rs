@@ -17,6 +17,7 @@ use crate::detect::service::{DetectMetrics, DetectService};
 use crate::http::{self, ApiState};
 use crate::ingest::{Ingest, IngestCollector, IngestSettings};
 use crate::metrics::Metrics;
+use crate::relay::{Relay, RelayMetrics};
 use crate::shutdown::{Shutdown, Trigger};
 
 /// How long stages get to finish after a stop signal.
@@ -56,12 +57,17 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     detect_metrics.register(&metrics);
     let detect = DetectService::start(&config, ingest.clone(), hub.clone(), detect_metrics).await?;
 
+    let relay_metrics = Arc::new(RelayMetrics::default());
+    relay_metrics.register(&metrics);
+    let relay = Relay::start(&config, ingest.clone(), hub.clone(), relay_metrics).await?;
+
     let state = Arc::new(ApiState {
         gateway_id: config.gateway.id.clone(),
         started: Instant::now(),
         metrics: metrics.clone(),
         ingest: ingest.clone(),
         alerts: hub.clone(),
+        relay: relay.clone(),
     });
     // Installed before the daemon says it is running, so an early SIGHUP
     // reloads instead of killing the process.
@@ -78,6 +84,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         http = %addr,
         cameras = config.cameras.len(),
         detectors = config.detectors.len(),
+        upstreams = config.upstreams.len(),
         "lookout gateway running"
     );
 
@@ -90,6 +97,9 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
             // Detection first: its samplers read from ingest.
             detect.stop().await;
             tracing::info!("detection stopped");
+            // After detection, so its last alerts reach the outbox.
+            relay.stop().await;
+            tracing::info!("relay stopped");
             ingest.stop().await;
             tracing::info!("ingest stopped");
             drop(shutdown);

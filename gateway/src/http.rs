@@ -30,6 +30,8 @@ pub struct ApiState {
     pub ingest: Arc<Ingest>,
     /// Recent alerts behind `/api/alerts`.
     pub alerts: Arc<AlertHub>,
+    /// The command-center connections behind `/api/upstreams`.
+    pub relay: Arc<crate::relay::Relay>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -46,6 +48,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/api/cameras", get(cameras))
+        .route("/api/upstreams", get(upstreams))
         .route("/api/alerts", get(alerts))
         .route("/api/alerts/{id}", get(alert))
         .route("/api/alerts/{id}/snapshot.jpg", get(alert_snapshot))
@@ -64,6 +67,10 @@ async fn healthz(State(s): State<Arc<ApiState>>) -> impl IntoResponse {
 
 async fn cameras(State(s): State<Arc<ApiState>>) -> impl IntoResponse {
     Json(json!({ "cameras": s.ingest.status() }))
+}
+
+async fn upstreams(State(s): State<Arc<ApiState>>) -> impl IntoResponse {
+    Json(json!({ "upstreams": s.relay.status() }))
 }
 
 async fn alerts(State(s): State<Arc<ApiState>>, Query(p): Query<AlertParams>) -> impl IntoResponse {

@@ -5,6 +5,8 @@
 //! center (relay). This crate holds the daemon's stages; `main.rs` is its
 //! command line.
 
+pub mod center;
+pub mod certs;
 pub mod check;
 pub mod config;
 pub mod daemon;
@@ -13,6 +15,7 @@ pub mod http;
 pub mod ingest;
 pub mod logging;
 pub mod metrics;
+pub mod relay;
 pub mod shutdown;
 
 /// The GStreamer version the process runs with (after `gstreamer::init`).

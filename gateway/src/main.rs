@@ -34,6 +34,16 @@ enum Command {
         #[arg(long, value_parser = ["text", "json"])]
         log_format: Option<String>,
     },
+    /// Run the command center: listen for gateways (QUIC, mutual TLS), store
+    /// their alerts in the SQLite ledger, keep every camera's latest GOP, and
+    /// serve the HTTP API for operators and the video wall.
+    Center {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Create the operator CA (once) and issue command-center and gateway
+    /// certificates from it for the relay's mutual TLS.
+    Certs(lookout::certs::CertsArgs),
     /// Check configuration files without starting anything.
     CheckConfig {
         #[arg(required = true)]
@@ -106,6 +116,19 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::Run { config, log_format }) => run(config, log_format),
         Some(Command::CheckConfig { files }) => check_config(&files),
+        Some(Command::Center { config }) => center(config),
+        Some(Command::Certs(args)) => match lookout::certs::run(&args) {
+            Ok(files) => {
+                for f in files {
+                    println!("{}", f.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("lookout certs: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Some(Command::Probe {
             url,
             seconds,
@@ -181,6 +204,32 @@ fn run(config: PathBuf, log_format: Option<String>) -> ExitCode {
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("lookout: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn center(config: PathBuf) -> ExitCode {
+    let format = lookout::center::config::CenterConfig::load(&config)
+        .map(|c| c.center.log_format)
+        .unwrap_or_default();
+    logging::init(format);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("lookout-center")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("lookout center: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(lookout::center::run(&config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("lookout center: {e:#}");
             ExitCode::FAILURE
         }
     }

@@ -842,7 +842,7 @@ impl Config {
     }
 }
 
-fn valid_id(id: &str) -> bool {
+pub(crate) fn valid_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 64
         && id
@@ -850,7 +850,7 @@ fn valid_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
 }
 
-fn id_rule(id: &str) -> String {
+pub(crate) fn id_rule(id: &str) -> String {
     format!("id `{id}`: use 1–64 characters of letters, digits, `-`, `_` or `.`")
 }
 

@@ -1,0 +1,175 @@
+//! The command center's configuration file (`lookout center --config`):
+//! where it listens for gateways, its TLS identity, where the ledger lives,
+//! which video it wants, and the upstream centers it forwards to (a
+//! cascade). Mistakes are reported as `file:line:column: key: message`, like
+//! the gateway's file.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::config::{Findings, KeyPath, Locator, Problem, Problems, UpstreamConfig, line_col};
+
+/// Which cameras' video the center asks its gateways for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SubscribeSetting {
+    /// Every camera.
+    #[default]
+    All,
+    /// Only `cameras`.
+    List,
+    /// Cameras with an active alert, plus `cameras`.
+    Alerting,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CenterSection {
+    /// Names this center to gateways (in `Welcome`) and upstream centers.
+    pub id: String,
+    /// UDP address gateways dial (QUIC).
+    pub listen: SocketAddr,
+    /// HTTP API and metrics; loopback by default.
+    #[serde(default = "default_http_listen")]
+    pub http_listen: SocketAddr,
+    /// Folder of the ledger (`ledger.sqlite3`), relative to this file.
+    #[serde(default = "default_storage")]
+    pub storage: PathBuf,
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    #[serde(default)]
+    pub subscribe: SubscribeSetting,
+    /// Camera ids for `list` and `alerting`.
+    #[serde(default)]
+    pub cameras: Vec<String>,
+    /// Most GOP streams a gateway may have open at once.
+    #[serde(default = "default_max_streams")]
+    pub max_gop_streams: u32,
+    #[serde(default)]
+    pub log_format: crate::config::LogFormat,
+}
+
+fn default_http_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8090))
+}
+
+fn default_storage() -> PathBuf {
+    PathBuf::from("lookout-center")
+}
+
+fn default_max_streams() -> u32 {
+    // PROTOCOL.md §3: at least 4 per camera; a county gateway has ~70.
+    1024
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CenterConfig {
+    pub center: CenterSection,
+    /// Centers above this one (county → city → province).
+    #[serde(default, rename = "upstream")]
+    pub upstreams: Vec<UpstreamConfig>,
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+impl CenterConfig {
+    pub fn load(path: &Path) -> Result<CenterConfig, Problems> {
+        let source = std::fs::read_to_string(path).map_err(|e| {
+            Problems(vec![Problem {
+                file: path.to_path_buf(),
+                line: 0,
+                column: 0,
+                key: "(file)".into(),
+                message: format!("cannot read: {e}"),
+            }])
+        })?;
+        let mut config: CenterConfig = toml::from_str(&source).map_err(|e| {
+            let locator = Locator::new(&source);
+            let (line, column, key) = match e.span() {
+                Some(span) => {
+                    let (l, c) = line_col(&source, span.start);
+                    (l, c, locator.path_at(span.start).to_string())
+                }
+                None => (0, 0, "(file)".to_string()),
+            };
+            Problems(vec![Problem {
+                file: path.to_path_buf(),
+                line,
+                column,
+                key,
+                message: e.message().trim().to_string(),
+            }])
+        })?;
+        config.base_dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let findings = config.validate();
+        if findings.0.is_empty() {
+            Ok(config)
+        } else {
+            Err(crate::config::Config::problems_at(path, &source, findings))
+        }
+    }
+
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    fn validate(&self) -> Findings {
+        let mut f = Findings::default();
+        let c = KeyPath::root().key("center");
+        if !crate::config::valid_id(&self.center.id) {
+            f.push(c.key("id"), crate::config::id_rule(&self.center.id));
+        }
+        for (key, file) in [
+            ("ca", &self.center.ca),
+            ("cert", &self.center.cert),
+            ("key", &self.center.key),
+        ] {
+            if !self.resolve(file).is_file() {
+                f.push(
+                    c.key(key),
+                    format!("no such file: {}", self.resolve(file).display()),
+                );
+            }
+        }
+        if self.center.subscribe == SubscribeSetting::All && !self.center.cameras.is_empty() {
+            f.push(
+                c.key("cameras"),
+                "only for subscribe = \"list\" or \"alerting\"",
+            );
+        }
+        if self.center.max_gop_streams < 4 {
+            f.push(c.key("max_gop_streams"), "at least 4");
+        }
+        let mut ids = HashSet::new();
+        for (i, u) in self.upstreams.iter().enumerate() {
+            let p = KeyPath::root().key("upstream").index(i);
+            if !ids.insert(u.id.as_str()) {
+                f.push(p.key("id"), format!("duplicate upstream id `{}`", u.id));
+            }
+            if !u.address.contains(':') {
+                f.push(p.key("address"), "expected host:port");
+            }
+            for (key, file) in [("ca", &u.ca), ("cert", &u.cert), ("key", &u.key)] {
+                if !self.resolve(file).is_file() {
+                    f.push(
+                        p.key(key),
+                        format!("no such file: {}", self.resolve(file).display()),
+                    );
+                }
+            }
+        }
+        f
+    }
+}

@@ -1,0 +1,233 @@
+//! The center's HTTP API, for operators and the video wall: gateways,
+//! every camera of every gateway with its live state, the alert ledger,
+//! operator acknowledgements, each camera's latest GOP, relay latency
+//! percentiles and Prometheus metrics. Loopback by default.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::Center;
+use super::ledger::{AckOutcome, LedgerQuery};
+use crate::metrics::Metrics;
+
+#[derive(Clone)]
+struct AppState {
+    center: Arc<Center>,
+    metrics: Arc<Metrics>,
+}
+
+pub fn router(center: Arc<Center>, metrics: Arc<Metrics>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(prometheus))
+        .route("/api/gateways", get(gateways))
+        .route("/api/cameras", get(cameras))
+        .route("/api/cameras/{gateway}/{camera}/gop", get(latest_gop))
+        .route("/api/alerts", get(alerts))
+        .route("/api/alerts/{id}", get(alert))
+        .route("/api/alerts/{id}/snapshot.jpg", get(snapshot))
+        .route("/api/alerts/{id}/ack", post(acknowledge))
+        .route("/api/latency", get(latency))
+        .with_state(AppState { center, metrics })
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+async fn healthz(State(s): State<AppState>) -> impl IntoResponse {
+    Json(json!({
+        "status": "ok",
+        "center": s.center.id,
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_s": s.center.started.elapsed().as_secs_f64(),
+        "gateways_connected": s.center.gateways.iter().filter(|g| g.connected.load(std::sync::atomic::Ordering::Relaxed)).count(),
+    }))
+}
+
+async fn prometheus(State(s): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.metrics.encode(),
+    )
+}
+
+async fn gateways(State(s): State<AppState>) -> impl IntoResponse {
+    Json(json!({ "gateways": s.center.gateways() }))
+}
+
+async fn cameras(State(s): State<AppState>) -> impl IntoResponse {
+    Json(json!({ "cameras": s.center.cameras() }))
+}
+
+/// The camera's latest whole GOP as an H.264/H.265 Annex-B elementary
+/// stream (parameter sets first), playable by any decoder.
+async fn latest_gop(
+    State(s): State<AppState>,
+    Path((gateway, camera)): Path<(String, String)>,
+) -> Response {
+    let Some(link) = s.center.gateways.get(&gateway).map(|g| g.clone()) else {
+        return error(StatusCode::NOT_FOUND, format!("no gateway {gateway}"));
+    };
+    let Some(cam) = link.cameras.get(&camera).map(|c| c.clone()) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("gateway {gateway} has no camera {camera}"),
+        );
+    };
+    let Some(gop) = cam.latest_gop.lock().ok().and_then(|g| g.clone()) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no GOP of {gateway}/{camera} received yet"),
+        );
+    };
+    let mut out = Vec::new();
+    let start = [0u8, 0, 0, 1];
+    for ps in gop
+        .header
+        .vps
+        .iter()
+        .chain([&gop.header.sps, &gop.header.pps])
+    {
+        out.extend_from_slice(&start);
+        out.extend_from_slice(ps);
+    }
+    for f in &gop.frames {
+        out.extend_from_slice(&f.data);
+    }
+    let content_type = match gop.header.codec {
+        lookout_codecs::Codec::H264 => "video/h264",
+        lookout_codecs::Codec::H265 => "video/h265",
+    };
+    Response::builder()
+        .header(header::CONTENT_TYPE, content_type)
+        .header("x-lookout-gop-seq", gop.header.gop_seq.to_string())
+        .header("x-lookout-frames", gop.frames.len().to_string())
+        .body(Body::from(out))
+        .unwrap_or_else(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "response"))
+}
+
+#[derive(Debug, Deserialize)]
+struct AlertParams {
+    gateway: Option<String>,
+    camera: Option<String>,
+    label: Option<String>,
+    state: Option<String>,
+    /// `true`: only alerts no operator has acknowledged.
+    unacknowledged: Option<bool>,
+    limit: Option<usize>,
+}
+
+async fn alerts(State(s): State<AppState>, Query(p): Query<AlertParams>) -> Response {
+    let q = LedgerQuery {
+        gateway: p.gateway,
+        camera: p.camera,
+        label: p.label,
+        state: p.state,
+        unacknowledged_only: p.unacknowledged.unwrap_or(false),
+        limit: p.limit,
+    };
+    let ledger = s.center.ledger.clone();
+    match tokio::task::spawn_blocking(move || ledger.alerts(&q)).await {
+        Ok(Ok(list)) => Json(json!({ "alerts": list })).into_response(),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn alert(State(s): State<AppState>, Path(id): Path<String>) -> Response {
+    let ledger = s.center.ledger.clone();
+    let key = id.clone();
+    match tokio::task::spawn_blocking(move || ledger.alert(&key)).await {
+        Ok(Ok(Some(a))) => Json(a).into_response(),
+        Ok(Ok(None)) => error(StatusCode::NOT_FOUND, format!("no alert {id}")),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn snapshot(State(s): State<AppState>, Path(id): Path<String>) -> Response {
+    let ledger = s.center.ledger.clone();
+    let key = id.clone();
+    match tokio::task::spawn_blocking(move || ledger.snapshot(&key)).await {
+        Ok(Ok(Some(jpeg))) => ([(header::CONTENT_TYPE, "image/jpeg")], jpeg).into_response(),
+        Ok(Ok(None)) => error(StatusCode::NOT_FOUND, format!("no snapshot for alert {id}")),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct AckBody {
+    /// Who acknowledged (operator name or console id).
+    operator: String,
+    note: Option<String>,
+}
+
+/// An operator acknowledges an alert: recorded once, with who and when.
+async fn acknowledge(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Option<Json<AckBody>>,
+) -> Response {
+    let Some(Json(body)) = body else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "expected a JSON body {\"operator\": NAME, \"note\": TEXT?}",
+        );
+    };
+    let operator = body.operator.trim().to_string();
+    if operator.is_empty() || operator.len() > 128 {
+        return error(StatusCode::BAD_REQUEST, "operator: 1–128 characters");
+    }
+    if body.note.as_ref().is_some_and(|n| n.len() > 4096) {
+        return error(StatusCode::BAD_REQUEST, "note: at most 4096 bytes");
+    }
+    let ledger = s.center.ledger.clone();
+    let key = id.clone();
+    let note = body.note.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        ledger.acknowledge(&key, &operator, note.as_deref(), super::unix_ms())
+    })
+    .await;
+    match result {
+        Ok(Ok(AckOutcome::Acknowledged)) => {
+            tracing::info!(alert = %id, operator = %body.operator, "alert acknowledged");
+            let _ = s.center.alert_events.send(id.clone());
+            Json(json!({ "id": id, "acknowledged": true })).into_response()
+        }
+        Ok(Ok(AckOutcome::AlreadyAcknowledged { by, at_unix_ms })) => (
+            StatusCode::CONFLICT,
+            Json(json!({
+                "error": format!("alert {id} was already acknowledged by {by}"),
+                "acked_by": by,
+                "acked_unix_ms": at_unix_ms,
+            })),
+        )
+            .into_response(),
+        Ok(Ok(AckOutcome::NotFound)) => error(StatusCode::NOT_FOUND, format!("no alert {id}")),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct LatencyParams {
+    /// `true`: start a new measurement window after this read.
+    reset: Option<bool>,
+}
+
+async fn latency(State(s): State<AppState>, Query(p): Query<LatencyParams>) -> impl IntoResponse {
+    Json(s.center.latency(p.reset.unwrap_or(false)))
+}

@@ -1,0 +1,454 @@
+//! `lookout center`: the command center's side of the relay. Gateways dial
+//! it over QUIC with mutual TLS; it stores their alerts (with snapshots) in
+//! a SQLite ledger before acknowledging them, lets operators acknowledge
+//! alerts, keeps each camera's latest GOP and the live state of every camera
+//! of every gateway, and serves all of it over HTTP for the video wall.
+//!
+//! - `config.rs`: the center's configuration file.
+//! - `ledger.rs`: the SQLite (WAL) alert ledger and de-duplication state.
+//! - `session.rs`: one gateway connection: handshake, alerts, GOP streams.
+//! - `http.rs`: `/api/gateways`, `/api/cameras`, `/api/alerts`, acks,
+//!   latest GOPs, `/metrics`.
+
+pub mod config;
+pub mod http;
+pub mod ledger;
+mod session;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use dashmap::DashMap;
+use hdrhistogram::Histogram as Hdr;
+use lookout_codecs::relay::{CameraInfo, ErrorCode, Frame, GopHeader, Subscribe, SubscribeMode};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+use crate::metrics::Metrics;
+use crate::relay::stream::varint;
+use crate::relay::{stream, tls};
+use config::{CenterConfig, SubscribeSetting};
+use ledger::Ledger;
+
+type Labels = Vec<(String, String)>;
+
+fn delay_histogram() -> Histogram {
+    // 50 µs … ~3.3 s.
+    Histogram::new(exponential_buckets(0.00005, 2.0, 17))
+}
+
+/// The center's Prometheus series.
+pub struct CenterMetrics {
+    pub gateways_connected: Gauge,
+    /// Connections refused, by reason (`tls`, `unauthorized`, `version`, …).
+    pub refused: Family<Labels, Counter>,
+    /// Alert messages by outcome: `inserted`, `updated`, `duplicate`.
+    pub alerts: Family<Labels, Counter>,
+    pub frames: Family<Labels, Counter>,
+    pub bytes: Family<Labels, Counter>,
+    /// GOP streams by outcome: `complete`, `reset`, `stale`, `invalid`.
+    pub gops: Family<Labels, Counter>,
+    /// Per frame: `from="capture"` (camera clock → here) and
+    /// `from="gateway"` (the gateway received it → here: the relay's part).
+    pub frame_delay: Family<Labels, Histogram, fn() -> Histogram>,
+}
+
+impl Default for CenterMetrics {
+    fn default() -> Self {
+        CenterMetrics {
+            gateways_connected: Gauge::default(),
+            refused: Family::default(),
+            alerts: Family::default(),
+            frames: Family::default(),
+            bytes: Family::default(),
+            gops: Family::default(),
+            frame_delay: Family::new_with_constructor(delay_histogram),
+        }
+    }
+}
+
+impl CenterMetrics {
+    fn register(&self, m: &Metrics) {
+        m.register(
+            "center_gateways_connected",
+            "Gateways connected now",
+            self.gateways_connected.clone(),
+        );
+        m.register(
+            "center_refused_connections",
+            "Gateway connections refused, by reason",
+            self.refused.clone(),
+        );
+        m.register(
+            "center_alert_messages",
+            "Alert messages received, by outcome",
+            self.alerts.clone(),
+        );
+        m.register(
+            "center_frames",
+            "Video frames received",
+            self.frames.clone(),
+        );
+        m.register("center_bytes", "Video bytes received", self.bytes.clone());
+        m.register(
+            "center_gops",
+            "GOP streams by outcome: complete, reset, stale, invalid",
+            self.gops.clone(),
+        );
+        m.register(
+            "center_frame_delay_seconds",
+            "Per frame: from capture, or from the gateway's receipt, to arrival here",
+            self.frame_delay.clone(),
+        );
+    }
+}
+
+/// HDR percentiles of a delay, in milliseconds.
+#[derive(Debug, Clone, Serialize)]
+pub struct Percentiles {
+    pub count: u64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub max_ms: f64,
+}
+
+impl Percentiles {
+    fn of(h: &Hdr<u64>) -> Percentiles {
+        let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+        Percentiles {
+            count: h.len(),
+            p50_ms: ms(0.5),
+            p90_ms: ms(0.9),
+            p99_ms: ms(0.99),
+            p999_ms: ms(0.999),
+            max_ms: h.max() as f64 / 1000.0,
+        }
+    }
+}
+
+/// Whole-center delay histograms (µs) for `/api/latency`, which the relay
+/// benchmark reads.
+struct Latency {
+    capture: Hdr<u64>,
+    gateway: Hdr<u64>,
+}
+
+impl Latency {
+    fn new() -> Latency {
+        // 1 µs … 1 h, 3 significant digits; creation cannot fail with these.
+        let h = || Hdr::new_with_bounds(1, 3_600_000_000, 3).expect("constant bounds are valid");
+        Latency {
+            capture: h(),
+            gateway: h(),
+        }
+    }
+}
+
+/// A GOP received whole, kept as the camera's latest.
+#[derive(Debug)]
+pub struct CompleteGop {
+    pub header: GopHeader,
+    pub frames: Vec<Frame>,
+    pub received_unix_ms: u64,
+}
+
+/// A frame as the wall's live view gets it.
+#[derive(Debug, Clone)]
+pub struct LiveFrame {
+    pub gop_seq: u64,
+    pub header: Arc<GopHeader>,
+    pub frame: Frame,
+}
+
+/// One camera of one gateway, as the center knows it.
+pub struct CenterCamera {
+    pub gateway: String,
+    pub info: Mutex<CameraInfo>,
+    pub latest_gop: Mutex<Option<Arc<CompleteGop>>>,
+    /// Highest `gop_seq` started: older GOP streams arriving late are stale.
+    pub playing: AtomicU64,
+    pub frames: AtomicU64,
+    pub bytes: AtomicU64,
+    pub gops_complete: AtomicU64,
+    pub gops_dropped: AtomicU64,
+    pub last_frame_unix_ns: AtomicU64,
+    pub last_capture_delay_us: AtomicU64,
+    /// Frames as they arrive, for live viewers.
+    pub live: broadcast::Sender<LiveFrame>,
+}
+
+impl CenterCamera {
+    fn new(gateway: &str, info: CameraInfo) -> CenterCamera {
+        CenterCamera {
+            gateway: gateway.to_string(),
+            info: Mutex::new(info),
+            latest_gop: Mutex::new(None),
+            playing: AtomicU64::new(0),
+            frames: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            gops_complete: AtomicU64::new(0),
+            gops_dropped: AtomicU64::new(0),
+            last_frame_unix_ns: AtomicU64::new(0),
+            last_capture_delay_us: AtomicU64::new(0),
+            live: broadcast::channel(256).0,
+        }
+    }
+}
+
+/// One gateway, connected or not (kept after it goes away, so the wall
+/// shows its cameras as offline rather than forgetting them).
+pub struct GatewayLink {
+    pub id: String,
+    pub identity: Mutex<tls::PeerIdentity>,
+    pub remote: Mutex<SocketAddr>,
+    pub software: Mutex<String>,
+    pub connected: AtomicBool,
+    /// The live connection, to close it when the gateway reconnects.
+    conn: Mutex<Option<quinn::Connection>>,
+    pub since_unix_ms: AtomicU64,
+    pub last_seen_unix_ms: AtomicU64,
+    pub connections: AtomicU64,
+    pub rtt_us: AtomicU64,
+    pub cameras: DashMap<String, Arc<CenterCamera>>,
+}
+
+/// The command center.
+pub struct Center {
+    pub id: String,
+    pub ledger: Arc<Ledger>,
+    pub gateways: DashMap<String, Arc<GatewayLink>>,
+    pub metrics: CenterMetrics,
+    subscribe: Subscribe,
+    latency: Mutex<Latency>,
+    pub started: Instant,
+    /// Ledger changes (alert id), for live views.
+    pub alert_events: broadcast::Sender<String>,
+}
+
+impl Center {
+    pub fn new(id: &str, ledger: Arc<Ledger>, config: &CenterConfig) -> Center {
+        let subscribe = Subscribe {
+            mode: match config.center.subscribe {
+                SubscribeSetting::All => SubscribeMode::All,
+                SubscribeSetting::List => SubscribeMode::List,
+                SubscribeSetting::Alerting => SubscribeMode::AlertingOnly,
+            },
+            cameras: config.center.cameras.clone(),
+        };
+        Center {
+            id: id.to_string(),
+            ledger,
+            gateways: DashMap::new(),
+            metrics: CenterMetrics::default(),
+            subscribe,
+            latency: Mutex::new(Latency::new()),
+            started: Instant::now(),
+            alert_events: broadcast::channel(1024).0,
+        }
+    }
+
+    fn record_delay(&self, capture_us: u64, gateway_us: u64) {
+        if let Ok(mut l) = self.latency.lock() {
+            let _ = l.capture.record(capture_us.max(1));
+            let _ = l.gateway.record(gateway_us.max(1));
+        }
+    }
+
+    /// Capture → center and gateway → center delay percentiles since start
+    /// or the last reset.
+    pub fn latency(&self, reset: bool) -> serde_json::Value {
+        let Ok(mut l) = self.latency.lock() else {
+            return serde_json::Value::Null;
+        };
+        let out = serde_json::json!({
+            "capture_to_center": Percentiles::of(&l.capture),
+            "gateway_to_center": Percentiles::of(&l.gateway),
+        });
+        if reset {
+            l.capture.reset();
+            l.gateway.reset();
+        }
+        out
+    }
+
+    /// Every camera of every gateway, for the API.
+    pub fn cameras(&self) -> Vec<serde_json::Value> {
+        let now_ns = unix_ns();
+        let mut out = Vec::new();
+        let mut gateways: Vec<Arc<GatewayLink>> =
+            self.gateways.iter().map(|g| g.value().clone()).collect();
+        gateways.sort_by(|a, b| a.id.cmp(&b.id));
+        for g in gateways {
+            let connected = g.connected.load(Relaxed);
+            let mut cams: Vec<Arc<CenterCamera>> =
+                g.cameras.iter().map(|c| c.value().clone()).collect();
+            cams.sort_by_key(|c| c.info.lock().map(|i| i.id.clone()).unwrap_or_default());
+            for c in cams {
+                let Ok(info) = c.info.lock().map(|i| i.clone()) else {
+                    continue;
+                };
+                let last = c.last_frame_unix_ns.load(Relaxed);
+                let latest = c.latest_gop.lock().ok().and_then(|g| {
+                    g.as_ref().map(|g| {
+                        serde_json::json!({
+                            "gop_seq": g.header.gop_seq,
+                            "frames": g.frames.len(),
+                            "received_unix_ms": g.received_unix_ms,
+                        })
+                    })
+                });
+                out.push(serde_json::json!({
+                    "gateway": g.id,
+                    "id": info.id,
+                    "kind": info.kind.name(),
+                    "state": if connected { info.state.name() } else { "offline" },
+                    "name": info.name,
+                    "group": info.group,
+                    "location": info.location.map(|l| serde_json::json!({"lat": l.lat, "lon": l.lon})),
+                    "codec": info.format.map(|f| crate::ingest::codec_label(f.codec)),
+                    "width": info.format.map(|f| f.width),
+                    "height": info.format.map(|f| f.height),
+                    "frames": c.frames.load(Relaxed),
+                    "bytes": c.bytes.load(Relaxed),
+                    "gops_complete": c.gops_complete.load(Relaxed),
+                    "gops_dropped": c.gops_dropped.load(Relaxed),
+                    "last_frame_age_ms": (last > 0).then(|| now_ns.saturating_sub(last) / 1_000_000),
+                    "capture_delay_ms": (last > 0).then(|| c.last_capture_delay_us.load(Relaxed) as f64 / 1000.0),
+                    "latest_gop": latest,
+                }));
+            }
+        }
+        out
+    }
+
+    /// The gateways, for the API.
+    pub fn gateways(&self) -> Vec<serde_json::Value> {
+        let mut gateways: Vec<Arc<GatewayLink>> =
+            self.gateways.iter().map(|g| g.value().clone()).collect();
+        gateways.sort_by(|a, b| a.id.cmp(&b.id));
+        gateways
+            .iter()
+            .map(|g| {
+                let identity = g.identity.lock().map(|i| i.clone()).ok();
+                let rtt = g.rtt_us.load(Relaxed);
+                serde_json::json!({
+                    "id": g.id,
+                    "state": if g.connected.load(Relaxed) { "connected" } else { "disconnected" },
+                    "remote": g.remote.lock().map(|r| r.to_string()).unwrap_or_default(),
+                    "software": g.software.lock().map(|s| s.clone()).unwrap_or_default(),
+                    "certificate": identity.map(|i| serde_json::json!({
+                        "common_name": i.common_name,
+                        "sha256": i.sha256_fingerprint,
+                    })),
+                    "connected_since_unix_ms": g.since_unix_ms.load(Relaxed),
+                    "last_seen_unix_ms": g.last_seen_unix_ms.load(Relaxed),
+                    "connections": g.connections.load(Relaxed),
+                    "cameras": g.cameras.len(),
+                    "rtt_ms": (rtt > 0).then(|| rtt as f64 / 1000.0),
+                })
+            })
+            .collect()
+    }
+}
+
+pub(crate) fn unix_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+pub(crate) fn unix_ms() -> u64 {
+    unix_ns() / 1_000_000
+}
+
+/// Runs the center until SIGINT/SIGTERM.
+pub async fn run(config_path: &Path) -> anyhow::Result<()> {
+    let config = CenterConfig::load(config_path)
+        .map_err(|p| anyhow::anyhow!("configuration has {} problem(s):\n{p}", p.0.len()))?;
+    let files = tls::TlsFiles {
+        ca: config.resolve(&config.center.ca),
+        cert: config.resolve(&config.center.cert),
+        key: config.resolve(&config.center.key),
+    };
+    let mut server = tls::server_config(&files).context("center TLS identity")?;
+    server.transport_config(stream::transport(config.center.max_gop_streams));
+    let storage = config.resolve(&config.center.storage);
+    let ledger_path = storage.join("ledger.sqlite3");
+    let ledger = Arc::new(Ledger::open(&ledger_path).map_err(|e| anyhow::anyhow!("{e}"))?);
+    let center = Arc::new(Center::new(&config.center.id, ledger, &config));
+    let metrics = Arc::new(Metrics::new(
+        env!("CARGO_PKG_VERSION"),
+        "not loaded",
+        "not loaded",
+    ));
+    center.metrics.register(&metrics);
+
+    let endpoint = quinn::Endpoint::server(server, config.center.listen).with_context(|| {
+        format!(
+            "center: cannot listen for gateways on udp {}",
+            config.center.listen
+        )
+    })?;
+    let quic_addr = endpoint.local_addr()?;
+    let (trigger, shutdown) = crate::shutdown::Trigger::new();
+    let (http_addr, _http) = crate::http::serve(
+        config.center.http_listen,
+        http::router(center.clone(), metrics.clone()),
+        shutdown.clone(),
+    )
+    .await?;
+    tracing::info!(
+        center = %center.id,
+        quic = %quic_addr,
+        http = %http_addr,
+        ledger = %ledger_path.display(),
+        alerts = center.ledger.count().unwrap_or(0),
+        "lookout center running"
+    );
+
+    let accept = {
+        let center = center.clone();
+        let endpoint = endpoint.clone();
+        tokio::spawn(async move {
+            while let Some(incoming) = endpoint.accept().await {
+                tokio::spawn(session::serve(center.clone(), incoming));
+            }
+        })
+    };
+    drop(shutdown);
+
+    wait_for_stop_signal().await?;
+    tracing::info!("stopping");
+    for g in center.gateways.iter() {
+        if let Ok(Some(conn)) = g.conn.lock().map(|c| c.clone()) {
+            conn.close(varint(ErrorCode::NO_ERROR.value()), b"center stopping");
+        }
+    }
+    endpoint.close(varint(ErrorCode::NO_ERROR.value()), b"center stopping");
+    let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+    accept.abort();
+    trigger.fire_and_wait(Duration::from_secs(5)).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_stop_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+    Ok(())
+}

@@ -1,0 +1,613 @@
+//! One gateway's connection to the center (PROTOCOL.md §4, §9, §10): the
+//! TLS identity check, `Hello` → `Welcome` (or `Refuse`), then the control
+//! stream, the alert stream (stored in the ledger, then acknowledged) and
+//! every GOP stream, until the connection ends.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use lookout_codecs::relay::{
+    AlertAck, AlertMessage, CameraChange, ControlMessage, ErrorCode, Hello, PROTOCOL_VERSION, Ping,
+    Pong, Refuse, Role, SnapshotAck, VideoMessage, Welcome,
+};
+use tokio::sync::Mutex as AsyncMutex;
+
+use super::ledger::{Incoming, StoreOutcome, Stored};
+use super::{Center, CenterCamera, CompleteGop, GatewayLink, LiveFrame, unix_ms, unix_ns};
+use crate::relay::stream::{MessageReader, StreamError, varint, write_message};
+use crate::relay::tls;
+
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const PING_INTERVAL: Duration = Duration::from_secs(10);
+/// Alert messages stored in one ledger transaction at most.
+const STORE_BATCH: usize = 256;
+
+/// Accepts one connection attempt and serves it to the end.
+pub(super) async fn serve(center: Arc<Center>, incoming: quinn::Incoming) {
+    let remote = incoming.remote_address();
+    let conn = match incoming.await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(peer = %remote, "gateway refused at the TLS handshake: {e}");
+            refused(&center, "tls");
+            return;
+        }
+    };
+    let Some(identity) = tls::peer_identity(&conn) else {
+        tracing::warn!(peer = %remote, "gateway without a certificate");
+        refused(&center, "tls");
+        conn.close(varint(ErrorCode::UNAUTHORIZED.value()), b"no certificate");
+        return;
+    };
+    match handshake(&center, &conn, &identity).await {
+        Ok((link, ctl_send, ctl)) => {
+            run(&center, &conn, &link, ctl_send, ctl).await;
+            if link.conn.lock().is_ok_and(|c| {
+                c.as_ref()
+                    .is_some_and(|c| c.stable_id() == conn.stable_id())
+            }) {
+                link.connected.store(false, Relaxed);
+                link.last_seen_unix_ms.store(unix_ms(), Relaxed);
+                center.metrics.gateways_connected.dec();
+            }
+            tracing::info!(gateway = %link.id, peer = %remote, reason = ?conn.close_reason(), "gateway disconnected");
+        }
+        Err(e) => {
+            tracing::warn!(peer = %remote, certificate = ?identity.common_name, "gateway connection failed: {e}");
+        }
+    }
+}
+
+fn refused(center: &Center, reason: &str) {
+    center
+        .metrics
+        .refused
+        .get_or_create(&vec![("reason".into(), reason.into())])
+        .inc();
+}
+
+type Control = (
+    Arc<GatewayLink>,
+    quinn::SendStream,
+    MessageReader<ControlMessage>,
+);
+
+/// Reads `Hello`, checks it against the certificate and the gateways
+/// already connected, and answers `Welcome` (or `Refuse`).
+async fn handshake(
+    center: &Arc<Center>,
+    conn: &quinn::Connection,
+    identity: &tls::PeerIdentity,
+) -> Result<Control, String> {
+    let (mut send, recv) = tokio::time::timeout(HANDSHAKE_TIMEOUT, conn.accept_bi())
+        .await
+        .map_err(|_| "no control stream in time".to_string())?
+        .map_err(|e| e.to_string())?;
+    let mut ctl = MessageReader::<ControlMessage>::new(recv, Role::Gateway);
+    let first = tokio::time::timeout(HANDSHAKE_TIMEOUT, ctl.next())
+        .await
+        .map_err(|_| "no Hello in time".to_string())?;
+    let hello: Hello = match first {
+        Ok(Some(ControlMessage::Hello(h))) => h,
+        Ok(other) => {
+            let why = format!("expected Hello, got {other:?}");
+            close(conn, ErrorCode::PROTOCOL_VIOLATION, &why);
+            return Err(why);
+        }
+        Err(e) => {
+            let code = match &e {
+                StreamError::Protocol(p) => p.code(),
+                _ => ErrorCode::PROTOCOL_VIOLATION,
+            };
+            close(conn, code, &e.to_string());
+            return Err(e.to_string());
+        }
+    };
+    if hello.protocol_version != PROTOCOL_VERSION {
+        refused(center, "version");
+        let why = format!(
+            "protocol version {} in Hello; this center speaks {PROTOCOL_VERSION}",
+            hello.protocol_version
+        );
+        refuse(conn, &mut send, ErrorCode::UNSUPPORTED_VERSION, &why).await;
+        return Err(why);
+    }
+    if !identity.may_use_id(&hello.gateway_id) {
+        refused(center, "unauthorized");
+        let why = format!(
+            "certificate {:?} may not use gateway id `{}`",
+            identity.common_name, hello.gateway_id
+        );
+        refuse(conn, &mut send, ErrorCode::UNAUTHORIZED, &why).await;
+        return Err(why);
+    }
+    // Same id connected already: the same certificate replaces the old
+    // connection (a gateway that lost its link and redialled), another
+    // certificate is refused.
+    let link = match center.gateways.get(&hello.gateway_id).map(|g| g.clone()) {
+        Some(link) => {
+            let same = link
+                .identity
+                .lock()
+                .is_ok_and(|i| i.sha256_fingerprint == identity.sha256_fingerprint);
+            if link.connected.load(Relaxed) && !same {
+                refused(center, "conflict");
+                let why = format!(
+                    "gateway id `{}` is connected with another certificate",
+                    hello.gateway_id
+                );
+                refuse(conn, &mut send, ErrorCode::GATEWAY_ID_CONFLICT, &why).await;
+                return Err(why);
+            }
+            if let Ok(Some(old)) = link.conn.lock().map(|c| c.clone()) {
+                old.close(
+                    varint(ErrorCode::REPLACED.value()),
+                    b"replaced by a new connection",
+                );
+            }
+            link
+        }
+        None => {
+            let link = Arc::new(GatewayLink {
+                id: hello.gateway_id.clone(),
+                identity: std::sync::Mutex::new(identity.clone()),
+                remote: std::sync::Mutex::new(conn.remote_address()),
+                software: std::sync::Mutex::new(String::new()),
+                connected: Default::default(),
+                conn: std::sync::Mutex::new(None),
+                since_unix_ms: Default::default(),
+                last_seen_unix_ms: Default::default(),
+                connections: Default::default(),
+                rtt_us: Default::default(),
+                cameras: Default::default(),
+            });
+            center
+                .gateways
+                .entry(hello.gateway_id.clone())
+                .or_insert(link)
+                .clone()
+        }
+    };
+    if let Ok(mut i) = link.identity.lock() {
+        *i = identity.clone();
+    }
+    if let Ok(mut r) = link.remote.lock() {
+        *r = conn.remote_address();
+    }
+    if let Ok(mut s) = link.software.lock() {
+        *s = hello.software_version.clone();
+    }
+    // The camera list is complete in every Hello.
+    let listed: std::collections::HashSet<&str> =
+        hello.cameras.iter().map(|c| c.id.as_str()).collect();
+    link.cameras.retain(|id, _| listed.contains(id.as_str()));
+    for info in hello.cameras {
+        upsert_camera(&link, info);
+    }
+    if let Ok(mut c) = link.conn.lock() {
+        if !link.connected.swap(true, Relaxed) {
+            center.metrics.gateways_connected.inc();
+        }
+        *c = Some(conn.clone());
+    }
+    link.since_unix_ms.store(unix_ms(), Relaxed);
+    link.last_seen_unix_ms.store(unix_ms(), Relaxed);
+    link.connections.fetch_add(1, Relaxed);
+
+    write_message(
+        &mut send,
+        &ControlMessage::Welcome(Welcome {
+            protocol_version: PROTOCOL_VERSION,
+            center_id: center.id.clone(),
+        }),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    if center.subscribe.mode != lookout_codecs::relay::SubscribeMode::All {
+        write_message(
+            &mut send,
+            &ControlMessage::Subscribe(center.subscribe.clone()),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    }
+    tracing::info!(
+        gateway = %link.id,
+        peer = %conn.remote_address(),
+        cameras = link.cameras.len(),
+        software = %hello.software_version,
+        "gateway connected"
+    );
+    Ok((link, send, ctl))
+}
+
+fn upsert_camera(link: &GatewayLink, info: lookout_codecs::relay::CameraInfo) {
+    match link.cameras.get(&info.id) {
+        Some(c) => {
+            if let Ok(mut i) = c.info.lock() {
+                *i = info;
+            }
+        }
+        None => {
+            link.cameras
+                .insert(info.id.clone(), Arc::new(CenterCamera::new(&link.id, info)));
+        }
+    }
+}
+
+fn close(conn: &quinn::Connection, code: ErrorCode, why: &str) {
+    let reason: Vec<u8> = why.bytes().take(512).collect();
+    conn.close(varint(code.value()), &reason);
+}
+
+/// PROTOCOL.md §6.3: `Refuse`, finish, give the gateway a moment to read
+/// it, close with the same code.
+async fn refuse(
+    conn: &quinn::Connection,
+    send: &mut quinn::SendStream,
+    code: ErrorCode,
+    why: &str,
+) {
+    let _ = write_message(
+        send,
+        &ControlMessage::Refuse(Refuse {
+            code,
+            reason: why.chars().take(512).collect(),
+        }),
+    )
+    .await;
+    let _ = send.finish();
+    let _ = tokio::time::timeout(Duration::from_secs(1), send.stopped()).await;
+    close(conn, code, why);
+}
+
+/// The connected gateway: control, alerts and video until the connection
+/// ends.
+async fn run(
+    center: &Arc<Center>,
+    conn: &quinn::Connection,
+    link: &Arc<GatewayLink>,
+    ctl_send: quinn::SendStream,
+    ctl: MessageReader<ControlMessage>,
+) {
+    let ctl_send = Arc::new(AsyncMutex::new(ctl_send));
+    let control = control(center, conn, link, ctl_send.clone(), ctl);
+    let streams = streams(center, conn, link);
+    let pings = pings(link, ctl_send);
+    let result: Result<(), String> = tokio::select! {
+        r = control => r,
+        r = streams => r,
+        r = pings => r,
+        e = conn.closed() => Err(e.to_string()),
+    };
+    if let Err(why) = result {
+        tracing::warn!(gateway = %link.id, "closing the connection: {why}");
+        let code = if why.contains("protocol") || why.contains("offset") {
+            ErrorCode::PROTOCOL_VIOLATION
+        } else {
+            ErrorCode::INTERNAL_ERROR
+        };
+        if conn.close_reason().is_none() {
+            close(conn, code, &why);
+        }
+    }
+}
+
+async fn pings(
+    link: &Arc<GatewayLink>,
+    send: Arc<AsyncMutex<quinn::SendStream>>,
+) -> Result<(), String> {
+    let mut nonce = 0u64;
+    loop {
+        tokio::time::sleep(PING_INTERVAL).await;
+        nonce += 1;
+        let mut s = send.lock().await;
+        write_message(&mut s, &ControlMessage::Ping(Ping { nonce }))
+            .await
+            .map_err(|e| format!("control stream: {e}"))?;
+        drop(s);
+        link.last_seen_unix_ms.store(unix_ms(), Relaxed);
+    }
+}
+
+async fn control(
+    center: &Arc<Center>,
+    conn: &quinn::Connection,
+    link: &Arc<GatewayLink>,
+    send: Arc<AsyncMutex<quinn::SendStream>>,
+    mut ctl: MessageReader<ControlMessage>,
+) -> Result<(), String> {
+    let _ = center;
+    loop {
+        let message = ctl
+            .next()
+            .await
+            .map_err(|e| format!("control stream: {e}"))?;
+        link.last_seen_unix_ms.store(unix_ms(), Relaxed);
+        match message {
+            Some(ControlMessage::Ping(p)) => {
+                let mut s = send.lock().await;
+                write_message(&mut s, &ControlMessage::Pong(Pong { nonce: p.nonce }))
+                    .await
+                    .map_err(|e| format!("control stream: {e}"))?;
+            }
+            Some(ControlMessage::Pong(_)) => {
+                link.rtt_us.store(conn.rtt().as_micros() as u64, Relaxed);
+            }
+            Some(ControlMessage::CameraUpdate(update)) => {
+                for change in update.changes {
+                    match change {
+                        CameraChange::Upsert(info) => upsert_camera(link, info),
+                        CameraChange::State { id, state } => {
+                            if let Some(c) = link.cameras.get(&id)
+                                && let Ok(mut i) = c.info.lock()
+                            {
+                                i.state = state;
+                            }
+                        }
+                        CameraChange::Removed { id } => {
+                            link.cameras.remove(&id);
+                        }
+                    }
+                }
+            }
+            Some(ControlMessage::Goaway(g)) => {
+                tracing::info!(gateway = %link.id, reason = %g.reason, "gateway says goaway");
+                // Keep storing and acknowledging until it closes.
+                std::future::pending::<()>().await;
+            }
+            Some(other) => {
+                return Err(format!(
+                    "protocol violation: {other:?} on the control stream"
+                ));
+            }
+            None => return Err("protocol violation: control stream finished".into()),
+        }
+    }
+}
+
+/// Accepts the alert stream, then every GOP stream; a third bidirectional
+/// stream is a protocol violation.
+async fn streams(
+    center: &Arc<Center>,
+    conn: &quinn::Connection,
+    link: &Arc<GatewayLink>,
+) -> Result<(), String> {
+    let (send, recv) = conn.accept_bi().await.map_err(|e| e.to_string())?;
+    let alerts = alerts(center, link, send, recv);
+    let video = async {
+        loop {
+            let recv = conn.accept_uni().await.map_err(|e| e.to_string())?;
+            tokio::spawn(read_gop(center.clone(), link.clone(), recv));
+        }
+    };
+    let extra = async {
+        let _ = conn.accept_bi().await.map_err(|e| e.to_string())?;
+        Err::<(), String>("protocol violation: a third bidirectional stream".into())
+    };
+    tokio::select! {
+        r = alerts => r,
+        r = video => r,
+        r = extra => r,
+    }
+}
+
+/// Stores alert messages in the ledger, batched, and acknowledges each once
+/// its transaction has committed.
+async fn alerts(
+    center: &Arc<Center>,
+    link: &Arc<GatewayLink>,
+    mut send: quinn::SendStream,
+    recv: quinn::RecvStream,
+) -> Result<(), String> {
+    let mut reader = MessageReader::<AlertMessage>::new(recv, Role::Gateway);
+    loop {
+        let Some(first) = reader
+            .next()
+            .await
+            .map_err(|e| format!("alert stream: {e}"))?
+        else {
+            return Err("protocol violation: alert stream finished".into());
+        };
+        let mut batch = vec![first];
+        while batch.len() < STORE_BATCH {
+            match reader
+                .try_next()
+                .map_err(|e| format!("alert stream: {e}"))?
+            {
+                Some(m) => batch.push(m),
+                None => break,
+            }
+        }
+        let incoming: Vec<Incoming> = batch
+            .into_iter()
+            .filter_map(|m| match m {
+                AlertMessage::Alert(a) => Some(Incoming::Alert(a)),
+                AlertMessage::Snapshot(s) => Some(Incoming::Snapshot(s)),
+                // The decoder refuses acks from a gateway.
+                _ => None,
+            })
+            .collect();
+        let ledger = center.ledger.clone();
+        let gateway = link.id.clone();
+        let stored =
+            tokio::task::spawn_blocking(move || ledger.store(&gateway, &incoming, unix_ms()))
+                .await
+                .map_err(|e| format!("ledger task: {e}"))?
+                .map_err(|e| format!("ledger: {e}"))?;
+        for s in stored {
+            match s {
+                Stored::Alert {
+                    id,
+                    revision,
+                    outcome,
+                } => {
+                    let what = match outcome {
+                        StoreOutcome::Inserted => "inserted",
+                        StoreOutcome::Updated => "updated",
+                        StoreOutcome::Duplicate => "duplicate",
+                    };
+                    center
+                        .metrics
+                        .alerts
+                        .get_or_create(&vec![
+                            ("gateway".into(), link.id.clone()),
+                            ("outcome".into(), what.into()),
+                        ])
+                        .inc();
+                    if outcome != StoreOutcome::Duplicate {
+                        tracing::info!(gateway = %link.id, alert = %id, revision, "alert stored ({what})");
+                        let _ = center.alert_events.send(id.clone());
+                    }
+                    write_message(
+                        &mut send,
+                        &AlertMessage::AlertAck(AlertAck { id, revision }),
+                    )
+                    .await
+                    .map_err(|e| format!("alert stream: {e}"))?;
+                }
+                Stored::Snapshot { alert_id, .. } => {
+                    let _ = center.alert_events.send(alert_id.clone());
+                    write_message(
+                        &mut send,
+                        &AlertMessage::SnapshotAck(SnapshotAck { alert_id }),
+                    )
+                    .await
+                    .map_err(|e| format!("alert stream: {e}"))?;
+                }
+            }
+        }
+    }
+}
+
+/// One GOP stream: header, frames, end. Frames go to live viewers as they
+/// arrive; a whole GOP becomes the camera's latest. A reset or broken GOP
+/// is dropped whole and the connection carries on.
+async fn read_gop(center: Arc<Center>, link: Arc<GatewayLink>, recv: quinn::RecvStream) {
+    let mut reader = MessageReader::<VideoMessage>::new(recv, Role::Gateway);
+    let header = match reader.next().await {
+        Ok(Some(VideoMessage::GopHeader(h))) => h,
+        Ok(_) => return,
+        Err(e) => {
+            gop_failed(&center, &link, None, &e, &mut reader);
+            return;
+        }
+    };
+    let Some(camera) = link.cameras.get(&header.camera_id).map(|c| c.clone()) else {
+        tracing::warn!(gateway = %link.id, camera = %header.camera_id, "GOP for a camera not in the gateway's list");
+        reader.stop(ErrorCode::PROTOCOL_VIOLATION);
+        count_gop(&center, &link.id, &header.camera_id, "invalid");
+        return;
+    };
+    if camera.playing.fetch_max(header.gop_seq, Relaxed) > header.gop_seq {
+        reader.stop(ErrorCode::UNWANTED);
+        count_gop(&center, &link.id, &header.camera_id, "stale");
+        camera.gops_dropped.fetch_add(1, Relaxed);
+        return;
+    }
+    let labels = vec![
+        ("gateway".to_string(), link.id.clone()),
+        ("camera".to_string(), header.camera_id.clone()),
+    ];
+    let frames_counter = center.metrics.frames.get_or_create(&labels).clone();
+    let bytes_counter = center.metrics.bytes.get_or_create(&labels).clone();
+    let mut from = labels.clone();
+    from.push(("from".into(), "capture".into()));
+    let capture_delay = center.metrics.frame_delay.get_or_create(&from).clone();
+    if let Some(last) = from.last_mut() {
+        last.1 = "gateway".into();
+    }
+    let gateway_delay = center.metrics.frame_delay.get_or_create(&from).clone();
+
+    let header = Arc::new(header);
+    let mut frames = Vec::new();
+    let started = Instant::now();
+    loop {
+        match reader.next().await {
+            Ok(Some(VideoMessage::Frame(f))) => {
+                let now = unix_ns();
+                let capture_us = now.saturating_sub(f.capture_unix_ns) / 1000;
+                let gateway_us = now.saturating_sub(f.received_unix_ns) / 1000;
+                center.record_delay(capture_us, gateway_us);
+                capture_delay.observe(capture_us as f64 / 1e6);
+                gateway_delay.observe(gateway_us as f64 / 1e6);
+                frames_counter.inc();
+                bytes_counter.inc_by(f.data.len() as u64);
+                camera.frames.fetch_add(1, Relaxed);
+                camera.bytes.fetch_add(f.data.len() as u64, Relaxed);
+                camera.last_frame_unix_ns.store(now, Relaxed);
+                camera.last_capture_delay_us.store(capture_us, Relaxed);
+                let _ = camera.live.send(LiveFrame {
+                    gop_seq: header.gop_seq,
+                    header: header.clone(),
+                    frame: f.clone(),
+                });
+                frames.push(f);
+            }
+            Ok(Some(VideoMessage::GopHeader(_))) => {
+                // The decoder refuses a second header; not reached.
+                return;
+            }
+            Ok(None) => break,
+            Err(e) => {
+                gop_failed(&center, &link, Some(&camera), &e, &mut reader);
+                return;
+            }
+        }
+    }
+    let _ = started;
+    camera.gops_complete.fetch_add(1, Relaxed);
+    count_gop(&center, &link.id, &header.camera_id, "complete");
+    if let Ok(mut latest) = camera.latest_gop.lock() {
+        let newer = latest
+            .as_ref()
+            .is_none_or(|g| g.header.gop_seq < header.gop_seq);
+        if newer {
+            *latest = Some(Arc::new(CompleteGop {
+                header: (*header).clone(),
+                frames,
+                received_unix_ms: unix_ms(),
+            }));
+        }
+    }
+}
+
+fn count_gop(center: &Center, gateway: &str, camera: &str, outcome: &str) {
+    center
+        .metrics
+        .gops
+        .get_or_create(&vec![
+            ("gateway".into(), gateway.into()),
+            ("camera".into(), camera.into()),
+            ("outcome".into(), outcome.into()),
+        ])
+        .inc();
+}
+
+fn gop_failed(
+    center: &Center,
+    link: &GatewayLink,
+    camera: Option<&Arc<CenterCamera>>,
+    e: &StreamError,
+    reader: &mut MessageReader<VideoMessage>,
+) {
+    let camera_id = camera
+        .and_then(|c| c.info.lock().ok().map(|i| i.id.clone()))
+        .unwrap_or_else(|| "(unknown)".into());
+    if let Some(c) = camera {
+        c.gops_dropped.fetch_add(1, Relaxed);
+    }
+    match e {
+        StreamError::Read(quinn::ReadError::Reset(_)) => {
+            count_gop(center, &link.id, &camera_id, "reset");
+        }
+        StreamError::Protocol(p) => {
+            tracing::warn!(gateway = %link.id, camera = %camera_id, "bad GOP stream: {p}");
+            reader.stop(ErrorCode::PROTOCOL_VIOLATION);
+            count_gop(center, &link.id, &camera_id, "invalid");
+        }
+        // The connection went away; it is counted there.
+        _ => {}
+    }
+}

@@ -1,0 +1,339 @@
+//! The gateway's side of the relay to command centers (PROTOCOL.md): one
+//! [`Uplink`] per `[[upstream]]`, each with its own durable alert outbox,
+//! and the feeder that writes every alert event into every outbox before
+//! anything is sent.
+//!
+//! - `tls.rs`: mutual TLS from the operator's CA (`lookout certs` makes it).
+//! - `outbox.rs`: the SQLite (WAL) outbox of unacknowledged alerts.
+//! - `stream.rs`: quinn stream reading/writing, transport settings, backoff.
+//! - `uplink.rs`: the connection: control, alerts, GOP streams.
+
+pub mod outbox;
+pub mod stream;
+pub mod tls;
+pub mod uplink;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use lookout_codecs::relay::{Alert, Snapshot};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::detect::alerts::AlertEventKind;
+use crate::detect::hub::{AlertEvent, AlertHub, AlertQuery};
+use crate::ingest::Ingest;
+use crate::metrics::Metrics;
+use outbox::Outbox;
+pub use uplink::{Uplink, UplinkStatus};
+
+type Labels = Vec<(String, String)>;
+
+fn rtt_histogram() -> Histogram {
+    // 100 µs … ~6.5 s.
+    Histogram::new(exponential_buckets(0.0001, 2.0, 17))
+}
+
+/// The relay's Prometheus series.
+pub struct RelayMetrics {
+    /// 1 while connected, per upstream.
+    pub connected: Family<Labels, Gauge>,
+    /// Failed or lost connections, by reason (`tls`, `refused`, `timeout`…).
+    pub connection_errors: Family<Labels, Counter>,
+    /// Alert-stream messages written (re-sends included), per upstream.
+    pub alerts_sent: Family<Labels, Counter>,
+    pub alerts_acked: Family<Labels, Counter>,
+    /// Entries waiting for an acknowledgement.
+    pub outbox_depth: Family<Labels, Gauge>,
+    /// GOPs per camera by outcome: `sent` (all acknowledged), `reset`
+    /// (latency budget or the center stopped it), `skipped` (not subscribed).
+    pub gops: Family<Labels, Counter>,
+    /// Access units handed to GOP streams, and their bytes.
+    pub frames: Family<Labels, Counter>,
+    pub bytes: Family<Labels, Counter>,
+    /// Application round trip (Ping → Pong).
+    pub rtt: Family<Labels, Histogram, fn() -> Histogram>,
+}
+
+impl Default for RelayMetrics {
+    fn default() -> Self {
+        RelayMetrics {
+            connected: Family::default(),
+            connection_errors: Family::default(),
+            alerts_sent: Family::default(),
+            alerts_acked: Family::default(),
+            outbox_depth: Family::default(),
+            gops: Family::default(),
+            frames: Family::default(),
+            bytes: Family::default(),
+            rtt: Family::new_with_constructor(rtt_histogram),
+        }
+    }
+}
+
+impl RelayMetrics {
+    pub fn register(&self, m: &Metrics) {
+        m.register(
+            "relay_connected",
+            "1 while connected to the upstream command center",
+            self.connected.clone(),
+        );
+        m.register(
+            "relay_connection_errors",
+            "Failed or lost relay connections, by reason",
+            self.connection_errors.clone(),
+        );
+        m.register(
+            "relay_alerts_sent",
+            "Alert messages written to the upstream (re-sends included)",
+            self.alerts_sent.clone(),
+        );
+        m.register(
+            "relay_alerts_acknowledged",
+            "Alert acknowledgements received",
+            self.alerts_acked.clone(),
+        );
+        m.register(
+            "relay_outbox_entries",
+            "Alert outbox entries waiting for an acknowledgement",
+            self.outbox_depth.clone(),
+        );
+        m.register(
+            "relay_gops",
+            "GOPs per camera by outcome: sent, reset, skipped",
+            self.gops.clone(),
+        );
+        m.register(
+            "relay_frames",
+            "Access units handed to GOP streams",
+            self.frames.clone(),
+        );
+        m.register(
+            "relay_bytes",
+            "Access-unit bytes handed to GOP streams",
+            self.bytes.clone(),
+        );
+        m.register(
+            "relay_rtt_seconds",
+            "Application round trip to the command center (Ping to Pong)",
+            self.rtt.clone(),
+        );
+    }
+}
+
+/// Every upstream of this gateway.
+pub struct Relay {
+    uplinks: Vec<Arc<Uplink>>,
+    stop: watch::Sender<bool>,
+    tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Relay {
+    /// Opens every upstream's outbox and TLS identity (any problem is an
+    /// error naming the upstream and file, before anything starts), then
+    /// starts the feeder and one connection task per upstream.
+    pub async fn start(
+        config: &Config,
+        ingest: Arc<Ingest>,
+        hub: Arc<AlertHub>,
+        metrics: Arc<RelayMetrics>,
+    ) -> anyhow::Result<Arc<Relay>> {
+        let storage = config.resolve(&config.gateway.storage);
+        let mut uplinks = Vec::new();
+        for u in &config.upstreams {
+            let files = tls::TlsFiles {
+                ca: config.resolve(&u.ca),
+                cert: config.resolve(&u.cert),
+                key: config.resolve(&u.key),
+            };
+            let mut client = tls::client_config(&files)
+                .with_context(|| format!("upstream `{}`: TLS identity", u.id))?;
+            client.transport_config(stream::transport(0));
+            let path = storage.join("outbox").join(format!("{}.sqlite3", u.id));
+            let outbox = open_outbox(&path).with_context(|| format!("upstream `{}`", u.id))?;
+            let bind: std::net::SocketAddr = if u.address.starts_with('[') {
+                "[::]:0".parse()?
+            } else {
+                "0.0.0.0:0".parse()?
+            };
+            let endpoint = quinn::Endpoint::client(bind)
+                .with_context(|| format!("upstream `{}`: opening a UDP socket", u.id))?;
+            uplinks.push(Arc::new(Uplink::new(
+                u.clone(),
+                config.gateway.id.clone(),
+                client,
+                endpoint,
+                Arc::new(outbox),
+                ingest.clone(),
+                hub.clone(),
+                metrics.clone(),
+            )));
+        }
+        let (stop, stop_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+        if !uplinks.is_empty() {
+            tasks.push(tokio::spawn(feed(
+                hub.clone(),
+                hub.subscribe(),
+                uplinks.clone(),
+                stop_rx.clone(),
+            )));
+        }
+        for u in &uplinks {
+            tasks.push(tokio::spawn(u.clone().run(stop_rx.clone())));
+        }
+        Ok(Arc::new(Relay {
+            uplinks,
+            stop,
+            tasks: std::sync::Mutex::new(tasks),
+        }))
+    }
+
+    pub fn status(&self) -> Vec<UplinkStatus> {
+        self.uplinks.iter().map(|u| u.status()).collect()
+    }
+
+    /// Writes the last alert events to the outboxes, says goaway to each
+    /// center after waiting briefly for acknowledgements, and closes.
+    pub async fn stop(&self) {
+        let _ = self.stop.send(true);
+        let tasks: Vec<JoinHandle<()>> = self
+            .tasks
+            .lock()
+            .map(|mut t| t.drain(..).collect())
+            .unwrap_or_default();
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+fn open_outbox(path: &Path) -> anyhow::Result<Outbox> {
+    Outbox::open(path).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// What an alert event puts in an outbox.
+enum OutboxItem {
+    Alert(Alert),
+    Snapshot(Snapshot),
+}
+
+/// Alert revisions, as PROTOCOL.md §6.10 numbers them: 0 when raised, one
+/// more per update, one more when cleared.
+fn revision(alert: &crate::detect::hub::Alert) -> u32 {
+    if alert.state == "cleared" {
+        alert.updates + 1
+    } else {
+        alert.updates
+    }
+}
+
+fn items(event: &AlertEvent) -> Vec<OutboxItem> {
+    match event.kind {
+        AlertEventKind::Snapshot => match &event.snapshot {
+            Some(jpeg) if !jpeg.is_empty() => vec![OutboxItem::Snapshot(Snapshot {
+                alert_id: event.alert.id.clone(),
+                jpeg: jpeg.clone(),
+            })],
+            _ => Vec::new(),
+        },
+        _ => alert_item(&event.alert, None).into_iter().collect(),
+    }
+}
+
+fn alert_item(alert: &crate::detect::hub::Alert, jpeg: Option<bytes::Bytes>) -> Option<OutboxItem> {
+    match serde_json::to_string(alert) {
+        Ok(json) => Some(OutboxItem::Alert(Alert {
+            id: alert.id.clone(),
+            revision: revision(alert),
+            payload_json: json,
+            snapshot_jpeg: jpeg.filter(|j| !j.is_empty()),
+        })),
+        Err(e) => {
+            tracing::error!(alert = %alert.id, "cannot encode alert for the relay: {e}");
+            None
+        }
+    }
+}
+
+/// Writes every alert event into every outbox (durably, before any of it is
+/// sent) and wakes the uplinks. If the hub's channel overflowed, every alert
+/// it still holds is written again: the outbox ignores revisions it already
+/// has, so nothing doubles and nothing is missed.
+async fn feed(
+    hub: Arc<AlertHub>,
+    mut events: broadcast::Receiver<AlertEvent>,
+    uplinks: Vec<Arc<Uplink>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let batch = tokio::select! {
+            e = events.recv() => match e {
+                Ok(event) => items(&event),
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "relay fell behind the alert events; re-reading every alert");
+                    everything(&hub)
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            _ = stop.changed() => {
+                // Detection has stopped; take what it left.
+                let mut rest = Vec::new();
+                while let Ok(event) = events.try_recv() {
+                    rest.extend(items(&event));
+                }
+                store(&uplinks, rest).await;
+                return;
+            }
+        };
+        store(&uplinks, batch).await;
+    }
+}
+
+/// Every alert the hub holds, in its current revision, and its snapshot.
+fn everything(hub: &AlertHub) -> Vec<OutboxItem> {
+    let mut all = hub.list(&AlertQuery::default());
+    all.reverse(); // oldest first
+    all.iter()
+        .filter_map(|a| alert_item(a, hub.snapshot(&a.id)))
+        .collect()
+}
+
+async fn store(uplinks: &[Arc<Uplink>], items: Vec<OutboxItem>) {
+    if items.is_empty() {
+        return;
+    }
+    let items = Arc::new(items);
+    for u in uplinks {
+        let outbox = u.outbox.clone();
+        let batch = items.clone();
+        let id = u.id().to_string();
+        let result = tokio::task::spawn_blocking(move || {
+            for item in batch.iter() {
+                match item {
+                    OutboxItem::Alert(a) => {
+                        outbox.push_alert(a)?;
+                    }
+                    OutboxItem::Snapshot(s) => {
+                        outbox.push_snapshot(s)?;
+                    }
+                }
+            }
+            Ok::<(), outbox::OutboxError>(())
+        })
+        .await;
+        match result {
+            Ok(Ok(())) => u.outbox_ready.notify_one(),
+            Ok(Err(e)) => {
+                tracing::error!(upstream = %id, "alert not queued for the command center: {e}")
+            }
+            Err(e) => tracing::error!(upstream = %id, "outbox writer failed: {e}"),
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! The quinn side of the relay protocol shared by the gateway (`uplink.rs`)
+//! and the command center (`center/`): reading one stream's messages through
+//! the sans-IO `FrameDecoder`, writing encoded messages without copying
+//! their payloads, the QUIC transport settings both ends use, and the
+//! reconnect backoff of PROTOCOL.md §10.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use lookout_codecs::relay::{DecodeError, EncodeError, FrameDecoder, Role, StreamMessage};
+use quinn::{RecvStream, SendStream, VarInt};
+
+/// Most bytes taken from quinn per read: one read never holds more than this
+/// beyond the decoder's one-message buffer.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Why a stream could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// The peer broke the protocol; the decoder's message names where.
+    #[error("{0}")]
+    Protocol(#[from] DecodeError),
+    #[error("encoding: {0}")]
+    Encode(#[from] EncodeError),
+    #[error("reading: {0}")]
+    Read(#[from] quinn::ReadError),
+    #[error("writing: {0}")]
+    Write(#[from] quinn::WriteError),
+    #[error("stream closed")]
+    Closed(#[from] quinn::ClosedStream),
+}
+
+/// One receiving direction of a relay stream, message by message.
+pub struct MessageReader<M> {
+    recv: RecvStream,
+    decoder: FrameDecoder<M>,
+    /// The stream ended (FIN) and every message before it was returned.
+    done: bool,
+}
+
+impl<M: StreamMessage> MessageReader<M> {
+    /// Reads messages written by `from`.
+    pub fn new(recv: RecvStream, from: Role) -> MessageReader<M> {
+        MessageReader {
+            recv,
+            decoder: FrameDecoder::new(from),
+            done: false,
+        }
+    }
+
+    /// The next message; `Ok(None)` once the peer finished the stream cleanly.
+    /// Cancel-safe: a message is only taken out of the decoder when returned.
+    pub async fn next(&mut self) -> Result<Option<M>, StreamError> {
+        loop {
+            if let Some(message) = self.decoder.next_message()? {
+                return Ok(Some(message));
+            }
+            if self.done {
+                return Ok(None);
+            }
+            match self.recv.read_chunk(READ_CHUNK, true).await? {
+                Some(chunk) => self.decoder.push(&chunk.bytes),
+                None => {
+                    self.decoder.finish()?;
+                    self.done = true;
+                }
+            }
+        }
+    }
+
+    /// A message already received and buffered, without waiting for more.
+    pub fn try_next(&mut self) -> Result<Option<M>, StreamError> {
+        Ok(self.decoder.next_message()?)
+    }
+
+    /// Bytes of the stream consumed so far.
+    pub fn offset(&self) -> u64 {
+        self.decoder.offset()
+    }
+
+    /// Asks the peer to stop sending (STOP_SENDING with `code`).
+    pub fn stop(&mut self, code: lookout_codecs::relay::ErrorCode) {
+        let _ = self.recv.stop(varint(code.value()));
+    }
+}
+
+/// Encodes `message` and writes it whole. Large payloads (access units,
+/// JPEGs) are handed to quinn as the same `Bytes`, not copied.
+pub async fn write_message<M: StreamMessage>(
+    send: &mut SendStream,
+    message: &M,
+) -> Result<(), StreamError> {
+    let mut chunks: Vec<Bytes> = message.encode()?.into_chunks();
+    send.write_all_chunks(&mut chunks).await?;
+    Ok(())
+}
+
+/// An error or priority code as quinn's `VarInt` (codes fit: they are QUIC
+/// varints on the wire).
+pub fn varint(value: u64) -> VarInt {
+    VarInt::from_u64(value).unwrap_or(VarInt::MAX)
+}
+
+/// The QUIC transport both ends use: a 30 s idle timeout (PROTOCOL.md §3)
+/// with keep-alives well inside it, so a NAT binding on a cellular link
+/// stays open; room for many GOP streams at once.
+pub fn transport(max_uni_streams: u32) -> Arc<quinn::TransportConfig> {
+    let mut t = quinn::TransportConfig::default();
+    // Milliseconds.
+    t.max_idle_timeout(Some(VarInt::from_u32(30_000).into()));
+    t.keep_alive_interval(Some(Duration::from_secs(5)));
+    t.max_concurrent_uni_streams(VarInt::from_u32(max_uni_streams));
+    t.max_concurrent_bidi_streams(VarInt::from_u32(2));
+    // GOP streams are small and many: no stream may hog the window, but a
+    // keyframe (a few hundred kB at 1080p) must fit without a round trip.
+    t.stream_receive_window(VarInt::from_u32(4 << 20));
+    t.receive_window(VarInt::from_u32(64 << 20));
+    t.send_window(64 << 20);
+    Arc::new(t)
+}
+
+/// The reconnect delays of PROTOCOL.md §10: 0.5 s doubling to 30 s, ±20 %
+/// jitter, back to 0.5 s after a connection stayed up for a minute.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    next: Duration,
+    /// xorshift state for the jitter; seeded from the clock.
+    rng: u64,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff::new()
+    }
+}
+
+impl Backoff {
+    pub const INITIAL: Duration = Duration::from_millis(500);
+    pub const MAX: Duration = Duration::from_secs(30);
+    /// A connection up this long resets the delay.
+    pub const STABLE: Duration = Duration::from_secs(60);
+
+    pub fn new() -> Backoff {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0x9e37_79b9, |d| d.as_nanos() as u64)
+            | 1;
+        Backoff {
+            next: Backoff::INITIAL,
+            rng: seed,
+        }
+    }
+
+    /// The wait before the next attempt; doubles the one after.
+    pub fn next_delay(&mut self) -> Duration {
+        let base = self.next;
+        self.next = (self.next * 2).min(Backoff::MAX);
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        // 0.8 … 1.2
+        let factor = 0.8 + (self.rng % 4001) as f64 / 10_000.0;
+        base.mul_f64(factor)
+    }
+
+    /// An operator must act (bad version or certificate): wait the longest.
+    pub fn max_delay(&mut self) -> Duration {
+        self.next = Backoff::MAX;
+        self.next_delay()
+    }
+
+    /// The connection that just ended was up for `up`.
+    pub fn connection_lasted(&mut self, up: Duration) {
+        if up >= Backoff::STABLE {
+            self.next = Backoff::INITIAL;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_caps() {
+        let mut b = Backoff::new();
+        let d: Vec<Duration> = (0..10).map(|_| b.next_delay()).collect();
+        assert!(d[0] >= Duration::from_millis(400) && d[0] <= Duration::from_millis(600));
+        assert!(d[1] >= Duration::from_millis(800) && d[1] <= Duration::from_millis(1200));
+        assert!(d[9] >= Duration::from_secs(24) && d[9] <= Duration::from_secs(36));
+        b.connection_lasted(Duration::from_secs(61));
+        assert!(b.next_delay() <= Duration::from_millis(600));
+        b.connection_lasted(Duration::from_secs(5));
+        assert!(b.next_delay() >= Duration::from_millis(800));
+    }
+}

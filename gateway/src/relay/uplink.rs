@@ -1,0 +1,1142 @@
+//! One `[[upstream]]`: the gateway's connection to a command center, kept up
+//! for the life of the process (PROTOCOL.md §10). It dials with mutual TLS,
+//! introduces the gateway and its cameras (`Hello`), then runs, side by
+//! side until the connection ends:
+//!
+//! - the control stream: the center's `Subscribe`, pings both ways, camera
+//!   changes as `CameraUpdate`, `Goaway` on shutdown;
+//! - the alert stream: every outbox entry, oldest first, at the highest
+//!   priority; entries leave the outbox only when the center acknowledges;
+//! - video: per camera, each GOP (keyframe to keyframe) on its own
+//!   unidirectional stream, written by its own task so a slow stream never
+//!   holds up the camera, with the priorities and resets that the sans-IO
+//!   [`Scheduler`] decides.
+//!
+//! A lost connection is redialled with backoff; alerts raised meanwhile wait
+//! in the SQLite outbox (`outbox.rs`), video resumes at each camera's next
+//! keyframe.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use dashmap::DashMap;
+use lookout_codecs::relay::{
+    ALERT_STREAM_PRIORITY, Action, AlertMessage, CONTROL_STREAM_PRIORITY, CameraChange, CameraInfo,
+    CameraPolicy, CameraUpdate, ClassRanks, ControlMessage, ErrorCode, Frame, Goaway, GopHeader,
+    GopOutcome, GopStart, Hello, PROTOCOL_VERSION, Ping, Pong, Role, Scheduler, VideoMessage,
+};
+use lookout_codecs::relay::{
+    CameraKind as WireKind, CameraState as WireState, Location, StreamMessage,
+};
+use serde::Serialize;
+use tokio::sync::{Notify, mpsc, watch};
+
+use super::RelayMetrics;
+use super::outbox::{Outbox, OutboxEntry};
+use super::stream::{Backoff, MessageReader, StreamError, varint, write_message};
+use crate::config::{CameraConfig, CameraKind, UpstreamConfig};
+use crate::detect::hub::AlertHub;
+use crate::ingest::{AccessUnit, CameraState, CameraStatus, Filter, Ingest};
+
+/// How long dialling and the handshake (`Hello` → `Welcome`) may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// PROTOCOL.md §6.6: a ping at least every 10 s.
+const PING_INTERVAL: Duration = Duration::from_secs(5);
+/// PROTOCOL.md §6.6: no pong this long after a ping ends the connection.
+const PONG_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often camera states are compared with what the center was told.
+const CAMERA_POLL: Duration = Duration::from_millis(500);
+/// Outbox entries read and sent per round.
+const OUTBOX_BATCH: usize = 64;
+/// How long a stopping gateway waits for the center to acknowledge alerts
+/// already sent (they stay in the outbox either way).
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
+/// A superseded GOP older than this is reset when the camera sets no
+/// `latency_budget_ms`.
+pub const DEFAULT_LATENCY_BUDGET: Duration = Duration::from_millis(1000);
+
+/// Where a connection stands, for `/api/upstreams` and logs.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum LinkState {
+    Connecting,
+    Connected {
+        center_id: String,
+        since_unix_ms: u64,
+    },
+    Backoff {
+        retry_in_ms: u64,
+        last_error: String,
+    },
+    Stopped,
+}
+
+/// One upstream's state and counters for the API.
+#[derive(Debug, Clone, Serialize)]
+pub struct UplinkStatus {
+    pub id: String,
+    pub address: String,
+    #[serde(flatten)]
+    pub state: LinkState,
+    pub connects: u64,
+    pub outbox_pending: u64,
+    pub alerts_sent: u64,
+    pub alerts_acknowledged: u64,
+    pub rtt_ms: Option<f64>,
+}
+
+/// The long-lived side of one upstream; each connection gets a [`Session`].
+pub struct Uplink {
+    pub(super) config: UpstreamConfig,
+    gateway_id: String,
+    client: quinn::ClientConfig,
+    endpoint: quinn::Endpoint,
+    pub(super) outbox: Arc<Outbox>,
+    /// Woken when the feeder put something in the outbox.
+    pub(super) outbox_ready: Notify,
+    /// Per camera, the last GOP number cut: GOP numbers keep counting across
+    /// connections (PROTOCOL.md §6.8) so the center can tell a gap.
+    gop_seq: DashMap<Arc<str>, u64>,
+    ingest: Arc<Ingest>,
+    hub: Arc<AlertHub>,
+    metrics: Arc<RelayMetrics>,
+    state: Mutex<LinkState>,
+    connects: AtomicU64,
+    alerts_sent: AtomicU64,
+    alerts_acked: AtomicU64,
+    rtt_us: AtomicU64,
+}
+
+impl Uplink {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        config: UpstreamConfig,
+        gateway_id: String,
+        client: quinn::ClientConfig,
+        endpoint: quinn::Endpoint,
+        outbox: Arc<Outbox>,
+        ingest: Arc<Ingest>,
+        hub: Arc<AlertHub>,
+        metrics: Arc<RelayMetrics>,
+    ) -> Uplink {
+        Uplink {
+            config,
+            gateway_id,
+            client,
+            endpoint,
+            outbox,
+            outbox_ready: Notify::new(),
+            gop_seq: DashMap::new(),
+            ingest,
+            hub,
+            metrics,
+            state: Mutex::new(LinkState::Connecting),
+            connects: AtomicU64::new(0),
+            alerts_sent: AtomicU64::new(0),
+            alerts_acked: AtomicU64::new(0),
+            rtt_us: AtomicU64::new(0),
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.config.id
+    }
+
+    pub fn status(&self) -> UplinkStatus {
+        let rtt = self.rtt_us.load(Relaxed);
+        UplinkStatus {
+            id: self.config.id.clone(),
+            address: self.config.address.clone(),
+            state: self
+                .state
+                .lock()
+                .map(|s| s.clone())
+                .unwrap_or(LinkState::Stopped),
+            connects: self.connects.load(Relaxed),
+            outbox_pending: self.outbox.len().unwrap_or(0),
+            alerts_sent: self.alerts_sent.load(Relaxed),
+            alerts_acknowledged: self.alerts_acked.load(Relaxed),
+            rtt_ms: (rtt > 0).then(|| rtt as f64 / 1000.0),
+        }
+    }
+
+    fn set_state(&self, state: LinkState) {
+        if let Ok(mut s) = self.state.lock() {
+            *s = state;
+        }
+    }
+
+    fn labels(&self) -> Vec<(String, String)> {
+        vec![("upstream".into(), self.config.id.clone())]
+    }
+
+    /// Dials, serves, redials with backoff, until `stop` says so.
+    pub(super) async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let mut backoff = Backoff::new();
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            self.set_state(LinkState::Connecting);
+            let started = Instant::now();
+            let result = self.connect_and_serve(&mut stop).await;
+            backoff.connection_lasted(started.elapsed());
+            self.metrics.connected.get_or_create(&self.labels()).set(0);
+            let (delay, error) = match result {
+                Ok(End::Stopped) => break,
+                Ok(End::Goaway(reason)) => {
+                    tracing::info!(upstream = %self.config.id, %reason, "command center said goaway");
+                    (backoff.next_delay(), format!("goaway: {reason}"))
+                }
+                Err(e) => {
+                    let delay = if e.needs_operator() {
+                        backoff.max_delay()
+                    } else {
+                        backoff.next_delay()
+                    };
+                    tracing::warn!(
+                        upstream = %self.config.id,
+                        address = %self.config.address,
+                        retry_in_ms = delay.as_millis() as u64,
+                        "relay connection: {e}"
+                    );
+                    self.metrics
+                        .connection_errors
+                        .get_or_create(&vec![
+                            ("upstream".into(), self.config.id.clone()),
+                            ("reason".into(), e.reason().into()),
+                        ])
+                        .inc();
+                    (delay, e.to_string())
+                }
+            };
+            self.set_state(LinkState::Backoff {
+                retry_in_ms: delay.as_millis() as u64,
+                last_error: error,
+            });
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = stop.changed() => break,
+            }
+        }
+        self.set_state(LinkState::Stopped);
+    }
+
+    async fn connect_and_serve(
+        self: &Arc<Self>,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<End, SessionError> {
+        let addr = resolve(&self.config.address).await?;
+        let connecting = self
+            .endpoint
+            .connect_with(self.client.clone(), addr, &self.config.server_name)
+            .map_err(|e| SessionError::Connect(e.to_string()))?;
+        let conn = tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting)
+            .await
+            .map_err(|_| SessionError::Timeout("TLS handshake"))?
+            .map_err(SessionError::Connection)?;
+
+        let (mut ctl_send, ctl_recv) = conn.open_bi().await.map_err(SessionError::Connection)?;
+        ctl_send.set_priority(CONTROL_STREAM_PRIORITY)?;
+        let cameras = cameras_now(&self.ingest);
+        write_message(
+            &mut ctl_send,
+            &ControlMessage::Hello(Hello {
+                protocol_version: PROTOCOL_VERSION,
+                gateway_id: self.gateway_id.clone(),
+                software_version: format!("lookout {}", env!("CARGO_PKG_VERSION")),
+                cameras: cameras.clone(),
+            }),
+        )
+        .await?;
+        let mut ctl = MessageReader::<ControlMessage>::new(ctl_recv, Role::Center);
+        let welcome = tokio::time::timeout(HANDSHAKE_TIMEOUT, ctl.next())
+            .await
+            .map_err(|_| SessionError::Timeout("Welcome"))??;
+        let center_id = match welcome {
+            Some(ControlMessage::Welcome(w)) => w.center_id,
+            Some(ControlMessage::Refuse(r)) => {
+                conn.close(varint(r.code.value()), b"refused");
+                return Err(SessionError::Refused {
+                    code: r.code,
+                    reason: r.reason,
+                });
+            }
+            other => {
+                let what = format!("expected Welcome, got {other:?}");
+                conn.close(
+                    varint(ErrorCode::PROTOCOL_VIOLATION.value()),
+                    what.as_bytes(),
+                );
+                return Err(SessionError::Violation(what));
+            }
+        };
+        let (alert_send, alert_recv) = conn.open_bi().await.map_err(SessionError::Connection)?;
+        alert_send.set_priority(ALERT_STREAM_PRIORITY)?;
+
+        self.connects.fetch_add(1, Relaxed);
+        self.metrics.connected.get_or_create(&self.labels()).set(1);
+        tracing::info!(
+            upstream = %self.config.id,
+            center = %center_id,
+            address = %addr,
+            cameras = cameras.len(),
+            outbox = self.outbox.len().unwrap_or(0),
+            "connected to command center"
+        );
+        self.set_state(LinkState::Connected {
+            center_id: center_id.clone(),
+            since_unix_ms: unix_ms(),
+        });
+
+        let session = Arc::new(Session {
+            uplink: self.clone(),
+            conn: conn.clone(),
+            scheduler: Mutex::new(Scheduler::new(ClassRanks::default())),
+            gops: DashMap::new(),
+            timers: Notify::new(),
+        });
+        let (end_tx, mut end_rx) = mpsc::channel::<Result<End, SessionError>>(4);
+        // The session's own stop: set when the session ends for any reason,
+        // so every task of it finishes.
+        let (quit_tx, quit_rx) = watch::channel(false);
+
+        let mut tasks = tokio::task::JoinSet::new();
+        {
+            let s = session.clone();
+            let end = end_tx.clone();
+            let quit = quit_rx.clone();
+            let cams: HashMap<String, CameraInfo> =
+                cameras.iter().map(|c| (c.id.clone(), c.clone())).collect();
+            tasks.spawn(async move {
+                let r = s.control(ctl_send, ctl, cams, quit).await;
+                let _ = end.send(r).await;
+            });
+        }
+        {
+            let s = session.clone();
+            let end = end_tx.clone();
+            let quit = quit_rx.clone();
+            tasks.spawn(async move {
+                let r = s.alerts(alert_send, alert_recv, quit).await;
+                let _ = end.send(r).await;
+            });
+        }
+        {
+            let s = session.clone();
+            let quit = quit_rx.clone();
+            tasks.spawn(async move { s.video(quit).await });
+        }
+        {
+            let s = session.clone();
+            let quit = quit_rx.clone();
+            tasks.spawn(async move { s.timers(quit).await });
+        }
+        drop(end_tx);
+
+        let result = tokio::select! {
+            r = end_rx.recv() => r.unwrap_or(Ok(End::Stopped)),
+            e = conn.closed() => Err(SessionError::Connection(e)),
+            _ = stop.changed() => {
+                // Graceful: tell the center, let the alert task drain acks.
+                let _ = quit_tx.send(true);
+                let drained = tokio::time::timeout(DRAIN_TIMEOUT + Duration::from_secs(1), async {
+                    while let Some(r) = end_rx.recv().await {
+                        if r.is_err() { break; }
+                    }
+                }).await;
+                if drained.is_err() {
+                    tracing::warn!(upstream = %self.config.id, "stopping without every acknowledgement");
+                }
+                conn.close(varint(ErrorCode::NO_ERROR.value()), b"gateway stopping");
+                Ok(End::Stopped)
+            }
+        };
+        let _ = quit_tx.send(true);
+        if let Err(e) = &result {
+            conn.close(varint(e.code().value()), e.to_string().as_bytes());
+        }
+        // Tasks end on `quit` or with the connection; don't wait on a stuck one.
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        tasks.abort_all();
+        result
+    }
+
+    /// The next GOP number of a camera.
+    fn next_gop_seq(&self, camera: &Arc<str>) -> u64 {
+        let mut e = self.gop_seq.entry(camera.clone()).or_insert(0);
+        *e += 1;
+        *e
+    }
+}
+
+/// How a connection ended without an error.
+#[derive(Debug)]
+enum End {
+    /// The gateway is stopping.
+    Stopped,
+    /// The center sent `Goaway`.
+    Goaway(String),
+}
+
+/// Why a connection failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("cannot resolve {0}")]
+    Resolve(String),
+    #[error("cannot dial: {0}")]
+    Connect(String),
+    #[error("{0}")]
+    Connection(#[from] quinn::ConnectionError),
+    #[error("timed out waiting for {0}")]
+    Timeout(&'static str),
+    #[error("refused by the command center ({code}): {reason}")]
+    Refused { code: ErrorCode, reason: String },
+    #[error("protocol violation by the command center: {0}")]
+    Violation(String),
+    #[error("{0}")]
+    Stream(#[from] StreamError),
+    #[error("no pong for {0:?}")]
+    PingTimeout(Duration),
+    #[error("outbox: {0}")]
+    Outbox(String),
+}
+
+impl From<quinn::ClosedStream> for SessionError {
+    fn from(e: quinn::ClosedStream) -> Self {
+        SessionError::Stream(StreamError::Closed(e))
+    }
+}
+
+impl SessionError {
+    /// Refusals an operator has to fix: retrying fast won't help.
+    fn needs_operator(&self) -> bool {
+        matches!(self, SessionError::Refused { code, .. }
+            if *code == ErrorCode::UNSUPPORTED_VERSION || *code == ErrorCode::UNAUTHORIZED)
+            || matches!(
+                self,
+                SessionError::Connection(quinn::ConnectionError::TransportError(_))
+            )
+    }
+
+    fn reason(&self) -> &'static str {
+        match self {
+            SessionError::Resolve(_) => "resolve",
+            SessionError::Connect(_) => "dial",
+            SessionError::Connection(quinn::ConnectionError::TimedOut) => "timeout",
+            SessionError::Connection(quinn::ConnectionError::TransportError(_)) => "tls",
+            SessionError::Connection(_) => "connection",
+            SessionError::Timeout(_) => "timeout",
+            SessionError::Refused { .. } => "refused",
+            SessionError::Violation(_) | SessionError::Stream(StreamError::Protocol(_)) => {
+                "protocol"
+            }
+            SessionError::Stream(_) => "stream",
+            SessionError::PingTimeout(_) => "ping_timeout",
+            SessionError::Outbox(_) => "outbox",
+        }
+    }
+
+    /// The code to close the connection with.
+    fn code(&self) -> ErrorCode {
+        match self {
+            SessionError::Violation(_) => ErrorCode::PROTOCOL_VIOLATION,
+            SessionError::Stream(StreamError::Protocol(e)) => e.code(),
+            SessionError::PingTimeout(_) => ErrorCode::PING_TIMEOUT,
+            SessionError::Refused { code, .. } => *code,
+            _ => ErrorCode::INTERNAL_ERROR,
+        }
+    }
+}
+
+async fn resolve(address: &str) -> Result<SocketAddr, SessionError> {
+    tokio::net::lookup_host(address)
+        .await
+        .map_err(|e| SessionError::Resolve(format!("{address}: {e}")))?
+        .next()
+        .ok_or_else(|| SessionError::Resolve(format!("{address}: no address")))
+}
+
+/// What a GOP's writer task is told by the scheduler.
+#[derive(Debug)]
+enum GopCommand {
+    SetPriority(i32),
+    Reset(ErrorCode),
+}
+
+/// One connection's state.
+struct Session {
+    uplink: Arc<Uplink>,
+    conn: quinn::Connection,
+    /// Decides GOP priorities and resets; never held across an await.
+    scheduler: Mutex<Scheduler>,
+    /// The command channel of each GOP stream in flight.
+    gops: DashMap<(Arc<str>, u64), mpsc::UnboundedSender<GopCommand>>,
+    /// Woken when the scheduler may have a new deadline.
+    timers: Notify,
+}
+
+impl Session {
+    fn camera_labels(&self, camera: &str) -> Vec<(String, String)> {
+        vec![
+            ("upstream".into(), self.uplink.config.id.clone()),
+            ("camera".into(), camera.to_string()),
+        ]
+    }
+
+    fn gop_outcome(&self, camera: &str, outcome: &str) {
+        let mut l = self.camera_labels(camera);
+        l.push(("outcome".into(), outcome.into()));
+        self.uplink.metrics.gops.get_or_create(&l).inc();
+    }
+
+    /// Runs `f` on the scheduler, then carries out what it decided.
+    fn with_scheduler<T>(&self, f: impl FnOnce(&mut Scheduler) -> T) -> Option<T> {
+        let mut s = self.scheduler.lock().ok()?;
+        let out = f(&mut s);
+        while let Some(action) = s.poll_action() {
+            match action {
+                Action::SetPriority {
+                    camera,
+                    gop_seq,
+                    priority,
+                } => {
+                    if let Some(tx) = self.gops.get(&(camera, gop_seq)) {
+                        let _ = tx.send(GopCommand::SetPriority(priority));
+                    }
+                }
+                Action::Reset {
+                    camera,
+                    gop_seq,
+                    code,
+                } => {
+                    self.gop_outcome(&camera, "reset");
+                    if let Some((_, tx)) = self.gops.remove(&(camera, gop_seq)) {
+                        let _ = tx.send(GopCommand::Reset(code));
+                    }
+                }
+            }
+        }
+        Some(out)
+    }
+
+    /// The control stream: subscriptions, pings, camera changes.
+    async fn control(
+        self: Arc<Self>,
+        mut send: quinn::SendStream,
+        mut recv: MessageReader<ControlMessage>,
+        mut told: HashMap<String, CameraInfo>,
+        mut quit: watch::Receiver<bool>,
+    ) -> Result<End, SessionError> {
+        let mut ping = tokio::time::interval(PING_INTERVAL);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut cameras = tokio::time::interval(CAMERA_POLL);
+        cameras.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut nonce: u64 = 0;
+        let mut outstanding: Option<(u64, Instant)> = None;
+        loop {
+            tokio::select! {
+                message = recv.next() => match message? {
+                    Some(ControlMessage::Subscribe(s)) => {
+                        tracing::info!(upstream = %self.uplink.config.id, mode = ?s.mode, cameras = s.cameras.len(), "center subscription");
+                        self.with_scheduler(|sch| sch.subscribe(&s));
+                    }
+                    Some(ControlMessage::Ping(p)) => {
+                        write_message(&mut send, &ControlMessage::Pong(Pong { nonce: p.nonce })).await?;
+                    }
+                    Some(ControlMessage::Pong(p)) => {
+                        if let Some((n, at)) = outstanding
+                            && n == p.nonce
+                        {
+                            let rtt = at.elapsed();
+                            self.uplink.rtt_us.store(rtt.as_micros() as u64, Relaxed);
+                            self.uplink.metrics.rtt.get_or_create(&self.uplink.labels()).observe(rtt.as_secs_f64());
+                            outstanding = None;
+                        }
+                    }
+                    Some(ControlMessage::Goaway(g)) => return Ok(End::Goaway(g.reason)),
+                    Some(other) => {
+                        return Err(SessionError::Violation(format!("{other:?} on the control stream")));
+                    }
+                    None => return Err(SessionError::Violation("control stream finished".into())),
+                },
+                _ = ping.tick() => {
+                    if let Some((_, at)) = outstanding && at.elapsed() > PONG_TIMEOUT {
+                        return Err(SessionError::PingTimeout(PONG_TIMEOUT));
+                    }
+                    if outstanding.is_none() {
+                        nonce += 1;
+                        outstanding = Some((nonce, Instant::now()));
+                        write_message(&mut send, &ControlMessage::Ping(Ping { nonce })).await?;
+                    }
+                }
+                _ = cameras.tick() => {
+                    let now: HashMap<String, CameraInfo> = cameras_now(&self.uplink.ingest)
+                        .into_iter()
+                        .map(|c| (c.id.clone(), c))
+                        .collect();
+                    let changes = camera_changes(&told, &now);
+                    if !changes.is_empty() {
+                        write_message(&mut send, &ControlMessage::CameraUpdate(CameraUpdate { changes })).await?;
+                        told = now;
+                    }
+                }
+                _ = quit.changed() => {
+                    let _ = write_message(&mut send, &ControlMessage::Goaway(Goaway {
+                        code: ErrorCode::NO_ERROR,
+                        reason: "gateway stopping".into(),
+                    })).await;
+                    return Ok(End::Stopped);
+                }
+            }
+        }
+    }
+
+    /// The alert stream: outbox entries out, acknowledgements back.
+    async fn alerts(
+        self: Arc<Self>,
+        mut send: quinn::SendStream,
+        recv: quinn::RecvStream,
+        mut quit: watch::Receiver<bool>,
+    ) -> Result<End, SessionError> {
+        let uplink = &self.uplink;
+        let mut acks = MessageReader::<AlertMessage>::new(recv, Role::Center);
+        let mut last_sent = 0u64;
+        // What this connection sent and the center has not acknowledged.
+        let mut in_flight_alerts: HashMap<String, u32> = HashMap::new();
+        let mut in_flight_snapshots: HashSet<String> = HashSet::new();
+        let mut stopping = false;
+        let labels = uplink.labels();
+        loop {
+            if !stopping {
+                let outbox = uplink.outbox.clone();
+                let batch =
+                    tokio::task::spawn_blocking(move || outbox.pending(last_sent, OUTBOX_BATCH))
+                        .await
+                        .map_err(|e| SessionError::Outbox(e.to_string()))?
+                        .map_err(|e| SessionError::Outbox(e.to_string()))?;
+                if !batch.is_empty() {
+                    for entry in batch {
+                        last_sent = entry.seq();
+                        match entry {
+                            OutboxEntry::Alert { alert, .. } => {
+                                in_flight_alerts
+                                    .entry(alert.id.clone())
+                                    .and_modify(|r| *r = (*r).max(alert.revision))
+                                    .or_insert(alert.revision);
+                                write_message(&mut send, &AlertMessage::Alert(alert)).await?;
+                                uplink.alerts_sent.fetch_add(1, Relaxed);
+                                uplink.metrics.alerts_sent.get_or_create(&labels).inc();
+                            }
+                            OutboxEntry::Snapshot { snapshot, .. } => {
+                                in_flight_snapshots.insert(snapshot.alert_id.clone());
+                                write_message(&mut send, &AlertMessage::Snapshot(snapshot)).await?;
+                            }
+                        }
+                    }
+                    continue;
+                }
+            } else if in_flight_alerts.is_empty() && in_flight_snapshots.is_empty() {
+                return Ok(End::Stopped);
+            }
+            let message = tokio::select! {
+                m = acks.next() => m?,
+                _ = uplink.outbox_ready.notified(), if !stopping => continue,
+                _ = quit.changed(), if !stopping => {
+                    stopping = true;
+                    continue;
+                }
+                _ = tokio::time::sleep(DRAIN_TIMEOUT), if stopping => return Ok(End::Stopped),
+            };
+            let outbox = uplink.outbox.clone();
+            match message {
+                Some(AlertMessage::AlertAck(ack)) => {
+                    if in_flight_alerts
+                        .get(&ack.id)
+                        .is_some_and(|r| *r <= ack.revision)
+                    {
+                        in_flight_alerts.remove(&ack.id);
+                    }
+                    uplink.alerts_acked.fetch_add(1, Relaxed);
+                    uplink.metrics.alerts_acked.get_or_create(&labels).inc();
+                    tokio::task::spawn_blocking(move || outbox.ack_alert(&ack.id, ack.revision))
+                        .await
+                        .map_err(|e| SessionError::Outbox(e.to_string()))?
+                        .map_err(|e| SessionError::Outbox(e.to_string()))?;
+                }
+                Some(AlertMessage::SnapshotAck(ack)) => {
+                    in_flight_snapshots.remove(&ack.alert_id);
+                    tokio::task::spawn_blocking(move || outbox.ack_snapshot(&ack.alert_id))
+                        .await
+                        .map_err(|e| SessionError::Outbox(e.to_string()))?
+                        .map_err(|e| SessionError::Outbox(e.to_string()))?;
+                }
+                Some(other) => {
+                    return Err(SessionError::Violation(format!(
+                        "{other:?} from the center on the alert stream"
+                    )));
+                }
+                None => return Err(SessionError::Violation("alert stream finished".into())),
+            }
+            if let Ok(n) = uplink.outbox.len() {
+                uplink
+                    .metrics
+                    .outbox_depth
+                    .get_or_create(&labels)
+                    .set(n as i64);
+            }
+        }
+    }
+
+    /// Keeps one relay task per configured camera, and the scheduler's view
+    /// of which cameras alert.
+    async fn video(self: Arc<Self>, mut quit: watch::Receiver<bool>) {
+        let mut set_rx = self.uplink.ingest.cameras();
+        let mut alerts = self.uplink.hub.subscribe();
+        let mut running: HashMap<String, (Arc<CameraConfig>, watch::Sender<bool>)> = HashMap::new();
+        loop {
+            let set = set_rx.borrow_and_update().clone();
+            let wanted: HashMap<&str, &Arc<CameraConfig>> =
+                set.iter().map(|c| (c.id.as_str(), c)).collect();
+            running.retain(|id, (config, stop)| {
+                let keep = wanted.get(id.as_str()).is_some_and(|c| **c == *config);
+                if !keep {
+                    let _ = stop.send(true);
+                    self.with_scheduler(|s| s.remove_camera(id));
+                }
+                keep
+            });
+            for config in set.iter() {
+                if running.contains_key(&config.id) {
+                    continue;
+                }
+                let Some(sub) = self.uplink.ingest.subscribe(&config.id, Filter::All) else {
+                    continue;
+                };
+                let policy = CameraPolicy {
+                    class: wire_kind(config.priority.unwrap_or(config.kind)),
+                    latency_budget: config
+                        .latency_budget_ms
+                        .map_or(DEFAULT_LATENCY_BUDGET, Duration::from_millis),
+                };
+                let alerting = !self
+                    .uplink
+                    .hub
+                    .list(&crate::detect::hub::AlertQuery {
+                        camera: Some(config.id.clone()),
+                        active_only: true,
+                        limit: Some(1),
+                        ..Default::default()
+                    })
+                    .is_empty();
+                self.with_scheduler(|s| {
+                    s.set_camera(&config.id, policy);
+                    s.set_alert_active(&config.id, alerting);
+                });
+                let (stop_tx, stop_rx) = watch::channel(false);
+                tokio::spawn(self.clone().relay_camera(
+                    Arc::from(config.id.as_str()),
+                    sub,
+                    stop_rx,
+                ));
+                running.insert(config.id.clone(), (config.clone(), stop_tx));
+            }
+            tokio::select! {
+                changed = set_rx.changed() => if changed.is_err() { break },
+                event = alerts.recv() => match event {
+                    Ok(e) => {
+                        let camera = e.alert.camera.id.clone();
+                        let active = !self.uplink.hub.list(&crate::detect::hub::AlertQuery {
+                            camera: Some(camera.clone()),
+                            active_only: true,
+                            limit: Some(1),
+                            ..Default::default()
+                        }).is_empty();
+                        self.with_scheduler(|s| s.set_alert_active(&camera, active));
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        for id in running.keys() {
+                            let active = !self.uplink.hub.list(&crate::detect::hub::AlertQuery {
+                                camera: Some(id.clone()),
+                                active_only: true,
+                                limit: Some(1),
+                                ..Default::default()
+                            }).is_empty();
+                            self.with_scheduler(|s| s.set_alert_active(id, active));
+                        }
+                    }
+                    Err(_) => {}
+                },
+                _ = quit.changed() => break,
+            }
+        }
+        for (_, (_, stop)) in running {
+            let _ = stop.send(true);
+        }
+    }
+
+    /// One camera: cuts its units into GOPs and hands each GOP to a writer.
+    async fn relay_camera(
+        self: Arc<Self>,
+        camera: Arc<str>,
+        mut sub: crate::ingest::Subscription,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let labels = self.camera_labels(&camera);
+        let frames_sent = self.uplink.metrics.frames.get_or_create(&labels).clone();
+        let bytes_sent = self.uplink.metrics.bytes.get_or_create(&labels).clone();
+        // The GOP being written: its frame channel.
+        let mut current: Option<mpsc::UnboundedSender<Frame>> = None;
+        let mut last: Option<(u32, u64)> = None; // (session, seq)
+        loop {
+            let unit = tokio::select! {
+                u = sub.recv() => u,
+                _ = stop.changed() => None,
+            };
+            let Some(unit) = unit else { break };
+            // A reconnect of the camera, or units lost to lag, break the
+            // GOP: finish what was written and wait for a keyframe.
+            let continuous = last.is_some_and(|(s, q)| s == unit.session && q + 1 == unit.seq);
+            last = Some((unit.session, unit.seq));
+            if unit.keyframe || !continuous {
+                current = None;
+            }
+            if unit.keyframe {
+                let gop_seq = self.uplink.next_gop_seq(&camera);
+                let decision =
+                    self.with_scheduler(|s| s.gop_started(&camera, gop_seq, Instant::now()));
+                self.timers.notify_one();
+                match decision {
+                    Some(GopStart::Open { priority }) => match gop_header(&unit, gop_seq) {
+                        Some(header) => {
+                            let (frames_tx, frames_rx) = mpsc::unbounded_channel();
+                            let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+                            self.gops.insert((camera.clone(), gop_seq), cmd_tx);
+                            tokio::spawn(self.clone().write_gop(
+                                camera.clone(),
+                                gop_seq,
+                                priority,
+                                header,
+                                frames_rx,
+                                cmd_rx,
+                            ));
+                            current = Some(frames_tx);
+                        }
+                        None => {
+                            // No parameter sets yet: nothing a receiver could decode.
+                            self.with_scheduler(|s| {
+                                s.gop_closed(
+                                    &camera,
+                                    gop_seq,
+                                    GopOutcome::Stopped(ErrorCode::SUPERSEDED),
+                                )
+                            });
+                            self.gop_outcome(&camera, "skipped");
+                        }
+                    },
+                    Some(GopStart::Skip(_)) | None => self.gop_outcome(&camera, "skipped"),
+                }
+            }
+            if let Some(tx) = &current {
+                let bytes = unit.data.len() as u64;
+                if tx.send(frame(&unit)).is_ok() {
+                    frames_sent.inc();
+                    bytes_sent.inc_by(bytes);
+                } else {
+                    current = None;
+                }
+            }
+        }
+    }
+
+    /// One GOP stream: opens it, writes the header and each frame as it
+    /// comes, finishes it, and reports to the scheduler whether the center
+    /// got it all. Priority changes and resets arrive on `cmds` and take
+    /// effect between (or in the middle of) writes.
+    async fn write_gop(
+        self: Arc<Self>,
+        camera: Arc<str>,
+        gop_seq: u64,
+        priority: i32,
+        header: GopHeader,
+        mut frames: mpsc::UnboundedReceiver<Frame>,
+        mut cmds: mpsc::UnboundedReceiver<GopCommand>,
+    ) {
+        let outcome = async {
+            let mut priority = priority;
+            let mut send = loop {
+                tokio::select! {
+                    s = self.conn.open_uni() => break s.ok()?,
+                    cmd = cmds.recv() => match cmd {
+                        Some(GopCommand::SetPriority(p)) => priority = p,
+                        Some(GopCommand::Reset(_)) | None => return None,
+                    },
+                }
+            };
+            let _ = send.set_priority(priority);
+            let mut message = Some(VideoMessage::GopHeader(header));
+            loop {
+                let m = match message.take() {
+                    Some(m) => m,
+                    None => match frames.recv().await {
+                        Some(f) => VideoMessage::Frame(f),
+                        None => break,
+                    },
+                };
+                let mut chunks = m.encode().ok()?.into_chunks();
+                match write_preemptible(&mut send, &mut chunks, &mut cmds).await {
+                    Written::All => {}
+                    Written::Reset => return None,
+                    Written::Stopped(code) => return Some(GopOutcome::Stopped(code)),
+                    Written::Lost => return None,
+                }
+            }
+            send.finish().ok()?;
+            let stopped = send.stopped();
+            tokio::pin!(stopped);
+            loop {
+                tokio::select! {
+                    r = &mut stopped => return match r {
+                        Ok(None) => Some(GopOutcome::Delivered),
+                        Ok(Some(code)) => Some(GopOutcome::Stopped(wire_code(code))),
+                        Err(_) => None,
+                    },
+                    cmd = cmds.recv() => match cmd {
+                        Some(GopCommand::SetPriority(p)) => { let _ = send.set_priority(p); }
+                        Some(GopCommand::Reset(code)) => {
+                            let _ = send.reset(varint(code.value()));
+                            return None;
+                        }
+                        None => return None,
+                    },
+                }
+            }
+        }
+        .await;
+        self.gops.remove(&(camera.clone(), gop_seq));
+        if let Some(outcome) = outcome {
+            self.with_scheduler(|s| s.gop_closed(&camera, gop_seq, outcome));
+            self.gop_outcome(
+                &camera,
+                match outcome {
+                    GopOutcome::Delivered => "sent",
+                    GopOutcome::Stopped(_) => "reset",
+                },
+            );
+        }
+    }
+
+    /// Fires the scheduler's latency-budget resets on time.
+    async fn timers(self: Arc<Self>, mut quit: watch::Receiver<bool>) {
+        loop {
+            let next = self
+                .scheduler
+                .lock()
+                .ok()
+                .and_then(|s| s.poll_timeout())
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+            tokio::select! {
+                _ = tokio::time::sleep_until(next.into()) => {
+                    self.with_scheduler(|s| s.handle_timeout(Instant::now()));
+                }
+                _ = self.timers.notified() => {}
+                _ = quit.changed() => return,
+            }
+        }
+    }
+}
+
+/// How a preemptible write ended.
+enum Written {
+    All,
+    /// The scheduler reset the stream.
+    Reset,
+    /// The center sent STOP_SENDING with this code.
+    Stopped(ErrorCode),
+    /// The connection is gone.
+    Lost,
+}
+
+/// Writes `chunks` whole, obeying scheduler commands in between: a priority
+/// change applies to data not yet buffered, a reset drops everything.
+async fn write_preemptible(
+    send: &mut quinn::SendStream,
+    chunks: &mut [Bytes],
+    cmds: &mut mpsc::UnboundedReceiver<GopCommand>,
+) -> Written {
+    let mut at = 0;
+    while at < chunks.len() {
+        tokio::select! {
+            biased;
+            cmd = cmds.recv() => match cmd {
+                Some(GopCommand::SetPriority(p)) => { let _ = send.set_priority(p); }
+                Some(GopCommand::Reset(code)) => {
+                    let _ = send.reset(varint(code.value()));
+                    return Written::Reset;
+                }
+                None => return Written::Reset,
+            },
+            w = send.write_chunks(&mut chunks[at..]) => match w {
+                Ok(w) => at += w.chunks,
+                Err(quinn::WriteError::Stopped(code)) => return Written::Stopped(wire_code(code)),
+                Err(_) => return Written::Lost,
+            },
+        }
+    }
+    Written::All
+}
+
+fn wire_code(code: quinn::VarInt) -> ErrorCode {
+    ErrorCode::from_u64(code.into_inner()).unwrap_or(ErrorCode::INTERNAL_ERROR)
+}
+
+fn frame(unit: &AccessUnit) -> Frame {
+    Frame {
+        seq: unit.seq,
+        keyframe: unit.keyframe,
+        pts_ns: unit.pts.map(|p| p.as_nanos() as u64),
+        capture_unix_ns: unit.capture_unix_ns,
+        received_unix_ns: unit.received_unix_ns,
+        data: unit.data.clone(),
+    }
+}
+
+/// The header of a GOP starting at keyframe `unit`, if its parameter sets
+/// are known.
+fn gop_header(unit: &AccessUnit, gop_seq: u64) -> Option<GopHeader> {
+    let p = &unit.params;
+    if p.width == 0 || p.height == 0 {
+        return None;
+    }
+    let vps = match p.codec {
+        lookout_codecs::Codec::H264 => None,
+        lookout_codecs::Codec::H265 => Some(p.vps.clone()?),
+    };
+    Some(GopHeader {
+        camera_id: unit.camera.to_string(),
+        gop_seq,
+        codec: p.codec,
+        width: p.width,
+        height: p.height,
+        vps,
+        sps: p.sps.clone()?,
+        pps: p.pps.clone()?,
+    })
+}
+
+pub(crate) fn wire_kind(kind: CameraKind) -> WireKind {
+    match kind {
+        CameraKind::Tower => WireKind::Tower,
+        CameraKind::Drone => WireKind::Drone,
+        CameraKind::Bodycam => WireKind::Bodycam,
+        CameraKind::Fixed => WireKind::Fixed,
+    }
+}
+
+fn wire_state(state: CameraState) -> WireState {
+    match state {
+        CameraState::Connecting => WireState::Connecting,
+        CameraState::Live => WireState::Live,
+        CameraState::Stalled => WireState::Stalled,
+        CameraState::Backoff => WireState::Backoff,
+        CameraState::Failed => WireState::Failed,
+    }
+}
+
+/// Every configured camera as `Hello` and `CameraUpdate` describe it.
+pub(crate) fn cameras_now(ingest: &Ingest) -> Vec<CameraInfo> {
+    ingest
+        .status()
+        .iter()
+        .map(|c| {
+            let location = ingest.camera(&c.id).and_then(|cam| cam.config().location);
+            camera_info(c, location)
+        })
+        .collect()
+}
+
+/// A camera as `Hello` and `CameraUpdate` describe it.
+pub(crate) fn camera_info(
+    c: &CameraStatus,
+    location: Option<crate::config::Location>,
+) -> CameraInfo {
+    let kind = match c.kind {
+        "tower" => WireKind::Tower,
+        "drone" => WireKind::Drone,
+        "bodycam" => WireKind::Bodycam,
+        _ => WireKind::Fixed,
+    };
+    let format = match (c.codec, c.width, c.height) {
+        (Some(codec), w, h) if w > 0 && h > 0 => Some(lookout_codecs::relay::VideoFormat {
+            codec: if codec == "h265" {
+                lookout_codecs::Codec::H265
+            } else {
+                lookout_codecs::Codec::H264
+            },
+            width: w,
+            height: h,
+        }),
+        _ => None,
+    };
+    CameraInfo {
+        id: c.id.clone(),
+        kind,
+        state: wire_state(c.state),
+        name: c.name.clone(),
+        group: c.group.clone(),
+        location: location.map(|l| Location {
+            lat: l.lat,
+            lon: l.lon,
+        }),
+        format,
+    }
+}
+
+/// What changed between the camera list the center knows and the current
+/// one, in the order to apply.
+pub(crate) fn camera_changes(
+    told: &HashMap<String, CameraInfo>,
+    now: &HashMap<String, CameraInfo>,
+) -> Vec<CameraChange> {
+    let mut changes = Vec::new();
+    let mut gone: Vec<&String> = told.keys().filter(|id| !now.contains_key(*id)).collect();
+    gone.sort();
+    for id in gone {
+        changes.push(CameraChange::Removed { id: id.clone() });
+    }
+    let mut ids: Vec<&String> = now.keys().collect();
+    ids.sort();
+    for id in ids {
+        let Some(info) = now.get(id) else { continue };
+        match told.get(id) {
+            None => changes.push(CameraChange::Upsert(info.clone())),
+            Some(old) if old == info => {}
+            Some(old) => {
+                let mut same_but_state = old.clone();
+                same_but_state.state = info.state;
+                if same_but_state == *info {
+                    changes.push(CameraChange::State {
+                        id: id.clone(),
+                        state: info.state,
+                    });
+                } else {
+                    changes.push(CameraChange::Upsert(info.clone()));
+                }
+            }
+        }
+    }
+    changes
+}
+
+pub(crate) fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
