@@ -56,7 +56,7 @@ pub struct Percentiles {
     pub count: u64,
 }
 
-fn percentiles(h: &Histogram<u64>) -> Percentiles {
+pub(crate) fn percentiles(h: &Histogram<u64>) -> Percentiles {
     let ms = |v: u64| v as f64 / 1000.0;
     if h.is_empty() {
         return Percentiles::default();
@@ -71,7 +71,7 @@ fn percentiles(h: &Histogram<u64>) -> Percentiles {
     }
 }
 
-fn histogram() -> Histogram<u64> {
+pub(crate) fn histogram() -> Histogram<u64> {
     match Histogram::new_with_bounds(1, 3_600_000_000, 3) {
         Ok(h) => h,
         Err(e) => unreachable!("constant histogram bounds are valid: {e}"),
@@ -104,7 +104,7 @@ pub struct SeenAlert {
 }
 
 impl SeenAlert {
-    fn from_json(v: &Value) -> Option<SeenAlert> {
+    pub(crate) fn from_json(v: &Value) -> Option<SeenAlert> {
         Some(SeenAlert {
             id: v["id"].as_str()?.to_string(),
             camera: v["camera"]["id"].as_str()?.to_string(),
@@ -186,7 +186,7 @@ pub struct DetectReport {
 
 /// Default script: one incident per eight cameras, alternating smoke (on
 /// towers first) and flood (on drones first), 15–25 s in.
-fn default_incidents(ids: &[String], cameras: usize) -> String {
+pub(crate) fn default_incidents(ids: &[String], cameras: usize) -> String {
     let towers: Vec<&String> = ids.iter().filter(|i| i.starts_with("tower")).collect();
     let drones: Vec<&String> = ids.iter().filter(|i| i.starts_with("drone")).collect();
     let n = (cameras / 8).max(1);
@@ -209,76 +209,26 @@ pub fn run(args: DetectArgs) -> anyhow::Result<DetectReport> {
     let logs = args.workdir.join("logs");
     std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
     let lookout = procs::sibling("lookout")?;
-    let me = std::env::current_exe().context("locating lookout-loadtest")?;
     let (detector_id, detector_block) = detector_block(&args.detector_config)?;
 
-    let gw_config = args.workdir.join("gateway.toml");
-    let ground_truth = args.workdir.join("ground-truth.json");
-    let _ = std::fs::remove_file(&gw_config);
-    let mut fleet_args: Vec<String> = vec![
-        "fleet".into(),
-        "--port".into(),
-        "0".into(),
-        "--size".into(),
-        args.size.clone(),
-        "--cache".into(),
-        args.cache.display().to_string(),
-        "--emit-gateway-config".into(),
-        gw_config.display().to_string(),
-        "--ground-truth".into(),
-        ground_truth.display().to_string(),
-        "--duration-s".into(),
-        format!("{}", args.duration.as_secs_f64() + 120.0),
-    ];
-    match &args.mix {
-        Some(m) => fleet_args.extend(["--mix".into(), m.clone()]),
-        None => fleet_args.extend(["--cameras".into(), args.cameras.to_string()]),
-    }
-    let incidents = match &args.incidents {
-        Some(s) => s.clone(),
-        None => {
-            // The fleet names its cameras by plan; ask the same plan.
-            let mix = Mix::parse(args.cameras, args.mix.as_deref())?;
-            let size = if args.size == "small" {
-                Size::Small
-            } else {
-                Size::Full
-            };
-            let ids: Vec<String> = crate::fleet::plan(&mix, size, false)
-                .into_iter()
-                .map(|(id, _)| id)
-                .collect();
-            default_incidents(&ids, ids.len())
-        }
-    };
-    if !incidents.is_empty() {
-        fleet_args.extend(["--incidents".into(), incidents.clone()]);
-    }
-    println!("fleet: incidents {incidents}");
-    let mut fleet = Proc::start("fleet", &me, &fleet_args, &logs.join("fleet.log"))?;
-    procs::wait_for_log(&mut fleet, "fleet: serving", Duration::from_secs(900))?;
-    let fleet_started = Instant::now();
-
-    // The gateway: the fleet's cameras, each watched by the detector.
+    let (mut fleet, gw_config, ground_truth, fleet_started) = start_fleet(
+        &FleetRun {
+            cameras: args.cameras,
+            mix: args.mix.clone(),
+            size: args.size.clone(),
+            cache: args.cache.clone(),
+            incidents: args.incidents.clone(),
+            duration: args.duration,
+        },
+        &args.workdir,
+    )?;
     let http = format!("127.0.0.1:{}", free_port()?);
-    let text = std::fs::read_to_string(&gw_config)?;
-    let mut cfg = String::new();
-    for line in text.lines() {
-        cfg.push_str(line);
-        cfg.push('\n');
-        if line == "id = \"fleet-gw\"" {
-            cfg.push_str(&format!("http_listen = \"{http}\"\n"));
-        }
-        if line.starts_with("kind = \"") {
-            cfg.push_str(&format!(
-                "detectors = [\"{detector_id}\"]\nsampling = \"{}\"\n",
-                args.sampling
-            ));
-        }
-    }
-    cfg.push('\n');
-    cfg.push_str(&detector_block);
-    std::fs::write(&gw_config, cfg)?;
+    write_gateway_config(
+        &gw_config,
+        &[format!("http_listen = \"{http}\"")],
+        Some((&detector_id, &args.sampling)),
+        &[detector_block],
+    )?;
     let mut gateway = Proc::start(
         "gateway",
         &lookout,
@@ -427,6 +377,115 @@ pub fn run(args: DetectArgs) -> anyhow::Result<DetectReport> {
     Ok(report)
 }
 
+/// The fleet part of a benchmark run.
+pub(crate) struct FleetRun {
+    pub cameras: usize,
+    pub mix: Option<String>,
+    pub size: String,
+    pub cache: PathBuf,
+    /// `None`: one incident per eight cameras, alternating smoke and flood.
+    pub incidents: Option<String>,
+    pub duration: Duration,
+}
+
+/// Starts `lookout-loadtest fleet` on a free port with the incidents, and
+/// waits until it serves. Returns it, the gateway configuration it wrote
+/// for its cameras, its ground-truth file, and when it started serving.
+pub(crate) fn start_fleet(
+    run: &FleetRun,
+    workdir: &Path,
+) -> anyhow::Result<(Proc, PathBuf, PathBuf, Instant)> {
+    let me = std::env::current_exe().context("locating lookout-loadtest")?;
+    let gw_config = workdir.join("gateway.toml");
+    let ground_truth = workdir.join("ground-truth.json");
+    let _ = std::fs::remove_file(&gw_config);
+    let mut fleet_args: Vec<String> = vec![
+        "fleet".into(),
+        "--port".into(),
+        "0".into(),
+        "--size".into(),
+        run.size.clone(),
+        "--cache".into(),
+        run.cache.display().to_string(),
+        "--emit-gateway-config".into(),
+        gw_config.display().to_string(),
+        "--ground-truth".into(),
+        ground_truth.display().to_string(),
+        "--duration-s".into(),
+        format!("{}", run.duration.as_secs_f64() + 120.0),
+    ];
+    match &run.mix {
+        Some(m) => fleet_args.extend(["--mix".into(), m.clone()]),
+        None => fleet_args.extend(["--cameras".into(), run.cameras.to_string()]),
+    }
+    let incidents = match &run.incidents {
+        Some(s) => s.clone(),
+        None => {
+            // The fleet names its cameras by plan; ask the same plan.
+            let mix = Mix::parse(run.cameras, run.mix.as_deref())?;
+            let size = if run.size == "small" {
+                Size::Small
+            } else {
+                Size::Full
+            };
+            let ids: Vec<String> = crate::fleet::plan(&mix, size, false)
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect();
+            default_incidents(&ids, ids.len())
+        }
+    };
+    if !incidents.is_empty() {
+        fleet_args.extend(["--incidents".into(), incidents.clone()]);
+    }
+    println!("fleet: incidents {incidents}");
+    let mut fleet = Proc::start(
+        "fleet",
+        &me,
+        &fleet_args,
+        &workdir.join("logs").join("fleet.log"),
+    )?;
+    procs::wait_for_log(&mut fleet, "fleet: serving", Duration::from_secs(900))?;
+    Ok((fleet, gw_config, ground_truth, Instant::now()))
+}
+
+/// Completes the gateway configuration the fleet wrote: `gateway_lines`
+/// go into `[gateway]`, every camera gets the detector (id, sampling) if
+/// given, and `blocks` (TOML tables) are appended.
+pub(crate) fn write_gateway_config(
+    path: &Path,
+    gateway_lines: &[String],
+    detector: Option<(&str, &str)>,
+    blocks: &[String],
+) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut cfg = String::new();
+    for line in text.lines() {
+        cfg.push_str(line);
+        cfg.push('\n');
+        if line == "id = \"fleet-gw\"" {
+            for l in gateway_lines {
+                cfg.push_str(l);
+                cfg.push('\n');
+            }
+        }
+        if let Some((id, sampling)) = detector
+            && line.starts_with("kind = \"")
+        {
+            cfg.push_str(&format!(
+                "detectors = [\"{id}\"]\nsampling = \"{sampling}\"\n"
+            ));
+        }
+    }
+    for b in blocks {
+        cfg.push('\n');
+        cfg.push_str(b);
+    }
+    std::fs::write(path, cfg).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
 fn print_report(r: &DetectReport, bench_stdout: &[u8]) {
     let s = &r.incidents;
     println!();
@@ -454,7 +513,7 @@ fn print_report(r: &DetectReport, bench_stdout: &[u8]) {
 /// The first `[[detector]]` of a gateway config file, with its model path
 /// made absolute (it moves into the generated config), as TOML text; and its
 /// id.
-fn detector_block(path: &Path) -> anyhow::Result<(String, String)> {
+pub(crate) fn detector_block(path: &Path) -> anyhow::Result<(String, String)> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let dir = path
@@ -492,13 +551,13 @@ fn detector_block(path: &Path) -> anyhow::Result<(String, String)> {
     Ok((id, toml::to_string(&root)?))
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
 }
 
-fn get_json(url: &str) -> anyhow::Result<Value> {
+pub(crate) fn get_json(url: &str) -> anyhow::Result<Value> {
     let mut r = ureq::get(url)
         .call()
         .with_context(|| format!("GET {url}"))?;
@@ -507,7 +566,7 @@ fn get_json(url: &str) -> anyhow::Result<Value> {
 }
 
 /// Sum of every series of a metric in a Prometheus text exposition.
-fn metric_sum(text: &str, name: &str) -> f64 {
+pub(crate) fn metric_sum(text: &str, name: &str) -> f64 {
     text.lines()
         .filter(|l| {
             l.starts_with(name)

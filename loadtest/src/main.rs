@@ -6,6 +6,7 @@ mod detect;
 mod fleet;
 mod link;
 mod procs;
+mod relay;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,6 +41,68 @@ enum Command {
         /// Folder of encoded clips (made once, reused).
         #[arg(long, default_value = ".lookout/clips")]
         cache: PathBuf,
+    },
+    /// Relay benchmark and fault drill: a fleet with scripted incidents, a
+    /// command center and a gateway relaying to it over QUIC with mutual TLS
+    /// (optionally through the link emulator, optionally with the center
+    /// killed mid-run). Checks that every alert is in the center's ledger
+    /// exactly once and every frame arrived; prints the relay's latency
+    /// percentiles next to the camera → gateway hop of the same frames.
+    Relay {
+        /// Number of cameras (split 3:2:2:1 towers:drones:bodycams:fixed).
+        #[arg(long, default_value_t = 64)]
+        cameras: usize,
+        /// e.g. `towers=24,drones=16,bodycams=16,fixed=8` (overrides --cameras).
+        #[arg(long)]
+        mix: Option<String>,
+        #[arg(long, default_value = "full", value_parser = ["full", "small"])]
+        size: String,
+        #[arg(long, default_value_t = 60)]
+        duration_s: u64,
+        /// Latency windows start after this many seconds.
+        #[arg(long, default_value_t = 10)]
+        warmup_s: u64,
+        /// Incident script (default: one per eight cameras).
+        #[arg(long)]
+        incidents: Option<String>,
+        /// Gateway configuration with the [[detector]] to run on keyframes.
+        #[arg(long, default_value = "models/smoke_flood.toml")]
+        detector_config: PathBuf,
+        /// Relay only: no detection, no alerts.
+        #[arg(long)]
+        no_detect: bool,
+        /// Link emulator between gateway and center: rate cap, kbit/s (0: none).
+        #[arg(long)]
+        link_rate_kbps: Option<u64>,
+        /// Link emulator: one-way delay, ms.
+        #[arg(long, default_value_t = 0.0)]
+        link_delay_ms: f64,
+        /// Link emulator: loss probability, 0..1.
+        #[arg(long, default_value_t = 0.0)]
+        link_loss: f64,
+        /// Link emulator: queue depth, ms of traffic (tail drop).
+        #[arg(long, default_value_t = 200.0)]
+        link_queue_ms: f64,
+        /// Link emulator: partitions, seconds from start, `10+5,30+2.5`.
+        #[arg(long, default_value = "")]
+        link_partitions: String,
+        /// Kill the center at S seconds for L seconds: `S+L`.
+        #[arg(long)]
+        center_outage: Option<String>,
+        /// Per-camera latency budget for GOP resets, ms.
+        #[arg(long)]
+        latency_budget_ms: Option<u64>,
+        #[arg(long, default_value = ".lookout/clips")]
+        cache: PathBuf,
+        #[arg(long, default_value = ".lookout/relay")]
+        workdir: PathBuf,
+        /// Write the report (JSON) here.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Exit 1 unless every alert is in the ledger exactly once, every
+        /// incident alerted, and (uncongested) every frame arrived.
+        #[arg(long)]
+        strict: bool,
     },
     /// Serve simulated cameras over RTSP on this machine.
     Fleet(FleetCli),
@@ -248,6 +311,53 @@ fn main() -> ExitCode {
             duration_s,
             stats,
         ),
+        Command::Relay {
+            cameras,
+            mix,
+            size,
+            duration_s,
+            warmup_s,
+            incidents,
+            detector_config,
+            no_detect,
+            link_rate_kbps,
+            link_delay_ms,
+            link_loss,
+            link_queue_ms,
+            link_partitions,
+            center_outage,
+            latency_budget_ms,
+            cache,
+            workdir,
+            report,
+            strict,
+        } => run_relay(
+            relay::RelayArgs {
+                cameras,
+                mix,
+                size,
+                duration: Duration::from_secs(duration_s.clamp(5, 86_400)),
+                incidents,
+                detector_config: (!no_detect).then_some(detector_config),
+                cache,
+                workdir,
+                warmup: Duration::from_secs(warmup_s),
+                link: None,
+                partitions: Vec::new(),
+                center_outage: None,
+                latency_budget_ms,
+                report,
+                strict,
+            },
+            RelayLink {
+                rate_kbps: link_rate_kbps,
+                delay_ms: link_delay_ms,
+                loss: link_loss,
+                queue_ms: link_queue_ms,
+                partitions: link_partitions,
+                center_outage,
+            },
+        ),
         Command::Detect {
             cameras,
             mix,
@@ -324,6 +434,68 @@ fn main() -> ExitCode {
 }
 
 #[allow(clippy::too_many_arguments)]
+/// The relay benchmark's link and fault options, as typed.
+struct RelayLink {
+    rate_kbps: Option<u64>,
+    delay_ms: f64,
+    loss: f64,
+    queue_ms: f64,
+    partitions: String,
+    center_outage: Option<String>,
+}
+
+fn run_relay(mut args: relay::RelayArgs, l: RelayLink) -> anyhow::Result<()> {
+    {
+        for (name, v) in [
+            ("--link-delay-ms", l.delay_ms),
+            ("--link-queue-ms", l.queue_ms),
+        ] {
+            anyhow::ensure!(
+                v.is_finite() && (0.0..=60_000.0).contains(&v),
+                "{name} must be between 0 and 60000"
+            );
+        }
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&l.loss),
+            "--link-loss must be between 0 and 1"
+        );
+        let partitions = link::parse_partitions(&l.partitions)?;
+        let impaired = l.rate_kbps.is_some_and(|r| r > 0)
+            || l.delay_ms > 0.0
+            || l.loss > 0.0
+            || !partitions.is_empty();
+        if impaired {
+            let ms = |v: f64| Duration::from_secs_f64(v / 1000.0);
+            args.link = Some(link::Impairment {
+                rate_bps: l.rate_kbps.unwrap_or(0).saturating_mul(1000),
+                delay: ms(l.delay_ms),
+                loss: l.loss,
+                queue: ms(l.queue_ms),
+                ..Default::default()
+            });
+            args.partitions = partitions;
+        }
+        if let Some(spec) = &l.center_outage {
+            let (at, len) = spec
+                .split_once('+')
+                .ok_or_else(|| anyhow::anyhow!("--center-outage: expected S+L, e.g. 20+5"))?;
+            let secs = |v: &str| -> anyhow::Result<Duration> {
+                let s: f64 = v
+                    .trim()
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("--center-outage: `{v}` is not a number"))?;
+                anyhow::ensure!(
+                    s.is_finite() && (0.0..=3600.0).contains(&s),
+                    "--center-outage: {s} out of range"
+                );
+                Ok(Duration::from_secs_f64(s))
+            };
+            args.center_outage = Some((secs(at)?, secs(len)?));
+        }
+    }
+    relay::run(args).map(|_| ())
+}
+
 fn run_link(
     listen: std::net::SocketAddr,
     to: std::net::SocketAddr,

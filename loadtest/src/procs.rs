@@ -93,6 +93,14 @@ impl Proc {
     }
 }
 
+impl Proc {
+    /// SIGKILL at once, as a crash or a power cut would end it; waits for it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for Proc {
     fn drop(&mut self) {
         self.stop(Duration::from_secs(5));

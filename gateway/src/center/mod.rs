@@ -141,6 +141,9 @@ impl Percentiles {
 struct Latency {
     capture: Hdr<u64>,
     gateway: Hdr<u64>,
+    /// Capture → the gateway's receipt: the camera-to-gateway (RTSP) hop of
+    /// the same frames, the baseline the relay's share is compared with.
+    camera_to_gateway: Hdr<u64>,
 }
 
 impl Latency {
@@ -150,6 +153,7 @@ impl Latency {
         Latency {
             capture: h(),
             gateway: h(),
+            camera_to_gateway: h(),
         }
     }
 }
@@ -261,6 +265,9 @@ impl Center {
         if let Ok(mut l) = self.latency.lock() {
             let _ = l.capture.record(capture_us.max(1));
             let _ = l.gateway.record(gateway_us.max(1));
+            let _ = l
+                .camera_to_gateway
+                .record(capture_us.saturating_sub(gateway_us).max(1));
         }
     }
 
@@ -273,10 +280,12 @@ impl Center {
         let out = serde_json::json!({
             "capture_to_center": Percentiles::of(&l.capture),
             "gateway_to_center": Percentiles::of(&l.gateway),
+            "camera_to_gateway": Percentiles::of(&l.camera_to_gateway),
         });
         if reset {
             l.capture.reset();
             l.gateway.reset();
+            l.camera_to_gateway.reset();
         }
         out
     }

@@ -374,22 +374,28 @@ async fn streams(
     conn: &quinn::Connection,
     link: &Arc<GatewayLink>,
 ) -> Result<(), String> {
-    let (send, recv) = conn.accept_bi().await.map_err(|e| e.to_string())?;
-    let alerts = alerts(center, link, send, recv);
+    // GOP streams are accepted from the start: the alert stream becomes
+    // visible only once the gateway writes on it (its first alert).
     let video = async {
         loop {
             let recv = conn.accept_uni().await.map_err(|e| e.to_string())?;
             tokio::spawn(read_gop(center.clone(), link.clone(), recv));
         }
     };
-    let extra = async {
-        let _ = conn.accept_bi().await.map_err(|e| e.to_string())?;
-        Err::<(), String>("protocol violation: a third bidirectional stream".into())
+    let bidirectional = async {
+        let (send, recv) = conn.accept_bi().await.map_err(|e| e.to_string())?;
+        let extra = async {
+            let _ = conn.accept_bi().await.map_err(|e| e.to_string())?;
+            Err::<(), String>("protocol violation: a third bidirectional stream".into())
+        };
+        tokio::select! {
+            r = alerts(center, link, send, recv) => r,
+            r = extra => r,
+        }
     };
     tokio::select! {
-        r = alerts => r,
         r = video => r,
-        r = extra => r,
+        r = bidirectional => r,
     }
 }
 

@@ -1,0 +1,617 @@
+//! `lookout-loadtest relay`: the relay benchmark and fault drill an
+//! integrator runs before trusting a gateway → command-center link.
+//!
+//! Starts, as separate processes, a simulated fleet with scripted
+//! incidents, a command center (`lookout center`) and a gateway (`lookout
+//! run`) watching every camera with the detector and relaying to the
+//! center over QUIC with mutual TLS (certificates made by `lookout certs`
+//! in the work folder). Optionally the link between them goes through the
+//! link emulator (rate cap, delay, loss, partitions) and the center is
+//! killed and restarted mid-run. Then it checks and reports:
+//!
+//! - alerts: every alert the gateway raised is in the center's SQLite
+//!   ledger exactly once (one record per id, none invented), every scripted
+//!   incident is among them, and how long alerts took from capture and from
+//!   being raised to being stored;
+//! - video: frames the gateway handed to GOP streams vs frames the center
+//!   received, per camera; GOPs sent, reset and skipped;
+//! - latency: the relay's own share (a unit received by the gateway →
+//!   received by the center) at p50/p99/p99.9 from the center's HDR
+//!   histogram, next to the camera → gateway (RTSP) hop of the same frames
+//!   as the baseline measured in the same run.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::detect::{
+    FleetRun, Percentiles, Score, SeenAlert, detector_block, free_port, get_json, histogram,
+    metric_sum, percentiles, score, start_fleet, write_gateway_config,
+};
+use crate::fleet::incidents::Onset;
+use crate::link::{Impairment, Link, LinkArgs, Partition};
+use crate::procs::{self, Proc};
+
+pub struct RelayArgs {
+    pub cameras: usize,
+    pub mix: Option<String>,
+    pub size: String,
+    pub duration: Duration,
+    pub incidents: Option<String>,
+    /// `None`: relay only, no detection (and no alerts).
+    pub detector_config: Option<PathBuf>,
+    pub cache: PathBuf,
+    pub workdir: PathBuf,
+    /// Latency windows start after this long.
+    pub warmup: Duration,
+    /// Gateway → center impairment; `None`: straight over loopback.
+    pub link: Option<Impairment>,
+    pub partitions: Vec<Partition>,
+    /// Kill the center this long after the start, for this long.
+    pub center_outage: Option<(Duration, Duration)>,
+    /// Per-camera latency budget for the gateway's GOP resets.
+    pub latency_budget_ms: Option<u64>,
+    pub report: Option<PathBuf>,
+    pub strict: bool,
+}
+
+/// Frames per camera, gateway side and center side.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct CameraFrames {
+    pub sent: u64,
+    pub received_at_center: u64,
+    pub gops_sent: u64,
+    pub gops_reset: u64,
+    pub gops_skipped: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RelayReport {
+    pub lookout_version: String,
+    pub setup: Value,
+    pub frames: Value,
+    pub cameras: BTreeMap<String, CameraFrames>,
+    pub incidents: Score,
+    pub alerts: Value,
+    pub latency_ms: HashMap<String, Percentiles>,
+    pub baselines: Value,
+    pub ratios: Value,
+    pub slo: Value,
+    pub link: Option<Value>,
+}
+
+fn center_percentiles(v: &Value) -> Percentiles {
+    Percentiles {
+        p50: v["p50_ms"].as_f64().unwrap_or(0.0),
+        p90: v["p90_ms"].as_f64().unwrap_or(0.0),
+        p99: v["p99_ms"].as_f64().unwrap_or(0.0),
+        p999: v["p999_ms"].as_f64().unwrap_or(0.0),
+        max: v["max_ms"].as_f64().unwrap_or(0.0),
+        count: v["count"].as_u64().unwrap_or(0),
+    }
+}
+
+/// Sum of a metric's series that carry every one of `labels`.
+fn metric_with(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))
+        .filter(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .fold(0.0, |a, b| a + b)
+}
+
+fn fetch(url: &str) -> String {
+    ureq::get(url)
+        .call()
+        .ok()
+        .and_then(|mut r| r.body_mut().read_to_string().ok())
+        .unwrap_or_default()
+}
+
+fn start_center(
+    lookout: &std::path::Path,
+    config: &std::path::Path,
+    log: &std::path::Path,
+    http: &str,
+) -> anyhow::Result<Proc> {
+    let mut center = Proc::start(
+        "center",
+        lookout,
+        &[
+            "center".into(),
+            "--config".into(),
+            config.display().to_string(),
+        ],
+        log,
+    )?;
+    procs::wait_http_ok(
+        &format!("http://{http}/healthz"),
+        Duration::from_secs(30),
+        &mut center,
+    )?;
+    Ok(center)
+}
+
+pub fn run(args: RelayArgs) -> anyhow::Result<RelayReport> {
+    let logs = args.workdir.join("logs");
+    std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
+    let lookout = procs::sibling("lookout")?;
+
+    // Certificates from a fresh operator CA, as an operator would make them.
+    let certs = args.workdir.join("certs");
+    let _ = std::fs::remove_dir_all(&certs);
+    let out = std::process::Command::new(&lookout)
+        .args(["certs", "--dir"])
+        .arg(&certs)
+        .args([
+            "--center",
+            "center,127.0.0.1,localhost",
+            "--gateway",
+            "fleet-gw",
+        ])
+        .output()
+        .context("running lookout certs")?;
+    if !out.status.success() {
+        bail!(
+            "lookout certs failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    // The center, with a fresh ledger.
+    let center_dir = args.workdir.join("center");
+    let _ = std::fs::remove_dir_all(&center_dir);
+    let quic_port = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0")?;
+        s.local_addr()?.port()
+    };
+    let center_http = format!("127.0.0.1:{}", free_port()?);
+    let center_config = args.workdir.join("center.toml");
+    std::fs::write(
+        &center_config,
+        format!(
+            "[center]\nid = \"center\"\nlisten = \"127.0.0.1:{quic_port}\"\nhttp_listen = \"{center_http}\"\nstorage = \"{}\"\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+            center_dir.display(),
+            certs.join("ca.pem").display(),
+            certs.join("center.pem").display(),
+            certs.join("center.key").display(),
+        ),
+    )?;
+    let center_log = logs.join("center.log");
+    let mut center = start_center(&lookout, &center_config, &center_log, &center_http)?;
+
+    // The link, if impaired.
+    let center_addr: std::net::SocketAddr = format!("127.0.0.1:{quic_port}").parse()?;
+    let link = match &args.link {
+        Some(imp) => Some(Link::start(LinkArgs {
+            listen: "127.0.0.1:0".parse()?,
+            server: center_addr,
+            up: imp.clone(),
+            down: Impairment {
+                rate_bps: 0,
+                ..imp.clone()
+            },
+            partitions: args.partitions.clone(),
+            seed: 1,
+            duration: Some(args.duration + Duration::from_secs(300)),
+        })?),
+        None => None,
+    };
+    let dial = link.as_ref().map_or(center_addr, |l| l.addr);
+
+    // The fleet and the gateway.
+    let (mut fleet, gw_config, ground_truth, fleet_started) = start_fleet(
+        &FleetRun {
+            cameras: args.cameras,
+            mix: args.mix.clone(),
+            size: args.size.clone(),
+            cache: args.cache.clone(),
+            incidents: match (&args.detector_config, &args.incidents) {
+                (None, _) => Some(String::new()),
+                (Some(_), i) => i.clone(),
+            },
+            duration: args.duration,
+        },
+        &args.workdir,
+    )?;
+    let gw_dir = args.workdir.join("gateway");
+    let _ = std::fs::remove_dir_all(&gw_dir);
+    let gw_http = format!("127.0.0.1:{}", free_port()?);
+    let detector = match &args.detector_config {
+        Some(p) => Some(detector_block(p)?),
+        None => None,
+    };
+    let mut blocks: Vec<String> = detector.iter().map(|(_, b)| b.clone()).collect();
+    blocks.push(format!(
+        "[[upstream]]\nid = \"center\"\naddress = \"{dial}\"\nserver_name = \"center\"\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+        certs.join("ca.pem").display(),
+        certs.join("fleet-gw.pem").display(),
+        certs.join("fleet-gw.key").display(),
+    ));
+    write_gateway_config(
+        &gw_config,
+        &[
+            format!("http_listen = \"{gw_http}\""),
+            format!("storage = \"{}\"", gw_dir.display()),
+        ],
+        detector.as_ref().map(|(id, _)| (id.as_str(), "keyframes")),
+        &blocks,
+    )?;
+    if let Some(budget) = args.latency_budget_ms {
+        let text = std::fs::read_to_string(&gw_config)?;
+        let text = text.replace(
+            "kind = \"",
+            &format!("latency_budget_ms = {budget}\nkind = \""),
+        );
+        std::fs::write(&gw_config, text)?;
+    }
+    let mut gateway = Proc::start(
+        "gateway",
+        &lookout,
+        &[
+            "run".into(),
+            "--config".into(),
+            gw_config.display().to_string(),
+        ],
+        &logs.join("gateway.log"),
+    )?;
+    procs::wait_http_ok(
+        &format!("http://{gw_http}/healthz"),
+        Duration::from_secs(60),
+        &mut gateway,
+    )?;
+    let watched = std::fs::read_to_string(&gw_config)
+        .map(|t| t.lines().filter(|l| *l == "[[camera]]").count())
+        .unwrap_or(0);
+    println!(
+        "relay: {watched} cameras, gateway → {} center{}; running {} s",
+        if link.is_some() {
+            "link emulator →"
+        } else {
+            "loopback →"
+        },
+        if args.detector_config.is_some() {
+            ", detector on keyframes"
+        } else {
+            ""
+        },
+        args.duration.as_secs()
+    );
+
+    let mut warm = false;
+    let mut outage_done = args.center_outage.is_none();
+    while fleet_started.elapsed() < args.duration {
+        gateway.check_alive()?;
+        fleet.check_alive()?;
+        if !warm && fleet_started.elapsed() >= args.warmup {
+            let _ = fetch(&format!("http://{center_http}/api/latency?reset=true"));
+            warm = true;
+        }
+        if let Some((at, length)) = args.center_outage
+            && !outage_done
+            && fleet_started.elapsed() >= at
+        {
+            println!("relay: killing the center for {} s", length.as_secs_f64());
+            center.kill();
+            std::thread::sleep(length);
+            center = start_center(
+                &lookout,
+                &center_config,
+                &logs.join("center-restarted.log"),
+                &center_http,
+            )?;
+            println!("relay: center back");
+            outage_done = true;
+        } else {
+            center.check_alive()?;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    // The end of the run: the cameras stop; what the gateway already took
+    // must reach the center (alerts acknowledged, frames delivered).
+    let latency = get_json(&format!("http://{center_http}/api/latency"))?;
+    fleet.stop(Duration::from_secs(10));
+    let drain_deadline = Instant::now() + Duration::from_secs(20);
+    let mut last_frames = -1.0;
+    loop {
+        let up = get_json(&format!("http://{gw_http}/api/upstreams")).unwrap_or(Value::Null);
+        let pending = up["upstreams"][0]["outbox_pending"].as_u64().unwrap_or(1);
+        let sent = metric_sum(
+            &fetch(&format!("http://{gw_http}/metrics")),
+            "lookout_relay_frames_total",
+        );
+        let got = metric_sum(
+            &fetch(&format!("http://{center_http}/metrics")),
+            "lookout_center_frames_total",
+        );
+        let settled = pending == 0 && (got >= sent || got == last_frames);
+        last_frames = got;
+        if settled || Instant::now() > drain_deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    let gw_metrics = fetch(&format!("http://{gw_http}/metrics"));
+    let center_metrics = fetch(&format!("http://{center_http}/metrics"));
+    let _ = std::fs::write(args.workdir.join("gateway-metrics.txt"), &gw_metrics);
+    let _ = std::fs::write(args.workdir.join("center-metrics.txt"), &center_metrics);
+    let gw_alerts = get_json(&format!("http://{gw_http}/api/alerts?limit=1000"))?;
+    let ledger = get_json(&format!("http://{center_http}/api/alerts?limit=10000"))?;
+    let center_cameras = get_json(&format!("http://{center_http}/api/cameras"))?;
+    let link_stats = link.map(|l| l.stop());
+    let onsets: Vec<Onset> = std::fs::read_to_string(&ground_truth)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    let clean = gateway.stop(Duration::from_secs(15));
+    center.stop(Duration::from_secs(10));
+    if !clean {
+        bail!("the gateway did not stop within 15 s of SIGTERM");
+    }
+
+    // Alerts: the ledger against what the gateway raised.
+    let raised: HashSet<String> = gw_alerts["alerts"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x["id"].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    let records = ledger["alerts"].as_array().cloned().unwrap_or_default();
+    let mut per_id: HashMap<String, usize> = HashMap::new();
+    for r in &records {
+        if let Some(id) = r["id"].as_str() {
+            *per_id.entry(id.to_string()).or_default() += 1;
+        }
+    }
+    let missing: Vec<&String> = raised
+        .iter()
+        .filter(|id| !per_id.contains_key(*id))
+        .collect();
+    let doubled = per_id.values().filter(|n| **n > 1).count();
+    let invented = per_id.keys().filter(|id| !raised.contains(*id)).count();
+    let deliveries: u64 = records
+        .iter()
+        .filter_map(|r| r["deliveries"].as_u64())
+        .sum();
+    let stored: Vec<SeenAlert> = records
+        .iter()
+        .filter_map(|r| SeenAlert::from_json(&r["alert"]))
+        .collect();
+    let received_ms: HashMap<String, u64> = records
+        .iter()
+        .filter_map(|r| {
+            Some((
+                r["id"].as_str()?.to_string(),
+                r["received_unix_ms"].as_u64()?,
+            ))
+        })
+        .collect();
+    let (incidents, matched) = score(&onsets, &stored);
+    let mut cap = histogram();
+    let mut raise = histogram();
+    for a in &stored {
+        let Some(at_ms) = received_ms.get(&a.id) else {
+            continue;
+        };
+        let at_us = at_ms * 1000;
+        let _ = cap.record(at_us.saturating_sub(a.capture_unix_ns / 1000).max(1));
+        let _ = raise.record(at_us.saturating_sub(a.raised_unix_ns / 1000).max(1));
+    }
+    let mut onset_h = histogram();
+    for (o, a) in &matched {
+        if let Some(at_ms) = received_ms.get(&a.id) {
+            let _ = onset_h.record(
+                (at_ms * 1000)
+                    .saturating_sub(o.onset_capture_unix_ns / 1000)
+                    .max(1),
+            );
+        }
+    }
+
+    // Video, per camera.
+    let mut cameras: BTreeMap<String, CameraFrames> = BTreeMap::new();
+    for c in center_cameras["cameras"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+    {
+        let Some(id) = c["id"].as_str() else { continue };
+        let gops = |outcome: &str| {
+            metric_with(
+                &gw_metrics,
+                "lookout_relay_gops_total",
+                &[("camera", id), ("outcome", outcome)],
+            ) as u64
+        };
+        cameras.insert(
+            id.to_string(),
+            CameraFrames {
+                sent: metric_with(&gw_metrics, "lookout_relay_frames_total", &[("camera", id)])
+                    as u64,
+                received_at_center: c["frames"].as_u64().unwrap_or(0),
+                gops_sent: gops("sent"),
+                gops_reset: gops("reset"),
+                gops_skipped: gops("skipped"),
+            },
+        );
+    }
+    let sent: u64 = cameras.values().map(|c| c.sent).sum();
+    let received: u64 = cameras.values().map(|c| c.received_at_center).sum();
+    let reset: u64 = cameras.values().map(|c| c.gops_reset).sum();
+
+    let mut latency_ms = HashMap::new();
+    let relay = center_percentiles(&latency["gateway_to_center"]);
+    let hop = center_percentiles(&latency["camera_to_gateway"]);
+    latency_ms.insert("relay".to_string(), relay.clone());
+    latency_ms.insert(
+        "capture_to_center".to_string(),
+        center_percentiles(&latency["capture_to_center"]),
+    );
+    latency_ms.insert("capture_to_alert".to_string(), percentiles(&cap));
+    latency_ms.insert("raise_to_stored".to_string(), percentiles(&raise));
+    latency_ms.insert("onset_to_alert".to_string(), percentiles(&onset_h));
+    let report = RelayReport {
+        lookout_version: env!("CARGO_PKG_VERSION").to_string(),
+        setup: serde_json::json!({
+            "cameras": watched,
+            "mix": args.mix,
+            "size": args.size,
+            "duration_s": args.duration.as_secs_f64(),
+            "warmup_s": args.warmup.as_secs_f64(),
+            "detector": detector.as_ref().map(|(id, _)| id.clone()),
+            "link": match &args.link {
+                Some(l) => serde_json::json!({
+                    "rate_kbps": l.rate_bps / 1000,
+                    "delay_ms": l.delay.as_secs_f64() * 1000.0,
+                    "jitter_ms": l.jitter.as_secs_f64() * 1000.0,
+                    "loss": l.loss,
+                    "queue_ms": l.queue.as_secs_f64() * 1000.0,
+                }),
+                None => serde_json::json!("loopback"),
+            },
+            "center_outage": args.center_outage.map(|(a, l)| serde_json::json!({"at_s": a.as_secs_f64(), "length_s": l.as_secs_f64()})),
+        }),
+        frames: serde_json::json!({
+            "sent": sent,
+            "received_at_center": received,
+            "lost": sent.saturating_sub(received),
+            "gops_reset": reset,
+        }),
+        cameras,
+        incidents,
+        alerts: serde_json::json!({
+            "raised_at_gateway": raised.len(),
+            "in_ledger": per_id.len(),
+            "missing_from_ledger": missing.len(),
+            "stored_twice": doubled,
+            "not_raised_by_gateway": invented,
+            "deliveries": deliveries,
+        }),
+        latency_ms,
+        baselines: serde_json::json!({ "camera_to_gateway_ms": hop }),
+        ratios: serde_json::json!({
+            "relay_p99_vs_camera_hop_p99": if hop.p99 > 0.0 { relay.p99 / hop.p99 } else { 0.0 },
+        }),
+        slo: serde_json::json!({
+            "relay_p99_ms": 5,
+            "passed": relay.p99 <= 5.0,
+        }),
+        link: link_stats.map(|s| serde_json::to_value(s).unwrap_or(Value::Null)),
+    };
+    print_report(&report);
+    if let Some(path) = &args.report {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("report: {}", path.display());
+    }
+    if args.strict {
+        let mut problems = Vec::new();
+        if !missing.is_empty() {
+            problems.push(format!(
+                "{} alert(s) never reached the ledger",
+                missing.len()
+            ));
+        }
+        if doubled > 0 || invented > 0 {
+            problems.push(format!(
+                "ledger: {doubled} id(s) stored twice, {invented} not raised by the gateway"
+            ));
+        }
+        if report.incidents.missed > 0 {
+            problems.push(format!("{} incident(s) missed", report.incidents.missed));
+        }
+        if args.link.is_none() && args.center_outage.is_none() && sent != received {
+            problems.push(format!(
+                "frames: {sent} sent, {received} received over uncongested loopback"
+            ));
+        }
+        if !problems.is_empty() {
+            bail!("relay check failed: {}", problems.join("; "));
+        }
+    }
+    Ok(report)
+}
+
+fn print_report(r: &RelayReport) {
+    let p = |name: &str| {
+        r.latency_ms
+            .get(name)
+            .map(|p| {
+                format!(
+                    "p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2} ms  (n={})",
+                    p.p50, p.p90, p.p99, p.p999, p.max, p.count
+                )
+            })
+            .unwrap_or_default()
+    };
+    println!();
+    println!(
+        "relay latency, gateway received → center received:  {}",
+        p("relay")
+    );
+    println!(
+        "baseline, camera → gateway (RTSP hop, same frames):  p50 {:.2}  p99 {:.2}  p99.9 {:.2} ms",
+        r.baselines["camera_to_gateway_ms"]["p50"]
+            .as_f64()
+            .unwrap_or(0.0),
+        r.baselines["camera_to_gateway_ms"]["p99"]
+            .as_f64()
+            .unwrap_or(0.0),
+        r.baselines["camera_to_gateway_ms"]["p999"]
+            .as_f64()
+            .unwrap_or(0.0),
+    );
+    println!(
+        "capture → center:                                   {}",
+        p("capture_to_center")
+    );
+    println!(
+        "frames: {} sent, {} received at the center, {} lost; GOPs reset: {}",
+        r.frames["sent"], r.frames["received_at_center"], r.frames["lost"], r.frames["gops_reset"]
+    );
+    println!(
+        "alerts: {} raised, {} in the ledger ({} missing, {} stored twice, {} deliveries)",
+        r.alerts["raised_at_gateway"],
+        r.alerts["in_ledger"],
+        r.alerts["missing_from_ledger"],
+        r.alerts["stored_twice"],
+        r.alerts["deliveries"]
+    );
+    println!(
+        "incidents: {} scripted, {} alerted, {} missed, {} false, {} duplicate",
+        r.incidents.scripted,
+        r.incidents.alerted,
+        r.incidents.missed,
+        r.incidents.false_alerts,
+        r.incidents.duplicate_alerts
+    );
+    println!(
+        "capture → alert stored:                             {}",
+        p("capture_to_alert")
+    );
+    println!(
+        "alert raised → stored in the ledger:                {}",
+        p("raise_to_stored")
+    );
+    println!(
+        "onset → alert stored:                               {}",
+        p("onset_to_alert")
+    );
+    for (id, c) in &r.cameras {
+        println!(
+            "  {id:<14} frames {:>6} sent {:>6} received   GOPs {:>4} sent {:>4} reset {:>4} skipped",
+            c.sent, c.received_at_center, c.gops_sent, c.gops_reset, c.gops_skipped
+        );
+    }
+}
