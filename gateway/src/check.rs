@@ -1,17 +1,33 @@
 //! `lookout check-config`: everything that can be checked without cameras —
 //! the file's syntax, types and unknown keys, ids and references, files that
 //! must exist, and every detector's model loaded in ONNX Runtime and compared
-//! with its configuration. The daemon runs the same checks before it starts.
+//! with its configuration, every upstream's TLS identity loaded. The daemon
+//! runs the same checks before it starts. Command-center files (`[center]`)
+//! get the same treatment.
 
 use std::path::Path;
 
+use crate::center::config::CenterConfig;
 use crate::config::{Config, Findings, KeyPath, Problems};
 use crate::detect::{model, runtime};
 
 /// Loads and checks a configuration file completely.
 pub fn check_file(path: &Path) -> Result<Config, Problems> {
     let (config, source) = Config::load_with_source(path)?;
-    let findings = check_models(&config);
+    let mut findings = check_models(&config);
+    for (i, u) in config.upstreams.iter().enumerate() {
+        let files = crate::relay::tls::TlsFiles {
+            ca: config.resolve(&u.ca),
+            cert: config.resolve(&u.cert),
+            key: config.resolve(&u.key),
+        };
+        if let Err(e) = crate::relay::tls::client_config(&files) {
+            findings.push(
+                KeyPath::root().key("upstream").index(i).key("cert"),
+                e.to_string(),
+            );
+        }
+    }
     if findings.0.is_empty() {
         Ok(config)
     } else {
@@ -56,4 +72,50 @@ pub fn check_models(config: &Config) -> Findings {
         }
     }
     f
+}
+
+/// Whether a file is a command center's (`[center]`, no `[gateway]`).
+pub fn is_center_file(path: &Path) -> bool {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| toml::from_str::<toml::Table>(&t).ok())
+        .is_some_and(|t| t.contains_key("center") && !t.contains_key("gateway"))
+}
+
+/// Loads and checks a command center's file, its TLS identity included.
+pub fn check_center_file(path: &Path) -> Result<CenterConfig, Problems> {
+    let config = CenterConfig::load(path)?;
+    let mut problems = Vec::new();
+    let files = crate::relay::tls::TlsFiles {
+        ca: config.resolve(&config.center.ca),
+        cert: config.resolve(&config.center.cert),
+        key: config.resolve(&config.center.key),
+    };
+    if let Err(e) = crate::relay::tls::server_config(&files) {
+        problems.push(("center", 0, e.to_string()));
+    }
+    for (i, u) in config.upstreams.iter().enumerate() {
+        let files = crate::relay::tls::TlsFiles {
+            ca: config.resolve(&u.ca),
+            cert: config.resolve(&u.cert),
+            key: config.resolve(&u.key),
+        };
+        if let Err(e) = crate::relay::tls::client_config(&files) {
+            problems.push(("upstream", i, e.to_string()));
+        }
+    }
+    if problems.is_empty() {
+        return Ok(config);
+    }
+    let source = std::fs::read_to_string(path).unwrap_or_default();
+    let mut findings = Findings::default();
+    for (table, i, message) in problems {
+        let key = if table == "center" {
+            KeyPath::root().key("center").key("cert")
+        } else {
+            KeyPath::root().key("upstream").index(i).key("cert")
+        };
+        findings.push(key, message);
+    }
+    Err(Config::problems_at(path, &source, findings))
 }

@@ -433,6 +433,24 @@ fn bench_detector(
 fn check_config(files: &[PathBuf]) -> ExitCode {
     let mut failed = false;
     for f in files {
+        if check::is_center_file(f) {
+            match check::check_center_file(f) {
+                Ok(c) => println!(
+                    "{}: ok (command center `{}`, {} upstreams)",
+                    f.display(),
+                    c.center.id,
+                    c.upstreams.len()
+                ),
+                Err(problems) => {
+                    failed = true;
+                    for p in &problems.0 {
+                        eprintln!("{p}");
+                    }
+                    eprintln!("{}: {} problem(s)", f.display(), problems.0.len());
+                }
+            }
+            continue;
+        }
         match check::check_file(f) {
             Ok(c) => println!(
                 "{}: ok ({} cameras, {} detectors, {} upstreams)",

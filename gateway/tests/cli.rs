@@ -40,8 +40,40 @@ fn version_works_without_environment() {
     assert!(text.contains("ONNX Runtime 1.31"), "{text}");
 }
 
+/// The demo's certificates, which configs/demo.toml and configs/center.toml
+/// name, made the way the demo makes them.
+fn ensure_demo_certs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(make_demo_certs);
+}
+
+fn make_demo_certs() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.lookout/certs");
+    if dir.join("center.pem").is_file() && dir.join("demo-gw.pem").is_file() {
+        return;
+    }
+    let out = lookout()
+        .arg("certs")
+        .arg("--dir")
+        .arg(&dir)
+        .args([
+            "--center",
+            "center,127.0.0.1,localhost",
+            "--gateway",
+            "demo-gw",
+        ])
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn every_shipped_config_checks_clean() {
+    ensure_demo_certs();
     let files = shipped_configs();
     assert!(files.len() >= 2, "expected the demo and county configs");
     for f in files {
@@ -62,6 +94,7 @@ fn every_shipped_config_checks_clean() {
 /// Writes a broken copy of the demo config next to the original (so its
 /// relative paths still resolve) and returns check-config's stderr.
 fn check_broken(name: &str, edit: impl Fn(&str) -> String) -> (bool, String, String) {
+    ensure_demo_certs();
     let original = std::fs::read_to_string(configs_dir().join("demo.toml")).expect("demo.toml");
     let broken = edit(&original);
     assert_ne!(broken, original, "{name}: the edit changed nothing");

@@ -1,9 +1,12 @@
 //! `lookout-loadtest demo`: the README's first command. It starts every part
 //! that exists, as separate processes with their real configuration — the
-//! simulated cameras (`lookout-loadtest fleet`, RTSP on 127.0.0.1:8554) and
-//! the gateway (`lookout run --config configs/demo.toml`) — waits until the
-//! gateway reports every camera live, prints where to look, and runs until
-//! Ctrl-C (or `--duration-s`).
+//! simulated cameras (`lookout-loadtest fleet`, RTSP on 127.0.0.1:8554), the
+//! command center (`lookout center --config configs/center.toml`) and the
+//! gateway (`lookout run --config configs/demo.toml`, relaying to the center
+//! over QUIC with mutual TLS from certificates `lookout certs` makes in
+//! `.lookout/certs`) — waits until the gateway reports every camera live and
+//! the center has it connected, prints where to look, and runs until Ctrl-C
+//! (or `--duration-s`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -59,6 +62,25 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     procs::wait_for_log(&mut fleet, "fleet: serving", Duration::from_secs(900))?;
 
     let lookout = procs::sibling("lookout")?;
+    ensure_certs(&lookout, &root.join(".lookout").join("certs"))?;
+    let mut center = Proc::start(
+        "center",
+        &lookout,
+        &[
+            "center".into(),
+            "--config".into(),
+            root.join("configs")
+                .join("center.toml")
+                .display()
+                .to_string(),
+        ],
+        &logs.join("center.log"),
+    )?;
+    procs::wait_http_ok(
+        "http://127.0.0.1:8090/healthz",
+        Duration::from_secs(20),
+        &mut center,
+    )?;
     let config = root.join("configs").join("demo.toml");
     let mut gateway = Proc::start(
         "gateway",
@@ -76,6 +98,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         &mut gateway,
     )?;
     let live = wait_cameras_live(&mut gateway, Duration::from_secs(20));
+    let relayed = wait_relayed(&mut center, Duration::from_secs(10));
 
     println!();
     println!("lookout demo is running");
@@ -84,6 +107,13 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!(
         "  alerts           http://127.0.0.1:8080/api/alerts    (smoke on tower-01 from 20 s, flood under drone-01 from 40 s)"
     );
+    println!(
+        "  command center   http://127.0.0.1:8090/api/cameras   ({relayed} cameras relayed over QUIC)"
+    );
+    println!(
+        "  center alerts    http://127.0.0.1:8090/api/alerts    (the SQLite ledger; POST /api/alerts/ID/ack)"
+    );
+    println!("  center gateways  http://127.0.0.1:8090/api/gateways");
     println!("  gateway health   http://127.0.0.1:8080/healthz");
     println!("  gateway metrics  http://127.0.0.1:8080/metrics");
     println!("  logs             {}", logs.display());
@@ -104,14 +134,73 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             break;
         }
         gateway.check_alive()?;
+        center.check_alive()?;
         fleet.check_alive()?;
         std::thread::sleep(Duration::from_millis(200));
     }
     println!("stopping the demo");
     let clean = gateway.stop(Duration::from_secs(10));
+    let center_clean = center.stop(Duration::from_secs(10));
     fleet.stop(Duration::from_secs(10));
     anyhow::ensure!(clean, "the gateway did not stop within 10 s of SIGTERM");
+    anyhow::ensure!(
+        center_clean,
+        "the command center did not stop within 10 s of SIGTERM"
+    );
     Ok(())
+}
+
+/// The demo's certificates (configs/demo.toml and configs/center.toml name
+/// them): an operator CA, the center's and the demo gateway's, made by
+/// `lookout certs` once and reused.
+fn ensure_certs(lookout: &Path, dir: &Path) -> anyhow::Result<()> {
+    let mut args: Vec<String> = vec!["certs".into(), "--dir".into(), dir.display().to_string()];
+    if !dir.join("center.pem").is_file() {
+        args.extend(["--center".into(), "center,127.0.0.1,localhost".into()]);
+    }
+    if !dir.join("demo-gw.pem").is_file() {
+        args.extend(["--gateway".into(), "demo-gw".into()]);
+    }
+    if args.len() == 3 && dir.join("ca.pem").is_file() {
+        return Ok(());
+    }
+    let out = std::process::Command::new(lookout)
+        .args(&args)
+        .output()
+        .context("running lookout certs")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "lookout certs failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+/// Polls the center's `/api/cameras` until the gateway's cameras are there
+/// with video arriving, or `limit` passes; returns how many have video.
+fn wait_relayed(center: &mut Proc, limit: Duration) -> usize {
+    let deadline = Instant::now() + limit;
+    let mut relayed = 0;
+    while Instant::now() < deadline {
+        if center.check_alive().is_err() {
+            break;
+        }
+        if let Ok(mut resp) = ureq::get("http://127.0.0.1:8090/api/cameras").call()
+            && let Ok(text) = resp.body_mut().read_to_string()
+            && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
+            && let Some(cams) = v["cameras"].as_array()
+        {
+            relayed = cams
+                .iter()
+                .filter(|c| c["frames"].as_u64().unwrap_or(0) > 0)
+                .count();
+            if !cams.is_empty() && relayed == cams.len() {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    relayed
 }
 
 /// Polls `/api/cameras` until every camera is live or `limit` passes;

@@ -28,4 +28,16 @@ fn demo_starts_and_stops_cleanly() {
         "{stdout}"
     );
     assert!(log.contains("stopped"), "{log}");
+    // The gateway relays to the demo's command center over QUIC.
+    assert!(log.contains("connected to command center"), "{log}");
+    assert!(stdout.contains("(4 cameras relayed over QUIC)"), "{stdout}");
+    assert!(
+        stdout.contains("http://127.0.0.1:8090/api/alerts"),
+        "{stdout}"
+    );
+    let center = std::fs::read_to_string(workdir.path().join("logs/center.log")).expect("log");
+    assert!(
+        center.contains("gateway connected gateway=demo-gw"),
+        "{center}"
+    );
 }

@@ -102,14 +102,16 @@ pub fn varint(value: u64) -> VarInt {
     VarInt::from_u64(value).unwrap_or(VarInt::MAX)
 }
 
-/// The QUIC transport both ends use: a 30 s idle timeout (PROTOCOL.md §3)
-/// with keep-alives well inside it, so a NAT binding on a cellular link
-/// stays open; room for many GOP streams at once.
+/// The QUIC transport both ends use: a 10 s idle timeout (PROTOCOL.md §3
+/// allows up to 30 s), so a gateway notices a dead center and redials
+/// within seconds, with keep-alives every 2 s — five in a row must be lost
+/// first, and a NAT binding on a cellular link stays open; room for many
+/// GOP streams at once.
 pub fn transport(max_uni_streams: u32) -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
     // Milliseconds.
-    t.max_idle_timeout(Some(VarInt::from_u32(30_000).into()));
-    t.keep_alive_interval(Some(Duration::from_secs(5)));
+    t.max_idle_timeout(Some(VarInt::from_u32(10_000).into()));
+    t.keep_alive_interval(Some(Duration::from_secs(2)));
     t.max_concurrent_uni_streams(VarInt::from_u32(max_uni_streams));
     t.max_concurrent_bidi_streams(VarInt::from_u32(2));
     // GOP streams are small and many: no stream may hog the window, but a
@@ -117,6 +119,10 @@ pub fn transport(max_uni_streams: u32) -> Arc<quinn::TransportConfig> {
     t.stream_receive_window(VarInt::from_u32(4 << 20));
     t.receive_window(VarInt::from_u32(64 << 20));
     t.send_window(64 << 20);
+    // BBR paces to the bottleneck's rate instead of filling its buffer
+    // (as loss-based Cubic does), so an alert sent behind video waits for
+    // a near-empty queue on a cellular or satellite link, not a full one.
+    t.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()));
     Arc::new(t)
 }
 
