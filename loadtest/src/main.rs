@@ -433,7 +433,6 @@ fn main() -> ExitCode {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 /// The relay benchmark's link and fault options, as typed.
 struct RelayLink {
     rate_kbps: Option<u64>,
@@ -496,6 +495,7 @@ fn run_relay(mut args: relay::RelayArgs, l: RelayLink) -> anyhow::Result<()> {
     relay::run(args).map(|_| ())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_link(
     listen: std::net::SocketAddr,
     to: std::net::SocketAddr,
