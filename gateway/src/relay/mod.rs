@@ -6,8 +6,11 @@
 //! - `tls.rs`: mutual TLS from the operator's CA (`lookout certs` makes it).
 //! - `outbox.rs`: the SQLite (WAL) outbox of unacknowledged alerts.
 //! - `stream.rs`: quinn stream reading/writing, transport settings, backoff.
+//! - `congestion.rs`: BBR capped near the path's BDP, so alerts never wait
+//!   behind a full bottleneck buffer.
 //! - `uplink.rs`: the connection: control, alerts, GOP streams.
 
+pub mod congestion;
 pub mod outbox;
 pub mod stream;
 pub mod tls;

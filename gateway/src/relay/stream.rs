@@ -119,10 +119,9 @@ pub fn transport(max_uni_streams: u32) -> Arc<quinn::TransportConfig> {
     t.stream_receive_window(VarInt::from_u32(4 << 20));
     t.receive_window(VarInt::from_u32(64 << 20));
     t.send_window(64 << 20);
-    // BBR paces to the bottleneck's rate instead of filling its buffer
-    // (as loss-based Cubic does), so an alert sent behind video waits for
-    // a near-empty queue on a cellular or satellite link, not a full one.
-    t.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()));
+    // BBR with its window held near the path's BDP: an alert sent behind
+    // video waits for a near-empty bottleneck queue, not a full one.
+    t.congestion_controller_factory(Arc::new(super::congestion::LowQueueConfig::default()));
     Arc::new(t)
 }
 
