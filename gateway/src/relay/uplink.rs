@@ -420,13 +420,31 @@ impl SessionError {
     fn needs_operator(&self) -> bool {
         matches!(self, SessionError::Refused { code, .. }
             if *code == ErrorCode::UNSUPPORTED_VERSION || *code == ErrorCode::UNAUTHORIZED)
-            || matches!(
-                self,
-                SessionError::Connection(quinn::ConnectionError::TransportError(_))
-            )
+            || self.is_tls()
+    }
+
+    /// The TLS handshake failed, on our side or the center's (a certificate
+    /// the other side does not accept). TLS 1.3 lets the gateway finish its
+    /// half before the center has judged its certificate, so the center's
+    /// verdict arrives as a close with a crypto error code.
+    fn is_tls(&self) -> bool {
+        match self {
+            SessionError::Connection(quinn::ConnectionError::TransportError(_)) => true,
+            SessionError::Connection(quinn::ConnectionError::ConnectionClosed(c))
+            | SessionError::Stream(StreamError::Write(quinn::WriteError::ConnectionLost(
+                quinn::ConnectionError::ConnectionClosed(c),
+            )))
+            | SessionError::Stream(StreamError::Read(quinn::ReadError::ConnectionLost(
+                quinn::ConnectionError::ConnectionClosed(c),
+            ))) => (0x100..0x200).contains(&u64::from(c.error_code)),
+            _ => false,
+        }
     }
 
     fn reason(&self) -> &'static str {
+        if self.is_tls() {
+            return "tls";
+        }
         match self {
             SessionError::Resolve(_) => "resolve",
             SessionError::Connect(_) => "dial",
@@ -626,18 +644,37 @@ impl Session {
                     for entry in batch {
                         last_sent = entry.seq();
                         match entry {
-                            OutboxEntry::Alert { alert, .. } => {
+                            OutboxEntry::Alert { mut alert, .. } => {
                                 in_flight_alerts
                                     .entry(alert.id.clone())
                                     .and_modify(|r| *r = (*r).max(alert.revision))
                                     .or_insert(alert.revision);
+                                // PROTOCOL.md §9 rule 5: an alert too big with its
+                                // snapshot goes without it, the snapshot after it.
+                                let mut separate = None;
+                                if AlertMessage::Alert(alert.clone()).encode().is_err()
+                                    && let Some(jpeg) = alert.snapshot_jpeg.take()
+                                {
+                                    separate = Some(lookout_codecs::relay::Snapshot {
+                                        alert_id: alert.id.clone(),
+                                        jpeg,
+                                    });
+                                }
                                 write_message(&mut send, &AlertMessage::Alert(alert)).await?;
                                 uplink.alerts_sent.fetch_add(1, Relaxed);
                                 uplink.metrics.alerts_sent.get_or_create(&labels).inc();
+                                if let Some(snapshot) = separate {
+                                    self.send_snapshot(
+                                        &mut send,
+                                        snapshot,
+                                        &mut in_flight_snapshots,
+                                    )
+                                    .await?;
+                                }
                             }
                             OutboxEntry::Snapshot { snapshot, .. } => {
-                                in_flight_snapshots.insert(snapshot.alert_id.clone());
-                                write_message(&mut send, &AlertMessage::Snapshot(snapshot)).await?;
+                                self.send_snapshot(&mut send, snapshot, &mut in_flight_snapshots)
+                                    .await?;
                             }
                         }
                     }
@@ -693,6 +730,33 @@ impl Session {
                     .set(n as i64);
             }
         }
+    }
+
+    /// Sends a snapshot; one that cannot be encoded (over the alert
+    /// stream's 16 MiB) is dropped from the outbox with an error, since no
+    /// center could ever take it, and the alert itself still goes.
+    async fn send_snapshot(
+        &self,
+        send: &mut quinn::SendStream,
+        snapshot: lookout_codecs::relay::Snapshot,
+        in_flight: &mut HashSet<String>,
+    ) -> Result<(), SessionError> {
+        let message = AlertMessage::Snapshot(snapshot);
+        if let Err(e) = message.encode() {
+            let AlertMessage::Snapshot(snapshot) = message else {
+                return Ok(());
+            };
+            tracing::error!(alert = %snapshot.alert_id, "snapshot dropped, it cannot be sent: {e}");
+            let outbox = self.uplink.outbox.clone();
+            let id = snapshot.alert_id.clone();
+            let _ = tokio::task::spawn_blocking(move || outbox.ack_snapshot(&id)).await;
+            return Ok(());
+        }
+        if let AlertMessage::Snapshot(s) = &message {
+            in_flight.insert(s.alert_id.clone());
+        }
+        write_message(send, &message).await?;
+        Ok(())
     }
 
     /// Keeps one relay task per configured camera, and the scheduler's view

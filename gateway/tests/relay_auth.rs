@@ -1,0 +1,315 @@
+//! Who may talk to a command center: real `lookout center` and `lookout
+//! run` processes over QUIC on loopback, with certificates from `lookout
+//! certs`. A gateway with a certificate from another CA is refused in the
+//! TLS handshake and gets nothing; a valid certificate may only use its own
+//! gateway id; a second certificate for an id that is connected is refused;
+//! the right certificate connects.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn lookout() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_lookout"))
+}
+
+fn certs(dir: &Path, args: &[&str]) {
+    let out = lookout()
+        .arg("certs")
+        .arg("--dir")
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("lookout certs runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A `lookout` process whose stderr is collected, and the addresses its
+/// start line announced.
+struct Proc {
+    child: Child,
+    log: Arc<Mutex<Vec<String>>>,
+    http: String,
+    quic: Option<String>,
+}
+
+impl Proc {
+    fn start(args: &[&str], config: &Path, ready: &str) -> Proc {
+        let mut child = lookout()
+            .args(args)
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("lookout runs");
+        let log: Arc<Mutex<Vec<String>>> = Arc::default();
+        for stream in [
+            Box::new(child.stderr.take().expect("stderr")) as Box<dyn Read + Send>,
+            Box::new(child.stdout.take().expect("stdout")),
+        ] {
+            let l = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    l.lock().expect("log").push(line);
+                }
+            });
+        }
+        let start = Instant::now();
+        let line = loop {
+            let found = log
+                .lock()
+                .expect("log")
+                .iter()
+                .find(|l| l.contains(ready))
+                .cloned();
+            if let Some(l) = found {
+                break l;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(15),
+                "did not start: {:?}",
+                log.lock().expect("log")
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let field = |name: &str| {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(name))
+                .map(str::to_string)
+        };
+        Proc {
+            child,
+            log,
+            http: field("http=").expect("http= in the start line"),
+            quic: field("quic="),
+        }
+    }
+
+    fn get(&self, path: &str) -> Value {
+        let mut s = TcpStream::connect(&self.http).expect("connect to the API");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.http
+        )
+        .expect("request");
+        let mut out = String::new();
+        s.read_to_string(&mut out).expect("response");
+        let (head, body) = out.split_once("\r\n\r\n").expect("HTTP response");
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        serde_json::from_str(body).unwrap_or(Value::String(body.to_string()))
+    }
+
+    fn text(&self, path: &str) -> String {
+        match self.get(path) {
+            Value::String(s) => s,
+            v => v.to_string(),
+        }
+    }
+
+    fn logged(&self, text: &str) -> bool {
+        self.log
+            .lock()
+            .expect("log")
+            .iter()
+            .any(|l| l.contains(text))
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().expect("log").join("\n")
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+fn gateway(dir: &Path, name: &str, id: &str, quic: &str, certs: &Path, cert: &str) -> Proc {
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            "[gateway]\nid = \"{id}\"\nhttp_listen = \"127.0.0.1:0\"\nstorage = \"{}\"\n\n\
+             [[upstream]]\nid = \"center\"\naddress = \"{quic}\"\nserver_name = \"center\"\n\
+             ca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+            dir.join(format!("{name}-data")).display(),
+            certs.join("ca.pem").display(),
+            certs.join(format!("{cert}.pem")).display(),
+            certs.join(format!("{cert}.key")).display(),
+        ),
+    )
+    .expect("write config");
+    Proc::start(&["run", "--config"], &path, "lookout gateway running")
+}
+
+fn upstream(gw: &Proc) -> Value {
+    gw.get("/api/upstreams")["upstreams"][0].clone()
+}
+
+fn gateways(center: &Proc) -> Vec<Value> {
+    center.get("/api/gateways")["gateways"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[test]
+fn only_the_operators_certificates_for_their_own_ids_get_in() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = dir.path().join("operator");
+    let rogue = dir.path().join("rogue");
+    let reissued = dir.path().join("reissued");
+    certs(
+        &ca,
+        &[
+            "--center",
+            "center,127.0.0.1",
+            "--gateway",
+            "gw-1",
+            "--gateway",
+            "gw-2",
+        ],
+    );
+    certs(&rogue, &["--gateway", "gw-1"]);
+    // The same CA issues gw-1 a second, different certificate.
+    std::fs::create_dir_all(&reissued).expect("mkdir");
+    for f in ["ca.pem", "ca.key"] {
+        std::fs::copy(ca.join(f), reissued.join(f)).expect("copy CA");
+    }
+    certs(&reissued, &["--gateway", "gw-1"]);
+
+    let center_config = dir.path().join("center.toml");
+    std::fs::write(
+        &center_config,
+        format!(
+            "[center]\nid = \"center\"\nlisten = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n\
+             storage = \"{}\"\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+            dir.path().join("center-data").display(),
+            ca.join("ca.pem").display(),
+            ca.join("center.pem").display(),
+            ca.join("center.key").display(),
+        ),
+    )
+    .expect("write center config");
+    let center = Proc::start(
+        &["center", "--config"],
+        &center_config,
+        "lookout center running",
+    );
+    let quic = center
+        .quic
+        .clone()
+        .expect("quic= in the center's start line");
+
+    // A certificate from another CA: refused in the handshake, on both sides.
+    let gw = gateway(dir.path(), "rogue", "gw-1", &quic, &rogue, "gw-1");
+    assert!(
+        wait(Duration::from_secs(10), || upstream(&gw)["state"]
+            == "backoff"),
+        "{}",
+        upstream(&gw)
+    );
+    let status = upstream(&gw);
+    let error = status["last_error"].as_str().unwrap_or_default();
+    assert!(error.contains("handshake"), "{status}");
+    // An operator must act: no fast retry loop against the center.
+    assert!(
+        status["retry_in_ms"].as_u64().unwrap_or(0) >= 20_000,
+        "{status}"
+    );
+    assert!(
+        wait(Duration::from_secs(5), || center
+            .logged("gateway refused at the TLS handshake")),
+        "{}",
+        center.log()
+    );
+    assert!(gateways(&center).is_empty(), "{:?}", gateways(&center));
+    assert!(
+        center
+            .text("/metrics")
+            .contains("lookout_center_refused_connections_total{reason=\"tls\"} 1"),
+        "{}",
+        center.text("/metrics")
+    );
+    drop(gw);
+
+    // A valid certificate, but for another gateway id: Refuse UNAUTHORIZED.
+    let gw = gateway(dir.path(), "borrowed", "gw-1", &quic, &ca, "gw-2");
+    assert!(
+        wait(Duration::from_secs(10), || upstream(&gw)["state"]
+            == "backoff"),
+        "{}",
+        upstream(&gw)
+    );
+    let status = upstream(&gw);
+    let error = status["last_error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("UNAUTHORIZED") && error.contains("may not use gateway id `gw-1`"),
+        "{status}"
+    );
+    assert!(gateways(&center).is_empty(), "{:?}", gateways(&center));
+    drop(gw);
+
+    // The right certificate for the right id: connected.
+    let gw = gateway(dir.path(), "good", "gw-1", &quic, &ca, "gw-1");
+    assert!(
+        wait(Duration::from_secs(10), || upstream(&gw)["state"]
+            == "connected"),
+        "{}\n{}",
+        upstream(&gw),
+        center.log()
+    );
+    let g = gateways(&center);
+    assert_eq!(g.len(), 1, "{g:?}");
+    assert_eq!(g[0]["id"], "gw-1");
+    assert_eq!(g[0]["state"], "connected");
+    assert_eq!(g[0]["certificate"]["common_name"], "gw-1");
+
+    // Another certificate for gw-1 while gw-1 is connected: refused; the
+    // connected gateway stays.
+    let twin = gateway(dir.path(), "twin", "gw-1", &quic, &reissued, "gw-1");
+    assert!(
+        wait(Duration::from_secs(10), || upstream(&twin)["state"]
+            == "backoff"),
+        "{}",
+        upstream(&twin)
+    );
+    let status = upstream(&twin);
+    assert!(
+        status["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("GATEWAY_ID_CONFLICT"),
+        "{status}"
+    );
+    assert_eq!(upstream(&gw)["state"], "connected");
+    let g = gateways(&center);
+    assert_eq!(g.len(), 1, "{g:?}");
+    assert_eq!(g[0]["connections"], 1, "{g:?}");
+}
