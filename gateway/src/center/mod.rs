@@ -54,7 +54,8 @@ pub struct CenterMetrics {
     pub alerts: Family<Labels, Counter>,
     pub frames: Family<Labels, Counter>,
     pub bytes: Family<Labels, Counter>,
-    /// GOP streams by outcome: `complete`, `reset`, `stale`, `invalid`.
+    /// GOP streams by outcome: `complete`, `reset`, `invalid`; `late` ones
+    /// (header after a newer GOP's) are also counted as such.
     pub gops: Family<Labels, Counter>,
     /// Per frame: `from="capture"` (camera clock → here) and
     /// `from="gateway"` (the gateway received it → here: the relay's part).
@@ -100,7 +101,7 @@ impl CenterMetrics {
         m.register("center_bytes", "Video bytes received", self.bytes.clone());
         m.register(
             "center_gops",
-            "GOP streams by outcome: complete, reset, stale, invalid",
+            "GOP streams by outcome: complete, reset, invalid; late (after a newer GOP, not played live)",
             self.gops.clone(),
         );
         m.register(
@@ -179,7 +180,8 @@ pub struct CenterCamera {
     pub gateway: String,
     pub info: Mutex<CameraInfo>,
     pub latest_gop: Mutex<Option<Arc<CompleteGop>>>,
-    /// Highest `gop_seq` started: older GOP streams arriving late are stale.
+    /// Highest `gop_seq` started: older GOP streams arriving later are not
+    /// played live.
     pub playing: AtomicU64,
     pub frames: AtomicU64,
     pub bytes: AtomicU64,
@@ -390,7 +392,10 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         key: config.resolve(&config.center.key),
     };
     let mut server = tls::server_config(&files).context("center TLS identity")?;
-    server.transport_config(stream::transport(config.center.max_gop_streams));
+    server.transport_config(stream::transport(
+        config.center.max_gop_streams,
+        stream::Congestion::default(),
+    ));
     let storage = config.resolve(&config.center.storage);
     let ledger_path = storage.join("ledger.sqlite3");
     let ledger = Arc::new(Ledger::open(&ledger_path).map_err(|e| anyhow::anyhow!("{e}"))?);

@@ -506,11 +506,15 @@ async fn read_gop(center: Arc<Center>, link: Arc<GatewayLink>, recv: quinn::Recv
         count_gop(&center, &link.id, &header.camera_id, "invalid");
         return;
     };
-    if camera.playing.fetch_max(header.gop_seq, Relaxed) > header.gop_seq {
-        reader.stop(ErrorCode::UNWANTED);
-        count_gop(&center, &link.id, &header.camera_id, "stale");
-        camera.gops_dropped.fetch_add(1, Relaxed);
-        return;
+    // A GOP whose header comes after a newer one's (its stream was opened
+    // or scheduled later, PROTOCOL.md §4.6) is still received whole — it is
+    // video the gateway paid to send — but live viewers, who play forward
+    // only, skip it.
+    let playing = camera.playing.fetch_max(header.gop_seq, Relaxed);
+    let late = playing > header.gop_seq;
+    if late {
+        tracing::debug!(gateway = %link.id, camera = %header.camera_id, gop = header.gop_seq, playing, "GOP arrived after a newer one; not played live");
+        count_gop(&center, &link.id, &header.camera_id, "late");
     }
     let labels = vec![
         ("gateway".to_string(), link.id.clone()),
@@ -544,11 +548,13 @@ async fn read_gop(center: Arc<Center>, link: Arc<GatewayLink>, recv: quinn::Recv
                 camera.bytes.fetch_add(f.data.len() as u64, Relaxed);
                 camera.last_frame_unix_ns.store(now, Relaxed);
                 camera.last_capture_delay_us.store(capture_us, Relaxed);
-                let _ = camera.live.send(LiveFrame {
-                    gop_seq: header.gop_seq,
-                    header: header.clone(),
-                    frame: f.clone(),
-                });
+                if !late {
+                    let _ = camera.live.send(LiveFrame {
+                        gop_seq: header.gop_seq,
+                        header: header.clone(),
+                        frame: f.clone(),
+                    });
+                }
                 frames.push(f);
             }
             Ok(Some(VideoMessage::GopHeader(_))) => {

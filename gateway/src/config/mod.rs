@@ -444,6 +444,20 @@ fn default_batch() -> usize {
     8
 }
 
+/// Congestion control on a relay connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Congestion {
+    /// BBR, its window capped near the path's BDP while a queue stands, so
+    /// alerts never wait behind a full bottleneck buffer.
+    #[default]
+    LowQueue,
+    /// quinn's BBR as is.
+    Bbr,
+    /// Loss-based Cubic (fills bottleneck buffers; for comparison).
+    Cubic,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
@@ -455,6 +469,9 @@ pub struct UpstreamConfig {
     pub ca: PathBuf,
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// `low-queue` (default), `bbr` or `cubic`.
+    #[serde(default)]
+    pub congestion: Congestion,
 }
 
 /// A whole gateway configuration, as written in the file.

@@ -6,10 +6,13 @@
 //! satellite modem, a microwave radio): an alert sent behind that buffer
 //! waits for all of it. Loss-based Cubic fills such buffers to the brim;
 //! BBR keeps up to about one extra BDP queued (its window is twice the
-//! BDP). [`LowQueue`] lets BBR run and caps its window at 1.25 × the
-//! highest delivery rate seen recently × the minimum RTT, so at most about
-//! a quarter of a round trip of data queues ahead of an alert, while the
-//! 25 % headroom still lets the rate estimate grow when the link allows.
+//! BDP). [`LowQueue`] lets BBR run, and once the path shows a standing
+//! queue (smoothed RTT 15 ms above its minimum) caps the window at the
+//! highest delivery rate seen recently × (1.25 × the minimum RTT + an ACK
+//! delay allowance) until the queue is gone (under 5 ms): at most about a
+//! quarter of a round trip plus 10 ms of data then waits ahead of an alert.
+//! Without a queue there is no cap, so BBR probes and grows freely, and on
+//! short paths (loopback, a LAN) delayed ACKs never starve the window.
 //! Samples taken while the sender had nothing to send (app-limited) never
 //! lower the estimate, so an idle or lightly used link is not capped.
 
@@ -23,6 +26,13 @@ use quinn_proto::RttEstimator;
 
 /// Window headroom over the measured BDP.
 const GAIN: f64 = 1.25;
+/// Room for ACKs a receiver holds back: data they cover is in flight but
+/// not queued.
+const ACK_ALLOWANCE: Duration = Duration::from_millis(10);
+/// Smoothed RTT this far above the minimum means a standing queue: cap.
+const QUEUE_ON: Duration = Duration::from_millis(15);
+/// And this close to it means the queue is gone: stop capping.
+const QUEUE_OFF: Duration = Duration::from_millis(5);
 /// How long the highest delivery rate is remembered.
 const RATE_WINDOW: Duration = Duration::from_secs(10);
 /// Shortest interval a delivery rate is measured over.
@@ -46,6 +56,7 @@ impl ControllerFactory for LowQueueConfig {
             interval_limited: false,
             rates: VecDeque::new(),
             min_rtt: None,
+            capping: false,
         })
     }
 }
@@ -63,14 +74,16 @@ pub struct LowQueue {
     /// kept as a decreasing sequence so the front is the window's maximum.
     rates: VecDeque<(Instant, f64)>,
     min_rtt: Option<Duration>,
+    /// A standing queue was seen and has not drained yet.
+    capping: bool,
 }
 
 impl LowQueue {
     fn cap(&self) -> Option<u64> {
         let (_, rate) = self.rates.front()?;
         let rtt = self.min_rtt?;
-        let bdp = rate * rtt.as_secs_f64();
-        Some(((bdp * GAIN) as u64).max(MIN_PACKETS * self.mtu))
+        let span = rtt.as_secs_f64() * GAIN + ACK_ALLOWANCE.as_secs_f64();
+        Some(((rate * span) as u64).max(MIN_PACKETS * self.mtu))
     }
 
     fn record(&mut self, now: Instant, rate: f64) {
@@ -105,6 +118,12 @@ impl Controller for LowQueue {
         let min = rtt.min();
         if !min.is_zero() {
             self.min_rtt = Some(min);
+            let queued = rtt.get().saturating_sub(min);
+            if queued > QUEUE_ON {
+                self.capping = true;
+            } else if queued < QUEUE_OFF {
+                self.capping = false;
+            }
         }
         let start = *self.interval_start.get_or_insert(now);
         self.interval_bytes += bytes;
@@ -156,8 +175,8 @@ impl Controller for LowQueue {
     fn window(&self) -> u64 {
         let w = self.inner.window();
         match self.cap() {
-            Some(cap) => w.min(cap),
-            None => w,
+            Some(cap) if self.capping => w.min(cap),
+            _ => w,
         }
     }
 
@@ -170,6 +189,7 @@ impl Controller for LowQueue {
             interval_limited: self.interval_limited,
             rates: self.rates.clone(),
             min_rtt: self.min_rtt,
+            capping: self.capping,
         })
     }
 
@@ -195,6 +215,7 @@ mod tests {
             interval_limited: false,
             rates: VecDeque::new(),
             min_rtt: Some(Duration::from_millis(40)),
+            capping: true,
         }
     }
 
@@ -206,16 +227,20 @@ mod tests {
     }
 
     #[test]
-    fn cap_is_a_quarter_above_the_bdp_of_the_best_recent_rate() {
+    fn cap_is_a_quarter_above_the_bdp_of_the_best_recent_rate_plus_ack_delay() {
         let mut c = controller();
         let t0 = Instant::now();
-        // 2 Mbit/s = 250 kB/s; BDP at 40 ms = 10 kB.
+        // 2 Mbit/s = 250 kB/s; BDP at 40 ms = 10 kB; 10 ms of ACK delay 2.5 kB.
         c.record(t0, 250_000.0);
         c.record(t0 + Duration::from_millis(50), 100_000.0);
-        assert_eq!(c.cap(), Some(12_500));
+        assert_eq!(c.cap(), Some(15_000));
+        assert_eq!(c.window(), c.inner.window().min(15_000));
         // The higher rate ages out after the window; the lower one stays.
         c.record(t0 + RATE_WINDOW + Duration::from_millis(1), 120_000.0);
-        assert_eq!(c.cap(), Some(6_000));
+        assert_eq!(c.cap(), Some(7_200));
+        // No standing queue: no cap.
+        c.capping = false;
+        assert_eq!(c.window(), c.inner.window());
     }
 
     #[test]

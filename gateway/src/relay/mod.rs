@@ -157,7 +157,7 @@ impl Relay {
             };
             let mut client = tls::client_config(&files)
                 .with_context(|| format!("upstream `{}`: TLS identity", u.id))?;
-            client.transport_config(stream::transport(0));
+            client.transport_config(stream::transport(0, u.congestion));
             let path = storage.join("outbox").join(format!("{}.sqlite3", u.id));
             let outbox = open_outbox(&path).with_context(|| format!("upstream `{}`", u.id))?;
             let bind: std::net::SocketAddr = if u.address.starts_with('[') {

@@ -11,6 +11,8 @@ use bytes::Bytes;
 use lookout_codecs::relay::{DecodeError, EncodeError, FrameDecoder, Role, StreamMessage};
 use quinn::{RecvStream, SendStream, VarInt};
 
+pub use crate::config::Congestion;
+
 /// Most bytes taken from quinn per read: one read never holds more than this
 /// beyond the decoder's one-message buffer.
 const READ_CHUNK: usize = 64 * 1024;
@@ -107,7 +109,7 @@ pub fn varint(value: u64) -> VarInt {
 /// within seconds, with keep-alives every 2 s — five in a row must be lost
 /// first, and a NAT binding on a cellular link stays open; room for many
 /// GOP streams at once.
-pub fn transport(max_uni_streams: u32) -> Arc<quinn::TransportConfig> {
+pub fn transport(max_uni_streams: u32, congestion: Congestion) -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
     // Milliseconds.
     t.max_idle_timeout(Some(VarInt::from_u32(10_000).into()));
@@ -119,9 +121,15 @@ pub fn transport(max_uni_streams: u32) -> Arc<quinn::TransportConfig> {
     t.stream_receive_window(VarInt::from_u32(4 << 20));
     t.receive_window(VarInt::from_u32(64 << 20));
     t.send_window(64 << 20);
-    // BBR with its window held near the path's BDP: an alert sent behind
-    // video waits for a near-empty bottleneck queue, not a full one.
-    t.congestion_controller_factory(Arc::new(super::congestion::LowQueueConfig::default()));
+    // Default: BBR with its window held near the path's BDP while a queue
+    // stands, so an alert sent behind video waits for a near-empty
+    // bottleneck queue, not a full one (congestion.rs).
+    t.congestion_controller_factory(match congestion {
+        Congestion::LowQueue => Arc::new(super::congestion::LowQueueConfig::default())
+            as Arc<dyn quinn::congestion::ControllerFactory + Send + Sync>,
+        Congestion::Bbr => Arc::new(quinn::congestion::BbrConfig::default()),
+        Congestion::Cubic => Arc::new(quinn::congestion::CubicConfig::default()),
+    });
     Arc::new(t)
 }
 
