@@ -92,6 +92,9 @@ enum Command {
         /// Per-camera latency budget for GOP resets, ms.
         #[arg(long)]
         latency_budget_ms: Option<u64>,
+        /// Add an upper center the first one forwards everything to.
+        #[arg(long)]
+        cascade: bool,
         #[arg(long, default_value = ".lookout/clips")]
         cache: PathBuf,
         #[arg(long, default_value = ".lookout/relay")]
@@ -327,6 +330,7 @@ fn main() -> ExitCode {
             link_partitions,
             center_outage,
             latency_budget_ms,
+            cascade,
             cache,
             workdir,
             report,
@@ -345,6 +349,7 @@ fn main() -> ExitCode {
                 link: None,
                 partitions: Vec::new(),
                 center_outage: None,
+                cascade,
                 latency_budget_ms,
                 report,
                 strict,

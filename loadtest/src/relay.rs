@@ -53,6 +53,9 @@ pub struct RelayArgs {
     pub partitions: Vec<Partition>,
     /// Kill the center this long after the start, for this long.
     pub center_outage: Option<(Duration, Duration)>,
+    /// Put a second, upper center ("city") above the first, which forwards
+    /// everything to it (a cascade).
+    pub cascade: bool,
     /// Per-camera latency budget for the gateway's GOP resets.
     pub latency_budget_ms: Option<u64>,
     pub report: Option<PathBuf>,
@@ -82,6 +85,8 @@ pub struct RelayReport {
     pub ratios: Value,
     pub slo: Value,
     pub link: Option<Value>,
+    /// With `--cascade`: what reached the upper center.
+    pub cascade: Option<Value>,
 }
 
 fn center_percentiles(v: &Value) -> Percentiles {
@@ -154,6 +159,8 @@ pub fn run(args: RelayArgs) -> anyhow::Result<RelayReport> {
         .args([
             "--center",
             "center,127.0.0.1,localhost",
+            "--center",
+            "city,127.0.0.1,localhost",
             "--gateway",
             "fleet-gw",
         ])
@@ -174,11 +181,44 @@ pub fn run(args: RelayArgs) -> anyhow::Result<RelayReport> {
         s.local_addr()?.port()
     };
     let center_http = format!("127.0.0.1:{}", free_port()?);
+    // The upper center of a cascade, which the center forwards to.
+    let mut city = None;
+    let mut upward = String::new();
+    if args.cascade {
+        let city_dir = args.workdir.join("city");
+        let _ = std::fs::remove_dir_all(&city_dir);
+        let city_quic = {
+            let s = std::net::UdpSocket::bind("127.0.0.1:0")?;
+            s.local_addr()?.port()
+        };
+        let city_http = format!("127.0.0.1:{}", free_port()?);
+        let city_config = args.workdir.join("city.toml");
+        std::fs::write(
+            &city_config,
+            format!(
+                "[center]\nid = \"city\"\nlisten = \"127.0.0.1:{city_quic}\"\nhttp_listen = \"{city_http}\"\nstorage = \"{}\"\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+                city_dir.display(),
+                certs.join("ca.pem").display(),
+                certs.join("city.pem").display(),
+                certs.join("city.key").display(),
+            ),
+        )?;
+        city = Some((
+            start_center(&lookout, &city_config, &logs.join("city.log"), &city_http)?,
+            city_http,
+        ));
+        upward = format!(
+            "\n[[upstream]]\nid = \"city\"\naddress = \"127.0.0.1:{city_quic}\"\nserver_name = \"city\"\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+            certs.join("ca.pem").display(),
+            certs.join("center.pem").display(),
+            certs.join("center.key").display(),
+        );
+    }
     let center_config = args.workdir.join("center.toml");
     std::fs::write(
         &center_config,
         format!(
-            "[center]\nid = \"center\"\nlisten = \"127.0.0.1:{quic_port}\"\nhttp_listen = \"{center_http}\"\nstorage = \"{}\"\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+            "[center]\nid = \"center\"\nlisten = \"127.0.0.1:{quic_port}\"\nhttp_listen = \"{center_http}\"\nstorage = \"{}\"\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n{upward}",
             center_dir.display(),
             certs.join("ca.pem").display(),
             certs.join("center.pem").display(),
@@ -348,6 +388,54 @@ pub fn run(args: RelayArgs) -> anyhow::Result<RelayReport> {
     let ledger = get_json(&format!("http://{center_http}/api/alerts?limit=10000"))?;
     let center_cameras = get_json(&format!("http://{center_http}/api/cameras"))?;
     let link_stats = link.map(|l| l.stop());
+    // The upper center: wait until the center's own outbox upward is empty
+    // and the frames stop changing, then read its ledger and cameras.
+    let cascade = match city.as_mut() {
+        Some((city, city_http)) => {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            let mut last = -1.0;
+            loop {
+                let up =
+                    get_json(&format!("http://{center_http}/api/upstreams")).unwrap_or(Value::Null);
+                let pending = up["upstreams"][0]["outbox_pending"].as_u64().unwrap_or(1);
+                let got = metric_sum(
+                    &fetch(&format!("http://{city_http}/metrics")),
+                    "lookout_center_frames_total",
+                );
+                if (pending == 0 && got == last) || Instant::now() > deadline {
+                    break;
+                }
+                last = got;
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            let city_ledger = get_json(&format!("http://{city_http}/api/alerts?limit=10000"))?;
+            let city_cameras = get_json(&format!("http://{city_http}/api/cameras"))?;
+            let city_gateways = get_json(&format!("http://{city_http}/api/gateways"))?;
+            city.stop(Duration::from_secs(10));
+            let ids: Vec<String> = city_ledger["alerts"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x["id"].as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let distinct: HashSet<&String> = ids.iter().collect();
+            let frames: u64 = city_cameras["cameras"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|c| c["frames"].as_u64()).sum())
+                .unwrap_or(0);
+            Some(serde_json::json!({
+                "alerts_in_ledger": distinct.len(),
+                "stored_twice": ids.len() - distinct.len(),
+                "missing": ledger["alerts"].as_array().map(|a| a.iter().filter(|x| x["id"].as_str().is_some_and(|id| !distinct.contains(&id.to_string()))).count()).unwrap_or(0),
+                "cameras": city_cameras["cameras"].as_array().map(|a| a.len()).unwrap_or(0),
+                "frames_received": frames,
+                "gateways": city_gateways["gateways"].as_array().map(|g| g.iter().filter_map(|x| x["id"].as_str().map(String::from)).collect::<Vec<_>>()).unwrap_or_default(),
+            }))
+        }
+        None => None,
+    };
     let onsets: Vec<Onset> = std::fs::read_to_string(&ground_truth)
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
@@ -508,6 +596,7 @@ pub fn run(args: RelayArgs) -> anyhow::Result<RelayReport> {
             "passed": relay.p99 <= 5.0,
         }),
         link: link_stats.map(|s| serde_json::to_value(s).unwrap_or(Value::Null)),
+        cascade,
     };
     print_report(&report);
     if let Some(path) = &args.report {
@@ -535,6 +624,11 @@ pub fn run(args: RelayArgs) -> anyhow::Result<RelayReport> {
             problems.push(format!(
                 "frames: {sent} sent, {received} received over uncongested loopback"
             ));
+        }
+        if let Some(c) = &report.cascade
+            && (c["missing"].as_u64() != Some(0) || c["stored_twice"].as_u64() != Some(0))
+        {
+            problems.push(format!("cascade: {c}"));
         }
         if !problems.is_empty() {
             bail!("relay check failed: {}", problems.join("; "));
@@ -608,6 +702,17 @@ fn print_report(r: &RelayReport) {
         "onset → alert stored:                               {}",
         p("onset_to_alert")
     );
+    if let Some(c) = &r.cascade {
+        println!(
+            "cascade, upper center: {} alerts in its ledger ({} missing, {} stored twice), {} cameras, {} frames received, from {}",
+            c["alerts_in_ledger"],
+            c["missing"],
+            c["stored_twice"],
+            c["cameras"],
+            c["frames_received"],
+            c["gateways"]
+        );
+    }
     for (id, c) in &r.cameras {
         println!(
             "  {id:<14} frames {:>6} sent {:>6} received   GOPs {:>4} sent {:>4} reset {:>4} skipped",

@@ -1,7 +1,9 @@
 //! The command center is killed (SIGKILL, as a crash or power cut) while an
 //! incident starts, and comes back six seconds later: the gateway keeps the
 //! alert in its SQLite outbox, redials, and the alert lands in the center's
-//! ledger (which survived the crash) exactly once.
+//! ledger (which survived the crash) exactly once. The center forwards to an
+//! upper center (a cascade), which must end up with every alert exactly
+//! once too, and the gateway's video.
 
 use std::path::Path;
 use std::process::Command;
@@ -27,6 +29,7 @@ fn an_alert_raised_while_the_center_is_down_arrives_once() {
             "tower-01:smoke@8,drone-01:flood@17",
             "--center-outage",
             "14+6",
+            "--cascade",
             "--strict",
             "--workdir",
         ])
@@ -59,6 +62,20 @@ fn an_alert_raised_while_the_center_is_down_arrives_once() {
             > 1000.0,
         "{}",
         r["latency_ms"]
+    );
+    let cascade = &r["cascade"];
+    assert_eq!(cascade["alerts_in_ledger"], 2, "{cascade}");
+    assert_eq!(cascade["missing"], 0, "{cascade}");
+    assert_eq!(cascade["stored_twice"], 0, "{cascade}");
+    assert_eq!(cascade["cameras"], 3, "{cascade}");
+    assert!(
+        cascade["frames_received"].as_u64().unwrap_or(0) > 300,
+        "{cascade}"
+    );
+    assert_eq!(
+        cascade["gateways"],
+        serde_json::json!(["center"]),
+        "{cascade}"
     );
     let log = std::fs::read_to_string(work.path().join("logs/gateway.log")).expect("log");
     assert!(

@@ -36,6 +36,7 @@ pub fn router(center: Arc<Center>, metrics: Arc<Metrics>) -> Router {
         .route("/api/alerts/{id}/snapshot.jpg", get(snapshot))
         .route("/api/alerts/{id}/ack", post(acknowledge))
         .route("/api/latency", get(latency))
+        .route("/api/upstreams", get(upstreams))
         .with_state(AppState { center, metrics })
 }
 
@@ -220,6 +221,18 @@ async fn acknowledge(
         Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
+}
+
+/// The centers this one forwards to (a cascade), as a gateway's
+/// `/api/upstreams` shows them.
+async fn upstreams(State(s): State<AppState>) -> impl IntoResponse {
+    let list = s
+        .center
+        .upstreams
+        .get()
+        .map(|r| r.status())
+        .unwrap_or_default();
+    Json(json!({ "upstreams": list }))
 }
 
 #[derive(Debug, Deserialize)]

@@ -7,9 +7,11 @@
 //! - `config.rs`: the center's configuration file.
 //! - `ledger.rs`: the SQLite (WAL) alert ledger and de-duplication state.
 //! - `session.rs`: one gateway connection: handshake, alerts, GOP streams.
+//! - `cascade.rs`: forwarding upward to another center, same protocol.
 //! - `http.rs`: `/api/gateways`, `/api/cameras`, `/api/alerts`, acks,
 //!   latest GOPs, `/metrics`.
 
+pub mod cascade;
 pub mod config;
 pub mod http;
 pub mod ledger;
@@ -237,8 +239,10 @@ pub struct Center {
     subscribe: Subscribe,
     latency: Mutex<Latency>,
     pub started: Instant,
-    /// Ledger changes (alert id), for live views.
+    /// Ledger changes (alert id), for live views and the cascade.
     pub alert_events: broadcast::Sender<String>,
+    /// Centers above this one, when it forwards upward.
+    pub upstreams: std::sync::OnceLock<Arc<crate::relay::Relay>>,
 }
 
 impl Center {
@@ -260,6 +264,7 @@ impl Center {
             latency: Mutex::new(Latency::new()),
             started: Instant::now(),
             alert_events: broadcast::channel(1024).0,
+            upstreams: std::sync::OnceLock::new(),
         }
     }
 
@@ -407,6 +412,29 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     ));
     center.metrics.register(&metrics);
 
+    if !config.upstreams.is_empty() {
+        let relay_metrics = Arc::new(crate::relay::RelayMetrics::default());
+        relay_metrics.register(&metrics);
+        let upstreams: Vec<crate::config::UpstreamConfig> = config
+            .upstreams
+            .iter()
+            .map(|u| crate::config::UpstreamConfig {
+                ca: config.resolve(&u.ca),
+                cert: config.resolve(&u.cert),
+                key: config.resolve(&u.key),
+                ..u.clone()
+            })
+            .collect();
+        let relay = crate::relay::Relay::start_with(
+            &center.id,
+            &upstreams,
+            &storage,
+            cascade::CenterSource::new(center.clone()),
+            relay_metrics,
+            cascade::feeder(center.clone()),
+        )?;
+        let _ = center.upstreams.set(relay);
+    }
     let endpoint = quinn::Endpoint::server(server, config.center.listen).with_context(|| {
         format!(
             "center: cannot listen for gateways on udp {}",
@@ -427,6 +455,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         http = %http_addr,
         ledger = %ledger_path.display(),
         alerts = center.ledger.count().unwrap_or(0),
+        upstreams = config.upstreams.len(),
         "lookout center running"
     );
 
@@ -443,6 +472,9 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
 
     wait_for_stop_signal().await?;
     tracing::info!("stopping");
+    if let Some(relay) = center.upstreams.get() {
+        relay.stop().await;
+    }
     for g in center.gateways.iter() {
         if let Ok(Some(conn)) = g.conn.lock().map(|c| c.clone()) {
             conn.close(varint(ErrorCode::NO_ERROR.value()), b"center stopping");

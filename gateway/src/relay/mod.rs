@@ -9,9 +9,12 @@
 //! - `congestion.rs`: BBR capped near the path's BDP, so alerts never wait
 //!   behind a full bottleneck buffer.
 //! - `uplink.rs`: the connection: control, alerts, GOP streams.
+//! - `source.rs`: what an uplink relays (a gateway's cameras, or a center's
+//!   in a cascade).
 
 pub mod congestion;
 pub mod outbox;
+pub mod source;
 pub mod stream;
 pub mod tls;
 pub mod uplink;
@@ -28,7 +31,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
-use crate::config::Config;
+use crate::config::{Config, UpstreamConfig};
 use crate::detect::alerts::AlertEventKind;
 use crate::detect::hub::{AlertEvent, AlertHub, AlertQuery};
 use crate::ingest::Ingest;
@@ -138,22 +141,56 @@ pub struct Relay {
 }
 
 impl Relay {
-    /// Opens every upstream's outbox and TLS identity (any problem is an
-    /// error naming the upstream and file, before anything starts), then
-    /// starts the feeder and one connection task per upstream.
+    /// A gateway's relay: opens every upstream's outbox and TLS identity
+    /// (any problem is an error naming the upstream and file, before
+    /// anything starts), then starts the feeder that writes the hub's alert
+    /// events into every outbox and one connection task per upstream.
     pub async fn start(
         config: &Config,
         ingest: Arc<Ingest>,
         hub: Arc<AlertHub>,
         metrics: Arc<RelayMetrics>,
     ) -> anyhow::Result<Arc<Relay>> {
-        let storage = config.resolve(&config.gateway.storage);
-        let mut uplinks = Vec::new();
-        for u in &config.upstreams {
-            let files = tls::TlsFiles {
+        let upstreams: Vec<UpstreamConfig> = config
+            .upstreams
+            .iter()
+            .map(|u| UpstreamConfig {
                 ca: config.resolve(&u.ca),
                 cert: config.resolve(&u.cert),
                 key: config.resolve(&u.key),
+                ..u.clone()
+            })
+            .collect();
+        let source = source::GatewaySource::new(ingest, hub.clone());
+        let events = hub.subscribe();
+        Relay::start_with(
+            &config.gateway.id,
+            &upstreams,
+            &config.resolve(&config.gateway.storage),
+            source,
+            metrics,
+            |uplinks, stop| Some(tokio::spawn(feed(hub, events, uplinks, stop))),
+        )
+    }
+
+    /// The relay of anything with a [`source::Source`]: `id` is the id this
+    /// side uses upward (a gateway's, or a center's in a cascade), paths in
+    /// `upstreams` are resolved already, outboxes live under `storage`, and
+    /// `feeder` starts the task that fills the outboxes.
+    pub fn start_with(
+        id: &str,
+        upstreams: &[UpstreamConfig],
+        storage: &Path,
+        source: Arc<dyn source::Source>,
+        metrics: Arc<RelayMetrics>,
+        feeder: impl FnOnce(Vec<Arc<Uplink>>, watch::Receiver<bool>) -> Option<JoinHandle<()>>,
+    ) -> anyhow::Result<Arc<Relay>> {
+        let mut uplinks = Vec::new();
+        for u in upstreams {
+            let files = tls::TlsFiles {
+                ca: u.ca.clone(),
+                cert: u.cert.clone(),
+                key: u.key.clone(),
             };
             let mut client = tls::client_config(&files)
                 .with_context(|| format!("upstream `{}`: TLS identity", u.id))?;
@@ -169,24 +206,20 @@ impl Relay {
                 .with_context(|| format!("upstream `{}`: opening a UDP socket", u.id))?;
             uplinks.push(Arc::new(Uplink::new(
                 u.clone(),
-                config.gateway.id.clone(),
+                id.to_string(),
                 client,
                 endpoint,
                 Arc::new(outbox),
-                ingest.clone(),
-                hub.clone(),
+                source.clone(),
                 metrics.clone(),
             )));
         }
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
-        if !uplinks.is_empty() {
-            tasks.push(tokio::spawn(feed(
-                hub.clone(),
-                hub.subscribe(),
-                uplinks.clone(),
-                stop_rx.clone(),
-            )));
+        if !uplinks.is_empty()
+            && let Some(t) = feeder(uplinks.clone(), stop_rx.clone())
+        {
+            tasks.push(t);
         }
         for u in &uplinks {
             tasks.push(tokio::spawn(u.clone().run(stop_rx.clone())));
@@ -222,7 +255,7 @@ fn open_outbox(path: &Path) -> anyhow::Result<Outbox> {
 }
 
 /// What an alert event puts in an outbox.
-enum OutboxItem {
+pub(crate) enum OutboxItem {
     Alert(Alert),
     Snapshot(Snapshot),
 }
@@ -308,7 +341,7 @@ fn everything(hub: &AlertHub) -> Vec<OutboxItem> {
         .collect()
 }
 
-async fn store(uplinks: &[Arc<Uplink>], items: Vec<OutboxItem>) {
+pub(crate) async fn store(uplinks: &[Arc<Uplink>], items: Vec<OutboxItem>) {
     if items.is_empty() {
         return;
     }

@@ -37,10 +37,10 @@ use tokio::sync::{Notify, mpsc, watch};
 
 use super::RelayMetrics;
 use super::outbox::{Outbox, OutboxEntry};
+use super::source::{Source, UnitFeed};
 use super::stream::{Backoff, MessageReader, StreamError, varint, write_message};
-use crate::config::{CameraConfig, CameraKind, UpstreamConfig};
-use crate::detect::hub::AlertHub;
-use crate::ingest::{AccessUnit, CameraState, CameraStatus, Filter, Ingest};
+use crate::config::{CameraKind, UpstreamConfig};
+use crate::ingest::{AccessUnit, CameraState, CameraStatus, Ingest};
 
 /// How long dialling and the handshake (`Hello` → `Welcome`) may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -101,8 +101,8 @@ pub struct Uplink {
     /// Per camera, the last GOP number cut: GOP numbers keep counting across
     /// connections (PROTOCOL.md §6.8) so the center can tell a gap.
     gop_seq: DashMap<Arc<str>, u64>,
-    ingest: Arc<Ingest>,
-    hub: Arc<AlertHub>,
+    /// The cameras, video and alert states relayed.
+    source: Arc<dyn Source>,
     metrics: Arc<RelayMetrics>,
     state: Mutex<LinkState>,
     connects: AtomicU64,
@@ -119,8 +119,7 @@ impl Uplink {
         client: quinn::ClientConfig,
         endpoint: quinn::Endpoint,
         outbox: Arc<Outbox>,
-        ingest: Arc<Ingest>,
-        hub: Arc<AlertHub>,
+        source: Arc<dyn Source>,
         metrics: Arc<RelayMetrics>,
     ) -> Uplink {
         Uplink {
@@ -131,8 +130,7 @@ impl Uplink {
             outbox,
             outbox_ready: Notify::new(),
             gop_seq: DashMap::new(),
-            ingest,
-            hub,
+            source,
             metrics,
             state: Mutex::new(LinkState::Connecting),
             connects: AtomicU64::new(0),
@@ -242,7 +240,7 @@ impl Uplink {
 
         let (mut ctl_send, ctl_recv) = conn.open_bi().await.map_err(SessionError::Connection)?;
         ctl_send.set_priority(CONTROL_STREAM_PRIORITY)?;
-        let cameras = cameras_now(&self.ingest);
+        let cameras = self.source.cameras();
         write_message(
             &mut ctl_send,
             &ControlMessage::Hello(Hello {
@@ -596,7 +594,7 @@ impl Session {
                     }
                 }
                 _ = cameras.tick() => {
-                    let now: HashMap<String, CameraInfo> = cameras_now(&self.uplink.ingest)
+                    let now: HashMap<String, CameraInfo> = self.uplink.source.cameras()
                         .into_iter()
                         .map(|c| (c.id.clone(), c))
                         .collect();
@@ -759,80 +757,61 @@ impl Session {
         Ok(())
     }
 
-    /// Keeps one relay task per configured camera, and the scheduler's view
-    /// of which cameras alert.
+    /// Keeps one relay task per camera of the source (checked twice a
+    /// second, so reloads and new gateways are picked up), and the
+    /// scheduler's view of which cameras alert.
     async fn video(self: Arc<Self>, mut quit: watch::Receiver<bool>) {
-        let mut set_rx = self.uplink.ingest.cameras();
-        let mut alerts = self.uplink.hub.subscribe();
-        let mut running: HashMap<String, (Arc<CameraConfig>, watch::Sender<bool>)> = HashMap::new();
+        let source = self.uplink.source.clone();
+        let mut alerts = source.alert_changes();
+        let mut running: HashMap<
+            String,
+            (
+                CameraPolicy,
+                watch::Sender<bool>,
+                tokio::task::JoinHandle<()>,
+            ),
+        > = HashMap::new();
+        let mut poll = tokio::time::interval(CAMERA_POLL);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let set = set_rx.borrow_and_update().clone();
-            let wanted: HashMap<&str, &Arc<CameraConfig>> =
-                set.iter().map(|c| (c.id.as_str(), c)).collect();
-            running.retain(|id, (config, stop)| {
-                let keep = wanted.get(id.as_str()).is_some_and(|c| **c == *config);
-                if !keep {
-                    let _ = stop.send(true);
-                    self.with_scheduler(|s| s.remove_camera(id));
-                }
-                keep
-            });
-            for config in set.iter() {
-                if running.contains_key(&config.id) {
-                    continue;
-                }
-                let Some(sub) = self.uplink.ingest.subscribe(&config.id, Filter::All) else {
-                    continue;
-                };
-                let policy = CameraPolicy {
-                    class: wire_kind(config.priority.unwrap_or(config.kind)),
-                    latency_budget: config
-                        .latency_budget_ms
-                        .map_or(DEFAULT_LATENCY_BUDGET, Duration::from_millis),
-                };
-                let alerting = !self
-                    .uplink
-                    .hub
-                    .list(&crate::detect::hub::AlertQuery {
-                        camera: Some(config.id.clone()),
-                        active_only: true,
-                        limit: Some(1),
-                        ..Default::default()
-                    })
-                    .is_empty();
-                self.with_scheduler(|s| {
-                    s.set_camera(&config.id, policy);
-                    s.set_alert_active(&config.id, alerting);
-                });
-                let (stop_tx, stop_rx) = watch::channel(false);
-                tokio::spawn(self.clone().relay_camera(
-                    Arc::from(config.id.as_str()),
-                    sub,
-                    stop_rx,
-                ));
-                running.insert(config.id.clone(), (config.clone(), stop_tx));
-            }
             tokio::select! {
-                changed = set_rx.changed() => if changed.is_err() { break },
+                _ = poll.tick() => {
+                    let wanted: HashMap<String, CameraPolicy> = source.policies().into_iter().collect();
+                    running.retain(|id, (policy, stop, task)| {
+                        let keep = wanted.get(id).is_some_and(|p| p == policy) && !task.is_finished();
+                        if !keep {
+                            let _ = stop.send(true);
+                            if !wanted.contains_key(id) {
+                                self.with_scheduler(|s| s.remove_camera(id));
+                            }
+                        }
+                        keep
+                    });
+                    for (id, policy) in wanted {
+                        if running.contains_key(&id) {
+                            continue;
+                        }
+                        let Some(feed) = source.video(&id) else {
+                            continue;
+                        };
+                        let alerting = source.alerting(&id);
+                        self.with_scheduler(|s| {
+                            s.set_camera(&id, policy);
+                            s.set_alert_active(&id, alerting);
+                        });
+                        let (stop_tx, stop_rx) = watch::channel(false);
+                        let task = tokio::spawn(self.clone().relay_camera(Arc::from(id.as_str()), feed, stop_rx));
+                        running.insert(id, (policy, stop_tx, task));
+                    }
+                }
                 event = alerts.recv() => match event {
-                    Ok(e) => {
-                        let camera = e.alert.camera.id.clone();
-                        let active = !self.uplink.hub.list(&crate::detect::hub::AlertQuery {
-                            camera: Some(camera.clone()),
-                            active_only: true,
-                            limit: Some(1),
-                            ..Default::default()
-                        }).is_empty();
+                    Ok(camera) => {
+                        let active = source.alerting(&camera);
                         self.with_scheduler(|s| s.set_alert_active(&camera, active));
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                         for id in running.keys() {
-                            let active = !self.uplink.hub.list(&crate::detect::hub::AlertQuery {
-                                camera: Some(id.clone()),
-                                active_only: true,
-                                limit: Some(1),
-                                ..Default::default()
-                            }).is_empty();
+                            let active = source.alerting(id);
                             self.with_scheduler(|s| s.set_alert_active(id, active));
                         }
                     }
@@ -841,7 +820,7 @@ impl Session {
                 _ = quit.changed() => break,
             }
         }
-        for (_, (_, stop)) in running {
+        for (_, (_, stop, _)) in running {
             let _ = stop.send(true);
         }
     }
@@ -850,7 +829,7 @@ impl Session {
     async fn relay_camera(
         self: Arc<Self>,
         camera: Arc<str>,
-        mut sub: crate::ingest::Subscription,
+        mut sub: UnitFeed,
         mut stop: watch::Receiver<bool>,
     ) {
         let labels = self.camera_labels(&camera);

@@ -1,0 +1,270 @@
+//! A cascade: this center forwards upward (county → city → province) over
+//! the same protocol, as if it were one big gateway. Upward it introduces
+//! every camera of every gateway connected to it, as `GATEWAY/CAMERA`
+//! (group `GATEWAY`, or `GATEWAY / GROUP`), relays their GOPs as they
+//! arrive (access units unchanged, capture and receive times kept, so the
+//! upper center measures latency from the camera), and forwards every alert
+//! once its own ledger has stored it, through its own durable outbox per
+//! upstream, so an alert survives an outage of either link.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use lookout_codecs::relay::{Alert, CameraInfo, CameraPolicy, CameraState, Snapshot};
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
+
+use super::ledger::LedgerQuery;
+use super::{Center, LiveFrame};
+use crate::ingest::{AccessUnit, CodecParams, TimestampSource};
+use crate::relay::source::{Source, UnitFeed};
+use crate::relay::uplink::{DEFAULT_LATENCY_BUDGET, Uplink};
+use crate::relay::{OutboxItem, store};
+
+/// Longest id the protocol carries.
+const MAX_ID: usize = lookout_codecs::relay::MAX_ID_LEN;
+
+/// The id a gateway's camera has upward.
+fn upward_id(gateway: &str, camera: &str) -> Option<String> {
+    let id = format!("{gateway}/{camera}");
+    (id.len() <= MAX_ID).then_some(id)
+}
+
+/// Every camera of every gateway of a center.
+pub struct CenterSource {
+    center: Arc<Center>,
+    changes: broadcast::Sender<String>,
+}
+
+impl CenterSource {
+    pub fn new(center: Arc<Center>) -> Arc<CenterSource> {
+        let (changes, _) = broadcast::channel(256);
+        let source = Arc::new(CenterSource {
+            center: center.clone(),
+            changes: changes.clone(),
+        });
+        // Ledger changes name alerts; the uplink wants cameras.
+        let mut events = center.alert_events.subscribe();
+        tokio::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(id) => {
+                        let ledger = center.ledger.clone();
+                        let found = tokio::task::spawn_blocking(move || ledger.alert(&id)).await;
+                        if let Ok(Ok(Some(a))) = found
+                            && let Some(camera) = a.camera.as_deref()
+                            && let Some(id) = upward_id(&a.gateway, camera)
+                        {
+                            let _ = changes.send(id);
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        source
+    }
+
+    fn split<'a>(&self, id: &'a str) -> Option<(&'a str, &'a str)> {
+        id.split_once('/')
+    }
+}
+
+impl Source for CenterSource {
+    fn cameras(&self) -> Vec<CameraInfo> {
+        let mut out = Vec::new();
+        let mut gateways: Vec<_> = self
+            .center
+            .gateways
+            .iter()
+            .map(|g| g.value().clone())
+            .collect();
+        gateways.sort_by(|a, b| a.id.cmp(&b.id));
+        for g in gateways {
+            let connected = g.connected.load(Relaxed);
+            let mut cams: Vec<CameraInfo> = g
+                .cameras
+                .iter()
+                .filter_map(|c| c.info.lock().ok().map(|i| i.clone()))
+                .collect();
+            cams.sort_by(|a, b| a.id.cmp(&b.id));
+            for mut info in cams {
+                let Some(id) = upward_id(&g.id, &info.id) else {
+                    continue;
+                };
+                info.id = id;
+                info.group = Some(match &info.group {
+                    Some(group) => format!("{} / {group}", g.id),
+                    None => g.id.clone(),
+                });
+                if !connected {
+                    // Its gateway is away: the camera is not reachable.
+                    info.state = CameraState::Backoff;
+                }
+                out.push(info);
+            }
+        }
+        out
+    }
+
+    fn policies(&self) -> Vec<(String, CameraPolicy)> {
+        self.cameras()
+            .into_iter()
+            .map(|c| {
+                (
+                    c.id,
+                    CameraPolicy {
+                        class: c.kind,
+                        latency_budget: DEFAULT_LATENCY_BUDGET,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    fn video(&self, id: &str) -> Option<UnitFeed> {
+        let (gateway, camera) = self.split(id)?;
+        let link = self.center.gateways.get(gateway)?.clone();
+        let cam = link.cameras.get(camera)?.clone();
+        let mut live = cam.live.subscribe();
+        // Frames become access units again, as the gateway had them.
+        let (tx, rx) = broadcast::channel(256);
+        let upward: Arc<str> = Arc::from(id);
+        tokio::spawn(async move {
+            let mut params: Option<(Arc<lookout_codecs::relay::GopHeader>, Arc<CodecParams>)> =
+                None;
+            loop {
+                let f: LiveFrame = match live.recv().await {
+                    Ok(f) => f,
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                let p = match &params {
+                    Some((h, p)) if Arc::ptr_eq(h, &f.header) => p.clone(),
+                    _ => {
+                        let p = Arc::new(CodecParams {
+                            codec: f.header.codec,
+                            vps: f.header.vps.clone(),
+                            sps: Some(f.header.sps.clone()),
+                            pps: Some(f.header.pps.clone()),
+                            width: f.header.width,
+                            height: f.header.height,
+                        });
+                        params = Some((f.header.clone(), p.clone()));
+                        p
+                    }
+                };
+                let unit = AccessUnit {
+                    camera: upward.clone(),
+                    seq: f.frame.seq,
+                    session: 1,
+                    keyframe: f.frame.keyframe,
+                    params: p,
+                    data: f.frame.data,
+                    pts: f.frame.pts_ns.map(Duration::from_nanos),
+                    received_unix_ns: f.frame.received_unix_ns,
+                    capture_unix_ns: f.frame.capture_unix_ns,
+                    capture_source: TimestampSource::Sei,
+                };
+                if tx.send(unit).is_err() {
+                    // The uplink stopped reading this camera.
+                    return;
+                }
+            }
+        });
+        Some(UnitFeed::Relayed(rx))
+    }
+
+    fn alerting(&self, id: &str) -> bool {
+        let Some((gateway, camera)) = self.split(id) else {
+            return false;
+        };
+        self.center
+            .ledger
+            .alerts(&LedgerQuery {
+                gateway: Some(gateway.to_string()),
+                camera: Some(camera.to_string()),
+                state: Some("active".into()),
+                limit: Some(1),
+                ..Default::default()
+            })
+            .is_ok_and(|a| !a.is_empty())
+    }
+
+    fn alert_changes(&self) -> broadcast::Receiver<String> {
+        self.changes.subscribe()
+    }
+}
+
+/// The ledger's record of an alert as the messages that forward it.
+fn forward(center: &Center, id: &str) -> Vec<OutboxItem> {
+    let Ok(Some(a)) = center.ledger.alert(id) else {
+        return Vec::new();
+    };
+    let payload_json = match &a.alert {
+        serde_json::Value::String(s) => s.clone(),
+        v => v.to_string(),
+    };
+    let mut items = vec![OutboxItem::Alert(Alert {
+        id: a.id.clone(),
+        revision: a.revision,
+        payload_json,
+        snapshot_jpeg: None,
+    })];
+    if a.has_snapshot
+        && let Ok(Some(jpeg)) = center.ledger.snapshot(id)
+    {
+        items.push(OutboxItem::Snapshot(Snapshot {
+            alert_id: a.id,
+            jpeg: jpeg.into(),
+        }));
+    }
+    items
+}
+
+/// Fills the upward outboxes from the ledger: first everything it holds
+/// (the outbox ignores what it already queued, so a restart neither loses
+/// nor doubles anything), then every change as it is stored.
+pub fn feeder(
+    center: Arc<Center>,
+) -> impl FnOnce(Vec<Arc<Uplink>>, watch::Receiver<bool>) -> Option<JoinHandle<()>> {
+    move |uplinks, mut stop| {
+        let mut events = center.alert_events.subscribe();
+        Some(tokio::spawn(async move {
+            let c = center.clone();
+            let backlog = tokio::task::spawn_blocking(move || {
+                let mut all = c
+                    .ledger
+                    .alerts(&LedgerQuery {
+                        limit: Some(super::ledger::MAX_LIMIT),
+                        ..Default::default()
+                    })
+                    .unwrap_or_default();
+                all.reverse(); // oldest first
+                all.iter()
+                    .flat_map(|a| forward(&c, &a.id))
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .unwrap_or_default();
+            store(&uplinks, backlog).await;
+            loop {
+                let id = tokio::select! {
+                    e = events.recv() => match e {
+                        Ok(id) => id,
+                        Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    },
+                    _ = stop.changed() => return,
+                };
+                let c = center.clone();
+                let items = tokio::task::spawn_blocking(move || forward(&c, &id))
+                    .await
+                    .unwrap_or_default();
+                store(&uplinks, items).await;
+            }
+        }))
+    }
+}
