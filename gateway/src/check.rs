@@ -95,13 +95,8 @@ pub fn check_center_file(path: &Path) -> Result<CenterConfig, Problems> {
         problems.push(("center", 0, e.to_string()));
     }
     for (i, u) in config.upstreams.iter().enumerate() {
-        let files = crate::relay::tls::TlsFiles {
-            ca: config.resolve(&u.ca),
-            cert: config.resolve(&u.cert),
-            key: config.resolve(&u.key),
-        };
-        if let Err(e) = crate::relay::tls::client_config(&files) {
-            problems.push(("upstream", i, e.to_string()));
+        if let Some(e) = upstream_tls_problem(u, |p| config.resolve(p)) {
+            problems.push(("upstream", i, e));
         }
     }
     if problems.is_empty() {
@@ -118,4 +113,19 @@ pub fn check_center_file(path: &Path) -> Result<CenterConfig, Problems> {
         findings.push(key, message);
     }
     Err(Config::problems_at(path, &source, findings))
+}
+
+/// Whether an upstream's TLS identity loads and chains to its CA.
+fn upstream_tls_problem(
+    u: &crate::config::UpstreamConfig,
+    resolve: impl Fn(&Path) -> std::path::PathBuf,
+) -> Option<String> {
+    let files = crate::relay::tls::TlsFiles {
+        ca: resolve(&u.ca),
+        cert: resolve(&u.cert),
+        key: resolve(&u.key),
+    };
+    crate::relay::tls::client_config(&files)
+        .err()
+        .map(|e| e.to_string())
 }

@@ -115,7 +115,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     ));
     drop(shutdown);
 
-    wait_for_stop_signal().await?;
+    crate::shutdown::stop_signal().await?;
     tracing::info!("stopping");
     if !trigger.fire_and_wait(SHUTDOWN_GRACE).await {
         tracing::warn!(
@@ -196,15 +196,4 @@ async fn reload_on_sighup(
         detect.apply(&next.cameras).await;
         running = next;
     }
-}
-
-async fn wait_for_stop_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
-    }
-    Ok(())
 }

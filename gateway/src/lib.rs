@@ -11,6 +11,7 @@ pub mod check;
 pub mod config;
 pub mod daemon;
 pub mod detect;
+pub mod durable;
 pub mod http;
 pub mod ingest;
 pub mod logging;

@@ -443,10 +443,7 @@ fn check_config(files: &[PathBuf]) -> ExitCode {
                 ),
                 Err(problems) => {
                     failed = true;
-                    for p in &problems.0 {
-                        eprintln!("{p}");
-                    }
-                    eprintln!("{}: {} problem(s)", f.display(), problems.0.len());
+                    print_problems(f, &problems);
                 }
             }
             continue;
@@ -461,10 +458,7 @@ fn check_config(files: &[PathBuf]) -> ExitCode {
             ),
             Err(problems) => {
                 failed = true;
-                for p in &problems.0 {
-                    eprintln!("{p}");
-                }
-                eprintln!("{}: {} problem(s)", f.display(), problems.0.len());
+                print_problems(f, &problems);
             }
         }
     }
@@ -473,4 +467,11 @@ fn check_config(files: &[PathBuf]) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+fn print_problems(file: &Path, problems: &lookout::config::Problems) {
+    for p in &problems.0 {
+        eprintln!("{p}");
+    }
+    eprintln!("{}: {} problem(s)", file.display(), problems.0.len());
 }

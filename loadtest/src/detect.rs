@@ -229,24 +229,7 @@ pub fn run(args: DetectArgs) -> anyhow::Result<DetectReport> {
         Some((&detector_id, &args.sampling)),
         &[detector_block],
     )?;
-    let mut gateway = Proc::start(
-        "gateway",
-        &lookout,
-        &[
-            "run".into(),
-            "--config".into(),
-            gw_config.display().to_string(),
-        ],
-        &logs.join("gateway.log"),
-    )?;
-    procs::wait_http_ok(
-        &format!("http://{http}/healthz"),
-        Duration::from_secs(60),
-        &mut gateway,
-    )?;
-    let watched = std::fs::read_to_string(&gw_config)
-        .map(|t| t.lines().filter(|l| *l == "[[camera]]").count())
-        .unwrap_or(0);
+    let (mut gateway, watched) = start_gateway(&lookout, &gw_config, &logs, &http)?;
     println!(
         "gateway: watching {watched} cameras with detector {detector_id}, {} sampling; running {} s",
         args.sampling,
@@ -447,6 +430,35 @@ pub(crate) fn start_fleet(
     )?;
     procs::wait_for_log(&mut fleet, "fleet: serving", Duration::from_secs(900))?;
     Ok((fleet, gw_config, ground_truth, Instant::now()))
+}
+
+/// Starts `lookout run` on `config` and waits for its API on `http`;
+/// returns it and how many cameras the file lists.
+pub(crate) fn start_gateway(
+    lookout: &Path,
+    config: &Path,
+    logs: &Path,
+    http: &str,
+) -> anyhow::Result<(Proc, usize)> {
+    let mut gateway = Proc::start(
+        "gateway",
+        lookout,
+        &[
+            "run".into(),
+            "--config".into(),
+            config.display().to_string(),
+        ],
+        &logs.join("gateway.log"),
+    )?;
+    procs::wait_http_ok(
+        &format!("http://{http}/healthz"),
+        Duration::from_secs(60),
+        &mut gateway,
+    )?;
+    let cameras = std::fs::read_to_string(config)
+        .map(|t| t.lines().filter(|l| *l == "[[camera]]").count())
+        .unwrap_or(0);
+    Ok((gateway, cameras))
 }
 
 /// Completes the gateway configuration the fleet wrote: `gateway_lines`

@@ -95,6 +95,10 @@ enum Command {
         /// Add an upper center the first one forwards everything to.
         #[arg(long)]
         cascade: bool,
+        /// The center's video subscription: every camera, or only those
+        /// with an active alert.
+        #[arg(long, default_value = "all", value_parser = ["all", "alerting"])]
+        subscribe: String,
         #[arg(long, default_value = ".lookout/clips")]
         cache: PathBuf,
         #[arg(long, default_value = ".lookout/relay")]
@@ -331,6 +335,7 @@ fn main() -> ExitCode {
             center_outage,
             latency_budget_ms,
             cascade,
+            subscribe,
             cache,
             workdir,
             report,
@@ -350,6 +355,7 @@ fn main() -> ExitCode {
                 partitions: Vec::new(),
                 center_outage: None,
                 cascade,
+                subscribe,
                 latency_budget_ms,
                 report,
                 strict,

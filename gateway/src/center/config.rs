@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::config::{Findings, KeyPath, Locator, Problem, Problems, UpstreamConfig, line_col};
+use crate::config::{Findings, KeyPath, Problems, UpstreamConfig};
 
 /// Which cameras' video the center asks its gateways for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -79,32 +79,8 @@ pub struct CenterConfig {
 
 impl CenterConfig {
     pub fn load(path: &Path) -> Result<CenterConfig, Problems> {
-        let source = std::fs::read_to_string(path).map_err(|e| {
-            Problems(vec![Problem {
-                file: path.to_path_buf(),
-                line: 0,
-                column: 0,
-                key: "(file)".into(),
-                message: format!("cannot read: {e}"),
-            }])
-        })?;
-        let mut config: CenterConfig = toml::from_str(&source).map_err(|e| {
-            let locator = Locator::new(&source);
-            let (line, column, key) = match e.span() {
-                Some(span) => {
-                    let (l, c) = line_col(&source, span.start);
-                    (l, c, locator.path_at(span.start).to_string())
-                }
-                None => (0, 0, "(file)".to_string()),
-            };
-            Problems(vec![Problem {
-                file: path.to_path_buf(),
-                line,
-                column,
-                key,
-                message: e.message().trim().to_string(),
-            }])
-        })?;
+        let source = crate::config::read_source(path)?;
+        let mut config: CenterConfig = crate::config::parse_toml(path, &source)?;
         config.base_dir = path
             .parent()
             .map(Path::to_path_buf)

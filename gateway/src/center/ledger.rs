@@ -14,7 +14,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
 
 use lookout_codecs::relay::{Alert, Snapshot};
 use rusqlite::types::Value as SqlValue;
@@ -26,8 +25,6 @@ const SCHEMA_VERSION: i64 = 1;
 /// `PRAGMA application_id` of a ledger ("LKLG"), so that another SQLite file (a
 /// gateway's outbox, say) given as the ledger path is refused rather than written to.
 const APPLICATION_ID: i64 = 0x4c4b_4c47;
-/// How long a statement waits for a lock held by another connection to the file.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Rows an [`Ledger::alerts`] listing returns when the query sets no limit.
 pub const DEFAULT_LIMIT: usize = 500;
@@ -111,6 +108,34 @@ pub enum LedgerError {
         application_id: i64,
         user_version: i64,
     },
+}
+
+impl LedgerError {
+    fn opening(path: PathBuf, e: crate::durable::OpenError) -> LedgerError {
+        use crate::durable::OpenError as E;
+        match e {
+            E::CreateDir(cause) => LedgerError::CreateDir { path, cause },
+            E::Sqlite { op, cause } => LedgerError::Sqlite {
+                path,
+                op: op.to_string(),
+                cause,
+            },
+            E::NoWal { mode } => LedgerError::NoWal { path, mode },
+            E::NewerSchema { found, supported } => LedgerError::NewerSchema {
+                path,
+                found,
+                supported,
+            },
+            E::Foreign {
+                application_id,
+                user_version,
+            } => LedgerError::Foreign {
+                path,
+                application_id,
+                user_version,
+            },
+        }
+    }
 }
 
 /// What storing one `Alert` message did to the ledger.
@@ -231,73 +256,13 @@ impl Ledger {
     /// from a newer lookout.
     pub fn open(path: &Path) -> Result<Ledger, LedgerError> {
         let path = path.to_path_buf();
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|cause| LedgerError::CreateDir {
-                path: path.clone(),
-                cause,
-            })?;
-        }
-        let sqlite = |op: &str| {
-            let path = path.clone();
-            let op = op.to_string();
-            move |cause| LedgerError::Sqlite { path, op, cause }
+        let schema = crate::durable::Schema {
+            application_id: APPLICATION_ID,
+            version: SCHEMA_VERSION,
+            create_v1: SCHEMA_V1,
         };
-        let mut conn = Connection::open(&path).map_err(sqlite("opening"))?;
-        conn.busy_timeout(BUSY_TIMEOUT)
-            .map_err(sqlite("setting the busy timeout"))?;
-        let mode: String = conn
-            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
-            .map_err(sqlite("switching to write-ahead logging"))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(LedgerError::NoWal { path, mode });
-        }
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(sqlite("setting synchronous=FULL"))?;
-
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(sqlite("reading the schema version"))?;
-        let (user_version, application_id) = tx
-            .query_row(
-                "SELECT * FROM pragma_user_version, pragma_application_id",
-                [],
-                |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?)),
-            )
-            .map_err(sqlite("reading the schema version"))?;
-        if user_version > SCHEMA_VERSION {
-            return Err(LedgerError::NewerSchema {
-                path,
-                found: user_version,
-                supported: SCHEMA_VERSION,
-            });
-        }
-        let foreign = if user_version == 0 {
-            let objects: i64 = tx
-                .query_row("SELECT count(*) FROM sqlite_master", [], |row| row.get(0))
-                .map_err(sqlite("reading the schema"))?;
-            objects > 0 || application_id != 0
-        } else {
-            application_id != APPLICATION_ID
-        };
-        if foreign {
-            return Err(LedgerError::Foreign {
-                path,
-                application_id,
-                user_version,
-            });
-        }
-        if user_version < 1 {
-            tx.execute_batch(SCHEMA_V1)
-                .map_err(sqlite("creating the schema"))?;
-        }
-        // Later versions migrate here: `if user_version < 2 { … }`.
-        if user_version < SCHEMA_VERSION {
-            tx.pragma_update(None, "application_id", APPLICATION_ID)
-                .map_err(sqlite("writing the schema version"))?;
-            tx.pragma_update(None, "user_version", SCHEMA_VERSION)
-                .map_err(sqlite("writing the schema version"))?;
-        }
-        tx.commit().map_err(sqlite("committing the schema"))?;
+        let conn = crate::durable::open(&path, &schema)
+            .map_err(|e| LedgerError::opening(path.clone(), e))?;
 
         Ok(Ledger {
             path,

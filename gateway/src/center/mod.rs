@@ -470,7 +470,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     };
     drop(shutdown);
 
-    wait_for_stop_signal().await?;
+    crate::shutdown::stop_signal().await?;
     tracing::info!("stopping");
     if let Some(relay) = center.upstreams.get() {
         relay.stop().await;
@@ -485,16 +485,5 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     accept.abort();
     trigger.fire_and_wait(Duration::from_secs(5)).await;
     tracing::info!("stopped");
-    Ok(())
-}
-
-async fn wait_for_stop_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
-    }
     Ok(())
 }

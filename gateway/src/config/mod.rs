@@ -551,15 +551,7 @@ impl Config {
     /// [`Config::load`], also returning the file's text for locating later
     /// findings.
     pub fn load_with_source(path: &Path) -> Result<(Config, String), Problems> {
-        let source = std::fs::read_to_string(path).map_err(|e| {
-            Problems(vec![Problem {
-                file: path.to_path_buf(),
-                line: 0,
-                column: 0,
-                key: "(file)".into(),
-                message: format!("cannot read: {e}"),
-            }])
-        })?;
+        let source = read_source(path)?;
         let config = Config::parse(path, &source)?;
         let findings = config.validate();
         if !findings.0.is_empty() {
@@ -570,23 +562,7 @@ impl Config {
 
     /// Parses without semantic validation; `path` only names the file.
     pub fn parse(path: &Path, source: &str) -> Result<Config, Problems> {
-        let mut config: Config = toml::from_str(source).map_err(|e| {
-            let locator = Locator::new(source);
-            let (line, column, key) = match e.span() {
-                Some(span) => {
-                    let (l, c) = line_col(source, span.start);
-                    (l, c, locator.path_at(span.start).to_string())
-                }
-                None => (0, 0, "(file)".to_string()),
-            };
-            Problems(vec![Problem {
-                file: path.to_path_buf(),
-                line,
-                column,
-                key,
-                message: redact_text(e.message().trim()),
-            }])
-        })?;
+        let mut config: Config = parse_toml(path, source)?;
         config.base_dir = path
             .parent()
             .map(Path::to_path_buf)
@@ -882,6 +858,44 @@ fn check_rtsp_url(url: &str) -> Result<(), String> {
         return Err(format!("`{}` has no host", redact_url(url)));
     }
     Ok(())
+}
+
+/// Reads a configuration file; a failure is a problem naming the file.
+pub fn read_source(path: &Path) -> Result<String, Problems> {
+    std::fs::read_to_string(path).map_err(|e| {
+        Problems(vec![Problem {
+            file: path.to_path_buf(),
+            line: 0,
+            column: 0,
+            key: "(file)".into(),
+            message: format!("cannot read: {e}"),
+        }])
+    })
+}
+
+/// Parses a configuration file's TOML into `T`; a mistake is a problem with
+/// its line, column and key (secrets in the message redacted).
+pub fn parse_toml<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    source: &str,
+) -> Result<T, Problems> {
+    toml::from_str(source).map_err(|e| {
+        let locator = Locator::new(source);
+        let (line, column, key) = match e.span() {
+            Some(span) => {
+                let (l, c) = line_col(source, span.start);
+                (l, c, locator.path_at(span.start).to_string())
+            }
+            None => (0, 0, "(file)".to_string()),
+        };
+        Problems(vec![Problem {
+            file: path.to_path_buf(),
+            line,
+            column,
+            key,
+            message: redact_text(e.message().trim()),
+        }])
+    })
 }
 
 /// Removes `user:password@` from a URL. Credentials never reach a log line,

@@ -1,0 +1,110 @@
+//! Opening the SQLite files that must survive a crash or a power cut: the
+//! gateway's alert outbox (`relay/outbox.rs`) and the center's alert ledger
+//! (`center/ledger.rs`). Both run in WAL mode with `synchronous=FULL` (a
+//! commit is on disk when it returns), wait on locks instead of failing at
+//! once, and carry an application id and a schema version, so another
+//! SQLite file given by mistake, or one from a newer lookout, is refused
+//! rather than written to.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, TransactionBehavior};
+
+/// How long a statement waits for a lock held by another connection.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What a file of one kind must be.
+pub struct Schema {
+    /// `PRAGMA application_id`, the file kind's mark.
+    pub application_id: i64,
+    /// `PRAGMA user_version` this build writes.
+    pub version: i64,
+    /// Creates version 1 in an empty file.
+    pub create_v1: &'static str,
+}
+
+/// Why a file could not be opened; the caller names the file and its kind.
+#[derive(Debug)]
+pub enum OpenError {
+    CreateDir(std::io::Error),
+    Sqlite {
+        op: &'static str,
+        cause: rusqlite::Error,
+    },
+    NoWal {
+        mode: String,
+    },
+    NewerSchema {
+        found: i64,
+        supported: i64,
+    },
+    Foreign {
+        application_id: i64,
+        user_version: i64,
+    },
+}
+
+/// Opens (creating the file, its folders and its schema when new) a
+/// durable SQLite file of `schema`'s kind.
+pub fn open(path: &Path, schema: &Schema) -> Result<Connection, OpenError> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(OpenError::CreateDir)?;
+    }
+    let sqlite = |op: &'static str| move |cause| OpenError::Sqlite { op, cause };
+    let mut conn = Connection::open(path).map_err(sqlite("opening"))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(sqlite("setting the busy timeout"))?;
+    let mode: String = conn
+        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+        .map_err(sqlite("switching to write-ahead logging"))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(OpenError::NoWal { mode });
+    }
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(sqlite("setting synchronous=FULL"))?;
+
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sqlite("reading the schema version"))?;
+    let (user_version, application_id) = tx
+        .query_row(
+            "SELECT * FROM pragma_user_version, pragma_application_id",
+            [],
+            |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?)),
+        )
+        .map_err(sqlite("reading the schema version"))?;
+    if user_version > schema.version {
+        return Err(OpenError::NewerSchema {
+            found: user_version,
+            supported: schema.version,
+        });
+    }
+    let foreign = if user_version == 0 {
+        let objects: i64 = tx
+            .query_row("SELECT count(*) FROM sqlite_master", [], |row| row.get(0))
+            .map_err(sqlite("reading the schema"))?;
+        objects > 0 || application_id != 0
+    } else {
+        application_id != schema.application_id
+    };
+    if foreign {
+        return Err(OpenError::Foreign {
+            application_id,
+            user_version,
+        });
+    }
+    if user_version < 1 {
+        tx.execute_batch(schema.create_v1)
+            .map_err(sqlite("creating the schema"))?;
+    }
+    // Later versions migrate here: `if user_version < 2 { … }`.
+    if user_version < schema.version {
+        tx.pragma_update(None, "application_id", schema.application_id)
+            .map_err(sqlite("writing the schema version"))?;
+        tx.pragma_update(None, "user_version", schema.version)
+            .map_err(sqlite("writing the schema version"))?;
+    }
+    tx.commit().map_err(sqlite("committing the schema"))?;
+    Ok(conn)
+}
