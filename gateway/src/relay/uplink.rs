@@ -534,6 +534,7 @@ impl Session {
                     code,
                 } => {
                     self.gop_outcome(&camera, "reset");
+                    tracing::debug!(upstream = %self.uplink.config.id, camera = %camera, gop = gop_seq, code = %code, "GOP stream reset");
                     if let Some((_, tx)) = self.gops.remove(&(camera, gop_seq)) {
                         let _ = tx.send(GopCommand::Reset(code));
                     }
