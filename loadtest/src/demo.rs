@@ -102,6 +102,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     println!();
     println!("lookout demo is running");
+    println!("  video wall       http://127.0.0.1:8090/   (open it in a browser)");
     println!("  cameras (RTSP)   rtsp://127.0.0.1:8554/{{tower-01,tower-02,drone-01,bodycam-01}}");
     println!("  camera health    http://127.0.0.1:8080/api/cameras   ({live} live)");
     println!(

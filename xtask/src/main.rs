@@ -27,6 +27,9 @@ const APT_PACKAGES: &[&str] = &[
     "gstreamer1.0-tools",
     // ffprobe: the third-party RTSP client the tests check the fleet against.
     "ffmpeg",
+    // The video wall's end-to-end test drives a real headless browser.
+    "chromium",
+    "chromium-driver",
 ];
 
 /// The ONNX Runtime release the `ort` crate's `api-31` feature expects.

@@ -1,4 +1,5 @@
-//! The center's HTTP API, for operators and the video wall: gateways,
+//! The center's HTTP API, for operators and the video wall (`wall.rs`
+//! serves the page, live video and events): gateways,
 //! every camera of every gateway with its live state, the alert ledger,
 //! operator acknowledgements, each camera's latest GOP, relay latency
 //! percentiles and Prometheus metrics. Loopback by default.
@@ -24,8 +25,19 @@ struct AppState {
     metrics: Arc<Metrics>,
 }
 
+impl axum::extract::FromRef<AppState> for Arc<Center> {
+    fn from_ref(s: &AppState) -> Arc<Center> {
+        s.center.clone()
+    }
+}
+
 pub fn router(center: Arc<Center>, metrics: Arc<Metrics>) -> Router {
     Router::new()
+        .route("/", get(super::wall::index))
+        .route("/wall.js", get(super::wall::script))
+        .route("/wall.css", get(super::wall::style))
+        .route("/api/events", get(super::wall::events))
+        .route("/api/live", get(super::wall::live))
         .route("/healthz", get(healthz))
         .route("/metrics", get(prometheus))
         .route("/api/gateways", get(gateways))

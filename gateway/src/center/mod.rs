@@ -10,12 +10,14 @@
 //! - `cascade.rs`: forwarding upward to another center, same protocol.
 //! - `http.rs`: `/api/gateways`, `/api/cameras`, `/api/alerts`, acks,
 //!   latest GOPs, `/metrics`.
+//! - `wall.rs` and `wall/`: the video wall page, live video, events.
 
 pub mod cascade;
 pub mod config;
 pub mod http;
 pub mod ledger;
 mod session;
+pub mod wall;
 
 use std::net::SocketAddr;
 use std::path::Path;

@@ -1,0 +1,257 @@
+//! The video wall's server side: the page itself (embedded, no Node.js at
+//! run time), each camera's live video as a stream of access units the
+//! browser decodes with WebCodecs, and Server-Sent Events that push ledger
+//! changes and camera states to every open page. `wall/` holds the page.
+//!
+//! Live video wire format (`GET /api/live?cameras=GW/CAM,GW/CAM,…`, one
+//! HTTP response that never ends and carries every tile of a page, since a
+//! browser keeps at most six HTTP/1.1 connections to one server): a sequence
+//! of messages, each `u32 length` (big-endian, of what follows), `u8 kind`,
+//! `u16 camera` (its index in the `cameras` list), then:
+//! - kind 1, config: UTF-8 JSON `{"codec","width","height","gop_seq"}`,
+//!   sent before the first keyframe and whenever the parameters change;
+//! - kind 2, frame: `u8 flags` (bit 0 keyframe), `u64 capture_unix_ns`,
+//!   `u64 received_unix_ns`, then the access unit in Annex-B form (keyframes
+//!   with the parameter sets in front, so a decoder can start there).
+//!
+//! A viewer starts at the camera's next keyframe and only ever plays
+//! forward (late GOPs are not on the live channel, `session.rs`); a viewer
+//! that falls behind loses the oldest frames and waits for a keyframe.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::stream::{self, Stream};
+use lookout_codecs::Codec;
+use lookout_codecs::relay::GopHeader;
+use tokio::sync::broadcast;
+
+use super::{Center, LiveFrame};
+
+const INDEX: &str = include_str!("wall/index.html");
+const SCRIPT: &str = include_str!("wall/wall.js");
+const STYLE: &str = include_str!("wall/wall.css");
+
+/// How often every page gets the camera table.
+const CAMERA_PUSH: Duration = Duration::from_secs(1);
+
+pub async fn index() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        INDEX,
+    )
+}
+
+pub async fn script() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        SCRIPT,
+    )
+}
+
+pub async fn style() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        STYLE,
+    )
+}
+
+/// The WebCodecs codec string of a GOP's stream.
+fn codec_string(h: &GopHeader) -> String {
+    match h.codec {
+        Codec::H264 => {
+            // avc1.PPCCLL from the SPS: profile_idc, constraint flags, level_idc.
+            let b = |i: usize| h.sps.get(i).copied().unwrap_or(0);
+            format!("avc1.{:02x}{:02x}{:02x}", b(1), b(2), b(3))
+        }
+        // Main profile, level 4.1 as a stand-in; browsers that decode HEVC
+        // accept it for the fleet's streams.
+        Codec::H265 => "hev1.1.6.L123.B0".to_string(),
+    }
+}
+
+fn message(kind: u8, index: u16, body: &[u8]) -> Bytes {
+    let mut m = BytesMut::with_capacity(7 + body.len());
+    m.put_u32(body.len() as u32 + 3);
+    m.put_u8(kind);
+    m.put_u16(index);
+    m.put_slice(body);
+    m.freeze()
+}
+
+fn config_message(index: u16, h: &GopHeader) -> Bytes {
+    let json = serde_json::json!({
+        "codec": codec_string(h),
+        "h265": h.codec == Codec::H265,
+        "width": h.width,
+        "height": h.height,
+        "gop_seq": h.gop_seq,
+    });
+    message(1, index, json.to_string().as_bytes())
+}
+
+fn frame_message(index: u16, f: &LiveFrame) -> Bytes {
+    let start = [0u8, 0, 0, 1];
+    let mut body = BytesMut::with_capacity(17 + f.frame.data.len() + 256);
+    body.put_u8(u8::from(f.frame.keyframe));
+    body.put_u64(f.frame.capture_unix_ns);
+    body.put_u64(f.frame.received_unix_ns);
+    if f.frame.keyframe {
+        for ps in f.header.vps.iter().chain([&f.header.sps, &f.header.pps]) {
+            body.put_slice(&start);
+            body.put_slice(ps);
+        }
+    }
+    body.put_slice(&f.frame.data);
+    message(2, index, &body)
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct LiveParams {
+    /// `GATEWAY/CAMERA` ids, comma-separated.
+    cameras: String,
+}
+
+/// Most cameras one live stream carries.
+const MAX_LIVE: usize = 256;
+
+/// Live video of several cameras, interleaved, for one wall page.
+pub async fn live(
+    State(center): State<Arc<Center>>,
+    axum::extract::Query(p): axum::extract::Query<LiveParams>,
+) -> Response {
+    let wanted: Vec<&str> = p.cameras.split(',').filter(|c| !c.is_empty()).collect();
+    if wanted.is_empty() || wanted.len() > MAX_LIVE {
+        return (
+            StatusCode::BAD_REQUEST,
+            format!("cameras: 1 to {MAX_LIVE} GATEWAY/CAMERA ids, comma-separated"),
+        )
+            .into_response();
+    }
+    let mut streams = Vec::new();
+    for (index, id) in wanted.iter().enumerate() {
+        let found = id.split_once('/').and_then(|(gateway, camera)| {
+            center
+                .gateways
+                .get(gateway)
+                .and_then(|g| g.cameras.get(camera).map(|c| c.clone()))
+        });
+        let Some(cam) = found else {
+            return (StatusCode::NOT_FOUND, format!("no camera {id}")).into_response();
+        };
+        streams.push(Box::pin(camera_stream(cam.live.subscribe(), index as u16)));
+    }
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/vnd.lookout.live")
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(Body::from_stream(stream::select_all(streams)))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+/// One camera's messages, from its next keyframe on.
+fn camera_stream(
+    rx: broadcast::Receiver<LiveFrame>,
+    index: u16,
+) -> impl Stream<Item = Result<Bytes, Infallible>> {
+    struct Viewer {
+        rx: broadcast::Receiver<LiveFrame>,
+        /// The parameters last announced; `None` until a keyframe.
+        config: Option<Arc<GopHeader>>,
+        index: u16,
+    }
+    let viewer = Viewer {
+        rx,
+        config: None,
+        index,
+    };
+    stream::unfold(viewer, |mut v| async move {
+        loop {
+            let f = match v.rx.recv().await {
+                Ok(f) => f,
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    // Frames were lost: start again at a keyframe.
+                    v.config = None;
+                    continue;
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            };
+            let mut out = BytesMut::new();
+            match &v.config {
+                None if !f.frame.keyframe => continue,
+                Some(h)
+                    if h.codec == f.header.codec
+                        && h.sps == f.header.sps
+                        && h.pps == f.header.pps => {}
+                _ => {
+                    out.put_slice(&config_message(v.index, &f.header));
+                    v.config = Some(f.header.clone());
+                }
+            }
+            out.put_slice(&frame_message(v.index, &f));
+            return Some((Ok::<Bytes, Infallible>(out.freeze()), v));
+        }
+    })
+}
+
+/// Server-Sent Events for every open page: `alert` (a ledger record, when
+/// it is stored, updated or acknowledged) and `cameras` (the camera table,
+/// every second). `EventSource` reconnects by itself.
+pub async fn events(
+    State(center): State<Arc<Center>>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    struct Feed {
+        center: Arc<Center>,
+        alerts: broadcast::Receiver<String>,
+        tick: tokio::time::Interval,
+    }
+    let mut tick = tokio::time::interval(CAMERA_PUSH);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let feed = Feed {
+        alerts: center.alert_events.subscribe(),
+        center,
+        tick,
+    };
+    let events = stream::unfold(feed, |mut f| async move {
+        loop {
+            tokio::select! {
+                id = f.alerts.recv() => match id {
+                    Ok(id) => {
+                        let ledger = f.center.ledger.clone();
+                        let found = tokio::task::spawn_blocking(move || ledger.alert(&id)).await;
+                        if let Ok(Ok(Some(a))) = found
+                            && let Ok(json) = serde_json::to_string(&a)
+                        {
+                            return Some((Ok(Event::default().event("alert").data(json)), f));
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        // The page reloads the list when told it missed some.
+                        return Some((Ok(Event::default().event("resync").data("alerts")), f));
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                },
+                _ = f.tick.tick() => {
+                    let json = serde_json::json!({ "cameras": f.center.cameras() }).to_string();
+                    return Some((Ok(Event::default().event("cameras").data(json)), f));
+                }
+            }
+        }
+    });
+    Sse::new(events).keep_alive(KeepAlive::default())
+}

@@ -1,0 +1,430 @@
+// lookout video wall: live tiles (WebCodecs), alert-driven layout, alert
+// panel with acknowledgement, and a map drawn from the cameras' positions.
+// Served by `lookout center`; talks only to it (wall.rs describes the live
+// video format; /api/events pushes ledger changes and camera states).
+"use strict";
+
+const SEVERITY = { critical: 4, high: 3, warning: 2, info: 1 };
+const STALE_MS = 3000;
+const BIG_SLOTS = 4;
+
+// Everything the page knows; `window.lookoutWall` lets tests read it.
+const wall = {
+  cameras: new Map(), // key "gateway/camera" -> camera record from the API
+  alerts: new Map(), // id -> ledger record
+  tiles: new Map(), // key -> tile state
+  connected: false,
+  errors: [],
+};
+window.lookoutWall = wall;
+
+const $ = (id) => document.getElementById(id);
+const key = (c) => `${c.gateway}/${c.id}`;
+const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (ch) => `&#${ch.charCodeAt(0)};`);
+
+function activeAlertFor(k) {
+  let best = null;
+  for (const a of wall.alerts.values()) {
+    const cam = a.alert && a.alert.camera ? a.alert.camera.id : a.camera;
+    if (`${a.gateway}/${cam}` !== k || a.state !== "active") continue;
+    if (!best || rank(a) > rank(best)) best = a;
+  }
+  return best;
+}
+
+function rank(a) {
+  return (SEVERITY[a.severity] || 0) * 1e15 + (a.received_unix_ms || 0);
+}
+
+// ---------------------------------------------------------------- tiles
+
+function makeTile(cam) {
+  const k = key(cam);
+  const el = document.createElement("div");
+  el.className = "tile";
+  el.dataset.key = k;
+  el.innerHTML = `<canvas class="video" width="640" height="360"></canvas>
+    <canvas class="boxes" width="640" height="360"></canvas>
+    <div class="head"><span class="name"></span><span class="kind"></span><span class="age"></span></div>
+    <div class="state"></div><div class="alert-tag"></div>`;
+  const t = {
+    key: k,
+    el,
+    video: el.querySelector("canvas.video"),
+    boxes: el.querySelector("canvas.boxes"),
+    frames: 0, // frames decoded and drawn
+    lastFrameAt: 0,
+    decoder: null,
+    note: "",
+  };
+  wall.tiles.set(k, t);
+  return t;
+}
+
+// All tiles' video comes on one response (browsers keep only six HTTP/1.1
+// connections per server); it is restarted when the set of tiles changes.
+const live = { keys: [], abort: null };
+
+function restartLive() {
+  const keys = [...wall.tiles.keys()].sort();
+  if (keys.join(",") === live.keys.join(",") && live.abort) return;
+  if (live.abort) live.abort.abort();
+  live.keys = keys;
+  live.abort = null;
+  for (const t of wall.tiles.values()) {
+    if (t.decoder && t.decoder.state !== "closed") t.decoder.close();
+    t.decoder = null;
+    t.codec = null;
+  }
+  if (!keys.length || !("VideoDecoder" in window)) {
+    for (const t of wall.tiles.values()) t.note = "no WebCodecs in this browser";
+    return;
+  }
+  readLive(keys);
+}
+
+async function readLive(keys) {
+  const ctrl = new AbortController();
+  live.abort = ctrl;
+  const url = `/api/live?cameras=${keys.map(encodeURIComponent).join(",")}`;
+  try {
+    const resp = await fetch(url, { signal: ctrl.signal, cache: "no-store" });
+    if (!resp.ok) throw new Error(`HTTP ${resp.status}`);
+    const reader = resp.body.getReader();
+    let buf = new Uint8Array(0);
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      const joined = new Uint8Array(buf.length + value.length);
+      joined.set(buf);
+      joined.set(value, buf.length);
+      buf = joined;
+      let at = 0;
+      while (buf.length - at >= 4) {
+        const len = new DataView(buf.buffer, buf.byteOffset + at, 4).getUint32(0);
+        if (buf.length - at - 4 < len) break;
+        const msg = buf.subarray(at + 4, at + 4 + len);
+        const index = new DataView(msg.buffer, msg.byteOffset + 1, 2).getUint16(0);
+        const t = wall.tiles.get(keys[index]);
+        if (t) handleMessage(t, msg[0], msg.subarray(3));
+        at += 4 + len;
+      }
+      buf = buf.slice(at);
+    }
+  } catch (e) {
+    if (ctrl.signal.aborted) return;
+    wall.errors.push(`live: ${e}`);
+  }
+  // The stream ended (center restart, a camera gone): start again shortly.
+  if (!ctrl.signal.aborted) {
+    live.abort = null;
+    live.keys = [];
+    setTimeout(restartLive, 1000);
+  }
+}
+
+function handleMessage(t, kind, msg) {
+  if (kind === 1) {
+    const cfg = JSON.parse(new TextDecoder().decode(msg));
+    configure(t, cfg);
+  } else if (kind === 2 && t.decoder && t.decoder.state === "configured") {
+    const dv = new DataView(msg.buffer, msg.byteOffset, 17);
+    const keyframe = (dv.getUint8(0) & 1) === 1;
+    const captureNs = dv.getBigUint64(1);
+    if (!keyframe && t.needKey) return;
+    t.needKey = false;
+    try {
+      t.decoder.decode(new EncodedVideoChunk({
+        type: keyframe ? "key" : "delta",
+        timestamp: Number(captureNs / 1000n),
+        data: msg.subarray(17),
+      }));
+    } catch (e) {
+      wall.errors.push(`${t.key}: decode: ${e}`);
+      t.needKey = true;
+    }
+  }
+}
+
+async function configure(t, cfg) {
+  const config = { codec: cfg.codec, optimizeForLatency: true };
+  if (t.decoder && t.decoder.state !== "closed" && t.codec === cfg.codec) return;
+  let supported = false;
+  try {
+    supported = (await VideoDecoder.isConfigSupported(config)).supported;
+  } catch (e) {
+    supported = false;
+  }
+  if (!supported) {
+    t.note = cfg.h265 ? "H.265: this browser has no decoder" : `cannot decode ${cfg.codec}`;
+    t.el.classList.add("nodecoder");
+    return;
+  }
+  if (t.decoder && t.decoder.state !== "closed") t.decoder.close();
+  t.video.width = cfg.width;
+  t.video.height = cfg.height;
+  t.boxes.width = cfg.width;
+  t.boxes.height = cfg.height;
+  const ctx = t.video.getContext("2d");
+  t.decoder = new VideoDecoder({
+    output: (frame) => {
+      ctx.drawImage(frame, 0, 0, t.video.width, t.video.height);
+      frame.close();
+      t.frames += 1;
+      t.lastFrameAt = performance.now();
+    },
+    error: (e) => {
+      wall.errors.push(`${t.key}: decoder: ${e}`);
+      t.decoder = null;
+      t.codec = null;
+    },
+  });
+  t.decoder.configure(config);
+  t.codec = cfg.codec;
+  t.needKey = true;
+}
+
+function drawBoxes(t, alert) {
+  const ctx = t.boxes.getContext("2d");
+  ctx.clearRect(0, 0, t.boxes.width, t.boxes.height);
+  if (!alert || !alert.alert) return;
+  const a = alert.alert;
+  const fw = (a.frame && a.frame.width) || t.boxes.width;
+  const fh = (a.frame && a.frame.height) || t.boxes.height;
+  const sx = t.boxes.width / fw;
+  const sy = t.boxes.height / fh;
+  ctx.lineWidth = Math.max(2, t.boxes.width / 200);
+  ctx.strokeStyle = getComputedStyle(document.documentElement).getPropertyValue(`--${alert.severity}`) || "#f85149";
+  ctx.font = `${Math.max(12, t.boxes.width / 40)}px system-ui`;
+  ctx.fillStyle = ctx.strokeStyle;
+  for (const [x, y, w, h] of a.boxes || []) {
+    ctx.strokeRect(x * sx, y * sy, w * sx, h * sy);
+    ctx.fillText(`${a.label} ${(a.score * 100).toFixed(0)}%`, x * sx + 3, Math.max(12, y * sy - 4));
+  }
+}
+
+function renderTiles() {
+  const box = $("tiles");
+  const filter = $("filter").value;
+  const cams = [...wall.cameras.values()];
+  // Alerting cameras first, by severity then recency; the rest by name.
+  const withAlert = cams.map((c) => ({ c, a: activeAlertFor(key(c)) }));
+  withAlert.sort((x, y) => {
+    if (x.a && y.a) return rank(y.a) - rank(x.a);
+    if (x.a) return -1;
+    if (y.a) return 1;
+    return key(x.c).localeCompare(key(y.c));
+  });
+  let big = 0;
+  const shown = new Set();
+  for (const { c, a } of withAlert) {
+    const k = key(c);
+    const want = filter === "all" || (filter === "alerting" && a) ||
+      (filter.startsWith("group:") && (c.group || c.gateway) === filter.slice(6));
+    let t = wall.tiles.get(k);
+    if (!want) {
+      if (t) {
+        t.el.remove();
+        if (t.decoder && t.decoder.state !== "closed") t.decoder.close();
+      }
+      continue;
+    }
+    if (!t) t = makeTile(c);
+    shown.add(k);
+    box.appendChild(t.el); // keeps the sorted order
+    t.el.querySelector(".name").textContent = c.name || c.id;
+    t.el.querySelector(".kind").textContent = `${c.kind} · ${c.gateway}`;
+    for (const s of Object.keys(SEVERITY)) t.el.classList.remove(`sev-${s}`);
+    t.el.classList.toggle("alerting", !!a);
+    t.el.classList.toggle("big", !!a && big < BIG_SLOTS);
+    if (a) {
+      big += 1;
+      t.el.classList.add(`sev-${a.severity}`);
+      const tag = t.el.querySelector(".alert-tag");
+      tag.textContent = `${a.label} · ${a.severity}`;
+      tag.style.background = `var(--${a.severity})`;
+    }
+    drawBoxes(t, a);
+  }
+  for (const [k, t] of wall.tiles) {
+    if (!shown.has(k)) wall.tiles.delete(k);
+  }
+  restartLive();
+  updateAges();
+}
+
+function updateAges() {
+  const now = performance.now();
+  for (const t of wall.tiles.values()) {
+    const cam = wall.cameras.get(t.key);
+    const state = t.el.querySelector(".state");
+    const age = t.el.querySelector(".age");
+    const camState = cam ? cam.state : "offline";
+    const offline = camState !== "live";
+    const since = t.lastFrameAt ? now - t.lastFrameAt : Infinity;
+    t.el.classList.toggle("offline", offline);
+    t.el.classList.toggle("stale", !offline && since > STALE_MS && !t.note);
+    if (offline) {
+      state.textContent = camState === "offline" ? "offline" : `offline (${camState})`;
+      age.textContent = "";
+    } else if (t.note) {
+      state.textContent = t.note;
+      age.textContent = "";
+    } else if (since > STALE_MS) {
+      state.textContent = t.lastFrameAt ? `stale ${Math.round(since / 1000)} s` : "waiting for a keyframe";
+      age.textContent = "";
+    } else {
+      age.textContent = `live · ${t.frames}`;
+    }
+  }
+  $("clock").textContent = new Date().toLocaleTimeString();
+}
+
+// ---------------------------------------------------------------- alerts
+
+function renderAlerts() {
+  const list = [...wall.alerts.values()].sort((a, b) => {
+    const active = (b.state === "active") - (a.state === "active");
+    return active || rank(b) - rank(a);
+  });
+  $("alert-count").textContent = `(${list.filter((a) => a.state === "active").length} active)`;
+  const ol = $("alerts");
+  ol.innerHTML = "";
+  const now = Date.now();
+  for (const a of list.slice(0, 100)) {
+    const rec = a.alert || {};
+    const cam = rec.camera || {};
+    const li = document.createElement("li");
+    li.className = `sev-${a.severity} ${a.state || ""}`;
+    li.dataset.id = a.id;
+    const loc = cam.location ? `${cam.location.lat.toFixed(3)}, ${cam.location.lon.toFixed(3)}` : "";
+    const ageS = Math.max(0, Math.round((now - (a.received_unix_ms || now)) / 1000));
+    li.innerHTML = `<img alt="snapshot" src="${a.has_snapshot ? `/api/alerts/${esc(a.id)}/snapshot.jpg` : ""}">
+      <div><div class="what">${esc(a.label)} · ${esc(a.severity)} · ${((rec.score || 0) * 100).toFixed(0)}%</div>
+      <div class="meta">${esc(cam.name || cam.id || a.camera)} (${esc(a.gateway)}) ${esc(loc)}</div>
+      <div class="meta">${esc(a.state)} · ${ageS} s ago</div>
+      ${a.acked_by ? `<div class="acked">acknowledged by ${esc(a.acked_by)}</div>`
+        : `<button class="ack" data-id="${esc(a.id)}">Acknowledge</button>`}</div>`;
+    ol.appendChild(li);
+  }
+}
+
+async function acknowledge(id) {
+  const operator = $("operator").value.trim() || "wall-operator";
+  const resp = await fetch(`/api/alerts/${encodeURIComponent(id)}/ack`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ operator }),
+  });
+  if (!resp.ok && resp.status !== 409) wall.errors.push(`ack ${id}: HTTP ${resp.status}`);
+  // The ledger's change comes back to every page over /api/events.
+}
+
+// ---------------------------------------------------------------- map
+
+function renderMap() {
+  const svg = $("map");
+  const cams = [...wall.cameras.values()].filter((c) => c.location);
+  if (!cams.length) {
+    svg.innerHTML = `<text x="10" y="20">no camera positions configured</text>`;
+    return;
+  }
+  const lats = cams.map((c) => c.location.lat);
+  const lons = cams.map((c) => c.location.lon);
+  const pad = 0.01;
+  const [minLat, maxLat] = [Math.min(...lats) - pad, Math.max(...lats) + pad];
+  const [minLon, maxLon] = [Math.min(...lons) - pad, Math.max(...lons) + pad];
+  const x = (lon) => 20 + ((lon - minLon) / (maxLon - minLon)) * 360;
+  const y = (lat) => 240 - ((lat - minLat) / (maxLat - minLat)) * 220;
+  let out = `<rect x="10" y="10" width="380" height="240" fill="none" stroke="#30363d"/>`;
+  for (const c of cams) {
+    const a = activeAlertFor(key(c));
+    const cls = a ? "cam alerting" : c.state === "live" ? "cam live" : "cam";
+    const cx = x(c.location.lon).toFixed(1);
+    const cy = y(c.location.lat).toFixed(1);
+    out += `<circle class="${cls}" cx="${cx}" cy="${cy}" r="${a ? 7 : 4}"><title>${esc(c.name || c.id)}</title></circle>`;
+    out += `<text x="${(+cx + 8).toFixed(1)}" y="${(+cy + 3).toFixed(1)}">${esc(c.id)}</text>`;
+  }
+  svg.innerHTML = out;
+}
+
+// ---------------------------------------------------------------- data
+
+function setCameras(list) {
+  const groups = new Set();
+  for (const c of list) {
+    wall.cameras.set(key(c), c);
+    groups.add(c.group || c.gateway);
+  }
+  const filter = $("filter");
+  for (const g of groups) {
+    if (![...filter.options].some((o) => o.value === `group:${g}`)) {
+      const o = document.createElement("option");
+      o.value = `group:${g}`;
+      o.textContent = `group ${g}`;
+      filter.appendChild(o);
+    }
+  }
+  renderTiles();
+  renderMap();
+}
+
+async function loadAlerts() {
+  const resp = await fetch("/api/alerts?limit=200", { cache: "no-store" });
+  if (!resp.ok) return;
+  const body = await resp.json();
+  wall.alerts.clear();
+  for (const a of body.alerts) wall.alerts.set(a.id, a);
+  renderAlerts();
+  renderTiles();
+  renderMap();
+}
+
+function connectEvents() {
+  const es = new EventSource("/api/events");
+  es.onopen = () => {
+    wall.connected = true;
+    $("link").textContent = "live";
+    $("link").className = "badge up";
+    loadAlerts();
+  };
+  es.onerror = () => {
+    wall.connected = false;
+    $("link").textContent = "reconnecting…";
+    $("link").className = "badge down";
+  };
+  es.addEventListener("cameras", (e) => setCameras(JSON.parse(e.data).cameras));
+  es.addEventListener("alert", (e) => {
+    const a = JSON.parse(e.data);
+    wall.alerts.set(a.id, { ...a, shown_at: Date.now() });
+    renderAlerts();
+    renderTiles();
+    renderMap();
+  });
+  es.addEventListener("resync", () => loadAlerts());
+}
+
+async function main() {
+  $("filter").addEventListener("change", renderTiles);
+  $("alerts").addEventListener("click", (e) => {
+    const b = e.target.closest("button.ack");
+    if (b) acknowledge(b.dataset.id);
+  });
+  try {
+    const h = await (await fetch("/healthz")).json();
+    $("center-name").textContent = `center ${h.center}`;
+  } catch (e) {
+    wall.errors.push(`healthz: ${e}`);
+  }
+  try {
+    const cams = await (await fetch("/api/cameras", { cache: "no-store" })).json();
+    setCameras(cams.cameras);
+  } catch (e) {
+    wall.errors.push(`cameras: ${e}`);
+  }
+  await loadAlerts();
+  connectEvents();
+  setInterval(updateAges, 500);
+}
+
+main();
