@@ -4,6 +4,7 @@
 mod demo;
 mod detect;
 mod fleet;
+mod html;
 mod link;
 mod procs;
 mod relay;
@@ -42,12 +43,15 @@ enum Command {
         #[arg(long, default_value = ".lookout/clips")]
         cache: PathBuf,
     },
-    /// Relay benchmark and fault drill: a fleet with scripted incidents, a
+    /// Load and latency run (also `relay`): fleet, gateway and center as
+    /// separate processes; the report follows
+    /// shared/contracts/loadtest-report.md. Relay benchmark and fault drill: a fleet with scripted incidents, a
     /// command center and a gateway relaying to it over QUIC with mutual TLS
     /// (optionally through the link emulator, optionally with the center
     /// killed mid-run). Checks that every alert is in the center's ledger
     /// exactly once and every frame arrived; prints the relay's latency
     /// percentiles next to the camera → gateway hop of the same frames.
+    #[command(alias = "run")]
     Relay {
         /// Number of cameras (split 3:2:2:1 towers:drones:bodycams:fixed).
         #[arg(long, default_value_t = 64)]
@@ -71,6 +75,11 @@ enum Command {
         /// Relay only: no detection, no alerts.
         #[arg(long)]
         no_detect: bool,
+        /// Gateway ↔ center link: `loopback`, `cellular` (20 Mbit/s, 20 ms
+        /// each way, 1 % loss), `satellite` (4 Mbit/s, 300 ms each way,
+        /// 2 % loss) or `custom` (the --link-* options).
+        #[arg(long, default_value = "loopback", value_parser = ["loopback", "cellular", "satellite", "custom"])]
+        link: String,
         /// Link emulator between gateway and center: rate cap, kbit/s (0: none).
         #[arg(long)]
         link_rate_kbps: Option<u64>,
@@ -99,6 +108,10 @@ enum Command {
         /// with an active alert.
         #[arg(long, default_value = "all", value_parser = ["all", "alerting"])]
         subscribe: String,
+        /// Also measure the baselines (bare GStreamer clients on the same
+        /// streams, bare ONNX Runtime on the same model): about 15 s more.
+        #[arg(long)]
+        baselines: bool,
         #[arg(long, default_value = ".lookout/clips")]
         cache: PathBuf,
         #[arg(long, default_value = ".lookout/relay")]
@@ -327,6 +340,7 @@ fn main() -> ExitCode {
             incidents,
             detector_config,
             no_detect,
+            link,
             link_rate_kbps,
             link_delay_ms,
             link_loss,
@@ -336,6 +350,7 @@ fn main() -> ExitCode {
             latency_budget_ms,
             cascade,
             subscribe,
+            baselines,
             cache,
             workdir,
             report,
@@ -352,15 +367,18 @@ fn main() -> ExitCode {
                 workdir,
                 warmup: Duration::from_secs(warmup_s),
                 link: None,
+                link_name: String::new(),
                 partitions: Vec::new(),
                 center_outage: None,
                 cascade,
                 subscribe,
+                baselines,
                 latency_budget_ms,
                 report,
                 strict,
             },
             RelayLink {
+                profile: link,
                 rate_kbps: link_rate_kbps,
                 delay_ms: link_delay_ms,
                 loss: link_loss,
@@ -446,6 +464,7 @@ fn main() -> ExitCode {
 
 /// The relay benchmark's link and fault options, as typed.
 struct RelayLink {
+    profile: String,
     rate_kbps: Option<u64>,
     delay_ms: f64,
     loss: f64,
@@ -454,8 +473,22 @@ struct RelayLink {
     center_outage: Option<String>,
 }
 
-fn run_relay(mut args: relay::RelayArgs, l: RelayLink) -> anyhow::Result<()> {
+fn run_relay(mut args: relay::RelayArgs, mut l: RelayLink) -> anyhow::Result<()> {
     {
+        match l.profile.as_str() {
+            "cellular" => {
+                l.rate_kbps = Some(20_000);
+                l.delay_ms = 20.0;
+                l.loss = 0.01;
+            }
+            "satellite" => {
+                l.rate_kbps = Some(4_000);
+                l.delay_ms = 300.0;
+                l.loss = 0.02;
+            }
+            _ => {}
+        }
+        args.link_name = l.profile.clone();
         for (name, v) in [
             ("--link-delay-ms", l.delay_ms),
             ("--link-queue-ms", l.queue_ms),

@@ -50,6 +50,8 @@ pub struct RelayArgs {
     pub warmup: Duration,
     /// Gateway → center impairment; `None`: straight over loopback.
     pub link: Option<Impairment>,
+    /// The link's profile name for the report (`loopback`, `cellular`, …).
+    pub link_name: String,
     pub partitions: Vec<Partition>,
     /// Kill the center this long after the start, for this long.
     pub center_outage: Option<(Duration, Duration)>,
@@ -58,6 +60,9 @@ pub struct RelayArgs {
     pub cascade: bool,
     /// The center's `subscribe` setting (`all`, `alerting`).
     pub subscribe: String,
+    /// Also measure the baselines: a bare GStreamer RTSP client per camera,
+    /// and bare ONNX Runtime on the detector's model.
+    pub baselines: bool,
     /// Per-camera latency budget for the gateway's GOP resets.
     pub latency_budget_ms: Option<u64>,
     pub report: Option<PathBuf>,
@@ -77,6 +82,9 @@ pub struct CameraFrames {
 #[derive(Debug, Clone, Serialize)]
 pub struct RelayReport {
     pub lookout_version: String,
+    /// When the measured window began, UTC.
+    pub started_at: String,
+    pub machine: Value,
     pub setup: Value,
     pub frames: Value,
     pub cameras: BTreeMap<String, CameraFrames>,
@@ -89,6 +97,12 @@ pub struct RelayReport {
     pub link: Option<Value>,
     /// With `--cascade`: what reached the upper center.
     pub cascade: Option<Value>,
+    /// CPU (cores: 1.0 = one core busy) over the measured window.
+    pub cpu_cores: Value,
+    pub memory_mib: Value,
+    pub detector: Value,
+    /// Once a second: CPU and memory of each process.
+    pub timeline: Vec<Value>,
 }
 
 fn center_percentiles(v: &Value) -> Percentiles {
@@ -314,12 +328,43 @@ pub fn run(args: RelayArgs) -> anyhow::Result<RelayReport> {
 
     let mut warm = false;
     let mut outage_done = args.center_outage.is_none();
+    let mut started_at = utc_now();
+    let mut window: Option<(Instant, [f64; 3])> = None;
+    let mut last_sample: Option<(Instant, [f64; 3])> = None;
+    let mut timeline = Vec::new();
+    let mut peak = [0.0f64; 2];
+    let cpu_of = |pids: [u32; 3]| pids.map(|p| procs::cpu_seconds(p).unwrap_or(0.0));
     while fleet_started.elapsed() < args.duration {
+        let pids = [gateway.pid(), fleet.pid(), center.pid()];
+        let now = Instant::now();
+        if warm && last_sample.is_none_or(|(t, _)| now.duration_since(t) >= Duration::from_secs(1))
+        {
+            let cpu = cpu_of(pids);
+            if let Some((t, before)) = last_sample {
+                let dt = now.duration_since(t).as_secs_f64();
+                let gw_mem = procs::rss_mib(pids[0]).unwrap_or_default();
+                let center_mem = procs::rss_mib(pids[2]).unwrap_or_default();
+                peak[0] = peak[0].max(gw_mem.1);
+                peak[1] = peak[1].max(center_mem.1);
+                timeline.push(serde_json::json!({
+                    "t_s": fleet_started.elapsed().as_secs_f64(),
+                    "cpu_cores": {
+                        "gateway": (cpu[0] - before[0]) / dt,
+                        "fleet": (cpu[1] - before[1]) / dt,
+                        "center": (cpu[2] - before[2]) / dt,
+                    },
+                    "rss_mib": { "gateway": gw_mem.0, "center": center_mem.0 },
+                }));
+            }
+            last_sample = Some((now, cpu));
+        }
         gateway.check_alive()?;
         fleet.check_alive()?;
         if !warm && fleet_started.elapsed() >= args.warmup {
             let _ = fetch(&format!("http://{center_http}/api/latency?reset=true"));
             warm = true;
+            started_at = utc_now();
+            window = Some((Instant::now(), cpu_of(pids)));
         }
         if let Some((at, length)) = args.center_outage
             && !outage_done
@@ -344,6 +389,34 @@ pub fn run(args: RelayArgs) -> anyhow::Result<RelayReport> {
     // The end of the run: the cameras stop; what the gateway already took
     // must reach the center (alerts acknowledged, frames delivered).
     let latency = get_json(&format!("http://{center_http}/api/latency"))?;
+    let pids = [gateway.pid(), fleet.pid(), center.pid()];
+    let cpu_cores = match window {
+        Some((t, before)) => {
+            let dt = t.elapsed().as_secs_f64().max(1e-3);
+            let now = cpu_of(pids);
+            serde_json::json!({
+                "gateway": (now[0] - before[0]) / dt,
+                "fleet": (now[1] - before[1]) / dt,
+                "center": (now[2] - before[2]) / dt,
+            })
+        }
+        None => Value::Null,
+    };
+    for (i, pid) in [pids[0], pids[2]].into_iter().enumerate() {
+        if let Some((_, hwm)) = procs::rss_mib(pid) {
+            peak[i] = peak[i].max(hwm);
+        }
+    }
+    let window_s = window.map_or(0.0, |(t, _)| t.elapsed().as_secs_f64());
+    // Baseline: a bare GStreamer RTSP client per camera on the same streams.
+    let gst_cores = if args.baselines {
+        gst_ingest_baseline(&gw_config).unwrap_or_else(|e| {
+            eprintln!("relay: GStreamer ingest baseline failed: {e:#}");
+            0.0
+        })
+    } else {
+        0.0
+    };
     fleet.stop(Duration::from_secs(10));
     let drain_deadline = Instant::now() + Duration::from_secs(20);
     let mut last_frames = -1.0;
@@ -431,6 +504,39 @@ pub fn run(args: RelayArgs) -> anyhow::Result<RelayReport> {
     if !clean {
         bail!("the gateway did not stop within 15 s of SIGTERM");
     }
+    // Baseline: bare ONNX Runtime, same model, batch and threads.
+    let bench = match (&detector, args.baselines) {
+        (Some(_), true) => {
+            let json_path = args.workdir.join("bench-detector.json");
+            let out = std::process::Command::new(&lookout)
+                .args(["bench-detector", "--config"])
+                .arg(&gw_config)
+                .args(["--seconds", "1", "--rounds", "3", "--json"])
+                .arg(&json_path)
+                .output()
+                .context("running lookout bench-detector")?;
+            if out.status.success() {
+                std::fs::read_to_string(&json_path)
+                    .ok()
+                    .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            } else {
+                eprintln!(
+                    "relay: bench-detector failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                None
+            }
+        }
+        _ => None,
+    };
+    let ort_raw = bench
+        .as_ref()
+        .and_then(|b| b["ort_raw"]["frames_per_s"].as_f64())
+        .unwrap_or(0.0);
+    let det_path = bench
+        .as_ref()
+        .and_then(|b| b["detector_path"]["frames_per_s"].as_f64())
+        .unwrap_or(0.0);
 
     // Alerts: the ledger against what the gateway raised.
     let raised: HashSet<String> = gw_alerts["alerts"]
@@ -524,6 +630,7 @@ pub fn run(args: RelayArgs) -> anyhow::Result<RelayReport> {
     let received: u64 = cameras.values().map(|c| c.received_at_center).sum();
     let reset: u64 = cameras.values().map(|c| c.gops_reset).sum();
 
+    let latency_ms_cap_p99 = percentiles(&cap).p99;
     let mut latency_ms = HashMap::new();
     let relay = center_percentiles(&latency["gateway_to_center"]);
     let hop = center_percentiles(&latency["camera_to_gateway"]);
@@ -535,16 +642,36 @@ pub fn run(args: RelayArgs) -> anyhow::Result<RelayReport> {
     latency_ms.insert("capture_to_alert".to_string(), percentiles(&cap));
     latency_ms.insert("raise_to_stored".to_string(), percentiles(&raise));
     latency_ms.insert("onset_to_alert".to_string(), percentiles(&onset_h));
+    let m = |name: &str| metric_sum(&gw_metrics, name);
+    let frames_in = m("lookout_detect_frames_total");
+    let detector_stats = serde_json::json!({
+        "frames_in": frames_in,
+        "frames_dropped": m("lookout_detect_dropped_frames_total"),
+        "inferences_per_s": if args.duration.as_secs_f64() > 0.0 { frames_in / args.duration.as_secs_f64() } else { 0.0 },
+        "batch_mean": m("lookout_detect_batch_size_sum") / m("lookout_detect_batch_size_count").max(1.0),
+    });
+    let gw_cores = cpu_cores["gateway"].as_f64().unwrap_or(0.0);
     let report = RelayReport {
         lookout_version: env!("CARGO_PKG_VERSION").to_string(),
+        started_at,
+        machine: machine(),
+        cpu_cores,
+        memory_mib: serde_json::json!({
+            "gateway_rss_peak": peak[0],
+            "center_rss_peak": peak[1],
+        }),
+        detector: detector_stats,
+        timeline,
         setup: serde_json::json!({
             "cameras": watched,
-            "mix": args.mix,
+            "mix": mix_counts(&gw_config),
+            "sampling": "keyframes",
             "size": args.size,
             "duration_s": args.duration.as_secs_f64(),
             "warmup_s": args.warmup.as_secs_f64(),
             "detector": detector.as_ref().map(|(id, _)| id.clone()),
-            "link": match &args.link {
+            "link": args.link_name,
+            "link_settings": match &args.link {
                 Some(l) => serde_json::json!({
                     "rate_kbps": l.rate_bps / 1000,
                     "delay_ms": l.delay.as_secs_f64() * 1000.0,
@@ -574,13 +701,26 @@ pub fn run(args: RelayArgs) -> anyhow::Result<RelayReport> {
             "deliveries": deliveries,
         }),
         latency_ms,
-        baselines: serde_json::json!({ "camera_to_gateway_ms": hop }),
+        baselines: serde_json::json!({
+            "camera_to_gateway_ms": hop,
+            "gst_ingest_cpu_cores": gst_cores,
+            "ort_raw_inferences_per_s": ort_raw,
+            "window_s": window_s,
+        }),
         ratios: serde_json::json!({
             "relay_p99_vs_camera_hop_p99": if hop.p99 > 0.0 { relay.p99 / hop.p99 } else { 0.0 },
+            // The gateway's whole CPU (ingest, detection, relay) over bare
+            // GStreamer clients reading the same streams: an upper bound of
+            // the ingest ratio.
+            "ingest_cpu_vs_gst": if gst_cores > 0.0 { gw_cores / gst_cores } else { 0.0 },
+            "detector_vs_ort_raw": if ort_raw > 0.0 { det_path / ort_raw } else { 0.0 },
         }),
         slo: serde_json::json!({
+            "capture_to_alert_p99_ms": 100,
             "relay_p99_ms": 5,
-            "passed": relay.p99 <= 5.0,
+            "passed": relay.p99 <= 5.0
+                && latency_ms_cap_p99 <= 100.0
+                && sent.saturating_sub(received) == 0,
         }),
         link: link_stats.map(|s| serde_json::to_value(s).unwrap_or(Value::Null)),
         cascade,
@@ -589,7 +729,10 @@ pub fn run(args: RelayArgs) -> anyhow::Result<RelayReport> {
     if let Some(path) = &args.report {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)
             .with_context(|| format!("writing {}", path.display()))?;
-        println!("report: {}", path.display());
+        let html = path.with_extension("html");
+        std::fs::write(&html, crate::html::render(&report))
+            .with_context(|| format!("writing {}", html.display()))?;
+        println!("report: {} and {}", path.display(), html.display());
     }
     if args.strict {
         let mut problems = Vec::new();
@@ -710,4 +853,123 @@ fn print_report(r: &RelayReport) {
             c.sent, c.received_at_center, c.gops_sent, c.gops_reset, c.gops_skipped
         );
     }
+}
+
+/// What this machine is, for comparing reports.
+fn machine() -> Value {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().to_string())
+        .unwrap_or_default();
+    let memory_gib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("MemTotal:"))?
+                .split_whitespace()
+                .nth(1)?
+                .parse::<f64>()
+                .ok()
+        })
+        .map_or(0.0, |kib| (kib / 1024.0 / 1024.0 * 10.0).round() / 10.0);
+    serde_json::json!({
+        "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
+        "model": model,
+        "memory_gib": memory_gib,
+    })
+}
+
+/// Now, UTC, as `YYYY-MM-DDTHH:MM:SSZ`.
+fn utc_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// CPU of a bare GStreamer RTSP client (`rtspsrc ! depay ! fakesink`) per
+/// camera of `gw_config`, all at once for 8 s, in cores.
+fn gst_ingest_baseline(gw_config: &std::path::Path) -> anyhow::Result<f64> {
+    let text = std::fs::read_to_string(gw_config)?;
+    let cameras: Vec<(String, bool)> = text
+        .split("[[camera]]")
+        .skip(1)
+        .filter_map(|block| {
+            let url = block
+                .lines()
+                .find_map(|l| l.strip_prefix("url = "))?
+                .trim_matches('"')
+                .to_string();
+            Some((url, block.contains("codec = \"h265\"")))
+        })
+        .collect();
+    let mut kids = Vec::new();
+    for (url, h265) in &cameras {
+        let depay = if *h265 {
+            "rtph265depay"
+        } else {
+            "rtph264depay"
+        };
+        let child = std::process::Command::new("gst-launch-1.0")
+            .args([
+                "-q",
+                "rtspsrc",
+                &format!("location={url}"),
+                "latency=0",
+                "!",
+                depay,
+                "!",
+                "fakesink",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("starting gst-launch-1.0")?;
+        kids.push(child);
+    }
+    // Let them connect, then measure.
+    std::thread::sleep(Duration::from_secs(2));
+    let before: f64 = kids.iter().filter_map(|k| procs::cpu_seconds(k.id())).sum();
+    let t = Instant::now();
+    std::thread::sleep(Duration::from_secs(8));
+    let after: f64 = kids.iter().filter_map(|k| procs::cpu_seconds(k.id())).sum();
+    let cores = (after - before) / t.elapsed().as_secs_f64();
+    for mut k in kids {
+        let _ = k.kill();
+        let _ = k.wait();
+    }
+    Ok(cores)
+}
+
+/// Cameras per kind in a gateway configuration.
+fn mix_counts(gw_config: &std::path::Path) -> Value {
+    let text = std::fs::read_to_string(gw_config).unwrap_or_default();
+    let mut counts = serde_json::Map::new();
+    for kind in ["tower", "drone", "bodycam", "fixed"] {
+        let n = text
+            .lines()
+            .filter(|l| l.trim() == format!("kind = \"{kind}\""))
+            .count();
+        counts.insert(kind.to_string(), n.into());
+    }
+    Value::Object(counts)
 }

@@ -1,0 +1,234 @@
+//! The load-test report as one self-contained HTML file (inline SVG, no
+//! scripts, no external assets), written next to the JSON: the SLO verdict
+//! first, then HDR-style latency percentile plots (log-scale percentile
+//! axis), CPU and memory over time, and the per-camera table.
+
+use std::fmt::Write as _;
+
+use serde_json::Value;
+
+use crate::detect::Percentiles;
+use crate::relay::RelayReport;
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// Percentile → x position: log scale of 1 / (1 - p), as HDR plots do.
+fn px(p: f64, width: f64) -> f64 {
+    let max = (1.0f64 / (1.0 - 0.999)).log10(); // 3 nines
+    let v = (1.0 / (1.0 - p.min(0.999))).log10();
+    40.0 + v / max * (width - 60.0)
+}
+
+/// One latency series as a percentile plot.
+fn percentile_plot(title: &str, p: &Percentiles) -> String {
+    let (w, h) = (420.0, 200.0);
+    let points = [(0.5, p.p50), (0.9, p.p90), (0.99, p.p99), (0.999, p.p999)];
+    let top = points
+        .iter()
+        .map(|(_, v)| *v)
+        .fold(p.max, f64::max)
+        .max(0.001);
+    let py = |v: f64| h - 30.0 - v / top * (h - 50.0);
+    let mut svg = format!(
+        r##"<figure><figcaption>{} <small>(n = {}, max {:.2} ms)</small></figcaption><svg width="{w}" height="{h}" viewBox="0 0 {w} {h}">"##,
+        esc(title),
+        p.count,
+        p.max
+    );
+    let _ = write!(
+        svg,
+        r##"<line x1="40" y1="{}" x2="{}" y2="{}" stroke="#888"/><line x1="40" y1="20" x2="40" y2="{}" stroke="#888"/>"##,
+        h - 30.0,
+        w - 20.0,
+        h - 30.0,
+        h - 30.0
+    );
+    for (q, label) in [(0.5, "50%"), (0.9, "90%"), (0.99, "99%"), (0.999, "99.9%")] {
+        let x = px(q, w);
+        let _ = write!(
+            svg,
+            r##"<text x="{x:.1}" y="{}" font-size="10" text-anchor="middle">{label}</text>"##,
+            h - 15.0
+        );
+    }
+    let _ = write!(
+        svg,
+        r##"<text x="4" y="24" font-size="10">{top:.1} ms</text><text x="4" y="{}" font-size="10">0</text>"##,
+        h - 30.0
+    );
+    let path: Vec<String> = points
+        .iter()
+        .map(|(q, v)| format!("{:.1},{:.1}", px(*q, w), py(*v)))
+        .collect();
+    let _ = write!(
+        svg,
+        r##"<polyline fill="none" stroke="#1f6feb" stroke-width="2" points="{}"/>"##,
+        path.join(" ")
+    );
+    for (q, v) in points {
+        let _ = write!(
+            svg,
+            r##"<circle cx="{:.1}" cy="{:.1}" r="3" fill="#1f6feb"><title>p{} = {v:.2} ms</title></circle>"##,
+            px(q, w),
+            py(v),
+            q * 100.0
+        );
+    }
+    svg.push_str("</svg></figure>");
+    svg
+}
+
+/// CPU (cores) or memory (MiB) of each process over the run.
+fn timeline_plot(title: &str, timeline: &[Value], field: &str, series: &[&str]) -> String {
+    let (w, h) = (420.0, 200.0);
+    let colours = ["#1f6feb", "#d29922", "#3fb950"];
+    let t_max = timeline
+        .last()
+        .and_then(|v| v["t_s"].as_f64())
+        .unwrap_or(1.0)
+        .max(1.0);
+    let t_min = timeline
+        .first()
+        .and_then(|v| v["t_s"].as_f64())
+        .unwrap_or(0.0);
+    let top = timeline
+        .iter()
+        .flat_map(|v| series.iter().filter_map(|s| v[field][*s].as_f64()))
+        .fold(0.0f64, f64::max)
+        .max(0.01);
+    let x = |t: f64| 40.0 + (t - t_min) / (t_max - t_min).max(1e-3) * (w - 60.0);
+    let y = |v: f64| h - 30.0 - v / top * (h - 50.0);
+    let mut svg = format!(
+        r##"<figure><figcaption>{}</figcaption><svg width="{w}" height="{h}" viewBox="0 0 {w} {h}"><line x1="40" y1="{}" x2="{}" y2="{}" stroke="#888"/><text x="4" y="24" font-size="10">{top:.2}</text><text x="4" y="{}" font-size="10">0</text>"##,
+        esc(title),
+        h - 30.0,
+        w - 20.0,
+        h - 30.0,
+        h - 30.0
+    );
+    for (i, s) in series.iter().enumerate() {
+        let points: Vec<String> = timeline
+            .iter()
+            .filter_map(|v| {
+                Some(format!(
+                    "{:.1},{:.1}",
+                    x(v["t_s"].as_f64()?),
+                    y(v[field][*s].as_f64()?)
+                ))
+            })
+            .collect();
+        let colour = colours[i % colours.len()];
+        let _ = write!(
+            svg,
+            r##"<polyline fill="none" stroke="{colour}" stroke-width="2" points="{}"/><text x="{}" y="{}" font-size="11" fill="{colour}">{s}</text>"##,
+            points.join(" "),
+            50.0 + i as f64 * 80.0,
+            h - 2.0
+        );
+    }
+    svg.push_str("</svg></figure>");
+    svg
+}
+
+/// The whole report as HTML.
+pub fn render(r: &RelayReport) -> String {
+    let passed = r.slo["passed"].as_bool().unwrap_or(false);
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        r##"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>lookout load test {}</title>
+<style>body{{font:14px system-ui,sans-serif;margin:20px;color:#1f2328}}h1{{font-size:20px}}
+.slo{{padding:8px 12px;border-radius:4px;font-weight:700;display:inline-block}}
+.pass{{background:#dafbe1;color:#1a7f37}}.fail{{background:#ffebe9;color:#cf222e}}
+figure{{display:inline-block;margin:8px;vertical-align:top}}figcaption{{font-weight:600}}
+table{{border-collapse:collapse;margin-top:8px}}td,th{{border:1px solid #d0d7de;padding:3px 8px;text-align:right}}
+th:first-child,td:first-child{{text-align:left}}code{{background:#f6f8fa;padding:1px 4px}}</style></head><body>
+<h1>lookout load test — {} cameras, {} s, link {}</h1>
+<p class="slo {}">SLO {}: relay p99 ≤ {} ms, capture→alert p99 ≤ {} ms, no frame lost</p>
+<p>lookout {} · started {} · machine: {} CPUs, {} GiB, {}</p>"##,
+        esc(&r.started_at),
+        r.setup["cameras"],
+        r.setup["duration_s"],
+        esc(&r.setup["link"].to_string()),
+        if passed { "pass" } else { "fail" },
+        if passed { "passed" } else { "failed" },
+        r.slo["relay_p99_ms"],
+        r.slo["capture_to_alert_p99_ms"],
+        esc(&r.lookout_version),
+        esc(&r.started_at),
+        r.machine["cpus"],
+        r.machine["memory_gib"],
+        esc(r.machine["model"].as_str().unwrap_or("")),
+    );
+    let _ = write!(
+        out,
+        "<p>Frames: {} sent, {} received at the center, {} lost, {} GOPs reset. Incidents: {} scripted, {} alerted, {} missed, {} false, {} duplicate.</p>",
+        r.frames["sent"],
+        r.frames["received_at_center"],
+        r.frames["lost"],
+        r.frames["gops_reset"],
+        r.incidents.scripted,
+        r.incidents.alerted,
+        r.incidents.missed,
+        r.incidents.false_alerts,
+        r.incidents.duplicate_alerts
+    );
+    out.push_str("<h2>Latency percentiles</h2>");
+    for (name, title) in [
+        ("relay", "relay: gateway received → center received"),
+        ("capture_to_center", "capture → center"),
+        ("capture_to_alert", "capture → alert stored"),
+        ("onset_to_alert", "onset → alert stored"),
+    ] {
+        if let Some(p) = r.latency_ms.get(name) {
+            out.push_str(&percentile_plot(title, p));
+        }
+    }
+    out.push_str("<h2>CPU and memory</h2>");
+    out.push_str(&timeline_plot(
+        "CPU, cores",
+        &r.timeline,
+        "cpu_cores",
+        &["gateway", "fleet", "center"],
+    ));
+    out.push_str(&timeline_plot(
+        "resident memory, MiB",
+        &r.timeline,
+        "rss_mib",
+        &["gateway", "center"],
+    ));
+    let _ = write!(
+        out,
+        "<p>Whole run: CPU gateway {:.2}, fleet {:.2}, center {:.2} cores; peak RSS gateway {:.0} MiB, center {:.0} MiB. Baselines: bare GStreamer ingest {:.2} cores, bare ONNX Runtime {:.0} inferences/s; ratios {}.</p>",
+        r.cpu_cores["gateway"].as_f64().unwrap_or(0.0),
+        r.cpu_cores["fleet"].as_f64().unwrap_or(0.0),
+        r.cpu_cores["center"].as_f64().unwrap_or(0.0),
+        r.memory_mib["gateway_rss_peak"].as_f64().unwrap_or(0.0),
+        r.memory_mib["center_rss_peak"].as_f64().unwrap_or(0.0),
+        r.baselines["gst_ingest_cpu_cores"].as_f64().unwrap_or(0.0),
+        r.baselines["ort_raw_inferences_per_s"]
+            .as_f64()
+            .unwrap_or(0.0),
+        esc(&r.ratios.to_string())
+    );
+    out.push_str("<h2>Cameras</h2><table><tr><th>camera</th><th>frames sent</th><th>received</th><th>GOPs sent</th><th>reset</th><th>skipped</th></tr>");
+    for (id, c) in &r.cameras {
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(id),
+            c.sent,
+            c.received_at_center,
+            c.gops_sent,
+            c.gops_reset,
+            c.gops_skipped
+        );
+    }
+    out.push_str("</table></body></html>\n");
+    out
+}

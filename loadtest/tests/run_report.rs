@@ -1,0 +1,158 @@
+//! `lookout-loadtest run` as an integrator runs it, at a size CI affords:
+//! it finishes by itself, exits 0, and its report has every field of
+//! shared/contracts/loadtest-report.md with consistent counts; the HTML
+//! report is written next to it.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+#[test]
+fn run_writes_a_complete_consistent_report() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let work = tempfile::tempdir().expect("tempdir");
+    let report = work.path().join("r.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_lookout-loadtest"))
+        .current_dir(&root)
+        .args([
+            "run",
+            "--cameras",
+            "16",
+            "--size",
+            "small",
+            "--duration-s",
+            "30",
+        ])
+        .args(["--warmup-s", "5", "--baselines", "--workdir"])
+        .arg(work.path())
+        .arg("--report")
+        .arg(&report)
+        .output()
+        .expect("lookout-loadtest run runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("json");
+    let fields: &[(&str, &[&str])] = &[
+        (
+            "",
+            &[
+                "lookout_version",
+                "started_at",
+                "machine",
+                "setup",
+                "frames",
+                "incidents",
+                "latency_ms",
+                "cpu_cores",
+                "memory_mib",
+                "detector",
+                "baselines",
+                "ratios",
+                "slo",
+            ],
+        ),
+        ("machine", &["cpus", "model", "memory_gib"]),
+        (
+            "setup",
+            &["cameras", "mix", "duration_s", "sampling", "link"],
+        ),
+        (
+            "frames",
+            &["sent", "received_at_center", "lost", "gops_reset"],
+        ),
+        (
+            "incidents",
+            &[
+                "scripted",
+                "alerted",
+                "missed",
+                "false_alerts",
+                "duplicate_alerts",
+            ],
+        ),
+        (
+            "latency_ms",
+            &[
+                "relay",
+                "capture_to_center",
+                "capture_to_alert",
+                "onset_to_alert",
+            ],
+        ),
+        ("cpu_cores", &["gateway", "fleet", "center"]),
+        ("memory_mib", &["gateway_rss_peak", "center_rss_peak"]),
+        (
+            "detector",
+            &[
+                "frames_in",
+                "frames_dropped",
+                "inferences_per_s",
+                "batch_mean",
+            ],
+        ),
+        (
+            "baselines",
+            &["gst_ingest_cpu_cores", "ort_raw_inferences_per_s"],
+        ),
+        ("ratios", &["ingest_cpu_vs_gst", "detector_vs_ort_raw"]),
+        (
+            "slo",
+            &["capture_to_alert_p99_ms", "relay_p99_ms", "passed"],
+        ),
+    ];
+    for (section, keys) in fields {
+        let obj = if section.is_empty() { &r } else { &r[*section] };
+        for k in *keys {
+            assert!(!obj[*k].is_null(), "report lacks {section}.{k}: {obj}");
+        }
+    }
+    for name in [
+        "relay",
+        "capture_to_center",
+        "capture_to_alert",
+        "onset_to_alert",
+    ] {
+        for k in ["p50", "p90", "p99", "p999", "max", "count"] {
+            assert!(
+                r["latency_ms"][name][k].is_number(),
+                "latency_ms.{name}.{k}"
+            );
+        }
+    }
+    assert_eq!(r["setup"]["cameras"], 16);
+    let n = |v: &Value| v.as_u64().expect("count");
+    let f = &r["frames"];
+    assert!(n(&f["sent"]) > 1000, "{f}");
+    assert_eq!(
+        n(&f["sent"]),
+        n(&f["received_at_center"]) + n(&f["lost"]),
+        "{f}"
+    );
+    let i = &r["incidents"];
+    assert_eq!(n(&i["scripted"]), n(&i["alerted"]) + n(&i["missed"]), "{i}");
+    assert!(r["cpu_cores"]["gateway"].as_f64().unwrap_or(0.0) > 0.0);
+    assert!(
+        r["baselines"]["gst_ingest_cpu_cores"]
+            .as_f64()
+            .unwrap_or(0.0)
+            > 0.0
+    );
+    assert!(
+        r["baselines"]["ort_raw_inferences_per_s"]
+            .as_f64()
+            .unwrap_or(0.0)
+            > 0.0
+    );
+    let html = std::fs::read_to_string(work.path().join("r.html")).expect("HTML report");
+    assert!(
+        html.contains("<svg") && html.contains("Latency percentiles"),
+        "HTML report"
+    );
+}
