@@ -1,6 +1,7 @@
 //! `lookout-loadtest`: the camera-fleet simulator, the scene renderer's
 //! command line and the load/latency benchmark driver.
 
+mod capacity;
 mod demo;
 mod detect;
 mod fleet;
@@ -123,6 +124,36 @@ enum Command {
         /// incident alerted, and (uncongested) every frame arrived.
         #[arg(long)]
         strict: bool,
+    },
+    /// The largest fleet this machine carries within an SLO: `run` at a
+    /// doubling, then bisected, camera count; every step's report is kept.
+    Capacity {
+        /// e.g. `capture_to_alert_p99=100ms,relay_p99=5ms,lost=0`
+        #[arg(
+            long,
+            default_value = "capture_to_alert_p99=100ms,relay_p99=5ms,lost=0"
+        )]
+        slo: String,
+        #[arg(long, default_value_t = 8)]
+        start: usize,
+        #[arg(long, default_value_t = 128)]
+        max: usize,
+        #[arg(long, default_value = "full", value_parser = ["full", "small"])]
+        size: String,
+        /// Seconds per step.
+        #[arg(long, default_value_t = 40)]
+        duration_s: u64,
+        #[arg(long, default_value_t = 10)]
+        warmup_s: u64,
+        #[arg(long, default_value = "models/smoke_flood.toml")]
+        detector_config: PathBuf,
+        #[arg(long, default_value = ".lookout/clips")]
+        cache: PathBuf,
+        #[arg(long, default_value = ".lookout/capacity")]
+        workdir: PathBuf,
+        /// Write the summary (JSON) here.
+        #[arg(long)]
+        report: Option<PathBuf>,
     },
     /// Serve simulated cameras over RTSP on this machine.
     Fleet(FleetCli),
@@ -307,6 +338,31 @@ fn main() -> ExitCode {
             cache,
         }),
         Command::Fleet(f) => run_fleet(f),
+        Command::Capacity {
+            slo,
+            start,
+            max,
+            size,
+            duration_s,
+            warmup_s,
+            detector_config,
+            cache,
+            workdir,
+            report,
+        } => capacity::Slo::parse(&slo).and_then(|slo| {
+            capacity::run(capacity::CapacityArgs {
+                slo,
+                start,
+                max,
+                size,
+                duration: Duration::from_secs(duration_s.clamp(5, 86_400)),
+                warmup: Duration::from_secs(warmup_s),
+                detector_config,
+                cache,
+                workdir,
+                report,
+            })
+        }),
         Command::Link {
             listen,
             to,
