@@ -326,6 +326,15 @@ pub fn run(args: RelayArgs) -> anyhow::Result<RelayReport> {
         args.duration.as_secs()
     );
 
+    // Live figures while it runs; drawn only on a terminal (hidden when
+    // the output goes to a file or a test harness).
+    let bar = indicatif::ProgressBar::new(args.duration.as_secs());
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{elapsed:>4} [{bar:30}] {pos}/{len} s  {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let mut last_figures = Instant::now();
     let mut warm = false;
     let mut outage_done = args.center_outage.is_none();
     let mut started_at = utc_now();
@@ -384,8 +393,23 @@ pub fn run(args: RelayArgs) -> anyhow::Result<RelayReport> {
         } else {
             center.check_alive()?;
         }
+        if last_figures.elapsed() >= Duration::from_secs(1) {
+            last_figures = Instant::now();
+            bar.set_position(fleet_started.elapsed().as_secs());
+            let l = get_json(&format!("http://{center_http}/api/latency")).unwrap_or(Value::Null);
+            let alerts = get_json(&format!("http://{center_http}/api/alerts?limit=1000"))
+                .ok()
+                .and_then(|a| a["alerts"].as_array().map(|a| a.len()))
+                .unwrap_or(0);
+            bar.set_message(format!(
+                "frames at center {}  relay p99 {:.1} ms  alerts {alerts}",
+                l["gateway_to_center"]["count"],
+                l["gateway_to_center"]["p99_ms"].as_f64().unwrap_or(0.0)
+            ));
+        }
         std::thread::sleep(Duration::from_millis(250));
     }
+    bar.finish_and_clear();
     // The end of the run: the cameras stop; what the gateway already took
     // must reach the center (alerts acknowledged, frames delivered).
     let latency = get_json(&format!("http://{center_http}/api/latency"))?;
