@@ -312,4 +312,19 @@ fn only_the_operators_certificates_for_their_own_ids_get_in() {
     let g = gateways(&center);
     assert_eq!(g.len(), 1, "{g:?}");
     assert_eq!(g[0]["connections"], 1, "{g:?}");
+
+    // Another site's page cannot acknowledge alerts through the center's
+    // API (cross-origin write), whatever the alert.
+    let mut s = TcpStream::connect(&center.http).expect("connect to the API");
+    let body = r#"{"operator":"intruder"}"#;
+    write!(
+        s,
+        "POST /api/alerts/some-id/ack HTTP/1.1\r\nHost: {}\r\nOrigin: http://evil.example\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        center.http,
+        body.len()
+    )
+    .expect("request");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("response");
+    assert!(out.starts_with("HTTP/1.1 403"), "{out}");
 }

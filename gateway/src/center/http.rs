@@ -192,8 +192,27 @@ struct AckBody {
 async fn acknowledge(
     State(s): State<AppState>,
     Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
     body: Option<Json<AckBody>>,
 ) -> Response {
+    // Another site's page must not acknowledge alerts through an
+    // operator's browser: a write is accepted only from the wall itself
+    // (same origin) or from a client that sends no Origin (curl, scripts).
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        let same = origin
+            .to_str()
+            .ok()
+            .and_then(|o| o.split_once("://"))
+            .is_some_and(|(_, rest)| rest == host);
+        if !same {
+            tracing::warn!(alert = %id, origin = ?origin, "cross-origin acknowledgement refused");
+            return error(StatusCode::FORBIDDEN, "cross-origin writes are refused");
+        }
+    }
     let Some(Json(body)) = body else {
         return error(
             StatusCode::BAD_REQUEST,
