@@ -432,15 +432,6 @@ pub fn run(args: RelayArgs) -> anyhow::Result<RelayReport> {
         }
     }
     let window_s = window.map_or(0.0, |(t, _)| t.elapsed().as_secs_f64());
-    // Baseline: a bare GStreamer RTSP client per camera on the same streams.
-    let gst_cores = if args.baselines {
-        gst_ingest_baseline(&gw_config).unwrap_or_else(|e| {
-            eprintln!("relay: GStreamer ingest baseline failed: {e:#}");
-            0.0
-        })
-    } else {
-        0.0
-    };
     fleet.stop(Duration::from_secs(10));
     let drain_deadline = Instant::now() + Duration::from_secs(20);
     let mut last_frames = -1.0;
@@ -528,6 +519,32 @@ pub fn run(args: RelayArgs) -> anyhow::Result<RelayReport> {
     if !clean {
         bail!("the gateway did not stop within 15 s of SIGTERM");
     }
+    // Baseline, once lookout has stopped so neither disturbs the other: a
+    // bare GStreamer RTSP client per camera on the same fleet's streams.
+    let gst_cores = if args.baselines {
+        println!("relay: measuring bare GStreamer clients on the same streams (about 15 s)");
+        let dir = args.workdir.join("baseline");
+        std::fs::create_dir_all(dir.join("logs"))?;
+        let (mut again, again_config, _, _) = start_fleet(
+            &FleetRun {
+                cameras: args.cameras,
+                mix: args.mix.clone(),
+                size: args.size.clone(),
+                cache: args.cache.clone(),
+                incidents: Some(String::new()),
+                duration: Duration::from_secs(60),
+            },
+            &dir,
+        )?;
+        let cores = gst_ingest_baseline(&again_config).unwrap_or_else(|e| {
+            eprintln!("relay: GStreamer ingest baseline failed: {e:#}");
+            0.0
+        });
+        again.stop(Duration::from_secs(10));
+        cores
+    } else {
+        0.0
+    };
     // Baseline: bare ONNX Runtime, same model, batch and threads.
     let bench = match (&detector, args.baselines) {
         (Some(_), true) => {
