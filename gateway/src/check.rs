@@ -16,16 +16,8 @@ pub fn check_file(path: &Path) -> Result<Config, Problems> {
     let (config, source) = Config::load_with_source(path)?;
     let mut findings = check_models(&config);
     for (i, u) in config.upstreams.iter().enumerate() {
-        let files = crate::relay::tls::TlsFiles {
-            ca: config.resolve(&u.ca),
-            cert: config.resolve(&u.cert),
-            key: config.resolve(&u.key),
-        };
-        if let Err(e) = crate::relay::tls::client_config(&files) {
-            findings.push(
-                KeyPath::root().key("upstream").index(i).key("cert"),
-                e.to_string(),
-            );
+        if let Some(e) = upstream_tls_problem(&u.resolved(|p| config.resolve(p))) {
+            findings.push(KeyPath::root().key("upstream").index(i).key("cert"), e);
         }
     }
     if findings.0.is_empty() {
@@ -95,7 +87,7 @@ pub fn check_center_file(path: &Path) -> Result<CenterConfig, Problems> {
         problems.push(("center", 0, e.to_string()));
     }
     for (i, u) in config.upstreams.iter().enumerate() {
-        if let Some(e) = upstream_tls_problem(u, |p| config.resolve(p)) {
+        if let Some(e) = upstream_tls_problem(&u.resolved(|p| config.resolve(p))) {
             problems.push(("upstream", i, e));
         }
     }
@@ -115,17 +107,10 @@ pub fn check_center_file(path: &Path) -> Result<CenterConfig, Problems> {
     Err(Config::problems_at(path, &source, findings))
 }
 
-/// Whether an upstream's TLS identity loads and chains to its CA.
-fn upstream_tls_problem(
-    u: &crate::config::UpstreamConfig,
-    resolve: impl Fn(&Path) -> std::path::PathBuf,
-) -> Option<String> {
-    let files = crate::relay::tls::TlsFiles {
-        ca: resolve(&u.ca),
-        cert: resolve(&u.cert),
-        key: resolve(&u.key),
-    };
-    crate::relay::tls::client_config(&files)
+/// Whether an upstream's TLS identity (paths resolved) loads and chains to
+/// its CA.
+fn upstream_tls_problem(u: &crate::config::UpstreamConfig) -> Option<String> {
+    crate::relay::tls::client_config(&crate::relay::tls::TlsFiles::from(u))
         .err()
         .map(|e| e.to_string())
 }

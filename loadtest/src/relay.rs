@@ -137,6 +137,47 @@ fn fetch(url: &str) -> String {
         .unwrap_or_default()
 }
 
+/// Writes `WORKDIR/ID.toml` for a center named `id` (its certificate
+/// `ID.pem` from `certs`, a fresh ledger in `WORKDIR/ID/`, QUIC and HTTP on
+/// free loopback ports) with `extra` lines after `[center]`'s keys; returns
+/// the file, the QUIC port and the HTTP address.
+fn center_config(
+    workdir: &std::path::Path,
+    certs: &std::path::Path,
+    id: &str,
+    extra: &str,
+) -> anyhow::Result<(PathBuf, u16, String)> {
+    let storage = workdir.join(id);
+    let _ = std::fs::remove_dir_all(&storage);
+    let quic_port = std::net::UdpSocket::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let http = format!("127.0.0.1:{}", free_port()?);
+    let path = workdir.join(format!("{id}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            "[center]\nid = \"{id}\"\nlisten = \"127.0.0.1:{quic_port}\"\nhttp_listen = \"{http}\"\nstorage = \"{}\"\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n{extra}",
+            storage.display(),
+            certs.join("ca.pem").display(),
+            certs.join(format!("{id}.pem")).display(),
+            certs.join(format!("{id}.key")).display(),
+        ),
+    )?;
+    Ok((path, quic_port, http))
+}
+
+/// An `[[upstream]]` entry dialling center `id` at `address` with the
+/// certificate `NAME.pem` from `certs`.
+fn upstream_block(id: &str, address: &str, certs: &std::path::Path, name: &str) -> String {
+    format!(
+        "\n[[upstream]]\nid = \"{id}\"\naddress = \"{address}\"\nserver_name = \"{id}\"\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+        certs.join("ca.pem").display(),
+        certs.join(format!("{name}.pem")).display(),
+        certs.join(format!("{name}.key")).display(),
+    )
+}
+
 fn start_center(
     lookout: &std::path::Path,
     config: &std::path::Path,
@@ -189,58 +230,23 @@ pub fn run(args: RelayArgs) -> anyhow::Result<RelayReport> {
         );
     }
 
-    // The center, with a fresh ledger.
-    let center_dir = args.workdir.join("center");
-    let _ = std::fs::remove_dir_all(&center_dir);
-    let quic_port = {
-        let s = std::net::UdpSocket::bind("127.0.0.1:0")?;
-        s.local_addr()?.port()
-    };
-    let center_http = format!("127.0.0.1:{}", free_port()?);
     // The upper center of a cascade, which the center forwards to.
     let mut city = None;
     let mut upward = String::new();
     if args.cascade {
-        let city_dir = args.workdir.join("city");
-        let _ = std::fs::remove_dir_all(&city_dir);
-        let city_quic = {
-            let s = std::net::UdpSocket::bind("127.0.0.1:0")?;
-            s.local_addr()?.port()
-        };
-        let city_http = format!("127.0.0.1:{}", free_port()?);
-        let city_config = args.workdir.join("city.toml");
-        std::fs::write(
-            &city_config,
-            format!(
-                "[center]\nid = \"city\"\nlisten = \"127.0.0.1:{city_quic}\"\nhttp_listen = \"{city_http}\"\nstorage = \"{}\"\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
-                city_dir.display(),
-                certs.join("ca.pem").display(),
-                certs.join("city.pem").display(),
-                certs.join("city.key").display(),
-            ),
-        )?;
+        let (city_config, city_quic, city_http) = center_config(&args.workdir, &certs, "city", "")?;
         city = Some((
             start_center(&lookout, &city_config, &logs.join("city.log"), &city_http)?,
             city_http,
         ));
-        upward = format!(
-            "\n[[upstream]]\nid = \"city\"\naddress = \"127.0.0.1:{city_quic}\"\nserver_name = \"city\"\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
-            certs.join("ca.pem").display(),
-            certs.join("center.pem").display(),
-            certs.join("center.key").display(),
-        );
+        upward = upstream_block("city", &format!("127.0.0.1:{city_quic}"), &certs, "center");
     }
-    let center_config = args.workdir.join("center.toml");
-    std::fs::write(
-        &center_config,
-        format!(
-            "[center]\nid = \"center\"\nlisten = \"127.0.0.1:{quic_port}\"\nhttp_listen = \"{center_http}\"\nstorage = \"{}\"\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\nsubscribe = \"{}\"\n{upward}",
-            center_dir.display(),
-            certs.join("ca.pem").display(),
-            certs.join("center.pem").display(),
-            certs.join("center.key").display(),
-            args.subscribe,
-        ),
+    // The center, with a fresh ledger.
+    let (center_config, quic_port, center_http) = center_config(
+        &args.workdir,
+        &certs,
+        "center",
+        &format!("subscribe = \"{}\"\n{upward}", args.subscribe),
     )?;
     let center_log = logs.join("center.log");
     let mut center = start_center(&lookout, &center_config, &center_log, &center_http)?;
@@ -287,11 +293,11 @@ pub fn run(args: RelayArgs) -> anyhow::Result<RelayReport> {
         None => None,
     };
     let mut blocks: Vec<String> = detector.iter().map(|(_, b)| b.clone()).collect();
-    blocks.push(format!(
-        "[[upstream]]\nid = \"center\"\naddress = \"{dial}\"\nserver_name = \"center\"\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
-        certs.join("ca.pem").display(),
-        certs.join("fleet-gw.pem").display(),
-        certs.join("fleet-gw.key").display(),
+    blocks.push(upstream_block(
+        "center",
+        &dial.to_string(),
+        &certs,
+        "fleet-gw",
     ));
     write_gateway_config(
         &gw_config,

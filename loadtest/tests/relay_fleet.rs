@@ -13,56 +13,29 @@
 //! known false alarm on their dusk street scene is the model's problem, not
 //! the relay's (models/smoke_flood.md).
 
+mod support;
+
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::Value;
 
 fn relay(work: &Path, extra: &[&str]) -> Value {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let report = work.join("report.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_lookout-loadtest"))
-        .current_dir(&root)
-        .args([
-            "relay",
-            "--mix",
-            "towers=3,drones=2,fixed=2",
-            "--size",
-            "small",
-            "--duration-s",
-            "36",
-            "--warmup-s",
-            "5",
-            "--incidents",
-            "tower-01:smoke@12,drone-01:flood@15",
-            "--strict",
-            "--workdir",
-        ])
-        .arg(work)
-        .arg("--report")
-        .arg(&report)
-        .args(extra)
-        .output()
-        .expect("lookout-loadtest relay runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("{stdout}");
-    let tail = |name: &str| {
-        std::fs::read_to_string(work.join("logs").join(name))
-            .unwrap_or_default()
-            .lines()
-            .rev()
-            .take(25)
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
-    assert!(
-        out.status.success(),
-        "stdout:\n{stdout}\nstderr:\n{stderr}\ngateway log:\n{}\ncenter log:\n{}",
-        tail("gateway.log"),
-        tail("center.log")
-    );
-    serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("json")
+    let mut args = vec![
+        "relay",
+        "--mix",
+        "towers=3,drones=2,fixed=2",
+        "--size",
+        "small",
+        "--duration-s",
+        "36",
+        "--warmup-s",
+        "5",
+        "--incidents",
+        "tower-01:smoke@12,drone-01:flood@15",
+        "--strict",
+    ];
+    args.extend_from_slice(extra);
+    support::loadtest_report(&args, work).0
 }
 
 fn p99(r: &Value, name: &str) -> f64 {

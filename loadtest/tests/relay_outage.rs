@@ -5,17 +5,13 @@
 //! upper center (a cascade), which must end up with every alert exactly
 //! once too, and the gateway's video.
 
-use std::path::Path;
-use std::process::Command;
+mod support;
 
 #[test]
 fn an_alert_raised_while_the_center_is_down_arrives_once() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let work = tempfile::tempdir().expect("tempdir");
-    let report = work.path().join("report.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_lookout-loadtest"))
-        .current_dir(&root)
-        .args([
+    let (r, _) = support::loadtest_report(
+        &[
             "relay",
             "--mix",
             "towers=2,drones=1",
@@ -31,22 +27,9 @@ fn an_alert_raised_while_the_center_is_down_arrives_once() {
             "14+6",
             "--cascade",
             "--strict",
-            "--workdir",
-        ])
-        .arg(work.path())
-        .arg("--report")
-        .arg(&report)
-        .output()
-        .expect("lookout-loadtest relay runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    println!("{stdout}");
-    assert!(
-        out.status.success(),
-        "stdout:\n{stdout}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
+        work.path(),
     );
-    let r: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("json");
     let alerts = &r["alerts"];
     assert_eq!(alerts["raised_at_gateway"], 2, "{alerts}");
     assert_eq!(alerts["in_ledger"], 2, "{alerts}");

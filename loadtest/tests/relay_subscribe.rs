@@ -3,17 +3,13 @@
 //! incident raises an alert is pushed from its next keyframe, and the
 //! alert itself flows whatever the subscription.
 
-use std::path::Path;
-use std::process::Command;
+mod support;
 
 #[test]
 fn alerting_only_subscription_sends_just_the_alerting_camera() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let work = tempfile::tempdir().expect("tempdir");
-    let report = work.path().join("report.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_lookout-loadtest"))
-        .current_dir(&root)
-        .args([
+    let (r, _) = support::loadtest_report(
+        &[
             "relay",
             "--mix",
             "towers=2,drones=1",
@@ -28,22 +24,9 @@ fn alerting_only_subscription_sends_just_the_alerting_camera() {
             "--subscribe",
             "alerting",
             "--strict",
-            "--workdir",
-        ])
-        .arg(work.path())
-        .arg("--report")
-        .arg(&report)
-        .output()
-        .expect("lookout-loadtest relay runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    println!("{stdout}");
-    assert!(
-        out.status.success(),
-        "stdout:\n{stdout}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
+        work.path(),
     );
-    let r: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("json");
     assert_eq!(r["alerts"]["in_ledger"], 1, "{}", r["alerts"]);
     let cams = &r["cameras"];
     for quiet in ["tower-02", "drone-01"] {

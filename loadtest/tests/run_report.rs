@@ -3,19 +3,15 @@
 //! shared/contracts/loadtest-report.md with consistent counts; the HTML
 //! report is written next to it.
 
-use std::path::Path;
-use std::process::Command;
+mod support;
 
 use serde_json::Value;
 
 #[test]
 fn run_writes_a_complete_consistent_report() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let work = tempfile::tempdir().expect("tempdir");
-    let report = work.path().join("r.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_lookout-loadtest"))
-        .current_dir(&root)
-        .args([
+    let (r, _) = support::loadtest_report(
+        &[
             "run",
             "--cameras",
             "16",
@@ -23,22 +19,12 @@ fn run_writes_a_complete_consistent_report() {
             "small",
             "--duration-s",
             "30",
-        ])
-        .args(["--warmup-s", "5", "--baselines", "--workdir"])
-        .arg(work.path())
-        .arg("--report")
-        .arg(&report)
-        .output()
-        .expect("lookout-loadtest run runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    println!("{stdout}");
-    assert!(
-        out.status.success(),
-        "stdout:\n{stdout}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stderr)
+            "--warmup-s",
+            "5",
+            "--baselines",
+        ],
+        work.path(),
     );
-    let r: Value =
-        serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("json");
     let fields: &[(&str, &[&str])] = &[
         (
             "",
@@ -150,7 +136,7 @@ fn run_writes_a_complete_consistent_report() {
             .unwrap_or(0.0)
             > 0.0
     );
-    let html = std::fs::read_to_string(work.path().join("r.html")).expect("HTML report");
+    let html = std::fs::read_to_string(work.path().join("report.html")).expect("HTML report");
     assert!(
         html.contains("<svg") && html.contains("Latency percentiles"),
         "HTML report"

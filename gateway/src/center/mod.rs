@@ -420,12 +420,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         let upstreams: Vec<crate::config::UpstreamConfig> = config
             .upstreams
             .iter()
-            .map(|u| crate::config::UpstreamConfig {
-                ca: config.resolve(&u.ca),
-                cert: config.resolve(&u.cert),
-                key: config.resolve(&u.key),
-                ..u.clone()
-            })
+            .map(|u| u.resolved(|p| config.resolve(p)))
             .collect();
         let relay = crate::relay::Relay::start_with(
             &center.id,

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lookout_codecs::relay::{
     AlertAck, AlertMessage, CameraChange, ControlMessage, ErrorCode, Hello, PROTOCOL_VERSION, Ping,
@@ -272,7 +272,7 @@ async fn run(
     ctl: MessageReader<ControlMessage>,
 ) {
     let ctl_send = Arc::new(AsyncMutex::new(ctl_send));
-    let control = control(center, conn, link, ctl_send.clone(), ctl);
+    let control = control(conn, link, ctl_send.clone(), ctl);
     let streams = streams(center, conn, link);
     let pings = pings(link, ctl_send);
     let result: Result<(), String> = tokio::select! {
@@ -312,13 +312,11 @@ async fn pings(
 }
 
 async fn control(
-    center: &Arc<Center>,
     conn: &quinn::Connection,
     link: &Arc<GatewayLink>,
     send: Arc<AsyncMutex<quinn::SendStream>>,
     mut ctl: MessageReader<ControlMessage>,
 ) -> Result<(), String> {
-    let _ = center;
     loop {
         let message = ctl
             .next()
@@ -532,7 +530,6 @@ async fn read_gop(center: Arc<Center>, link: Arc<GatewayLink>, recv: quinn::Recv
 
     let header = Arc::new(header);
     let mut frames = Vec::new();
-    let started = Instant::now();
     loop {
         match reader.next().await {
             Ok(Some(VideoMessage::Frame(f))) => {
@@ -568,7 +565,6 @@ async fn read_gop(center: Arc<Center>, link: Arc<GatewayLink>, recv: quinn::Recv
             }
         }
     }
-    let _ = started;
     camera.gops_complete.fetch_add(1, Relaxed);
     count_gop(&center, &link.id, &header.camera_id, "complete");
     if let Ok(mut latest) = camera.latest_gop.lock() {

@@ -86,16 +86,19 @@ fn codec_string(h: &GopHeader) -> String {
     }
 }
 
-fn message(kind: u8, index: u16, body: &[u8]) -> Bytes {
-    let mut m = BytesMut::with_capacity(7 + body.len());
-    m.put_u32(body.len() as u32 + 3);
-    m.put_u8(kind);
-    m.put_u16(index);
-    m.put_slice(body);
-    m.freeze()
+/// Appends one message to `out`: the envelope, then what `body` writes.
+/// The length is filled in afterwards, so nothing is written twice.
+fn put_message(out: &mut BytesMut, kind: u8, index: u16, body: impl FnOnce(&mut BytesMut)) {
+    let at = out.len();
+    out.put_u32(0);
+    out.put_u8(kind);
+    out.put_u16(index);
+    body(out);
+    let len = (out.len() - at - 4) as u32;
+    out[at..at + 4].copy_from_slice(&len.to_be_bytes());
 }
 
-fn config_message(index: u16, h: &GopHeader) -> Bytes {
+fn put_config(out: &mut BytesMut, index: u16, h: &GopHeader) {
     let json = serde_json::json!({
         "codec": codec_string(h),
         "h265": h.codec == Codec::H265,
@@ -103,23 +106,24 @@ fn config_message(index: u16, h: &GopHeader) -> Bytes {
         "height": h.height,
         "gop_seq": h.gop_seq,
     });
-    message(1, index, json.to_string().as_bytes())
+    put_message(out, 1, index, |b| b.put_slice(json.to_string().as_bytes()));
 }
 
-fn frame_message(index: u16, f: &LiveFrame) -> Bytes {
-    let start = [0u8, 0, 0, 1];
-    let mut body = BytesMut::with_capacity(17 + f.frame.data.len() + 256);
-    body.put_u8(u8::from(f.frame.keyframe));
-    body.put_u64(f.frame.capture_unix_ns);
-    body.put_u64(f.frame.received_unix_ns);
-    if f.frame.keyframe {
-        for ps in f.header.vps.iter().chain([&f.header.sps, &f.header.pps]) {
-            body.put_slice(&start);
-            body.put_slice(ps);
+/// A frame: flags, times, then the access unit (a keyframe with the
+/// parameter sets in front) — the unit's bytes copied once, into `out`.
+fn put_frame(out: &mut BytesMut, index: u16, f: &LiveFrame) {
+    put_message(out, 2, index, |b| {
+        b.put_u8(u8::from(f.frame.keyframe));
+        b.put_u64(f.frame.capture_unix_ns);
+        b.put_u64(f.frame.received_unix_ns);
+        if f.frame.keyframe {
+            for ps in f.header.vps.iter().chain([&f.header.sps, &f.header.pps]) {
+                b.put_slice(&[0, 0, 0, 1]);
+                b.put_slice(ps);
+            }
         }
-    }
-    body.put_slice(&f.frame.data);
-    message(2, index, &body)
+        b.put_slice(&f.frame.data);
+    });
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -191,7 +195,7 @@ fn camera_stream(
                 }
                 Err(broadcast::error::RecvError::Closed) => return None,
             };
-            let mut out = BytesMut::new();
+            let mut out = BytesMut::with_capacity(f.frame.data.len() + 512);
             match &v.config {
                 None if !f.frame.keyframe => continue,
                 Some(h)
@@ -199,11 +203,11 @@ fn camera_stream(
                         && h.sps == f.header.sps
                         && h.pps == f.header.pps => {}
                 _ => {
-                    out.put_slice(&config_message(v.index, &f.header));
+                    put_config(&mut out, v.index, &f.header);
                     v.config = Some(f.header.clone());
                 }
             }
-            out.put_slice(&frame_message(v.index, &f));
+            put_frame(&mut out, v.index, &f);
             return Some((Ok::<Bytes, Infallible>(out.freeze()), v));
         }
     })

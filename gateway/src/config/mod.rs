@@ -474,6 +474,19 @@ pub struct UpstreamConfig {
     pub congestion: Congestion,
 }
 
+impl UpstreamConfig {
+    /// This entry with its files resolved by `resolve` (against the folder
+    /// of the file it came from).
+    pub fn resolved(&self, resolve: impl Fn(&Path) -> PathBuf) -> UpstreamConfig {
+        UpstreamConfig {
+            ca: resolve(&self.ca),
+            cert: resolve(&self.cert),
+            key: resolve(&self.key),
+            ..self.clone()
+        }
+    }
+}
+
 /// A whole gateway configuration, as written in the file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

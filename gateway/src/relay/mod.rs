@@ -154,12 +154,7 @@ impl Relay {
         let upstreams: Vec<UpstreamConfig> = config
             .upstreams
             .iter()
-            .map(|u| UpstreamConfig {
-                ca: config.resolve(&u.ca),
-                cert: config.resolve(&u.cert),
-                key: config.resolve(&u.key),
-                ..u.clone()
-            })
+            .map(|u| u.resolved(|p| config.resolve(p)))
             .collect();
         let source = source::GatewaySource::new(ingest, hub.clone());
         let events = hub.subscribe();
@@ -187,12 +182,7 @@ impl Relay {
     ) -> anyhow::Result<Arc<Relay>> {
         let mut uplinks = Vec::new();
         for u in upstreams {
-            let files = tls::TlsFiles {
-                ca: u.ca.clone(),
-                cert: u.cert.clone(),
-                key: u.key.clone(),
-            };
-            let mut client = tls::client_config(&files)
+            let mut client = tls::client_config(&tls::TlsFiles::from(u))
                 .with_context(|| format!("upstream `{}`: TLS identity", u.id))?;
             client.transport_config(stream::transport(0, u.congestion));
             let path = storage.join("outbox").join(format!("{}.sqlite3", u.id));

@@ -41,6 +41,17 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
+impl From<&crate::config::UpstreamConfig> for TlsFiles {
+    /// An upstream's identity (its paths resolved already).
+    fn from(u: &crate::config::UpstreamConfig) -> TlsFiles {
+        TlsFiles {
+            ca: u.ca.clone(),
+            cert: u.cert.clone(),
+            key: u.key.clone(),
+        }
+    }
+}
+
 /// Why a TLS configuration could not be built; every variant names the file
 /// at fault, so the operator knows which one to fix.
 #[derive(Debug, thiserror::Error)]

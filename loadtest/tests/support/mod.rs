@@ -1,0 +1,44 @@
+//! Running `lookout-loadtest` the way the benchmark tests do.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+/// Runs `lookout-loadtest ARGS --workdir WORK --report WORK/report.json`
+/// from the workspace root, prints what it printed, fails with that and the
+/// ends of the gateway's and center's logs if it fails, and returns the
+/// report (and what it printed).
+pub fn loadtest_report(args: &[&str], work: &Path) -> (Value, String) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let report: PathBuf = work.join("report.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_lookout-loadtest"))
+        .current_dir(&root)
+        .args(args)
+        .arg("--workdir")
+        .arg(work)
+        .arg("--report")
+        .arg(&report)
+        .output()
+        .expect("lookout-loadtest runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    println!("{stdout}");
+    let tail = |name: &str| {
+        std::fs::read_to_string(work.join("logs").join(name))
+            .unwrap_or_default()
+            .lines()
+            .rev()
+            .take(25)
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert!(
+        out.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{}\ngateway log:\n{}\ncenter log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        tail("gateway.log"),
+        tail("center.log")
+    );
+    let text = std::fs::read_to_string(&report).expect("report");
+    (serde_json::from_str(&text).expect("report is JSON"), stdout)
+}
