@@ -53,13 +53,15 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     ingest.apply(settings, &config.cameras).await;
 
     let hub = Arc::new(AlertHub::new());
-    let detect_metrics = DetectMetrics::new();
-    detect_metrics.register(&metrics);
-    let detect = DetectService::start(&config, ingest.clone(), hub.clone(), detect_metrics).await?;
-
+    // The relay first: it makes the outboxes the hub's journal, so even the
+    // first alert is on disk before it is announced.
     let relay_metrics = Arc::new(RelayMetrics::default());
     relay_metrics.register(&metrics);
     let relay = Relay::start(&config, ingest.clone(), hub.clone(), relay_metrics).await?;
+
+    let detect_metrics = DetectMetrics::new();
+    detect_metrics.register(&metrics);
+    let detect = DetectService::start(&config, ingest.clone(), hub.clone(), detect_metrics).await?;
 
     let state = Arc::new(ApiState {
         gateway_id: config.gateway.id.clone(),
@@ -68,7 +70,10 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         ingest: ingest.clone(),
         alerts: hub.clone(),
         relay: relay.clone(),
+        guard: crate::auth::ApiGuard::new(api_token(&config)?, &["/healthz"]),
+        external: Default::default(),
     });
+    state.register();
     // Installed before the daemon says it is running, so an early SIGHUP
     // reloads instead of killing the process.
     let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -126,6 +131,16 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     reloader.abort();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The API token, when `gateway.api_token_file` is set.
+fn api_token(config: &Config) -> anyhow::Result<Option<String>> {
+    config
+        .gateway
+        .api_token_file
+        .as_ref()
+        .map(|f| crate::auth::read_token(&config.resolve(f)).map_err(anyhow::Error::msg))
+        .transpose()
 }
 
 /// SIGHUP: re-read and fully re-check the file; apply it only if it is

@@ -1,7 +1,9 @@
 //! The gateway's HTTP API: `/healthz` for supervisors and load balancers,
 //! `/metrics` for Prometheus, `/api/cameras` for operators and the video
-//! wall (every camera's state and measured health, from `ingest`). It binds
-//! to loopback unless configured otherwise.
+//! wall (every camera's state and measured health, from `ingest`), recent
+//! alerts, and `POST /api/alerts` for alerts from outside the video path
+//! (`detect/external.rs`). It binds to loopback unless configured
+//! otherwise, and then needs a token (`auth.rs`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,9 +15,12 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use serde_json::json;
 use tokio::net::TcpListener;
 
+use crate::detect::external::{self, ExternalAlert, Outcome, Refusal};
 use crate::detect::hub::{AlertHub, AlertQuery, RECENT_ALERTS};
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
@@ -32,6 +37,27 @@ pub struct ApiState {
     pub alerts: Arc<AlertHub>,
     /// The command-center connections behind `/api/upstreams`.
     pub relay: Arc<crate::relay::Relay>,
+    /// Token and cross-origin checks, with their refusal counter.
+    pub guard: Arc<crate::auth::ApiGuard>,
+    /// `lookout_external_alerts_total{outcome}`: `written`, `unchanged`,
+    /// `invalid`, `not_found`, `not_durable`.
+    pub external: Family<Vec<(String, String)>, Counter>,
+}
+
+impl ApiState {
+    /// Registers the API's own series.
+    pub fn register(&self) {
+        self.metrics.register(
+            "http_refused",
+            "API requests refused: `token` (missing or wrong), `origin` (a write from another site's page)",
+            self.guard.refused.clone(),
+        );
+        self.metrics.register(
+            "external_alerts",
+            "POST /api/alerts requests by outcome",
+            self.external.clone(),
+        );
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -49,10 +75,83 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/cameras", get(cameras))
         .route("/api/upstreams", get(upstreams))
-        .route("/api/alerts", get(alerts))
+        .route("/api/alerts", get(alerts).post(post_alert))
         .route("/api/alerts/{id}", get(alert))
         .route("/api/alerts/{id}/snapshot.jpg", get(alert_snapshot))
+        .layer(axum::middleware::from_fn_with_state(
+            state.guard.clone(),
+            crate::auth::guard,
+        ))
         .with_state(state)
+}
+
+/// `POST /api/alerts`: an alert from a sensor, a feed or an operator. `201`
+/// once it is on disk in every outbox; `200` for a retry of one already
+/// here; `4xx` naming the field; `503` if it could not be made durable.
+async fn post_alert(
+    State(s): State<Arc<ApiState>>,
+    body: Result<Json<ExternalAlert>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let count = |outcome: &str| {
+        s.external
+            .get_or_create(&vec![("outcome".to_string(), outcome.to_string())])
+            .inc();
+    };
+    let req = match body {
+        Ok(Json(r)) => r,
+        Err(e) => {
+            count("invalid");
+            return (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(json!({ "error": format!("alert body: {}", e.body_text()) })),
+            )
+                .into_response();
+        }
+    };
+    let camera = s.ingest.camera(&req.camera).map(|c| c.config());
+    let hub = s.alerts.clone();
+    let gateway = s.gateway_id.clone();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let result = tokio::task::spawn_blocking(move || {
+        external::apply(&hub, &gateway, camera.as_deref(), req, now)
+    })
+    .await;
+    let (status, body) = match result {
+        Ok(Ok(Outcome::Written(a))) => {
+            count("written");
+            (StatusCode::CREATED, json!({ "alert": a, "durable": true }))
+        }
+        Ok(Ok(Outcome::Unchanged(a))) => {
+            count("unchanged");
+            (StatusCode::OK, json!({ "alert": a, "durable": true }))
+        }
+        Ok(Err(Refusal::Invalid(m))) => {
+            count("invalid");
+            (StatusCode::UNPROCESSABLE_ENTITY, json!({ "error": m }))
+        }
+        Ok(Err(Refusal::NotFound(m))) => {
+            count("not_found");
+            (StatusCode::NOT_FOUND, json!({ "error": m }))
+        }
+        Ok(Err(Refusal::NotDurable(m))) => {
+            count("not_durable");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({ "error": format!("the alert could not be written to disk; send it again: {m}") }),
+            )
+        }
+        Err(e) => {
+            count("not_durable");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                json!({ "error": e.to_string() }),
+            )
+        }
+    };
+    (status, Json(body)).into_response()
 }
 
 async fn healthz(State(s): State<Arc<ApiState>>) -> impl IntoResponse {

@@ -5,6 +5,7 @@
 //! center (relay). This crate holds the daemon's stages; `main.rs` is its
 //! command line.
 
+pub mod auth;
 pub mod center;
 pub mod certs;
 pub mod check;

@@ -35,6 +35,10 @@ pub struct CenterSection {
     /// HTTP API and metrics; loopback by default.
     #[serde(default = "default_http_listen")]
     pub http_listen: SocketAddr,
+    /// A file holding the API token (one line, ≥ 16 characters). Required
+    /// when `http_listen` is not loopback; with it the API needs
+    /// `Authorization: Bearer TOKEN` and the wall asks for the token once.
+    pub api_token_file: Option<PathBuf>,
     /// Folder of the ledger (`ledger.sqlite3`), relative to this file.
     #[serde(default = "default_storage")]
     pub storage: PathBuf,
@@ -118,6 +122,17 @@ impl CenterConfig {
                     format!("no such file: {}", self.resolve(file).display()),
                 );
             }
+        }
+        if let Some(problem) = crate::auth::exposure_problem(
+            self.center.http_listen,
+            self.center.api_token_file.is_some(),
+        ) {
+            f.push(c.key("http_listen"), problem);
+        }
+        if let Some(file) = &self.center.api_token_file
+            && let Err(e) = crate::auth::read_token(&self.resolve(file))
+        {
+            f.push(c.key("api_token_file"), e);
         }
         if self.center.subscribe == SubscribeSetting::All && !self.center.cameras.is_empty() {
             f.push(

@@ -17,12 +17,23 @@ use serde_json::json;
 
 use super::Center;
 use super::ledger::{AckOutcome, LedgerQuery};
+use crate::auth::ApiGuard;
 use crate::metrics::Metrics;
 
 #[derive(Clone)]
 struct AppState {
     center: Arc<Center>,
     metrics: Arc<Metrics>,
+    /// Token and cross-origin checks (the login form checks the token).
+    guard: Arc<ApiGuard>,
+}
+
+/// The form a browser gets at `/` when the API needs a token.
+const LOGIN_PAGE: &str = include_str!("wall/login.html");
+
+/// The center's guard: `/healthz` and the login form are open.
+pub fn guard(token: Option<String>) -> Arc<ApiGuard> {
+    ApiGuard::with_login(token, &["/healthz", "/login"], LOGIN_PAGE)
 }
 
 impl axum::extract::FromRef<AppState> for Arc<Center> {
@@ -31,8 +42,14 @@ impl axum::extract::FromRef<AppState> for Arc<Center> {
     }
 }
 
-pub fn router(center: Arc<Center>, metrics: Arc<Metrics>) -> Router {
+pub fn router(center: Arc<Center>, metrics: Arc<Metrics>, guard: Arc<ApiGuard>) -> Router {
+    metrics.register(
+        "center_http_refused",
+        "API requests refused: `token` (missing or wrong), `origin` (a write from another site's page)",
+        guard.refused.clone(),
+    );
     Router::new()
+        .route("/login", post(login))
         .route("/", get(super::wall::index))
         .route("/wall.js", get(super::wall::script))
         .route("/wall.css", get(super::wall::style))
@@ -49,7 +66,48 @@ pub fn router(center: Arc<Center>, metrics: Arc<Metrics>) -> Router {
         .route("/api/alerts/{id}/ack", post(acknowledge))
         .route("/api/latency", get(latency))
         .route("/api/upstreams", get(upstreams))
-        .with_state(AppState { center, metrics })
+        .layer(axum::middleware::from_fn_with_state(
+            guard.clone(),
+            crate::auth::guard,
+        ))
+        .with_state(AppState {
+            center,
+            metrics,
+            guard,
+        })
+}
+
+#[derive(Debug, Deserialize)]
+struct LoginForm {
+    token: String,
+}
+
+/// The login form's target: with the right token, sets the cookie the
+/// wall's requests carry (HttpOnly, SameSite=Strict) and goes back to the
+/// wall; otherwise shows the form again.
+async fn login(State(s): State<AppState>, form: axum::extract::Form<LoginForm>) -> Response {
+    if !s.guard.matches(form.token.trim()) {
+        tracing::warn!("wall login with a wrong token refused");
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            LOGIN_PAGE.replace("<!--error-->", "<p class=\"error\">Wrong token.</p>"),
+        )
+            .into_response();
+    }
+    Response::builder()
+        .status(StatusCode::SEE_OTHER)
+        .header(header::LOCATION, "/")
+        .header(
+            header::SET_COOKIE,
+            format!(
+                "{}={}; HttpOnly; SameSite=Strict; Path=/",
+                crate::auth::COOKIE,
+                form.token.trim()
+            ),
+        )
+        .body(Body::empty())
+        .unwrap_or_else(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "response"))
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -192,27 +250,9 @@ struct AckBody {
 async fn acknowledge(
     State(s): State<AppState>,
     Path(id): Path<String>,
-    headers: axum::http::HeaderMap,
     body: Option<Json<AckBody>>,
 ) -> Response {
-    // Another site's page must not acknowledge alerts through an
-    // operator's browser: a write is accepted only from the wall itself
-    // (same origin) or from a client that sends no Origin (curl, scripts).
-    if let Some(origin) = headers.get(header::ORIGIN) {
-        let host = headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("");
-        let same = origin
-            .to_str()
-            .ok()
-            .and_then(|o| o.split_once("://"))
-            .is_some_and(|(_, rest)| rest == host);
-        if !same {
-            tracing::warn!(alert = %id, origin = ?origin, "cross-origin acknowledgement refused");
-            return error(StatusCode::FORBIDDEN, "cross-origin writes are refused");
-        }
-    }
+    // Cross-origin writes never get here: `auth::guard` refuses them.
     let Some(Json(body)) = body else {
         return error(
             StatusCode::BAD_REQUEST,

@@ -432,6 +432,12 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         )?;
         let _ = center.upstreams.set(relay);
     }
+    let api_token = config
+        .center
+        .api_token_file
+        .as_ref()
+        .map(|f| crate::auth::read_token(&config.resolve(f)).map_err(anyhow::Error::msg))
+        .transpose()?;
     let endpoint = quinn::Endpoint::server(server, config.center.listen).with_context(|| {
         format!(
             "center: cannot listen for gateways on udp {}",
@@ -442,7 +448,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     let (trigger, shutdown) = crate::shutdown::Trigger::new();
     let (http_addr, _http) = crate::http::serve(
         config.center.http_listen,
-        http::router(center.clone(), metrics.clone()),
+        http::router(center.clone(), metrics.clone(), http::guard(api_token)),
         shutdown.clone(),
     )
     .await?;

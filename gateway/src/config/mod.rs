@@ -123,6 +123,10 @@ pub struct GatewaySection {
     /// meant to face a network without a token in front of it.
     #[serde(default = "default_http_listen")]
     pub http_listen: SocketAddr,
+    /// A file holding the API token (one line, ≥ 16 characters). Required
+    /// when `http_listen` is not loopback; with it every request but
+    /// `/healthz` needs `Authorization: Bearer TOKEN`.
+    pub api_token_file: Option<PathBuf>,
     /// Where the alert outbox and caches live (relative to the config file).
     #[serde(default = "default_storage")]
     pub storage: PathBuf,
@@ -646,6 +650,17 @@ impl Config {
                 gw.key("reconnect_max_ms"),
                 "must be at least reconnect_initial_ms",
             );
+        }
+        if let Some(problem) = crate::auth::exposure_problem(
+            self.gateway.http_listen,
+            self.gateway.api_token_file.is_some(),
+        ) {
+            f.push(gw.key("http_listen"), problem);
+        }
+        if let Some(file) = &self.gateway.api_token_file
+            && let Err(e) = crate::auth::read_token(&self.resolve(file))
+        {
+            f.push(gw.key("api_token_file"), e);
         }
         if let Some(lib) = &self.gateway.onnxruntime
             && !self.resolve(lib).is_file()

@@ -83,6 +83,14 @@ pub struct Alert {
     /// Path of the JPEG snapshot on this gateway's API.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<String>,
+    /// Who raised an alert that came from outside the video path (a water
+    /// gauge, a satellite hotspot feed, an operator's report) through
+    /// `POST /api/alerts`; absent for the gateway's own detectors.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Free text from that source.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// What happened, with the alert as it stands after it.
@@ -100,10 +108,23 @@ struct Store {
     alerts: VecDeque<(Arc<Alert>, Option<Bytes>)>,
 }
 
+/// Where every alert event is made durable before anyone sees it: the
+/// relay's outboxes. `record` returns only once the event is on disk (or has
+/// failed), so an alert that the API lists, the wall shows or a client was
+/// told about survives a crash of the gateway right after.
+pub trait Journal: Send + Sync {
+    /// Writes the event durably. Blocking: called on the thread that raises
+    /// the alert (a detector thread, or a blocking task for the HTTP API).
+    fn record(&self, event: &AlertEvent) -> Result<(), String>;
+}
+
 /// The gateway's alerts.
 pub struct AlertHub {
     store: Mutex<Store>,
     events: broadcast::Sender<AlertEvent>,
+    /// Set once the relay is up (none without upstreams): events are written
+    /// there first, then stored and announced.
+    journal: std::sync::OnceLock<Arc<dyn Journal>>,
 }
 
 impl Default for AlertHub {
@@ -127,7 +148,47 @@ impl AlertHub {
         AlertHub {
             store: Mutex::new(Store::default()),
             events,
+            journal: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Makes every later event durable in `journal` before it is announced.
+    /// Only the first call takes effect.
+    pub fn set_journal(&self, journal: Arc<dyn Journal>) {
+        let _ = self.journal.set(journal);
+    }
+
+    /// Writes an alert's current state to the journal again, without
+    /// announcing it: a client's retry must not be told "delivered" for an
+    /// alert whose first write failed. The outboxes ignore revisions they
+    /// already hold.
+    pub fn rejournal(&self, alert: &Arc<Alert>) -> Result<(), String> {
+        let kind = if alert.state == "cleared" {
+            AlertEventKind::Cleared
+        } else {
+            AlertEventKind::Raised
+        };
+        self.journal(&AlertEvent {
+            kind,
+            alert: alert.clone(),
+            snapshot: None,
+        })
+    }
+
+    /// Writes `event` to the journal, if there is one. An error is logged
+    /// and returned; the event is still announced (an operator at this
+    /// gateway must see an alert even when its disk is failing).
+    fn journal(&self, event: &AlertEvent) -> Result<(), String> {
+        let Some(j) = self.journal.get() else {
+            return Ok(());
+        };
+        j.record(event).inspect_err(|e| {
+            tracing::error!(
+                alert = %event.alert.id,
+                event = event.kind.as_str(),
+                "alert event not made durable: {e}"
+            )
+        })
     }
 
     /// Every event from now on.
@@ -135,9 +196,17 @@ impl AlertHub {
         self.events.subscribe()
     }
 
-    /// Records a new alert or a new state of a known one, and announces it.
-    pub fn publish(&self, kind: AlertEventKind, alert: Alert) {
+    /// Records a new alert or a new state of a known one, and announces it:
+    /// first durably in the journal (blocking), then in memory. `Err` says
+    /// the journal failed; the event was announced all the same.
+    pub fn publish(&self, kind: AlertEventKind, alert: Alert) -> Result<(), String> {
         let alert = Arc::new(alert);
+        let event = AlertEvent {
+            kind,
+            alert: alert.clone(),
+            snapshot: None,
+        };
+        let durable = self.journal(&event);
         if let Ok(mut s) = self.store.lock() {
             match s.alerts.iter_mut().find(|(a, _)| a.id == alert.id) {
                 Some(slot) => slot.0 = alert.clone(),
@@ -147,11 +216,8 @@ impl AlertHub {
                 }
             }
         }
-        let _ = self.events.send(AlertEvent {
-            kind,
-            alert,
-            snapshot: None,
-        });
+        let _ = self.events.send(event);
+        durable
     }
 
     /// Stores an alert's (latest) snapshot and announces it.
@@ -166,11 +232,13 @@ impl AlertHub {
             slot.1 = Some(jpeg.clone());
             slot.0.clone()
         };
-        let _ = self.events.send(AlertEvent {
+        let event = AlertEvent {
             kind: AlertEventKind::Snapshot,
             alert,
             snapshot: Some(jpeg),
-        });
+        };
+        let _ = self.journal(&event);
+        let _ = self.events.send(event);
     }
 
     /// Recent alerts matching `q`, newest first.

@@ -7,6 +7,7 @@ pub mod alerts;
 pub mod bench;
 pub mod decode;
 pub mod engine;
+pub mod external;
 pub mod files;
 pub mod hub;
 pub mod identity;

@@ -735,6 +735,8 @@ fn on_transition(
                 updated_unix_ns: None,
                 cleared_unix_ns: None,
                 updates: 0,
+                source: None,
+                note: None,
             };
             tracing::warn!(
                 alert = %alert.id,
@@ -745,7 +747,7 @@ fn on_transition(
                 capture_to_detect_ms = alert.capture_to_detect_ms,
                 "alert raised"
             );
-            ctx.hub.publish(AlertEventKind::Raised, alert.clone());
+            let _ = ctx.hub.publish(AlertEventKind::Raised, alert.clone());
             queue_snapshot(ctx, &alert.id, job, &t);
             open.insert(key, Open { alert });
         }
@@ -758,7 +760,7 @@ fn on_transition(
             a.area = t.evidence.area;
             a.updated_unix_ns = Some(now_ns);
             a.updates += 1;
-            ctx.hub.publish(AlertEventKind::Updated, a.clone());
+            let _ = ctx.hub.publish(AlertEventKind::Updated, a.clone());
             queue_snapshot(ctx, &a.id, job, &t);
         }
         AlertEventKind::Cleared => {
@@ -773,7 +775,7 @@ fn on_transition(
                 label = %o.alert.label,
                 "alert cleared"
             );
-            ctx.hub.publish(AlertEventKind::Cleared, o.alert);
+            let _ = ctx.hub.publish(AlertEventKind::Cleared, o.alert);
         }
         // The state machine never emits it; the snapshot thread does.
         AlertEventKind::Snapshot => {}

@@ -1,7 +1,7 @@
 //! The gateway's side of the relay to command centers (PROTOCOL.md): one
 //! [`Uplink`] per `[[upstream]]`, each with its own durable alert outbox,
-//! and the feeder that writes every alert event into every outbox before
-//! anything is sent.
+//! and the journal that writes every alert event into every outbox before
+//! the gateway announces it or sends anything.
 //!
 //! - `tls.rs`: mutual TLS from the operator's CA (`lookout certs` makes it).
 //! - `outbox.rs`: the SQLite (WAL) outbox of unacknowledged alerts.
@@ -28,12 +28,12 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, UpstreamConfig};
 use crate::detect::alerts::AlertEventKind;
-use crate::detect::hub::{AlertEvent, AlertHub, AlertQuery};
+use crate::detect::hub::{AlertEvent, AlertHub, Journal};
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
 use outbox::Outbox;
@@ -143,8 +143,9 @@ pub struct Relay {
 impl Relay {
     /// A gateway's relay: opens every upstream's outbox and TLS identity
     /// (any problem is an error naming the upstream and file, before
-    /// anything starts), then starts the feeder that writes the hub's alert
-    /// events into every outbox and one connection task per upstream.
+    /// anything starts), then makes every outbox the hub's journal (each
+    /// alert event is written to every outbox before it is announced) and
+    /// starts one connection task per upstream.
     pub async fn start(
         config: &Config,
         ingest: Arc<Ingest>,
@@ -157,14 +158,18 @@ impl Relay {
             .map(|u| u.resolved(|p| config.resolve(p)))
             .collect();
         let source = source::GatewaySource::new(ingest, hub.clone());
-        let events = hub.subscribe();
         Relay::start_with(
             &config.gateway.id,
             &upstreams,
             &config.resolve(&config.gateway.storage),
             source,
             metrics,
-            |uplinks, stop| Some(tokio::spawn(feed(hub, events, uplinks, stop))),
+            |uplinks, _stop| {
+                // From now on every alert event is in every outbox before
+                // the hub announces it (or the HTTP API answers for it).
+                hub.set_journal(Arc::new(OutboxJournal { uplinks }));
+                None
+            },
         )
     }
 
@@ -225,8 +230,9 @@ impl Relay {
         self.uplinks.iter().map(|u| u.status()).collect()
     }
 
-    /// Writes the last alert events to the outboxes, says goaway to each
-    /// center after waiting briefly for acknowledgements, and closes.
+    /// Says goaway to each center after waiting briefly for
+    /// acknowledgements, and closes (alert events are in the outboxes
+    /// already: the journal wrote them as they happened).
     pub async fn stop(&self) {
         let _ = self.stop.send(true);
         let tasks: Vec<JoinHandle<()>> = self
@@ -288,47 +294,47 @@ fn alert_item(alert: &crate::detect::hub::Alert, jpeg: Option<bytes::Bytes>) -> 
     }
 }
 
-/// Writes every alert event into every outbox (durably, before any of it is
-/// sent) and wakes the uplinks. If the hub's channel overflowed, every alert
-/// it still holds is written again: the outbox ignores revisions it already
-/// has, so nothing doubles and nothing is missed.
-async fn feed(
-    hub: Arc<AlertHub>,
-    mut events: broadcast::Receiver<AlertEvent>,
+/// The gateway's [`Journal`]: writes each alert event into every upstream's
+/// outbox (SQLite, `synchronous=FULL`) on the caller's thread, then wakes
+/// the uplinks. An event is announced only after this returns, so nothing
+/// the gateway has shown or confirmed can be lost to a crash.
+struct OutboxJournal {
     uplinks: Vec<Arc<Uplink>>,
-    mut stop: watch::Receiver<bool>,
-) {
-    loop {
-        let batch = tokio::select! {
-            e = events.recv() => match e {
-                Ok(event) => items(&event),
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::warn!(missed = n, "relay fell behind the alert events; re-reading every alert");
-                    everything(&hub)
-                }
-                Err(broadcast::error::RecvError::Closed) => return,
-            },
-            _ = stop.changed() => {
-                // Detection has stopped; take what it left.
-                let mut rest = Vec::new();
-                while let Ok(event) = events.try_recv() {
-                    rest.extend(items(&event));
-                }
-                store(&uplinks, rest).await;
-                return;
+}
+
+impl Journal for OutboxJournal {
+    fn record(&self, event: &AlertEvent) -> Result<(), String> {
+        let items = items(event);
+        if items.is_empty() {
+            return Ok(());
+        }
+        let mut failed = Vec::new();
+        for u in &self.uplinks {
+            match push(&u.outbox, &items) {
+                Ok(()) => u.outbox_ready.notify_one(),
+                Err(e) => failed.push(format!("upstream `{}`: {e}", u.id())),
             }
-        };
-        store(&uplinks, batch).await;
+        }
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(failed.join("; "))
+        }
     }
 }
 
-/// Every alert the hub holds, in its current revision, and its snapshot.
-fn everything(hub: &AlertHub) -> Vec<OutboxItem> {
-    let mut all = hub.list(&AlertQuery::default());
-    all.reverse(); // oldest first
-    all.iter()
-        .filter_map(|a| alert_item(a, hub.snapshot(&a.id)))
-        .collect()
+fn push(outbox: &Outbox, items: &[OutboxItem]) -> Result<(), outbox::OutboxError> {
+    for item in items {
+        match item {
+            OutboxItem::Alert(a) => {
+                outbox.push_alert(a)?;
+            }
+            OutboxItem::Snapshot(s) => {
+                outbox.push_snapshot(s)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 pub(crate) async fn store(uplinks: &[Arc<Uplink>], items: Vec<OutboxItem>) {
@@ -340,20 +346,7 @@ pub(crate) async fn store(uplinks: &[Arc<Uplink>], items: Vec<OutboxItem>) {
         let outbox = u.outbox.clone();
         let batch = items.clone();
         let id = u.id().to_string();
-        let result = tokio::task::spawn_blocking(move || {
-            for item in batch.iter() {
-                match item {
-                    OutboxItem::Alert(a) => {
-                        outbox.push_alert(a)?;
-                    }
-                    OutboxItem::Snapshot(s) => {
-                        outbox.push_snapshot(s)?;
-                    }
-                }
-            }
-            Ok::<(), outbox::OutboxError>(())
-        })
-        .await;
+        let result = tokio::task::spawn_blocking(move || push(&outbox, &batch)).await;
         match result {
             Ok(Ok(())) => u.outbox_ready.notify_one(),
             Ok(Err(e)) => {
