@@ -129,7 +129,8 @@ impl ApiGuard {
         self.token.as_deref().is_some_and(|t| same(candidate, t))
     }
 
-    fn refuse(&self, reason: &str) {
+    /// Counts a refusal (`token`, `origin`).
+    pub fn refuse(&self, reason: &str) {
         self.refused
             .get_or_create(&vec![("reason".to_string(), reason.to_string())])
             .inc();

@@ -5,150 +5,15 @@
 //! gateway id; a second certificate for an id that is connected is refused;
 //! the right certificate connects.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod procs;
+
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use procs::{Proc, certs, wait};
 use serde_json::Value;
-
-fn lookout() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_lookout"))
-}
-
-fn certs(dir: &Path, args: &[&str]) {
-    let out = lookout()
-        .arg("certs")
-        .arg("--dir")
-        .arg(dir)
-        .args(args)
-        .output()
-        .expect("lookout certs runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A `lookout` process whose stderr is collected, and the addresses its
-/// start line announced.
-struct Proc {
-    child: Child,
-    log: Arc<Mutex<Vec<String>>>,
-    http: String,
-    quic: Option<String>,
-}
-
-impl Proc {
-    fn start(args: &[&str], config: &Path, ready: &str) -> Proc {
-        let mut child = lookout()
-            .args(args)
-            .arg(config)
-            .env("RUST_LOG", "info")
-            .stderr(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("lookout runs");
-        let log: Arc<Mutex<Vec<String>>> = Arc::default();
-        for stream in [
-            Box::new(child.stderr.take().expect("stderr")) as Box<dyn Read + Send>,
-            Box::new(child.stdout.take().expect("stdout")),
-        ] {
-            let l = log.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    l.lock().expect("log").push(line);
-                }
-            });
-        }
-        let start = Instant::now();
-        let line = loop {
-            let found = log
-                .lock()
-                .expect("log")
-                .iter()
-                .find(|l| l.contains(ready))
-                .cloned();
-            if let Some(l) = found {
-                break l;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(15),
-                "did not start: {:?}",
-                log.lock().expect("log")
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        let field = |name: &str| {
-            line.split_whitespace()
-                .find_map(|w| w.strip_prefix(name))
-                .map(str::to_string)
-        };
-        Proc {
-            child,
-            log,
-            http: field("http=").expect("http= in the start line"),
-            quic: field("quic="),
-        }
-    }
-
-    fn get(&self, path: &str) -> Value {
-        let mut s = TcpStream::connect(&self.http).expect("connect to the API");
-        s.set_read_timeout(Some(Duration::from_secs(5)))
-            .expect("timeout");
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-            self.http
-        )
-        .expect("request");
-        let mut out = String::new();
-        s.read_to_string(&mut out).expect("response");
-        let (head, body) = out.split_once("\r\n\r\n").expect("HTTP response");
-        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-        serde_json::from_str(body).unwrap_or(Value::String(body.to_string()))
-    }
-
-    fn text(&self, path: &str) -> String {
-        match self.get(path) {
-            Value::String(s) => s,
-            v => v.to_string(),
-        }
-    }
-
-    fn logged(&self, text: &str) -> bool {
-        self.log
-            .lock()
-            .expect("log")
-            .iter()
-            .any(|l| l.contains(text))
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().expect("log").join("\n")
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn wait(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if check() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    false
-}
 
 fn gateway(dir: &Path, name: &str, id: &str, quic: &str, certs: &Path, cert: &str) -> Proc {
     let path = dir.join(format!("{name}.toml"));

@@ -87,6 +87,7 @@ struct LoginForm {
 /// wall; otherwise shows the form again.
 async fn login(State(s): State<AppState>, form: axum::extract::Form<LoginForm>) -> Response {
     if !s.guard.matches(form.token.trim()) {
+        s.guard.refuse("token");
         tracing::warn!("wall login with a wrong token refused");
         return (
             StatusCode::UNAUTHORIZED,

@@ -1,0 +1,216 @@
+//! Real `lookout` processes for the end-to-end tests (`lookout center`,
+//! `lookout run`, `lookout certs`): started with a config file, their logs
+//! collected, the addresses their start line announces, and a small HTTP
+//! client for their APIs. Killing one is `SIGKILL` (`Child::kill`), the
+//! crash a power cut or the OOM killer causes.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub fn lookout() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_lookout"))
+}
+
+/// `lookout certs --dir DIR ARGS…`, which must succeed.
+pub fn certs(dir: &Path, args: &[&str]) {
+    let out = lookout()
+        .arg("certs")
+        .arg("--dir")
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("lookout certs runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A `lookout` process whose output is collected, and the addresses its
+/// start line announced.
+pub struct Proc {
+    pub child: Child,
+    log: Arc<Mutex<Vec<String>>>,
+    pub http: String,
+    pub quic: Option<String>,
+}
+
+impl Proc {
+    /// Starts `lookout ARGS… CONFIG` and waits (≤ 15 s) for a log line
+    /// containing `ready`.
+    pub fn start(args: &[&str], config: &Path, ready: &str) -> Proc {
+        let mut child = lookout()
+            .args(args)
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("lookout runs");
+        let log: Arc<Mutex<Vec<String>>> = Arc::default();
+        for stream in [
+            Box::new(child.stderr.take().expect("stderr")) as Box<dyn Read + Send>,
+            Box::new(child.stdout.take().expect("stdout")),
+        ] {
+            let l = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    l.lock().expect("log").push(line);
+                }
+            });
+        }
+        let start = Instant::now();
+        let line = loop {
+            let found = log
+                .lock()
+                .expect("log")
+                .iter()
+                .find(|l| l.contains(ready))
+                .cloned();
+            if let Some(l) = found {
+                break l;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(15),
+                "did not start: {:?}",
+                log.lock().expect("log")
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let field = |name: &str| {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(name))
+                .map(str::to_string)
+        };
+        Proc {
+            child,
+            log,
+            http: field("http=").expect("http= in the start line"),
+            quic: field("quic="),
+        }
+    }
+
+    /// `GET path`, which must answer 200; the body as JSON (or a string).
+    pub fn get(&self, path: &str) -> Value {
+        let (status, body) = self.request("GET", path, None, &[]).expect("API answers");
+        assert_eq!(status, 200, "GET {path}: {body}");
+        body
+    }
+
+    /// Any request; `None` when the connection fails or breaks (the process
+    /// is gone). Headers are extra lines such as `Origin: …`.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        json: Option<&str>,
+        headers: &[&str],
+    ) -> Option<(u16, Value)> {
+        http(&self.http, method, path, json, headers)
+    }
+
+    pub fn text(&self, path: &str) -> String {
+        match self.get(path) {
+            Value::String(s) => s,
+            v => v.to_string(),
+        }
+    }
+
+    pub fn logged(&self, text: &str) -> bool {
+        self.log
+            .lock()
+            .expect("log")
+            .iter()
+            .any(|l| l.contains(text))
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().expect("log").join("\n")
+    }
+
+    /// SIGKILL, and wait for the process to be gone.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One HTTP/1.1 request to `addr`; the status and the body (JSON when it
+/// parses). `None` when the connection fails or breaks.
+pub fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    json: Option<&str>,
+    headers: &[&str],
+) -> Option<(u16, Value)> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for h in headers {
+        req.push_str(h);
+        req.push_str("\r\n");
+    }
+    if let Some(body) = json {
+        req.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ));
+    } else {
+        req.push_str("\r\n");
+    }
+    s.write_all(req.as_bytes()).ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let (head, body) = out.split_once("\r\n\r\n")?;
+    let status: u16 = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((
+        status,
+        serde_json::from_str(body).unwrap_or(Value::String(body.to_string())),
+    ))
+}
+
+/// Polls `check` every 50 ms for up to `limit`.
+pub fn wait(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// A UDP port on loopback that was free a moment ago (for a center that
+/// must come back on the same address after a restart).
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("a free UDP port")
+}
+
+/// A TCP port on loopback that nothing listens on.
+pub fn refused_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("a free TCP port")
+}
