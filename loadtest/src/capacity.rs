@@ -132,6 +132,7 @@ fn step(args: &CapacityArgs, cameras: usize, steps: &mut Vec<Step>) -> anyhow::R
         subscribe: "all".into(),
         baselines: false,
         latency_budget_ms: None,
+        sensor_alerts_per_s: 0.0,
         report: Some(report_path.clone()),
         strict: false,
     })?;

@@ -4,6 +4,7 @@
 mod capacity;
 mod demo;
 mod detect;
+mod faults;
 mod fleet;
 mod html;
 mod link;
@@ -93,12 +94,23 @@ enum Command {
         /// Link emulator: queue depth, ms of traffic (tail drop).
         #[arg(long, default_value_t = 200.0)]
         link_queue_ms: f64,
+        /// Link emulator: extra one-way delay, uniform 0..=jitter, ms.
+        #[arg(long, default_value_t = 0.0)]
+        link_jitter_ms: f64,
+        /// Link emulator: share of packets held back (overtaken), 0..1.
+        #[arg(long, default_value_t = 0.0)]
+        link_reorder: f64,
         /// Link emulator: partitions, seconds from start, `10+5,30+2.5`.
         #[arg(long, default_value = "")]
         link_partitions: String,
         /// Kill the center at S seconds for L seconds: `S+L`.
         #[arg(long)]
         center_outage: Option<String>,
+        /// Alerts per second from a simulated river gauge, posted through
+        /// the gateway's `POST /api/alerts` for the whole run (the alert
+        /// path timed during faults, independently of detection).
+        #[arg(long, default_value_t = 0.0)]
+        sensor_alerts_per_s: f64,
         /// Per-camera latency budget for GOP resets, ms.
         #[arg(long)]
         latency_budget_ms: Option<u64>,
@@ -401,8 +413,11 @@ fn main() -> ExitCode {
             link_delay_ms,
             link_loss,
             link_queue_ms,
+            link_jitter_ms,
+            link_reorder,
             link_partitions,
             center_outage,
+            sensor_alerts_per_s,
             latency_budget_ms,
             cascade,
             subscribe,
@@ -430,6 +445,7 @@ fn main() -> ExitCode {
                 subscribe,
                 baselines,
                 latency_budget_ms,
+                sensor_alerts_per_s,
                 report,
                 strict,
             },
@@ -439,6 +455,8 @@ fn main() -> ExitCode {
                 delay_ms: link_delay_ms,
                 loss: link_loss,
                 queue_ms: link_queue_ms,
+                jitter_ms: link_jitter_ms,
+                reorder: link_reorder,
                 partitions: link_partitions,
                 center_outage,
             },
@@ -525,6 +543,8 @@ struct RelayLink {
     delay_ms: f64,
     loss: f64,
     queue_ms: f64,
+    jitter_ms: f64,
+    reorder: f64,
     partitions: String,
     center_outage: Option<String>,
 }
@@ -548,6 +568,7 @@ fn run_relay(mut args: relay::RelayArgs, mut l: RelayLink) -> anyhow::Result<()>
         for (name, v) in [
             ("--link-delay-ms", l.delay_ms),
             ("--link-queue-ms", l.queue_ms),
+            ("--link-jitter-ms", l.jitter_ms),
         ] {
             anyhow::ensure!(
                 v.is_finite() && (0.0..=60_000.0).contains(&v),
@@ -558,10 +579,16 @@ fn run_relay(mut args: relay::RelayArgs, mut l: RelayLink) -> anyhow::Result<()>
             (0.0..=1.0).contains(&l.loss),
             "--link-loss must be between 0 and 1"
         );
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&l.reorder),
+            "--link-reorder must be between 0 and 1"
+        );
         let partitions = link::parse_partitions(&l.partitions)?;
         let impaired = l.rate_kbps.is_some_and(|r| r > 0)
             || l.delay_ms > 0.0
             || l.loss > 0.0
+            || l.jitter_ms > 0.0
+            || l.reorder > 0.0
             || !partitions.is_empty();
         if impaired {
             let ms = |v: f64| Duration::from_secs_f64(v / 1000.0);
@@ -570,6 +597,8 @@ fn run_relay(mut args: relay::RelayArgs, mut l: RelayLink) -> anyhow::Result<()>
                 delay: ms(l.delay_ms),
                 loss: l.loss,
                 queue: ms(l.queue_ms),
+                jitter: ms(l.jitter_ms),
+                reorder: l.reorder,
                 ..Default::default()
             });
             args.partitions = partitions;

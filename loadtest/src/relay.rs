@@ -32,6 +32,7 @@ use crate::detect::{
     FleetRun, Percentiles, Score, SeenAlert, detector_block, free_port, get_json, histogram,
     metric_sum, percentiles, score, start_fleet, start_gateway, write_gateway_config,
 };
+use crate::faults::{Fault, FaultWatch, SENSOR_LABEL, SensorFeed};
 use crate::fleet::incidents::Onset;
 use crate::link::{Impairment, Link, LinkArgs, Partition};
 use crate::procs::{self, Proc};
@@ -65,6 +66,8 @@ pub struct RelayArgs {
     pub baselines: bool,
     /// Per-camera latency budget for the gateway's GOP resets.
     pub latency_budget_ms: Option<u64>,
+    /// Simulated gauge alerts per second through `POST /api/alerts`.
+    pub sensor_alerts_per_s: f64,
     pub report: Option<PathBuf>,
     pub strict: bool,
 }
@@ -95,6 +98,13 @@ pub struct RelayReport {
     pub ratios: Value,
     pub slo: Value,
     pub link: Option<Value>,
+    /// Each fault window (partition, center outage): gateway memory before
+    /// and during it, and when each camera was live again after it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<Value>,
+    /// The simulated gauge's alerts: posted, confirmed, in the ledger.
+    #[serde(skip_serializing_if = "Value::is_null")]
+    pub sensor_alerts: Value,
     /// With `--cascade`: what reached the upper center.
     pub cascade: Option<Value>,
     /// CPU (cores: 1.0 = one core busy) over the measured window.
@@ -269,6 +279,9 @@ pub fn run(args: RelayArgs) -> anyhow::Result<RelayReport> {
         None => None,
     };
     let dial = link.as_ref().map_or(center_addr, |l| l.addr);
+    // Partitions count from the link's start, everything else from the
+    // fleet's.
+    let link_started = Instant::now();
 
     // The fleet and the gateway.
     let (mut fleet, gw_config, ground_truth, fleet_started) = start_fleet(
@@ -317,6 +330,32 @@ pub fn run(args: RelayArgs) -> anyhow::Result<RelayReport> {
         std::fs::write(&gw_config, text)?;
     }
     let (mut gateway, watched) = start_gateway(&lookout, &gw_config, &logs, &gw_http)?;
+    let feed = (args.sensor_alerts_per_s > 0.0).then(|| {
+        SensorFeed::start(
+            &gw_http,
+            camera_ids(&gw_config),
+            args.sensor_alerts_per_s,
+            args.duration,
+        )
+    });
+    let mut watch = FaultWatch::new(
+        args.partitions
+            .iter()
+            .map(|p| {
+                let lead = fleet_started.saturating_duration_since(link_started);
+                Fault {
+                    kind: "partition",
+                    start: p.start.saturating_sub(lead),
+                    end: (p.start + p.length).saturating_sub(lead),
+                }
+            })
+            .chain(args.center_outage.map(|(at, length)| Fault {
+                kind: "center-outage",
+                start: at,
+                end: at + length,
+            }))
+            .collect(),
+    );
     println!(
         "relay: {watched} cameras, gateway → {} center{}; running {} s",
         if link.is_some() {
@@ -399,6 +438,12 @@ pub fn run(args: RelayArgs) -> anyhow::Result<RelayReport> {
         } else {
             center.check_alive()?;
         }
+        if !watch.is_empty() {
+            let cams =
+                get_json(&format!("http://{center_http}/api/cameras")).unwrap_or(Value::Null);
+            let rss = procs::rss_mib(gateway.pid()).map_or(0.0, |m| m.0);
+            watch.observe(fleet_started.elapsed(), &cams, rss);
+        }
         if last_figures.elapsed() >= Duration::from_secs(1) {
             last_figures = Instant::now();
             bar.set_position(fleet_started.elapsed().as_secs());
@@ -438,6 +483,7 @@ pub fn run(args: RelayArgs) -> anyhow::Result<RelayReport> {
         }
     }
     let window_s = window.map_or(0.0, |(t, _)| t.elapsed().as_secs_f64());
+    let posted = feed.map(SensorFeed::stop).unwrap_or_default();
     fleet.stop(Duration::from_secs(10));
     let drain_deadline = Instant::now() + Duration::from_secs(20);
     let mut last_frames = -1.0;
@@ -611,10 +657,12 @@ pub fn run(args: RelayArgs) -> anyhow::Result<RelayReport> {
         .iter()
         .filter_map(|r| r["deliveries"].as_u64())
         .sum();
-    let stored: Vec<SeenAlert> = records
+    // The gauge's alerts are timed on their own; incidents are scored on
+    // the detectors' alerts only.
+    let (sensor, stored): (Vec<SeenAlert>, Vec<SeenAlert>) = records
         .iter()
         .filter_map(|r| SeenAlert::from_json(&r["alert"]))
-        .collect();
+        .partition(|a| a.label == SENSOR_LABEL);
     let received_ms: HashMap<String, u64> = records
         .iter()
         .filter_map(|r| {
@@ -635,6 +683,37 @@ pub fn run(args: RelayArgs) -> anyhow::Result<RelayReport> {
         let _ = cap.record(at_us.saturating_sub(a.capture_unix_ns / 1000).max(1));
         let _ = raise.record(at_us.saturating_sub(a.raised_unix_ns / 1000).max(1));
     }
+    let mut sensor_h = histogram();
+    for a in &sensor {
+        if let Some(at_ms) = received_ms.get(&a.id) {
+            let _ = sensor_h.record(
+                (at_ms * 1000)
+                    .saturating_sub(a.raised_unix_ns / 1000)
+                    .max(1),
+            );
+        }
+    }
+    let sensor_alerts = if posted.is_empty() {
+        Value::Null
+    } else {
+        let confirmed: Vec<&String> = posted
+            .iter()
+            .filter(|p| p.confirmed)
+            .map(|p| &p.id)
+            .collect();
+        let missing: Vec<&&String> = confirmed
+            .iter()
+            .filter(|id| !per_id.contains_key(id.as_str()))
+            .collect();
+        serde_json::json!({
+            "posted": posted.len(),
+            "confirmed": confirmed.len(),
+            "in_ledger": sensor.len(),
+            "missing_from_ledger": missing.len(),
+            "missing_ids": missing.iter().take(20).collect::<Vec<_>>(),
+            "raise_to_stored_ms": percentiles(&sensor_h),
+        })
+    };
     let mut onset_h = histogram();
     for (o, a) in &matched {
         if let Some(at_ms) = received_ms.get(&a.id) {
@@ -724,6 +803,7 @@ pub fn run(args: RelayArgs) -> anyhow::Result<RelayReport> {
                     "delay_ms": l.delay.as_secs_f64() * 1000.0,
                     "jitter_ms": l.jitter.as_secs_f64() * 1000.0,
                     "loss": l.loss,
+                    "reorder": l.reorder,
                     "queue_ms": l.queue.as_secs_f64() * 1000.0,
                 }),
                 None => serde_json::json!("loopback"),
@@ -770,6 +850,8 @@ pub fn run(args: RelayArgs) -> anyhow::Result<RelayReport> {
                 && sent.saturating_sub(received) == 0,
         }),
         link: link_stats.map(|s| serde_json::to_value(s).unwrap_or(Value::Null)),
+        faults: watch.report().as_array().cloned().unwrap_or_default(),
+        sensor_alerts,
         cascade,
     };
     print_report(&report);
@@ -792,6 +874,15 @@ pub fn run(args: RelayArgs) -> anyhow::Result<RelayReport> {
         if doubled > 0 || invented > 0 {
             problems.push(format!(
                 "ledger: {doubled} id(s) stored twice, {invented} not raised by the gateway"
+            ));
+        }
+        if report.sensor_alerts["missing_from_ledger"]
+            .as_u64()
+            .is_some_and(|m| m > 0)
+        {
+            problems.push(format!(
+                "sensor alerts: {}",
+                report.sensor_alerts["missing_from_ledger"]
             ));
         }
         if report.incidents.missed > 0 {
@@ -831,6 +922,33 @@ fn print_report(r: &RelayReport) {
             .unwrap_or_default()
     };
     println!();
+    if !r.sensor_alerts.is_null() {
+        let s = &r.sensor_alerts;
+        let d = &s["raise_to_stored_ms"];
+        println!(
+            "sensor alerts (POST /api/alerts): {} posted, {} confirmed, {} in the ledger, {} missing; raised → stored p50 {:.1} p99 {:.1} max {:.1} ms",
+            s["posted"],
+            s["confirmed"],
+            s["in_ledger"],
+            s["missing_from_ledger"],
+            d["p50"].as_f64().unwrap_or(0.0),
+            d["p99"].as_f64().unwrap_or(0.0),
+            d["max"].as_f64().unwrap_or(0.0),
+        );
+    }
+    for f in &r.faults {
+        println!(
+            "fault {} at {:.1} s for {:.1} s: video live again after {:.2} s (slowest of {} cameras, not recovered {}); gateway RSS {:.1} MiB before, {:.1} MiB peak during",
+            f["kind"].as_str().unwrap_or("?"),
+            f["start_s"].as_f64().unwrap_or(0.0),
+            f["length_s"].as_f64().unwrap_or(0.0),
+            f["video_recovery_s"]["slowest"].as_f64().unwrap_or(0.0),
+            f["video_recovery_s"]["cameras"],
+            f["video_recovery_s"]["not_recovered"],
+            f["gateway_rss_before_mib"].as_f64().unwrap_or(0.0),
+            f["gateway_rss_peak_during_mib"].as_f64().unwrap_or(0.0),
+        );
+    }
     println!(
         "relay latency, gateway received → center received:  {}",
         p("relay")
@@ -903,6 +1021,20 @@ fn print_report(r: &RelayReport) {
 }
 
 /// What this machine is, for comparing reports.
+/// The camera ids in a gateway config, in order.
+fn camera_ids(config: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(config)
+        .ok()
+        .and_then(|t| t.parse::<toml::Table>().ok())
+        .and_then(|t| t.get("camera").and_then(|c| c.as_array()).cloned())
+        .map(|cams| {
+            cams.iter()
+                .filter_map(|c| c.get("id")?.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn machine() -> Value {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo

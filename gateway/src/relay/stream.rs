@@ -151,6 +151,8 @@ impl Default for Backoff {
 impl Backoff {
     pub const INITIAL: Duration = Duration::from_millis(500);
     pub const MAX: Duration = Duration::from_secs(30);
+    /// The wait after an attempt nobody answered.
+    pub const PROBE: Duration = Duration::from_millis(250);
     /// A connection up this long resets the delay.
     pub const STABLE: Duration = Duration::from_secs(60);
 
@@ -169,12 +171,22 @@ impl Backoff {
     pub fn next_delay(&mut self) -> Duration {
         let base = self.next;
         self.next = (self.next * 2).min(Backoff::MAX);
+        self.jittered(base)
+    }
+
+    fn jittered(&mut self, base: Duration) -> Duration {
         self.rng ^= self.rng << 13;
         self.rng ^= self.rng >> 7;
         self.rng ^= self.rng << 17;
         // 0.8 … 1.2
         let factor = 0.8 + (self.rng % 4001) as f64 / 10_000.0;
         base.mul_f64(factor)
+    }
+
+    /// After a dial or connection that timed out (no answer at all): the
+    /// first delay, jittered, without growing the next one.
+    pub fn probe_delay(&mut self) -> Duration {
+        self.jittered(Backoff::PROBE)
     }
 
     /// An operator must act (bad version or certificate): wait the longest.
@@ -206,5 +218,11 @@ mod tests {
         assert!(b.next_delay() <= Duration::from_millis(600));
         b.connection_lasted(Duration::from_secs(5));
         assert!(b.next_delay() >= Duration::from_millis(800));
+        // Probes after timeouts stay short and leave the doubling alone.
+        let before = b.next;
+        for _ in 0..5 {
+            assert!(b.probe_delay() <= Duration::from_millis(300));
+        }
+        assert_eq!(b.next, before);
     }
 }

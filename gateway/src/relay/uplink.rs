@@ -42,8 +42,16 @@ use super::stream::{Backoff, MessageReader, StreamError, varint, write_message};
 use crate::config::{CameraKind, UpstreamConfig};
 use crate::ingest::{AccessUnit, CameraState, CameraStatus, Ingest};
 
-/// How long dialling and the handshake (`Hello` → `Welcome`) may take.
+/// How long the handshake (`Hello` → `Welcome`) may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one dial (QUIC + TLS) may take: this plus four round trips of
+/// the last connection, at most [`DIAL_TIMEOUT_MAX`]. Short: when nothing
+/// answers (a partition, a dead center) a fresh dial every second or two
+/// finds the path soon after it heals, where one long attempt waits out
+/// QUIC's doubling Initial retransmission timer (1 s, 2 s, 4 s …). The
+/// round trips keep it long enough for a satellite hop's handshake.
+const DIAL_TIMEOUT_MIN: Duration = Duration::from_millis(1500);
+const DIAL_TIMEOUT_MAX: Duration = Duration::from_secs(6);
 /// PROTOCOL.md §6.6: a ping at least every 10 s.
 const PING_INTERVAL: Duration = Duration::from_secs(5);
 /// PROTOCOL.md §6.6: no pong this long after a ping ends the connection.
@@ -193,6 +201,11 @@ impl Uplink {
                 Err(e) => {
                     let delay = if e.needs_operator() {
                         backoff.max_delay()
+                    } else if e.reason() == "timeout" {
+                        // Nobody answered: nothing to overload, and the
+                        // sooner the next dial, the sooner video and
+                        // alerts flow once the path is back.
+                        backoff.probe_delay()
                     } else {
                         backoff.next_delay()
                     };
@@ -233,7 +246,9 @@ impl Uplink {
             .endpoint
             .connect_with(self.client.clone(), addr, &self.config.server_name)
             .map_err(|e| SessionError::Connect(e.to_string()))?;
-        let conn = tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting)
+        let rtt = Duration::from_micros(self.rtt_us.load(Relaxed));
+        let dial_timeout = (DIAL_TIMEOUT_MIN + rtt * 4).min(DIAL_TIMEOUT_MAX);
+        let conn = tokio::time::timeout(dial_timeout, connecting)
             .await
             .map_err(|_| SessionError::Timeout("TLS handshake"))?
             .map_err(SessionError::Connection)?;
