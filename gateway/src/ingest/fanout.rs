@@ -7,9 +7,16 @@
 //! behind loses the oldest units — counted in the camera's `dropped_units`
 //! (see `health.rs`) — while the others are unaffected. The ring holds clones
 //! of the same unit (reference counts), never copies of the bytes.
+//!
+//! The fan-out also keeps the current GOP (its keyframe and the units since),
+//! so a subscriber that asks for it starts with a decodable picture at once
+//! instead of waiting up to a GOP for the next keyframe: the relay after a
+//! reconnect, so video is back as soon as the link is. These are the same
+//! reference-counted units the ring already holds.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::broadcast;
 
@@ -21,22 +28,49 @@ use super::unit::AccessUnit;
 /// bound memory (the ring releases a unit once every subscriber has read it).
 pub const FANOUT_CAPACITY: usize = 128;
 
+/// Most units of the current GOP kept for late subscribers (a 10 s GOP at
+/// 30 fps); a longer GOP is not kept (its late subscribers wait for the next
+/// keyframe, as without the cache).
+pub const GOP_CACHE_UNITS: usize = 300;
+
 /// The sending side, one per camera, kept across reconnects so subscriptions
 /// survive them.
 #[derive(Debug)]
 pub struct Fanout {
     tx: broadcast::Sender<AccessUnit>,
+    /// The current GOP so far, keyframe first; empty until a keyframe, and
+    /// after a GOP outgrew [`GOP_CACHE_UNITS`]. Updated together with the
+    /// send (one lock), so a subscription's backlog and its live units
+    /// neither overlap nor leave a gap.
+    gop: Mutex<Vec<AccessUnit>>,
 }
 
 impl Fanout {
     pub fn new(capacity: usize) -> Fanout {
         let (tx, _) = broadcast::channel(capacity.max(1));
-        Fanout { tx }
+        Fanout {
+            tx,
+            gop: Mutex::new(Vec::new()),
+        }
     }
 
-    /// Hands a unit to every current subscriber. Never blocks; with no
-    /// subscriber the unit is simply released.
+    /// Hands a unit to every current subscriber. Never blocks on a
+    /// subscriber; with none the unit is simply released.
     pub fn send(&self, unit: AccessUnit) {
+        let Ok(mut gop) = self.gop.lock() else {
+            let _ = self.tx.send(unit);
+            return;
+        };
+        if unit.keyframe {
+            gop.clear();
+            gop.push(unit.clone());
+        } else if !gop.is_empty() {
+            if gop.len() < GOP_CACHE_UNITS {
+                gop.push(unit.clone());
+            } else {
+                gop.clear();
+            }
+        }
         let _ = self.tx.send(unit);
     }
 
@@ -53,8 +87,31 @@ impl Fanout {
         Subscription {
             camera,
             rx: self.tx.subscribe(),
+            backlog: VecDeque::new(),
             health,
             filter,
+            next_due_ns: None,
+            dropped: 0,
+        }
+    }
+
+    /// Like [`Fanout::subscribe`] with [`Filter::All`], starting with the
+    /// current GOP from its keyframe (when there is one).
+    pub(crate) fn subscribe_from_keyframe(
+        &self,
+        camera: Arc<str>,
+        health: Arc<CameraHealth>,
+    ) -> Subscription {
+        let (rx, backlog) = match self.gop.lock() {
+            Ok(gop) => (self.tx.subscribe(), gop.iter().cloned().collect()),
+            Err(_) => (self.tx.subscribe(), VecDeque::new()),
+        };
+        Subscription {
+            camera,
+            rx,
+            backlog,
+            health,
+            filter: Filter::All,
             next_due_ns: None,
             dropped: 0,
         }
@@ -79,6 +136,8 @@ pub enum Filter {
 pub struct Subscription {
     camera: Arc<str>,
     rx: broadcast::Receiver<AccessUnit>,
+    /// Units of the GOP in progress when it subscribed, handed out first.
+    backlog: VecDeque<AccessUnit>,
     /// Where this subscriber's losses are added up for the API and metrics.
     health: Arc<CameraHealth>,
     filter: Filter,
@@ -115,6 +174,9 @@ impl Subscription {
     /// been removed. Lagging skips to the oldest unit still held and counts
     /// what was lost.
     pub async fn recv(&mut self) -> Option<AccessUnit> {
+        if let Some(unit) = self.backlog.pop_front() {
+            return Some(unit);
+        }
         loop {
             match self.rx.recv().await {
                 Ok(unit) => {
@@ -130,6 +192,9 @@ impl Subscription {
 
     /// Like [`Subscription::recv`] without waiting.
     pub fn try_recv(&mut self) -> TryRecv {
+        if let Some(unit) = self.backlog.pop_front() {
+            return TryRecv::Unit(unit);
+        }
         loop {
             match self.rx.try_recv() {
                 Ok(unit) => {
@@ -221,6 +286,41 @@ mod tests {
         assert_eq!(slow.dropped(), 12);
         assert_eq!(health.dropped_units.load(Relaxed), 12);
         assert_eq!(fast.dropped(), 0);
+    }
+
+    #[test]
+    fn a_late_subscriber_starts_at_the_current_keyframe_without_gap_or_repeat() {
+        let health = Arc::new(CameraHealth::default());
+        let fanout = Fanout::new(64);
+        let params = Arc::new(CodecParams::unknown(Codec::H264));
+        let data = Bytes::from_static(b"x");
+        let mut early = fanout.subscribe_from_keyframe("cam".into(), health.clone());
+        assert!(matches!(early.try_recv(), TryRecv::Empty), "nothing yet");
+        // Delta units before any keyframe are not kept.
+        fanout.send(unit(0, false, &params, &data));
+        for seq in 1..8 {
+            fanout.send(unit(seq, seq % 5 == 1, &params, &data));
+        }
+        // Keyframes at 1 and 6: a new subscriber gets 6, 7, then live units.
+        let mut late = fanout.subscribe_from_keyframe("cam".into(), health.clone());
+        fanout.send(unit(8, false, &params, &data));
+        let mut got = Vec::new();
+        while let TryRecv::Unit(u) = late.try_recv() {
+            got.push((u.seq, u.keyframe));
+        }
+        assert_eq!(got, [(6, true), (7, false), (8, false)]);
+        let mut all = Vec::new();
+        while let TryRecv::Unit(u) = early.try_recv() {
+            all.push(u.seq);
+        }
+        assert_eq!(all, (0..=8).collect::<Vec<_>>());
+        // A GOP longer than the cache is dropped from it, not kept growing.
+        fanout.send(unit(100, true, &params, &data));
+        for seq in 101..(101 + GOP_CACHE_UNITS as u64) {
+            fanout.send(unit(seq, false, &params, &data));
+        }
+        let mut very_late = fanout.subscribe_from_keyframe("cam".into(), health);
+        assert!(matches!(very_late.try_recv(), TryRecv::Empty));
     }
 
     #[test]

@@ -239,6 +239,17 @@ impl Ingest {
         Some(c.fanout.subscribe(c.id.clone(), c.health.clone(), filter))
     }
 
+    /// Every unit of a camera, starting with the GOP in progress from its
+    /// keyframe (so the first unit decodes); `None` for an unknown camera.
+    pub fn subscribe_from_keyframe(&self, camera_id: &str) -> Option<Subscription> {
+        let slot = self.cameras.get(camera_id)?;
+        let c = &slot.camera;
+        Some(
+            c.fanout
+                .subscribe_from_keyframe(c.id.clone(), c.health.clone()),
+        )
+    }
+
     /// The configured camera set; `changed()` fires on every reload that
     /// adds, removes or changes a camera.
     pub fn cameras(&self) -> watch::Receiver<CameraSet> {

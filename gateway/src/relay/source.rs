@@ -12,7 +12,7 @@ use lookout_codecs::relay::{CameraInfo, CameraPolicy};
 use tokio::sync::broadcast;
 
 use crate::detect::hub::{AlertHub, AlertQuery};
-use crate::ingest::{AccessUnit, Filter, Ingest, Subscription};
+use crate::ingest::{AccessUnit, Ingest, Subscription};
 
 /// A camera's units as an uplink reads them.
 pub enum UnitFeed {
@@ -113,7 +113,11 @@ impl Source for GatewaySource {
     }
 
     fn video(&self, id: &str) -> Option<UnitFeed> {
-        self.ingest.subscribe(id, Filter::All).map(UnitFeed::Ingest)
+        // From the current GOP's keyframe: after a (re)connect the center
+        // has a picture at once, not after the next keyframe.
+        self.ingest
+            .subscribe_from_keyframe(id)
+            .map(UnitFeed::Ingest)
     }
 
     fn alerting(&self, id: &str) -> bool {
