@@ -105,7 +105,7 @@ pub struct RelayReport {
     pub timeline: Vec<Value>,
 }
 
-fn center_percentiles(v: &Value) -> Percentiles {
+pub(crate) fn center_percentiles(v: &Value) -> Percentiles {
     Percentiles {
         p50: v["p50_ms"].as_f64().unwrap_or(0.0),
         p90: v["p90_ms"].as_f64().unwrap_or(0.0),
@@ -117,7 +117,7 @@ fn center_percentiles(v: &Value) -> Percentiles {
 }
 
 /// Sum of a metric's series that carry every one of `labels`.
-fn metric_with(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+pub(crate) fn metric_with(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     text.lines()
         .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))
         .filter(|l| {
@@ -129,7 +129,7 @@ fn metric_with(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         .fold(0.0, |a, b| a + b)
 }
 
-fn fetch(url: &str) -> String {
+pub(crate) fn fetch(url: &str) -> String {
     ureq::get(url)
         .call()
         .ok()
@@ -141,7 +141,7 @@ fn fetch(url: &str) -> String {
 /// `ID.pem` from `certs`, a fresh ledger in `WORKDIR/ID/`, QUIC and HTTP on
 /// free loopback ports) with `extra` lines after `[center]`'s keys; returns
 /// the file, the QUIC port and the HTTP address.
-fn center_config(
+pub(crate) fn center_config(
     workdir: &std::path::Path,
     certs: &std::path::Path,
     id: &str,
@@ -169,7 +169,12 @@ fn center_config(
 
 /// An `[[upstream]]` entry dialling center `id` at `address` with the
 /// certificate `NAME.pem` from `certs`.
-fn upstream_block(id: &str, address: &str, certs: &std::path::Path, name: &str) -> String {
+pub(crate) fn upstream_block(
+    id: &str,
+    address: &str,
+    certs: &std::path::Path,
+    name: &str,
+) -> String {
     format!(
         "\n[[upstream]]\nid = \"{id}\"\naddress = \"{address}\"\nserver_name = \"{id}\"\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
         certs.join("ca.pem").display(),
@@ -178,7 +183,7 @@ fn upstream_block(id: &str, address: &str, certs: &std::path::Path, name: &str) 
     )
 }
 
-fn start_center(
+pub(crate) fn start_center(
     lookout: &std::path::Path,
     config: &std::path::Path,
     log: &std::path::Path,
@@ -903,7 +908,7 @@ fn print_report(r: &RelayReport) {
 }
 
 /// What this machine is, for comparing reports.
-fn machine() -> Value {
+pub(crate) fn machine() -> Value {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
         .lines()
@@ -930,7 +935,7 @@ fn machine() -> Value {
 }
 
 /// Now, UTC, as `YYYY-MM-DDTHH:MM:SSZ`.
-fn utc_now() -> String {
+pub(crate) fn utc_now() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -1008,7 +1013,7 @@ fn gst_ingest_baseline(gw_config: &std::path::Path) -> anyhow::Result<f64> {
 }
 
 /// Cameras per kind in a gateway configuration.
-fn mix_counts(gw_config: &std::path::Path) -> Value {
+pub(crate) fn mix_counts(gw_config: &std::path::Path) -> Value {
     let text = std::fs::read_to_string(gw_config).unwrap_or_default();
     let mut counts = serde_json::Map::new();
     for kind in ["tower", "drone", "bodycam", "fixed"] {
