@@ -129,7 +129,7 @@ pub(crate) fn metric_with(text: &str, name: &str, labels: &[(&str, &str)]) -> f6
         .fold(0.0, |a, b| a + b)
 }
 
-pub(crate) fn fetch(url: &str) -> String {
+fn fetch(url: &str) -> String {
     ureq::get(url)
         .call()
         .ok()
