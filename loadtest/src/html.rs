@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::detect::Percentiles;
 use crate::relay::RelayReport;
 
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -84,7 +84,12 @@ fn percentile_plot(title: &str, p: &Percentiles) -> String {
 }
 
 /// CPU (cores) or memory (MiB) of each process over the run.
-fn timeline_plot(title: &str, timeline: &[Value], field: &str, series: &[&str]) -> String {
+pub(crate) fn timeline_plot(
+    title: &str,
+    timeline: &[Value],
+    field: &str,
+    series: &[&str],
+) -> String {
     let (w, h) = (420.0, 200.0);
     let colours = ["#1f6feb", "#d29922", "#3fb950"];
     let t_max = timeline

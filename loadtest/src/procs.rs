@@ -179,3 +179,20 @@ pub fn rss_mib(pid: u32) -> Option<(f64, f64)> {
     };
     Some((kib("VmRSS:")? / 1024.0, kib("VmHWM:")? / 1024.0))
 }
+
+/// Open file descriptors of process `pid`: the entries of `/proc/PID/fd`.
+pub fn fd_count(pid: u32) -> Option<u64> {
+    let dir = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    Some(dir.filter(|e| e.is_ok()).count() as u64)
+}
+
+/// Threads of process `pid`, from the `Threads:` line of `/proc/PID/status`.
+pub fn thread_count(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))?
+        .trim()
+        .parse()
+        .ok()
+}

@@ -115,7 +115,7 @@ pub struct RelayReport {
     pub timeline: Vec<Value>,
 }
 
-fn center_percentiles(v: &Value) -> Percentiles {
+pub(crate) fn center_percentiles(v: &Value) -> Percentiles {
     Percentiles {
         p50: v["p50_ms"].as_f64().unwrap_or(0.0),
         p90: v["p90_ms"].as_f64().unwrap_or(0.0),
@@ -127,7 +127,7 @@ fn center_percentiles(v: &Value) -> Percentiles {
 }
 
 /// Sum of a metric's series that carry every one of `labels`.
-fn metric_with(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+pub(crate) fn metric_with(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     text.lines()
         .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))
         .filter(|l| {
@@ -151,7 +151,7 @@ fn fetch(url: &str) -> String {
 /// `ID.pem` from `certs`, a fresh ledger in `WORKDIR/ID/`, QUIC and HTTP on
 /// free loopback ports) with `extra` lines after `[center]`'s keys; returns
 /// the file, the QUIC port and the HTTP address.
-fn center_config(
+pub(crate) fn center_config(
     workdir: &std::path::Path,
     certs: &std::path::Path,
     id: &str,
@@ -179,7 +179,12 @@ fn center_config(
 
 /// An `[[upstream]]` entry dialling center `id` at `address` with the
 /// certificate `NAME.pem` from `certs`.
-fn upstream_block(id: &str, address: &str, certs: &std::path::Path, name: &str) -> String {
+pub(crate) fn upstream_block(
+    id: &str,
+    address: &str,
+    certs: &std::path::Path,
+    name: &str,
+) -> String {
     format!(
         "\n[[upstream]]\nid = \"{id}\"\naddress = \"{address}\"\nserver_name = \"{id}\"\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
         certs.join("ca.pem").display(),
@@ -188,7 +193,7 @@ fn upstream_block(id: &str, address: &str, certs: &std::path::Path, name: &str) 
     )
 }
 
-fn start_center(
+pub(crate) fn start_center(
     lookout: &std::path::Path,
     config: &std::path::Path,
     log: &std::path::Path,
@@ -1020,7 +1025,6 @@ fn print_report(r: &RelayReport) {
     }
 }
 
-/// What this machine is, for comparing reports.
 /// The camera ids in a gateway config, in order.
 fn camera_ids(config: &std::path::Path) -> Vec<String> {
     std::fs::read_to_string(config)
@@ -1035,7 +1039,8 @@ fn camera_ids(config: &std::path::Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn machine() -> Value {
+/// What this machine is, for comparing reports.
+pub(crate) fn machine() -> Value {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
         .lines()
@@ -1062,7 +1067,7 @@ fn machine() -> Value {
 }
 
 /// Now, UTC, as `YYYY-MM-DDTHH:MM:SSZ`.
-fn utc_now() -> String {
+pub(crate) fn utc_now() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -1140,7 +1145,7 @@ fn gst_ingest_baseline(gw_config: &std::path::Path) -> anyhow::Result<f64> {
 }
 
 /// Cameras per kind in a gateway configuration.
-fn mix_counts(gw_config: &std::path::Path) -> Value {
+pub(crate) fn mix_counts(gw_config: &std::path::Path) -> Value {
     let text = std::fs::read_to_string(gw_config).unwrap_or_default();
     let mut counts = serde_json::Map::new();
     for kind in ["tower", "drone", "bodycam", "fixed"] {
