@@ -14,8 +14,12 @@ use lookout::config::{CameraCodec, CameraConfig, CameraKind, Sampling, Transport
 use lookout::ingest::{
     BackoffPolicy, CameraState, CameraStatus, Filter, Ingest, IngestSettings, TimestampSource,
 };
+use std::sync::atomic::Ordering::Relaxed;
+
+use support::rogue::{self, Fault, RogueCamera};
 use support::{
-    Credentials, FPS, Mount, RtspServer, SilentCamera, fds_and_threads, refused_port, wait_until,
+    Credentials, FPS, Mount, RtspServer, SilentCamera, fds_and_threads, refused_port, rss_kib,
+    wait_until,
 };
 
 fn settings() -> IngestSettings {
@@ -651,5 +655,269 @@ async fn auto_transport_falls_back_to_tcp_when_udp_is_refused() {
     let s = status(&ingest, "firewalled");
     assert_eq!(s.transport.map(|t| t.as_str()), Some("tcp"), "{s:?}");
     assert_eq!(s.reconnects, 1, "one UDP attempt, then TCP: {s:?}");
+    ingest.stop().await;
+}
+
+/// One line per camera for the test's output.
+fn figures(ingest: &Ingest) -> String {
+    ingest
+        .status()
+        .iter()
+        .map(|s| {
+            format!(
+                "  {:<12} {:<10} units {:>5} fps {:>5.1} malformed {:>4} stalls {:>3} reconnects {:>4} error {:?}",
+                s.id,
+                s.state.as_str(),
+                s.units,
+                s.fps,
+                s.malformed_nals,
+                s.stalls,
+                s.reconnects,
+                s.last_error
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_after_the_handshake_is_reported_and_other_cameras_stay_live() {
+    let server = RtspServer::start(0, &[Mount::h264("/ok")], None);
+    let units = Arc::new(rogue::h264_access_units(50));
+    let noise = RogueCamera::start(Fault::Noise, units.clone(), 1);
+    let garbage = RogueCamera::start(Fault::GarbageRtp, units.clone(), 2);
+    let ingest = Ingest::new(settings()).expect("ingest starts");
+    ingest
+        .apply(
+            settings(),
+            &[
+                camera("healthy", &server.url("/ok"), Transport::Tcp),
+                camera("noise-tcp", &noise.url(), Transport::Tcp),
+                camera("noise-udp", &noise.url(), Transport::Udp),
+                camera("garbage-tcp", &garbage.url(), Transport::Tcp),
+                camera("garbage-udp", &garbage.url(), Transport::Udp),
+            ],
+        )
+        .await;
+    assert!(until_live_at_rate(&ingest, "healthy", Duration::from_secs(10)).await);
+    // Long enough for several stall timeouts of every bad camera.
+    let bad = ["noise-tcp", "noise-udp", "garbage-tcp", "garbage-udp"];
+    assert!(
+        wait_until(Duration::from_secs(15), || bad.iter().all(|id| {
+            let s = status(&ingest, id);
+            s.reconnects >= 2 && s.last_error.is_some()
+        }))
+        .await
+        .is_some(),
+        "every bad camera reported and retried:\n{}",
+        figures(&ingest)
+    );
+    eprintln!(
+        "noise and malformed RTP after the handshake:\n{}",
+        figures(&ingest)
+    );
+    eprintln!(
+        "noise camera: {} connections, {} PLAYs, {} packets; garbage camera: {} connections, {} PLAYs, {} packets",
+        noise.stats.connections.load(Relaxed),
+        noise.stats.plays.load(Relaxed),
+        noise.stats.packets.load(Relaxed),
+        garbage.stats.connections.load(Relaxed),
+        garbage.stats.plays.load(Relaxed),
+        garbage.stats.packets.load(Relaxed),
+    );
+    // The handshake succeeded each time: the faults came after PLAY.
+    assert!(noise.stats.plays.load(Relaxed) >= 4, "noise PLAYs");
+    assert!(garbage.stats.plays.load(Relaxed) >= 4, "garbage PLAYs");
+    for id in bad {
+        let s = status(&ingest, id);
+        // Nothing in the garbage looks like video for long: no frame rate.
+        assert!(s.fps < 5.0, "{s:?}");
+    }
+    // UDP noise never reaches the depayloader (not RTP): a stall.
+    assert!(status(&ingest, "noise-udp").stalls >= 1);
+    let h = status(&ingest, "healthy");
+    assert_eq!(
+        (h.state, h.reconnects, h.malformed_nals),
+        (CameraState::Live, 0, 0),
+        "{h:?}"
+    );
+    assert!((h.fps - FPS).abs() <= 3.0, "{h:?}");
+    ingest.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncated_access_units_are_counted_and_never_stop_ingest() {
+    let server = RtspServer::start(0, &[Mount::h264("/ok")], None);
+    let units = Arc::new(rogue::h264_access_units(50));
+    let cut = RogueCamera::start(Fault::Truncated, units.clone(), 3);
+    let ingest = Ingest::new(settings()).expect("ingest starts");
+    ingest
+        .apply(
+            settings(),
+            &[
+                camera("healthy", &server.url("/ok"), Transport::Tcp),
+                camera("cut-tcp", &cut.url(), Transport::Tcp),
+                camera("cut-udp", &cut.url(), Transport::Udp),
+            ],
+        )
+        .await;
+    assert!(until_live_at_rate(&ingest, "healthy", Duration::from_secs(10)).await);
+    for id in ["cut-tcp", "cut-udp"] {
+        assert!(
+            wait_until(Duration::from_secs(10), || status(&ingest, id)
+                .malformed_nals
+                >= 10)
+            .await
+            .is_some(),
+            "{id}: truncated units not counted:\n{}",
+            figures(&ingest)
+        );
+    }
+    let sent = cut.stats.truncated.load(Relaxed);
+    eprintln!("{sent} units sent cut short so far:\n{}", figures(&ingest));
+    for id in ["cut-tcp", "cut-udp"] {
+        let s = status(&ingest, id);
+        // The rest of the stream still flows: most units are whole.
+        assert!(s.units >= 50 && s.fps >= 10.0, "{s:?}");
+        assert!(s.malformed_nals <= s.units, "{s:?}");
+    }
+    let h = status(&ingest, "healthy");
+    assert_eq!(
+        (h.state, h.reconnects, h.malformed_nals),
+        (CameraState::Live, 0, 0),
+        "{h:?}"
+    );
+    ingest.stop().await;
+}
+
+/// Set in the child process the reconnect-cycle test runs itself in.
+const ALONE: &str = "LOOKOUT_INGEST_TEST_ALONE";
+
+/// Runs test `name` of this binary alone in a fresh process (so the sockets,
+/// threads and buffers of tests running beside it do not blur its figures),
+/// prints its output, and fails if it fails or outlives `limit`.
+fn run_alone(name: &str, limit: Duration) {
+    let exe = std::env::current_exe().expect("test binary");
+    let out_path = std::env::temp_dir().join(format!("lookout-{name}-{}.out", std::process::id()));
+    let out = std::fs::File::create(&out_path).expect("output file");
+    let err = out.try_clone().expect("output file");
+    let mut child = std::process::Command::new(exe)
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(ALONE, "1")
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .expect("test process starts");
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break Some(status);
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let text = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let _ = std::fs::remove_file(&out_path);
+    eprintln!("{text}");
+    match status {
+        Some(s) => assert!(s.success(), "{name} failed alone: {s}"),
+        None => panic!("{name} ran past {limit:?}"),
+    }
+}
+
+/// The fewest descriptors and threads over ten looks 20 ms apart: a
+/// connection being opened at the instant of one look is not a leak, and a
+/// leak shows in every look.
+async fn settled_fds_and_threads() -> (usize, usize) {
+    let mut least = (usize::MAX, usize::MAX);
+    for _ in 0..10 {
+        let (f, t) = fds_and_threads();
+        least = (least.0.min(f), least.1.min(t));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    least
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_reconnect_cycles_leak_no_memory_descriptors_or_threads() {
+    if std::env::var_os(ALONE).is_none() {
+        let name = "a_thousand_reconnect_cycles_leak_no_memory_descriptors_or_threads";
+        tokio::task::spawn_blocking(move || run_alone(name, Duration::from_secs(150)))
+            .await
+            .expect("runs");
+        return;
+    }
+    // A camera that completes DESCRIBE, SETUP and PLAY and hangs up at once:
+    // every cycle builds the whole pipeline, depayloader and parser
+    // included, and tears it down again.
+    const WARM_UP: u64 = 100;
+    const CYCLES: u64 = 1000;
+    const LIMIT: Duration = Duration::from_secs(100);
+    let fast = IngestSettings {
+        stall_timeout: Duration::from_millis(1500),
+        backoff: BackoffPolicy {
+            initial: Duration::from_millis(10),
+            max: Duration::from_millis(10),
+        },
+    };
+    let units = Arc::new(rogue::h264_access_units(25));
+    let camera_ = RogueCamera::start(Fault::HangUp, units, 4);
+    let ingest = Ingest::new(fast).expect("ingest starts");
+    ingest
+        .apply(fast, &[camera("flapping", &camera_.url(), Transport::Tcp)])
+        .await;
+    assert!(
+        wait_until(Duration::from_secs(30), || status(&ingest, "flapping")
+            .reconnects
+            >= WARM_UP)
+        .await
+        .is_some(),
+        "{:?}",
+        status(&ingest, "flapping")
+    );
+    let (fds0, threads0) = settled_fds_and_threads().await;
+    let rss0 = rss_kib();
+    let r0 = status(&ingest, "flapping").reconnects;
+    let started = std::time::Instant::now();
+    let done = wait_until(LIMIT, || {
+        status(&ingest, "flapping").reconnects >= r0 + CYCLES
+    })
+    .await;
+    let elapsed = started.elapsed();
+    let (fds1, threads1) = settled_fds_and_threads().await;
+    let rss1 = rss_kib();
+    let cycles = status(&ingest, "flapping").reconnects - r0;
+    let plays = camera_.stats.plays.load(Relaxed);
+    eprintln!(
+        "{cycles} reconnect cycles in {:.1} s ({:.1}/s; {plays} PLAYs answered): fds {fds0} -> {fds1}, threads {threads0} -> {threads1}, RSS {rss0} -> {rss1} KiB ({:+} KiB, {:.2} KiB per cycle)",
+        elapsed.as_secs_f64(),
+        cycles as f64 / elapsed.as_secs_f64(),
+        rss1 as i64 - rss0 as i64,
+        (rss1 as f64 - rss0 as f64) / cycles.max(1) as f64,
+    );
+    if done.is_none() {
+        eprintln!("only {cycles} of {CYCLES} cycles fit in {LIMIT:?}");
+    }
+    // At least a few hundred cycles, whatever the machine's load, so a
+    // per-cycle leak cannot hide in the slack below.
+    assert!(cycles >= 300, "{cycles} cycles in {LIMIT:?}");
+    assert!(
+        plays >= WARM_UP + cycles / 2,
+        "the handshake completed: {plays} PLAYs"
+    );
+    assert!(
+        fds1 <= fds0 + 8,
+        "fds {fds0} -> {fds1} over {cycles} cycles"
+    );
+    assert!(threads1 <= threads0 + 8, "threads {threads0} -> {threads1}");
+    // 8 MiB: allocator noise, far below a leak of 10 KiB per cycle.
+    assert!(
+        rss1 <= rss0 + 8 * 1024,
+        "RSS {rss0} -> {rss1} KiB over {cycles} cycles"
+    );
     ingest.stop().await;
 }

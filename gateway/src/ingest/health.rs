@@ -119,7 +119,8 @@ pub struct CameraHealth {
     pub(crate) stalls: AtomicU64,
     /// Units a slow subscriber missed (drop-oldest), summed over subscribers.
     pub(crate) dropped_units: AtomicU64,
-    /// Damaged NAL units skipped, plus buffers with no NAL unit at all.
+    /// Damaged NAL units skipped, buffers with no NAL unit at all, and NAL
+    /// units or access units the camera cut short (`truncation.rs`).
     pub(crate) malformed_nals: AtomicU64,
     timestamp_source: AtomicU8,
     /// Already redacted; set on failures, kept while live so an operator sees

@@ -7,6 +7,7 @@
 //!   appsink), run on GStreamer's threads.
 //! - `camera.rs`: one task per camera, the state machine and reconnects.
 //! - `backoff.rs`: capped exponential backoff with jitter.
+//! - `truncation.rs`: NAL units and access units cut short, seen on RTP.
 //! - `fanout.rs`: per-camera bounded fan-out, [`Subscription`], [`Filter`].
 //! - `health.rs`: [`CameraHealth`], [`CameraStatus`] for the API.
 //! - `prometheus.rs`: the same as Prometheus series.
@@ -23,6 +24,7 @@ mod health;
 mod pipeline;
 pub mod probe;
 mod prometheus;
+mod truncation;
 mod unit;
 
 use std::collections::HashSet;

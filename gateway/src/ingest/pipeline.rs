@@ -8,7 +8,9 @@
 //! depayload chain once the codec is known (`pad-added`), turning each
 //! appsink buffer into an [`AccessUnit`] (`StreamSink::on_buffer`: one
 //! mapping, no copy, parameter sets and keyframes from `lookout-codecs`,
-//! capture time from the SEI stamp or RTCP), and forwarding bus errors to the
+//! capture time from the SEI stamp or RTCP), counting the NAL units and
+//! access units the camera cut short (`truncation.rs`, on the RTP packets
+//! before the depayloader), and forwarding bus errors to the
 //! camera task through a non-blocking channel. Nothing here blocks on tokio
 //! or waits for a consumer.
 
@@ -27,6 +29,7 @@ use tokio::sync::mpsc;
 
 use super::camera::Camera;
 use super::health::{ActiveTransport, unix_now_ns};
+use super::truncation::TruncationCheck;
 use super::unit::{AccessUnit, Codec, CodecParams, TimestampSource};
 use crate::config::redact_text;
 
@@ -467,7 +470,18 @@ pub(crate) fn open(
                     let _ = tx.send(PipelineEvent::Ended);
                 }
                 gst::MessageView::Warning(w) => {
-                    tracing::debug!(camera = %sink.camera.id, "GStreamer warning: {}", redact_text(&w.error().to_string()));
+                    if hung_up(&w.error(), w.debug().as_deref(), msg.src()) {
+                        // Before the first packet rtspsrc has no pad to end,
+                        // so this warning is all that tells of it: without
+                        // it the camera would wait out the stall timeout.
+                        let _ = tx.send(PipelineEvent::Failed(ConnectionError {
+                            stage: "rtsp",
+                            cause: "the camera closed the connection".into(),
+                            retry: Retry::Soon,
+                        }));
+                    } else {
+                        tracing::debug!(camera = %sink.camera.id, "GStreamer warning: {}", redact_text(&w.error().to_string()));
+                    }
                 }
                 _ => {}
             }
@@ -550,6 +564,34 @@ fn link_video(
                 .build(),
         );
     }
+    if let Some(depay_sink) = depay.static_pad("sink") {
+        // The RTP packets, before the depayloader hides a cut-short tail.
+        let camera = sink.camera.clone();
+        let check = Mutex::new(TruncationCheck::new(codec));
+        depay_sink.add_probe(
+            gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
+            move |_, info| {
+                let Ok(mut check) = check.lock() else {
+                    return gst::PadProbeReturn::Ok;
+                };
+                let mut look = |buffer: &gst::BufferRef| {
+                    let Ok(map) = buffer.map_readable() else {
+                        return;
+                    };
+                    if let Some(cut) = check.packet(&map) {
+                        camera.health.malformed_nals.fetch_add(1, Relaxed);
+                        tracing::debug!(camera = %camera.id, stage = "depayload", "{cut:?} cut short by the camera or the network");
+                    }
+                };
+                match &info.data {
+                    Some(gst::PadProbeData::Buffer(b)) => look(b),
+                    Some(gst::PadProbeData::BufferList(list)) => list.iter().for_each(look),
+                    _ => {}
+                }
+                gst::PadProbeReturn::Ok
+            },
+        );
+    }
     if let Some(depay_src) = depay.static_pad("src") {
         let sink = sink.clone();
         depay_src.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
@@ -577,6 +619,15 @@ fn link_video(
         .ok_or_else(|| setup_err(&"depayloader has no sink pad"))?;
     pad.link(&depay_sink).map_err(|e| setup_err(&e))?;
     Ok(())
+}
+
+/// rtspsrc's warning that the server closed the RTSP connection (it posts
+/// a warning, not an error, and ends its pads, which do not exist yet when
+/// the camera hangs up right after PLAY).
+fn hung_up(error: &glib::Error, debug: Option<&str>, src: Option<&gst::Object>) -> bool {
+    error.matches(gst::ResourceError::Read)
+        && src.is_some_and(|s| s.name() == "rtsp")
+        && debug.is_some_and(|d| d.contains("closed the connection"))
 }
 
 /// Names the failing stage and decides how to retry.

@@ -70,9 +70,11 @@ const COUNTERS: [(&str, &str, Counter); 7] = [
         "Units slow subscribers lost (drop-oldest)",
         |s| s.dropped_units,
     ),
-    ("camera_malformed_nals", "Damaged NAL units skipped", |s| {
-        s.malformed_nals
-    }),
+    (
+        "camera_malformed_nals",
+        "Damaged NAL units skipped, and NAL or access units cut short",
+        |s| s.malformed_nals,
+    ),
     ("camera_keyframes", "Keyframes received", |s| s.keyframes),
 ];
 

@@ -5,7 +5,9 @@
 //! client connections and sessions closed, as when a camera reboots) and
 //! started again on the same port; a mount's `valve` can be closed to make a
 //! half-open camera (RTSP and RTCP alive, no video). Also a TCP listener that
-//! accepts and never answers, and status polling helpers.
+//! accepts and never answers, and status polling helpers. `rogue.rs` is a
+//! handmade RTSP camera that completes the handshake and then misbehaves
+//! (noise, malformed RTP, truncated access units, flapping).
 //!
 //! The payloaders do not insert parameter sets themselves
 //! (`config-interval` unset): with x264's sliced threads, GStreamer 1.22's
@@ -14,6 +16,8 @@
 //! h264parse then splits each keyframe in two.
 
 #![allow(dead_code)]
+
+pub mod rogue;
 
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -223,6 +227,18 @@ impl Drop for RtspServer {
 pub fn fds_and_threads() -> (usize, usize) {
     let count = |p: &str| std::fs::read_dir(p).map(|d| d.count()).unwrap_or(0);
     (count("/proc/self/fd"), count("/proc/self/task"))
+}
+
+/// Resident memory of this process in KiB (`VmRSS`), 0 if unreadable.
+pub fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 /// A port nothing listens on (bound then released).
