@@ -217,7 +217,11 @@ pub(crate) fn start_center(
     Ok(center)
 }
 
-pub fn run(args: RelayArgs) -> anyhow::Result<RelayReport> {
+pub fn run(mut args: RelayArgs) -> anyhow::Result<RelayReport> {
+    // The configs written below name files inside the work folder, and
+    // lookout resolves paths against each config file's own folder.
+    args.workdir = std::path::absolute(&args.workdir)
+        .with_context(|| format!("work folder {}", args.workdir.display()))?;
     let logs = args.workdir.join("logs");
     std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
     let lookout = procs::sibling("lookout")?;
