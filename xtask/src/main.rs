@@ -1,4 +1,4 @@
-//! The project's own setup and orchestration: `cargo xtask setup | demo | test`.
+//! The project's own setup and orchestration: `cargo xtask setup | demo | test | fuzz`.
 //!
 //! It needs nothing but the Rust toolchain and Python (for `pip download`), so
 //! it runs on a fresh Debian 12 machine before any system library is there.
@@ -6,6 +6,9 @@
 //! is missing, so the README's two commands work on the first and the
 //! hundredth run alike. After setup no environment variable has to be set by
 //! hand: the gateway finds the ONNX Runtime library in `.lookout/onnxruntime/`.
+
+mod deny;
+mod fuzz;
 
 use std::env;
 use std::ffi::OsStr;
@@ -30,6 +33,8 @@ const APT_PACKAGES: &[&str] = &[
     // The video wall's end-to-end test drives a real headless browser.
     "chromium",
     "chromium-driver",
+    // The fuzz targets link libFuzzer, which libfuzzer-sys compiles from C++.
+    "g++",
 ];
 
 /// The ONNX Runtime release the `ort` crate's `api-31` feature expects.
@@ -42,12 +47,19 @@ fn main() -> ExitCode {
         Some("setup") => setup(&root),
         Some("demo") => setup(&root).and_then(|()| demo(&root, &args[1..])),
         Some("test") => setup(&root).and_then(|()| test(&root)),
+        Some("fuzz") => fuzz::Options::parse(&args[1..]).and_then(|o| fuzz::fuzz(&root, &o)),
         _ => {
             eprintln!(
-                "usage: cargo xtask <setup|demo|test>\n\
+                "usage: cargo xtask <setup|demo|test|fuzz>\n\
                  \n  setup  install what is missing (apt packages, ONNX Runtime) and build\
                  \n  demo   setup, then run the demo end to end\
-                 \n  test   setup, then fmt, clippy and the whole test suite"
+                 \n  test   setup, then fmt, clippy, cargo deny, the whole test suite, and\
+                 \n         every fuzz target for {suite} s\
+                 \n  fuzz [--seconds N] [--merge] [TARGET...]\
+                 \n         fuzz each target (default: all) for N s (default {manual});\
+                 \n         --merge adds what earlier runs found to the committed corpus",
+                suite = fuzz::SUITE_SECONDS,
+                manual = fuzz::MANUAL_SECONDS,
             );
             return ExitCode::from(2);
         }
@@ -97,10 +109,20 @@ fn test(root: &Path) -> Result<()> {
             "warnings",
         ],
     )?;
+    deny::check(root)?;
     // Binaries first: the end-to-end tests start `lookout` and
     // `lookout-loadtest` as separate processes, as a user would.
     cargo(root, &["build", "--workspace", "--bins"])?;
-    cargo(root, &["test", "--workspace", "--no-fail-fast"])
+    cargo(root, &["test", "--workspace", "--no-fail-fast"])?;
+    // Bounded fuzzing of every parser that reads a camera, a peer or a file.
+    fuzz::fuzz(
+        root,
+        &fuzz::Options {
+            seconds: fuzz::SUITE_SECONDS,
+            targets: Vec::new(),
+            merge: false,
+        },
+    )
 }
 
 fn cargo(root: &Path, args: &[&str]) -> Result<()> {

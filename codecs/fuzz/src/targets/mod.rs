@@ -1,0 +1,13 @@
+//! One function per fuzz target. Each takes libFuzzer's raw input, must never panic on
+//! it, and asserts the properties its parser promises (errors point inside the input,
+//! what decodes encodes again, ...): a failed assertion is a finding like a crash.
+
+mod config;
+mod nal_parsers;
+mod relay_frames;
+mod relay_messages;
+
+pub use config::config;
+pub use nal_parsers::nal_parsers;
+pub use relay_frames::relay_frames;
+pub use relay_messages::relay_messages;

@@ -1,0 +1,40 @@
+//! `cargo deny check licenses bans sources` for `cargo xtask test`: every dependency's
+//! license is one `deny.toml` allows, no wildcard version requirements, and every crate
+//! comes from crates.io. cargo-deny is installed from crates.io when missing.
+//!
+//! Advisories are not checked here: that needs the RustSec database fetched from GitHub,
+//! which CI cannot reach. They are checked by hand (`cargo deny check advisories`) where
+//! the network allows; see the comment at the top of `deny.toml`.
+
+use std::env;
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use crate::Result;
+
+/// Installs cargo-deny if `cargo deny` is not there, then runs the checks.
+pub fn check(root: &Path) -> Result<()> {
+    install_if_missing(root)?;
+    crate::cargo(root, &["deny", "check", "licenses", "bans", "sources"])
+}
+
+fn install_if_missing(root: &Path) -> Result<()> {
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let present = Command::new(&cargo)
+        .args(["deny", "--version"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if present {
+        return Ok(());
+    }
+    let started = Instant::now();
+    // --locked: the versions cargo-deny's own release was tested with.
+    crate::cargo(root, &["install", "--locked", "cargo-deny"])?;
+    println!(
+        "xtask: cargo-deny installed in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
