@@ -54,11 +54,16 @@ pub struct CenterMetrics {
     pub gateways_connected: Gauge,
     /// Connections refused, by reason (`tls`, `unauthorized`, `version`, …).
     pub refused: Family<Labels, Counter>,
+    /// Protocol violations by welcomed gateways, per gateway and stream
+    /// (`control`, `alert`, `video`, `connection`): the connection (or, for
+    /// video, the GOP stream) was closed for each.
+    pub protocol_violations: Family<Labels, Counter>,
     /// Alert messages by outcome: `inserted`, `updated`, `duplicate`.
     pub alerts: Family<Labels, Counter>,
     pub frames: Family<Labels, Counter>,
     pub bytes: Family<Labels, Counter>,
-    /// GOP streams by outcome: `complete`, `reset`, `invalid`; `late` ones
+    /// GOP streams by outcome: `complete`, `reset`, `invalid`, `shed` (over
+    /// the connection's buffer budget); `late` ones
     /// (header after a newer GOP's) are also counted as such.
     pub gops: Family<Labels, Counter>,
     /// Per frame: `from="capture"` (camera clock → here) and
@@ -71,6 +76,7 @@ impl Default for CenterMetrics {
         CenterMetrics {
             gateways_connected: Gauge::default(),
             refused: Family::default(),
+            protocol_violations: Family::default(),
             alerts: Family::default(),
             frames: Family::default(),
             bytes: Family::default(),
@@ -93,6 +99,11 @@ impl CenterMetrics {
             self.refused.clone(),
         );
         m.register(
+            "center_protocol_violations",
+            "Protocol violations by connected gateways, by gateway and stream",
+            self.protocol_violations.clone(),
+        );
+        m.register(
             "center_alert_messages",
             "Alert messages received, by outcome",
             self.alerts.clone(),
@@ -105,7 +116,7 @@ impl CenterMetrics {
         m.register("center_bytes", "Video bytes received", self.bytes.clone());
         m.register(
             "center_gops",
-            "GOP streams by outcome: complete, reset, invalid; late (after a newer GOP, not played live)",
+            "GOP streams by outcome: complete, reset, invalid; shed (over the connection's buffer budget); late (after a newer GOP, not played live)",
             self.gops.clone(),
         );
         m.register(

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use lookout_codecs::relay::{
     AlertAck, AlertMessage, CameraChange, ControlMessage, ErrorCode, Hello, PROTOCOL_VERSION, Ping,
     Pong, Refuse, Role, SnapshotAck, VideoMessage, Welcome,
@@ -15,22 +16,36 @@ use tokio::sync::Mutex as AsyncMutex;
 
 use super::ledger::{Incoming, StoreOutcome, Stored};
 use super::{Center, CenterCamera, CompleteGop, GatewayLink, LiveFrame, unix_ms, unix_ns};
-use crate::relay::stream::{MessageReader, StreamError, varint, write_message};
+use crate::relay::stream::{MessageReader, ReadBudget, StreamError, varint, write_message};
 use crate::relay::tls;
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const PING_INTERVAL: Duration = Duration::from_secs(10);
 /// Alert messages stored in one ledger transaction at most.
 const STORE_BATCH: usize = 256;
+/// Bytes of incomplete video messages the center holds for one connection,
+/// all its GOP streams together (each may announce up to 8 MiB, and a
+/// gateway may open a thousand). A GOP stream that would go over it is
+/// stopped with `UNWANTED` and dropped, like a GOP the wall skips; far
+/// above what a gateway's GOP streams have in flight at once.
+const VIDEO_BUDGET: usize = 64 << 20;
 
-/// Accepts one connection attempt and serves it to the end.
+/// Accepts one connection attempt and serves it to the end. Every attempt
+/// that does not end welcomed is counted by reason
+/// (`lookout_center_refused_connections_total`) and logged with the peer's
+/// address.
 pub(super) async fn serve(center: Arc<Center>, incoming: quinn::Incoming) {
     let remote = incoming.remote_address();
     let conn = match incoming.await {
         Ok(c) => c,
         Err(e) => {
-            tracing::warn!(peer = %remote, "gateway refused at the TLS handshake: {e}");
-            refused(&center, "tls");
+            let reason = handshake_failure(&e);
+            if reason == "tls" {
+                tracing::warn!(peer = %remote, "gateway refused at the TLS handshake: {e}");
+            } else {
+                tracing::warn!(peer = %remote, reason, "connection attempt failed before TLS: {e}");
+            }
+            refused(&center, reason);
             return;
         }
     };
@@ -53,9 +68,33 @@ pub(super) async fn serve(center: Arc<Center>, incoming: quinn::Incoming) {
             }
             tracing::info!(gateway = %link.id, peer = %remote, reason = ?conn.close_reason(), "gateway disconnected");
         }
-        Err(e) => {
-            tracing::warn!(peer = %remote, certificate = ?identity.common_name, "gateway connection failed: {e}");
+        Err(r) => {
+            refused(&center, r.reason);
+            tracing::warn!(
+                peer = %remote,
+                certificate = %identity.common_name.as_deref().unwrap_or("(no common name)"),
+                reason = r.reason,
+                "gateway connection refused: {}",
+                r.why
+            );
         }
+    }
+}
+
+/// The refusal reason of a failed QUIC handshake: `tls` when TLS refused
+/// the peer (no or a foreign certificate, no common ALPN: a crypto error
+/// code, whichever side sent it), `no_hello` when the peer closed or went
+/// silent before the handshake ended (as it may before `Hello`), and `quic`
+/// for packets that only looked like QUIC (an Initial that does not
+/// authenticate, a malformed one).
+fn handshake_failure(e: &quinn::ConnectionError) -> &'static str {
+    use quinn::ConnectionError as E;
+    let crypto = |code: u64| (0x100..0x200).contains(&code);
+    match e {
+        E::TransportError(t) if crypto(u64::from(t.code)) => "tls",
+        E::ConnectionClosed(c) if crypto(u64::from(c.error_code)) => "tls",
+        E::ConnectionClosed(_) | E::ApplicationClosed(_) | E::Reset | E::TimedOut => "no_hello",
+        E::TransportError(_) | E::VersionMismatch | E::LocallyClosed | E::CidsExhausted => "quic",
     }
 }
 
@@ -65,6 +104,36 @@ fn refused(center: &Center, reason: &str) {
         .refused
         .get_or_create(&vec![("reason".into(), reason.into())])
         .inc();
+}
+
+/// Why a connection was not welcomed: the `reason` it is counted under
+/// (`no_hello`, `protocol`, `version`, `unauthorized`, `conflict`, `lost`)
+/// and what happened, for the log. The connection is closed already.
+struct Refusal {
+    reason: &'static str,
+    why: String,
+}
+
+/// Closes `conn` with `PROTOCOL_VIOLATION` and says so.
+fn violation(conn: &quinn::Connection, why: String) -> Refusal {
+    close(conn, ErrorCode::PROTOCOL_VIOLATION, &why);
+    Refusal {
+        reason: "protocol",
+        why,
+    }
+}
+
+/// Resolves when the gateway opens a stream it may not open before
+/// `Welcome` (PROTOCOL.md §4 rule 1 and 3): any unidirectional stream, and a
+/// second bidirectional one once the control stream is open.
+async fn early_stream(conn: &quinn::Connection, control_open: bool) -> String {
+    tokio::select! {
+        Ok(_) = conn.accept_uni() => "a unidirectional stream opened before Welcome".into(),
+        Ok(_) = conn.accept_bi(), if control_open => {
+            "a second bidirectional stream opened before Welcome".into()
+        }
+        else => std::future::pending().await,
+    }
 }
 
 type Control = (
@@ -79,48 +148,81 @@ async fn handshake(
     center: &Arc<Center>,
     conn: &quinn::Connection,
     identity: &tls::PeerIdentity,
-) -> Result<Control, String> {
-    let (mut send, recv) = tokio::time::timeout(HANDSHAKE_TIMEOUT, conn.accept_bi())
-        .await
-        .map_err(|_| "no control stream in time".to_string())?
-        .map_err(|e| e.to_string())?;
+) -> Result<Control, Refusal> {
+    let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
+    let no_hello = |why: String| Refusal {
+        reason: "no_hello",
+        why,
+    };
+    let (mut send, recv) = tokio::select! {
+        r = tokio::time::timeout_at(deadline, conn.accept_bi()) => match r {
+            Err(_) => {
+                let why = format!("no control stream within {HANDSHAKE_TIMEOUT:?}");
+                close(conn, ErrorCode::PROTOCOL_VIOLATION, &why);
+                return Err(no_hello(why));
+            }
+            Ok(Err(e)) => return Err(no_hello(format!("connection ended before Hello: {e}"))),
+            Ok(Ok(s)) => s,
+        },
+        why = early_stream(conn, false) => return Err(violation(conn, why)),
+    };
     let mut ctl = MessageReader::<ControlMessage>::new(recv, Role::Gateway);
-    let first = tokio::time::timeout(HANDSHAKE_TIMEOUT, ctl.next())
-        .await
-        .map_err(|_| "no Hello in time".to_string())?;
+    let first = tokio::select! {
+        r = tokio::time::timeout_at(deadline, ctl.next()) => match r {
+            Err(_) => {
+                let why = format!("no Hello within {HANDSHAKE_TIMEOUT:?}");
+                close(conn, ErrorCode::PROTOCOL_VIOLATION, &why);
+                return Err(no_hello(why));
+            }
+            Ok(r) => r,
+        },
+        why = early_stream(conn, true) => return Err(violation(conn, why)),
+    };
     let hello: Hello = match first {
         Ok(Some(ControlMessage::Hello(h))) => h,
-        Ok(other) => {
-            let why = format!("expected Hello, got {other:?}");
-            close(conn, ErrorCode::PROTOCOL_VIOLATION, &why);
-            return Err(why);
+        Ok(Some(other)) => {
+            return Err(violation(conn, format!("expected Hello, got {other:?}")));
         }
-        Err(e) => {
-            let code = match &e {
-                StreamError::Protocol(p) => p.code(),
-                _ => ErrorCode::PROTOCOL_VIOLATION,
-            };
-            close(conn, code, &e.to_string());
-            return Err(e.to_string());
+        Ok(None) => {
+            return Err(violation(
+                conn,
+                "control stream finished before Hello".into(),
+            ));
         }
+        Err(StreamError::Protocol(p)) => return Err(violation(conn, p.to_string())),
+        Err(StreamError::Read(quinn::ReadError::Reset(code))) => {
+            return Err(violation(
+                conn,
+                format!("control stream reset ({code}) before Hello"),
+            ));
+        }
+        Err(e) => return Err(no_hello(format!("connection ended before Hello: {e}"))),
     };
+    // Sent with Hello, before Welcome could have arrived: also too early.
+    if let Some(why) = early_stream(conn, true).now_or_never() {
+        return Err(violation(conn, why));
+    }
     if hello.protocol_version != PROTOCOL_VERSION {
-        refused(center, "version");
         let why = format!(
             "protocol version {} in Hello; this center speaks {PROTOCOL_VERSION}",
             hello.protocol_version
         );
         refuse(conn, &mut send, ErrorCode::UNSUPPORTED_VERSION, &why).await;
-        return Err(why);
+        return Err(Refusal {
+            reason: "version",
+            why,
+        });
     }
     if !identity.may_use_id(&hello.gateway_id) {
-        refused(center, "unauthorized");
         let why = format!(
             "certificate {:?} may not use gateway id `{}`",
             identity.common_name, hello.gateway_id
         );
         refuse(conn, &mut send, ErrorCode::UNAUTHORIZED, &why).await;
-        return Err(why);
+        return Err(Refusal {
+            reason: "unauthorized",
+            why,
+        });
     }
     // Same id connected already: the same certificate replaces the old
     // connection (a gateway that lost its link and redialled), another
@@ -132,13 +234,15 @@ async fn handshake(
                 .lock()
                 .is_ok_and(|i| i.sha256_fingerprint == identity.sha256_fingerprint);
             if link.connected.load(Relaxed) && !same {
-                refused(center, "conflict");
                 let why = format!(
                     "gateway id `{}` is connected with another certificate",
                     hello.gateway_id
                 );
                 refuse(conn, &mut send, ErrorCode::GATEWAY_ID_CONFLICT, &why).await;
-                return Err(why);
+                return Err(Refusal {
+                    reason: "conflict",
+                    why,
+                });
             }
             if let Ok(Some(old)) = link.conn.lock().map(|c| c.clone()) {
                 old.close(
@@ -185,6 +289,29 @@ async fn handshake(
     for info in hello.cameras {
         upsert_camera(&link, info);
     }
+    // Marked connected only once Welcome is on its way: a connection lost
+    // before that leaves no gateway shown as connected.
+    let lost = |e: StreamError| Refusal {
+        reason: "lost",
+        why: format!("connection lost before Welcome: {e}"),
+    };
+    write_message(
+        &mut send,
+        &ControlMessage::Welcome(Welcome {
+            protocol_version: PROTOCOL_VERSION,
+            center_id: center.id.clone(),
+        }),
+    )
+    .await
+    .map_err(lost)?;
+    if center.subscribe.mode != lookout_codecs::relay::SubscribeMode::All {
+        write_message(
+            &mut send,
+            &ControlMessage::Subscribe(center.subscribe.clone()),
+        )
+        .await
+        .map_err(lost)?;
+    }
     if let Ok(mut c) = link.conn.lock() {
         if !link.connected.swap(true, Relaxed) {
             center.metrics.gateways_connected.inc();
@@ -194,24 +321,6 @@ async fn handshake(
     link.since_unix_ms.store(unix_ms(), Relaxed);
     link.last_seen_unix_ms.store(unix_ms(), Relaxed);
     link.connections.fetch_add(1, Relaxed);
-
-    write_message(
-        &mut send,
-        &ControlMessage::Welcome(Welcome {
-            protocol_version: PROTOCOL_VERSION,
-            center_id: center.id.clone(),
-        }),
-    )
-    .await
-    .map_err(|e| e.to_string())?;
-    if center.subscribe.mode != lookout_codecs::relay::SubscribeMode::All {
-        write_message(
-            &mut send,
-            &ControlMessage::Subscribe(center.subscribe.clone()),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    }
     tracing::info!(
         gateway = %link.id,
         peer = %conn.remote_address(),
@@ -262,8 +371,37 @@ async fn refuse(
     close(conn, code, why);
 }
 
+/// How a welcomed connection ended early.
+enum Ending {
+    /// The gateway broke the protocol: `stream` is `control`, `alert` or
+    /// `connection` (streams it may not open or finish).
+    Violation { stream: &'static str, why: String },
+    /// This side failed (the ledger): `INTERNAL_ERROR`.
+    Internal(String),
+    /// The connection is gone already (closed, replaced, timed out).
+    Lost(String),
+}
+
+/// Sorts a stream error on `stream`: bytes that break the protocol, or a
+/// connection that went away.
+fn ending(stream: &'static str) -> impl Fn(StreamError) -> Ending {
+    move |e| match e {
+        StreamError::Protocol(p) => Ending::Violation {
+            stream,
+            why: p.to_string(),
+        },
+        StreamError::Read(quinn::ReadError::Reset(code)) => Ending::Violation {
+            stream,
+            why: format!("{stream} stream reset ({code})"),
+        },
+        StreamError::Encode(e) => Ending::Internal(format!("{stream} stream: {e}")),
+        e => Ending::Lost(format!("{stream} stream: {e}")),
+    }
+}
+
 /// The connected gateway: control, alerts and video until the connection
-/// ends.
+/// ends. A protocol violation closes it with `PROTOCOL_VIOLATION` and is
+/// counted per gateway and stream.
 async fn run(
     center: &Arc<Center>,
     conn: &quinn::Connection,
@@ -275,29 +413,43 @@ async fn run(
     let control = control(conn, link, ctl_send.clone(), ctl);
     let streams = streams(center, conn, link);
     let pings = pings(link, ctl_send);
-    let result: Result<(), String> = tokio::select! {
+    let result: Result<(), Ending> = tokio::select! {
         r = control => r,
         r = streams => r,
         r = pings => r,
-        e = conn.closed() => Err(e.to_string()),
+        e = conn.closed() => Err(Ending::Lost(e.to_string())),
     };
-    if let Err(why) = result {
-        tracing::warn!(gateway = %link.id, "closing the connection: {why}");
-        let code = if why.contains("protocol") || why.contains("offset") {
-            ErrorCode::PROTOCOL_VIOLATION
-        } else {
-            ErrorCode::INTERNAL_ERROR
-        };
-        if conn.close_reason().is_none() {
-            close(conn, code, &why);
+    match result {
+        Ok(()) => {}
+        Err(Ending::Lost(why)) => tracing::debug!(gateway = %link.id, "connection ended: {why}"),
+        Err(Ending::Violation { stream, why }) => {
+            violated(center, &link.id, stream);
+            tracing::warn!(gateway = %link.id, peer = %conn.remote_address(), stream, "protocol violation, closing the connection: {why}");
+            close(conn, ErrorCode::PROTOCOL_VIOLATION, &why);
+        }
+        Err(Ending::Internal(why)) => {
+            tracing::error!(gateway = %link.id, "closing the connection: {why}");
+            close(conn, ErrorCode::INTERNAL_ERROR, &why);
         }
     }
+}
+
+/// Counts a protocol violation by a welcomed gateway.
+fn violated(center: &Center, gateway: &str, stream: &str) {
+    center
+        .metrics
+        .protocol_violations
+        .get_or_create(&vec![
+            ("gateway".into(), gateway.into()),
+            ("stream".into(), stream.into()),
+        ])
+        .inc();
 }
 
 async fn pings(
     link: &Arc<GatewayLink>,
     send: Arc<AsyncMutex<quinn::SendStream>>,
-) -> Result<(), String> {
+) -> Result<(), Ending> {
     let mut nonce = 0u64;
     loop {
         tokio::time::sleep(PING_INTERVAL).await;
@@ -305,7 +457,7 @@ async fn pings(
         let mut s = send.lock().await;
         write_message(&mut s, &ControlMessage::Ping(Ping { nonce }))
             .await
-            .map_err(|e| format!("control stream: {e}"))?;
+            .map_err(ending("control"))?;
         drop(s);
         link.last_seen_unix_ms.store(unix_ms(), Relaxed);
     }
@@ -316,19 +468,20 @@ async fn control(
     link: &Arc<GatewayLink>,
     send: Arc<AsyncMutex<quinn::SendStream>>,
     mut ctl: MessageReader<ControlMessage>,
-) -> Result<(), String> {
+) -> Result<(), Ending> {
+    let violation = |why: String| Ending::Violation {
+        stream: "control",
+        why,
+    };
     loop {
-        let message = ctl
-            .next()
-            .await
-            .map_err(|e| format!("control stream: {e}"))?;
+        let message = ctl.next().await.map_err(ending("control"))?;
         link.last_seen_unix_ms.store(unix_ms(), Relaxed);
         match message {
             Some(ControlMessage::Ping(p)) => {
                 let mut s = send.lock().await;
                 write_message(&mut s, &ControlMessage::Pong(Pong { nonce: p.nonce }))
                     .await
-                    .map_err(|e| format!("control stream: {e}"))?;
+                    .map_err(ending("control"))?;
             }
             Some(ControlMessage::Pong(_)) => {
                 link.rtt_us.store(conn.rtt().as_micros() as u64, Relaxed);
@@ -355,12 +508,9 @@ async fn control(
                 // Keep storing and acknowledging until it closes.
                 std::future::pending::<()>().await;
             }
-            Some(other) => {
-                return Err(format!(
-                    "protocol violation: {other:?} on the control stream"
-                ));
-            }
-            None => return Err("protocol violation: control stream finished".into()),
+            // The decoder refuses whatever else a gateway could send here.
+            Some(other) => return Err(violation(format!("{other:?} on the control stream"))),
+            None => return Err(violation("control stream finished".into())),
         }
     }
 }
@@ -371,20 +521,26 @@ async fn streams(
     center: &Arc<Center>,
     conn: &quinn::Connection,
     link: &Arc<GatewayLink>,
-) -> Result<(), String> {
+) -> Result<(), Ending> {
+    let lost = |e: quinn::ConnectionError| Ending::Lost(e.to_string());
     // GOP streams are accepted from the start: the alert stream becomes
     // visible only once the gateway writes on it (its first alert).
+    let budget = ReadBudget::new(VIDEO_BUDGET);
     let video = async {
         loop {
-            let recv = conn.accept_uni().await.map_err(|e| e.to_string())?;
-            tokio::spawn(read_gop(center.clone(), link.clone(), recv));
+            let recv = conn.accept_uni().await.map_err(lost)?;
+            let reader = MessageReader::new(recv, Role::Gateway).with_budget(budget.clone());
+            tokio::spawn(read_gop(center.clone(), link.clone(), reader));
         }
     };
     let bidirectional = async {
-        let (send, recv) = conn.accept_bi().await.map_err(|e| e.to_string())?;
+        let (send, recv) = conn.accept_bi().await.map_err(lost)?;
         let extra = async {
-            let _ = conn.accept_bi().await.map_err(|e| e.to_string())?;
-            Err::<(), String>("protocol violation: a third bidirectional stream".into())
+            let _ = conn.accept_bi().await.map_err(lost)?;
+            Err::<(), Ending>(Ending::Violation {
+                stream: "connection",
+                why: "a third bidirectional stream".into(),
+            })
         };
         tokio::select! {
             r = alerts(center, link, send, recv) => r,
@@ -404,22 +560,18 @@ async fn alerts(
     link: &Arc<GatewayLink>,
     mut send: quinn::SendStream,
     recv: quinn::RecvStream,
-) -> Result<(), String> {
+) -> Result<(), Ending> {
     let mut reader = MessageReader::<AlertMessage>::new(recv, Role::Gateway);
     loop {
-        let Some(first) = reader
-            .next()
-            .await
-            .map_err(|e| format!("alert stream: {e}"))?
-        else {
-            return Err("protocol violation: alert stream finished".into());
+        let Some(first) = reader.next().await.map_err(ending("alert"))? else {
+            return Err(Ending::Violation {
+                stream: "alert",
+                why: "alert stream finished".into(),
+            });
         };
         let mut batch = vec![first];
         while batch.len() < STORE_BATCH {
-            match reader
-                .try_next()
-                .map_err(|e| format!("alert stream: {e}"))?
-            {
+            match reader.try_next().map_err(ending("alert"))? {
                 Some(m) => batch.push(m),
                 None => break,
             }
@@ -427,7 +579,14 @@ async fn alerts(
         let incoming: Vec<Incoming> = batch
             .into_iter()
             .filter_map(|m| match m {
-                AlertMessage::Alert(a) => Some(Incoming::Alert(a)),
+                AlertMessage::Alert(a) => {
+                    // The protocol does not interpret the record: it is
+                    // stored as text all the same, but someone should know.
+                    if serde_json::from_str::<serde::de::IgnoredAny>(&a.payload_json).is_err() {
+                        tracing::warn!(gateway = %link.id, alert = %a.id, revision = a.revision, "alert payload is not JSON; stored as text");
+                    }
+                    Some(Incoming::Alert(a))
+                }
                 AlertMessage::Snapshot(s) => Some(Incoming::Snapshot(s)),
                 // The decoder refuses acks from a gateway.
                 _ => None,
@@ -438,8 +597,8 @@ async fn alerts(
         let stored =
             tokio::task::spawn_blocking(move || ledger.store(&gateway, &incoming, unix_ms()))
                 .await
-                .map_err(|e| format!("ledger task: {e}"))?
-                .map_err(|e| format!("ledger: {e}"))?;
+                .map_err(|e| Ending::Internal(format!("ledger task: {e}")))?
+                .map_err(|e| Ending::Internal(format!("ledger: {e}")))?;
         for s in stored {
             match s {
                 Stored::Alert {
@@ -469,7 +628,7 @@ async fn alerts(
                         &AlertMessage::AlertAck(AlertAck { id, revision }),
                     )
                     .await
-                    .map_err(|e| format!("alert stream: {e}"))?;
+                    .map_err(ending("alert"))?;
                 }
                 Stored::Snapshot { alert_id, .. } => {
                     let _ = center.alert_events.send(alert_id.clone());
@@ -478,7 +637,7 @@ async fn alerts(
                         &AlertMessage::SnapshotAck(SnapshotAck { alert_id }),
                     )
                     .await
-                    .map_err(|e| format!("alert stream: {e}"))?;
+                    .map_err(ending("alert"))?;
                 }
             }
         }
@@ -488,8 +647,11 @@ async fn alerts(
 /// One GOP stream: header, frames, end. Frames go to live viewers as they
 /// arrive; a whole GOP becomes the camera's latest. A reset or broken GOP
 /// is dropped whole and the connection carries on.
-async fn read_gop(center: Arc<Center>, link: Arc<GatewayLink>, recv: quinn::RecvStream) {
-    let mut reader = MessageReader::<VideoMessage>::new(recv, Role::Gateway);
+async fn read_gop(
+    center: Arc<Center>,
+    link: Arc<GatewayLink>,
+    mut reader: MessageReader<VideoMessage>,
+) {
     let header = match reader.next().await {
         Ok(Some(VideoMessage::GopHeader(h))) => h,
         Ok(_) => return,
@@ -499,9 +661,11 @@ async fn read_gop(center: Arc<Center>, link: Arc<GatewayLink>, recv: quinn::Recv
         }
     };
     let Some(camera) = link.cameras.get(&header.camera_id).map(|c| c.clone()) else {
-        tracing::warn!(gateway = %link.id, camera = %header.camera_id, "GOP for a camera not in the gateway's list");
+        tracing::warn!(gateway = %link.id, camera = %header.camera_id, stream = "video", "protocol violation, GOP stream stopped: GOP for a camera not in the gateway's list");
         reader.stop(ErrorCode::PROTOCOL_VIOLATION);
-        count_gop(&center, &link.id, &header.camera_id, "invalid");
+        violated(&center, &link.id, "video");
+        // The camera id is the peer's: not a label.
+        count_gop(&center, &link.id, "(unknown)", "invalid");
         return;
     };
     // A GOP whose header comes after a newer one's (its stream was opened
@@ -610,9 +774,15 @@ fn gop_failed(
         StreamError::Read(quinn::ReadError::Reset(_)) => {
             count_gop(center, &link.id, &camera_id, "reset");
         }
+        StreamError::OverBudget(_) => {
+            tracing::warn!(gateway = %link.id, camera = %camera_id, "GOP stream stopped: {e}");
+            reader.stop(ErrorCode::UNWANTED);
+            count_gop(center, &link.id, &camera_id, "shed");
+        }
         StreamError::Protocol(p) => {
-            tracing::warn!(gateway = %link.id, camera = %camera_id, "bad GOP stream: {p}");
+            tracing::warn!(gateway = %link.id, camera = %camera_id, stream = "video", "protocol violation, GOP stream stopped: {p}");
             reader.stop(ErrorCode::PROTOCOL_VIOLATION);
+            violated(center, &link.id, "video");
             count_gop(center, &link.id, &camera_id, "invalid");
         }
         // The connection went away; it is counted there.

@@ -10,6 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use lookout_codecs::relay::{DecodeError, EncodeError, FrameDecoder, Role, StreamMessage};
 use quinn::{RecvStream, SendStream, VarInt};
+use tokio::sync::Semaphore;
 
 pub use crate::config::Congestion;
 
@@ -31,6 +32,38 @@ pub enum StreamError {
     Write(#[from] quinn::WriteError),
     #[error("stream closed")]
     Closed(#[from] quinn::ClosedStream),
+    /// The connection's readers hold this many bytes of incomplete
+    /// messages already ([`ReadBudget`]).
+    #[error("over the connection's budget of {0} bytes for incomplete messages")]
+    OverBudget(usize),
+}
+
+/// Bytes that the readers of one connection's streams may hold, together,
+/// in messages not yet complete. Each stream may hold one message of up to
+/// its limit (8 MiB on a video stream), and a connection may have a
+/// thousand video streams open: without a shared bound one peer could make
+/// the receiver buffer gigabytes. A reader never waits for budget — that
+/// would stop it reading, and QUIC's connection-wide flow control would
+/// then hold up the peer's other streams, alerts included — it fails with
+/// [`StreamError::OverBudget`] instead, and its caller drops the stream.
+#[derive(Clone, Debug)]
+pub struct ReadBudget {
+    bytes: Arc<Semaphore>,
+    total: usize,
+}
+
+impl ReadBudget {
+    pub fn new(bytes: usize) -> ReadBudget {
+        ReadBudget {
+            bytes: Arc::new(Semaphore::new(bytes.min(Semaphore::MAX_PERMITS))),
+            total: bytes,
+        }
+    }
+
+    /// Bytes not held by any reader now.
+    pub fn available(&self) -> usize {
+        self.bytes.available_permits()
+    }
 }
 
 /// One receiving direction of a relay stream, message by message.
@@ -39,6 +72,10 @@ pub struct MessageReader<M> {
     decoder: FrameDecoder<M>,
     /// The stream ended (FIN) and every message before it was returned.
     done: bool,
+    /// The connection's shared bound on partial messages, if any.
+    budget: Option<ReadBudget>,
+    /// Bytes of `budget` this reader holds: what its decoder buffers.
+    held: usize,
 }
 
 impl<M: StreamMessage> MessageReader<M> {
@@ -48,21 +85,43 @@ impl<M: StreamMessage> MessageReader<M> {
             recv,
             decoder: FrameDecoder::new(from),
             done: false,
+            budget: None,
+            held: 0,
         }
+    }
+
+    /// Holds what this reader buffers within `budget`, shared with the
+    /// other readers of the connection.
+    pub fn with_budget(mut self, budget: ReadBudget) -> MessageReader<M> {
+        self.budget = Some(budget);
+        self
     }
 
     /// The next message; `Ok(None)` once the peer finished the stream cleanly.
     /// Cancel-safe: a message is only taken out of the decoder when returned.
     pub async fn next(&mut self) -> Result<Option<M>, StreamError> {
         loop {
-            if let Some(message) = self.decoder.next_message()? {
+            let next = self.decoder.next_message();
+            self.settle();
+            if let Some(message) = next? {
                 return Ok(Some(message));
             }
             if self.done {
                 return Ok(None);
             }
             match self.recv.read_chunk(READ_CHUNK, true).await? {
-                Some(chunk) => self.decoder.push(&chunk.bytes),
+                Some(chunk) => {
+                    if let Some(budget) = &self.budget {
+                        // At most READ_CHUNK: fits a u32.
+                        let n = u32::try_from(chunk.bytes.len()).unwrap_or(u32::MAX);
+                        match budget.bytes.try_acquire_many(n) {
+                            Ok(permit) => permit.forget(),
+                            Err(_) => return Err(StreamError::OverBudget(budget.total)),
+                        }
+                        self.held += n as usize;
+                    }
+                    self.decoder.push(&chunk.bytes);
+                }
                 None => {
                     self.decoder.finish()?;
                     self.done = true;
@@ -71,9 +130,22 @@ impl<M: StreamMessage> MessageReader<M> {
         }
     }
 
+    /// Gives back the budget for what the decoder no longer holds.
+    fn settle(&mut self) {
+        let buffered = self.decoder.buffered();
+        if let Some(budget) = &self.budget
+            && self.held > buffered
+        {
+            budget.bytes.add_permits(self.held - buffered);
+            self.held = buffered;
+        }
+    }
+
     /// A message already received and buffered, without waiting for more.
     pub fn try_next(&mut self) -> Result<Option<M>, StreamError> {
-        Ok(self.decoder.next_message()?)
+        let next = self.decoder.next_message();
+        self.settle();
+        Ok(next?)
     }
 
     /// Bytes of the stream consumed so far.
@@ -84,6 +156,14 @@ impl<M: StreamMessage> MessageReader<M> {
     /// Asks the peer to stop sending (STOP_SENDING with `code`).
     pub fn stop(&mut self, code: lookout_codecs::relay::ErrorCode) {
         let _ = self.recv.stop(varint(code.value()));
+    }
+}
+
+impl<M> Drop for MessageReader<M> {
+    fn drop(&mut self) {
+        if let Some(budget) = &self.budget {
+            budget.bytes.add_permits(self.held);
+        }
     }
 }
 

@@ -253,21 +253,27 @@ impl Uplink {
             .map_err(|_| SessionError::Timeout("TLS handshake"))?
             .map_err(SessionError::Connection)?;
 
-        let (mut ctl_send, ctl_recv) = conn.open_bi().await.map_err(SessionError::Connection)?;
+        // Every step of the handshake has to finish in time: a center that
+        // grants no stream, no flow-control credit or no answer must not
+        // hold the gateway in `connecting` for ever.
+        let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
+        let (mut ctl_send, ctl_recv) = tokio::time::timeout_at(deadline, conn.open_bi())
+            .await
+            .map_err(|_| SessionError::Timeout("the command center to allow a control stream"))?
+            .map_err(SessionError::Connection)?;
         ctl_send.set_priority(CONTROL_STREAM_PRIORITY)?;
         let cameras = self.source.cameras();
-        write_message(
-            &mut ctl_send,
-            &ControlMessage::Hello(Hello {
-                protocol_version: PROTOCOL_VERSION,
-                gateway_id: self.gateway_id.clone(),
-                software_version: format!("lookout {}", env!("CARGO_PKG_VERSION")),
-                cameras: cameras.clone(),
-            }),
-        )
-        .await?;
+        let hello = ControlMessage::Hello(Hello {
+            protocol_version: PROTOCOL_VERSION,
+            gateway_id: self.gateway_id.clone(),
+            software_version: format!("lookout {}", env!("CARGO_PKG_VERSION")),
+            cameras: cameras.clone(),
+        });
+        tokio::time::timeout_at(deadline, write_message(&mut ctl_send, &hello))
+            .await
+            .map_err(|_| SessionError::Timeout("the command center to take Hello"))??;
         let mut ctl = MessageReader::<ControlMessage>::new(ctl_recv, Role::Center);
-        let welcome = tokio::time::timeout(HANDSHAKE_TIMEOUT, ctl.next())
+        let welcome = tokio::time::timeout_at(deadline, ctl.next())
             .await
             .map_err(|_| SessionError::Timeout("Welcome"))??;
         let center_id = match welcome {
@@ -288,7 +294,10 @@ impl Uplink {
                 return Err(SessionError::Violation(what));
             }
         };
-        let (alert_send, alert_recv) = conn.open_bi().await.map_err(SessionError::Connection)?;
+        let (alert_send, alert_recv) = tokio::time::timeout_at(deadline, conn.open_bi())
+            .await
+            .map_err(|_| SessionError::Timeout("the command center to allow an alert stream"))?
+            .map_err(SessionError::Connection)?;
         alert_send.set_priority(ALERT_STREAM_PRIORITY)?;
 
         self.connects.fetch_add(1, Relaxed);
@@ -414,12 +423,25 @@ pub enum SessionError {
     Refused { code: ErrorCode, reason: String },
     #[error("protocol violation by the command center: {0}")]
     Violation(String),
+    /// Reading or writing a stream failed; the center's protocol
+    /// violations are [`SessionError::Violation`] instead.
     #[error("{0}")]
-    Stream(#[from] StreamError),
+    Stream(StreamError),
     #[error("no pong for {0:?}")]
     PingTimeout(Duration),
     #[error("outbox: {0}")]
     Outbox(String),
+}
+
+/// Bytes from the center that break the protocol are its violation, and
+/// say so; other stream errors stay what they are.
+impl From<StreamError> for SessionError {
+    fn from(e: StreamError) -> Self {
+        match e {
+            StreamError::Protocol(p) => SessionError::Violation(p.to_string()),
+            e => SessionError::Stream(e),
+        }
+    }
 }
 
 impl From<quinn::ClosedStream> for SessionError {
@@ -466,9 +488,7 @@ impl SessionError {
             SessionError::Connection(_) => "connection",
             SessionError::Timeout(_) => "timeout",
             SessionError::Refused { .. } => "refused",
-            SessionError::Violation(_) | SessionError::Stream(StreamError::Protocol(_)) => {
-                "protocol"
-            }
+            SessionError::Violation(_) => "protocol",
             SessionError::Stream(_) => "stream",
             SessionError::PingTimeout(_) => "ping_timeout",
             SessionError::Outbox(_) => "outbox",
@@ -479,7 +499,6 @@ impl SessionError {
     fn code(&self) -> ErrorCode {
         match self {
             SessionError::Violation(_) => ErrorCode::PROTOCOL_VIOLATION,
-            SessionError::Stream(StreamError::Protocol(e)) => e.code(),
             SessionError::PingTimeout(_) => ErrorCode::PING_TIMEOUT,
             SessionError::Refused { code, .. } => *code,
             _ => ErrorCode::INTERNAL_ERROR,
