@@ -903,7 +903,8 @@ fn a_connection_flood_leaves_the_center_serving() {
     std::thread::sleep(Duration::from_secs(1));
     let before = center.usage();
 
-    const ATTEMPTS: usize = 1000;
+    const ATTEMPTS: usize = 1200;
+    const ROUNDS: usize = 2;
     const IN_FLIGHT: usize = 48;
     let kinds = |i: usize| match i % 10 {
         0..=3 => Kind::NoCertificate,
@@ -945,58 +946,71 @@ fn a_connection_flood_leaves_the_center_serving() {
     };
     let frames_before = frames(&center, "gw-steady", "cam-1");
     let cpu_before = Usage::cpu_seconds(center.pid());
-    let started = Instant::now();
-    let (outcomes, launched) = rt.block_on(async {
-        let endpoints: Vec<quinn::Endpoint> = (0..4).map(|_| endpoint()).collect();
-        let limit = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
-        let mut tasks = tokio::task::JoinSet::new();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut launched = 0;
-        for i in 0..ATTEMPTS {
-            if Instant::now() > deadline {
-                break;
+    // Two rounds, with the center's usage read after each: a leak per
+    // connection would show as growth from one to the next.
+    let mut took = Duration::ZERO;
+    let mut outcomes = Vec::new();
+    let mut launched = 0;
+    let mut settled_after = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for round in 0..ROUNDS {
+        let started = Instant::now();
+        let (round_outcomes, round_launched) = rt.block_on(async {
+            let endpoints: Vec<quinn::Endpoint> = (0..4).map(|_| endpoint()).collect();
+            let limit = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
+            let mut tasks = tokio::task::JoinSet::new();
+            let mut launched = 0;
+            for i in round * ATTEMPTS / ROUNDS..(round + 1) * ATTEMPTS / ROUNDS {
+                if Instant::now() > deadline {
+                    break;
+                }
+                let permit = limit.clone().acquire_owned().await.expect("semaphore");
+                let kind = kinds(i);
+                let config = configs
+                    .iter()
+                    .find(|(k, _)| *k == kind)
+                    .map(|(_, c)| c.clone())
+                    .expect("config");
+                let ep = endpoints[i % endpoints.len()].clone();
+                launched += 1;
+                tasks.spawn(async move {
+                    let _permit = permit;
+                    let connecting = match ep.connect_with(config, addr, "center") {
+                        Ok(c) => c,
+                        Err(e) => return (kind, Err(format!("dial: {e}"))),
+                    };
+                    let conn = match tokio::time::timeout(Duration::from_secs(5), connecting).await
+                    {
+                        Err(_) => return (kind, Err("handshake timed out".into())),
+                        Ok(Err(e)) => return (kind, Err(e.to_string())),
+                        Ok(Ok(c)) => c,
+                    };
+                    if kind == Kind::NoHello {
+                        conn.close(0u32.into(), b"bye");
+                        return (kind, Ok(()));
+                    }
+                    // Refused after the client's half of TLS 1.3: wait for it.
+                    match tokio::time::timeout(Duration::from_secs(5), conn.closed()).await {
+                        Ok(e) => (kind, Err(e.to_string())),
+                        Err(_) => (kind, Ok(())),
+                    }
+                });
             }
-            let permit = limit.clone().acquire_owned().await.expect("semaphore");
-            let kind = kinds(i);
-            let config = configs
-                .iter()
-                .find(|(k, _)| *k == kind)
-                .map(|(_, c)| c.clone())
-                .expect("config");
-            let ep = endpoints[i % endpoints.len()].clone();
-            launched += 1;
-            tasks.spawn(async move {
-                let _permit = permit;
-                let connecting = match ep.connect_with(config, addr, "center") {
-                    Ok(c) => c,
-                    Err(e) => return (kind, Err(format!("dial: {e}"))),
-                };
-                let conn = match tokio::time::timeout(Duration::from_secs(5), connecting).await {
-                    Err(_) => return (kind, Err("handshake timed out".into())),
-                    Ok(Err(e)) => return (kind, Err(e.to_string())),
-                    Ok(Ok(c)) => c,
-                };
-                if kind == Kind::NoHello {
-                    conn.close(0u32.into(), b"bye");
-                    return (kind, Ok(()));
-                }
-                // Refused after the client's half of TLS 1.3: wait for it.
-                match tokio::time::timeout(Duration::from_secs(5), conn.closed()).await {
-                    Ok(e) => (kind, Err(e.to_string())),
-                    Err(_) => (kind, Ok(())),
-                }
-            });
-        }
-        let mut outcomes = Vec::new();
-        while let Some(r) = tasks.join_next().await {
-            outcomes.push(r.expect("attempt task"));
-        }
-        for ep in &endpoints {
-            ep.close(0u32.into(), b"done");
-        }
-        (outcomes, launched)
-    });
-    let took = started.elapsed();
+            let mut outcomes = Vec::new();
+            while let Some(r) = tasks.join_next().await {
+                outcomes.push(r.expect("attempt task"));
+            }
+            for ep in &endpoints {
+                ep.close(0u32.into(), b"done");
+            }
+            (outcomes, launched)
+        });
+        took += started.elapsed();
+        outcomes.extend(round_outcomes);
+        launched += round_launched;
+        std::thread::sleep(Duration::from_secs(2));
+        settled_after.push(center.usage());
+    }
     let center_cpu = Usage::cpu_seconds(center.pid()) - cpu_before;
     let frames_during = frames(&center, "gw-steady", "cam-1") - frames_before;
     let count = |k: Kind, refused: bool| {
@@ -1078,10 +1092,13 @@ fn a_connection_flood_leaves_the_center_serving() {
     let _ = sampler.join();
     let after = center.usage();
     println!(
-        "center RSS {:.1} MiB before, peak {:.1}, after {:.1}; fds {} before, peak {}, after {}; \
+        "center RSS {:.1} MiB before, peak {:.1}, after round 1 {:.1}, after round 2 {:.1}, \
+         at the end {:.1}; fds {} before, peak {}, at the end {}; \
          good gateway {frames_during} frames during the flood, {seen} in all",
         before.rss_mib(),
         peak_rss.load(Relaxed) as f64 / 1024.0,
+        settled_after[0].rss_mib(),
+        settled_after[ROUNDS - 1].rss_mib(),
         after.rss_mib(),
         before.fds,
         peak_fds.load(Relaxed),
@@ -1090,6 +1107,10 @@ fn a_connection_flood_leaves_the_center_serving() {
     assert!(
         settled,
         "center did not come back to its baseline: {before:?} → {after:?}"
+    );
+    assert!(
+        settled_after[ROUNDS - 1].rss_kib <= settled_after[0].rss_kib + 16 * 1024,
+        "the center's memory grew from round to round: {settled_after:?}"
     );
 }
 
