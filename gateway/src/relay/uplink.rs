@@ -259,7 +259,7 @@ impl Uplink {
         let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
         let (mut ctl_send, ctl_recv) = tokio::time::timeout_at(deadline, conn.open_bi())
             .await
-            .map_err(|_| SessionError::Timeout("the command center to allow a control stream"))?
+            .map_err(|_| SessionError::Stalled("the command center to allow a control stream"))?
             .map_err(SessionError::Connection)?;
         ctl_send.set_priority(CONTROL_STREAM_PRIORITY)?;
         let cameras = self.source.cameras();
@@ -271,11 +271,11 @@ impl Uplink {
         });
         tokio::time::timeout_at(deadline, write_message(&mut ctl_send, &hello))
             .await
-            .map_err(|_| SessionError::Timeout("the command center to take Hello"))??;
+            .map_err(|_| SessionError::Stalled("the command center to take Hello"))??;
         let mut ctl = MessageReader::<ControlMessage>::new(ctl_recv, Role::Center);
         let welcome = tokio::time::timeout_at(deadline, ctl.next())
             .await
-            .map_err(|_| SessionError::Timeout("Welcome"))??;
+            .map_err(|_| SessionError::Stalled("Welcome"))??;
         let center_id = match welcome {
             Some(ControlMessage::Welcome(w)) => w.center_id,
             Some(ControlMessage::Refuse(r)) => {
@@ -296,7 +296,7 @@ impl Uplink {
         };
         let (alert_send, alert_recv) = tokio::time::timeout_at(deadline, conn.open_bi())
             .await
-            .map_err(|_| SessionError::Timeout("the command center to allow an alert stream"))?
+            .map_err(|_| SessionError::Stalled("the command center to allow an alert stream"))?
             .map_err(SessionError::Connection)?;
         alert_send.set_priority(ALERT_STREAM_PRIORITY)?;
 
@@ -419,6 +419,10 @@ pub enum SessionError {
     Connection(#[from] quinn::ConnectionError),
     #[error("timed out waiting for {0}")]
     Timeout(&'static str),
+    /// The center answered the dial, then stopped short in the handshake:
+    /// unlike a dial nobody answers, retried with the growing backoff.
+    #[error("timed out waiting for {0}")]
+    Stalled(&'static str),
     #[error("refused by the command center ({code}): {reason}")]
     Refused { code: ErrorCode, reason: String },
     #[error("protocol violation by the command center: {0}")]
@@ -487,6 +491,7 @@ impl SessionError {
             SessionError::Connection(quinn::ConnectionError::TransportError(_)) => "tls",
             SessionError::Connection(_) => "connection",
             SessionError::Timeout(_) => "timeout",
+            SessionError::Stalled(_) => "stalled",
             SessionError::Refused { .. } => "refused",
             SessionError::Violation(_) => "protocol",
             SessionError::Stream(_) => "stream",
