@@ -90,6 +90,16 @@ pub struct Score {
     pub problems: Vec<String>,
 }
 
+impl Score {
+    /// `N scripted, N alerted, N missed, N false, N duplicate`.
+    pub(crate) fn counts(&self) -> String {
+        format!(
+            "{} scripted, {} alerted, {} missed, {} false, {} duplicate",
+            self.scripted, self.alerted, self.missed, self.false_alerts, self.duplicate_alerts
+        )
+    }
+}
+
 /// The alert fields scoring needs.
 #[derive(Debug, Clone)]
 pub struct SeenAlert {
@@ -248,10 +258,7 @@ pub fn run(args: DetectArgs) -> anyhow::Result<DetectReport> {
         .unwrap_or_default();
     // Kept for whoever digs into a run (per-camera series).
     let _ = std::fs::write(args.workdir.join("metrics.txt"), &metrics);
-    let onsets: Vec<Onset> = std::fs::read_to_string(&ground_truth)
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_default();
+    let onsets = read_onsets(&ground_truth).unwrap_or_default();
     let clean = gateway.stop(Duration::from_secs(10));
     fleet.stop(Duration::from_secs(10));
     if !clean {
@@ -371,6 +378,31 @@ pub(crate) struct FleetRun {
     pub duration: Duration,
 }
 
+/// The camera ids the fleet gives `cameras` (or `mix`) of `size`: it names
+/// its cameras by plan, so this asks the same plan.
+pub(crate) fn planned_ids(
+    cameras: usize,
+    mix: Option<&str>,
+    size: &str,
+) -> anyhow::Result<Vec<String>> {
+    let mix = Mix::parse(cameras, mix)?;
+    let size = if size == "small" {
+        Size::Small
+    } else {
+        Size::Full
+    };
+    Ok(crate::fleet::plan(&mix, size, false)
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect())
+}
+
+/// The incidents that have begun so far, from the fleet's ground truth;
+/// `None` while it cannot be read.
+pub(crate) fn read_onsets(ground_truth: &Path) -> Option<Vec<Onset>> {
+    serde_json::from_str(&std::fs::read_to_string(ground_truth).ok()?).ok()
+}
+
 /// Starts `lookout-loadtest fleet` on a free port with the incidents, and
 /// waits until it serves. Returns it, the gateway configuration it wrote
 /// for its cameras, its ground-truth file, and when it started serving.
@@ -404,17 +436,7 @@ pub(crate) fn start_fleet(
     let incidents = match &run.incidents {
         Some(s) => s.clone(),
         None => {
-            // The fleet names its cameras by plan; ask the same plan.
-            let mix = Mix::parse(run.cameras, run.mix.as_deref())?;
-            let size = if run.size == "small" {
-                Size::Small
-            } else {
-                Size::Full
-            };
-            let ids: Vec<String> = crate::fleet::plan(&mix, size, false)
-                .into_iter()
-                .map(|(id, _)| id)
-                .collect();
+            let ids = planned_ids(run.cameras, run.mix.as_deref(), &run.size)?;
             default_incidents(&ids, ids.len())
         }
     };

@@ -11,6 +11,7 @@ mod link;
 mod procs;
 mod relay;
 mod soak;
+mod stack;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -173,40 +174,7 @@ enum Command {
     /// and CPU of each process, frames and the interval's latency
     /// percentiles; judges memory growth, fd and thread trends, latency and
     /// the ledger after warm-up (docs/SOAK.md).
-    Soak {
-        /// Number of cameras (split 3:2:2:1 towers:drones:bodycams:fixed).
-        #[arg(long, default_value_t = 64)]
-        cameras: usize,
-        /// e.g. `towers=24,drones=16,bodycams=16,fixed=8` (overrides --cameras).
-        #[arg(long)]
-        mix: Option<String>,
-        #[arg(long, default_value = "full", value_parser = ["full", "small"])]
-        size: String,
-        /// How long: `30m`, `90s`, `1h`, or plain seconds.
-        #[arg(long, default_value = "30m", value_parser = soak::parse_duration)]
-        duration: Duration,
-        /// Time between samples.
-        #[arg(long, default_value = "30s", value_parser = soak::parse_duration)]
-        interval: Duration,
-        /// Samples before this are shown but not judged.
-        #[arg(long, default_value = "2m", value_parser = soak::parse_duration)]
-        warmup: Duration,
-        /// Time between scripted incidents (rotating over towers and drones).
-        #[arg(long, default_value = "3m", value_parser = soak::parse_duration)]
-        incident_every: Duration,
-        #[arg(long, default_value = "models/smoke_flood.toml")]
-        detector_config: PathBuf,
-        #[arg(long, default_value = ".lookout/clips")]
-        cache: PathBuf,
-        #[arg(long, default_value = ".lookout/soak")]
-        workdir: PathBuf,
-        /// Write the report (JSON) here, and the HTML page next to it.
-        #[arg(long)]
-        report: Option<PathBuf>,
-        /// Exit 1 when the verdict fails.
-        #[arg(long)]
-        strict: bool,
-    },
+    Soak(soak::SoakArgs),
     /// Serve simulated cameras over RTSP on this machine.
     Fleet(FleetCli),
     /// Render labelled training stills and/or a contact sheet from the scene renderer.
@@ -390,34 +358,7 @@ fn main() -> ExitCode {
             cache,
         }),
         Command::Fleet(f) => run_fleet(f),
-        Command::Soak {
-            cameras,
-            mix,
-            size,
-            duration,
-            interval,
-            warmup,
-            incident_every,
-            detector_config,
-            cache,
-            workdir,
-            report,
-            strict,
-        } => soak::run(soak::SoakArgs {
-            cameras,
-            mix,
-            size,
-            duration,
-            interval,
-            warmup,
-            incident_every,
-            detector_config,
-            cache,
-            workdir,
-            report,
-            strict,
-        })
-        .map(|_| ()),
+        Command::Soak(args) => soak::run(args).map(|_| ()),
         Command::Capacity {
             slo,
             start,

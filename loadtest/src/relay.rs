@@ -30,12 +30,12 @@ use serde_json::Value;
 
 use crate::detect::{
     FleetRun, Percentiles, Score, SeenAlert, detector_block, free_port, get_json, histogram,
-    metric_sum, percentiles, score, start_fleet, start_gateway, write_gateway_config,
+    metric_sum, percentiles, read_onsets, start_fleet, start_gateway,
 };
 use crate::faults::{Fault, FaultWatch, SENSOR_LABEL, SensorFeed};
-use crate::fleet::incidents::Onset;
 use crate::link::{Impairment, Link, LinkArgs, Partition};
 use crate::procs::{self, Proc};
+use crate::stack::{self, Http, LedgerCheck};
 
 pub struct RelayArgs {
     pub cameras: usize,
@@ -139,14 +139,6 @@ pub(crate) fn metric_with(text: &str, name: &str, labels: &[(&str, &str)]) -> f6
         .fold(0.0, |a, b| a + b)
 }
 
-fn fetch(url: &str) -> String {
-    ureq::get(url)
-        .call()
-        .ok()
-        .and_then(|mut r| r.body_mut().read_to_string().ok())
-        .unwrap_or_default()
-}
-
 /// Writes `WORKDIR/ID.toml` for a center named `id` (its certificate
 /// `ID.pem` from `certs`, a fresh ledger in `WORKDIR/ID/`, QUIC and HTTP on
 /// free loopback ports) with `extra` lines after `[center]`'s keys; returns
@@ -218,36 +210,11 @@ pub(crate) fn start_center(
 }
 
 pub fn run(mut args: RelayArgs) -> anyhow::Result<RelayReport> {
-    // The configs written below name files inside the work folder, and
-    // lookout resolves paths against each config file's own folder.
-    args.workdir = std::path::absolute(&args.workdir)
-        .with_context(|| format!("work folder {}", args.workdir.display()))?;
-    let logs = args.workdir.join("logs");
-    std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
+    let logs;
+    (args.workdir, logs) = stack::workdir(&args.workdir)?;
     let lookout = procs::sibling("lookout")?;
-
-    // Certificates from a fresh operator CA, as an operator would make them.
     let certs = args.workdir.join("certs");
-    let _ = std::fs::remove_dir_all(&certs);
-    let out = std::process::Command::new(&lookout)
-        .args(["certs", "--dir"])
-        .arg(&certs)
-        .args([
-            "--center",
-            "center,127.0.0.1,localhost",
-            "--center",
-            "city,127.0.0.1,localhost",
-            "--gateway",
-            "fleet-gw",
-        ])
-        .output()
-        .context("running lookout certs")?;
-    if !out.status.success() {
-        bail!(
-            "lookout certs failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    stack::make_certs(&lookout, &certs, &["center", "city"])?;
 
     // The upper center of a cascade, which the center forwards to.
     let mut city = None;
@@ -307,28 +274,16 @@ pub fn run(mut args: RelayArgs) -> anyhow::Result<RelayReport> {
         },
         &args.workdir,
     )?;
-    let gw_dir = args.workdir.join("gateway");
-    let _ = std::fs::remove_dir_all(&gw_dir);
-    let gw_http = format!("127.0.0.1:{}", free_port()?);
     let detector = match &args.detector_config {
         Some(p) => Some(detector_block(p)?),
         None => None,
     };
-    let mut blocks: Vec<String> = detector.iter().map(|(_, b)| b.clone()).collect();
-    blocks.push(upstream_block(
-        "center",
-        &dial.to_string(),
-        &certs,
-        "fleet-gw",
-    ));
-    write_gateway_config(
+    let gw_http = stack::gateway_config(
+        &args.workdir,
         &gw_config,
-        &[
-            format!("http_listen = \"{gw_http}\""),
-            format!("storage = \"{}\"", gw_dir.display()),
-        ],
-        detector.as_ref().map(|(id, _)| (id.as_str(), "keyframes")),
-        &blocks,
+        &certs,
+        detector.as_ref(),
+        &dial.to_string(),
     )?;
     if let Some(budget) = args.latency_budget_ms {
         let text = std::fs::read_to_string(&gw_config)?;
@@ -388,6 +343,7 @@ pub fn run(mut args: RelayArgs) -> anyhow::Result<RelayReport> {
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
+    let http = Http::new(None);
     let mut last_figures = Instant::now();
     let mut warm = false;
     let mut outage_done = args.center_outage.is_none();
@@ -424,7 +380,7 @@ pub fn run(mut args: RelayArgs) -> anyhow::Result<RelayReport> {
         gateway.check_alive()?;
         fleet.check_alive()?;
         if !warm && fleet_started.elapsed() >= args.warmup {
-            let _ = fetch(&format!("http://{center_http}/api/latency?reset=true"));
+            let _ = http.text(&format!("http://{center_http}/api/latency?reset=true"));
             warm = true;
             started_at = utc_now();
             window = Some((Instant::now(), cpu_of(pids)));
@@ -494,33 +450,8 @@ pub fn run(mut args: RelayArgs) -> anyhow::Result<RelayReport> {
     let window_s = window.map_or(0.0, |(t, _)| t.elapsed().as_secs_f64());
     let posted = feed.map(SensorFeed::stop).unwrap_or_default();
     fleet.stop(Duration::from_secs(10));
-    let drain_deadline = Instant::now() + Duration::from_secs(20);
-    let mut last_frames = -1.0;
-    loop {
-        let up = get_json(&format!("http://{gw_http}/api/upstreams")).unwrap_or(Value::Null);
-        let pending = up["upstreams"][0]["outbox_pending"].as_u64().unwrap_or(1);
-        let sent = metric_sum(
-            &fetch(&format!("http://{gw_http}/metrics")),
-            "lookout_relay_frames_total",
-        );
-        let got = metric_sum(
-            &fetch(&format!("http://{center_http}/metrics")),
-            "lookout_center_frames_total",
-        );
-        let settled = pending == 0 && (got >= sent || got == last_frames);
-        last_frames = got;
-        if settled || Instant::now() > drain_deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-
-    let gw_metrics = fetch(&format!("http://{gw_http}/metrics"));
-    let center_metrics = fetch(&format!("http://{center_http}/metrics"));
-    let _ = std::fs::write(args.workdir.join("gateway-metrics.txt"), &gw_metrics);
-    let _ = std::fs::write(args.workdir.join("center-metrics.txt"), &center_metrics);
-    let gw_alerts = get_json(&format!("http://{gw_http}/api/alerts?limit=1000"))?;
-    let ledger = get_json(&format!("http://{center_http}/api/alerts?limit=10000"))?;
+    let end = stack::drain(&http, &args.workdir, &gw_http, &center_http)?;
+    let gw_metrics = &end.gw_metrics;
     let center_cameras = get_json(&format!("http://{center_http}/api/cameras"))?;
     let link_stats = link.map(|l| l.stop());
     // The upper center: wait until the center's own outbox upward is empty
@@ -534,7 +465,9 @@ pub fn run(mut args: RelayArgs) -> anyhow::Result<RelayReport> {
                     get_json(&format!("http://{center_http}/api/upstreams")).unwrap_or(Value::Null);
                 let pending = up["upstreams"][0]["outbox_pending"].as_u64().unwrap_or(1);
                 let got = metric_sum(
-                    &fetch(&format!("http://{city_http}/metrics")),
+                    &http
+                        .text(&format!("http://{city_http}/metrics"))
+                        .unwrap_or_default(),
                     "lookout_center_frames_total",
                 );
                 if (pending == 0 && got == last) || Instant::now() > deadline {
@@ -547,14 +480,7 @@ pub fn run(mut args: RelayArgs) -> anyhow::Result<RelayReport> {
             let city_cameras = get_json(&format!("http://{city_http}/api/cameras"))?;
             let city_gateways = get_json(&format!("http://{city_http}/api/gateways"))?;
             city.stop(Duration::from_secs(10));
-            let ids: Vec<String> = city_ledger["alerts"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|x| x["id"].as_str().map(String::from))
-                        .collect()
-                })
-                .unwrap_or_default();
+            let ids = stack::alert_ids(&city_ledger);
             let distinct: HashSet<&String> = ids.iter().collect();
             let frames: u64 = city_cameras["cameras"]
                 .as_array()
@@ -563,7 +489,7 @@ pub fn run(mut args: RelayArgs) -> anyhow::Result<RelayReport> {
             Some(serde_json::json!({
                 "alerts_in_ledger": distinct.len(),
                 "stored_twice": ids.len() - distinct.len(),
-                "missing": ledger["alerts"].as_array().map(|a| a.iter().filter(|x| x["id"].as_str().is_some_and(|id| !distinct.contains(&id.to_string()))).count()).unwrap_or(0),
+                "missing": end.ledger["alerts"].as_array().map(|a| a.iter().filter(|x| x["id"].as_str().is_some_and(|id| !distinct.contains(&id.to_string()))).count()).unwrap_or(0),
                 "cameras": city_cameras["cameras"].as_array().map(|a| a.len()).unwrap_or(0),
                 "frames_received": frames,
                 "gateways": city_gateways["gateways"].as_array().map(|g| g.iter().filter_map(|x| x["id"].as_str().map(String::from)).collect::<Vec<_>>()).unwrap_or_default(),
@@ -571,10 +497,7 @@ pub fn run(mut args: RelayArgs) -> anyhow::Result<RelayReport> {
         }
         None => None,
     };
-    let onsets: Vec<Onset> = std::fs::read_to_string(&ground_truth)
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_default();
+    let onsets = read_onsets(&ground_truth).unwrap_or_default();
     let clean = gateway.stop(Duration::from_secs(15));
     center.stop(Duration::from_secs(10));
     if !clean {
@@ -641,60 +564,18 @@ pub fn run(mut args: RelayArgs) -> anyhow::Result<RelayReport> {
         .unwrap_or(0.0);
 
     // Alerts: the ledger against what the gateway raised.
-    let raised: HashSet<String> = gw_alerts["alerts"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| x["id"].as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
-    let records = ledger["alerts"].as_array().cloned().unwrap_or_default();
-    let mut per_id: HashMap<String, usize> = HashMap::new();
-    for r in &records {
-        if let Some(id) = r["id"].as_str() {
-            *per_id.entry(id.to_string()).or_default() += 1;
-        }
-    }
-    let missing: Vec<&String> = raised
-        .iter()
-        .filter(|id| !per_id.contains_key(*id))
-        .collect();
-    let doubled = per_id.values().filter(|n| **n > 1).count();
-    let invented = per_id.keys().filter(|id| !raised.contains(*id)).count();
-    let deliveries: u64 = records
-        .iter()
-        .filter_map(|r| r["deliveries"].as_u64())
-        .sum();
+    let check = LedgerCheck::new(&end.gw_alerts, &end.ledger);
     // The gauge's alerts are timed on their own; incidents are scored on
     // the detectors' alerts only.
-    let (sensor, stored): (Vec<SeenAlert>, Vec<SeenAlert>) = records
+    let (sensor, stored): (Vec<SeenAlert>, Vec<SeenAlert>) = check
+        .stored
         .iter()
-        .filter_map(|r| SeenAlert::from_json(&r["alert"]))
+        .cloned()
         .partition(|a| a.label == SENSOR_LABEL);
-    let received_ms: HashMap<String, u64> = records
-        .iter()
-        .filter_map(|r| {
-            Some((
-                r["id"].as_str()?.to_string(),
-                r["received_unix_ms"].as_u64()?,
-            ))
-        })
-        .collect();
-    let (incidents, matched) = score(&onsets, &stored);
-    let mut cap = histogram();
-    let mut raise = histogram();
-    for a in &stored {
-        let Some(at_ms) = received_ms.get(&a.id) else {
-            continue;
-        };
-        let at_us = at_ms * 1000;
-        let _ = cap.record(at_us.saturating_sub(a.capture_unix_ns / 1000).max(1));
-        let _ = raise.record(at_us.saturating_sub(a.raised_unix_ns / 1000).max(1));
-    }
+    let timing = check.timing(&onsets, &stored);
     let mut sensor_h = histogram();
     for a in &sensor {
-        if let Some(at_ms) = received_ms.get(&a.id) {
+        if let Some(at_ms) = check.received_ms.get(&a.id) {
             let _ = sensor_h.record(
                 (at_ms * 1000)
                     .saturating_sub(a.raised_unix_ns / 1000)
@@ -712,7 +593,7 @@ pub fn run(mut args: RelayArgs) -> anyhow::Result<RelayReport> {
             .collect();
         let missing: Vec<&&String> = confirmed
             .iter()
-            .filter(|id| !per_id.contains_key(id.as_str()))
+            .filter(|id| !check.per_id.contains_key(id.as_str()))
             .collect();
         serde_json::json!({
             "posted": posted.len(),
@@ -723,16 +604,6 @@ pub fn run(mut args: RelayArgs) -> anyhow::Result<RelayReport> {
             "raise_to_stored_ms": percentiles(&sensor_h),
         })
     };
-    let mut onset_h = histogram();
-    for (o, a) in &matched {
-        if let Some(at_ms) = received_ms.get(&a.id) {
-            let _ = onset_h.record(
-                (at_ms * 1000)
-                    .saturating_sub(o.onset_capture_unix_ns / 1000)
-                    .max(1),
-            );
-        }
-    }
 
     // Video, per camera.
     let mut cameras: BTreeMap<String, CameraFrames> = BTreeMap::new();
@@ -744,7 +615,7 @@ pub fn run(mut args: RelayArgs) -> anyhow::Result<RelayReport> {
         let Some(id) = c["id"].as_str() else { continue };
         let gops = |outcome: &str| {
             metric_with(
-                &gw_metrics,
+                gw_metrics,
                 "lookout_relay_gops_total",
                 &[("camera", id), ("outcome", outcome)],
             ) as u64
@@ -752,7 +623,7 @@ pub fn run(mut args: RelayArgs) -> anyhow::Result<RelayReport> {
         cameras.insert(
             id.to_string(),
             CameraFrames {
-                sent: metric_with(&gw_metrics, "lookout_relay_frames_total", &[("camera", id)])
+                sent: metric_with(gw_metrics, "lookout_relay_frames_total", &[("camera", id)])
                     as u64,
                 received_at_center: c["frames"].as_u64().unwrap_or(0),
                 gops_sent: gops("sent"),
@@ -765,7 +636,7 @@ pub fn run(mut args: RelayArgs) -> anyhow::Result<RelayReport> {
     let received: u64 = cameras.values().map(|c| c.received_at_center).sum();
     let reset: u64 = cameras.values().map(|c| c.gops_reset).sum();
 
-    let latency_ms_cap_p99 = percentiles(&cap).p99;
+    let latency_ms_cap_p99 = timing.capture_to_alert.p99;
     let mut latency_ms = HashMap::new();
     let relay = center_percentiles(&latency["gateway_to_center"]);
     let hop = center_percentiles(&latency["camera_to_gateway"]);
@@ -774,10 +645,8 @@ pub fn run(mut args: RelayArgs) -> anyhow::Result<RelayReport> {
         "capture_to_center".to_string(),
         center_percentiles(&latency["capture_to_center"]),
     );
-    latency_ms.insert("capture_to_alert".to_string(), percentiles(&cap));
-    latency_ms.insert("raise_to_stored".to_string(), percentiles(&raise));
-    latency_ms.insert("onset_to_alert".to_string(), percentiles(&onset_h));
-    let m = |name: &str| metric_sum(&gw_metrics, name);
+    latency_ms.extend(timing.latencies());
+    let m = |name: &str| metric_sum(gw_metrics, name);
     let frames_in = m("lookout_detect_frames_total");
     let detector_stats = serde_json::json!({
         "frames_in": frames_in,
@@ -827,14 +696,14 @@ pub fn run(mut args: RelayArgs) -> anyhow::Result<RelayReport> {
             "gops_reset": reset,
         }),
         cameras,
-        incidents,
+        incidents: timing.incidents,
         alerts: serde_json::json!({
-            "raised_at_gateway": raised.len(),
-            "in_ledger": per_id.len(),
-            "missing_from_ledger": missing.len(),
-            "stored_twice": doubled,
-            "not_raised_by_gateway": invented,
-            "deliveries": deliveries,
+            "raised_at_gateway": check.raised.len(),
+            "in_ledger": check.per_id.len(),
+            "missing_from_ledger": check.missing,
+            "stored_twice": check.doubled,
+            "not_raised_by_gateway": check.invented,
+            "deliveries": check.deliveries,
         }),
         latency_ms,
         baselines: serde_json::json!({
@@ -865,24 +734,20 @@ pub fn run(mut args: RelayArgs) -> anyhow::Result<RelayReport> {
     };
     print_report(&report);
     if let Some(path) = &args.report {
-        std::fs::write(path, serde_json::to_string_pretty(&report)?)
-            .with_context(|| format!("writing {}", path.display()))?;
-        let html = path.with_extension("html");
-        std::fs::write(&html, crate::html::render(&report))
-            .with_context(|| format!("writing {}", html.display()))?;
-        println!("report: {} and {}", path.display(), html.display());
+        stack::write_report(path, &report, crate::html::render)?;
     }
     if args.strict {
         let mut problems = Vec::new();
-        if !missing.is_empty() {
+        if check.missing > 0 {
             problems.push(format!(
                 "{} alert(s) never reached the ledger",
-                missing.len()
+                check.missing
             ));
         }
-        if doubled > 0 || invented > 0 {
+        if check.doubled > 0 || check.invented > 0 {
             problems.push(format!(
-                "ledger: {doubled} id(s) stored twice, {invented} not raised by the gateway"
+                "ledger: {} id(s) stored twice, {} not raised by the gateway",
+                check.doubled, check.invented
             ));
         }
         if report.sensor_alerts["missing_from_ledger"]
@@ -990,14 +855,7 @@ fn print_report(r: &RelayReport) {
         r.alerts["stored_twice"],
         r.alerts["deliveries"]
     );
-    println!(
-        "incidents: {} scripted, {} alerted, {} missed, {} false, {} duplicate",
-        r.incidents.scripted,
-        r.incidents.alerted,
-        r.incidents.missed,
-        r.incidents.false_alerts,
-        r.incidents.duplicate_alerts
-    );
+    println!("incidents: {}", r.incidents.counts());
     println!(
         "capture → alert stored:                             {}",
         p("capture_to_alert")

@@ -1,42 +1,41 @@
 //! `lookout-loadtest soak`: the long run that shows lookout neither leaks
 //! nor slows down over time.
 //!
-//! It starts the same processes as `run` (see `relay.rs`, whose center,
-//! certificate and configuration helpers it reuses): a simulated fleet, a
-//! command center and a gateway relaying to it over QUIC with mutual TLS,
-//! each a separate process. Incidents are scripted all along the run on
-//! rotating cameras, so the alert path (detection, outbox, ledger) works
-//! throughout and not only in the first minute. Every interval it samples,
-//! from `/proc`, each process's resident memory, open file descriptors,
-//! threads and CPU; from the gateway's and the center's metrics, the frames
-//! relayed in the interval; from the center's `/api/latency?reset=true`, the
-//! relay and capture → center percentiles of the interval; and the alerts
-//! raised and stored so far. At the end it checks the center's ledger as
-//! `run` does and computes the verdict described in `docs/SOAK.md`: memory
-//! growth after warm-up under 5 %, no sustained rise of file descriptors or
-//! threads, p99 latency of the last intervals not degraded against the
-//! first, every alert stored exactly once, every incident alerted.
+//! It starts the same processes as `run` (`relay.rs`), with the setup,
+//! end-of-run drain and ledger check both share (`stack.rs`): a simulated
+//! fleet, a command center and a gateway relaying to it over QUIC with
+//! mutual TLS, each a separate process. Incidents are scripted all along
+//! the run on rotating cameras, so the alert path (detection, outbox,
+//! ledger) works throughout and not only in the first minute. Every
+//! interval it samples, from `/proc`, each process's resident memory, open
+//! file descriptors, threads and CPU; from the gateway's and the center's
+//! metrics, the frames relayed in the interval; from the center's
+//! `/api/latency?reset=true`, the relay and capture → center percentiles of
+//! the interval; and the alerts raised and stored so far. At the end it
+//! checks the center's ledger as `run` does and computes the verdict
+//! described in `docs/SOAK.md`: memory growth after warm-up under 5 %, no
+//! sustained rise of file descriptors or threads, p99 latency of the last
+//! intervals not degraded against the first, every alert stored exactly
+//! once, every incident alerted.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::detect::{
-    FleetRun, Percentiles, Score, SeenAlert, detector_block, free_port, histogram, metric_sum,
-    percentiles, score, start_fleet, start_gateway, write_gateway_config,
+    FleetRun, Percentiles, Score, detector_block, metric_sum, planned_ids, read_onsets,
+    start_fleet, start_gateway,
 };
-use crate::fleet::incidents::Onset;
-use crate::fleet::profile::{Mix, Size};
 use crate::procs;
 use crate::relay::{
-    center_config, center_percentiles, machine, metric_with, mix_counts, start_center,
-    upstream_block, utc_now,
+    center_config, center_percentiles, machine, metric_with, mix_counts, start_center, utc_now,
 };
+use crate::stack::{self, Http, LedgerCheck};
 
 /// Samples averaged at each end of the post-warm-up series.
 const WINDOW: usize = 3;
@@ -51,21 +50,39 @@ const FIRST_INCIDENT: Duration = Duration::from_secs(20);
 /// …and the last at least this long before the end, so it can be alerted.
 const LAST_INCIDENT_MARGIN: Duration = Duration::from_secs(15);
 
+#[derive(clap::Args)]
 pub struct SoakArgs {
+    /// Number of cameras (split 3:2:2:1 towers:drones:bodycams:fixed).
+    #[arg(long, default_value_t = 64)]
     pub cameras: usize,
+    /// e.g. `towers=24,drones=16,bodycams=16,fixed=8` (overrides --cameras).
+    #[arg(long)]
     pub mix: Option<String>,
+    #[arg(long, default_value = "full", value_parser = ["full", "small"])]
     pub size: String,
+    /// How long: `30m`, `90s`, `1h`, or plain seconds.
+    #[arg(long, default_value = "30m", value_parser = parse_duration)]
     pub duration: Duration,
     /// Time between samples.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub interval: Duration,
-    /// Samples whose interval ends before this are not judged.
+    /// Samples before this are shown but not judged.
+    #[arg(long, default_value = "2m", value_parser = parse_duration)]
     pub warmup: Duration,
-    /// Time between scripted incidents.
+    /// Time between scripted incidents (rotating over towers and drones).
+    #[arg(long, default_value = "3m", value_parser = parse_duration)]
     pub incident_every: Duration,
+    #[arg(long, default_value = "models/smoke_flood.toml")]
     pub detector_config: PathBuf,
+    #[arg(long, default_value = ".lookout/clips")]
     pub cache: PathBuf,
+    #[arg(long, default_value = ".lookout/soak")]
     pub workdir: PathBuf,
+    /// Write the report (JSON) here, and the HTML page next to it.
+    #[arg(long)]
     pub report: Option<PathBuf>,
+    /// Exit 1 when the verdict fails.
+    #[arg(long)]
     pub strict: bool,
 }
 
@@ -544,41 +561,6 @@ fn verdict(
     }
 }
 
-/// HTTP with a time limit, so a stuck process cannot stall the soak.
-struct Http(ureq::Agent);
-
-impl Http {
-    fn new() -> Http {
-        Http(
-            ureq::Agent::config_builder()
-                .timeout_global(Some(Duration::from_secs(10)))
-                .build()
-                .into(),
-        )
-    }
-
-    fn text(&self, url: &str) -> Option<String> {
-        self.0
-            .get(url)
-            .call()
-            .ok()
-            .and_then(|mut r| r.body_mut().read_to_string().ok())
-    }
-
-    fn json(&self, url: &str) -> Option<Value> {
-        serde_json::from_str(&self.text(url)?).ok()
-    }
-
-    /// A metric's sum, or `None` when the endpoint did not answer.
-    fn metric(&self, url: &str, name: &str) -> Option<f64> {
-        self.text(url).map(|t| metric_sum(&t, name))
-    }
-
-    fn count(&self, url: &str, key: &str) -> Option<u64> {
-        Some(self.json(url)?[key].as_array()?.len() as u64)
-    }
-}
-
 /// Memory, fds, threads and CPU seconds of one process (zeros if it is gone;
 /// the caller checks that it is alive).
 fn read_process(pid: u32) -> (f64, u64, u64, f64) {
@@ -588,29 +570,6 @@ fn read_process(pid: u32) -> (f64, u64, u64, f64) {
         procs::thread_count(pid).unwrap_or(0),
         procs::cpu_seconds(pid).unwrap_or(0.0),
     )
-}
-
-/// Certificates from a fresh operator CA, as an operator would make them.
-fn make_certs(lookout: &Path, certs: &Path) -> anyhow::Result<()> {
-    let _ = std::fs::remove_dir_all(certs);
-    let out = std::process::Command::new(lookout)
-        .args(["certs", "--dir"])
-        .arg(certs)
-        .args([
-            "--center",
-            "center,127.0.0.1,localhost",
-            "--gateway",
-            "fleet-gw",
-        ])
-        .output()
-        .context("running lookout certs")?;
-    if !out.status.success() {
-        bail!(
-            "lookout certs failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(())
 }
 
 /// Where the previous sample left the cumulative counters.
@@ -637,30 +596,14 @@ pub fn run(args: SoakArgs) -> anyhow::Result<SoakReport> {
         "--duration must leave at least {} intervals after --warmup ({needed:.0} s); got {judged:.0} s",
         2 * WINDOW
     );
-    std::fs::create_dir_all(&args.workdir)
-        .with_context(|| format!("creating {}", args.workdir.display()))?;
-    // Absolute: the configurations written there name files in it, and
-    // lookout resolves a relative path against the configuration's folder.
-    let workdir = std::path::absolute(&args.workdir)
-        .with_context(|| format!("resolving {}", args.workdir.display()))?;
+    let (workdir, logs) = stack::workdir(&args.workdir)?;
     let args = SoakArgs { workdir, ..args };
-    let logs = args.workdir.join("logs");
-    std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
     let lookout = procs::sibling("lookout")?;
     let certs = args.workdir.join("certs");
-    make_certs(&lookout, &certs)?;
+    stack::make_certs(&lookout, &certs, &["center"])?;
 
     // The incidents, spread over the whole run.
-    let mix = Mix::parse(args.cameras, args.mix.as_deref())?;
-    let size = if args.size == "small" {
-        Size::Small
-    } else {
-        Size::Full
-    };
-    let ids: Vec<String> = crate::fleet::plan(&mix, size, false)
-        .into_iter()
-        .map(|(id, _)| id)
-        .collect();
+    let ids = planned_ids(args.cameras, args.mix.as_deref(), &args.size)?;
     let script = incident_script(&ids, args.duration, args.incident_every);
     let script_text: Vec<String> = script
         .iter()
@@ -688,27 +631,15 @@ pub fn run(args: SoakArgs) -> anyhow::Result<SoakReport> {
         &args.workdir,
     )?;
     let started_at = utc_now();
-    let gw_dir = args.workdir.join("gateway");
-    let _ = std::fs::remove_dir_all(&gw_dir);
-    let gw_http = format!("127.0.0.1:{}", free_port()?);
-    let (detector_id, detector) = detector_block(&args.detector_config)?;
-    write_gateway_config(
+    let detector = detector_block(&args.detector_config)?;
+    let gw_http = stack::gateway_config(
+        &args.workdir,
         &gw_config,
-        &[
-            format!("http_listen = \"{gw_http}\""),
-            format!("storage = \"{}\"", gw_dir.display()),
-        ],
-        Some((detector_id.as_str(), "keyframes")),
-        &[
-            detector,
-            upstream_block(
-                "center",
-                &format!("127.0.0.1:{quic_port}"),
-                &certs,
-                "fleet-gw",
-            ),
-        ],
+        &certs,
+        Some(&detector),
+        &format!("127.0.0.1:{quic_port}"),
     )?;
+    let detector_id = detector.0;
     let (mut gateway, watched) = start_gateway(&lookout, &gw_config, &logs, &gw_http)?;
     println!(
         "soak: {watched} cameras, {} incidents, {} s, a sample every {} s, warm-up {} s",
@@ -729,8 +660,9 @@ pub fn run(args: SoakArgs) -> anyhow::Result<SoakReport> {
         "alerts"
     );
 
-    // Sampling, every interval until the end.
-    let http = Http::new();
+    // Sampling, every interval until the end; HTTP with a time limit, so a
+    // stuck process cannot stall the soak.
+    let http = Http::new(Some(Duration::from_secs(10)));
     let gw_metrics = format!("http://{gw_http}/metrics");
     let center_metrics = format!("http://{center_http}/metrics");
     let pids = PerProcess {
@@ -784,10 +716,8 @@ pub fn run(args: SoakArgs) -> anyhow::Result<SoakReport> {
         ) {
             alerts.in_ledger = n;
         }
-        alerts.incidents_started = std::fs::read_to_string(&ground_truth)
-            .ok()
-            .and_then(|t| serde_json::from_str::<Vec<Onset>>(&t).ok())
-            .map_or(alerts.incidents_started, |o| o.len() as u64);
+        alerts.incidents_started =
+            read_onsets(&ground_truth).map_or(alerts.incidents_started, |o| o.len() as u64);
         let t_s = elapsed.as_secs_f64();
         let d_sent = (sent - mark.sent).max(0.0) as u64;
         let d_received = (received - mark.received).max(0.0) as u64;
@@ -834,108 +764,19 @@ pub fn run(args: SoakArgs) -> anyhow::Result<SoakReport> {
     // the center (alerts acknowledged, frames delivered).
     let memory_mib_peak = pids.map(|p| procs::rss_mib(*p).map_or(0.0, |(_, hwm)| hwm));
     fleet.stop(Duration::from_secs(10));
-    let drain_deadline = Instant::now() + Duration::from_secs(20);
-    let mut last_frames = -1.0;
-    loop {
-        let pending = http
-            .json(&format!("http://{gw_http}/api/upstreams"))
-            .and_then(|u| u["upstreams"][0]["outbox_pending"].as_u64())
-            .unwrap_or(1);
-        let sent = http
-            .metric(&gw_metrics, "lookout_relay_frames_total")
-            .unwrap_or(0.0);
-        let got = http
-            .metric(&center_metrics, "lookout_center_frames_total")
-            .unwrap_or(0.0);
-        let settled = pending == 0 && (got >= sent || got == last_frames);
-        last_frames = got;
-        if settled || Instant::now() > drain_deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    let gw_text = http.text(&gw_metrics).unwrap_or_default();
-    let center_text = http.text(&center_metrics).unwrap_or_default();
-    let _ = std::fs::write(args.workdir.join("gateway-metrics.txt"), &gw_text);
-    let _ = std::fs::write(args.workdir.join("center-metrics.txt"), &center_text);
-    let gw_alerts = http
-        .json(&format!("http://{gw_http}/api/alerts?limit=1000"))
-        .context("reading the gateway's alerts")?;
-    let ledger = http
-        .json(&format!("http://{center_http}/api/alerts?limit=10000"))
-        .context("reading the center's ledger")?;
-    let onsets: Vec<Onset> = std::fs::read_to_string(&ground_truth)
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_default();
+    let end = stack::drain(&http, &args.workdir, &gw_http, &center_http)?;
+    let onsets = read_onsets(&ground_truth).unwrap_or_default();
     let gateway_stopped_cleanly = gateway.stop(Duration::from_secs(15));
     center.stop(Duration::from_secs(10));
 
     // Alerts: the ledger against what the gateway raised.
-    let raised: HashSet<String> = gw_alerts["alerts"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| x["id"].as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
-    let records = ledger["alerts"].as_array().cloned().unwrap_or_default();
-    let mut per_id: HashMap<String, usize> = HashMap::new();
-    for r in &records {
-        if let Some(id) = r["id"].as_str() {
-            *per_id.entry(id.to_string()).or_default() += 1;
-        }
-    }
-    let missing = raised.iter().filter(|id| !per_id.contains_key(*id)).count();
-    let doubled = per_id.values().filter(|n| **n > 1).count();
-    let invented = per_id.keys().filter(|id| !raised.contains(*id)).count();
-    let deliveries: u64 = records
-        .iter()
-        .filter_map(|r| r["deliveries"].as_u64())
-        .sum();
-    let stored: Vec<SeenAlert> = records
-        .iter()
-        .filter_map(|r| SeenAlert::from_json(&r["alert"]))
-        .collect();
-    let received_ms: HashMap<String, u64> = records
-        .iter()
-        .filter_map(|r| {
-            Some((
-                r["id"].as_str()?.to_string(),
-                r["received_unix_ms"].as_u64()?,
-            ))
-        })
-        .collect();
-    let (incidents, matched) = score(&onsets, &stored);
-    let mut cap = histogram();
-    let mut raise = histogram();
-    for a in &stored {
-        let Some(at_ms) = received_ms.get(&a.id) else {
-            continue;
-        };
-        let at_us = at_ms * 1000;
-        let _ = cap.record(at_us.saturating_sub(a.capture_unix_ns / 1000).max(1));
-        let _ = raise.record(at_us.saturating_sub(a.raised_unix_ns / 1000).max(1));
-    }
-    let mut onset_h = histogram();
-    for (o, a) in &matched {
-        if let Some(at_ms) = received_ms.get(&a.id) {
-            let _ = onset_h.record(
-                (at_ms * 1000)
-                    .saturating_sub(o.onset_capture_unix_ns / 1000)
-                    .max(1),
-            );
-        }
-    }
-    let mut latency_ms = BTreeMap::new();
-    latency_ms.insert("capture_to_alert".to_string(), percentiles(&cap));
-    latency_ms.insert("raise_to_stored".to_string(), percentiles(&raise));
-    latency_ms.insert("onset_to_alert".to_string(), percentiles(&onset_h));
+    let check = LedgerCheck::new(&end.gw_alerts, &end.ledger);
+    let timing = check.timing(&onsets, &check.stored);
+    let latency_ms: BTreeMap<String, Percentiles> = timing.latencies().into_iter().collect();
 
     // Frames, whole run and after warm-up.
-    let sent = metric_sum(&gw_text, "lookout_relay_frames_total") as u64;
-    let received = metric_sum(&center_text, "lookout_center_frames_total") as u64;
+    let sent = metric_sum(&end.gw_metrics, "lookout_relay_frames_total") as u64;
+    let received = metric_sum(&end.center_metrics, "lookout_center_frames_total") as u64;
     let at_warmup = samples
         .iter()
         .rev()
@@ -944,7 +785,7 @@ pub fn run(args: SoakArgs) -> anyhow::Result<SoakReport> {
     let lost_after_warmup =
         (sent as i64 - at_warmup.0 as i64) - (received as i64 - at_warmup.1 as i64);
     let gops_reset = metric_with(
-        &gw_text,
+        &end.gw_metrics,
         "lookout_relay_gops_total",
         &[("outcome", "reset")],
     );
@@ -955,8 +796,8 @@ pub fn run(args: SoakArgs) -> anyhow::Result<SoakReport> {
     };
     let verdict = verdict(
         &samples,
-        missing == 0 && doubled == 0 && invented == 0,
-        &incidents,
+        check.missing == 0 && check.doubled == 0 && check.invented == 0,
+        &timing.incidents,
         script.len(),
         gateway_stopped_cleanly,
     );
@@ -984,15 +825,15 @@ pub fn run(args: SoakArgs) -> anyhow::Result<SoakReport> {
             "lost_after_warmup": lost_after_warmup,
             "gops_reset": gops_reset as u64,
         }),
-        incidents,
+        incidents: timing.incidents,
         alerts: serde_json::json!({
-            "raised_at_gateway": raised.len(),
-            "in_ledger": per_id.len(),
-            "ledger_records": records.len(),
-            "missing_from_ledger": missing,
-            "stored_twice": doubled,
-            "not_raised_by_gateway": invented,
-            "deliveries": deliveries,
+            "raised_at_gateway": check.raised.len(),
+            "in_ledger": check.per_id.len(),
+            "ledger_records": check.records.len(),
+            "missing_from_ledger": check.missing,
+            "stored_twice": check.doubled,
+            "not_raised_by_gateway": check.invented,
+            "deliveries": check.deliveries,
         }),
         latency_ms,
         cpu_cores: PerProcess {
@@ -1006,12 +847,7 @@ pub fn run(args: SoakArgs) -> anyhow::Result<SoakReport> {
     };
     print_report(&report);
     if let Some(path) = &args.report {
-        std::fs::write(path, serde_json::to_string_pretty(&report)?)
-            .with_context(|| format!("writing {}", path.display()))?;
-        let html = path.with_extension("html");
-        std::fs::write(&html, render_html(&report))
-            .with_context(|| format!("writing {}", html.display()))?;
-        println!("report: {} and {}", path.display(), html.display());
+        stack::write_report(path, &report, render_html)?;
     }
     if args.strict && !report.verdict.passed {
         bail!("soak failed: {}", report.verdict.failures.join("; "));
@@ -1061,14 +897,7 @@ fn print_report(r: &SoakReport) {
         r.alerts["stored_twice"],
         r.alerts["not_raised_by_gateway"]
     );
-    println!(
-        "incidents: {} scripted, {} alerted, {} missed, {} false, {} duplicate",
-        r.incidents.scripted,
-        r.incidents.alerted,
-        r.incidents.missed,
-        r.incidents.false_alerts,
-        r.incidents.duplicate_alerts
-    );
+    println!("incidents: {}", r.incidents.counts());
     for name in ["capture_to_alert", "onset_to_alert"] {
         if let Some(p) = r.latency_ms.get(name) {
             println!(
@@ -1230,7 +1059,7 @@ th:first-child,td:first-child{{text-align:left}}</style></head><body>
     }
     let _ = write!(
         out,
-        "</table><p>p99 relay {:.2} → {:.2} ms, capture → center {:.2} → {:.2} ms. Frames: {} sent, {} received, {} lost ({} after warm-up). Alerts: {} raised, {} in the ledger, {} missing, {} stored twice. Incidents: {} scripted, {} alerted, {} missed, {} false, {} duplicate.</p>",
+        "</table><p>p99 relay {:.2} → {:.2} ms, capture → center {:.2} → {:.2} ms. Frames: {} sent, {} received, {} lost ({} after warm-up). Alerts: {} raised, {} in the ledger, {} missing, {} stored twice. Incidents: {}.</p>",
         v.latency_p99.relay.first_p99_ms,
         v.latency_p99.relay.last_p99_ms,
         v.latency_p99.capture_to_center.first_p99_ms,
@@ -1243,11 +1072,7 @@ th:first-child,td:first-child{{text-align:left}}</style></head><body>
         r.alerts["in_ledger"],
         r.alerts["missing_from_ledger"],
         r.alerts["stored_twice"],
-        r.incidents.scripted,
-        r.incidents.alerted,
-        r.incidents.missed,
-        r.incidents.false_alerts,
-        r.incidents.duplicate_alerts,
+        r.incidents.counts(),
     );
     out.push_str("<h2>Over time</h2>");
     let all = ["gateway", "center", "fleet"];
@@ -1308,6 +1133,8 @@ th:first-child,td:first-child{{text-align:left}}</style></head><body>
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashSet;
+
     use super::*;
 
     #[test]
