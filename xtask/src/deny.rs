@@ -13,6 +13,9 @@ use std::time::Instant;
 
 use crate::Result;
 
+/// The cargo-deny release installed when missing.
+const CARGO_DENY_VERSION: &str = "0.20.2";
+
 /// Installs cargo-deny if `cargo deny` is not there, then runs the checks.
 pub fn check(root: &Path) -> Result<()> {
     install_if_missing(root)?;
@@ -30,8 +33,18 @@ fn install_if_missing(root: &Path) -> Result<()> {
         return Ok(());
     }
     let started = Instant::now();
-    // --locked: the versions cargo-deny's own release was tested with.
-    crate::cargo(root, &["install", "--locked", "cargo-deny"])?;
+    // A pinned release (a newer one may need a newer Rust than the machine's), with
+    // --locked: the dependency versions that release was tested with.
+    crate::cargo(
+        root,
+        &[
+            "install",
+            "--locked",
+            "cargo-deny",
+            "--version",
+            CARGO_DENY_VERSION,
+        ],
+    )?;
     println!(
         "xtask: cargo-deny installed in {:.0} s",
         started.elapsed().as_secs_f64()
