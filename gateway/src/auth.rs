@@ -10,8 +10,6 @@
 //! `DELETE`) whose `Origin` is another site is refused, so a page on the
 //! Internet cannot act through an operator's logged-in browser.
 
-use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
@@ -22,44 +20,10 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use serde_json::json;
 
-/// Shortest token accepted: long enough that guessing is hopeless.
-pub const MIN_TOKEN_LEN: usize = 16;
+pub use crate::config::token::{MIN_TOKEN_LEN, exposure_problem, read_token};
 
 /// The cookie the center's login form sets.
 pub const COOKIE: &str = "lookout_token";
-
-/// Reads a token file: one line, at least [`MIN_TOKEN_LEN`] printable
-/// characters. Errors name the file.
-pub fn read_token(path: &Path) -> Result<String, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("API token file {}: {e}", path.display()))?;
-    let token = text.trim();
-    if token.len() < MIN_TOKEN_LEN {
-        return Err(format!(
-            "API token file {}: the token must be at least {MIN_TOKEN_LEN} characters",
-            path.display()
-        ));
-    }
-    if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!(
-            "API token file {}: the token must be one line without spaces",
-            path.display()
-        ));
-    }
-    Ok(token.to_string())
-}
-
-/// The configuration rule: an API off loopback needs a token.
-pub fn exposure_problem(listen: SocketAddr, has_token: bool) -> Option<String> {
-    if listen.ip().is_loopback() || has_token {
-        None
-    } else {
-        Some(format!(
-            "listens on {listen}, which is not loopback: set `api_token_file` so that the API \
-             requires a token there (or listen on 127.0.0.1)"
-        ))
-    }
-}
 
 /// What the middleware checks, and where it counts refusals.
 pub struct ApiGuard {
@@ -207,6 +171,7 @@ pub async fn guard(State(g): State<Arc<ApiGuard>>, req: Request, next: Next) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::SocketAddr;
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();

@@ -123,14 +123,14 @@ impl CenterConfig {
                 );
             }
         }
-        if let Some(problem) = crate::auth::exposure_problem(
+        if let Some(problem) = crate::config::token::exposure_problem(
             self.center.http_listen,
             self.center.api_token_file.is_some(),
         ) {
             f.push(c.key("http_listen"), problem);
         }
         if let Some(file) = &self.center.api_token_file
-            && let Err(e) = crate::auth::read_token(&self.resolve(file))
+            && let Err(e) = crate::config::token::read_token(&self.resolve(file))
         {
             f.push(c.key("api_token_file"), e);
         }

@@ -9,6 +9,7 @@
 //! out of every message: see [`redact_url`].
 
 mod locate;
+pub mod token;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -651,14 +652,14 @@ impl Config {
                 "must be at least reconnect_initial_ms",
             );
         }
-        if let Some(problem) = crate::auth::exposure_problem(
+        if let Some(problem) = crate::config::token::exposure_problem(
             self.gateway.http_listen,
             self.gateway.api_token_file.is_some(),
         ) {
             f.push(gw.key("http_listen"), problem);
         }
         if let Some(file) = &self.gateway.api_token_file
-            && let Err(e) = crate::auth::read_token(&self.resolve(file))
+            && let Err(e) = crate::config::token::read_token(&self.resolve(file))
         {
             f.push(gw.key("api_token_file"), e);
         }
