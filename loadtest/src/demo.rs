@@ -115,6 +115,9 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         "  center alerts    http://127.0.0.1:8090/api/alerts    (the SQLite ledger; POST /api/alerts/ID/ack)"
     );
     println!("  center gateways  http://127.0.0.1:8090/api/gateways");
+    println!(
+        "  raise an alert   curl -X POST http://127.0.0.1:8080/api/alerts -H 'Content-Type: application/json' \\\n                     -d '{{\"id\":\"gauge-1\",\"camera\":\"drone-01\",\"label\":\"flood\",\"source\":\"river-gauge-17\"}}'"
+    );
     println!("  gateway health   http://127.0.0.1:8080/healthz");
     println!("  gateway metrics  http://127.0.0.1:8080/metrics");
     println!("  logs             {}", logs.display());
