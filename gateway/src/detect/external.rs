@@ -17,6 +17,9 @@ use super::hub::{Alert, AlertHub, CameraRef, FrameRef};
 use super::identity::ModelIdentity;
 use crate::config::{CameraConfig, Severity};
 
+/// The `detector` of alerts that came through the API.
+pub const DETECTOR: &str = "external";
+
 /// Longest accepted `id`, `source` and `label`.
 const MAX_ID: usize = 128;
 /// Longest accepted `note`.
@@ -170,7 +173,7 @@ pub fn apply(
                     group: camera.group.clone(),
                     location: camera.location,
                 },
-                detector: "external".into(),
+                detector: DETECTOR.into(),
                 model: ModelIdentity {
                     name: "external".into(),
                     version: req.source.clone(),

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use super::alerts::AlertEventKind;
@@ -17,7 +17,7 @@ use crate::config::{CameraKind, Location, Severity};
 pub const RECENT_ALERTS: usize = 1000;
 
 /// The camera an alert is about, as the wall shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CameraRef {
     pub id: String,
     pub kind: CameraKind,
@@ -30,7 +30,7 @@ pub struct CameraRef {
 }
 
 /// The frame an alert was raised on.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FrameRef {
     /// The camera's access-unit sequence number.
     pub seq: u64,
@@ -44,10 +44,11 @@ pub struct FrameRef {
 }
 
 /// One alert, in its latest state.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Alert {
     pub id: String,
-    /// `active` or `cleared`.
+    /// `active` or `cleared`. (Read back with [`Alert::from_record`].)
+    #[serde(skip_deserializing, default = "active")]
     pub state: &'static str,
     pub gateway: String,
     pub camera: CameraRef,
@@ -91,6 +92,24 @@ pub struct Alert {
     /// Free text from that source.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+}
+
+fn active() -> &'static str {
+    "active"
+}
+
+impl Alert {
+    /// An alert from its JSON record (as the outbox keeps it).
+    pub fn from_record(json: &str) -> Result<Alert, String> {
+        let mut a: Alert = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        let v: serde_json::Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        a.state = match v["state"].as_str() {
+            Some("active") => "active",
+            Some("cleared") => "cleared",
+            other => return Err(format!("alert state {other:?}: expected active or cleared")),
+        };
+        Ok(a)
+    }
 }
 
 /// What happened, with the alert as it stands after it.
@@ -239,6 +258,34 @@ impl AlertHub {
         };
         let _ = self.journal(&event);
         let _ = self.events.send(event);
+    }
+
+    /// Takes back alerts this gateway raised before a restart (newest first,
+    /// as the outbox keeps them), without writing or announcing them: the API
+    /// lists them again, a client's retry is recognised and an external
+    /// alert can still be cleared. Returns how many were taken.
+    pub fn restore(&self, newest_first: Vec<Alert>) -> usize {
+        let Ok(mut s) = self.store.lock() else {
+            return 0;
+        };
+        let mut n = 0;
+        for a in newest_first {
+            if s.alerts.len() >= RECENT_ALERTS || s.alerts.iter().any(|(b, _)| b.id == a.id) {
+                continue;
+            }
+            s.alerts.push_back((Arc::new(a), None));
+            n += 1;
+        }
+        n
+    }
+
+    /// Replaces the stored state of a restored alert, without announcing it.
+    pub fn restore_update(&self, alert: Alert) {
+        if let Ok(mut s) = self.store.lock()
+            && let Some(slot) = s.alerts.iter_mut().find(|(a, _)| a.id == alert.id)
+        {
+            slot.0 = Arc::new(alert);
+        }
     }
 
     /// Recent alerts matching `q`, newest first.

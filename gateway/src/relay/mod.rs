@@ -165,6 +165,7 @@ impl Relay {
             source,
             metrics,
             |uplinks, _stop| {
+                restore(&hub, &uplinks);
                 // From now on every alert event is in every outbox before
                 // the hub announces it (or the HTTP API answers for it).
                 hub.set_journal(Arc::new(OutboxJournal { uplinks }));
@@ -291,6 +292,71 @@ fn alert_item(alert: &crate::detect::hub::Alert, jpeg: Option<bytes::Bytes>) -> 
             tracing::error!(alert = %alert.id, "cannot encode alert for the relay: {e}");
             None
         }
+    }
+}
+
+/// After a restart: the alerts this gateway raised before (as the first
+/// outbox last recorded them) go back into the hub, so the API lists them, a
+/// client's retry is answered "already here" and an external alert can be
+/// cleared. A detector alert that was still active is cleared now (its
+/// detector starts afresh and raises a new one if the smoke is still there),
+/// rather than staying active at the center for ever.
+fn restore(hub: &AlertHub, uplinks: &[Arc<Uplink>]) {
+    let Some(first) = uplinks.first() else { return };
+    let records = match first
+        .outbox
+        .recent_alerts(crate::detect::hub::RECENT_ALERTS)
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!("cannot read the alerts raised before this start: {e}");
+            return;
+        }
+    };
+    let mut alerts = Vec::new();
+    for json in &records {
+        match crate::detect::hub::Alert::from_record(json) {
+            Ok(a) => alerts.push(a),
+            Err(e) => tracing::warn!(
+                "an alert record in {} is unreadable: {e}",
+                first.outbox.path().display()
+            ),
+        }
+    }
+    let stale: Vec<crate::detect::hub::Alert> = alerts
+        .iter()
+        .filter(|a| a.state == "active" && a.detector != crate::detect::external::DETECTOR)
+        .cloned()
+        .collect();
+    let restored = hub.restore(alerts);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    for mut a in stale {
+        a.state = "cleared";
+        a.cleared_unix_ns = Some(now);
+        a.note = Some("cleared at gateway restart: the detector starts afresh".into());
+        let event = AlertEvent {
+            kind: AlertEventKind::Cleared,
+            alert: Arc::new(a),
+            snapshot: None,
+        };
+        // Written to the outboxes directly (the journal is not set yet), then
+        // shown in the hub.
+        let items = items(&event);
+        for u in uplinks {
+            if let Err(e) = push(&u.outbox, &items) {
+                tracing::error!(upstream = %u.id(), alert = %event.alert.id, "cannot clear a stale alert: {e}");
+            }
+        }
+        hub.restore_update((*event.alert).clone());
+    }
+    if restored > 0 {
+        tracing::info!(
+            alerts = restored,
+            "alerts raised before this start taken back"
+        );
     }
 }
 

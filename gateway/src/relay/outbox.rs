@@ -52,6 +52,20 @@ CREATE TABLE queued (
 ) WITHOUT ROWID;
 ";
 
+/// The latest record of each recently written alert (added after schema 1; created
+/// when missing, so older files gain it).
+const LATEST_TABLE: &str = "
+CREATE TABLE IF NOT EXISTS latest (
+    alert_id TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    payload_json TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS latest_seq ON latest (seq);
+";
+
+/// Alerts whose latest record `latest` keeps (the gateway's API lists as many).
+pub const LATEST_KEPT: usize = 1000;
+
 /// Why the outbox could not do something. Each message names the file and the operation,
 /// so a log line alone says which center's outbox failed and at what.
 #[derive(Debug, thiserror::Error)]
@@ -176,11 +190,32 @@ impl Outbox {
         };
         let conn = crate::durable::open(&path, &schema)
             .map_err(|e| OutboxError::opening(path.clone(), e))?;
+        // Added after schema 1, so created here for old files too.
+        conn.execute_batch(LATEST_TABLE)
+            .map_err(|cause| OutboxError::Sqlite {
+                path: path.clone(),
+                op: "creating the latest-alerts table".into(),
+                cause,
+            })?;
 
         Ok(Outbox {
             path,
             conn: Mutex::new(conn),
         })
+    }
+
+    /// The latest revision's record of the most recently written alerts (at most
+    /// [`LATEST_KEPT`]), newest first, whether acknowledged or not: what a restarted
+    /// gateway knows of the alerts it raised before.
+    pub fn recent_alerts(&self, limit: usize) -> Result<Vec<String>, OutboxError> {
+        let conn = self.lock();
+        let result = (|| -> rusqlite::Result<Vec<String>> {
+            let mut stmt =
+                conn.prepare("SELECT payload_json FROM latest ORDER BY seq DESC LIMIT ?1")?;
+            let rows = stmt.query_map([limit.min(LATEST_KEPT) as i64], |row| row.get(0))?;
+            rows.collect()
+        })();
+        result.map_err(|e| self.sqlite("reading recent alerts".into(), e))
     }
 
     /// The file this outbox lives in (for logs and metrics labels).
@@ -257,6 +292,17 @@ impl Outbox {
                  ON CONFLICT (alert_id) DO UPDATE SET max_revision = excluded.max_revision, \
                  snapshot = max(snapshot, excluded.snapshot)",
                 params![alert.id, revision, jpeg.is_some()],
+            )?;
+            tx.execute(
+                "INSERT INTO latest (alert_id, seq, payload_json) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (alert_id) DO UPDATE SET seq = excluded.seq, \
+                 payload_json = excluded.payload_json",
+                params![alert.id, seq, alert.payload_json],
+            )?;
+            tx.execute(
+                "DELETE FROM latest WHERE seq <= (SELECT seq FROM latest ORDER BY seq DESC \
+                 LIMIT 1 OFFSET ?1)",
+                [LATEST_KEPT as i64],
             )?;
             tx.commit()?;
             Ok(Some(seq_of(seq)))
@@ -471,6 +517,30 @@ mod tests {
             alert_id: id.to_string(),
             jpeg: Bytes::copy_from_slice(jpeg),
         }
+    }
+
+    #[test]
+    fn recent_alerts_keep_the_latest_record_after_ack_and_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("o.sqlite3");
+        {
+            let outbox = Outbox::open(&path).expect("open");
+            outbox.push_alert(&alert("a", 0, None)).expect("push");
+            outbox.push_alert(&alert("b", 0, None)).expect("push");
+            outbox.push_alert(&alert("a", 1, None)).expect("push");
+            outbox.ack_alert("a", 1).expect("ack");
+            // An old revision changes nothing.
+            outbox.push_alert(&alert("b", 0, None)).expect("push");
+        }
+        let outbox = Outbox::open(&path).expect("reopen");
+        assert_eq!(
+            outbox.recent_alerts(10).expect("read"),
+            [
+                r#"{"id":"a","revision":1}"#.to_string(),
+                r#"{"id":"b","revision":0}"#.to_string()
+            ]
+        );
+        assert_eq!(outbox.recent_alerts(1).expect("read").len(), 1);
     }
 
     fn open_temp() -> (tempfile::TempDir, Outbox) {
