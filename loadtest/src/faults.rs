@@ -111,7 +111,9 @@ pub struct Fault {
 #[derive(Debug, Default, Clone)]
 struct Watched {
     rss_before_mib: Option<f64>,
-    rss_peak_during_mib: f64,
+    /// `None` when no sample fell inside the window (a center outage is
+    /// waited out without sampling).
+    rss_peak_during_mib: Option<f64>,
     /// Seconds after the end at which each camera was live again.
     recovered: BTreeMap<String, f64>,
     cameras: Vec<String>,
@@ -159,7 +161,10 @@ impl FaultWatch {
                 w.rss_before_mib = Some(gateway_rss_mib);
                 w.cameras = live.keys().cloned().collect();
             } else if t < f.end {
-                w.rss_peak_during_mib = w.rss_peak_during_mib.max(gateway_rss_mib);
+                w.rss_peak_during_mib = Some(
+                    w.rss_peak_during_mib
+                        .map_or(gateway_rss_mib, |p| p.max(gateway_rss_mib)),
+                );
             } else {
                 w.ended = true;
                 let after = (t - f.end).as_secs_f64();

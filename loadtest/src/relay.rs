@@ -812,7 +812,7 @@ fn print_report(r: &RelayReport) {
     }
     for f in &r.faults {
         println!(
-            "fault {} at {:.1} s for {:.1} s: video live again after {:.2} s (slowest of {} cameras, not recovered {}); gateway RSS {:.1} MiB before, {:.1} MiB peak during",
+            "fault {} at {:.1} s for {:.1} s: video live again after {:.2} s (slowest of {} cameras, not recovered {}); gateway RSS {:.1} MiB before, peak during {}",
             f["kind"].as_str().unwrap_or("?"),
             f["start_s"].as_f64().unwrap_or(0.0),
             f["length_s"].as_f64().unwrap_or(0.0),
@@ -820,7 +820,9 @@ fn print_report(r: &RelayReport) {
             f["video_recovery_s"]["cameras"],
             f["video_recovery_s"]["not_recovered"],
             f["gateway_rss_before_mib"].as_f64().unwrap_or(0.0),
-            f["gateway_rss_peak_during_mib"].as_f64().unwrap_or(0.0),
+            f["gateway_rss_peak_during_mib"]
+                .as_f64()
+                .map_or("not sampled".to_string(), |m| format!("{m:.1} MiB")),
         );
     }
     println!(

@@ -400,6 +400,48 @@ pub(crate) fn unix_ms() -> u64 {
     unix_ns() / 1_000_000
 }
 
+/// The center's QUIC endpoint. Its stateless-reset key is derived from the
+/// center's private key rather than drawn at random, so a restarted center
+/// can reset the connections its previous process held: a gateway learns of
+/// the restart from its next packet and redials at once, instead of waiting
+/// out its 10 s idle timeout.
+fn listen(
+    server: quinn::ServerConfig,
+    addr: std::net::SocketAddr,
+    key_file: &Path,
+) -> anyhow::Result<quinn::Endpoint> {
+    use sha2::Digest;
+    let key = std::fs::read(key_file)
+        .with_context(|| format!("center: reading {}", key_file.display()))?;
+    let mut h = sha2::Sha256::new();
+    h.update(b"lookout center stateless reset v1\0");
+    h.update(&key);
+    let secret = h.finalize();
+    let mut endpoint_config = quinn::EndpointConfig::default();
+    endpoint_config.reset_key(Arc::new(ring::hmac::Key::new(
+        ring::hmac::HMAC_SHA256,
+        &secret,
+    )));
+    // The connection ids carry a keyed hash that the endpoint checks before
+    // anything else (packets failing it are dropped unanswered): the same key
+    // after a restart, or the old connections' packets never reach the reset.
+    let mut cid_key = [0u8; 8];
+    cid_key.copy_from_slice(&secret[..8]);
+    let cid_key = u64::from_le_bytes(cid_key);
+    endpoint_config.cid_generator(move || {
+        Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+    });
+    let socket = std::net::UdpSocket::bind(addr)
+        .with_context(|| format!("center: cannot listen for gateways on udp {addr}"))?;
+    quinn::Endpoint::new(
+        endpoint_config,
+        Some(server),
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )
+    .with_context(|| format!("center: cannot listen for gateways on udp {addr}"))
+}
+
 /// Runs the center until SIGINT/SIGTERM.
 pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     let config = CenterConfig::load(config_path)
@@ -449,12 +491,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         .as_ref()
         .map(|f| crate::auth::read_token(&config.resolve(f)).map_err(anyhow::Error::msg))
         .transpose()?;
-    let endpoint = quinn::Endpoint::server(server, config.center.listen).with_context(|| {
-        format!(
-            "center: cannot listen for gateways on udp {}",
-            config.center.listen
-        )
-    })?;
+    let endpoint = listen(server, config.center.listen, &files.key)?;
     let quic_addr = endpoint.local_addr()?;
     let (trigger, shutdown) = crate::shutdown::Trigger::new();
     let (http_addr, _http) = crate::http::serve(

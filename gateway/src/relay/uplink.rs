@@ -201,10 +201,11 @@ impl Uplink {
                 Err(e) => {
                     let delay = if e.needs_operator() {
                         backoff.max_delay()
-                    } else if e.reason() == "timeout" {
-                        // Nobody answered: nothing to overload, and the
+                    } else if matches!(e.reason(), "timeout" | "reset") {
+                        // Nobody answered, or a restarted center reset the
+                        // old connection: nothing to overload, and the
                         // sooner the next dial, the sooner video and
-                        // alerts flow once the path is back.
+                        // alerts flow again.
                         backoff.probe_delay()
                     } else {
                         backoff.next_delay()
@@ -488,6 +489,7 @@ impl SessionError {
             SessionError::Resolve(_) => "resolve",
             SessionError::Connect(_) => "dial",
             SessionError::Connection(quinn::ConnectionError::TimedOut) => "timeout",
+            SessionError::Connection(quinn::ConnectionError::Reset) => "reset",
             SessionError::Connection(quinn::ConnectionError::TransportError(_)) => "tls",
             SessionError::Connection(_) => "connection",
             SessionError::Timeout(_) => "timeout",
