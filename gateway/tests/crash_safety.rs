@@ -296,3 +296,67 @@ fn no_alert_is_lost_or_doubled_when_gateway_or_center_is_killed() {
     assert!(listed["alerts"].as_array().is_some_and(|a| !a.is_empty()));
     drop(s.dir);
 }
+
+/// A detector alert still active when the gateway went down is cleared when
+/// it comes back (its detector starts afresh), so it does not stay active at
+/// the center for ever; an external one stays active.
+#[test]
+fn a_restart_clears_detector_alerts_left_active() {
+    let s = setup();
+    let record = |id: &str, detector: &str| {
+        serde_json::json!({
+            "id": id, "state": "active", "gateway": "gw-1",
+            "camera": {"id": "gauge-bridge-3", "kind": "fixed"},
+            "detector": detector,
+            "model": {"name": "smoke_flood", "version": "2", "sha256": ""},
+            "label": "smoke", "severity": "high", "score": 0.9, "peak_score": 0.9,
+            "boxes": [],
+            "frame": {"seq": 1, "width": 1280, "height": 720,
+                      "capture_unix_ns": 1, "received_unix_ns": 1},
+            "capture_unix_ns": 1, "detect_unix_ns": 2, "capture_to_detect_ms": 0.0,
+            "receive_to_detect_ms": 0.0, "raised_unix_ns": 2, "updates": 0,
+        })
+        .to_string()
+    };
+    // What the gateway's outbox held when it went down.
+    let outbox = lookout::relay::outbox::Outbox::open(
+        &s.dir.path().join("gateway-data/outbox/center.sqlite3"),
+    )
+    .expect("outbox opens");
+    for (id, detector) in [("det-1", "smoke_flood"), ("ext-1", "external")] {
+        outbox
+            .push_alert(&lookout_codecs::relay::Alert {
+                id: id.into(),
+                revision: 0,
+                payload_json: record(id, detector),
+                snapshot_jpeg: None,
+            })
+            .expect("queued");
+    }
+    drop(outbox);
+
+    let center = start_center(&s.center_config);
+    let gw = start_gateway(&s.gateway_config);
+    let state = |id: &str| {
+        let (_, a) = http(&center.http, "GET", &format!("/api/alerts/{id}"), None, &[])
+            .expect("the center answers");
+        (
+            a["revision"].as_u64(),
+            a["state"].as_str().map(String::from),
+        )
+    };
+    assert!(
+        wait(Duration::from_secs(20), || state("det-1")
+            == (Some(1), Some("cleared".into()))),
+        "det-1 at the center: {:?}\n{}",
+        state("det-1"),
+        gw.log()
+    );
+    assert_eq!(state("ext-1"), (Some(0), Some("active".into())));
+    // The gateway lists both again.
+    let listed = gw.get("/api/alerts")["alerts"].to_string();
+    assert!(
+        listed.contains("det-1") && listed.contains("ext-1"),
+        "{listed}"
+    );
+}

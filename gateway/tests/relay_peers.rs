@@ -9,6 +9,7 @@
 //! time keeps delivering video and alerts, and nothing crashes, hangs or
 //! keeps memory. Every test prints its figures (run with `--nocapture`).
 
+mod procs;
 #[path = "support/relay.rs"]
 mod relay;
 
@@ -51,6 +52,23 @@ fn violations(gateway: &str, stream: &str) -> String {
 }
 
 /// `future`, or a panic naming `what` if it takes longer than [`WAIT`].
+/// Dials the center with `config` and opens the control stream.
+async fn control_stream(
+    ep: &quinn::Endpoint,
+    config: quinn::ClientConfig,
+    addr: std::net::SocketAddr,
+) -> (quinn::Connection, quinn::SendStream, quinn::RecvStream) {
+    let conn = ep
+        .connect_with(config, addr, "center")
+        .expect("dial")
+        .await
+        .expect("handshake");
+    let (send, recv) = within("control stream", conn.open_bi())
+        .await
+        .expect("control");
+    (conn, send, recv)
+}
+
 async fn within<F: std::future::Future>(what: &str, future: F) -> F::Output {
     tokio::time::timeout(WAIT, future)
         .await
@@ -281,14 +299,7 @@ fn malformed_frames_close_only_the_offender() {
     // Garbage where Hello should be.
     let n = center.metric(&refused("protocol"));
     let (code, reason) = rt.block_on(async {
-        let conn = ep
-            .connect_with(bad(), addr, "center")
-            .expect("dial")
-            .await
-            .expect("handshake");
-        let (mut send, _recv) = within("control stream", conn.open_bi())
-            .await
-            .expect("control");
+        let (conn, mut send, _recv) = control_stream(&ep, bad(), addr).await;
         send.write_all(&envelope(0x01, 4, &[0xde, 0xad, 0xbe, 0xef]))
             .await
             .expect("write");
@@ -306,14 +317,7 @@ fn malformed_frames_close_only_the_offender() {
     // A message only the center sends, first.
     let n = center.metric(&refused("protocol"));
     let (code, reason) = rt.block_on(async {
-        let conn = ep
-            .connect_with(bad(), addr, "center")
-            .expect("dial")
-            .await
-            .expect("handshake");
-        let (mut send, _recv) = within("control stream", conn.open_bi())
-            .await
-            .expect("control");
+        let (conn, mut send, _recv) = control_stream(&ep, bad(), addr).await;
         write_message(
             &mut send,
             &ControlMessage::Welcome(Welcome {
@@ -336,14 +340,7 @@ fn malformed_frames_close_only_the_offender() {
     // Another protocol version in Hello: Refuse UNSUPPORTED_VERSION.
     let n = center.metric(&refused("version"));
     let (refusal, code) = rt.block_on(async {
-        let conn = ep
-            .connect_with(bad(), addr, "center")
-            .expect("dial")
-            .await
-            .expect("handshake");
-        let (mut send, recv) = within("control stream", conn.open_bi())
-            .await
-            .expect("control");
+        let (conn, mut send, recv) = control_stream(&ep, bad(), addr).await;
         write_message(
             &mut send,
             &ControlMessage::Hello(Hello {

@@ -279,15 +279,6 @@ impl AlertHub {
         n
     }
 
-    /// Replaces the stored state of a restored alert, without announcing it.
-    pub fn restore_update(&self, alert: Alert) {
-        if let Ok(mut s) = self.store.lock()
-            && let Some(slot) = s.alerts.iter_mut().find(|(a, _)| a.id == alert.id)
-        {
-            slot.0 = Arc::new(alert);
-        }
-    }
-
     /// Recent alerts matching `q`, newest first.
     pub fn list(&self, q: &AlertQuery) -> Vec<Arc<Alert>> {
         let Ok(s) = self.store.lock() else {

@@ -165,10 +165,13 @@ impl Relay {
             source,
             metrics,
             |uplinks, _stop| {
-                restore(&hub, &uplinks);
+                let stale = restore(&hub, &uplinks);
                 // From now on every alert event is in every outbox before
                 // the hub announces it (or the HTTP API answers for it).
                 hub.set_journal(Arc::new(OutboxJournal { uplinks }));
+                for a in stale {
+                    let _ = hub.publish(AlertEventKind::Cleared, a);
+                }
                 None
             },
         )
@@ -298,11 +301,14 @@ fn alert_item(alert: &crate::detect::hub::Alert, jpeg: Option<bytes::Bytes>) -> 
 /// After a restart: the alerts this gateway raised before (as the first
 /// outbox last recorded them) go back into the hub, so the API lists them, a
 /// client's retry is answered "already here" and an external alert can be
-/// cleared. A detector alert that was still active is cleared now (its
-/// detector starts afresh and raises a new one if the smoke is still there),
-/// rather than staying active at the center for ever.
-fn restore(hub: &AlertHub, uplinks: &[Arc<Uplink>]) {
-    let Some(first) = uplinks.first() else { return };
+/// cleared. Returns the detector alerts that were still active, cleared: the
+/// caller publishes them once the journal is set (their detector starts
+/// afresh and raises a new one if the smoke is still there), rather than
+/// leaving them active at the center for ever.
+fn restore(hub: &AlertHub, uplinks: &[Arc<Uplink>]) -> Vec<crate::detect::hub::Alert> {
+    let Some(first) = uplinks.first() else {
+        return Vec::new();
+    };
     let records = match first
         .outbox
         .recent_alerts(crate::detect::hub::RECENT_ALERTS)
@@ -310,7 +316,7 @@ fn restore(hub: &AlertHub, uplinks: &[Arc<Uplink>]) {
         Ok(r) => r,
         Err(e) => {
             tracing::error!("cannot read the alerts raised before this start: {e}");
-            return;
+            return Vec::new();
         }
     };
     let mut alerts = Vec::new();
@@ -323,41 +329,28 @@ fn restore(hub: &AlertHub, uplinks: &[Arc<Uplink>]) {
             ),
         }
     }
-    let stale: Vec<crate::detect::hub::Alert> = alerts
-        .iter()
-        .filter(|a| a.state == "active" && a.detector != crate::detect::external::DETECTOR)
-        .cloned()
-        .collect();
-    let restored = hub.restore(alerts);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
-    for mut a in stale {
-        a.state = "cleared";
-        a.cleared_unix_ns = Some(now);
-        a.note = Some("cleared at gateway restart: the detector starts afresh".into());
-        let event = AlertEvent {
-            kind: AlertEventKind::Cleared,
-            alert: Arc::new(a),
-            snapshot: None,
-        };
-        // Written to the outboxes directly (the journal is not set yet), then
-        // shown in the hub.
-        let items = items(&event);
-        for u in uplinks {
-            if let Err(e) = push(&u.outbox, &items) {
-                tracing::error!(upstream = %u.id(), alert = %event.alert.id, "cannot clear a stale alert: {e}");
-            }
-        }
-        hub.restore_update((*event.alert).clone());
-    }
+    let stale = alerts
+        .iter()
+        .filter(|a| a.state == "active" && a.detector != crate::detect::external::DETECTOR)
+        .map(|a| crate::detect::hub::Alert {
+            state: "cleared",
+            cleared_unix_ns: Some(now),
+            note: Some("cleared at gateway restart: the detector starts afresh".into()),
+            ..a.clone()
+        })
+        .collect();
+    let restored = hub.restore(alerts);
     if restored > 0 {
         tracing::info!(
             alerts = restored,
             "alerts raised before this start taken back"
         );
     }
+    stale
 }
 
 /// The gateway's [`Journal`]: writes each alert event into every upstream's

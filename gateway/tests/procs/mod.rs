@@ -7,7 +7,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -99,6 +99,24 @@ impl Proc {
         }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Still running (not exited, not crashed).
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The QUIC address the start line announced.
+    pub fn quic_addr(&self) -> SocketAddr {
+        self.quic
+            .as_deref()
+            .expect("quic= in the start line")
+            .parse()
+            .expect("a socket address")
+    }
+
     /// `GET path`, which must answer 200; the body as JSON (or a string).
     pub fn get(&self, path: &str) -> Value {
         let (status, body) = self.request("GET", path, None, &[]).expect("API answers");
@@ -125,12 +143,40 @@ impl Proc {
         }
     }
 
+    /// The Prometheus exposition at `/metrics`.
+    pub fn metrics(&self) -> String {
+        self.text("/metrics")
+    }
+
+    /// The value of one Prometheus series (`name{labels}` exactly as
+    /// printed), 0 when it does not exist yet.
+    pub fn metric(&self, series: &str) -> f64 {
+        metric(&self.metrics(), series)
+    }
+
     pub fn logged(&self, text: &str) -> bool {
+        self.lines(text) > 0
+    }
+
+    /// Log lines containing every one of `parts`.
+    pub fn lines_with(&self, parts: &[&str]) -> Vec<String> {
         self.log
             .lock()
             .expect("log")
             .iter()
-            .any(|l| l.contains(text))
+            .filter(|l| parts.iter().all(|p| l.contains(p)))
+            .cloned()
+            .collect()
+    }
+
+    /// How many log lines contain `text`.
+    pub fn lines(&self, text: &str) -> usize {
+        self.lines_with(&[text]).len()
+    }
+
+    /// Resident memory and open file descriptors, from /proc.
+    pub fn usage(&self) -> Usage {
+        Usage::of(self.pid())
     }
 
     pub fn log(&self) -> String {
@@ -186,7 +232,8 @@ pub fn http(
     ))
 }
 
-/// Polls `check` every 50 ms for up to `limit`.
+/// Polls `check` every 50 ms until it holds or `limit` passes (then once
+/// more).
 pub fn wait(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
     while start.elapsed() < limit {
@@ -195,7 +242,58 @@ pub fn wait(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    false
+    check()
+}
+
+/// One series' value in a Prometheus exposition, 0 when it is absent.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// A process's resident memory and open files.
+#[derive(Clone, Copy, Debug)]
+pub struct Usage {
+    pub rss_kib: u64,
+    pub fds: usize,
+}
+
+impl Usage {
+    pub fn of(pid: u32) -> Usage {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let rss_kib = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0);
+        let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        Usage { rss_kib, fds }
+    }
+
+    /// CPU time the process has used (user + system), in seconds.
+    pub fn cpu_seconds(pid: u32) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        // utime and stime, fields 14 and 15 of stat(5); USER_HZ is 100.
+        (ticks(11) + ticks(12)) / 100.0
+    }
+
+    pub fn rss_mib(&self) -> f64 {
+        self.rss_kib as f64 / 1024.0
+    }
 }
 
 /// A UDP port on loopback that was free a moment ago (for a center that

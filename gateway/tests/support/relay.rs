@@ -1,6 +1,6 @@
 //! What the relay fault tests (`relay_peers.rs`) share: real `lookout
 //! center` and `lookout run` processes with certificates from `lookout
-//! certs`, their logs, HTTP API, Prometheus figures and /proc figures (RSS,
+//! certs` (the harness in `procs/`), their logs, HTTP API, Prometheus and /proc figures (RSS,
 //! open files); QUIC client configurations a hostile peer would use (no
 //! certificate, a self-signed one, another ALPN); and a well-behaved gateway
 //! written against `lookout_codecs::relay`, which keeps a camera's GOPs
@@ -11,13 +11,11 @@
 #![allow(dead_code)]
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use lookout::relay::stream::{MessageReader, write_message};
@@ -29,31 +27,12 @@ use lookout_codecs::relay::{
 use quinn::crypto::rustls::QuicClientConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use serde_json::Value;
 use tokio::sync::mpsc;
 
 /// Bound on any single wait in these tests.
 pub const WAIT: Duration = Duration::from_secs(15);
 
-pub fn lookout() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_lookout"))
-}
-
-/// Runs `lookout certs --dir DIR ARGS…`.
-pub fn certs(dir: &Path, args: &[&str]) {
-    let out = lookout()
-        .arg("certs")
-        .arg("--dir")
-        .arg(dir)
-        .args(args)
-        .output()
-        .expect("lookout certs runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+pub use crate::procs::{Proc, Usage, certs, wait};
 
 /// The TLS files `lookout certs` wrote for `name` in `dir`.
 pub fn files(dir: &Path, name: &str) -> TlsFiles {
@@ -62,214 +41,6 @@ pub fn files(dir: &Path, name: &str) -> TlsFiles {
         cert: dir.join(format!("{name}.pem")),
         key: dir.join(format!("{name}.key")),
     }
-}
-
-/// A `lookout` process whose output is collected, and the addresses its
-/// start line announced.
-pub struct Proc {
-    child: Child,
-    log: Arc<Mutex<Vec<String>>>,
-    pub http: String,
-    pub quic: Option<String>,
-}
-
-impl Proc {
-    pub fn start(args: &[&str], config: &Path, ready: &str) -> Proc {
-        let mut child = lookout()
-            .args(args)
-            .arg(config)
-            .env("RUST_LOG", "info")
-            .stderr(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("lookout runs");
-        let log: Arc<Mutex<Vec<String>>> = Arc::default();
-        for stream in [
-            Box::new(child.stderr.take().expect("stderr")) as Box<dyn Read + Send>,
-            Box::new(child.stdout.take().expect("stdout")),
-        ] {
-            let l = log.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    l.lock().expect("log").push(line);
-                }
-            });
-        }
-        let start = Instant::now();
-        let line = loop {
-            let found = log
-                .lock()
-                .expect("log")
-                .iter()
-                .find(|l| l.contains(ready))
-                .cloned();
-            if let Some(l) = found {
-                break l;
-            }
-            assert!(
-                start.elapsed() < WAIT,
-                "did not start: {:?}",
-                log.lock().expect("log")
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        let field = |name: &str| {
-            line.split_whitespace()
-                .find_map(|w| w.strip_prefix(name))
-                .map(str::to_string)
-        };
-        Proc {
-            child,
-            log,
-            http: field("http=").expect("http= in the start line"),
-            quic: field("quic="),
-        }
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Still running (not exited, not crashed).
-    pub fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    pub fn quic_addr(&self) -> SocketAddr {
-        self.quic
-            .as_deref()
-            .expect("quic= in the start line")
-            .parse()
-            .expect("a socket address")
-    }
-
-    pub fn get(&self, path: &str) -> Value {
-        let mut s = TcpStream::connect(&self.http).expect("connect to the API");
-        s.set_read_timeout(Some(Duration::from_secs(5)))
-            .expect("timeout");
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-            self.http
-        )
-        .expect("request");
-        let mut out = String::new();
-        s.read_to_string(&mut out).expect("response");
-        let (head, body) = out.split_once("\r\n\r\n").expect("HTTP response");
-        assert!(head.starts_with("HTTP/1.1 200"), "{path}: {head}");
-        serde_json::from_str(body).unwrap_or(Value::String(body.to_string()))
-    }
-
-    pub fn metrics(&self) -> String {
-        match self.get("/metrics") {
-            Value::String(s) => s,
-            v => v.to_string(),
-        }
-    }
-
-    /// The value of one Prometheus series (`name{labels}` exactly as
-    /// printed), 0 when it does not exist yet.
-    pub fn metric(&self, series: &str) -> f64 {
-        metric(&self.metrics(), series)
-    }
-
-    pub fn logged(&self, text: &str) -> bool {
-        self.lines(text) > 0
-    }
-
-    /// Log lines containing every one of `parts`.
-    pub fn lines_with(&self, parts: &[&str]) -> Vec<String> {
-        self.log
-            .lock()
-            .expect("log")
-            .iter()
-            .filter(|l| parts.iter().all(|p| l.contains(p)))
-            .cloned()
-            .collect()
-    }
-
-    /// How many log lines contain `text`.
-    pub fn lines(&self, text: &str) -> usize {
-        self.lines_with(&[text]).len()
-    }
-
-    pub fn log(&self) -> String {
-        self.log.lock().expect("log").join("\n")
-    }
-
-    /// Resident memory and open file descriptors, from /proc.
-    pub fn usage(&self) -> Usage {
-        Usage::of(self.pid())
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-pub fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
-/// A process's resident memory and open files.
-#[derive(Clone, Copy, Debug)]
-pub struct Usage {
-    pub rss_kib: u64,
-    pub fds: usize,
-}
-
-impl Usage {
-    pub fn of(pid: u32) -> Usage {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        let rss_kib = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0);
-        let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
-            .map(|d| d.count())
-            .unwrap_or(0);
-        Usage { rss_kib, fds }
-    }
-
-    /// CPU time the process has used (user + system), in seconds.
-    pub fn cpu_seconds(pid: u32) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest.split_whitespace().collect())
-            .unwrap_or_default();
-        let ticks = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        // utime and stime, fields 14 and 15 of stat(5); USER_HZ is 100.
-        (ticks(11) + ticks(12)) / 100.0
-    }
-
-    pub fn rss_mib(&self) -> f64 {
-        self.rss_kib as f64 / 1024.0
-    }
-}
-
-/// Polls `check` every 100 ms until it holds or `limit` passes.
-pub fn wait(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if check() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    check()
 }
 
 /// A CA with a center (`center`, valid for 127.0.0.1) and the given
