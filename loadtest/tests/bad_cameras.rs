@@ -15,7 +15,7 @@ mod rogue;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
@@ -44,28 +44,8 @@ const WINDOW: Duration = Duration::from_secs(30);
 const FD_SLACK: i64 = 24;
 const RSS_SLACK_KIB: i64 = 24 * 1024;
 
-struct Kill(Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn bin(name: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_BIN_EXE_lookout-loadtest"))
-        .parent()
-        .expect("bin dir")
-        .join(name)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
+mod support;
+use support::{Kill, bin, free_port};
 
 fn get(url: &str) -> Option<String> {
     let mut resp = ureq::get(url).call().ok()?;

@@ -8,28 +8,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct Kill(Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn bin(name: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_BIN_EXE_lookout-loadtest"))
-        .parent()
-        .expect("bin dir")
-        .join(name)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
+mod support;
+use support::{Kill, bin, free_port};
 
 fn start_fleet(port: u16, dir: &Path) -> Kill {
     let child = Command::new(env!("CARGO_BIN_EXE_lookout-loadtest"))

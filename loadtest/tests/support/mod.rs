@@ -1,7 +1,10 @@
-//! Running `lookout-loadtest` the way the benchmark tests do.
+//! Running `lookout-loadtest` the way the benchmark tests do, and the
+//! small pieces the process tests share.
+
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command};
 
 use serde_json::Value;
 
@@ -41,4 +44,30 @@ pub fn loadtest_report(args: &[&str], work: &Path) -> (Value, String) {
     );
     let text = std::fs::read_to_string(&report).expect("report");
     (serde_json::from_str(&text).expect("report is JSON"), stdout)
+}
+
+/// A child process killed (and reaped) when the test lets go of it.
+pub struct Kill(pub Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A binary of this workspace built next to `lookout-loadtest` (`lookout`).
+pub fn bin(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_lookout-loadtest"))
+        .parent()
+        .expect("bin dir")
+        .join(name)
+}
+
+/// A TCP port on loopback that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
