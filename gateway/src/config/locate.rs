@@ -47,7 +47,7 @@ impl fmt::Display for KeyPath {
                     if !first {
                         f.write_str(".")?;
                     }
-                    f.write_str(k)?;
+                    write_key(f, k)?;
                 }
                 Segment::Index(i) => write!(f, "[{i}]")?,
             }
@@ -58,6 +58,29 @@ impl fmt::Display for KeyPath {
         }
         Ok(())
     }
+}
+
+/// A key as it would be written in the file: bare when TOML allows it, otherwise
+/// quoted, so an empty key or one holding a dot or a space is still a visible,
+/// unambiguous step of the path (`camera[0]."my key"`, `""`).
+fn write_key(f: &mut fmt::Formatter<'_>, key: &str) -> fmt::Result {
+    let bare = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if bare {
+        return f.write_str(key);
+    }
+    f.write_str("\"")?;
+    for c in key.chars() {
+        match c {
+            '"' => f.write_str("\\\"")?,
+            '\\' => f.write_str("\\\\")?,
+            c if c.is_control() => write!(f, "\\u{:04X}", u32::from(c))?,
+            c => write!(f, "{c}")?,
+        }
+    }
+    f.write_str("\"")
 }
 
 /// Line and column (both 1-based) of a byte offset.
@@ -173,6 +196,28 @@ mod tests {
         assert_eq!(loc.path_at(off).to_string(), "camera[1].location.lat");
         let off = DOC.find("rtsp").expect("url");
         assert_eq!(loc.path_at(off).to_string(), "camera[0].url");
+    }
+
+    #[test]
+    fn keys_that_need_quotes_are_quoted() {
+        let path = KeyPath::root()
+            .key("")
+            .key("camera")
+            .index(0)
+            .key("my key")
+            .key("a.b")
+            .key("q\"\\\t");
+        assert_eq!(
+            path.to_string(),
+            r#""".camera[0]."my key"."a.b"."q\"\\\u0009""#
+        );
+        // An empty top-level key, as a broken script could write it, is named, not blank.
+        let problems = super::super::parse_toml::<super::super::Config>(
+            std::path::Path::new("x.toml"),
+            "''=' '",
+        )
+        .expect_err("unknown field");
+        assert_eq!(problems.0[0].key, r#""""#);
     }
 
     #[test]
