@@ -45,14 +45,17 @@ impl Coarse {
 
     /// Composite the field over `frame` (row-major, `width` wide) inside the
     /// rectangle it was filled for, at pixels where `visible(index)` holds:
-    /// `p = p·(1 − a) + c`. Calls `covered(x, y, a)` for each pixel drawn.
+    /// `p = p·(1 − a) + c`. Calls `covered(x, y, a, change)` for each pixel drawn, where
+    /// `change` is how far the pixel moved on the displayed 0..1 scale (the largest of its three
+    /// channels): a
+    /// layer can be opaque enough yet invisible against a backdrop of its own colour.
     pub(crate) fn blend(
         &mut self,
         (x0, y0, x1, y1): (usize, usize, usize, usize),
         frame: &mut [[f32; 3]],
         width: usize,
         visible: impl Fn(usize) -> bool,
-        mut covered: impl FnMut(usize, usize, f32),
+        mut covered: impl FnMut(usize, usize, f32, f32),
     ) {
         if self.cols < 2 || self.rows < 2 {
             return;
@@ -92,8 +95,14 @@ impl Coarse {
                 }
                 let p = &mut frame[idx];
                 let keep = 1.0 - s[3];
+                let before = *p;
                 *p = [p[0] * keep + s[0], p[1] * keep + s[1], p[2] * keep + s[2]];
-                covered(x, y, s[3]);
+                // On the displayed scale: a sky brighter than white stays white under a veil.
+                let shown = |v: f32| v.clamp(0.0, 1.0);
+                let change = (0..3)
+                    .map(|k| (shown(p[k]) - shown(before[k])).abs())
+                    .fold(0.0f32, f32::max);
+                covered(x, y, s[3], change);
             }
         }
     }

@@ -47,6 +47,10 @@ impl SampleClass {
     }
 }
 
+/// Placements (ignition point, onset, seed) tried for a positive before it is given up
+/// as invisible, each at three ages.
+const PLACEMENTS: u64 = 8;
+
 /// The smallest share of the frame an event must cover to be labelled present.
 pub const MIN_SMOKE_COVERAGE: f64 = 0.003;
 pub const MIN_FLOOD_COVERAGE: f64 = 0.01;
@@ -116,10 +120,13 @@ pub struct Sample {
     pub height: u32,
     /// RGB8, `width × height × 3`.
     pub rgb: Vec<u8>,
-    /// Visible events, boxes in output pixels.
+    /// The still's label: the planned class, or `None` when the planned event never
+    /// became visible enough (see [`Sample::meets_min_coverage`]).
+    pub class: SampleClass,
+    /// Visible events, boxes in output pixels (none when the still is labelled `None`).
     pub objects: Vec<LabelledRegion>,
-    /// False if no placement reached the minimum coverage (the labels still
-    /// say what is there).
+    /// False if no placement of a planned event reached the minimum coverage: the
+    /// still is then labelled `None` (what a viewer sees) and keeps its plan in the record.
     pub meets_min_coverage: bool,
 }
 
@@ -129,6 +136,9 @@ struct SampleRecord<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     image: Option<&'a str>,
     class: SampleClass,
+    /// The class the seed planned, when the still is labelled otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    planned: Option<SampleClass>,
     scene: SceneKind,
     lighting: Lighting,
     seed: u64,
@@ -148,7 +158,8 @@ impl Sample {
     fn record<'a>(&self, image: Option<&'a str>) -> SampleRecord<'a> {
         SampleRecord {
             image,
-            class: self.plan.class,
+            class: self.class,
+            planned: (self.class != self.plan.class).then_some(self.plan.class),
             scene: self.plan.kind,
             lighting: self.plan.lighting,
             seed: self.plan.seed,
@@ -189,7 +200,7 @@ pub fn render_sample(plan: &SamplePlan, out_w: u32, out_h: u32) -> Result<Sample
         } else {
             MIN_FLOOD_COVERAGE
         };
-        'placements: for attempt in 0..6u64 {
+        'placements: for attempt in 0..PLACEMENTS {
             let onset = f64::from(rng.range(0.0, 5.0));
             let event = EventSpec {
                 class,
@@ -224,7 +235,13 @@ pub fn render_sample(plan: &SamplePlan, out_w: u32, out_h: u32) -> Result<Sample
         let labels = scene.render_rgb(t, &mut rgb)?;
         best = Some((0.0, t, rgb.clone(), labels.objects));
     }
-    let (_, t_s, full, objects) = best.unwrap_or((0.0, 0.0, rgb, Vec::new()));
+    let (_, t_s, full, mut objects) = best.unwrap_or((0.0, 0.0, rgb, Vec::new()));
+    // A positive whose event never became visible enough is not a positive: label it by
+    // what the still shows, so neither training nor evaluation asks for the invisible.
+    let class = if met { plan.class } else { SampleClass::None };
+    if !met {
+        objects.clear();
+    }
     let sx = out_w as f64 / rw as f64;
     let sy = out_h as f64 / rh as f64;
     let objects = objects
@@ -247,6 +264,7 @@ pub fn render_sample(plan: &SamplePlan, out_w: u32, out_h: u32) -> Result<Sample
         width: out_w,
         height: out_h,
         rgb: box_resize(&full, rw, rh, out_w, out_h),
+        class,
         objects,
         meets_min_coverage: met,
     })
@@ -312,7 +330,8 @@ pub struct DatasetSummary {
     pub smoke: usize,
     pub flood: usize,
     pub none: usize,
-    /// Positives whose event stayed below the minimum coverage in every placement tried.
+    /// Planned positives whose event stayed below the minimum coverage in every placement
+    /// tried; they are written (and counted above) as `none`.
     pub below_min_coverage: usize,
 }
 
@@ -362,7 +381,7 @@ pub fn write_dataset(
         })?;
         writeln!(index, "{line}").map_err(io_err(&index_path))?;
         summary.images += 1;
-        match plan.class {
+        match sample.class {
             SampleClass::Smoke => summary.smoke += 1,
             SampleClass::Flood => summary.flood += 1,
             SampleClass::None => summary.none += 1,

@@ -232,8 +232,11 @@ pub enum SceneError {
     },
 }
 
-/// Smoke pixels at least this opaque count towards the label.
+/// Smoke pixels count towards the label when at least this opaque...
 const SMOKE_LABEL_ALPHA: f32 = 0.1;
+/// ...and when the smoke moved the pixel at least this far (about 10 of 255 levels in one
+/// channel), so a thin veil over a sky of its own colour is not labelled smoke.
+const SMOKE_LABEL_CHANGE: f32 = 0.04;
 /// Highest possible flood level, for precomputing flood cells: valley and street.
 const VALLEY_FLOOD: (f32, f32) = (0.6, 2.2);
 const STREET_FLOOD: (f32, f32) = (0.2, 0.5);
@@ -527,7 +530,7 @@ impl Scene {
                 &mut self.work,
                 w,
                 |i| depth[i].is_infinite(),
-                |_, _, _| {},
+                |_, _, _, _| {},
             );
         }
 
@@ -576,6 +579,7 @@ impl Scene {
                     self.step,
                     &mut self.scratch,
                     SMOKE_LABEL_ALPHA,
+                    SMOKE_LABEL_CHANGE,
                 );
             }
         }
@@ -649,7 +653,7 @@ fn composite_fog(
         work,
         w,
         |i| depth[i] > fog.depth_m,
-        |_, _, _| {},
+        |_, _, _, _| {},
     );
 }
 

@@ -166,7 +166,8 @@ impl Plume {
     }
 
     /// Draw the plume into `frame` where nothing nearer hides it, returning the
-    /// labelled pixel count and bounding box of pixels at least `label_alpha` opaque.
+    /// labelled pixel count and bounding box of pixels at least `label_alpha` opaque
+    /// whose colour the plume moved by at least `label_change`.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn composite(
         &self,
@@ -178,6 +179,7 @@ impl Plume {
         step: usize,
         scratch: &mut Coarse,
         label_alpha: f32,
+        label_change: f32,
     ) -> Coverage {
         let mut cov = Coverage::default();
         let age = (t_s - self.onset_s) as f32;
@@ -194,8 +196,8 @@ impl Plume {
             frame,
             w,
             |i| depth[i] > near,
-            |x, y, a| {
-                if a >= label_alpha {
+            |x, y, a, change| {
+                if a >= label_alpha && change >= label_change {
                     cov.add(x, y);
                 }
             },
