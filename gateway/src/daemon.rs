@@ -50,6 +50,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     let settings = IngestSettings::from_config(&config.gateway);
     let ingest = Ingest::new(settings)?;
     metrics.register_collector(Box::new(IngestCollector::new(Arc::downgrade(&ingest))));
+    metrics.register_collector(Box::new(crate::threads::CpuCollector));
     ingest.apply(settings, &config.cameras).await;
 
     let hub = Arc::new(AlertHub::new());

@@ -19,6 +19,7 @@ pub mod logging;
 pub mod metrics;
 pub mod relay;
 pub mod shutdown;
+pub mod threads;
 
 /// The GStreamer version the process runs with (after `gstreamer::init`).
 pub fn gstreamer_version() -> String {

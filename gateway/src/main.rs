@@ -191,6 +191,8 @@ fn run(config: PathBuf, log_format: Option<String>) -> ExitCode {
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("lookout")
+        .on_thread_start(|| lookout::threads::enter(lookout::threads::Role::Runtime))
+        .on_thread_stop(lookout::threads::leave)
         .build()
     {
         Ok(rt) => rt,

@@ -127,6 +127,14 @@ pub(crate) fn center_percentiles(v: &Value) -> Percentiles {
 }
 
 /// Sum of a metric's series that carry every one of `labels`.
+/// The roles of the gateway's `lookout_cpu_seconds_total`.
+pub(crate) const ROLES: [&str; 5] = ["ingest", "decode", "detect", "runtime", "other"];
+
+/// CPU seconds by role from a gateway's metrics.
+pub(crate) fn cpu_by_role(text: &str) -> [f64; ROLES.len()] {
+    ROLES.map(|r| metric_with(text, "lookout_cpu_seconds_total", &[("role", r)]))
+}
+
 pub(crate) fn metric_with(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     text.lines()
         .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))
@@ -343,12 +351,19 @@ pub fn run(mut args: RelayArgs) -> anyhow::Result<RelayReport> {
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
-    let http = Http::new(None);
+    let http = Http::new(Some(Duration::from_secs(10)));
     let mut last_figures = Instant::now();
     let mut warm = false;
     let mut outage_done = args.center_outage.is_none();
     let mut started_at = utc_now();
     let mut window: Option<(Instant, [f64; 3])> = None;
+    let mut warm_unix_ns: u64 = 0;
+    // The gateway's own CPU by thread role at the window's start.
+    let mut roles_before: Option<[f64; ROLES.len()]> = None;
+    let roles_of = |http: &Http| {
+        http.text(&format!("http://{gw_http}/metrics"))
+            .map(|text| cpu_by_role(&text))
+    };
     let mut last_sample: Option<(Instant, [f64; 3])> = None;
     let mut timeline = Vec::new();
     let mut peak = [0.0f64; 2];
@@ -384,6 +399,10 @@ pub fn run(mut args: RelayArgs) -> anyhow::Result<RelayReport> {
             warm = true;
             started_at = utc_now();
             window = Some((Instant::now(), cpu_of(pids)));
+            warm_unix_ns = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            roles_before = roles_of(&http);
         }
         if let Some((at, length)) = args.center_outage
             && !outage_done
@@ -430,15 +449,25 @@ pub fn run(mut args: RelayArgs) -> anyhow::Result<RelayReport> {
     // must reach the center (alerts acknowledged, frames delivered).
     let latency = get_json(&format!("http://{center_http}/api/latency"))?;
     let pids = [gateway.pid(), fleet.pid(), center.pid()];
+    let roles_after = roles_of(&http);
     let cpu_cores = match window {
         Some((t, before)) => {
             let dt = t.elapsed().as_secs_f64().max(1e-3);
             let now = cpu_of(pids);
-            serde_json::json!({
+            let mut v = serde_json::json!({
                 "gateway": (now[0] - before[0]) / dt,
                 "fleet": (now[1] - before[1]) / dt,
                 "center": (now[2] - before[2]) / dt,
-            })
+            });
+            if let (Some(a), Some(b)) = (roles_before, roles_after) {
+                let by_role: serde_json::Map<String, Value> = ROLES
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| (r.to_string(), ((b[i] - a[i]) / dt).into()))
+                    .collect();
+                v["gateway_by_role"] = Value::Object(by_role);
+            }
+            v
         }
         None => Value::Null,
     };
@@ -572,7 +601,7 @@ pub fn run(mut args: RelayArgs) -> anyhow::Result<RelayReport> {
         .iter()
         .cloned()
         .partition(|a| a.label == SENSOR_LABEL);
-    let timing = check.timing(&onsets, &stored);
+    let timing = check.timing(&onsets, &stored, warm_unix_ns);
     let mut sensor_h = histogram();
     for a in &sensor {
         if let Some(at_ms) = check.received_ms.get(&a.id) {
@@ -655,6 +684,12 @@ pub fn run(mut args: RelayArgs) -> anyhow::Result<RelayReport> {
         "batch_mean": m("lookout_detect_batch_size_sum") / m("lookout_detect_batch_size_count").max(1.0),
     });
     let gw_cores = cpu_cores["gateway"].as_f64().unwrap_or(0.0);
+    // The gateway's ingest threads (RTSP/RTP, depayload, parse, fan-out) against bare
+    // GStreamer clients doing the RTSP/RTP part alone; the whole gateway when its
+    // metrics had no breakdown (an older gateway).
+    let ingest_cores = cpu_cores["gateway_by_role"]["ingest"]
+        .as_f64()
+        .unwrap_or(gw_cores);
     let report = RelayReport {
         lookout_version: env!("CARGO_PKG_VERSION").to_string(),
         started_at,
@@ -714,10 +749,11 @@ pub fn run(mut args: RelayArgs) -> anyhow::Result<RelayReport> {
         }),
         ratios: serde_json::json!({
             "relay_p99_vs_camera_hop_p99": if hop.p99 > 0.0 { relay.p99 / hop.p99 } else { 0.0 },
-            // The gateway's whole CPU (ingest, detection, relay) over bare
-            // GStreamer clients reading the same streams: an upper bound of
-            // the ingest ratio.
-            "ingest_cpu_vs_gst": if gst_cores > 0.0 { gw_cores / gst_cores } else { 0.0 },
+            // The gateway's ingest threads over bare GStreamer clients reading the
+            // same streams; and the whole gateway (ingest, decode, detection, relay)
+            // over the same baseline.
+            "ingest_cpu_vs_gst": if gst_cores > 0.0 { ingest_cores / gst_cores } else { 0.0 },
+            "gateway_cpu_vs_gst": if gst_cores > 0.0 { gw_cores / gst_cores } else { 0.0 },
             "detector_vs_ort_raw": if ort_raw > 0.0 { det_path / ort_raw } else { 0.0 },
         }),
         slo: serde_json::json!({

@@ -771,7 +771,7 @@ pub fn run(args: SoakArgs) -> anyhow::Result<SoakReport> {
 
     // Alerts: the ledger against what the gateway raised.
     let check = LedgerCheck::new(&end.gw_alerts, &end.ledger);
-    let timing = check.timing(&onsets, &check.stored);
+    let timing = check.timing(&onsets, &check.stored, 0);
     let latency_ms: BTreeMap<String, Percentiles> = timing.latencies().into_iter().collect();
 
     // Frames, whole run and after warm-up.

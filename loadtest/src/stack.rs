@@ -270,12 +270,20 @@ impl LedgerCheck {
     }
 
     /// `alerts` (some of `stored`) scored against the scripted incidents,
-    /// and their latencies to being stored in the ledger.
-    pub(crate) fn timing(&self, onsets: &[Onset], alerts: &[SeenAlert]) -> AlertTiming {
+    /// and their latencies to being stored in the ledger. Every alert is scored; only
+    /// those raised at or after `since_unix_ns` (the end of the warm-up, when the
+    /// cameras' first seconds of backlog are through) are timed, as the relay's
+    /// latencies are.
+    pub(crate) fn timing(
+        &self,
+        onsets: &[Onset],
+        alerts: &[SeenAlert],
+        since_unix_ns: u64,
+    ) -> AlertTiming {
         let (incidents, matched) = score(onsets, alerts);
         let mut cap = histogram();
         let mut raise = histogram();
-        for a in alerts {
+        for a in alerts.iter().filter(|a| a.raised_unix_ns >= since_unix_ns) {
             let Some(at_ms) = self.received_ms.get(&a.id) else {
                 continue;
             };

@@ -1,29 +1,38 @@
 //! Decoding only the frames a detector samples, and scaling them once.
 //!
-//! One small GStreamer pipeline per watched camera:
-//! `appsrc ! h26Xparse ! avdec_h26X ! tee`, then per output
-//! `videoscale ! videoconvert ! RGB WxH ! appsink`: the work frame, and
-//! each model's picture size on the camera.
-//! In `keyframes` mode the sampler hands it keyframes only, so delta frames
-//! never reach the decoder. In `N fps` mode every unit is decoded (a delta
-//! frame cannot be decoded without its references) but frames that are not
-//! due are dropped right after the decoder, before scaling and conversion.
+//! A decoder is one thread of lookout's own driving a GStreamer chain
+//! `h26Xparse ! avdec_h26X ! tee`, then per output
+//! `videoscale ! videoconvert ! RGB WxH ! appsink`: the work frame, and each model's
+//! picture size on the camera. The thread pushes each unit into the chain itself, so
+//! decoding, scaling and conversion run on it from start to end: no `appsrc` or queue
+//! threads, and the thread runs at a lower priority than ingest and the relay
+//! ([`crate::threads::enter_background`]).
 //!
-//! Scaling happens before conversion (measured: `videoscale ! videoconvert`
-//! costs about 0.8 ms per 720p frame, converting first is 3× slower,
-//! `videoconvertscale` 2× slower) to a *work frame* whose long side is the
-//! [`MIN_WORK_SIDE`] with the picture's aspect kept (alert snapshots are
-//! drawn on it), and straight to each model's picture size (its input when
-//! it stretches, the picture fitted inside its input when it letterboxes):
-//! each output is scaled once from the decoded picture by GStreamer's SIMD
-//! scaler, and the detector thread is left with a copy into floats.
+//! In `keyframes` mode every unit a decoder sees is a keyframe with its parameter sets in
+//! front, which needs nothing decoded before it: cameras with the same codec and picture
+//! size **share** a decoder (up to [`CAMERAS_PER_DECODER`] each), so 64 cameras need a
+//! handful of decoders, not 64 (each holds its own picture buffers, tens of MiB at
+//! 720p). In `N fps` mode every unit is decoded (a delta frame cannot be decoded
+//! without its references), so each camera gets a decoder of its own, and frames that
+//! are not due are dropped right after the decoder, before scaling and conversion.
 //!
-//! The decoder runs single-threaded: frame threading would hold each output
-//! back until several more inputs arrive, which in keyframe mode means
-//! seconds.
+//! Scaling happens before conversion (measured: `videoscale ! videoconvert` costs about
+//! 0.8 ms per 720p frame, converting first is 3× slower, `videoconvertscale` 2× slower)
+//! to a *work frame* whose long side is the [`MIN_WORK_SIDE`] with the picture's aspect
+//! kept (alert snapshots are drawn on it), and straight to each model's picture size (its
+//! input when it stretches, the picture fitted inside its input when it letterboxes):
+//! each output is scaled once from the decoded picture by GStreamer's SIMD scaler, and
+//! the detector thread is left with a copy into floats.
+//!
+//! The decoder runs single-threaded: frame threading would hold each output back until
+//! several more inputs arrive, which in keyframe mode means seconds. A unit that cannot
+//! be decoded is dropped by the decoder and counted against its camera; the chain is
+//! rebuilt only if GStreamer reports an error, and the other cameras on it lose at most
+//! the unit in flight.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use gstreamer as gst;
@@ -33,7 +42,9 @@ use gstreamer_video as gst_video;
 use gstreamer_video::prelude::*;
 
 use super::preprocess::RgbFrame;
+use super::queue::DropOldest;
 use crate::ingest::{AccessUnit, Codec};
+use crate::threads;
 
 const START_CODE: [u8; 4] = [0, 0, 0, 1];
 
@@ -41,9 +52,21 @@ const START_CODE: [u8; 4] = [0, 0, 0, 1];
 /// alert snapshot.
 pub const MIN_WORK_SIDE: u32 = 640;
 
-/// Units pushed and not yet out of the decoder, at most; older entries are
-/// forgotten (their frames were dropped by the decoder as corrupt).
+/// Cameras one shared (keyframe) decoder serves at most. At a keyframe every 1–2 s
+/// and about 7 ms to decode and scale a 720p keyframe here, 16 cameras keep a decoder
+/// under 15 % of a core; more cameras get more decoders, which spread over the cores.
+pub const CAMERAS_PER_DECODER: usize = 16;
+
+/// Units waiting for a decoder's thread, at most; when it falls behind the oldest is
+/// dropped (and counted against its camera).
+const INPUT_LIMIT: usize = 32;
+
+/// Units pushed and not yet out of an exclusive decoder, at most; older entries are
+/// given up (their frames were dropped by the decoder as corrupt).
 const PENDING_LIMIT: usize = 64;
+
+/// The same for a shared decoder, which sees keyframes only.
+const SHARED_PENDING_LIMIT: usize = 4;
 
 /// What the sampler knew about a unit when it pushed it.
 #[derive(Debug, Clone)]
@@ -57,14 +80,6 @@ pub struct UnitMeta {
     pub pushed: Instant,
 }
 
-/// A unit in the decoder: what the sampler knew, and the outputs of each
-/// branch as they arrive.
-struct Pending {
-    meta: UnitMeta,
-    work: Option<RgbFrame>,
-    scaled: Vec<Option<RgbFrame>>,
-}
-
 /// A decoded, scaled frame with where it came from.
 #[derive(Debug)]
 pub struct DecodedFrame {
@@ -75,7 +90,7 @@ pub struct DecodedFrame {
     pub scaled: Vec<RgbFrame>,
     /// The picture size the camera sent.
     pub source: (u32, u32),
-    /// Push to appsink: decode, scale and convert.
+    /// Handed to the decoder to out of it: waiting, decode, scale and convert.
     pub decode: Duration,
 }
 
@@ -100,98 +115,352 @@ pub fn work_size(w: u32, h: u32, side: u32) -> (u32, u32) {
     (ww, hh)
 }
 
-type FrameSink = Box<dyn Fn(DecodedFrame) + Send + Sync>;
+/// What a camera does with each of its sampled frames.
+pub type FrameSink = Box<dyn Fn(DecodedFrame) + Send + Sync>;
 
-/// One camera's decoder.
-pub struct FrameDecoder {
-    camera: String,
-    pub codec: Codec,
-    /// Picture size the pipeline was built for.
-    pub source: (u32, u32),
-    pipeline: gst::Pipeline,
-    src: gst_app::AppSrc,
-    pending: Arc<Mutex<HashMap<u64, Pending>>>,
-    branches: usize,
-    /// The last timestamp given to the decoder.
-    last_pts: Option<u64>,
+/// What happens to a camera's units besides coming out as frames.
+pub trait DecodeEvents: Send + Sync {
+    /// A sampled unit was dropped: the decoder was behind (`busy`) or could not decode
+    /// it.
+    fn lost(&self, busy: bool);
+    /// The decoder's chain failed on one of this camera's units and was rebuilt.
+    fn failed(&self, message: &str);
 }
 
-impl FrameDecoder {
-    /// Builds and starts the pipeline; `on_frame` runs on GStreamer's
-    /// streaming thread for every sampled frame that comes out. Besides the
-    /// work frame, the decoded picture is scaled straight to each size in
-    /// `sizes` (each model's picture size: its input when it stretches, the
-    /// fitted size when it letterboxes), so preprocessing is only a copy
-    /// into floats.
-    pub fn new(
+/// One camera's way out of a decoder.
+struct Route {
+    camera: Arc<str>,
+    sink: FrameSink,
+    events: Box<dyn DecodeEvents>,
+}
+
+/// A unit on its way into a decoder.
+struct Input {
+    unit: AccessUnit,
+    meta: UnitMeta,
+    route: Arc<Route>,
+}
+
+/// What identifies decoders cameras may share.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Key {
+    codec: Codec,
+    source: (u32, u32),
+    /// Cameras share a decoder only when their sequence parameter sets are the same
+    /// bytes: a change of them makes the decoder reconfigure, which would otherwise
+    /// happen on every other picture.
+    sps: Option<bytes::Bytes>,
+    work: (u32, u32),
+    sizes: Vec<(u32, u32)>,
+    /// The camera a decoder belongs to alone (every frame decoded), or none (shared,
+    /// keyframes only).
+    exclusive: Option<Arc<str>>,
+}
+
+/// A decoder's thread and its input.
+struct Decoder {
+    input: Arc<DropOldest<Input>>,
+    /// Cameras joined and not yet left.
+    users: Mutex<usize>,
+    /// Set when the thread could not build its chain at all.
+    broken: Arc<AtomicBool>,
+}
+
+impl Drop for Decoder {
+    fn drop(&mut self) {
+        // The thread finishes what is queued and ends.
+        self.input.close();
+    }
+}
+
+/// The decoders of one gateway, shared by cameras where decoding allows it.
+#[derive(Default)]
+pub struct DecoderPool {
+    decoders: Mutex<HashMap<Key, Vec<Weak<Decoder>>>>,
+}
+
+/// A camera's place on a decoder; leaving (dropping it) frees the place, and a decoder
+/// no camera holds ends its thread.
+pub struct DecoderHandle {
+    decoder: Arc<Decoder>,
+    route: Arc<Route>,
+    pub codec: Codec,
+    /// Picture size the decoder was built for.
+    pub source: (u32, u32),
+    /// The last timestamp given to the decoder (exclusive decoders only).
+    last_pts: Option<u64>,
+    exclusive: bool,
+}
+
+impl DecoderPool {
+    pub fn new() -> DecoderPool {
+        DecoderPool::default()
+    }
+
+    /// Decoders running now (a decoder no camera holds any more may still be
+    /// finishing its queue).
+    pub fn decoders(&self) -> usize {
+        self.decoders.lock().map_or(0, |m| {
+            m.values()
+                .flatten()
+                .filter(|w| w.strong_count() > 0)
+                .count()
+        })
+    }
+
+    /// A place for `camera` on a decoder for `codec` pictures of `source` size, scaling
+    /// to the work frame and to each of `sizes`. `every_frame`: the camera sends every
+    /// unit (delta frames too), so it needs a decoder of its own; otherwise it sends
+    /// only keyframes and shares one. `sink` gets the camera's sampled frames, on the
+    /// decoder's thread.
+    #[allow(clippy::too_many_arguments)]
+    pub fn join(
+        &self,
         camera: &str,
         codec: Codec,
         source: (u32, u32),
+        sps: Option<bytes::Bytes>,
         work_side: u32,
         sizes: &[(u32, u32)],
-        on_frame: FrameSink,
-    ) -> Result<FrameDecoder, DecodeError> {
-        let build = |message: String| DecodeError::Build {
-            camera: camera.to_string(),
-            message,
+        every_frame: bool,
+        sink: FrameSink,
+        events: Box<dyn DecodeEvents>,
+    ) -> Result<DecoderHandle, DecodeError> {
+        let camera: Arc<str> = Arc::from(camera);
+        let key = Key {
+            codec,
+            source,
+            sps,
+            work: work_size(source.0, source.1, work_side),
+            sizes: sizes.to_vec(),
+            exclusive: every_frame.then(|| camera.clone()),
         };
-        let (caps, parse, dec) = match codec {
+        let route = Arc::new(Route {
+            camera: camera.clone(),
+            sink,
+            events,
+        });
+        let mut map = self
+            .decoders
+            .lock()
+            .map_err(|_| build_error(&camera, "the decoder pool is poisoned"))?;
+        let list = map.entry(key.clone()).or_default();
+        list.retain(|w| {
+            w.upgrade()
+                .is_some_and(|d| !d.broken.load(Ordering::Relaxed))
+        });
+        let free = list.iter().filter_map(Weak::upgrade).find(|d| {
+            key.exclusive.is_none() && d.users.lock().is_ok_and(|n| *n < CAMERAS_PER_DECODER)
+        });
+        let decoder = match free {
+            Some(d) => d,
+            None => {
+                let d = Arc::new(start_decoder(&camera, key.clone())?);
+                list.push(Arc::downgrade(&d));
+                d
+            }
+        };
+        if let Ok(mut n) = decoder.users.lock() {
+            *n += 1;
+        }
+        Ok(DecoderHandle {
+            decoder,
+            route,
+            codec,
+            source,
+            last_pts: None,
+            exclusive: every_frame,
+        })
+    }
+}
+
+impl DecoderHandle {
+    /// Hands one unit to the decoder; never blocks. Keyframes get the stream's parameter
+    /// sets in front, so a camera that sends them only out of band still decodes, and
+    /// any decoder can start on any camera's keyframe.
+    pub fn push(&mut self, unit: &AccessUnit, sampled: bool) -> Result<(), DecodeError> {
+        if self.decoder.broken.load(Ordering::Relaxed) {
+            return Err(DecodeError::Stream {
+                camera: self.route.camera.to_string(),
+                message: "the decoder stopped".to_string(),
+            });
+        }
+        // An exclusive decoder keeps the camera's timestamps (the decoder reorders by
+        // them), 1 ms after the last one when they are missing or repeat; a shared
+        // decoder numbers units itself.
+        let pts = if self.exclusive {
+            let pts = match unit.pts.map(|p| p.as_nanos() as u64) {
+                Some(p) if self.last_pts != Some(p) => p,
+                _ => self.last_pts.map_or(0, |l| l + 1_000_000),
+            };
+            self.last_pts = Some(pts);
+            Some(pts)
+        } else {
+            None
+        };
+        let meta = UnitMeta {
+            seq: unit.seq,
+            capture_unix_ns: unit.capture_unix_ns,
+            received_unix_ns: unit.received_unix_ns,
+            sampled,
+            pushed: Instant::now(),
+        };
+        let mut unit = unit.clone();
+        if let Some(p) = pts {
+            unit.pts = Some(Duration::from_nanos(p));
+        }
+        if let Some(old) = self.decoder.input.push(Input {
+            unit,
+            meta,
+            route: self.route.clone(),
+        }) && old.meta.sampled
+        {
+            old.route.events.lost(true);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for DecoderHandle {
+    fn drop(&mut self) {
+        if let Ok(mut n) = self.decoder.users.lock() {
+            *n = n.saturating_sub(1);
+        }
+    }
+}
+
+fn build_error(camera: &str, message: impl Into<String>) -> DecodeError {
+    DecodeError::Build {
+        camera: camera.to_string(),
+        message: message.into(),
+    }
+}
+
+/// Builds the first chain on the calling thread (so a missing plugin is the caller's
+/// error), then starts the decoder's thread with it.
+fn start_decoder(camera: &str, key: Key) -> Result<Decoder, DecodeError> {
+    gst::init().map_err(|e| build_error(camera, e.to_string()))?;
+    let chain = Chain::new(&key).map_err(|m| build_error(camera, m))?;
+    let input = Arc::new(DropOldest::new(INPUT_LIMIT));
+    let broken = Arc::new(AtomicBool::new(false));
+    let (q, b) = (input.clone(), broken.clone());
+    let name = match &key.exclusive {
+        Some(_) => "decode".to_string(),
+        None => format!("decode-{}x{}", key.source.0, key.source.1),
+    };
+    std::thread::Builder::new()
+        .name(name)
+        .spawn(move || {
+            threads::enter_background(threads::Role::Decode);
+            run_decoder(chain, &key, &q, &b);
+            threads::leave();
+        })
+        .map_err(|e| build_error(camera, format!("cannot start its thread: {e}")))?;
+    Ok(Decoder {
+        input,
+        users: Mutex::new(0),
+        broken,
+    })
+}
+
+/// The decoder's thread: push each unit through the chain until the input closes.
+fn run_decoder(mut chain: Chain, key: &Key, input: &DropOldest<Input>, broken: &AtomicBool) {
+    let mut next_pts: u64 = 0;
+    while let Some(batch) = input.pop_batch(1, Duration::ZERO) {
+        for (item, _) in batch {
+            let pts = match item.unit.pts {
+                Some(p) if key.exclusive.is_some() => p.as_nanos() as u64,
+                _ => {
+                    next_pts += 1_000_000;
+                    next_pts
+                }
+            };
+            for lost in chain.push(&item, pts) {
+                lost.events.lost(false);
+            }
+            if let Err(message) = chain.check() {
+                item.route.events.failed(&message);
+                chain.close();
+                match Chain::new(key) {
+                    Ok(c) => chain = c,
+                    Err(m) => {
+                        tracing::error!("decoder for {key:?} cannot be rebuilt: {m}");
+                        broken.store(true, Ordering::Relaxed);
+                        return;
+                    }
+                }
+            }
+        }
+    }
+    chain.close();
+}
+
+/// A unit in the chain: its route, what the sampler knew, and the outputs of each branch
+/// as they arrive.
+struct Pending {
+    route: Arc<Route>,
+    meta: UnitMeta,
+    work: Option<RgbFrame>,
+    scaled: Vec<Option<RgbFrame>>,
+}
+
+/// The GStreamer elements of one decoder, fed through a pad of its own on the decoder's
+/// thread: a push returns once the unit is decoded, scaled and handed out (or dropped).
+struct Chain {
+    pipeline: gst::Pipeline,
+    feed: gst::Pad,
+    pending: Arc<Mutex<HashMap<u64, Pending>>>,
+    branches: usize,
+    /// Units in the decoder at most before the oldest is given up as undecodable.
+    limit: usize,
+}
+
+impl Chain {
+    fn new(key: &Key) -> Result<Chain, String> {
+        let (caps, parse, dec) = match key.codec {
             Codec::H264 => ("video/x-h264", "h264parse", "avdec_h264"),
             Codec::H265 => ("video/x-h265", "h265parse", "avdec_h265"),
         };
-        let (ww, wh) = work_size(source.0, source.1, work_side);
+        let (ww, wh) = key.work;
+        // max-errors=-1: a camera sending undecodable pictures loses those frames; it does
+        // not fail the decoder other cameras share.
         let mut desc = format!(
-            "appsrc name=src is-live=true format=time block=false max-bytes=33554432 \
-             caps={caps},stream-format=byte-stream,alignment=au \
-             ! {parse} ! {dec} name=dec max-threads=1 output-corrupt=false ! tee name=t \
-             t. ! queue max-size-buffers=4 ! videoscale ! videoconvert \
+            "{parse} name=parse ! {dec} name=dec max-threads=1 output-corrupt=false max-errors=-1 \
+             ! tee name=t \
+             t. ! videoscale ! videoconvert \
              ! video/x-raw,format=RGB,width={ww},height={wh},pixel-aspect-ratio=1/1 \
-             ! appsink name=sink sync=false max-buffers=8 drop=true"
+             ! appsink name=sink sync=false async=false max-buffers=8 drop=true"
         );
-        for (i, (w, h)) in sizes.iter().enumerate() {
+        for (i, (w, h)) in key.sizes.iter().enumerate() {
             desc.push_str(&format!(
-                " t. ! queue max-size-buffers=4 ! videoscale ! videoconvert ! video/x-raw,format=RGB,width={w},height={h} \
-                 ! appsink name=in{i} sync=false max-buffers=8 drop=true"
+                " t. ! videoscale ! videoconvert ! video/x-raw,format=RGB,width={w},height={h} \
+                 ! appsink name=in{i} sync=false async=false max-buffers=8 drop=true"
             ));
         }
         let pipeline = gst::parse::launch(&desc)
-            .map_err(|e| {
-                build(format!(
-                    "{e} (are gst-libav and gst-plugins-base installed?)"
-                ))
-            })?
+            .map_err(|e| format!("{e} (are gst-libav and gst-plugins-base installed?)"))?
             .downcast::<gst::Pipeline>()
-            .map_err(|_| build("not a pipeline".to_string()))?;
-        let get = |name: &str| {
-            pipeline
-                .by_name(name)
-                .ok_or_else(|| build(format!("no element {name}")))
-        };
-        let src = get("src")?
-            .downcast::<gst_app::AppSrc>()
-            .map_err(|_| build("src is not an appsrc".to_string()))?;
+            .map_err(|_| "not a pipeline".to_string())?;
+        let get = |name: &str| pipeline.by_name(name).ok_or(format!("no element {name}"));
         let mut sinks = Vec::new();
-        for name in
-            std::iter::once("sink".to_string()).chain((0..sizes.len()).map(|i| format!("in{i}")))
+        for name in std::iter::once("sink".to_string())
+            .chain((0..key.sizes.len()).map(|i| format!("in{i}")))
         {
             sinks.push(
                 get(&name)?
                     .downcast::<gst_app::AppSink>()
-                    .map_err(|_| build(format!("{name} is not an appsink")))?,
+                    .map_err(|_| format!("{name} is not an appsink"))?,
             );
         }
         let pending: Arc<Mutex<HashMap<u64, Pending>>> = Arc::default();
 
         // Frames decoded only as references are dropped before scaling.
-        let scale_sink = get("dec")?
+        let dec_src = get("dec")?
             .static_pad("src")
-            .ok_or_else(|| build("the decoder has no src pad".to_string()))?;
+            .ok_or("the decoder has no src pad")?;
         let p = pending.clone();
-        scale_sink.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-            let Some(buf) = info.buffer() else {
-                return gst::PadProbeReturn::Ok;
-            };
-            let Some(pts) = buf.pts() else {
+        dec_src.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            let Some(pts) = info.buffer().and_then(|b| b.pts()) else {
                 return gst::PadProbeReturn::Drop;
             };
             let Ok(mut map) = p.lock() else {
@@ -206,93 +475,78 @@ impl FrameDecoder {
             }
         });
 
-        let on_frame = Arc::new(on_frame);
-        let branches = sizes.len();
+        let source = key.source;
         for (branch, sink) in sinks.iter().enumerate() {
             let p = pending.clone();
-            let cam = camera.to_string();
-            let on_frame = on_frame.clone();
             sink.set_callbacks(
                 gst_app::AppSinkCallbacks::builder()
                     .new_sample(move |sink| {
                         let Ok(sample) = sink.pull_sample() else {
                             return Err(gst::FlowError::Eos);
                         };
-                        let Some(frame) = frame_of(&sample) else {
-                            tracing::warn!(camera = %cam, "decoder produced an unreadable frame");
-                            return Ok(gst::FlowSuccess::Ok);
-                        };
-                        let Some(pts) = sample.buffer().and_then(|b| b.pts()) else {
-                            return Ok(gst::FlowSuccess::Ok);
-                        };
-                        let done = {
-                            let Ok(mut map) = p.lock() else {
-                                return Ok(gst::FlowSuccess::Ok);
-                            };
-                            let Some(entry) = map.get_mut(&pts.nseconds()) else {
-                                return Ok(gst::FlowSuccess::Ok);
-                            };
-                            if branch == 0 {
-                                entry.work = Some(frame);
-                            } else if let Some(slot) = entry.scaled.get_mut(branch - 1) {
-                                *slot = Some(frame);
-                            }
-                            let complete =
-                                entry.work.is_some() && entry.scaled.iter().all(Option::is_some);
-                            if complete {
-                                map.remove(&pts.nseconds())
-                            } else {
-                                None
-                            }
-                        };
-                        if let Some(Pending {
-                            meta,
-                            work: Some(frame),
-                            scaled,
-                        }) = done
-                        {
-                            let decode = meta.pushed.elapsed();
-                            on_frame(DecodedFrame {
-                                meta,
-                                frame,
-                                scaled: scaled.into_iter().flatten().collect(),
-                                source,
-                                decode,
-                            });
-                        }
+                        deliver(&p, branch, &sample, source);
                         Ok(gst::FlowSuccess::Ok)
                     })
                     .build(),
             );
         }
+
+        let parse_sink = get("parse")?
+            .static_pad("sink")
+            .ok_or("the parser has no sink pad")?;
+        // The feed answers as a live source: avdec then decodes each picture with no
+        // output delay (FFmpeg's low-delay mode) instead of holding it for reordering.
+        let feed = gst::Pad::builder(gst::PadDirection::Src)
+            .name("feed")
+            .query_function(|_, _, query| match query.view_mut() {
+                gst::QueryViewMut::Latency(q) => {
+                    q.set(true, gst::ClockTime::ZERO, gst::ClockTime::NONE);
+                    true
+                }
+                _ => false,
+            })
+            .build();
+        feed.set_active(true)
+            .map_err(|e| format!("cannot activate the feed: {e}"))?;
+        feed.link(&parse_sink)
+            .map_err(|e| format!("cannot link the feed: {e:?}"))?;
         pipeline
             .set_state(gst::State::Playing)
-            .map_err(|e| build(format!("cannot start: {e}")))?;
-        Ok(FrameDecoder {
-            camera: camera.to_string(),
-            codec,
-            source,
+            .map_err(|e| format!("cannot start: {e}"))?;
+        let stream_caps = gst::Caps::builder(caps)
+            .field("stream-format", "byte-stream")
+            .field("alignment", "au")
+            .build();
+        for event in [
+            gst::event::StreamStart::new("lookout-decoder"),
+            gst::event::Caps::new(&stream_caps),
+            gst::event::Segment::new(&gst::FormattedSegment::<gst::ClockTime>::new()),
+        ] {
+            if !feed.push_event(event) {
+                let _ = pipeline.set_state(gst::State::Null);
+                return Err("the decoder refused the stream's start".to_string());
+            }
+        }
+        Ok(Chain {
             pipeline,
-            src,
+            feed,
             pending,
-            branches,
-            last_pts: None,
+            branches: key.sizes.len(),
+            // A shared decoder sees keyframes only, each decodable at once (a decoder
+            // that reorders holds a few back); an exclusive one may hold a GOP's worth.
+            limit: if key.exclusive.is_some() {
+                PENDING_LIMIT
+            } else {
+                SHARED_PENDING_LIMIT
+            },
         })
     }
 
-    /// Hands one unit to the decoder. Keyframes get the stream's parameter
-    /// sets in front, so a camera that sends them only out of band still
-    /// decodes. Never blocks.
-    pub fn push(&mut self, unit: &AccessUnit, sampled: bool) -> Result<(), DecodeError> {
-        // Timestamps: the camera's when it has them and they change, else
-        // 1 ms after the last one.
-        let pts = match unit.pts.map(|p| p.as_nanos() as u64) {
-            Some(p) if self.last_pts != Some(p) => p,
-            _ => self.last_pts.map_or(0, |l| l + 1_000_000),
-        };
-        self.last_pts = Some(pts);
-        // No copy of the picture: the buffer wraps the unit's bytes (and, in
-        // front of a keyframe, the parameter sets' bytes).
+    /// Decodes one unit; returns the routes of sampled units given up as undecodable.
+    fn push(&mut self, item: &Input, pts: u64) -> Vec<Arc<Route>> {
+        let unit = &item.unit;
+        // No copy of the picture: the buffer wraps the unit's bytes (and, in front of a
+        // keyframe, the parameter sets' bytes).
         let mut buffer = gst::Buffer::new();
         if let Some(b) = buffer.get_mut() {
             if unit.keyframe {
@@ -307,57 +561,103 @@ impl FrameDecoder {
             b.append_memory(gst::Memory::from_slice(unit.data.clone()));
             b.set_pts(gst::ClockTime::from_nseconds(pts));
         }
+        let mut lost = Vec::new();
         if let Ok(mut map) = self.pending.lock() {
-            if map.len() >= PENDING_LIMIT
-                && let Some(oldest) = map.keys().min().copied()
-            {
-                map.remove(&oldest);
+            while map.len() >= self.limit {
+                let Some(oldest) = map.keys().min().copied() else {
+                    break;
+                };
+                if let Some(p) = map.remove(&oldest)
+                    && p.meta.sampled
+                {
+                    lost.push(p.route);
+                }
             }
             map.insert(
                 pts,
                 Pending {
-                    meta: UnitMeta {
-                        seq: unit.seq,
-                        capture_unix_ns: unit.capture_unix_ns,
-                        received_unix_ns: unit.received_unix_ns,
-                        sampled,
-                        pushed: Instant::now(),
-                    },
+                    route: item.route.clone(),
+                    meta: item.meta.clone(),
                     work: None,
                     scaled: vec![None; self.branches],
                 },
             );
         }
-        self.src
-            .push_buffer(buffer)
-            .map_err(|e| self.stream_error(format!("cannot push: {e}")))?;
-        self.check_bus()
+        // The outcome shows on the bus (an error) or in the pending map (a unit the
+        // decoder dropped stays there until it is the oldest).
+        let _ = self.feed.push(buffer);
+        lost
     }
 
-    /// Reports the first error the pipeline posted, if any.
-    pub fn check_bus(&self) -> Result<(), DecodeError> {
+    /// The first error the chain posted, if any.
+    fn check(&self) -> Result<(), String> {
         let Some(bus) = self.pipeline.bus() else {
             return Ok(());
         };
         while let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error]) {
             if let gst::MessageView::Error(e) = msg.view() {
-                return Err(self.stream_error(e.error().to_string()));
+                return Err(e.error().to_string());
             }
         }
         Ok(())
     }
 
-    fn stream_error(&self, message: String) -> DecodeError {
-        DecodeError::Stream {
-            camera: self.camera.clone(),
-            message,
-        }
+    fn close(&self) {
+        let _ = self.feed.set_active(false);
+        let _ = self.pipeline.set_state(gst::State::Null);
     }
 }
 
-impl Drop for FrameDecoder {
-    fn drop(&mut self) {
-        let _ = self.pipeline.set_state(gst::State::Null);
+/// One branch's output for a unit; when every branch of it is in, the frame goes to its
+/// camera.
+fn deliver(
+    pending: &Mutex<HashMap<u64, Pending>>,
+    branch: usize,
+    sample: &gst::Sample,
+    source: (u32, u32),
+) {
+    let Some(pts) = sample.buffer().and_then(|b| b.pts()) else {
+        return;
+    };
+    let frame = frame_of(sample);
+    let done = {
+        let Ok(mut map) = pending.lock() else {
+            return;
+        };
+        let Some(entry) = map.get_mut(&pts.nseconds()) else {
+            return;
+        };
+        let Some(frame) = frame else {
+            tracing::warn!(camera = %entry.route.camera, "decoder produced an unreadable frame");
+            return;
+        };
+        if branch == 0 {
+            entry.work = Some(frame);
+        } else if let Some(slot) = entry.scaled.get_mut(branch - 1) {
+            *slot = Some(frame);
+        }
+        let complete = entry.work.is_some() && entry.scaled.iter().all(Option::is_some);
+        if complete {
+            map.remove(&pts.nseconds())
+        } else {
+            None
+        }
+    };
+    if let Some(Pending {
+        route,
+        meta,
+        work: Some(frame),
+        scaled,
+    }) = done
+    {
+        let decode = meta.pushed.elapsed();
+        (route.sink)(DecodedFrame {
+            meta,
+            frame,
+            scaled: scaled.into_iter().flatten().collect(),
+            source,
+            decode,
+        });
     }
 }
 
@@ -382,6 +682,7 @@ fn frame_of(sample: &gst::Sample) -> Option<RgbFrame> {
 mod tests {
     use super::*;
     use crate::ingest::{CodecParams, TimestampSource};
+    use std::sync::atomic::AtomicUsize;
     use std::sync::mpsc;
 
     /// `n` H.264 access units of a test pattern, every one a keyframe.
@@ -429,33 +730,61 @@ mod tests {
         }
     }
 
+    #[derive(Default)]
+    struct Counts {
+        lost: AtomicUsize,
+        failed: AtomicUsize,
+    }
+
+    struct Events(Arc<Counts>);
+
+    impl DecodeEvents for Events {
+        fn lost(&self, _busy: bool) {
+            self.0.lost.fetch_add(1, Ordering::Relaxed);
+        }
+        fn failed(&self, _message: &str) {
+            self.0.failed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A sink sending each frame, tagged with the camera, down `tx`.
+    fn sink(name: &'static str, tx: &mpsc::Sender<(&'static str, DecodedFrame)>) -> FrameSink {
+        let tx = Mutex::new(tx.clone());
+        Box::new(move |f| {
+            if let Ok(t) = tx.lock() {
+                let _ = t.send((name, f));
+            }
+        })
+    }
+
     #[test]
     fn keyframes_come_out_as_work_and_model_sized_frames() {
         let (w, h) = (320, 240);
         let units = encode(6, w, h);
         assert_eq!(units.len(), 6);
         let (tx, rx) = mpsc::channel();
-        let tx = Mutex::new(tx);
-        let mut dec = FrameDecoder::new(
-            "cam",
-            Codec::H264,
-            (w, h),
-            MIN_WORK_SIDE,
-            &[(224, 224), (160, 120)],
-            Box::new(move |f| {
-                if let Ok(t) = tx.lock() {
-                    let _ = t.send(f);
-                }
-            }),
-        )
-        .expect("decoder");
+        let pool = DecoderPool::new();
+        let counts = Arc::new(Counts::default());
+        let mut dec = pool
+            .join(
+                "cam",
+                Codec::H264,
+                (w, h),
+                None,
+                MIN_WORK_SIDE,
+                &[(224, 224), (160, 120)],
+                false,
+                sink("cam", &tx),
+                Box::new(Events(counts.clone())),
+            )
+            .expect("decoder");
         for (i, u) in units.into_iter().enumerate() {
             // Every other one is decoded for reference only.
             dec.push(&unit(i as u64 + 1, u, w, h), i % 2 == 0)
                 .expect("push");
         }
         let mut got = Vec::new();
-        while let Ok(f) = rx.recv_timeout(Duration::from_secs(5)) {
+        while let Ok((_, f)) = rx.recv_timeout(Duration::from_secs(5)) {
             got.push(f);
             if got.len() == 3 {
                 break;
@@ -470,33 +799,138 @@ mod tests {
             assert_eq!(sizes, vec![(224, 224), (160, 120)]);
             assert_eq!(f.source, (w, h));
         }
-        // Nothing else comes out.
+        // Nothing else comes out, and nothing was lost.
         assert!(rx.recv_timeout(Duration::from_millis(300)).is_err());
+        assert_eq!(counts.lost.load(Ordering::Relaxed), 0);
+        assert_eq!(counts.failed.load(Ordering::Relaxed), 0);
     }
 
     #[test]
-    fn garbage_is_an_error_or_nothing_never_a_frame() {
+    fn cameras_of_one_size_share_a_decoder_and_get_their_own_frames() {
+        let small = encode(4, 320, 240);
+        let other = encode(4, 176, 144);
         let (tx, rx) = mpsc::channel();
-        let tx = Mutex::new(tx);
-        gst::init().expect("gstreamer");
-        let mut dec = FrameDecoder::new(
-            "cam",
-            Codec::H264,
-            (320, 240),
-            MIN_WORK_SIDE,
-            &[],
-            Box::new(move |f| {
-                if let Ok(t) = tx.lock() {
-                    let _ = t.send(f);
-                }
-            }),
-        )
-        .expect("decoder");
-        let junk = bytes::Bytes::from_static(&[0, 0, 0, 1, 0x65, 0xff, 0x00, 0x13, 0x37, 0x42]);
-        for i in 0..3 {
-            let _ = dec.push(&unit(i + 1, junk.clone(), 320, 240), true);
+        let pool = DecoderPool::new();
+        let counts = Arc::new(Counts::default());
+        let join = |name: &'static str, size: (u32, u32)| {
+            pool.join(
+                name,
+                Codec::H264,
+                size,
+                None,
+                MIN_WORK_SIDE,
+                &[(224, 224)],
+                false,
+                sink(name, &tx),
+                Box::new(Events(counts.clone())),
+            )
+            .expect("decoder")
+        };
+        let mut a = join("a", (320, 240));
+        let mut b = join("b", (320, 240));
+        let mut c = join("c", (176, 144));
+        assert_eq!(pool.decoders(), 2, "a and b share, c has its own size");
+        // Other parameter sets, another decoder (no reconfiguring between cameras).
+        let d = pool
+            .join(
+                "d",
+                Codec::H264,
+                (320, 240),
+                Some(bytes::Bytes::from_static(&[0x67, 0x42])),
+                MIN_WORK_SIDE,
+                &[(224, 224)],
+                false,
+                sink("d", &tx),
+                Box::new(Events(counts.clone())),
+            )
+            .expect("decoder");
+        assert_eq!(pool.decoders(), 3);
+        drop(d);
+        for i in 0..4usize {
+            let seq = i as u64 + 1;
+            a.push(&unit(seq, small[i].clone(), 320, 240), true)
+                .expect("a");
+            b.push(&unit(100 + seq, small[3 - i].clone(), 320, 240), true)
+                .expect("b");
+            c.push(&unit(200 + seq, other[i].clone(), 176, 144), true)
+                .expect("c");
         }
-        assert!(rx.recv_timeout(Duration::from_millis(500)).is_err());
+        let mut seen: HashMap<&str, Vec<u64>> = HashMap::new();
+        while let Ok((name, f)) = rx.recv_timeout(Duration::from_secs(5)) {
+            let expected = if name == "c" { (176, 144) } else { (320, 240) };
+            assert_eq!((f.frame.width, f.frame.height), expected, "{name}");
+            seen.entry(name).or_default().push(f.meta.seq);
+            if seen.values().map(Vec::len).sum::<usize>() == 12 {
+                break;
+            }
+        }
+        assert_eq!(seen["a"], vec![1, 2, 3, 4]);
+        assert_eq!(seen["b"], vec![101, 102, 103, 104]);
+        assert_eq!(seen["c"], vec![201, 202, 203, 204]);
+        assert_eq!(counts.lost.load(Ordering::Relaxed), 0);
+        // Leaving frees the decoders: their threads end.
+        drop((a, b, c));
+        drop(tx);
+        let t = Instant::now();
+        while pool.decoders() > 0 && t.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(pool.decoders(), 0);
+    }
+
+    #[test]
+    fn one_cameras_garbage_costs_the_others_nothing() {
+        let good = encode(6, 320, 240);
+        let (tx, rx) = mpsc::channel();
+        let pool = DecoderPool::new();
+        let bad_counts = Arc::new(Counts::default());
+        let good_counts = Arc::new(Counts::default());
+        let mut bad = pool
+            .join(
+                "bad",
+                Codec::H264,
+                (320, 240),
+                None,
+                MIN_WORK_SIDE,
+                &[],
+                false,
+                sink("bad", &tx),
+                Box::new(Events(bad_counts.clone())),
+            )
+            .expect("decoder");
+        let mut ok = pool
+            .join(
+                "good",
+                Codec::H264,
+                (320, 240),
+                None,
+                MIN_WORK_SIDE,
+                &[],
+                false,
+                sink("good", &tx),
+                Box::new(Events(good_counts.clone())),
+            )
+            .expect("decoder");
+        assert_eq!(pool.decoders(), 1);
+        let junk = bytes::Bytes::from_static(&[0, 0, 0, 1, 0x65, 0xff, 0x00, 0x13, 0x37, 0x42]);
+        for (i, g) in good.iter().enumerate() {
+            let seq = i as u64 + 1;
+            let _ = bad.push(&unit(seq, junk.clone(), 320, 240), true);
+            ok.push(&unit(seq, g.clone(), 320, 240), true)
+                .expect("good");
+        }
+        let mut frames = Vec::new();
+        while let Ok((name, f)) = rx.recv_timeout(Duration::from_secs(5)) {
+            assert_eq!(name, "good", "garbage never comes out as a frame");
+            frames.push(f.meta.seq);
+            if frames.len() == good.len() {
+                break;
+            }
+        }
+        assert_eq!(frames, (1..=6).collect::<Vec<u64>>());
+        assert_eq!(good_counts.lost.load(Ordering::Relaxed), 0);
+        // Every garbage unit but the last few still in the decoder is given up and counted.
+        assert!(bad_counts.lost.load(Ordering::Relaxed) >= good.len() - SHARED_PENDING_LIMIT);
     }
 
     #[test]

@@ -23,7 +23,7 @@ use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 
 use super::alerts::{AlertEventKind, CameraAlerts, Transition};
-use super::decode::{DecodedFrame, FrameDecoder, MIN_WORK_SIDE};
+use super::decode::{DecodeEvents, DecodedFrame, DecoderHandle, DecoderPool, MIN_WORK_SIDE};
 use super::engine::{Engine, InferTimings};
 use super::hub::{Alert, AlertHub, CameraRef, FrameRef};
 use super::identity::ModelIdentity;
@@ -61,6 +61,8 @@ pub struct DetectMetrics {
     pub dropped: Family<Labels, Counter>,
     pub queue_depth: Family<Labels, Gauge>,
     pub decode_errors: Family<Labels, Counter>,
+    /// Sampled frames that never came out of the decoder, by camera and reason.
+    pub decode_lost: Family<Labels, Counter>,
     pub inference_errors: Family<Labels, Counter>,
     pub alert_events: Family<Labels, Counter>,
 }
@@ -75,6 +77,7 @@ impl DetectMetrics {
             dropped: Family::default(),
             queue_depth: Family::default(),
             decode_errors: Family::default(),
+            decode_lost: Family::default(),
             inference_errors: Family::default(),
             alert_events: Family::default(),
         }
@@ -115,6 +118,12 @@ impl DetectMetrics {
             "detect_decode_errors",
             "Decoder failures per camera (the decoder restarts at the next keyframe)",
             self.decode_errors.clone(),
+        );
+        m.register(
+            "detect_decode_lost_frames",
+            "Sampled frames per camera that never came out of the decoder: undecodable, \
+             or dropped because the decoder was behind (decoder_busy)",
+            self.decode_lost.clone(),
         );
         m.register(
             "detect_inference_errors",
@@ -195,6 +204,7 @@ pub struct DetectService {
     detectors: HashMap<String, DetectorSlot>,
     samplers: Mutex<HashMap<String, SamplerSlot>>,
     ingest: Arc<Ingest>,
+    decoders: Arc<DecoderPool>,
     metrics: DetectMetrics,
 }
 
@@ -233,9 +243,6 @@ impl DetectService {
                         anyhow::anyhow!("detector {}: model {}: {e}", d.id, path.display())
                     })?;
                 let threads = d.threads.unwrap_or_else(default_threads);
-                let engine = Engine::open(rt, d, &path, threads)?;
-                let limit = d.queue_limit.unwrap_or(engine.max_batch() * 4);
-                let queue = Arc::new(DropOldest::new(limit));
                 let ctx = WorkerContext {
                     gateway_id: config.gateway.id.clone(),
                     identity: identity.clone(),
@@ -243,13 +250,31 @@ impl DetectService {
                     metrics: metrics.clone(),
                     snapshots: snapshots.clone(),
                 };
-                let q = queue.clone();
+                // The session is opened on the detector's own thread, after it has
+                // lowered its priority: ONNX Runtime's pool threads, created with the
+                // session, inherit it. A model that cannot be opened still stops the start.
+                let (opened_tx, opened_rx) = std::sync::mpsc::sync_channel(1);
+                let (dc, model_path) = (d.clone(), path.clone());
                 std::thread::Builder::new()
                     .name(format!("detect-{}", d.id))
                     .spawn(move || {
-                        let mut engine = engine;
-                        worker(&mut engine, &q, &ctx, &mut |_, _| {});
+                        crate::threads::enter_background(crate::threads::Role::Detect);
+                        match Engine::open(rt, &dc, &model_path, threads) {
+                            Ok(mut engine) => {
+                                let limit = dc.queue_limit.unwrap_or(engine.max_batch() * 4);
+                                let q = Arc::new(DropOldest::new(limit));
+                                let _ = opened_tx.send(Ok((q.clone(), limit)));
+                                worker(&mut engine, &q, &ctx, &mut |_, _| {});
+                            }
+                            Err(e) => {
+                                let _ = opened_tx.send(Err(e));
+                            }
+                        }
+                        crate::threads::leave();
                     })?;
+                let (queue, limit) = opened_rx.recv().map_err(|_| {
+                    anyhow::anyhow!("detector {}: its thread ended at start", d.id)
+                })??;
                 tracing::info!(
                     detector = %d.id,
                     model = %identity.name,
@@ -272,6 +297,7 @@ impl DetectService {
             detectors,
             samplers: Mutex::new(HashMap::new()),
             ingest,
+            decoders: Arc::new(DecoderPool::new()),
             metrics,
         });
         service.apply(&config.cameras).await;
@@ -325,6 +351,7 @@ impl DetectService {
             let task = tokio::spawn(sampler(
                 config.clone(),
                 self.ingest.clone(),
+                self.decoders.clone(),
                 queues,
                 inputs,
                 self.metrics.clone(),
@@ -362,6 +389,7 @@ pub fn default_threads() -> usize {
 async fn sampler(
     camera: Arc<CameraConfig>,
     ingest: Arc<Ingest>,
+    decoders: Arc<DecoderPool>,
     queues: Vec<(String, Arc<DropOldest<Job>>)>,
     inputs: Vec<crate::config::ModelInput>,
     metrics: DetectMetrics,
@@ -377,7 +405,7 @@ async fn sampler(
         return;
     };
     let queues = Arc::new(queues);
-    let mut decoder: Option<(FrameDecoder, u32)> = None;
+    let mut decoder: Option<(DecoderHandle, u32)> = None;
     let mut next_due_ns: u64 = 0;
     loop {
         let unit: AccessUnit = tokio::select! {
@@ -404,13 +432,16 @@ async fn sampler(
                     sizes.push(s);
                 }
             }
-            match FrameDecoder::new(
+            match decoders.join(
                 &camera.id,
                 unit.codec(),
                 (w, h),
+                unit.params.sps.clone(),
                 MIN_WORK_SIDE,
                 &sizes,
+                matches!(camera.sampling, Sampling::Fps(_)),
                 sink,
+                Box::new(CameraDecodeEvents::new(&camera.id, &metrics)),
             ) {
                 Ok(d) => decoder = Some((d, unit.session)),
                 Err(e) => {
@@ -451,6 +482,51 @@ async fn sampler(
             tracing::warn!(camera = %camera.id, "{e}; restarting the decoder at the next keyframe");
             decoder = None;
         }
+    }
+}
+
+/// A camera's decoding mishaps, counted in its series.
+struct CameraDecodeEvents {
+    camera: String,
+    errors: Counter,
+    lost: Counter,
+    busy: Counter,
+}
+
+impl CameraDecodeEvents {
+    fn new(camera: &str, metrics: &DetectMetrics) -> Self {
+        // One statement per series: each `get_or_create` holds its family's lock until
+        // the end of the statement, and a second one on the same family would wait for
+        // it forever.
+        let errors = metrics
+            .decode_errors
+            .get_or_create(&l(&[("camera", camera)]))
+            .clone();
+        let lost = metrics
+            .decode_lost
+            .get_or_create(&l(&[("camera", camera), ("reason", "undecodable")]))
+            .clone();
+        let busy = metrics
+            .decode_lost
+            .get_or_create(&l(&[("camera", camera), ("reason", "decoder_busy")]))
+            .clone();
+        CameraDecodeEvents {
+            camera: camera.to_string(),
+            errors,
+            lost,
+            busy,
+        }
+    }
+}
+
+impl DecodeEvents for CameraDecodeEvents {
+    fn lost(&self, busy: bool) {
+        if busy { &self.busy } else { &self.lost }.inc();
+    }
+
+    fn failed(&self, message: &str) {
+        self.errors.inc();
+        tracing::warn!(camera = %self.camera, "decoder failed on this camera's picture: {message}; rebuilt");
     }
 }
 

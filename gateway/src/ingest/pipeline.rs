@@ -32,6 +32,7 @@ use super::health::{ActiveTransport, unix_now_ns};
 use super::truncation::TruncationCheck;
 use super::unit::{AccessUnit, Codec, CodecParams, TimestampSource};
 use crate::config::redact_text;
+use crate::threads;
 
 /// Seconds from the NTP epoch (1900) to the Unix epoch (1970).
 const NTP_TO_UNIX_S: u64 = 2_208_988_800;
@@ -458,6 +459,12 @@ pub(crate) fn open(
         let sink = sink.clone();
         bus.set_sync_handler(move |_, msg| {
             match msg.view() {
+                // Posted on the streaming thread itself as it takes up or ends a task.
+                gst::MessageView::StreamStatus(s) => match s.get().0 {
+                    gst::StreamStatusType::Enter => threads::enter(threads::Role::Ingest),
+                    gst::StreamStatusType::Leave => threads::leave(),
+                    _ => {}
+                },
                 gst::MessageView::Error(e) => {
                     let _ = tx.send(PipelineEvent::Failed(classify(
                         &e.error(),

@@ -1,0 +1,230 @@
+//! Where the gateway's CPU goes, by what its threads do, and which work yields.
+//!
+//! A thread says what it does when it starts: GStreamer's streaming threads of the
+//! camera pipelines through the `stream-status` message their task posts on the thread
+//! itself, the async runtime's workers through the runtime's start hook, the decoders'
+//! and detectors' threads when they start. `lookout_cpu_seconds_total{role}` adds up
+//! each such thread's CPU time from `/proc/self/task`; time no registered thread spent
+//! (GStreamer's RTCP and clock threads, ONNX Runtime's pool, the process's exit) is
+//! `other`.
+//!
+//! Decoding and inference run at a lower scheduling priority ([`BACKGROUND_NICE`]): on a
+//! saturated machine the cameras' packets and the relay are served first, so detection
+//! waits a few milliseconds and video never does. Only threads lookout creates itself
+//! are lowered: GStreamer and the runtime reuse their threads for other work, and an
+//! unprivileged process cannot raise a thread's priority back.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+
+/// What a thread does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// RTSP/RTP reception, depayloading, parsing and fan-out of the cameras' streams.
+    Ingest,
+    /// Decoding and scaling the frames detectors sample.
+    Decode,
+    /// Batching, inference and alert decisions.
+    Detect,
+    /// The async runtime: relay, HTTP API, outbox, camera supervision.
+    Runtime,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Ingest, Role::Decode, Role::Detect, Role::Runtime];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Ingest => "ingest",
+            Role::Decode => "decode",
+            Role::Detect => "detect",
+            Role::Runtime => "runtime",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// The nice value of decoder and detector threads (0 is the default, 19 the lowest).
+pub const BACKGROUND_NICE: i32 = 5;
+
+struct Live {
+    role: Role,
+    /// The thread's CPU ticks when they were last added to its role.
+    ticks: u64,
+}
+
+#[derive(Default)]
+struct Book {
+    live: HashMap<i32, Live>,
+    /// Ticks of threads that have left, or changed role, by role.
+    done: [u64; Role::ALL.len()],
+}
+
+static BOOK: Mutex<Option<Book>> = Mutex::new(None);
+
+fn with_book<R>(f: impl FnOnce(&mut Book) -> R) -> Option<R> {
+    let mut guard = BOOK.lock().ok()?;
+    Some(f(guard.get_or_insert_with(Book::default)))
+}
+
+fn tid() -> i32 {
+    // SAFETY: gettid has no preconditions and cannot fail.
+    unsafe { libc::gettid() }
+}
+
+/// user + system ticks of one thread of this process, from `/proc`.
+fn thread_ticks(tid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
+    ticks_of_stat(&stat)
+}
+
+/// Fields 14 and 15 (utime, stime) of a `stat` line; the command name in field 2 may
+/// hold spaces and parentheses, so counting starts after its closing parenthesis.
+fn ticks_of_stat(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_ascii_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+fn ticks_per_second() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if hz > 0 { hz as f64 } else { 100.0 }
+}
+
+/// Books the calling thread's CPU time from now on to `role` (what it spent before goes
+/// to its previous role, if it had one).
+pub fn enter(role: Role) {
+    let me = tid();
+    let now = thread_ticks(me).unwrap_or(0);
+    with_book(|b| {
+        if let Some(old) = b.live.insert(me, Live { role, ticks: now }) {
+            b.done[old.role.index()] += now.saturating_sub(old.ticks);
+        }
+    });
+}
+
+/// Closes the calling thread's account (call as its work ends).
+pub fn leave() {
+    let me = tid();
+    let now = thread_ticks(me).unwrap_or(0);
+    with_book(|b| {
+        if let Some(old) = b.live.remove(&me) {
+            b.done[old.role.index()] += now.saturating_sub(old.ticks);
+        }
+    });
+}
+
+/// [`enter`], and lowers the calling thread's priority to [`BACKGROUND_NICE`]. For
+/// threads lookout creates and owns to their end: the priority cannot be raised back.
+pub fn enter_background(role: Role) {
+    // SAFETY: setpriority on the calling thread's own id; an error (a sandbox that
+    // forbids it) leaves the priority as it was.
+    let ok = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid() as libc::id_t, BACKGROUND_NICE) };
+    if ok != 0 {
+        tracing::debug!(
+            role = role.as_str(),
+            "cannot lower the thread's priority: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    enter(role);
+}
+
+/// CPU seconds by role so far (threads still running counted up to now) and the
+/// process's total.
+pub fn cpu_seconds() -> ([f64; Role::ALL.len()], f64) {
+    let hz = ticks_per_second();
+    let mut by_role = [0u64; Role::ALL.len()];
+    with_book(|b| {
+        let mut gone = Vec::new();
+        for (tid, live) in b.live.iter_mut() {
+            match thread_ticks(*tid) {
+                Some(now) => {
+                    b.done[live.role.index()] += now.saturating_sub(live.ticks);
+                    live.ticks = now;
+                }
+                // Ended without saying so (a crashed task): its last ticks are lost.
+                None => gone.push(*tid),
+            }
+        }
+        for t in gone {
+            b.live.remove(&t);
+        }
+        by_role = b.done;
+    });
+    let total = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| ticks_of_stat(&s))
+        .unwrap_or(0);
+    (by_role.map(|t| t as f64 / hz), total as f64 / hz)
+}
+
+/// `lookout_cpu_seconds_total{role}` on every scrape.
+#[derive(Debug, Default)]
+pub struct CpuCollector;
+
+impl Collector for CpuCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let (by_role, total) = cpu_seconds();
+        let mut m = encoder.encode_descriptor(
+            "cpu_seconds",
+            "CPU time of the gateway's threads by what they do (ingest, decode, detect, \
+             runtime); other: threads lookout does not account (GStreamer's RTCP and clock \
+             threads, ONNX Runtime's pool)",
+            None,
+            MetricType::Counter,
+        )?;
+        let mut accounted = 0.0;
+        for role in Role::ALL {
+            let v = by_role[role.index()];
+            accounted += v;
+            ConstCounter::new(v).encode(m.encode_family(&[("role", role.as_str())])?)?;
+        }
+        ConstCounter::new((total - accounted).max(0.0))
+            .encode(m.encode_family(&[("role", "other")])?)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fields_after_a_name_with_spaces_and_parentheses() {
+        let stat = "4242 (src:src (x) y) S 1 2 3 4 5 6 7 8 9 10 250 37 0 0 20 0";
+        assert_eq!(ticks_of_stat(stat), Some(287));
+        assert_eq!(ticks_of_stat("garbage"), None);
+    }
+
+    #[test]
+    fn a_busy_thread_is_booked_to_its_role() {
+        let before = cpu_seconds().0[Role::Detect.index()];
+        std::thread::spawn(|| {
+            enter_background(Role::Detect);
+            // Burn about 60 ms of CPU (a tick is 10 ms).
+            let t = std::time::Instant::now();
+            let mut x = 0u64;
+            while t.elapsed() < std::time::Duration::from_millis(60) {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+            }
+            std::hint::black_box(x);
+            leave();
+        })
+        .join()
+        .expect("thread");
+        let after = cpu_seconds().0[Role::Detect.index()];
+        assert!(after - before >= 0.02, "{before} → {after}");
+    }
+}
