@@ -202,9 +202,13 @@ struct Feed {
     clip: Arc<Clip>,
     pos: usize,
     in_incident: bool,
-    /// Scheduled time of frame `n` is `start + n * interval` (+ jitter).
+    /// Scheduled time of frame `n` is `start + phase + n * interval` (+ jitter).
     n: u64,
     interval: Duration,
+    /// Where in the frame interval this camera's clock ticks: cameras are not
+    /// genlocked, so a fleet's frames spread over the interval instead of all arriving
+    /// in one burst per tick.
+    phase: Duration,
     /// Fleet time until which the camera is silent (body-camera drop-outs).
     silent_until: Option<Instant>,
     next_dropout: Option<Instant>,
@@ -240,6 +244,7 @@ pub fn feed(cameras: &[Arc<SimCamera>], truth: &GroundTruth, stop: &AtomicBool, 
                 .iter()
                 .position(|u| u.keyframe)
                 .map_or(0, |k| pos + k);
+            let phase = interval.mul_f64((splitmix(&mut rng) % 1000) as f64 / 1000.0);
             let next_dropout = cam.profile.dropout_every_s.map(|s| {
                 start
                     + Duration::from_secs_f64(
@@ -253,14 +258,18 @@ pub fn feed(cameras: &[Arc<SimCamera>], truth: &GroundTruth, stop: &AtomicBool, 
                 in_incident: false,
                 n: 0,
                 interval,
+                phase,
                 silent_until: None,
                 next_dropout,
                 rng,
             }
         })
         .collect();
-    let mut heap: BinaryHeap<Reverse<(Instant, usize)>> =
-        (0..feeds.len()).map(|i| Reverse((start, i))).collect();
+    let mut heap: BinaryHeap<Reverse<(Instant, usize)>> = feeds
+        .iter()
+        .enumerate()
+        .map(|(i, f)| Reverse((start + f.phase, i)))
+        .collect();
 
     while !stop.load(Ordering::Relaxed) {
         let Some(Reverse((due, i))) = heap.pop() else {
@@ -279,7 +288,7 @@ pub fn feed(cameras: &[Arc<SimCamera>], truth: &GroundTruth, stop: &AtomicBool, 
         send_frame(f, truth, start, pushed_at, due);
         // Next due time: the regular schedule plus this camera's jitter.
         f.n += 1;
-        let base = start + f.interval.mul_f64(f.n as f64);
+        let base = start + f.phase + f.interval.mul_f64(f.n as f64);
         let next = if f.cam.profile.jitter > 0.0 {
             let r = (splitmix(&mut f.rng) % 2001) as f64 / 1000.0 - 1.0;
             let offset = f.interval.as_secs_f64() * f.cam.profile.jitter * r;
