@@ -687,10 +687,15 @@ mod tests {
 
     /// `n` H.264 access units of a test pattern, every one a keyframe.
     fn encode(n: u32, w: u32, h: u32) -> Vec<bytes::Bytes> {
+        encode_gop(n, w, h, 1)
+    }
+
+    /// `n` H.264 access units of a moving test pattern, a keyframe every `gop`.
+    fn encode_gop(n: u32, w: u32, h: u32, gop: u32) -> Vec<bytes::Bytes> {
         gst::init().expect("gstreamer");
         let desc = format!(
-            "videotestsrc num-buffers={n} pattern=smpte ! video/x-raw,format=I420,width={w},height={h},framerate=25/1 \
-             ! x264enc key-int-max=1 tune=zerolatency sliced-threads=false ! h264parse config-interval=-1 \
+            "videotestsrc num-buffers={n} pattern=ball ! video/x-raw,format=I420,width={w},height={h},framerate=25/1 \
+             ! x264enc key-int-max={gop} tune=zerolatency sliced-threads=false ! h264parse config-interval=-1 \
              ! video/x-h264,stream-format=byte-stream,alignment=au ! appsink name=out sync=false"
         );
         let p = gst::parse::launch(&desc)
@@ -931,6 +936,48 @@ mod tests {
         assert_eq!(good_counts.lost.load(Ordering::Relaxed), 0);
         // Every garbage unit but the last few still in the decoder is given up and counted.
         assert!(bad_counts.lost.load(Ordering::Relaxed) >= good.len() - SHARED_PENDING_LIMIT);
+    }
+
+    #[test]
+    fn every_frame_cameras_get_their_own_decoder_and_the_due_frames() {
+        let units = encode_gop(10, 320, 240, 5);
+        let (tx, rx) = mpsc::channel();
+        let pool = DecoderPool::new();
+        let counts = Arc::new(Counts::default());
+        let join = |name: &'static str| {
+            pool.join(
+                name,
+                Codec::H264,
+                (320, 240),
+                None,
+                MIN_WORK_SIDE,
+                &[],
+                true,
+                sink(name, &tx),
+                Box::new(Events(counts.clone())),
+            )
+            .expect("decoder")
+        };
+        let mut a = join("a");
+        let b = join("b");
+        assert_eq!(pool.decoders(), 2, "delta frames need a decoder per camera");
+        drop(b);
+        for (i, data) in units.into_iter().enumerate() {
+            let mut u = unit(i as u64 + 1, data, 320, 240);
+            u.keyframe = i % 5 == 0;
+            // Every third frame is due; the others are decoded as references only.
+            a.push(&u, i % 3 == 0).expect("push");
+        }
+        let mut seqs = Vec::new();
+        while let Ok((_, f)) = rx.recv_timeout(Duration::from_secs(5)) {
+            assert_eq!((f.frame.width, f.frame.height), (320, 240));
+            seqs.push(f.meta.seq);
+            if seqs.len() == 4 {
+                break;
+            }
+        }
+        assert_eq!(seqs, vec![1, 4, 7, 10]);
+        assert_eq!(counts.lost.load(Ordering::Relaxed), 0);
     }
 
     #[test]
