@@ -221,6 +221,20 @@ th:first-child,td:first-child{{text-align:left}}code{{background:#f6f8fa;padding
             .unwrap_or(0.0),
         esc(&r.ratios.to_string())
     );
+    if let Some(roles) = r.cpu_cores["gateway_by_role"].as_object() {
+        out.push_str(
+            "<p>The gateway's CPU by what its threads do (cores):</p><table><tr><th>role</th><th>cores</th></tr>",
+        );
+        for (role, cores) in roles {
+            let _ = write!(
+                out,
+                "<tr><td>{}</td><td>{:.3}</td></tr>",
+                esc(role),
+                cores.as_f64().unwrap_or(0.0)
+            );
+        }
+        out.push_str("</table>");
+    }
     out.push_str("<h2>Cameras</h2><table><tr><th>camera</th><th>frames sent</th><th>received</th><th>GOPs sent</th><th>reset</th><th>skipped</th></tr>");
     for (id, c) in &r.cameras {
         let _ = write!(
