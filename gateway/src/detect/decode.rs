@@ -890,32 +890,22 @@ mod tests {
         let pool = DecoderPool::new();
         let bad_counts = Arc::new(Counts::default());
         let good_counts = Arc::new(Counts::default());
-        let mut bad = pool
-            .join(
-                "bad",
+        let join = |name: &'static str, counts: &Arc<Counts>| {
+            pool.join(
+                name,
                 Codec::H264,
                 (320, 240),
                 None,
                 MIN_WORK_SIDE,
                 &[],
                 false,
-                sink("bad", &tx),
-                Box::new(Events(bad_counts.clone())),
+                sink(name, &tx),
+                Box::new(Events(counts.clone())),
             )
-            .expect("decoder");
-        let mut ok = pool
-            .join(
-                "good",
-                Codec::H264,
-                (320, 240),
-                None,
-                MIN_WORK_SIDE,
-                &[],
-                false,
-                sink("good", &tx),
-                Box::new(Events(good_counts.clone())),
-            )
-            .expect("decoder");
+            .expect("decoder")
+        };
+        let mut bad = join("bad", &bad_counts);
+        let mut ok = join("good", &good_counts);
         assert_eq!(pool.decoders(), 1);
         let junk = bytes::Bytes::from_static(&[0, 0, 0, 1, 0x65, 0xff, 0x00, 0x13, 0x37, 0x42]);
         for (i, g) in good.iter().enumerate() {
