@@ -147,24 +147,27 @@ pub fn enter_background(role: Role) {
 /// process's total.
 pub fn cpu_seconds() -> ([f64; Role::ALL.len()], f64) {
     let hz = ticks_per_second();
-    let mut by_role = [0u64; Role::ALL.len()];
-    with_book(|b| {
-        let mut gone = Vec::new();
-        for (tid, live) in b.live.iter_mut() {
-            match thread_ticks(*tid) {
-                Some(now) => {
-                    b.done[live.role.index()] += now.saturating_sub(live.ticks);
+    // The files are read outside the lock: threads that start or end take it.
+    let tids: Vec<i32> = with_book(|b| b.live.keys().copied().collect()).unwrap_or_default();
+    let read: Vec<(i32, Option<u64>)> = tids.into_iter().map(|t| (t, thread_ticks(t))).collect();
+    let by_role = with_book(|b| {
+        for (tid, now) in read {
+            match (now, b.live.get_mut(&tid)) {
+                // A thread that entered again meanwhile has newer ticks: nothing to add.
+                (Some(now), Some(live)) if now > live.ticks => {
+                    b.done[live.role.index()] += now - live.ticks;
                     live.ticks = now;
                 }
                 // Ended without saying so (a crashed task): its last ticks are lost.
-                None => gone.push(*tid),
+                (None, Some(_)) => {
+                    b.live.remove(&tid);
+                }
+                _ => {}
             }
         }
-        for t in gone {
-            b.live.remove(&t);
-        }
-        by_role = b.done;
-    });
+        b.done
+    })
+    .unwrap_or_default();
     let total = std::fs::read_to_string("/proc/self/stat")
         .ok()
         .and_then(|s| ticks_of_stat(&s))
@@ -215,11 +218,17 @@ mod tests {
         let before = cpu_seconds().0[Role::Detect.index()];
         std::thread::spawn(|| {
             enter_background(Role::Detect);
-            // Burn about 60 ms of CPU (a tick is 10 ms).
+            // Burn three ticks of this thread's own CPU time (30 ms at 100 Hz), however
+            // busy the machine is; at most 10 s.
+            let start = thread_ticks(tid()).unwrap_or(0);
             let t = std::time::Instant::now();
             let mut x = 0u64;
-            while t.elapsed() < std::time::Duration::from_millis(60) {
-                x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+            while thread_ticks(tid()).unwrap_or(u64::MAX) < start + 3
+                && t.elapsed() < std::time::Duration::from_secs(10)
+            {
+                for _ in 0..10_000 {
+                    x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                }
             }
             std::hint::black_box(x);
             leave();

@@ -55,18 +55,7 @@ fn setup() -> Setup {
     certs(&ca, &["--center", "center,127.0.0.1", "--gateway", "gw-1"]);
     let quic = format!("127.0.0.1:{}", free_udp_port());
     let center_config = dir.path().join("center.toml");
-    std::fs::write(
-        &center_config,
-        format!(
-            "[center]\nid = \"center\"\nlisten = \"{quic}\"\nhttp_listen = \"127.0.0.1:0\"\n\
-             storage = \"{}\"\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
-            dir.path().join("center-data").display(),
-            ca.join("ca.pem").display(),
-            ca.join("center.pem").display(),
-            ca.join("center.key").display(),
-        ),
-    )
-    .expect("write center config");
+    procs::center_config(&center_config, &quic, &dir.path().join("center-data"), &ca);
     // The camera exists only so alerts can name it: nothing listens there.
     let gateway_config = dir.path().join("gateway.toml");
     std::fs::write(

@@ -12,24 +12,13 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::time::Duration;
 
-use procs::{Proc, certs, wait};
+use procs::{Proc, center_config, certs, gateway_config, wait};
 use serde_json::Value;
 
 fn gateway(dir: &Path, name: &str, id: &str, quic: &str, certs: &Path, cert: &str) -> Proc {
     let path = dir.join(format!("{name}.toml"));
-    std::fs::write(
-        &path,
-        format!(
-            "[gateway]\nid = \"{id}\"\nhttp_listen = \"127.0.0.1:0\"\nstorage = \"{}\"\n\n\
-             [[upstream]]\nid = \"center\"\naddress = \"{quic}\"\nserver_name = \"center\"\n\
-             ca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
-            dir.join(format!("{name}-data")).display(),
-            certs.join("ca.pem").display(),
-            certs.join(format!("{cert}.pem")).display(),
-            certs.join(format!("{cert}.key")).display(),
-        ),
-    )
-    .expect("write config");
+    let storage = dir.join(format!("{name}-data"));
+    gateway_config(&path, id, &storage, quic, certs, cert);
     Proc::start(&["run", "--config"], &path, "lookout gateway running")
 }
 
@@ -69,22 +58,16 @@ fn only_the_operators_certificates_for_their_own_ids_get_in() {
     }
     certs(&reissued, &["--gateway", "gw-1"]);
 
-    let center_config = dir.path().join("center.toml");
-    std::fs::write(
-        &center_config,
-        format!(
-            "[center]\nid = \"center\"\nlisten = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n\
-             storage = \"{}\"\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
-            dir.path().join("center-data").display(),
-            ca.join("ca.pem").display(),
-            ca.join("center.pem").display(),
-            ca.join("center.key").display(),
-        ),
-    )
-    .expect("write center config");
+    let center_toml = dir.path().join("center.toml");
+    center_config(
+        &center_toml,
+        "127.0.0.1:0",
+        &dir.path().join("center-data"),
+        &ca,
+    );
     let center = Proc::start(
         &["center", "--config"],
-        &center_config,
+        &center_toml,
         "lookout center running",
     );
     let quic = center

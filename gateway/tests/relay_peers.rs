@@ -296,46 +296,39 @@ fn malformed_frames_close_only_the_offender() {
         println!("{what}: refused, counted as {reason}, logged");
     };
 
-    // Garbage where Hello should be.
-    let n = center.metric(&refused("protocol"));
-    let (code, reason) = rt.block_on(async {
-        let (conn, mut send, _recv) = control_stream(&ep, bad(), addr).await;
-        send.write_all(&envelope(0x01, 4, &[0xde, 0xad, 0xbe, 0xef]))
-            .await
-            .expect("write");
-        closed(&conn).await
+    // The first bytes on the control stream are not a Hello: garbage where Hello should
+    // be, and a message only the center sends. (what, bytes, close reason, log line)
+    let welcome = ControlMessage::Welcome(Welcome {
+        protocol_version: 1,
+        center_id: "me".into(),
     });
-    assert_eq!(code, 0x01, "{reason}");
-    assert!(reason.contains("Hello.protocol_version"), "{reason}");
-    expect_refused(
-        "garbage instead of Hello",
-        "protocol",
-        n,
-        &["gw-bad", "Hello.protocol_version"],
-    );
-
-    // A message only the center sends, first.
-    let n = center.metric(&refused("protocol"));
-    let (code, reason) = rt.block_on(async {
-        let (conn, mut send, _recv) = control_stream(&ep, bad(), addr).await;
-        write_message(
-            &mut send,
-            &ControlMessage::Welcome(Welcome {
-                protocol_version: 1,
-                center_id: "me".into(),
-            }),
-        )
-        .await
-        .expect("write");
-        closed(&conn).await
-    });
-    assert_eq!(code, 0x01, "{reason}");
-    expect_refused(
-        "Welcome sent by a gateway",
-        "protocol",
-        n,
-        &["gw-bad", "only the center sends it"],
-    );
+    let not_hello: [(&str, Vec<u8>, Option<&str>, &str); 2] = [
+        (
+            "garbage instead of Hello",
+            envelope(0x01, 4, &[0xde, 0xad, 0xbe, 0xef]),
+            Some("Hello.protocol_version"),
+            "Hello.protocol_version",
+        ),
+        (
+            "Welcome sent by a gateway",
+            welcome.encode().expect("encode").to_bytes().to_vec(),
+            None,
+            "only the center sends it",
+        ),
+    ];
+    for (what, bytes, close_reason, log) in not_hello {
+        let n = center.metric(&refused("protocol"));
+        let (code, reason) = rt.block_on(async {
+            let (conn, mut send, _recv) = control_stream(&ep, bad(), addr).await;
+            send.write_all(&bytes).await.expect("write");
+            closed(&conn).await
+        });
+        assert_eq!(code, 0x01, "{what}: {reason}");
+        if let Some(expected) = close_reason {
+            assert!(reason.contains(expected), "{what}: {reason}");
+        }
+        expect_refused(what, "protocol", n, &["gw-bad", log]);
+    }
 
     // Another protocol version in Hello: Refuse UNSUPPORTED_VERSION.
     let n = center.metric(&refused("version"));

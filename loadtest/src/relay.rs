@@ -399,9 +399,7 @@ pub fn run(mut args: RelayArgs) -> anyhow::Result<RelayReport> {
             warm = true;
             started_at = utc_now();
             window = Some((Instant::now(), cpu_of(pids)));
-            warm_unix_ns = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64);
+            warm_unix_ns = crate::fleet::server::unix_ns();
             roles_before = roles_of(&http);
         }
         if let Some((at, length)) = args.center_outage

@@ -31,7 +31,7 @@
 //! the unit in flight.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -160,8 +160,8 @@ struct Key {
 /// A decoder's thread and its input.
 struct Decoder {
     input: Arc<DropOldest<Input>>,
-    /// Cameras joined and not yet left.
-    users: Mutex<usize>,
+    /// Cameras joined and not yet left (changed under the pool's lock).
+    users: AtomicUsize,
     /// Set when the thread could not build its chain at all.
     broken: Arc<AtomicBool>,
 }
@@ -187,9 +187,6 @@ pub struct DecoderHandle {
     pub codec: Codec,
     /// Picture size the decoder was built for.
     pub source: (u32, u32),
-    /// The last timestamp given to the decoder (exclusive decoders only).
-    last_pts: Option<u64>,
-    exclusive: bool,
 }
 
 impl DecoderPool {
@@ -250,7 +247,7 @@ impl DecoderPool {
                 .is_some_and(|d| !d.broken.load(Ordering::Relaxed))
         });
         let free = list.iter().filter_map(Weak::upgrade).find(|d| {
-            key.exclusive.is_none() && d.users.lock().is_ok_and(|n| *n < CAMERAS_PER_DECODER)
+            key.exclusive.is_none() && d.users.load(Ordering::Relaxed) < CAMERAS_PER_DECODER
         });
         let decoder = match free {
             Some(d) => d,
@@ -260,16 +257,12 @@ impl DecoderPool {
                 d
             }
         };
-        if let Ok(mut n) = decoder.users.lock() {
-            *n += 1;
-        }
+        decoder.users.fetch_add(1, Ordering::Relaxed);
         Ok(DecoderHandle {
             decoder,
             route,
             codec,
             source,
-            last_pts: None,
-            exclusive: every_frame,
         })
     }
 }
@@ -278,26 +271,13 @@ impl DecoderHandle {
     /// Hands one unit to the decoder; never blocks. Keyframes get the stream's parameter
     /// sets in front, so a camera that sends them only out of band still decodes, and
     /// any decoder can start on any camera's keyframe.
-    pub fn push(&mut self, unit: &AccessUnit, sampled: bool) -> Result<(), DecodeError> {
+    pub fn push(&self, unit: &AccessUnit, sampled: bool) -> Result<(), DecodeError> {
         if self.decoder.broken.load(Ordering::Relaxed) {
             return Err(DecodeError::Stream {
                 camera: self.route.camera.to_string(),
                 message: "the decoder stopped".to_string(),
             });
         }
-        // An exclusive decoder keeps the camera's timestamps (the decoder reorders by
-        // them), 1 ms after the last one when they are missing or repeat; a shared
-        // decoder numbers units itself.
-        let pts = if self.exclusive {
-            let pts = match unit.pts.map(|p| p.as_nanos() as u64) {
-                Some(p) if self.last_pts != Some(p) => p,
-                _ => self.last_pts.map_or(0, |l| l + 1_000_000),
-            };
-            self.last_pts = Some(pts);
-            Some(pts)
-        } else {
-            None
-        };
         let meta = UnitMeta {
             seq: unit.seq,
             capture_unix_ns: unit.capture_unix_ns,
@@ -305,12 +285,8 @@ impl DecoderHandle {
             sampled,
             pushed: Instant::now(),
         };
-        let mut unit = unit.clone();
-        if let Some(p) = pts {
-            unit.pts = Some(Duration::from_nanos(p));
-        }
         if let Some(old) = self.decoder.input.push(Input {
-            unit,
+            unit: unit.clone(),
             meta,
             route: self.route.clone(),
         }) && old.meta.sampled
@@ -323,9 +299,7 @@ impl DecoderHandle {
 
 impl Drop for DecoderHandle {
     fn drop(&mut self) {
-        if let Ok(mut n) = self.decoder.users.lock() {
-            *n = n.saturating_sub(1);
-        }
+        self.decoder.users.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -358,23 +332,26 @@ fn start_decoder(camera: &str, key: Key) -> Result<Decoder, DecodeError> {
         .map_err(|e| build_error(camera, format!("cannot start its thread: {e}")))?;
     Ok(Decoder {
         input,
-        users: Mutex::new(0),
+        users: AtomicUsize::new(0),
         broken,
     })
 }
 
 /// The decoder's thread: push each unit through the chain until the input closes.
 fn run_decoder(mut chain: Chain, key: &Key, input: &DropOldest<Input>, broken: &AtomicBool) {
-    let mut next_pts: u64 = 0;
+    // Timestamps into the chain: an exclusive decoder keeps its camera's (the decoder
+    // reorders by them), 1 ms after the last one when they are missing or repeat; a
+    // shared decoder numbers units 1 ms apart (its cameras' clocks have nothing in
+    // common).
+    let mut last_pts: Option<u64> = None;
     while let Some(batch) = input.pop_batch(1, Duration::ZERO) {
         for (item, _) in batch {
-            let pts = match item.unit.pts {
-                Some(p) if key.exclusive.is_some() => p.as_nanos() as u64,
-                _ => {
-                    next_pts += 1_000_000;
-                    next_pts
-                }
+            let own = item.unit.pts.filter(|_| key.exclusive.is_some());
+            let pts = match own.map(|p| p.as_nanos() as u64) {
+                Some(p) if last_pts != Some(p) => p,
+                _ => last_pts.map_or(0, |l| l + 1_000_000),
             };
+            last_pts = Some(pts);
             for lost in chain.push(&item, pts) {
                 lost.events.lost(false);
             }
@@ -762,6 +739,49 @@ mod tests {
         })
     }
 
+    /// A test camera's place on a decoder: H.264 at `size`, no parameter sets, keyframes
+    /// only and no model sizes unless set.
+    struct Cam {
+        name: &'static str,
+        size: (u32, u32),
+        sps: Option<bytes::Bytes>,
+        sizes: &'static [(u32, u32)],
+        every_frame: bool,
+    }
+
+    impl Cam {
+        fn new(name: &'static str, size: (u32, u32)) -> Cam {
+            Cam {
+                name,
+                size,
+                sps: None,
+                sizes: &[],
+                every_frame: false,
+            }
+        }
+
+        /// Joins `pool`: frames go down `tx`, mishaps into `counts`.
+        fn join(
+            self,
+            pool: &DecoderPool,
+            tx: &mpsc::Sender<(&'static str, DecodedFrame)>,
+            counts: &Arc<Counts>,
+        ) -> DecoderHandle {
+            pool.join(
+                self.name,
+                Codec::H264,
+                self.size,
+                self.sps,
+                MIN_WORK_SIDE,
+                self.sizes,
+                self.every_frame,
+                sink(self.name, tx),
+                Box::new(Events(counts.clone())),
+            )
+            .expect("decoder")
+        }
+    }
+
     #[test]
     fn keyframes_come_out_as_work_and_model_sized_frames() {
         let (w, h) = (320, 240);
@@ -770,19 +790,11 @@ mod tests {
         let (tx, rx) = mpsc::channel();
         let pool = DecoderPool::new();
         let counts = Arc::new(Counts::default());
-        let mut dec = pool
-            .join(
-                "cam",
-                Codec::H264,
-                (w, h),
-                None,
-                MIN_WORK_SIDE,
-                &[(224, 224), (160, 120)],
-                false,
-                sink("cam", &tx),
-                Box::new(Events(counts.clone())),
-            )
-            .expect("decoder");
+        let dec = Cam {
+            sizes: &[(224, 224), (160, 120)],
+            ..Cam::new("cam", (w, h))
+        }
+        .join(&pool, &tx, &counts);
         for (i, u) in units.into_iter().enumerate() {
             // Every other one is decoded for reference only.
             dec.push(&unit(i as u64 + 1, u, w, h), i % 2 == 0)
@@ -818,37 +830,23 @@ mod tests {
         let pool = DecoderPool::new();
         let counts = Arc::new(Counts::default());
         let join = |name: &'static str, size: (u32, u32)| {
-            pool.join(
-                name,
-                Codec::H264,
-                size,
-                None,
-                MIN_WORK_SIDE,
-                &[(224, 224)],
-                false,
-                sink(name, &tx),
-                Box::new(Events(counts.clone())),
-            )
-            .expect("decoder")
+            Cam {
+                sizes: &[(224, 224)],
+                ..Cam::new(name, size)
+            }
+            .join(&pool, &tx, &counts)
         };
-        let mut a = join("a", (320, 240));
-        let mut b = join("b", (320, 240));
-        let mut c = join("c", (176, 144));
+        let a = join("a", (320, 240));
+        let b = join("b", (320, 240));
+        let c = join("c", (176, 144));
         assert_eq!(pool.decoders(), 2, "a and b share, c has its own size");
         // Other parameter sets, another decoder (no reconfiguring between cameras).
-        let d = pool
-            .join(
-                "d",
-                Codec::H264,
-                (320, 240),
-                Some(bytes::Bytes::from_static(&[0x67, 0x42])),
-                MIN_WORK_SIDE,
-                &[(224, 224)],
-                false,
-                sink("d", &tx),
-                Box::new(Events(counts.clone())),
-            )
-            .expect("decoder");
+        let d = Cam {
+            sps: Some(bytes::Bytes::from_static(&[0x67, 0x42])),
+            sizes: &[(224, 224)],
+            ..Cam::new("d", (320, 240))
+        }
+        .join(&pool, &tx, &counts);
         assert_eq!(pool.decoders(), 3);
         drop(d);
         for i in 0..4usize {
@@ -890,22 +888,8 @@ mod tests {
         let pool = DecoderPool::new();
         let bad_counts = Arc::new(Counts::default());
         let good_counts = Arc::new(Counts::default());
-        let join = |name: &'static str, counts: &Arc<Counts>| {
-            pool.join(
-                name,
-                Codec::H264,
-                (320, 240),
-                None,
-                MIN_WORK_SIDE,
-                &[],
-                false,
-                sink(name, &tx),
-                Box::new(Events(counts.clone())),
-            )
-            .expect("decoder")
-        };
-        let mut bad = join("bad", &bad_counts);
-        let mut ok = join("good", &good_counts);
+        let bad = Cam::new("bad", (320, 240)).join(&pool, &tx, &bad_counts);
+        let ok = Cam::new("good", (320, 240)).join(&pool, &tx, &good_counts);
         assert_eq!(pool.decoders(), 1);
         let junk = bytes::Bytes::from_static(&[0, 0, 0, 1, 0x65, 0xff, 0x00, 0x13, 0x37, 0x42]);
         for (i, g) in good.iter().enumerate() {
@@ -935,20 +919,13 @@ mod tests {
         let pool = DecoderPool::new();
         let counts = Arc::new(Counts::default());
         let join = |name: &'static str| {
-            pool.join(
-                name,
-                Codec::H264,
-                (320, 240),
-                None,
-                MIN_WORK_SIDE,
-                &[],
-                true,
-                sink(name, &tx),
-                Box::new(Events(counts.clone())),
-            )
-            .expect("decoder")
+            Cam {
+                every_frame: true,
+                ..Cam::new(name, (320, 240))
+            }
+            .join(&pool, &tx, &counts)
         };
-        let mut a = join("a");
+        let a = join("a");
         let b = join("b");
         assert_eq!(pool.decoders(), 2, "delta frames need a decoder per camera");
         drop(b);

@@ -472,7 +472,7 @@ async fn sampler(
                 }
             }
         };
-        if let Some((d, _)) = decoder.as_mut()
+        if let Some((d, _)) = decoder.as_ref()
             && let Err(e) = d.push(&unit, sampled)
         {
             metrics

@@ -35,6 +35,43 @@ pub fn certs(dir: &Path, args: &[&str]) {
     );
 }
 
+/// Writes a command center's configuration to `path`: QUIC on `listen`, the HTTP API on
+/// a free loopback port, data under `storage`, the operator CA and the `center`
+/// certificate from `pki` (`lookout certs`).
+pub fn center_config(path: &Path, listen: &str, storage: &Path, pki: &Path) {
+    std::fs::write(
+        path,
+        format!(
+            "[center]\nid = \"center\"\nlisten = \"{listen}\"\nhttp_listen = \"127.0.0.1:0\"\n\
+             storage = \"{}\"\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+            storage.display(),
+            pki.join("ca.pem").display(),
+            pki.join("center.pem").display(),
+            pki.join("center.key").display(),
+        ),
+    )
+    .expect("write center config");
+}
+
+/// Writes a gateway configuration to `path`: gateway `id`, data under `storage`, the
+/// HTTP API on a free loopback port, and one upstream `center` at `quic` reached with the
+/// operator CA and the certificate `cert` from `pki` (`lookout certs`).
+pub fn gateway_config(path: &Path, id: &str, storage: &Path, quic: &str, pki: &Path, cert: &str) {
+    std::fs::write(
+        path,
+        format!(
+            "[gateway]\nid = \"{id}\"\nhttp_listen = \"127.0.0.1:0\"\nstorage = \"{}\"\n\n\
+             [[upstream]]\nid = \"center\"\naddress = \"{quic}\"\nserver_name = \"center\"\n\
+             ca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+            storage.display(),
+            pki.join("ca.pem").display(),
+            pki.join(format!("{cert}.pem")).display(),
+            pki.join(format!("{cert}.key")).display(),
+        ),
+    )
+    .expect("write gateway config");
+}
+
 /// A `lookout` process whose output is collected, and the addresses its
 /// start line announced.
 pub struct Proc {

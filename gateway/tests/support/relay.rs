@@ -32,7 +32,7 @@ use tokio::sync::mpsc;
 /// Bound on any single wait in these tests.
 pub const WAIT: Duration = Duration::from_secs(15);
 
-pub use crate::procs::{Proc, Usage, certs, wait};
+pub use crate::procs::{Proc, Usage, center_config, certs, gateway_config, wait};
 
 /// The TLS files `lookout certs` wrote for `name` in `dir`.
 pub fn files(dir: &Path, name: &str) -> TlsFiles {
@@ -59,18 +59,7 @@ pub fn pki(dir: &Path, gateways: &[&str]) -> PathBuf {
 /// `lookout center` on loopback with the certificates in `pki`.
 pub fn center(dir: &Path, pki: &Path) -> Proc {
     let config = dir.join("center.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[center]\nid = \"center\"\nlisten = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n\
-             storage = \"{}\"\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
-            dir.join("center-data").display(),
-            pki.join("ca.pem").display(),
-            pki.join("center.pem").display(),
-            pki.join("center.key").display(),
-        ),
-    )
-    .expect("write center config");
+    center_config(&config, "127.0.0.1:0", &dir.join("center-data"), pki);
     Proc::start(&["center", "--config"], &config, "lookout center running")
 }
 
@@ -87,19 +76,7 @@ pub fn gateway(dir: &Path, pki: &Path, id: &str, quic: &str, outbox: &[Alert]) -
         }
     }
     let path = dir.join(format!("{id}.toml"));
-    std::fs::write(
-        &path,
-        format!(
-            "[gateway]\nid = \"{id}\"\nhttp_listen = \"127.0.0.1:0\"\nstorage = \"{}\"\n\n\
-             [[upstream]]\nid = \"center\"\naddress = \"{quic}\"\nserver_name = \"center\"\n\
-             ca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
-            data.display(),
-            pki.join("ca.pem").display(),
-            pki.join(format!("{id}.pem")).display(),
-            pki.join(format!("{id}.key")).display(),
-        ),
-    )
-    .expect("write gateway config");
+    gateway_config(&path, id, &data, quic, pki, id);
     Proc::start(&["run", "--config"], &path, "lookout gateway running")
 }
 
