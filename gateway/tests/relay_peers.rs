@@ -75,6 +75,41 @@ async fn within<F: std::future::Future>(what: &str, future: F) -> F::Output {
         .unwrap_or_else(|_| panic!("timed out: {what}"))
 }
 
+/// A center with a well-behaved gateway `gw-steady` already delivering to it, and
+/// certificates from the same CA for `others` too.
+struct Served {
+    dir: tempfile::TempDir,
+    pki: std::path::PathBuf,
+    center: Proc,
+    rt: tokio::runtime::Runtime,
+    steady: SteadyGateway,
+    /// Frames of the steady gateway the center has counted so far.
+    seen: u64,
+}
+
+fn served(others: &[&str]) -> Served {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ids: Vec<&str> = std::iter::once("gw-steady")
+        .chain(others.iter().copied())
+        .collect();
+    let pki = pki(dir.path(), &ids);
+    let center = center(dir.path(), &pki);
+    let rt = runtime();
+    let steady = {
+        let _rt = rt.enter();
+        rt.block_on(SteadyGateway::start(&pki, "gw-steady", center.quic_addr()))
+    };
+    let seen = still_served(&center, &steady, 0, "steady-0");
+    Served {
+        dir,
+        pki,
+        center,
+        rt,
+        steady,
+        seen,
+    }
+}
+
 /// The well-behaved gateway still delivers: more frames than `since`, and an
 /// alert sent now is stored and acknowledged.
 fn still_served(center: &Proc, steady: &SteadyGateway, since: u64, alert_id: &str) -> u64 {
@@ -139,15 +174,17 @@ async fn attempt(
 #[test]
 fn unauthenticated_clients_are_refused_counted_and_logged() {
     let _serial = serial();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let pki = pki(dir.path(), &["gw-steady", "gw-other"]);
+    let Served {
+        dir: _dir,
+        pki,
+        mut center,
+        rt,
+        steady,
+        mut seen,
+    } = served(&["gw-other"]);
     let ca = pki.join("ca.pem");
-    let mut center = center(dir.path(), &pki);
     let addr = center.quic_addr();
-    let rt = runtime();
     let _rt = rt.enter();
-    let steady = rt.block_on(SteadyGateway::start(&pki, "gw-steady", addr));
-    let mut seen = still_served(&center, &steady, 0, "steady-0");
     let before = center.usage();
     let stored = alert_ids(&center).len();
 
@@ -269,14 +306,16 @@ fn unauthenticated_clients_are_refused_counted_and_logged() {
 #[test]
 fn malformed_frames_close_only_the_offender() {
     let _serial = serial();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let pki = pki(dir.path(), &["gw-steady", "gw-bad"]);
-    let mut center = center(dir.path(), &pki);
+    let Served {
+        dir: _dir,
+        pki,
+        mut center,
+        rt,
+        steady,
+        mut seen,
+    } = served(&["gw-bad"]);
     let addr = center.quic_addr();
-    let rt = runtime();
     let _rt = rt.enter();
-    let steady = rt.block_on(SteadyGateway::start(&pki, "gw-steady", addr));
-    let mut seen = still_served(&center, &steady, 0, "steady-0");
     let bad = || operator_client(&pki, "gw-bad");
     let cam = || vec![camera("cam-bad")];
     let ep = endpoint();
@@ -678,14 +717,16 @@ fn malformed_frames_close_only_the_offender() {
 #[test]
 fn oversized_messages_are_refused_before_they_are_buffered() {
     let _serial = serial();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let pki = pki(dir.path(), &["gw-steady", "gw-big"]);
-    let mut center = center(dir.path(), &pki);
+    let Served {
+        dir: _dir,
+        pki,
+        mut center,
+        rt,
+        steady,
+        mut seen,
+    } = served(&["gw-big"]);
     let addr = center.quic_addr();
-    let rt = runtime();
     let _rt = rt.enter();
-    let steady = rt.block_on(SteadyGateway::start(&pki, "gw-steady", addr));
-    let mut seen = still_served(&center, &steady, 0, "steady-0");
     let big = || operator_client(&pki, "gw-big");
     let cam = || vec![camera("cam-big")];
     let ep = endpoint();
@@ -881,15 +922,17 @@ enum Kind {
 #[test]
 fn a_connection_flood_leaves_the_center_serving() {
     let _serial = serial();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let pki = pki(dir.path(), &["gw-steady", "gw-flood", "gw-late"]);
+    let Served {
+        dir,
+        pki,
+        mut center,
+        rt,
+        steady,
+        seen,
+    } = served(&["gw-flood", "gw-late"]);
     let ca = pki.join("ca.pem");
-    let mut center = center(dir.path(), &pki);
     let addr = center.quic_addr();
-    let rt = runtime();
     let _rt = rt.enter();
-    let steady = rt.block_on(SteadyGateway::start(&pki, "gw-steady", addr));
-    let seen = still_served(&center, &steady, 0, "steady-0");
     std::thread::sleep(Duration::from_secs(1));
     let before = center.usage();
 
