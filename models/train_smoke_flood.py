@@ -477,11 +477,12 @@ def region_boxes(recs):
 # Evaluation with the gateway's rule
 
 
+def logits_of(run, xs, batch=64):
+    return torch.cat([torch.as_tensor(run(xs[i : i + batch].float() / 255.0)) for i in range(0, len(xs), batch)])
+
+
 def probabilities(run, xs, batch=64):
-    ps = []
-    for i in range(0, len(xs), batch):
-        ps.append(torch.softmax(torch.as_tensor(run(xs[i : i + batch].float() / 255.0)), dim=1))
-    return torch.cat(ps)
+    return torch.softmax(logits_of(run, xs, batch), dim=1)
 
 
 def figures(p, ys, recs, threshold=0.5):
@@ -822,7 +823,6 @@ def cmd_soup(args):
     """Averages the EMA weights of training checkpoints of the same
     architecture (a later stage and the stage it continued from), then
     recomputes the BatchNorm statistics and exports."""
-    torch.manual_seed(args.seed)
     states = [torch.load(c, weights_only=False)["ema"] for c in args.checkpoint]
     avg = {}
     for k in states[0]:
@@ -853,9 +853,9 @@ def cmd_calibrate(args):
 
     vx, vy, vrecs = load_eval(args.val)
     sess = ort_session(args.model, threads=args.threads)
-    logits = torch.cat([torch.as_tensor(sess.run(None, {"image": vx[i : i + 64].float().numpy() / 255.0})[0])
-                        for i in range(0, len(vx), 64)])
-    grid = [round(-0.05 * i, 2) for i in range(0, 41)]
+    logits = logits_of(lambda b: sess.run(None, {"image": b.numpy()})[0], vx)
+    # 0, -0.05, ..., -2 (the first written as 0.0, not -0.0, in the metrics).
+    grid = [round(-0.05 * i, 2) + 0.0 for i in range(0, 41)]
     best = None
     for bs in grid:
         for bf in grid:
@@ -889,7 +889,7 @@ def cmd_calibrate(args):
             "seeds": f"{min(seeds)}..{max(seeds) + 1}",
             "images": len(vrecs),
             "target_fpr": args.target_fpr,
-            "logit_offsets": {"smoke": bs + 0.0, "flood": bf + 0.0},
+            "logit_offsets": {"smoke": bs, "flood": bf},
             "smoke": fig["smoke"],
             "flood": fig["flood"],
             "false_positive_rate_on_negatives": fig["false_positive_rate_on_negatives"],

@@ -6,8 +6,8 @@
 //! Latencies are printed, never asserted (shared machines).
 //!
 //! Body cameras are left out: the bundled model (models/smoke_flood.md)
-//! calls smoke on the fleet's body-camera street scene in daylight (streaky
-//! clouds in the slot of sky) — a known false alarm its card reports
+//! calls smoke on the fleet's body-camera street scenes in daylight (streaky
+//! clouds in the slot of sky) and at dusk — a known false alarm its card reports
 //! (false-positive rate on body-camera negatives) and that a better model
 //! must remove; the pipeline itself is the same for every kind.
 
