@@ -173,11 +173,17 @@ def h264_roundtrip(rgb, width, height, crf):
 
 
 def load_train(folders, cache, seed):
-    """Clean 224 stills plus one camera-degraded variant of each (cached)."""
-    xs, vs, ys, recs, dropped = [], [], [], [], {"smoke": 0, "flood": 0}
+    """Clean 224 stills plus one camera-degraded variant of each (cached).
+    Returns uint8 N x 3 x H x W views of N x H x W x 3 arrays filled in place:
+    42 000 stills are 12.6 GB, too much to also hold a concatenated copy."""
+    ys, recs, dropped = [], [], {"smoke": 0, "flood": 0}
     rng = np.random.default_rng(seed)
-    for folder in folders:
-        index = read_index(folder)
+    indices = [read_index(folder) for folder in folders]
+    total = sum(1 for index in indices for rec in index if not below_min(rec))
+    xs = np.empty((total, SIZE, SIZE, 3), np.uint8)
+    vs = np.empty_like(xs)
+    at = 0
+    for folder, index in zip(folders, indices):
         side = load_image(folder, index[0]).size[0]
         for rec in index:
             rec["_side"] = side
@@ -208,12 +214,14 @@ def load_train(folders, cache, seed):
                 dropped[rec["class"]] += 1
                 continue
             keep.append(i)
-        xs.append(clean[keep])
-        vs.append(variant[keep])
+        xs[at : at + len(keep)] = clean[keep]
+        vs[at : at + len(keep)] = variant[keep]
+        at += len(keep)
+        del clean, variant
         ys += [LABELS.index(index[i]["class"]) for i in keep]
         recs += [index[i] for i in keep]
-    to_t = lambda a: torch.from_numpy(np.concatenate(a)).permute(0, 3, 1, 2).contiguous()
-    return to_t(xs), to_t(vs), torch.tensor(ys), recs, dropped
+    nchw = lambda a: torch.from_numpy(a).permute(0, 3, 1, 2)
+    return nchw(xs), nchw(vs), torch.tensor(ys), recs, dropped
 
 
 def load_eval(folder, mode="clean", seed=1234):
@@ -478,7 +486,9 @@ def region_boxes(recs):
 
 
 def logits_of(run, xs, batch=64):
-    return torch.cat([torch.as_tensor(run(xs[i : i + batch].float() / 255.0)) for i in range(0, len(xs), batch)])
+    return torch.cat(
+        [torch.as_tensor(run(xs[i : i + batch].float().contiguous() / 255.0)) for i in range(0, len(xs), batch)]
+    )
 
 
 def probabilities(run, xs, batch=64):
@@ -684,6 +694,29 @@ def cmd_train(args):
         w = {k: int(v) for k, v in (kv.split("=") for kv in args.scene_weight.split(","))}
         weights = torch.tensor([w.get(r["scene"], 1) for r in recs])
         print(f"scene weights {w}: {len(xs)} draws per epoch from {int(weights.sum())}", flush=True)
+    if args.hard_weight > 1:
+        if not args.init_onnx:
+            sys.exit("--hard-weight needs --init-onnx (the model that picks the hard stills)")
+        # Hard examples: stills the starting model gets wrong under the
+        # gateway's rule on either copy (clean or camera-degraded).
+        sess = ort_session(args.init_onnx, threads=args.threads)
+        run = lambda b: sess.run(None, {"image": b.numpy()})[0]
+        wrong = torch.zeros(len(ys), dtype=torch.bool)
+        for copy in (xs, vs):
+            p = probabilities(run, copy)
+            called = p[:, 1:] >= 0.5
+            truth = torch.stack([ys == 1, ys == 2], dim=1)
+            wrong |= (called != truth).any(1)
+        base = weights if weights is not None else torch.ones(len(ys), dtype=torch.long)
+        weights = base * torch.where(wrong, args.hard_weight, 1)
+        by_scene = {}
+        for r, w in zip(recs, wrong.tolist()):
+            by_scene[r["scene"]] = by_scene.get(r["scene"], 0) + int(w)
+        print(
+            f"hard stills (wrong under {args.init_onnx}): {int(wrong.sum())} of {len(ys)} {by_scene}, "
+            f"weight x{args.hard_weight}: {len(xs)} draws per epoch from {int(weights.sum())}",
+            flush=True,
+        )
     hx, hy, hrecs = load_eval(args.heldout)
     model = SmokeFlood(expand_stages=(1, 2) if args.wide else (), dropout=args.dropout)
     if args.init_onnx:
@@ -958,6 +991,8 @@ def main():
     t.add_argument("--threads", type=int, default=1, help="torch threads for the training step (more thrash on a busy machine)")
     t.add_argument("--seed", type=int, default=7)
     t.add_argument("--scene-weight", help="oversample scenes, e.g. bodycam=2 (whole numbers; the epoch keeps its length)")
+    t.add_argument("--hard-weight", type=int, default=1,
+                   help="oversample the stills the --init-onnx model gets wrong by this factor (with --scene-weight: the product)")
     e = sub.add_parser("eval")
     e.add_argument("--model", required=True)
     e.add_argument("--heldout", required=True)
