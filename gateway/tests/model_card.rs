@@ -4,9 +4,9 @@
 //! preprocessing, ONNX Runtime session and output decoding — and the
 //! precision, recall and false-positive rate must be at least as good as the
 //! card says, and the card's text must show the figures of its metrics file.
-//! Whether the model meets the detection bar (recall ≥ 0.9, FPR ≤ 0.05) is
-//! printed and stated in the card, not asserted here: the card is the
-//! contract this test keeps honest.
+//! The measured figures must also meet the detection bar (smoke and flood
+//! recall ≥ 0.9, false-positive rate on negatives ≤ 0.05): a model that
+//! falls below it does not ship.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -145,7 +145,7 @@ fn bundled_model_meets_its_card_on_held_out_scenes() {
             ));
         }
         if recall < 0.9 {
-            println!("{c} recall {recall:.3} is below the 0.9 bar (the card says so)");
+            failures.push(format!("{c} recall {recall:.3} is below the 0.9 bar"));
         }
         for f in [card_recall, card_precision] {
             let shown = format!("{f:.3}");
@@ -163,7 +163,7 @@ fn bundled_model_meets_its_card_on_held_out_scenes() {
         failures.push(format!("FPR {fpr:.3} > card {card_fpr:.3}"));
     }
     if fpr > 0.05 {
-        println!("FPR {fpr:.3} is above the 0.05 bar (the card says so)");
+        failures.push(format!("FPR {fpr:.3} is above the 0.05 bar"));
     }
     if !card.contains(&format!("{card_fpr:.3}")) {
         failures.push(format!(
