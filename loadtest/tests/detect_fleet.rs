@@ -6,10 +6,9 @@
 //! Latencies are printed, never asserted (shared machines).
 //!
 //! Body cameras are left out: the bundled model (models/smoke_flood.md)
-//! calls smoke on the fleet's body-camera street scenes in daylight (streaky
-//! clouds in the slot of sky) and at dusk — a known false alarm its card reports
-//! (false-positive rate on body-camera negatives) and that a better model
-//! must remove; the pipeline itself is the same for every kind.
+//! calls smoke on some frames of the fleet's dusk body-camera street scene —
+//! a known false alarm its card reports (*Limitations*) and that a better
+//! model must remove; the pipeline itself is the same for every kind.
 
 use std::path::Path;
 use std::process::Command;
