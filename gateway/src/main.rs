@@ -90,10 +90,11 @@ enum Command {
         #[arg(long)]
         detector: Option<String>,
         /// Seconds per measurement per round.
-        #[arg(long, default_value_t = 3.0)]
+        #[arg(long, default_value_t = 0.5)]
         seconds: f64,
-        /// Rounds (raw and detector alternate).
-        #[arg(long, default_value_t = 3)]
+        /// Rounds (raw and detector alternate; short, many rounds let a noisy
+        /// neighbour's bursts fall on both sides alike).
+        #[arg(long, default_value_t = 12)]
         rounds: usize,
         /// Frames per batch (default: the detector's max_batch).
         #[arg(long)]

@@ -307,7 +307,7 @@ pub fn run(args: DetectArgs) -> anyhow::Result<DetectReport> {
             "--seconds",
             &format!("{}", args.bench_seconds),
             "--rounds",
-            "3",
+            "10",
             "--json",
         ])
         .arg(&bench_json)

@@ -208,8 +208,9 @@ enum Command {
         cache: PathBuf,
         #[arg(long, default_value = ".lookout/detect-run")]
         workdir: PathBuf,
-        /// Seconds per round of the throughput comparison.
-        #[arg(long, default_value_t = 3.0)]
+        /// Seconds per round of the throughput comparison (10 rounds, raw and
+        /// detector alternating).
+        #[arg(long, default_value_t = 0.3)]
         bench_seconds: f64,
         /// Write the report (JSON) here.
         #[arg(long)]

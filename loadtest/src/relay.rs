@@ -563,7 +563,7 @@ pub fn run(mut args: RelayArgs) -> anyhow::Result<RelayReport> {
             let out = std::process::Command::new(&lookout)
                 .args(["bench-detector", "--config"])
                 .arg(&gw_config)
-                .args(["--seconds", "1", "--rounds", "3", "--json"])
+                .args(["--seconds", "0.3", "--rounds", "10", "--json"])
                 .arg(&json_path)
                 .output()
                 .context("running lookout bench-detector")?;

@@ -31,7 +31,7 @@ fn every_incident_raises_one_alert_and_clean_cameras_none() {
             "--incidents",
             "tower-01:smoke@12,drone-01:flood@15",
             "--bench-seconds",
-            "0.5",
+            "0.2",
             "--strict",
             "--workdir",
         ])
