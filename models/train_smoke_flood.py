@@ -83,6 +83,9 @@ adds its part to models/smoke_flood.metrics.json):
     $P $T eval $M --heldout .lookout/data/heldout --camera-sim --write-metrics
     $P $T eval $M --heldout .lookout/data/heldout720 --h264 --write-metrics
     $P $T bench $M --write-metrics
+    # every frame of the fleet's cached clips (.lookout/clips, filled by a
+    # fleet run) through the gateway's GStreamer scaling:
+    $P $T clips $M
 
 Contract with the gateway: input `image`, float32 NCHW [batch, 3, 224, 224]
 (batch dynamic), RGB, pixel / 255 (no mean/std), the whole frame stretched to
@@ -710,12 +713,10 @@ def cmd_train(args):
         # gateway's rule on either copy (clean or camera-degraded).
         sess = ort_session(args.init_onnx, threads=args.threads)
         run = lambda b: sess.run(None, {"image": b.numpy()})[0]
+        truth = torch.stack([ys == 1, ys == 2], dim=1)
         wrong = torch.zeros(len(ys), dtype=torch.bool)
         for copy in (xs, vs):
-            p = probabilities(run, copy)
-            called = p[:, 1:] >= 0.5
-            truth = torch.stack([ys == 1, ys == 2], dim=1)
-            wrong |= (called != truth).any(1)
+            wrong |= ((probabilities(run, copy)[:, 1:] >= 0.5) != truth).any(1)
         base = weights if weights is not None else torch.ones(len(ys), dtype=torch.long)
         weights = base * torch.where(wrong, args.hard_weight, 1)
         by_scene = {}
@@ -947,6 +948,57 @@ def cmd_calibrate(args):
     print(f"wrote {args.out} and its calibration in {path}")
 
 
+def read_clip(path):
+    """A fleet clip cache file (loadtest/src/fleet/clips.rs): a header line
+    `lookout-clip 1 <json>`, then per access unit a 4-byte big-endian length,
+    a flags byte and the Annex-B bytes. Returns the header and the stream."""
+    with open(path, "rb") as f:
+        data = f.read()
+    nl = data.index(b"\n")
+    header = json.loads(data[:nl].decode().removeprefix("lookout-clip 1 "))
+    at, units = nl + 1, []
+    while at + 5 <= len(data):
+        n = int.from_bytes(data[at : at + 4], "big")
+        units.append(data[at + 5 : at + 5 + n])
+        at += 5 + n
+    return header, b"".join(units)
+
+
+def cmd_clips(args):
+    """Every frame of the fleet's cached clips through the gateway's decode
+    and scaling chain (avdec, then videoscale ! videoconvert straight to the
+    model's 224x224 RGB), judged with the gateway's rule: which share of each
+    clip's frames would be called smoke or flood. For clean clips that is the
+    false-alarm exposure of the cameras that serve them."""
+    if not shutil.which("gst-launch-1.0"):
+        sys.exit("clips needs gst-launch-1.0 (GStreamer with gst-libav)")
+    sess = ort_session(args.model, threads=args.threads)
+    run = lambda b: sess.run(None, {"image": b.numpy()})[0]
+    clips = {n: read_clip(os.path.join(args.clips, n)) for n in sorted(os.listdir(args.clips)) if n.endswith(".clip")}
+    if not clips:
+        sys.exit(f"no .clip files in {args.clips} (a fleet run fills it)")
+    # The cache keeps clips of older formats; the fleet serves the newest.
+    newest = max(h.get("format", 0) for h, _ in clips.values())
+    for name, (header, stream) in clips.items():
+        if header.get("format", 0) != newest:
+            continue
+        codec = {"H.264": "h264", "H.265": "h265"}[header["codec"]]
+        dec = subprocess.run(
+            ["gst-launch-1.0", "-q", "fdsrc", "fd=0", "!", f"{codec}parse", "!", f"avdec_{codec}", "!",
+             "videoscale", "!", "videoconvert", "!", f"video/x-raw,format=RGB,width={SIZE},height={SIZE}",
+             "!", "fdsink", "fd=1"],
+            input=stream, capture_output=True, check=True)
+        frames = np.frombuffer(dec.stdout, np.uint8).copy()
+        frames = frames[: len(frames) // (SIZE * SIZE * 3) * SIZE * SIZE * 3].reshape(-1, SIZE, SIZE, 3)
+        p = probabilities(run, torch.from_numpy(frames).permute(0, 3, 1, 2))
+        called = p[:, 1:] >= 0.5
+        print(
+            f"{name}: {len(frames)} frames; smoke called on {float(called[:, 0].float().mean()):.2f} "
+            f"(max p {float(p[:, 1].max()):.2f}), flood on {float(called[:, 1].float().mean()):.2f} "
+            f"(max p {float(p[:, 2].max()):.2f})"
+        )
+
+
 def cmd_bench(args):
     res = {}
     for threads in (1, 2):
@@ -1023,13 +1075,17 @@ def main():
     c.add_argument("--out", required=True)
     c.add_argument("--target-fpr", type=float, default=0.04)
     c.add_argument("--threads", type=int, default=1)
+    cl = sub.add_parser("clips")
+    cl.add_argument("--model", required=True)
+    cl.add_argument("--clips", default=".lookout/clips", help="the fleet's clip cache")
+    cl.add_argument("--threads", type=int, default=2)
     b = sub.add_parser("bench")
     b.add_argument("--model", required=True)
     b.add_argument("--repeats", type=int, default=300)
     b.add_argument("--json")
     b.add_argument("--write-metrics", action="store_true", help="add the figures to <model>.metrics.json")
     args = ap.parse_args()
-    {"train": cmd_train, "eval": cmd_eval, "soup": cmd_soup, "calibrate": cmd_calibrate, "bench": cmd_bench}[args.cmd](args)
+    {"train": cmd_train, "eval": cmd_eval, "soup": cmd_soup, "calibrate": cmd_calibrate, "clips": cmd_clips, "bench": cmd_bench}[args.cmd](args)
 
 
 if __name__ == "__main__":
