@@ -270,6 +270,12 @@ enum Command {
         /// Side of the square stills in pixels.
         #[arg(long, default_value_t = 224)]
         size: u32,
+        /// Only this camera kind (tower, drone, bodycam, fixed); default: each seed's own.
+        #[arg(long, value_parser = ["tower", "drone", "bodycam", "fixed"])]
+        kind: Option<String>,
+        /// Only this lighting (day, dusk, haze); default: each seed's own.
+        #[arg(long, value_parser = ["day", "dusk", "haze"])]
+        lighting: Option<String>,
         /// Write a contact sheet (PNG) of smoke, flood and negatives here.
         #[arg(long)]
         contact_sheet: Option<PathBuf>,
@@ -513,9 +519,25 @@ fn main() -> ExitCode {
             dataset,
             seeds,
             size,
+            kind,
+            lighting,
             contact_sheet,
             sheet_seed,
-        } => render(dataset, &seeds, size, contact_sheet, sheet_seed),
+        } => {
+            let only = lookout_scene::Only {
+                kind: kind.and_then(|k| {
+                    lookout_scene::SceneKind::ALL
+                        .into_iter()
+                        .find(|s| s.name() == k)
+                }),
+                lighting: lighting.and_then(|l| {
+                    lookout_scene::Lighting::ALL
+                        .into_iter()
+                        .find(|s| s.name() == l)
+                }),
+            };
+            render(dataset, &seeds, size, only, contact_sheet, sheet_seed)
+        }
         Command::FleetCheck {
             cameras,
             mix,
@@ -746,6 +768,7 @@ fn render(
     dataset: Option<PathBuf>,
     seeds: &str,
     size: u32,
+    only: lookout_scene::Only,
     contact_sheet: Option<PathBuf>,
     sheet_seed: u64,
 ) -> anyhow::Result<()> {
@@ -762,7 +785,7 @@ fn render(
             })?;
         std::fs::create_dir_all(&dir)?;
         let started = std::time::Instant::now();
-        let s = lookout_scene::write_dataset(&dir, a..b, size)?;
+        let s = lookout_scene::write_dataset_only(&dir, a..b, size, only)?;
         println!(
             "render: {} stills ({} smoke, {} flood, {} none) in {} in {:.1} s",
             s.images,

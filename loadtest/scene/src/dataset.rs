@@ -335,6 +335,31 @@ pub struct DatasetSummary {
     pub below_min_coverage: usize,
 }
 
+/// Restricts a dataset to one camera kind and/or one lighting (e.g. to
+/// validate or fine-tune a model for body cameras at dusk). The class and the
+/// confusers still come from each seed; `None` keeps the seed's own draw.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Only {
+    pub kind: Option<SceneKind>,
+    pub lighting: Option<Lighting>,
+}
+
+impl Only {
+    /// The plan for `seed` under this restriction.
+    pub fn plan(&self, seed: u64) -> SamplePlan {
+        let plan = SamplePlan::from_seed(seed);
+        if *self == Only::default() {
+            return plan;
+        }
+        SamplePlan::with(
+            seed,
+            plan.class,
+            self.kind.unwrap_or(plan.kind),
+            self.lighting.unwrap_or(plan.lighting),
+        )
+    }
+}
+
 /// Write `NNNNNN.png` + `NNNNNN.json` for each seed in `seeds` (`size × size`
 /// pixels) and an `index.jsonl` with one record per image, into `dir`
 /// (created if missing).
@@ -342,6 +367,16 @@ pub fn write_dataset(
     dir: &Path,
     seeds: Range<u64>,
     size: u32,
+) -> Result<DatasetSummary, DatasetError> {
+    write_dataset_only(dir, seeds, size, Only::default())
+}
+
+/// [`write_dataset`] restricted to one camera kind and/or lighting.
+pub fn write_dataset_only(
+    dir: &Path,
+    seeds: Range<u64>,
+    size: u32,
+    only: Only,
 ) -> Result<DatasetSummary, DatasetError> {
     if !(16..=2048).contains(&size) {
         return Err(DatasetError::Size(size));
@@ -358,7 +393,7 @@ pub fn write_dataset(
     let mut index = BufWriter::new(File::create(&index_path).map_err(io_err(&index_path))?);
     let mut summary = DatasetSummary::default();
     for seed in seeds {
-        let plan = SamplePlan::from_seed(seed);
+        let plan = only.plan(seed);
         let sample = render_sample(&plan, size, size)
             .map_err(|source| DatasetError::Render { seed, source })?;
         let stem = format!("{seed:06}");

@@ -43,8 +43,9 @@ mod valley;
 mod yuv;
 
 pub use dataset::{
-    DatasetError, DatasetSummary, MIN_FLOOD_COVERAGE, MIN_SMOKE_COVERAGE, Sample, SampleClass,
-    SamplePlan, box_resize, contact_sheet, render_sample, write_dataset, write_png,
+    DatasetError, DatasetSummary, MIN_FLOOD_COVERAGE, MIN_SMOKE_COVERAGE, Only, Sample,
+    SampleClass, SamplePlan, box_resize, contact_sheet, render_sample, write_dataset,
+    write_dataset_only, write_png,
 };
 pub use scene::{
     Confusers, EventClass, EventSpec, FrameLabels, LabelledRegion, Lighting, Scene, SceneError,

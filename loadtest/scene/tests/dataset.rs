@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use lookout_scene::{
-    MIN_FLOOD_COVERAGE, MIN_SMOKE_COVERAGE, SampleClass, SamplePlan, contact_sheet, render_sample,
-    write_dataset,
+    Lighting, MIN_FLOOD_COVERAGE, MIN_SMOKE_COVERAGE, Only, SampleClass, SamplePlan, SceneKind,
+    contact_sheet, render_sample, write_dataset, write_dataset_only,
 };
 
 fn scratch_dir(name: &str) -> PathBuf {
@@ -113,4 +113,30 @@ fn bad_sizes_are_errors() {
     let dir = scratch_dir("bad");
     assert!(write_dataset(&dir, 0..1, 0).is_err());
     assert!(contact_sheet(&dir.join("x.png"), 0, 1).is_err());
+}
+
+#[test]
+fn only_restricts_kind_and_lighting_and_keeps_the_seeds_class() {
+    let dir = scratch_dir("only");
+    let only = Only {
+        kind: Some(SceneKind::Bodycam),
+        lighting: Some(Lighting::Dusk),
+    };
+    let summary = write_dataset_only(&dir, 200..206, 48, only).expect("written");
+    assert_eq!(summary.images, 6);
+    let index = std::fs::read_to_string(dir.join("index.jsonl")).expect("index");
+    for (seed, line) in (200..206u64).zip(index.lines()) {
+        let v: serde_json::Value = serde_json::from_str(line).expect("valid JSON line");
+        assert_eq!(v["scene"], "bodycam", "{v}");
+        assert_eq!(v["lighting"], "dusk", "{v}");
+        // The class is the seed's own (seed % 3), whatever the restriction.
+        let planned = SamplePlan::from_seed(seed).class;
+        assert_eq!(only.plan(seed).class, planned);
+        if planned == SampleClass::None {
+            assert_eq!(v["class"], "none");
+        }
+    }
+    // No restriction is the seed's own plan.
+    assert_eq!(Only::default().plan(201), SamplePlan::from_seed(201));
+    let _ = std::fs::remove_dir_all(&dir);
 }
