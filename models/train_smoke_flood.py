@@ -951,17 +951,29 @@ def cmd_calibrate(args):
 def read_clip(path):
     """A fleet clip cache file (loadtest/src/fleet/clips.rs): a header line
     `lookout-clip 1 <json>`, then per access unit a 4-byte big-endian length,
-    a flags byte and the Annex-B bytes. Returns the header and the stream."""
+    a flags byte (bit 0: keyframe) and the Annex-B bytes. Returns the header,
+    the stream and each access unit's keyframe flag."""
     with open(path, "rb") as f:
         data = f.read()
     nl = data.index(b"\n")
     header = json.loads(data[:nl].decode().removeprefix("lookout-clip 1 "))
-    at, units = nl + 1, []
+    at, units, keys = nl + 1, [], []
     while at + 5 <= len(data):
         n = int.from_bytes(data[at : at + 4], "big")
+        keys.append(bool(data[at + 4] & 1))
         units.append(data[at + 5 : at + 5 + n])
         at += 5 + n
-    return header, b"".join(units)
+    return header, b"".join(units), keys
+
+
+def loop_raises(calls, raise_after, window):
+    """Whether a clip served in a loop, sampled at these calls (one per
+    keyframe, in order), ever has `raise_after` positives among the last
+    `window` samples: the gateway's debounce in keyframe mode."""
+    if not calls:
+        return False
+    seq = calls * (1 + -(-window // len(calls)))
+    return any(sum(seq[i : i + window]) >= raise_after for i in range(len(seq) - window + 1))
 
 
 def cmd_clips(args):
@@ -969,7 +981,10 @@ def cmd_clips(args):
     and scaling chain (avdec, then videoscale ! videoconvert straight to the
     model's 224x224 RGB), judged with the gateway's rule: which share of each
     clip's frames would be called smoke or flood. For clean clips that is the
-    false-alarm exposure of the cameras that serve them."""
+    false-alarm exposure of the cameras that serve them. The keyframes (what
+    the gateway samples in keyframe mode) are listed in order, and `raises`
+    says whether the clip, looped, meets the debounce (--raise-after of the
+    last --window samples): for a clean clip, a false alert in a live run."""
     if not shutil.which("gst-launch-1.0"):
         sys.exit("clips needs gst-launch-1.0 (GStreamer with gst-libav)")
     sess = ort_session(args.model, threads=args.threads)
@@ -978,8 +993,8 @@ def cmd_clips(args):
     if not clips:
         sys.exit(f"no .clip files in {args.clips} (a fleet run fills it)")
     # The cache keeps clips of older formats; the fleet serves the newest.
-    newest = max(h.get("format", 0) for h, _ in clips.values())
-    for name, (header, stream) in clips.items():
+    newest = max(h.get("format", 0) for h, _, _ in clips.values())
+    for name, (header, stream, keys) in clips.items():
         if header.get("format", 0) != newest:
             continue
         codec = {"H.264": "h264", "H.265": "h265"}[header["codec"]]
@@ -992,10 +1007,15 @@ def cmd_clips(args):
         frames = frames[: len(frames) // (SIZE * SIZE * 3) * SIZE * SIZE * 3].reshape(-1, SIZE, SIZE, 3)
         p = probabilities(run, torch.from_numpy(frames).permute(0, 3, 1, 2))
         called = p[:, 1:] >= 0.5
+        # One decoded frame per access unit (the fleet's encoders make no B-frames).
+        kf = [i for i, k in enumerate(keys[: len(frames)]) if k]
+        pattern = {c: "".join("x" if called[i, j] else "." for i in kf) for j, c in enumerate(("smoke", "flood"))}
+        raises = [c for c in pattern if loop_raises([ch == "x" for ch in pattern[c]], args.raise_after, args.window)]
         print(
             f"{name}: {len(frames)} frames; smoke called on {float(called[:, 0].float().mean()):.2f} "
             f"(max p {float(p[:, 1].max()):.2f}), flood on {float(called[:, 1].float().mean()):.2f} "
-            f"(max p {float(p[:, 2].max()):.2f})"
+            f"(max p {float(p[:, 2].max()):.2f}); keyframes smoke {pattern['smoke']} flood {pattern['flood']}; "
+            f"raises {','.join(raises) or 'nothing'}"
         )
 
 
@@ -1078,6 +1098,8 @@ def main():
     cl = sub.add_parser("clips")
     cl.add_argument("--model", required=True)
     cl.add_argument("--clips", default=".lookout/clips", help="the fleet's clip cache")
+    cl.add_argument("--raise-after", type=int, default=2, help="the alert rule's raise_after")
+    cl.add_argument("--window", type=int, default=3, help="the alert rule's window")
     cl.add_argument("--threads", type=int, default=2)
     b = sub.add_parser("bench")
     b.add_argument("--model", required=True)
