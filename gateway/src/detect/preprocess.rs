@@ -266,6 +266,38 @@ mod tests {
     }
 
     #[test]
+    fn frame_at_input_size_is_converted_pixel_by_pixel() {
+        // 13 x 7: not a multiple of the 8-pixel step, so the tail is covered too.
+        let (w, h) = (13u32, 7u32);
+        let data: Vec<u8> = (0..w * h * 3).map(|i| (i * 37 % 251) as u8).collect();
+        let f = RgbFrame::new(w, h, data.clone()).expect("frame");
+        for channels in [ChannelOrder::Rgb, ChannelOrder::Bgr] {
+            let mut inp = input(w, h, false);
+            inp.channels = channels;
+            inp.mean = [0.1, 0.2, 0.3];
+            inp.std = [0.5, 0.25, 2.0];
+            let order = match channels {
+                ChannelOrder::Rgb => [0, 1, 2],
+                ChannelOrder::Bgr => [2, 1, 0],
+            };
+            let mut t = vec![f32::NAN; slot_len(&inp)];
+            fill(&f, &inp, &mut t);
+            let plane = (w * h) as usize;
+            for k in 0..3 {
+                for i in 0..plane {
+                    let want =
+                        (f32::from(data[3 * i + order[k]]) / 255.0 - inp.mean[k]) / inp.std[k];
+                    let got = t[k * plane + i];
+                    assert!(
+                        (got - want).abs() < 1e-5,
+                        "plane {k} pixel {i}: {got} vs {want}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn letterbox_pads_with_114_and_maps_boxes_back() {
         let f = solid(200, 100, [255, 255, 255]);
         let inp = input(100, 100, true);
