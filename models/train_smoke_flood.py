@@ -30,7 +30,7 @@ training):
     $R render --dataset .lookout/data/heldout720 --seeds 1000000..1000240 --size 720
 
 Training, as done for models/smoke_flood.onnx (v6): nine stages, each starting
-from the previous stage's export (about 5.4 hours in all with one CPU core for
+from the previous stage's export (about 5.3 hours in all with one CPU core for
 the training step and one for the augmentation worker), then the operating
 point set on the validation stills. Keep OMP_NUM_THREADS=1 on a shared
 machine: two torch threads competing with other work were five times slower,
