@@ -207,6 +207,18 @@ th:first-child,td:first-child{{text-align:left}}code{{background:#f6f8fa;padding
         "rss_mib",
         &["gateway", "center"],
     ));
+    out.push_str(&timeline_plot(
+        "waiting for a CPU, thread-seconds per second (starved when it rises)",
+        &r.timeline,
+        "run_queue_wait",
+        &["gateway", "fleet", "center"],
+    ));
+    out.push_str(&timeline_plot(
+        "whole machine: busy and stolen share of its CPUs",
+        &r.timeline,
+        "machine",
+        &["busy", "steal"],
+    ));
     let _ = write!(
         out,
         "<p>Whole run: CPU gateway {:.2}, fleet {:.2}, center {:.2} cores; peak RSS gateway {:.0} MiB, center {:.0} MiB. Baselines: bare GStreamer ingest {:.2} cores, bare ONNX Runtime {:.0} inferences/s; ratios {}.</p>",

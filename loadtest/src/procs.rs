@@ -165,6 +165,51 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     Some((utime + stime) / 100.0)
 }
 
+/// Seconds the threads of process `pid` have spent runnable but waiting for
+/// a CPU, summed over its threads now alive: the second field of each
+/// `/proc/PID/task/TID/schedstat` (nanoseconds). A process that falls behind
+/// with this rising was starved of CPU, not slow by itself. `None` where the
+/// kernel keeps no scheduler statistics.
+pub fn run_queue_wait_seconds(pid: u32) -> Option<f64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut ns = 0u64;
+    let mut any = false;
+    for task in tasks.flatten() {
+        // A thread may exit between the listing and the read: skip it.
+        let Ok(text) = std::fs::read_to_string(task.path().join("schedstat")) else {
+            continue;
+        };
+        if let Some(wait) = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            ns += wait;
+            any = true;
+        }
+    }
+    any.then_some(ns as f64 / 1e9)
+}
+
+/// The whole machine's CPU time so far, from the first line of `/proc/stat`
+/// (clock ticks): (all, busy, steal). Busy is everything but idle, iowait and
+/// steal; steal is time the hypervisor gave this machine's CPUs to others.
+pub fn machine_cpu_ticks() -> Option<(u64, u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal [guest guest_nice]:
+    // guest time is already counted in user and nice.
+    let field = |i: usize| v.get(i).copied().unwrap_or(0);
+    let all: u64 = (0..8).map(field).sum();
+    let steal = field(7);
+    let busy = all.saturating_sub(field(3) + field(4) + steal);
+    Some((all, busy, steal))
+}
+
 /// Resident memory of process `pid`, now and at its peak, in MiB.
 pub fn rss_mib(pid: u32) -> Option<(f64, f64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -195,4 +240,26 @@ pub fn thread_count(pid: u32) -> Option<u64> {
         .trim()
         .parse()
         .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_has_scheduler_and_machine_figures() {
+        // Busy-wait a little so the counters move.
+        let start = std::time::Instant::now();
+        while start.elapsed() < Duration::from_millis(30) {
+            std::hint::spin_loop();
+        }
+        let wait = run_queue_wait_seconds(std::process::id()).expect("schedstat");
+        assert!(wait >= 0.0 && wait.is_finite(), "{wait}");
+        let (all, busy, steal) = machine_cpu_ticks().expect("/proc/stat");
+        assert!(
+            all > 0 && busy <= all && steal <= all,
+            "{all} {busy} {steal}"
+        );
+        assert!(run_queue_wait_seconds(u32::MAX).is_none());
+    }
 }

@@ -368,14 +368,31 @@ pub fn run(mut args: RelayArgs) -> anyhow::Result<RelayReport> {
     let mut timeline = Vec::new();
     let mut peak = [0.0f64; 2];
     let cpu_of = |pids: [u32; 3]| pids.map(|p| procs::cpu_seconds(p).unwrap_or(0.0));
+    let wait_of = |pids: [u32; 3]| pids.map(procs::run_queue_wait_seconds);
+    let mut last_wait: [Option<f64>; 3] = [None; 3];
+    let mut last_machine = procs::machine_cpu_ticks();
     while fleet_started.elapsed() < args.duration {
         let pids = [gateway.pid(), fleet.pid(), center.pid()];
         let now = Instant::now();
         if warm && last_sample.is_none_or(|(t, _)| now.duration_since(t) >= Duration::from_secs(1))
         {
             let cpu = cpu_of(pids);
+            let wait = wait_of(pids);
+            let machine = procs::machine_cpu_ticks();
             if let Some((t, before)) = last_sample {
                 let dt = now.duration_since(t).as_secs_f64();
+                // Thread-seconds spent waiting for a CPU per second: above
+                // zero, the process had work and no core to run it on.
+                let waited = |i: usize| match (wait[i], last_wait[i]) {
+                    (Some(now), Some(before)) => serde_json::json!(((now - before) / dt).max(0.0)),
+                    _ => serde_json::Value::Null,
+                };
+                let share = |pick: fn(&(u64, u64, u64)) -> u64| match (machine, last_machine) {
+                    (Some(now), Some(before)) if now.0 > before.0 => serde_json::json!(
+                        pick(&now).saturating_sub(pick(&before)) as f64 / (now.0 - before.0) as f64
+                    ),
+                    _ => serde_json::Value::Null,
+                };
                 let gw_mem = procs::rss_mib(pids[0]).unwrap_or_default();
                 let center_mem = procs::rss_mib(pids[2]).unwrap_or_default();
                 peak[0] = peak[0].max(gw_mem.1);
@@ -388,9 +405,17 @@ pub fn run(mut args: RelayArgs) -> anyhow::Result<RelayReport> {
                         "center": (cpu[2] - before[2]) / dt,
                     },
                     "rss_mib": { "gateway": gw_mem.0, "center": center_mem.0 },
+                    "run_queue_wait": {
+                        "gateway": waited(0),
+                        "fleet": waited(1),
+                        "center": waited(2),
+                    },
+                    "machine": { "busy": share(|m| m.1), "steal": share(|m| m.2) },
                 }));
             }
             last_sample = Some((now, cpu));
+            last_wait = wait;
+            last_machine = machine;
         }
         gateway.check_alive()?;
         fleet.check_alive()?;

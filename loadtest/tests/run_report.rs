@@ -136,6 +136,21 @@ fn run_writes_a_complete_consistent_report() {
             .unwrap_or(0.0)
             > 0.0
     );
+    // The timeline says, per second, how much each process waited for a CPU
+    // and how busy (and stolen) the machine was: what tells a starved run from
+    // a slow one.
+    let timeline = r["timeline"].as_array().expect("timeline");
+    assert!(timeline.len() >= 10, "{} samples", timeline.len());
+    for s in timeline {
+        for p in ["gateway", "fleet", "center"] {
+            let w = s["run_queue_wait"][p].as_f64().expect("run_queue_wait");
+            assert!(w >= 0.0, "{s}");
+        }
+        for k in ["busy", "steal"] {
+            let v = s["machine"][k].as_f64().expect("machine share");
+            assert!((0.0..=1.0).contains(&v), "{s}");
+        }
+    }
     let html = std::fs::read_to_string(work.path().join("report.html")).expect("HTML report");
     assert!(
         html.contains("<svg") && html.contains("Latency percentiles"),
