@@ -599,6 +599,12 @@ def ort_session(path, threads=1):
     return ort.InferenceSession(path, o, providers=["CPUExecutionProvider"])
 
 
+def runner(sess):
+    """A session as the `run` that logits_of/probabilities take: a float
+    N x 3 x H x W tensor in, the logits out."""
+    return lambda b: sess.run(None, {"image": b.numpy()})[0]
+
+
 def metrics_doc(m, heldout_dir, recs, extra=None):
     seeds = [r["seed"] for r in recs]
     doc = {
@@ -727,8 +733,7 @@ def cmd_train(args):
             sys.exit("--hard-weight needs --init-onnx (the model that picks the hard stills)")
         # Hard examples: stills the starting model gets wrong under the
         # gateway's rule on either copy (clean or camera-degraded).
-        sess = ort_session(args.init_onnx, threads=args.threads)
-        run = lambda b: sess.run(None, {"image": b.numpy()})[0]
+        run = runner(ort_session(args.init_onnx, threads=args.threads))
         truth = torch.stack([ys == 1, ys == 2], dim=1)
         wrong = torch.zeros(len(ys), dtype=torch.bool)
         for copy in (xs, vs):
@@ -795,7 +800,7 @@ def cmd_train(args):
         ref = net(hx[:16].float() / 255.0).numpy()
     got = sess.run(None, {"image": hx[:16].float().numpy() / 255.0})[0]
     print(f"onnx vs torch max |diff| {np.abs(ref - got).max():.2e}")
-    p = probabilities(lambda b: sess.run(None, {"image": b.numpy()})[0], hx)
+    p = probabilities(runner(sess), hx)
     m = figures(p, hy, hrecs)
     print_report(m, "heldout (onnx)")
     doc = metrics_doc(
@@ -825,7 +830,7 @@ def cmd_eval(args):
     t0 = time.time()
     hx, hy, hrecs = load_eval(args.heldout, mode)
     sess = ort_session(args.model, threads=args.threads)
-    p = probabilities(lambda b: sess.run(None, {"image": b.numpy()})[0], hx)
+    p = probabilities(runner(sess), hx)
     m = figures(p, hy, hrecs)
     print_report(m, f"{args.heldout} [{mode}]")
     wrong, n = misses(p, hy, hrecs)
@@ -912,7 +917,7 @@ def cmd_calibrate(args):
 
     vx, vy, vrecs = load_eval(args.val)
     sess = ort_session(args.model, threads=args.threads)
-    logits = logits_of(lambda b: sess.run(None, {"image": b.numpy()})[0], vx)
+    logits = logits_of(runner(sess), vx)
     # 0, -0.05, ..., -2 (the first written as 0.0, not -0.0, in the metrics).
     grid = [round(-0.05 * i, 2) + 0.0 for i in range(0, 41)]
     best = None
@@ -986,10 +991,8 @@ def loop_raises(calls, raise_after, window):
     """Whether a clip served in a loop, sampled at these calls (one per
     keyframe, in order), ever has `raise_after` positives among the last
     `window` samples: the gateway's debounce in keyframe mode."""
-    if not calls:
-        return False
-    seq = calls * (1 + -(-window // len(calls)))
-    return any(sum(seq[i : i + window]) >= raise_after for i in range(len(seq) - window + 1))
+    n = len(calls)
+    return any(sum(calls[(i + j) % n] for j in range(window)) >= raise_after for i in range(n))
 
 
 def cmd_clips(args):
@@ -1003,8 +1006,7 @@ def cmd_clips(args):
     last --window samples): for a clean clip, a false alert in a live run."""
     if not shutil.which("gst-launch-1.0"):
         sys.exit("clips needs gst-launch-1.0 (GStreamer with gst-libav)")
-    sess = ort_session(args.model, threads=args.threads)
-    run = lambda b: sess.run(None, {"image": b.numpy()})[0]
+    run = runner(ort_session(args.model, threads=args.threads))
     clips = {n: read_clip(os.path.join(args.clips, n)) for n in sorted(os.listdir(args.clips)) if n.endswith(".clip")}
     if not clips:
         sys.exit(f"no .clip files in {args.clips} (a fleet run fills it)")
@@ -1026,11 +1028,13 @@ def cmd_clips(args):
         # One decoded frame per access unit (the fleet's encoders make no B-frames).
         kf = [i for i, k in enumerate(keys[: len(frames)]) if k]
         pattern = {c: "".join("x" if called[i, j] else "." for i in kf) for j, c in enumerate(("smoke", "flood"))}
+        kmax = [float(p[kf, c].max()) if kf else 0.0 for c in (1, 2)]
         raises = [c for c in pattern if loop_raises([ch == "x" for ch in pattern[c]], args.raise_after, args.window)]
         print(
             f"{name}: {len(frames)} frames; smoke called on {float(called[:, 0].float().mean()):.2f} "
             f"(max p {float(p[:, 1].max()):.2f}), flood on {float(called[:, 1].float().mean()):.2f} "
-            f"(max p {float(p[:, 2].max()):.2f}); keyframes smoke {pattern['smoke']} flood {pattern['flood']}; "
+            f"(max p {float(p[:, 2].max()):.2f}); keyframes smoke {pattern['smoke']} flood {pattern['flood']} "
+            f"(max p smoke {kmax[0]:.2f}, flood {kmax[1]:.2f}); "
             f"raises {','.join(raises) or 'nothing'}"
         )
 

@@ -31,6 +31,12 @@ use crate::fleet::incidents::Onset;
 use crate::fleet::profile::{Mix, Size};
 use crate::procs::{self, Proc};
 
+/// The detector-vs-raw-ONNX-Runtime comparison as `detect` and `run` make it:
+/// this many alternating rounds of this many seconds each side. Short, many
+/// rounds let a noisy neighbour's bursts fall on both sides alike.
+pub const BENCH_ROUNDS: usize = 10;
+pub const BENCH_SECONDS: f64 = 0.3;
+
 pub struct DetectArgs {
     pub cameras: usize,
     pub mix: Option<String>,
@@ -307,7 +313,7 @@ pub fn run(args: DetectArgs) -> anyhow::Result<DetectReport> {
             "--seconds",
             &format!("{}", args.bench_seconds),
             "--rounds",
-            "10",
+            &BENCH_ROUNDS.to_string(),
             "--json",
         ])
         .arg(&bench_json)

@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use clap::builder::PossibleValuesParser;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -208,9 +209,9 @@ enum Command {
         cache: PathBuf,
         #[arg(long, default_value = ".lookout/detect-run")]
         workdir: PathBuf,
-        /// Seconds per round of the throughput comparison (10 rounds, raw and
-        /// detector alternating).
-        #[arg(long, default_value_t = 0.3)]
+        /// Seconds per round of the throughput comparison (raw and detector
+        /// alternating, `detect::BENCH_ROUNDS` rounds).
+        #[arg(long, default_value_t = detect::BENCH_SECONDS)]
         bench_seconds: f64,
         /// Write the report (JSON) here.
         #[arg(long)]
@@ -270,11 +271,11 @@ enum Command {
         /// Side of the square stills in pixels.
         #[arg(long, default_value_t = 224)]
         size: u32,
-        /// Only this camera kind (tower, drone, bodycam, fixed); default: each seed's own.
-        #[arg(long, value_parser = ["tower", "drone", "bodycam", "fixed"])]
+        /// Only this camera kind; default: each seed's own.
+        #[arg(long, value_parser = PossibleValuesParser::new(lookout_scene::SceneKind::ALL.map(|k| k.name())))]
         kind: Option<String>,
-        /// Only this lighting (day, dusk, haze); default: each seed's own.
-        #[arg(long, value_parser = ["day", "dusk", "haze"])]
+        /// Only this lighting; default: each seed's own.
+        #[arg(long, value_parser = PossibleValuesParser::new(lookout_scene::Lighting::ALL.map(|l| l.name())))]
         lighting: Option<String>,
         /// Write a contact sheet (PNG) of smoke, flood and negatives here.
         #[arg(long)]
@@ -525,16 +526,12 @@ fn main() -> ExitCode {
             sheet_seed,
         } => {
             let only = lookout_scene::Only {
-                kind: kind.and_then(|k| {
-                    lookout_scene::SceneKind::ALL
-                        .into_iter()
-                        .find(|s| s.name() == k)
-                }),
-                lighting: lighting.and_then(|l| {
-                    lookout_scene::Lighting::ALL
-                        .into_iter()
-                        .find(|s| s.name() == l)
-                }),
+                kind: kind
+                    .as_deref()
+                    .and_then(lookout_scene::SceneKind::from_name),
+                lighting: lighting
+                    .as_deref()
+                    .and_then(lookout_scene::Lighting::from_name),
             };
             render(dataset, &seeds, size, only, contact_sheet, sheet_seed)
         }

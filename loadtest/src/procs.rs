@@ -191,10 +191,18 @@ pub fn run_queue_wait_seconds(pid: u32) -> Option<f64> {
     any.then_some(ns as f64 / 1e9)
 }
 
-/// The whole machine's CPU time so far, from the first line of `/proc/stat`
-/// (clock ticks): (all, busy, steal). Busy is everything but idle, iowait and
-/// steal; steal is time the hypervisor gave this machine's CPUs to others.
-pub fn machine_cpu_ticks() -> Option<(u64, u64, u64)> {
+/// The whole machine's CPU time so far, in clock ticks.
+#[derive(Debug, Clone, Copy)]
+pub struct MachineTicks {
+    pub all: u64,
+    /// Everything but idle, iowait and steal.
+    pub busy: u64,
+    /// Time the hypervisor gave this machine's CPUs to others.
+    pub steal: u64,
+}
+
+/// [`MachineTicks`] from the first line of `/proc/stat`.
+pub fn machine_cpu_ticks() -> Option<MachineTicks> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let line = stat.lines().next()?.strip_prefix("cpu ")?;
     let v: Vec<u64> = line
@@ -206,8 +214,11 @@ pub fn machine_cpu_ticks() -> Option<(u64, u64, u64)> {
     let field = |i: usize| v.get(i).copied().unwrap_or(0);
     let all: u64 = (0..8).map(field).sum();
     let steal = field(7);
-    let busy = all.saturating_sub(field(3) + field(4) + steal);
-    Some((all, busy, steal))
+    Some(MachineTicks {
+        all,
+        busy: all.saturating_sub(field(3) + field(4) + steal),
+        steal,
+    })
 }
 
 /// Resident memory of process `pid`, now and at its peak, in MiB.
@@ -255,7 +266,7 @@ mod tests {
         }
         let wait = run_queue_wait_seconds(std::process::id()).expect("schedstat");
         assert!(wait >= 0.0 && wait.is_finite(), "{wait}");
-        let (all, busy, steal) = machine_cpu_ticks().expect("/proc/stat");
+        let MachineTicks { all, busy, steal } = machine_cpu_ticks().expect("/proc/stat");
         assert!(
             all > 0 && busy <= all && steal <= all,
             "{all} {busy} {steal}"

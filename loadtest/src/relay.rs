@@ -364,34 +364,42 @@ pub fn run(mut args: RelayArgs) -> anyhow::Result<RelayReport> {
         http.text(&format!("http://{gw_http}/metrics"))
             .map(|text| cpu_by_role(&text))
     };
-    let mut last_sample: Option<(Instant, [f64; 3])> = None;
+    let mut last_sample: Option<TimelineSample> = None;
     let mut timeline = Vec::new();
     let mut peak = [0.0f64; 2];
     let cpu_of = |pids: [u32; 3]| pids.map(|p| procs::cpu_seconds(p).unwrap_or(0.0));
-    let wait_of = |pids: [u32; 3]| pids.map(procs::run_queue_wait_seconds);
-    let mut last_wait: [Option<f64>; 3] = [None; 3];
-    let mut last_machine = procs::machine_cpu_ticks();
     while fleet_started.elapsed() < args.duration {
         let pids = [gateway.pid(), fleet.pid(), center.pid()];
         let now = Instant::now();
-        if warm && last_sample.is_none_or(|(t, _)| now.duration_since(t) >= Duration::from_secs(1))
+        if warm
+            && last_sample
+                .as_ref()
+                .is_none_or(|s| now.duration_since(s.at) >= Duration::from_secs(1))
         {
-            let cpu = cpu_of(pids);
-            let wait = wait_of(pids);
-            let machine = procs::machine_cpu_ticks();
-            if let Some((t, before)) = last_sample {
-                let dt = now.duration_since(t).as_secs_f64();
+            let sample = TimelineSample {
+                at: now,
+                cpu: cpu_of(pids),
+                wait: pids.map(procs::run_queue_wait_seconds),
+                machine: procs::machine_cpu_ticks(),
+            };
+            if let Some(before) = &last_sample {
+                let dt = now.duration_since(before.at).as_secs_f64();
+                let (cpu, was) = (&sample.cpu, &before.cpu);
                 // Thread-seconds spent waiting for a CPU per second: above
                 // zero, the process had work and no core to run it on.
-                let waited = |i: usize| match (wait[i], last_wait[i]) {
-                    (Some(now), Some(before)) => serde_json::json!(((now - before) / dt).max(0.0)),
+                let waited = |i: usize| match (sample.wait[i], before.wait[i]) {
+                    (Some(now), Some(then)) => serde_json::json!(((now - then) / dt).max(0.0)),
                     _ => serde_json::Value::Null,
                 };
-                let share = |pick: fn(&(u64, u64, u64)) -> u64| match (machine, last_machine) {
-                    (Some(now), Some(before)) if now.0 > before.0 => serde_json::json!(
-                        pick(&now).saturating_sub(pick(&before)) as f64 / (now.0 - before.0) as f64
-                    ),
-                    _ => serde_json::Value::Null,
+                let machine = match (sample.machine, before.machine) {
+                    (Some(now), Some(then)) if now.all > then.all => {
+                        let all = (now.all - then.all) as f64;
+                        serde_json::json!({
+                            "busy": now.busy.saturating_sub(then.busy) as f64 / all,
+                            "steal": now.steal.saturating_sub(then.steal) as f64 / all,
+                        })
+                    }
+                    _ => serde_json::json!({ "busy": null, "steal": null }),
                 };
                 let gw_mem = procs::rss_mib(pids[0]).unwrap_or_default();
                 let center_mem = procs::rss_mib(pids[2]).unwrap_or_default();
@@ -400,9 +408,9 @@ pub fn run(mut args: RelayArgs) -> anyhow::Result<RelayReport> {
                 timeline.push(serde_json::json!({
                     "t_s": fleet_started.elapsed().as_secs_f64(),
                     "cpu_cores": {
-                        "gateway": (cpu[0] - before[0]) / dt,
-                        "fleet": (cpu[1] - before[1]) / dt,
-                        "center": (cpu[2] - before[2]) / dt,
+                        "gateway": (cpu[0] - was[0]) / dt,
+                        "fleet": (cpu[1] - was[1]) / dt,
+                        "center": (cpu[2] - was[2]) / dt,
                     },
                     "rss_mib": { "gateway": gw_mem.0, "center": center_mem.0 },
                     "run_queue_wait": {
@@ -410,12 +418,10 @@ pub fn run(mut args: RelayArgs) -> anyhow::Result<RelayReport> {
                         "fleet": waited(1),
                         "center": waited(2),
                     },
-                    "machine": { "busy": share(|m| m.1), "steal": share(|m| m.2) },
+                    "machine": machine,
                 }));
             }
-            last_sample = Some((now, cpu));
-            last_wait = wait;
-            last_machine = machine;
+            last_sample = Some(sample);
         }
         gateway.check_alive()?;
         fleet.check_alive()?;
@@ -588,7 +594,12 @@ pub fn run(mut args: RelayArgs) -> anyhow::Result<RelayReport> {
             let out = std::process::Command::new(&lookout)
                 .args(["bench-detector", "--config"])
                 .arg(&gw_config)
-                .args(["--seconds", "0.3", "--rounds", "10", "--json"])
+                .args(["--seconds", &crate::detect::BENCH_SECONDS.to_string()])
+                .args([
+                    "--rounds",
+                    &crate::detect::BENCH_ROUNDS.to_string(),
+                    "--json",
+                ])
                 .arg(&json_path)
                 .output()
                 .context("running lookout bench-detector")?;
@@ -1079,4 +1090,15 @@ pub(crate) fn mix_counts(gw_config: &std::path::Path) -> Value {
         counts.insert(kind.to_string(), n.into());
     }
     Value::Object(counts)
+}
+
+/// One once-a-second reading of the processes and the machine, for the
+/// report's timeline (which holds the differences between two readings).
+struct TimelineSample {
+    at: Instant,
+    /// CPU seconds of the gateway, fleet and center.
+    cpu: [f64; 3],
+    /// Their threads' seconds waiting for a CPU.
+    wait: [Option<f64>; 3],
+    machine: Option<procs::MachineTicks>,
 }

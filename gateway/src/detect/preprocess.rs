@@ -267,7 +267,8 @@ mod tests {
 
     #[test]
     fn frame_at_input_size_is_converted_pixel_by_pixel() {
-        // 13 x 7: not a multiple of the 8-pixel step, so the tail is covered too.
+        // 13 x 7, with values that differ from pixel to pixel and channel to
+        // channel, so a swapped plane or an off-by-one shows.
         let (w, h) = (13u32, 7u32);
         let data: Vec<u8> = (0..w * h * 3).map(|i| (i * 37 % 251) as u8).collect();
         let f = RgbFrame::new(w, h, data.clone()).expect("frame");

@@ -348,9 +348,6 @@ impl Only {
     /// The plan for `seed` under this restriction.
     pub fn plan(&self, seed: u64) -> SamplePlan {
         let plan = SamplePlan::from_seed(seed);
-        if *self == Only::default() {
-            return plan;
-        }
         SamplePlan::with(
             seed,
             plan.class,

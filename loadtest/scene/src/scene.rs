@@ -42,6 +42,11 @@ impl SceneKind {
             SceneKind::Fixed => "fixed",
         }
     }
+
+    /// The kind [`SceneKind::name`] calls `name`.
+    pub fn from_name(name: &str) -> Option<SceneKind> {
+        SceneKind::ALL.into_iter().find(|k| k.name() == name)
+    }
 }
 
 /// Light and atmosphere for the whole clip.
@@ -64,6 +69,11 @@ impl Lighting {
             Lighting::Dusk => "dusk",
             Lighting::Haze => "haze",
         }
+    }
+
+    /// The lighting [`Lighting::name`] calls `name`.
+    pub fn from_name(name: &str) -> Option<Lighting> {
+        Lighting::ALL.into_iter().find(|l| l.name() == name)
     }
 }
 
