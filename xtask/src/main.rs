@@ -97,6 +97,7 @@ fn demo(root: &Path, extra: &[String]) -> Result<()> {
 }
 
 fn test(root: &Path) -> Result<()> {
+    report_free_disk(root);
     cargo(root, &["fmt", "--all", "--", "--check"])?;
     cargo(
         root,
@@ -123,6 +124,49 @@ fn test(root: &Path) -> Result<()> {
             merge: false,
         },
     )
+}
+
+/// What the suite's `target/` grows to on a clean clone (debug builds of every
+/// test binary, examples and the fuzz targets), with a margin.
+const SUITE_DISK_GIB: f64 = 6.0;
+
+/// Says how much space the disk holding `target/` has left, and warns when it
+/// is less than the suite needs: a full disk otherwise shows up, minutes in, as
+/// a linker's bus error.
+fn report_free_disk(root: &Path) {
+    let Some(free) = free_gib(root) else {
+        return;
+    };
+    println!(
+        "xtask: {free:.1} GiB free on the disk holding {}",
+        root.display()
+    );
+    if free < SUITE_DISK_GIB {
+        eprintln!(
+            "xtask: warning: the test suite's build needs about {SUITE_DISK_GIB} GiB under \
+             {}; only {free:.1} GiB is free, so it may fail with \"No space left on device\"",
+            root.join("target").display()
+        );
+    }
+}
+
+/// Free space, in GiB, of the file system holding `path` (from POSIX `df -Pk`);
+/// `None` if `df` is missing or says something unexpected.
+fn free_gib(path: &Path) -> Option<f64> {
+    let out = Command::new("df").arg("-Pk").arg(path).output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    // Header line, then: filesystem, 1024-blocks, used, available, capacity, mount.
+    let kib: f64 = text
+        .lines()
+        .nth(1)?
+        .split_whitespace()
+        .nth(3)?
+        .parse()
+        .ok()?;
+    Some(kib / (1024.0 * 1024.0))
 }
 
 fn cargo(root: &Path, args: &[&str]) -> Result<()> {
