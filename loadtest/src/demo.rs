@@ -6,7 +6,7 @@
 //! over QUIC with mutual TLS from certificates `lookout certs` makes in
 //! `.lookout/certs`) — waits until the gateway reports every camera live and
 //! the center has it connected, prints where to look, and runs until Ctrl-C
-//! (or `--duration-s`).
+//! (or `--duration 30s`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -35,8 +35,9 @@ struct Cli {
 enum Command {
     /// Start everything that exists end to end and print where to look.
     Demo {
-        /// Stop by itself after this many seconds (default: run until Ctrl-C).
-        #[arg(long)]
+        /// Stop by itself after this long: `30s`, `5m`, or plain seconds
+        /// (default: run until Ctrl-C).
+        #[arg(long = "duration", alias = "duration-s", value_name = "DURATION", value_parser = secs_u64)]
         duration_s: Option<u64>,
         /// Folder for logs and state.
         #[arg(long, default_value = ".lookout/demo")]
@@ -66,10 +67,11 @@ enum Command {
         mix: Option<String>,
         #[arg(long, default_value = "full", value_parser = ["full", "small"])]
         size: String,
-        #[arg(long, default_value_t = 60)]
+        /// How long: `60s`, `2m`, or plain seconds.
+        #[arg(long = "duration", alias = "duration-s", value_name = "DURATION", value_parser = secs_u64, default_value_t = 60)]
         duration_s: u64,
-        /// Latency windows start after this many seconds.
-        #[arg(long, default_value_t = 10)]
+        /// Latency windows start after this long (`10s`, or plain seconds).
+        #[arg(long = "warmup", alias = "warmup-s", value_name = "WARMUP", value_parser = secs_u64, default_value_t = 10)]
         warmup_s: u64,
         /// Incident script (default: one per eight cameras).
         #[arg(long)]
@@ -155,10 +157,10 @@ enum Command {
         max: usize,
         #[arg(long, default_value = "full", value_parser = ["full", "small"])]
         size: String,
-        /// Seconds per step.
-        #[arg(long, default_value_t = 40)]
+        /// How long each step runs: `40s`, `1m`, or plain seconds.
+        #[arg(long = "duration", alias = "duration-s", value_name = "DURATION", value_parser = secs_u64, default_value_t = 40)]
         duration_s: u64,
-        #[arg(long, default_value_t = 10)]
+        #[arg(long = "warmup", alias = "warmup-s", value_name = "WARMUP", value_parser = secs_u64, default_value_t = 10)]
         warmup_s: u64,
         #[arg(long, default_value = "models/smoke_flood.toml")]
         detector_config: PathBuf,
@@ -193,8 +195,8 @@ enum Command {
         mix: Option<String>,
         #[arg(long, default_value = "full", value_parser = ["full", "small"])]
         size: String,
-        /// Seconds from the fleet's first frame to scoring.
-        #[arg(long, default_value_t = 60.0)]
+        /// From the fleet's first frame to scoring: `60s`, `2m`, or plain seconds.
+        #[arg(long = "duration", alias = "duration-s", value_name = "DURATION", value_parser = secs_f64, default_value_t = 60.0)]
         duration_s: f64,
         /// Incident script (as for `fleet`); default: one per eight cameras.
         #[arg(long)]
@@ -254,8 +256,8 @@ enum Command {
         partitions: String,
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// Stop by itself after this many seconds.
-        #[arg(long)]
+        /// Stop by itself after this long (`20s`, `5m`, or plain seconds).
+        #[arg(long = "duration", alias = "duration-s", value_name = "DURATION", value_parser = secs_f64)]
         duration_s: Option<f64>,
         /// Write the counters (JSON) here when stopping.
         #[arg(long)]
@@ -292,7 +294,8 @@ enum Command {
         mix: Option<String>,
         #[arg(long, default_value = "full", value_parser = ["full", "small"])]
         size: String,
-        #[arg(long, default_value_t = 60.0)]
+        /// How long: `60s`, `2m`, or plain seconds.
+        #[arg(long = "duration", alias = "duration-s", value_name = "DURATION", value_parser = secs_f64, default_value_t = 60.0)]
         duration_s: f64,
         #[arg(long, default_value = ".lookout/clips")]
         cache: PathBuf,
@@ -340,8 +343,8 @@ struct FleetCli {
     /// Folder of encoded clips (made once, reused).
     #[arg(long, default_value = ".lookout/clips")]
     cache: PathBuf,
-    /// Stop by itself after this many seconds.
-    #[arg(long)]
+    /// Stop by itself after this long (`20s`, `5m`, or plain seconds).
+    #[arg(long = "duration", alias = "duration-s", value_name = "DURATION", value_parser = secs_f64)]
     duration_s: Option<f64>,
     /// Write the run's summary (JSON) here when stopping.
     #[arg(long)]
@@ -690,7 +693,7 @@ fn run_link(
     };
     let duration = match duration_s {
         Some(d) if d.is_finite() && d > 0.0 => Some(Duration::from_secs_f64(d.min(86_400.0))),
-        Some(_) => anyhow::bail!("--duration-s must be above 0"),
+        Some(_) => anyhow::bail!("--duration must be above 0"),
         None => None,
     };
     let relay = link::Link::start(link::LinkArgs {
@@ -798,4 +801,56 @@ fn render(
         println!("render: contact sheet {}", path.display());
     }
     Ok(())
+}
+
+/// A `--duration`/`--warmup` value (`30s`, `2m`, `1m30s` or plain seconds),
+/// in whole seconds, rounded.
+fn secs_u64(text: &str) -> anyhow::Result<u64> {
+    Ok(soak::parse_duration(text)?.as_secs_f64().round() as u64)
+}
+
+/// A `--duration` value (`30s`, `2m`, `1m30s` or plain seconds), in seconds.
+fn secs_f64(text: &str) -> anyhow::Result<f64> {
+    Ok(soak::parse_duration(text)?.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn relay_times(args: &[&str]) -> (u64, u64) {
+        let cli = Cli::try_parse_from(args).expect("parses");
+        match cli.command {
+            Command::Relay {
+                duration_s,
+                warmup_s,
+                ..
+            } => (duration_s, warmup_s),
+            _ => panic!("not the run command"),
+        }
+    }
+
+    #[test]
+    fn durations_take_units_and_the_old_seconds_flags() {
+        let p = ["lookout-loadtest", "run"];
+        assert_eq!(relay_times(&p), (60, 10));
+        assert_eq!(
+            relay_times(&[&p[..], &["--duration", "30s", "--warmup", "5s"]].concat()),
+            (30, 5)
+        );
+        assert_eq!(
+            relay_times(&[&p[..], &["--duration", "2m", "--warmup", "1m30s"]].concat()),
+            (120, 90)
+        );
+        assert_eq!(
+            relay_times(&[&p[..], &["--duration-s", "45", "--warmup-s", "3"]].concat()),
+            (45, 3)
+        );
+        for bad in ["30x", "", "-5", "s"] {
+            assert!(
+                Cli::try_parse_from([&p[..], &["--duration", bad]].concat()).is_err(),
+                "--duration {bad:?} should be refused"
+            );
+        }
+    }
 }
