@@ -193,6 +193,7 @@ fn yolo_detections_match_ultralytics() {
 
     let mut problems = Vec::new();
     let mut matched = 0;
+    let (mut worst_score, mut worst_iou) = (0.0_f64, 1.0_f64);
     for entry in images {
         let image = entry["image"].as_str().expect("image path");
         let Some(got) = seen.get(image) else {
@@ -222,6 +223,16 @@ fn yolo_detections_match_ultralytics() {
         let p = compare(image, &want, &have, threshold);
         if p.is_empty() {
             matched += want.len();
+            for r in &want {
+                let best = have
+                    .iter()
+                    .filter(|g| g.label == r.label)
+                    .max_by(|a, b| iou(&r.bbox, &a.bbox).total_cmp(&iou(&r.bbox, &b.bbox)));
+                if let Some(g) = best {
+                    worst_score = worst_score.max((r.score - g.score).abs());
+                    worst_iou = worst_iou.min(iou(&r.bbox, &g.bbox));
+                }
+            }
         }
         problems.extend(p);
     }
@@ -232,6 +243,11 @@ fn yolo_detections_match_ultralytics() {
         problems.join("\n")
     );
     assert!(matched > 0);
+    println!(
+        "{matched} of Ultralytics' detections on {} stills matched: largest score difference \
+         {worst_score:.4} (allowed {SCORE_TOLERANCE}), smallest box IoU {worst_iou:.4} (required {MIN_IOU})",
+        images.len()
+    );
 }
 
 #[test]
