@@ -14,6 +14,8 @@
 //!   unit) and splitting a clip into access units.
 //! - [`relay`]: the gateway → command-center relay protocol over QUIC, sans-IO: message
 //!   encoders and decoders, stream framing, and the GOP stream scheduler.
+//! - [`rtsp`]: a camera's RTSP byte stream cut into messages and interleaved frames,
+//!   under limits, for the gateway's RTSP guard.
 //!
 //! ```
 //! use bytes::Bytes;
@@ -41,6 +43,7 @@ pub mod bits;
 pub mod h264;
 pub mod h265;
 pub mod relay;
+pub mod rtsp;
 pub mod sei;
 pub mod stamp;
 

@@ -202,15 +202,23 @@ fn run(config: PathBuf, log_format: Option<String>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(daemon::run(&config)) {
+    let code = match rt.block_on(daemon::run(&config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("lookout: {e:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // A GStreamer teardown a camera wedged is left on a blocking thread
+    // (`ingest/camera.rs`); it must not keep the process from exiting.
+    rt.shutdown_timeout(RUNTIME_SHUTDOWN);
+    code
 }
+
+/// How long, after the daemon has shut down, the process waits for blocking
+/// threads still running before it exits anyway.
+const RUNTIME_SHUTDOWN: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn center(config: PathBuf) -> ExitCode {
     let format = lookout::center::config::CenterConfig::load(&config)

@@ -181,6 +181,11 @@ pub struct CameraConfig {
     pub password: Option<String>,
     #[serde(default)]
     pub transport: Transport,
+    /// Answer the camera's RTSP `Basic` challenge, which sends the password
+    /// base64-encoded in clear text. Off by default: only digest is answered,
+    /// so a camera (or anything posing as one) cannot ask for the password.
+    #[serde(default)]
+    pub basic_auth: bool,
     /// What the camera should send; unset accepts either without comment.
     pub codec: Option<CameraCodec>,
     pub location: Option<Location>,
@@ -261,6 +266,7 @@ impl CameraConfig {
             username: None,
             password: None,
             transport,
+            basic_auth: false,
             codec: None,
             location: None,
             priority: None,

@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use super::IngestSettings;
 use super::backoff::{Backoff, jitter_draw};
 use super::fanout::Fanout;
+use super::guard::{Guard, GuardSpec};
 use super::health::{ActiveTransport, CameraHealth, CameraState, RateMeter};
 use super::pipeline::{self, ConnectSpec, ConnectionError, PipelineEvent, Retry, StreamSink};
 use super::unit::Codec;
@@ -34,9 +35,17 @@ const RATE_WINDOW: Duration = Duration::from_secs(2);
 /// many cameras lock the account after a few quick wrong attempts).
 const SLOW_RETRY: Duration = Duration::from_secs(30);
 
-/// How long closing a pipeline may take before the task gives up waiting
-/// (the blocking thread finishes on its own; the camera moves on).
-const CLOSE_LIMIT: Duration = Duration::from_secs(5);
+/// How long a pipeline may take to stop on its own before the guard closes
+/// the camera's socket under it.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// How much longer, after the socket is closed, before the pipeline is left
+/// to its blocking thread (the camera moves on).
+const CLOSE_LIMIT: Duration = Duration::from_secs(3);
+
+/// Pipelines of one camera that may be left stopping before it stops
+/// reconnecting.
+const MAX_STUCK_TEARDOWNS: u64 = 2;
 
 /// A camera as ingest holds it: shared by its task, the registry, the
 /// streaming thread and subscribers.
@@ -141,34 +150,51 @@ pub(crate) async fn run(
         tracing::debug!(camera = %camera.id, session, transport = transport.as_str(), url = %config.url_redacted(), "connecting");
 
         let sink = Arc::new(StreamSink::new(camera.clone(), session, spec.expected));
-        let opened = {
-            let sink = sink.clone();
-            tokio::task::spawn_blocking(move || pipeline::open(&spec, sink)).await
-        };
+        let guard = Guard::open(GuardSpec {
+            camera: camera.id.clone(),
+            location: spec.location.clone(),
+            allow_basic: config.basic_auth,
+            deadline: s.stall_timeout,
+            // Half the stall timeout: a trickled message is named for what it
+            // is before the watchdog calls the camera silent.
+            message_deadline: s.stall_timeout / 2,
+        })
+        .await;
         let mut was_live = false;
-        let outcome = match opened {
-            Ok(Ok(mut conn)) => {
-                let outcome = supervise(
-                    &camera,
-                    &mut conn.events,
-                    &s,
-                    &mut stop,
-                    &mut backoff,
-                    &mut was_live,
-                )
-                .await;
-                let closing = tokio::task::spawn_blocking(move || pipeline::close(conn));
-                if tokio::time::timeout(CLOSE_LIMIT, closing).await.is_err() {
-                    tracing::warn!(camera = %camera.id, stage = "teardown", "pipeline did not stop within {CLOSE_LIMIT:?}; moving on");
+        let outcome = match guard {
+            Err(e) => Outcome::Failed(e),
+            Ok(guard) => {
+                let mut spec = spec;
+                if let Some(g) = &guard {
+                    spec.location = g.local_url.clone();
                 }
-                outcome
+                let opened = {
+                    let sink = sink.clone();
+                    tokio::task::spawn_blocking(move || pipeline::open(&spec, sink)).await
+                };
+                let outcome = match opened {
+                    Ok(Ok(mut conn)) => {
+                        let outcome = supervise(
+                            &camera,
+                            &mut conn.events,
+                            &s,
+                            &mut stop,
+                            &mut backoff,
+                            &mut was_live,
+                        )
+                        .await;
+                        close_bounded(&camera, conn, guard.as_ref()).await;
+                        outcome
+                    }
+                    Ok(Err(e)) => Outcome::Failed(e),
+                    Err(e) => Outcome::Failed(ConnectionError {
+                        stage: "setup",
+                        cause: format!("pipeline setup panicked: {e}"),
+                        retry: Retry::Soon,
+                    }),
+                };
+                explain(&camera, outcome, guard.as_ref())
             }
-            Ok(Err(e)) => Outcome::Failed(e),
-            Err(e) => Outcome::Failed(ConnectionError {
-                stage: "setup",
-                cause: format!("pipeline setup panicked: {e}"),
-                retry: Retry::Soon,
-            }),
         };
         health.set_rates(0.0, 0.0);
 
@@ -223,7 +249,98 @@ pub(crate) async fn run(
             _ = tokio::time::sleep(delay) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
+        if !wait_for_teardowns(&camera, &mut stop).await {
+            return;
+        }
     }
+}
+
+/// Stops a connection's pipeline within a bounded time. Closing normally takes
+/// well under [`CLOSE_GRACE`]; an rtspsrc blocked on a camera that trickles or
+/// withholds bytes is freed by closing the guard's sockets under it. A pipeline
+/// still not stopped after [`CLOSE_LIMIT`] is abandoned to its blocking thread
+/// and counted; [`wait_for_teardowns`] caps how many one camera may have.
+async fn close_bounded(camera: &Arc<Camera>, conn: pipeline::Connection, guard: Option<&Guard>) {
+    let mut closing = tokio::task::spawn_blocking(move || pipeline::close(conn));
+    if tokio::time::timeout(CLOSE_GRACE, &mut closing)
+        .await
+        .is_ok()
+    {
+        return;
+    }
+    if let Some(g) = guard {
+        tracing::debug!(camera = %camera.id, stage = "teardown", "pipeline still stopping after {CLOSE_GRACE:?}; closing the camera's socket under it");
+        g.cut();
+    }
+    if tokio::time::timeout(CLOSE_LIMIT, &mut closing)
+        .await
+        .is_ok()
+    {
+        return;
+    }
+    let health = camera.health.clone();
+    health.abandoned_teardowns.fetch_add(1, Relaxed);
+    health.stuck_teardowns.fetch_add(1, Relaxed);
+    tracing::warn!(camera = %camera.id, stage = "teardown", "pipeline did not stop within {:?}; left to finish on its own", CLOSE_GRACE + CLOSE_LIMIT);
+    tokio::spawn(async move {
+        if let Err(e) = closing.await {
+            tracing::warn!("abandoned pipeline teardown panicked: {e}");
+        }
+        health.stuck_teardowns.fetch_sub(1, Relaxed);
+    });
+}
+
+/// Holds the next attempt while this camera has [`MAX_STUCK_TEARDOWNS`]
+/// pipelines that would not stop, so a camera that wedges GStreamer cannot
+/// pile up threads and sockets. `false` when ingest is stopping.
+async fn wait_for_teardowns(camera: &Camera, stop: &mut watch::Receiver<bool>) -> bool {
+    let health = &camera.health;
+    let mut told = false;
+    while health.stuck_teardowns.load(Relaxed) >= MAX_STUCK_TEARDOWNS {
+        if !told {
+            told = true;
+            let msg = format!(
+                "teardown: {MAX_STUCK_TEARDOWNS} earlier connections have not stopped; not reconnecting until they do"
+            );
+            tracing::warn!(camera = %camera.id, stage = "teardown", "{msg}");
+            health.set_last_error(Some(msg));
+            health.set_state(CameraState::Failed);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.wait_for(|s| *s) => return false,
+        }
+    }
+    true
+}
+
+/// The guard knows best why a connection ended when it closed it: the camera
+/// broke an RTSP limit, or asked only for Basic authentication.
+fn explain(camera: &Camera, outcome: Outcome, guard: Option<&Guard>) -> Outcome {
+    let Some(g) = guard else {
+        return outcome;
+    };
+    if matches!(outcome, Outcome::Stopped) {
+        return outcome;
+    }
+    if let Some(why) = g.refusal() {
+        camera.health.rtsp_refusals.fetch_add(1, Relaxed);
+        return Outcome::Failed(ConnectionError {
+            stage: "rtsp",
+            cause: format!("refused: the camera sent {why}; connection closed"),
+            retry: Retry::Soon,
+        });
+    }
+    if g.basic_withheld() && matches!(&outcome, Outcome::Failed(e) if e.retry == Retry::Slowly) {
+        return Outcome::Failed(ConnectionError {
+            stage: "rtsp",
+            cause: "the camera asks for Basic authentication only, which sends the password \
+                    in clear text; not answered (set `basic_auth = true` for this camera to allow it)"
+                .into(),
+            retry: Retry::Slowly,
+        });
+    }
+    outcome
 }
 
 /// Watches one open connection until it fails, stalls or is stopped.

@@ -122,6 +122,13 @@ pub struct CameraHealth {
     /// Damaged NAL units skipped, buffers with no NAL unit at all, and NAL
     /// units or access units the camera cut short (`truncation.rs`).
     pub(crate) malformed_nals: AtomicU64,
+    /// Connections the RTSP guard closed because the camera broke a limit
+    /// (header size or count, body size, a message trickled, a flood).
+    pub(crate) rtsp_refusals: AtomicU64,
+    /// Pipelines that would not stop in time and were left to their thread.
+    pub(crate) abandoned_teardowns: AtomicU64,
+    /// Of those, the ones still stopping now (a gauge).
+    pub(crate) stuck_teardowns: AtomicU64,
     timestamp_source: AtomicU8,
     /// Already redacted; set on failures, kept while live so an operator sees
     /// why the last reconnect happened.
@@ -258,6 +265,9 @@ impl CameraHealth {
             stalls: self.stalls.load(Relaxed),
             dropped_units: self.dropped_units.load(Relaxed),
             malformed_nals: self.malformed_nals.load(Relaxed),
+            rtsp_refusals: self.rtsp_refusals.load(Relaxed),
+            abandoned_teardowns: self.abandoned_teardowns.load(Relaxed),
+            stuck_teardowns: self.stuck_teardowns.load(Relaxed),
             timestamp_source: TimestampSource::from_u8(self.timestamp_source.load(Relaxed)),
             transport: self.transport(),
             url: config.url_redacted(),
@@ -292,6 +302,9 @@ pub struct CameraStatus {
     pub stalls: u64,
     pub dropped_units: u64,
     pub malformed_nals: u64,
+    pub rtsp_refusals: u64,
+    pub abandoned_teardowns: u64,
+    pub stuck_teardowns: u64,
     pub timestamp_source: Option<TimestampSource>,
     pub transport: Option<ActiveTransport>,
     pub url: String,

@@ -6,6 +6,8 @@
 //! - `pipeline.rs`: one GStreamer connection (rtspsrc → depay → parse →
 //!   appsink), run on GStreamer's threads.
 //! - `camera.rs`: one task per camera, the state machine and reconnects.
+//! - `guard.rs`: the RTSP guard between rtspsrc and the camera: bounded
+//!   reading of what the camera sends, and a socket lookout can close.
 //! - `backoff.rs`: capped exponential backoff with jitter.
 //! - `truncation.rs`: NAL units and access units cut short, seen on RTP.
 //! - `fanout.rs`: per-camera bounded fan-out, [`Subscription`], [`Filter`].
@@ -20,6 +22,7 @@
 mod backoff;
 mod camera;
 mod fanout;
+mod guard;
 mod health;
 mod pipeline;
 pub mod probe;

@@ -35,11 +35,16 @@ impl std::fmt::Debug for IngestCollector {
 type Gauge = fn(&CameraStatus) -> f64;
 type Counter = fn(&CameraStatus) -> u64;
 
-const GAUGES: [(&str, &str, Gauge); 5] = [
+const GAUGES: [(&str, &str, Gauge); 6] = [
     ("camera_fps", "Measured frames per second", |s| s.fps),
     ("camera_bitrate_kbps", "Measured bitrate in kbit/s", |s| {
         s.bitrate_kbps
     }),
+    (
+        "camera_stuck_teardowns",
+        "Pipelines of the camera still stopping after the teardown limit",
+        |s| s.stuck_teardowns as f64,
+    ),
     ("camera_width", "Picture width from the SPS", |s| {
         f64::from(s.width)
     }),
@@ -56,7 +61,7 @@ const GAUGES: [(&str, &str, Gauge); 5] = [
     ),
 ];
 
-const COUNTERS: [(&str, &str, Counter); 7] = [
+const COUNTERS: [(&str, &str, Counter); 9] = [
     ("camera_units", "Access units received", |s| s.units),
     ("camera_bytes", "Compressed bytes received", |s| s.bytes),
     ("camera_reconnects", "Reconnect attempts", |s| s.reconnects),
@@ -76,6 +81,16 @@ const COUNTERS: [(&str, &str, Counter); 7] = [
         |s| s.malformed_nals,
     ),
     ("camera_keyframes", "Keyframes received", |s| s.keyframes),
+    (
+        "camera_rtsp_refusals",
+        "Connections closed because the camera broke an RTSP limit",
+        |s| s.rtsp_refusals,
+    ),
+    (
+        "camera_abandoned_teardowns",
+        "Pipelines that did not stop in time and were left to finish",
+        |s| s.abandoned_teardowns,
+    ),
 ];
 
 impl Collector for IngestCollector {

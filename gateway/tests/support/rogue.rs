@@ -59,6 +59,35 @@ pub enum Fault {
     Flapping(Duration),
     /// PLAY is answered and the connection closed at once.
     HangUp,
+    /// The answer to the first request is a header sent one byte every
+    /// 100 ms, never finished.
+    SlowHeader,
+    /// The answer to the first request is a status line followed by small
+    /// header lines, as fast as the socket takes them, never finished.
+    EndlessHeaders,
+    /// The answer to the first request has one 16 MB header line.
+    HugeHeader,
+    /// The answer to DESCRIBE announces a 2^62-byte body and trickles it.
+    AbsurdContentLength,
+    /// OPTIONS, DESCRIBE and SETUP are answered; PLAY never is, and nothing
+    /// is ever sent again while the connection stays open.
+    SilentAfterSetup,
+    /// Every request but OPTIONS is answered `401` with only a `Basic`
+    /// challenge; any `Authorization` header received is counted.
+    BasicOnly,
+}
+
+impl Fault {
+    /// The faults that attack the RTSP exchange itself rather than the video.
+    pub fn is_hostile_answer(self) -> bool {
+        matches!(
+            self,
+            Fault::SlowHeader
+                | Fault::EndlessHeaders
+                | Fault::HugeHeader
+                | Fault::AbsurdContentLength
+        )
+    }
 }
 
 /// What the camera saw and sent, for tests to check that the fault was
@@ -71,6 +100,8 @@ pub struct RogueStats {
     pub packets: AtomicU64,
     /// Access units sent cut short.
     pub truncated: AtomicU64,
+    /// Requests that carried an `Authorization` header.
+    pub authorizations: AtomicU64,
 }
 
 pub struct RogueCamera {
@@ -229,6 +260,33 @@ fn serve(stream: TcpStream, shared: Arc<Shared>, n: u64) {
             buf.drain(..end + 4 + body);
             let method = head.split_whitespace().next().unwrap_or("").to_string();
             let cseq = header(&head, "cseq").unwrap_or_else(|| "0".into());
+            if shared.fault.is_hostile_answer()
+                && (shared.fault != Fault::AbsurdContentLength || method == "DESCRIBE")
+            {
+                hostile_answer(&shared, &writer, &cseq, started);
+                break 'conn;
+            }
+            if header(&head, "authorization").is_some() {
+                shared.stats.authorizations.fetch_add(1, Relaxed);
+            }
+            if shared.fault == Fault::BasicOnly && method != "OPTIONS" {
+                let challenge = format!(
+                    "RTSP/1.0 401 Unauthorized\r\nCSeq: {cseq}\r\nWWW-Authenticate: Basic realm=\"rogue\"\r\n\r\n"
+                );
+                let sent = writer
+                    .lock()
+                    .map(|mut w| w.write_all(challenge.as_bytes()).is_ok())
+                    .unwrap_or(false);
+                if !sent {
+                    break 'conn;
+                }
+                continue;
+            }
+            if shared.fault == Fault::SilentAfterSetup && method == "PLAY" {
+                // Never answered; the connection stays open until the client
+                // gives up or the camera is dropped.
+                continue;
+            }
             let (extra, content): (String, String) = match method.as_str() {
                 "OPTIONS" => (
                     "Public: OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN, GET_PARAMETER, SET_PARAMETER\r\n".into(),
@@ -327,6 +385,70 @@ fn serve(stream: TcpStream, shared: Arc<Shared>, n: u64) {
     drop(udp);
 }
 
+/// Sends the answer a hostile fault calls for until the client goes away, the
+/// camera is stopped or the connection limit is reached.
+fn hostile_answer(shared: &Shared, writer: &Mutex<TcpStream>, cseq: &str, started: Instant) {
+    let alive = || !shared.stop.load(Relaxed) && started.elapsed() < CONNECTION_LIMIT;
+    let send = |bytes: &[u8]| -> bool {
+        match writer.lock() {
+            Ok(mut w) => w.write_all(bytes).is_ok(),
+            Err(_) => false,
+        }
+    };
+    let status = format!("RTSP/1.0 200 OK\r\nCSeq: {cseq}\r\n");
+    match shared.fault {
+        Fault::SlowHeader => {
+            let line = format!("{status}X-Slow: ");
+            for b in line.bytes().chain(std::iter::repeat(b'a')) {
+                if !alive() || !send(&[b]) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        Fault::EndlessHeaders => {
+            if !send(status.as_bytes()) {
+                return;
+            }
+            let mut n = 0u64;
+            while alive() {
+                n += 1;
+                let chunk: String = (0..64).map(|i| format!("X-H{n}-{i}: v\r\n")).collect();
+                if !send(chunk.as_bytes()) {
+                    return;
+                }
+            }
+        }
+        Fault::HugeHeader => {
+            if !send(format!("{status}X-Huge: ").as_bytes()) {
+                return;
+            }
+            let block = vec![b'h'; 64 * 1024];
+            for _ in 0..256 {
+                if !alive() || !send(&block) {
+                    return;
+                }
+            }
+            // 16 MB sent; the line is never finished.
+            while alive() {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        Fault::AbsurdContentLength => {
+            let head = format!(
+                "{status}Content-Type: application/sdp\r\nContent-Length: 4611686018427387904\r\n\r\n"
+            );
+            if !send(head.as_bytes()) {
+                return;
+            }
+            while alive() && send(b"v=0\r\n") {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        _ => {}
+    }
+}
+
 fn respond(
     writer: &Mutex<TcpStream>,
     cseq: &str,
@@ -368,7 +490,14 @@ fn send(
     };
     while running() {
         let ok = match shared.fault {
-            Fault::Silent | Fault::HangUp => true,
+            Fault::Silent
+            | Fault::HangUp
+            | Fault::SlowHeader
+            | Fault::EndlessHeaders
+            | Fault::HugeHeader
+            | Fault::AbsurdContentLength
+            | Fault::SilentAfterSetup
+            | Fault::BasicOnly => true,
             Fault::Noise => {
                 let mut noise = vec![0u8; 1 + rng.below(1400)];
                 rng.fill(&mut noise);

@@ -6,8 +6,10 @@ mod config;
 mod nal_parsers;
 mod relay_frames;
 mod relay_messages;
+mod rtsp_reader;
 
 pub use config::config;
 pub use nal_parsers::nal_parsers;
 pub use relay_frames::relay_frames;
 pub use relay_messages::relay_messages;
+pub use rtsp_reader::rtsp_reader;
