@@ -129,6 +129,14 @@ pub struct CameraHealth {
     pub(crate) abandoned_teardowns: AtomicU64,
     /// Of those, the ones still stopping now (a gauge).
     pub(crate) stuck_teardowns: AtomicU64,
+    /// Frame number of the last unit that carried lookout's capture stamp,
+    /// plus one; 0 before the first.
+    next_stamped_frame: AtomicU64,
+    /// Units received that carried the stamp.
+    stamped_units: AtomicU64,
+    /// Frames the camera numbered (in its stamps) that never reached the
+    /// gateway: the sum of the gaps between consecutive stamped frames.
+    lost_frames: AtomicU64,
     timestamp_source: AtomicU8,
     /// Already redacted; set on failures, kept while live so an operator sees
     /// why the last reconnect happened.
@@ -221,6 +229,27 @@ impl CameraHealth {
         self.timestamp_source.store(source.to_u8(), Relaxed);
     }
 
+    /// A unit carried the camera's frame number `frame`: frames skipped since
+    /// the last stamped unit were lost between camera and gateway (on the
+    /// network, in a reconnect). A number that goes back is a camera that
+    /// restarted its count, not a loss. Called from the one streaming thread
+    /// of the camera's current connection.
+    pub(crate) fn record_stamped_frame(&self, frame: u64) {
+        let expected = self
+            .next_stamped_frame
+            .swap(frame.saturating_add(1), Relaxed);
+        self.stamped_units.fetch_add(1, Relaxed);
+        if expected > 0 && frame > expected {
+            self.lost_frames.fetch_add(frame - expected, Relaxed);
+        }
+    }
+
+    /// Frames lost between camera and gateway; `None` for a camera whose units
+    /// carry no frame numbers (only stamped cameras can be counted).
+    pub fn lost_frames(&self) -> Option<u64> {
+        (self.stamped_units.load(Relaxed) > 0).then(|| self.lost_frames.load(Relaxed))
+    }
+
     pub(crate) fn set_last_error(&self, e: Option<String>) {
         if let Ok(mut g) = self.last_error.lock() {
             *g = e.map(|m| redact_text(&m));
@@ -268,6 +297,7 @@ impl CameraHealth {
             rtsp_refusals: self.rtsp_refusals.load(Relaxed),
             abandoned_teardowns: self.abandoned_teardowns.load(Relaxed),
             stuck_teardowns: self.stuck_teardowns.load(Relaxed),
+            lost_frames: self.lost_frames(),
             timestamp_source: TimestampSource::from_u8(self.timestamp_source.load(Relaxed)),
             transport: self.transport(),
             url: config.url_redacted(),
@@ -305,6 +335,9 @@ pub struct CameraStatus {
     pub rtsp_refusals: u64,
     pub abandoned_teardowns: u64,
     pub stuck_teardowns: u64,
+    /// Frames the camera numbered that never reached the gateway; `null` when
+    /// the camera does not number its frames (no lookout stamp).
+    pub lost_frames: Option<u64>,
     pub timestamp_source: Option<TimestampSource>,
     pub transport: Option<ActiveTransport>,
     pub url: String,
@@ -380,6 +413,26 @@ mod tests {
         assert!((fps - 25.0).abs() < 1.0, "{fps}");
         assert!((kbps - 200.0).abs() < 5.0, "{kbps}");
         assert!(m.samples.len() <= 22);
+    }
+
+    #[test]
+    fn gaps_in_the_cameras_frame_numbers_are_lost_frames() {
+        let h = CameraHealth::default();
+        assert_eq!(h.lost_frames(), None, "no stamp yet: not counted, not 0");
+        // The first unit seen sets the count going: frames before it are not ours.
+        for f in [1000, 1001, 1002, 1005, 1006, 1010] {
+            h.record_stamped_frame(f);
+        }
+        assert_eq!(h.lost_frames(), Some(2 + 3));
+        // The camera restarted its numbering: nothing lost, counting goes on.
+        for f in [0, 1, 3] {
+            h.record_stamped_frame(f);
+        }
+        assert_eq!(h.lost_frames(), Some(5 + 1));
+        // A repeated number is not a loss either.
+        h.record_stamped_frame(3);
+        h.record_stamped_frame(4);
+        assert_eq!(h.lost_frames(), Some(6));
     }
 
     #[test]

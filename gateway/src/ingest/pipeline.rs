@@ -263,7 +263,10 @@ impl StreamSink {
         st.params = Some(params.clone());
 
         let (capture_unix_ns, capture_source) = match find_stamp(codec, &data) {
-            Some(Ok(stamp)) => (stamp.capture_unix_ns, TimestampSource::Sei),
+            Some(Ok(stamp)) => {
+                health.record_stamped_frame(stamp.frame);
+                (stamp.capture_unix_ns, TimestampSource::Sei)
+            }
             other => {
                 if let Some(Err(e)) = other
                     && !st.stamp_error_logged

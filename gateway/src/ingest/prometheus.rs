@@ -143,6 +143,22 @@ impl Collector for IngestCollector {
                 ConstGauge::new(get(c)).encode(m.encode_family(&labels)?)?;
             }
         }
+        {
+            // Only cameras that number their frames can be counted; the
+            // others have no series rather than a 0 that would claim it.
+            let mut m = encoder.encode_descriptor(
+                "ingest_lost_frames",
+                "Frames the camera numbered (capture stamp) that never reached the gateway",
+                None,
+                MetricType::Counter,
+            )?;
+            for c in &cameras {
+                if let Some(lost) = c.lost_frames {
+                    let labels = [("camera", c.id.as_str())];
+                    ConstCounter::new(lost).encode(m.encode_family(&labels)?)?;
+                }
+            }
+        }
         for (name, help, get) in COUNTERS {
             let mut m = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
             for c in &cameras {
