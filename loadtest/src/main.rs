@@ -783,6 +783,15 @@ fn render(
             .ok_or_else(|| {
                 anyhow::anyhow!("--seeds `{seeds}`: expected START..END with START < END")
             })?;
+        if lookout_scene::seeds::touches_benchmark(&(a..b)) {
+            let r = lookout_scene::seeds::BENCHMARK;
+            anyhow::bail!(
+                "--seeds `{seeds}`: seeds {}..{} are the fleet's benchmark scenes; \
+                 stills from them would let a model see what it is benchmarked on",
+                r.start,
+                r.end
+            );
+        }
         std::fs::create_dir_all(&dir)?;
         let started = std::time::Instant::now();
         let s = lookout_scene::write_dataset_only(&dir, a..b, size, only)?;

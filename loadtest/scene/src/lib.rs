@@ -25,7 +25,8 @@
 //! haze), `camera`, the static layers `hills`, `valley`, `street` painted once
 //! by `backdrop`, the animated layers `sky` (clouds, fog, glare), `smoke` and
 //! `flood` composed per frame by `scene`, then `yuv` for the encoder and
-//! `dataset` for training stills.
+//! `dataset` for training stills. `seeds` declares which seeds are for training,
+//! validation, held-out evaluation and benchmarks.
 
 mod backdrop;
 mod camera;
@@ -36,6 +37,7 @@ mod hills;
 mod look;
 mod noise;
 mod scene;
+pub mod seeds;
 mod sky;
 mod smoke;
 mod street;

@@ -254,14 +254,11 @@ pub fn run(args: FleetArgs) -> anyhow::Result<Summary> {
     Ok(summary)
 }
 
-/// One scene per kind of camera; the seed keeps clips identical across runs.
+/// One scene per kind of camera; the seed keeps clips identical across runs and
+/// comes from the renderer's benchmark range, which no model is trained or
+/// chosen on (`lookout_scene::seeds`).
 fn scene_seed(kind: Kind) -> u64 {
-    match kind {
-        Kind::Tower => 1001,
-        Kind::Drone => 2002,
-        Kind::Bodycam => 3003,
-        Kind::Fixed => 4004,
-    }
+    lookout_scene::seeds::fleet_scene(kind.scene())
 }
 
 /// CPU time (user + system) this process has used, in seconds.
@@ -313,4 +310,21 @@ fn gateway_config(args: &FleetArgs, port: u16, cameras: &[Arc<SimCamera>]) -> St
         let _ = writeln!(s, "location = {{ lat = {lat:.4}, lon = {lon:.4} }}\n");
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lookout_scene::seeds::{Purpose, purpose};
+
+    #[test]
+    fn every_fleet_scene_is_a_benchmark_seed() {
+        for kind in [Kind::Tower, Kind::Drone, Kind::Bodycam, Kind::Fixed] {
+            assert_eq!(
+                purpose(scene_seed(kind)),
+                Some(Purpose::Benchmark),
+                "{kind:?}"
+            );
+        }
+    }
 }
