@@ -899,12 +899,12 @@ async fn a_thousand_reconnect_cycles_leak_no_memory_descriptors_or_threads() {
         rss1 as i64 - rss0 as i64,
         (rss1 as f64 - rss0 as f64) / cycles.max(1) as f64,
     );
-    if done.is_none() {
-        eprintln!("only {cycles} of {CYCLES} cycles fit in {LIMIT:?}");
-    }
-    // At least a few hundred cycles, whatever the machine's load, so a
-    // per-cycle leak cannot hide in the slack below.
-    assert!(cycles >= 300, "{cycles} cycles in {LIMIT:?}");
+    // The thousand cycles RELIABILITY.md promises, all of them (about 18 s
+    // here; the limit is for a loaded machine).
+    assert!(
+        done.is_some() && cycles >= CYCLES,
+        "only {cycles} of {CYCLES} cycles fit in {LIMIT:?}"
+    );
     assert!(
         plays >= WARM_UP + cycles / 2,
         "the handshake completed: {plays} PLAYs"

@@ -31,6 +31,8 @@ const WRONG_PASSWORD: &str = "Wrong-Pa55-91ad";
 /// Good fleet cameras (H.264 at 25 fps, `--size small`).
 const GOOD: [&str; 3] = ["tower-01", "tower-02", "fixed-01"];
 const GOOD_FPS: f64 = 25.0;
+/// What RELIABILITY.md promises for them beside the bad cameras.
+const MIN_GOOD_FPS: f64 = 24.0;
 
 /// After every good camera is live, before the first memory figure.
 const WARM_UP: Duration = Duration::from_secs(8);
@@ -316,8 +318,10 @@ fn one_gateway_serves_good_cameras_and_reports_every_bad_one() {
         let (c, c0) = (&table[id], &table0[id]);
         let units = n(c, "units") - n(c0, "units");
         let rate = units as f64 / window;
+        // RELIABILITY.md promises ≥ 24 fps for the good cameras of a 25 fps
+        // fleet beside bad ones.
         assert!(
-            (GOOD_FPS * 0.8..=GOOD_FPS * 1.2).contains(&rate),
+            (MIN_GOOD_FPS..=GOOD_FPS * 1.2).contains(&rate),
             "{id}: {rate:.1} units/s over the window: {c}"
         );
         assert_eq!(n(c, "reconnects"), 0, "{id} reconnected: {c}");

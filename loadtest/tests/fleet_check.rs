@@ -1,7 +1,7 @@
 //! `lookout-loadtest fleet-check` at a small, bounded size: a reader on every
-//! camera, every camera sends, and the figures are printed. The 64-camera,
-//! 60-second run with its ≥ 99 % on-time and < 0.6-core limits is a command
-//! users run (`lookout-loadtest fleet-check`), not a timing assertion here.
+//! camera, every camera sends, and the command's own limits hold — the README's
+//! ≥ 99 % of frames on time and at most 0.6 of a core for the fleet (its
+//! defaults). The 64-camera, 60-second run is a command users run.
 
 use std::path::Path;
 use std::process::Command;
@@ -17,11 +17,7 @@ fn fleet_check_reads_every_camera() {
             "--size",
             "small",
             "--duration-s",
-            "6",
-            "--min-on-time",
-            "0",
-            "--max-cpu-cores",
-            "2",
+            "10",
             "--cache",
         ])
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.lookout/clips"))
