@@ -3,12 +3,14 @@
 //! must exist, and every detector's model loaded in ONNX Runtime and compared
 //! with its configuration, every upstream's TLS identity loaded. The daemon
 //! runs the same checks before it starts. Command-center files (`[center]`)
-//! get the same treatment.
+//! get the same treatment. [`warnings`] are what is allowed but unwise (a
+//! camera password written into its URL): printed, and logged at start,
+//! without refusing the file.
 
 use std::path::Path;
 
 use crate::center::config::CenterConfig;
-use crate::config::{Config, Findings, KeyPath, Problems};
+use crate::config::{Config, Findings, KeyPath, Problem, Problems};
 use crate::detect::{model, runtime};
 
 /// Loads and checks a configuration file completely.
@@ -25,6 +27,39 @@ pub fn check_file(path: &Path) -> Result<Config, Problems> {
     } else {
         Err(Config::problems_at(path, &source, findings))
     }
+}
+
+/// What is allowed in a gateway file but unwise, located like problems.
+/// Today: camera URLs that carry credentials. A URL travels — into
+/// GStreamer's messages, tools' output, an operator's screen share — and
+/// while lookout redacts every one it prints, the `username` and
+/// `password` keys never put the secret in a URL at all.
+pub fn warnings(path: &Path, config: &Config) -> Vec<Problem> {
+    let mut f = Findings::default();
+    for (i, c) in config.cameras.iter().enumerate() {
+        if !crate::config::url_has_credentials(&c.url) {
+            continue;
+        }
+        let mut message = String::from(
+            "the URL carries credentials in the clear; move them to this camera's `username` \
+             and `password` keys (the URL then holds none)",
+        );
+        let unusual = crate::config::url_parts(&c.url)
+            .and_then(|p| p.userinfo)
+            .is_some_and(|info| c.url[info].contains(['/', '?', '#', '@']));
+        if unusual {
+            message.push_str(
+                "; its user-info has `/`, `?`, `#` or `@`, and is read up to the URL's last `@` \
+                 (an `@` in the path must be written `%40`)",
+            );
+        }
+        f.push(KeyPath::root().key("camera").index(i).key("url"), message);
+    }
+    if f.0.is_empty() {
+        return Vec::new();
+    }
+    let source = std::fs::read_to_string(path).unwrap_or_default();
+    Config::problems_at(path, &source, f).0
 }
 
 /// Opens every detector's model and compares it with its entry.

@@ -71,10 +71,18 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         ingest: ingest.clone(),
         alerts: hub.clone(),
         relay: relay.clone(),
-        guard: crate::auth::ApiGuard::new(api_token(&config)?, &["/healthz"]),
+        guard: crate::auth::ApiGuard::new(
+            api_token(&config)?,
+            crate::auth::AllowedHosts::new(
+                config.gateway.http_listen,
+                &config.gateway.allowed_hosts,
+            ),
+            &["/healthz"],
+        ),
         external: Default::default(),
     });
     state.register();
+    let refused_connections = state.guard.refusal_counter("connections");
     // Installed before the daemon says it is running, so an early SIGHUP
     // reloads instead of killing the process.
     let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -83,8 +91,12 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         config.gateway.http_listen,
         http::router(state),
         shutdown.clone(),
+        refused_connections,
     )
     .await?;
+    for warning in check::warnings(config_path, &config) {
+        tracing::warn!("{warning}");
+    }
     tracing::info!(
         gateway = %config.gateway.id,
         http = %addr,
@@ -192,6 +204,14 @@ async fn reload_on_sighup(
             (
                 "gateway.storage",
                 next.gateway.storage != running.gateway.storage,
+            ),
+            (
+                "gateway.api_token_file",
+                next.gateway.api_token_file != running.gateway.api_token_file,
+            ),
+            (
+                "gateway.allowed_hosts",
+                next.gateway.allowed_hosts != running.gateway.allowed_hosts,
             ),
         ] {
             if changed {

@@ -4,9 +4,15 @@
 //! commit is on disk when it returns), wait on locks instead of failing at
 //! once, and carry an application id and a schema version, so another
 //! SQLite file given by mistake, or one from a newer lookout, is refused
-//! rather than written to.
+//! rather than written to. The files (and SQLite's `-wal` and `-shm` next
+//! to them, which SQLite creates with the database file's permissions) are
+//! the owner's alone, 0600, in a folder created 0700: alerts, their
+//! snapshots and operators' names are nobody else's business on a shared
+//! machine, whatever the umask.
 
 use std::path::Path;
+#[cfg(test)]
+use std::path::PathBuf;
 use std::time::Duration;
 
 use rusqlite::{Connection, TransactionBehavior};
@@ -28,6 +34,8 @@ pub struct Schema {
 #[derive(Debug)]
 pub enum OpenError {
     CreateDir(std::io::Error),
+    /// Creating the file, or making an existing one private.
+    Permissions(std::io::Error),
     Sqlite {
         op: &'static str,
         cause: rusqlite::Error,
@@ -45,12 +53,42 @@ pub enum OpenError {
     },
 }
 
+/// Creates `path` 0600 if it is new, so SQLite never creates it (with
+/// the umask's 0644) and its `-wal` and `-shm` inherit 0600; an existing
+/// file and its companions from an older lookout are made 0600.
+fn make_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let mut companion = path.as_os_str().to_owned();
+        companion.push(suffix);
+        match std::fs::set_permissions(&companion, std::fs::Permissions::from_mode(0o600)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Opens (creating the file, its folders and its schema when new) a
 /// durable SQLite file of `schema`'s kind.
 pub fn open(path: &Path, schema: &Schema) -> Result<Connection, OpenError> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(OpenError::CreateDir)?;
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .map_err(OpenError::CreateDir)?;
     }
+    make_private(path).map_err(OpenError::Permissions)?;
     let sqlite = |op: &'static str| move |cause| OpenError::Sqlite { op, cause };
     let mut conn = Connection::open(path).map_err(sqlite("opening"))?;
     conn.busy_timeout(BUSY_TIMEOUT)
@@ -107,4 +145,44 @@ pub fn open(path: &Path, schema: &Schema) -> Result<Connection, OpenError> {
     }
     tx.commit().map_err(sqlite("committing the schema"))?;
     Ok(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    const SCHEMA: Schema = Schema {
+        application_id: 0x1234,
+        version: 1,
+        create_v1: "CREATE TABLE t (x INTEGER);",
+    };
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .permissions()
+            .mode()
+            & 0o777
+    }
+
+    #[test]
+    fn files_are_the_owners_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("new/folder/x.sqlite3");
+        let conn = open(&path, &SCHEMA).expect("open");
+        conn.execute("INSERT INTO t VALUES (1)", []).expect("write");
+        for suffix in ["", "-wal", "-shm"] {
+            let p = PathBuf::from(format!("{}{suffix}", path.display()));
+            assert_eq!(mode(&p), 0o600, "{}", p.display());
+        }
+        assert_eq!(mode(&dir.path().join("new/folder")), 0o700);
+        drop(conn);
+
+        // A file an older lookout left world-readable is made private.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let conn = open(&path, &SCHEMA).expect("reopen");
+        assert_eq!(mode(&path), 0o600);
+        drop(conn);
+    }
 }

@@ -18,6 +18,7 @@ pub mod ingest;
 pub mod logging;
 pub mod metrics;
 pub mod relay;
+pub mod sessions;
 pub mod shutdown;
 pub mod threads;
 

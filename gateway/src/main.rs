@@ -460,13 +460,18 @@ fn check_config(files: &[PathBuf]) -> ExitCode {
             continue;
         }
         match check::check_file(f) {
-            Ok(c) => println!(
-                "{}: ok ({} cameras, {} detectors, {} upstreams)",
-                f.display(),
-                c.cameras.len(),
-                c.detectors.len(),
-                c.upstreams.len()
-            ),
+            Ok(c) => {
+                for w in check::warnings(f, &c) {
+                    eprintln!("warning: {w}");
+                }
+                println!(
+                    "{}: ok ({} cameras, {} detectors, {} upstreams)",
+                    f.display(),
+                    c.cameras.len(),
+                    c.detectors.len(),
+                    c.upstreams.len()
+                )
+            }
             Err(problems) => {
                 failed = true;
                 print_problems(f, &problems);

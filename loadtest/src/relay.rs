@@ -426,7 +426,9 @@ pub fn run(mut args: RelayArgs) -> anyhow::Result<RelayReport> {
         gateway.check_alive()?;
         fleet.check_alive()?;
         if !warm && fleet_started.elapsed() >= args.warmup {
-            let _ = http.text(&format!("http://{center_http}/api/latency?reset=true"));
+            // No answer: the window simply includes the warm-up (the run's
+            // center answers every other request, so this is not expected).
+            let _ = http.post_json(&format!("http://{center_http}/api/latency/reset"));
             warm = true;
             started_at = utc_now();
             window = Some((Instant::now(), cpu_of(pids)));

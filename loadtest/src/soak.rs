@@ -10,7 +10,7 @@
 //! interval it samples, from `/proc`, each process's resident memory, open
 //! file descriptors, threads and CPU; from the gateway's and the center's
 //! metrics, the frames relayed in the interval; from the center's
-//! `/api/latency?reset=true`, the relay and capture → center percentiles of
+//! `POST /api/latency/reset`, the relay and capture → center percentiles of
 //! the interval; and the alerts raised and stored so far. At the end it
 //! checks the center's ledger as `run` does and computes the verdict
 //! described in `docs/SOAK.md`: memory growth after warm-up under 5 %, no
@@ -670,7 +670,9 @@ pub fn run(args: SoakArgs) -> anyhow::Result<SoakReport> {
         center: center.pid(),
         fleet: fleet.pid(),
     };
-    let _ = http.text(&format!("http://{center_http}/api/latency?reset=true"));
+    // No answer: the first interval includes the start (not expected: the
+    // center was just seen answering).
+    let _ = http.post_json(&format!("http://{center_http}/api/latency/reset"));
     let mut mark = Mark {
         at: Instant::now(),
         cpu: pids.map(|p| read_process(*p).3),
@@ -705,7 +707,7 @@ pub fn run(args: SoakArgs) -> anyhow::Result<SoakReport> {
             .metric(&center_metrics, "lookout_center_frames_total")
             .unwrap_or(mark.received);
         let latency = http
-            .json(&format!("http://{center_http}/api/latency?reset=true"))
+            .post_json(&format!("http://{center_http}/api/latency/reset"))
             .unwrap_or(Value::Null);
         if let Some(n) = http.count(&format!("http://{gw_http}/api/alerts?limit=1000"), "alerts") {
             alerts.raised_at_gateway = n;

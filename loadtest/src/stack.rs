@@ -111,6 +111,13 @@ impl Http {
         self.get(url).ok()
     }
 
+    /// `POST url` without a body (an action such as the center's latency
+    /// reset); the answer as JSON, `None` when there is none.
+    pub(crate) fn post_json(&self, url: &str) -> Option<Value> {
+        let mut r = self.0.post(url).send_empty().ok()?;
+        serde_json::from_str(&r.body_mut().read_to_string().ok()?).ok()
+    }
+
     pub(crate) fn json(&self, url: &str) -> Option<Value> {
         serde_json::from_str(&self.text(url)?).ok()
     }

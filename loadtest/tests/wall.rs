@@ -5,7 +5,8 @@
 //! the incident's alert must appear in the panel within 2 s of the center
 //! storing it, acknowledging it on the page must reach the ledger, and a
 //! camera whose RTSP server is killed must turn "offline". Screenshots of
-//! each step go to `target/wall-e2e/`.
+//! each step go to `target/wall-e2e/`. A second test signs in to a center
+//! with a token and out again, under the pages' Content-Security-Policy.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -144,6 +145,15 @@ impl Browser {
         )) == true
     }
 
+    /// The page's cookies as the browser holds them (HttpOnly ones too).
+    fn cookies(&self) -> Value {
+        let url = format!("{}/session/{}/cookie", self.base, self.session);
+        let mut r = ureq::get(&url).call().expect("cookies");
+        let v: Value =
+            serde_json::from_str(&r.body_mut().read_to_string().expect("body")).expect("json");
+        v["value"].clone()
+    }
+
     fn screenshot(&self, path: &Path) {
         let url = format!("{}/session/{}/screenshot", self.base, self.session);
         let mut r = ureq::get(&url).call().expect("screenshot");
@@ -162,8 +172,13 @@ impl Drop for Browser {
     }
 }
 
+/// One browser at a time: a second Chromium on a small machine could slow
+/// the wall test past its 2 s alert deadline.
+static ONE_BROWSER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn the_wall_plays_every_camera_shows_alerts_takes_acks_and_marks_offline() {
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|p| p.into_inner());
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let bins = bin_dir();
     let loadtest = bins.join("lookout-loadtest");
@@ -449,4 +464,139 @@ fn the_wall_plays_every_camera_shows_alerts_takes_acks_and_marks_offline() {
     browser.screenshot(&shots.join("3-offline.png"));
     let errors = browser.eval("return window.lookoutWall.errors;");
     println!("page errors: {errors}");
+}
+
+/// `GET url` with a cookie; the status.
+fn status_with_cookie(url: &str, cookie: &str) -> u16 {
+    match ureq::get(url).header("cookie", cookie).call() {
+        Ok(r) => r.status().as_u16(),
+        Err(ureq::Error::StatusCode(code)) => code,
+        Err(e) => panic!("GET {url}: {e}"),
+    }
+}
+
+#[test]
+fn the_wall_signs_in_and_out_with_a_server_side_session() {
+    const TOKEN: &str = "wall-e2e-token-5d1c9a7f";
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|p| p.into_inner());
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let lookout = bin_dir().join("lookout");
+    let w = &root.join("target").join("wall-signin-e2e");
+    let _ = std::fs::remove_dir_all(w);
+    std::fs::create_dir_all(w).expect("work folder");
+    let out = Command::new(&lookout)
+        .arg("certs")
+        .arg("--dir")
+        .arg(w.join("certs"))
+        .args(["--center", "center,127.0.0.1"])
+        .output()
+        .expect("certs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = w.join("token");
+    std::fs::write(&token, format!("{TOKEN}\n")).expect("token");
+    // The center refuses a token other users could read.
+    std::fs::set_permissions(
+        &token,
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600),
+    )
+    .expect("chmod 600");
+    let certs = w.join("certs");
+    let center_cfg = w.join("center.toml");
+    std::fs::write(
+        &center_cfg,
+        format!(
+            "[center]\nid = \"center\"\nlisten = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n\
+             api_token_file = \"{}\"\nstorage = \"{}\"\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+            token.display(),
+            w.join("center").display(),
+            certs.join("ca.pem").display(),
+            certs.join("center.pem").display(),
+            certs.join("center.key").display(),
+        ),
+    )
+    .expect("center config");
+    let center_log = w.join("center.log");
+    let _center = spawn(
+        "center",
+        &lookout,
+        &["center", "--config", center_cfg.to_str().expect("utf-8")],
+        &center_log,
+    );
+    let mut line = None;
+    wait_for("the center", Duration::from_secs(20), || {
+        line = log_line(&center_log, "lookout center running");
+        line.is_some()
+    });
+    let base = format!("http://{}", field(&line.unwrap_or_default(), "http="));
+
+    let driver_port = free_port();
+    let _driver = spawn(
+        "chromedriver",
+        Path::new("/usr/bin/chromedriver"),
+        &[&format!("--port={driver_port}")],
+        &w.join("chromedriver.log"),
+    );
+    wait_for("chromedriver", Duration::from_secs(20), || {
+        ureq::get(&format!("http://127.0.0.1:{driver_port}/status"))
+            .call()
+            .is_ok()
+    });
+    let browser = Browser::open(driver_port);
+    let form_shown =
+        || browser.eval("return !!document.querySelector('form[action=\"/login\"]');") == true;
+    browser.goto(&format!("{base}/"));
+    wait_for("the sign-in form", Duration::from_secs(10), form_shown);
+    // Its style sheet loaded under a policy that allows no inline style.
+    assert_eq!(
+        browser.eval("return getComputedStyle(document.body).backgroundColor;"),
+        "rgb(16, 20, 24)"
+    );
+    browser.eval(&format!(
+        "document.getElementById('token').value = '{TOKEN}'; \
+         document.querySelector('form button').click(); return true;"
+    ));
+    wait_for("the wall, signed in", Duration::from_secs(10), || {
+        browser.eval("return !!window.lookoutWall && !!document.querySelector('#sign-out button');")
+            == true
+    });
+    browser.screenshot(&w.join("signed-in.png"));
+    // Scripts see no cookie (HttpOnly), and the browser's is a session id.
+    assert_eq!(browser.eval("return document.cookie;"), "");
+    let cookies = browser.cookies();
+    let session = cookies
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == "lookout_session"))
+        .unwrap_or_else(|| panic!("no session cookie: {cookies}"))
+        .clone();
+    assert_eq!(session["httpOnly"], true, "{session}");
+    assert_eq!(session["sameSite"], "Strict", "{session}");
+    let value = session["value"].as_str().expect("value").to_string();
+    assert!(!value.contains(TOKEN) && value.len() >= 64, "{session}");
+    let cookie = format!("lookout_session={value}");
+    assert_eq!(
+        status_with_cookie(&format!("{base}/api/alerts"), &cookie),
+        200
+    );
+    assert_eq!(
+        browser.eval("return window.lookoutWall.errors;"),
+        serde_json::json!([]),
+        "the wall ran under its Content-Security-Policy"
+    );
+
+    // Sign out: back to the form, and the session is gone on the server.
+    assert!(browser.click("#sign-out button"));
+    wait_for(
+        "the sign-in form again",
+        Duration::from_secs(10),
+        form_shown,
+    );
+    assert_eq!(
+        status_with_cookie(&format!("{base}/api/alerts"), &cookie),
+        401,
+        "the signed-out session's cookie opens nothing"
+    );
 }

@@ -39,6 +39,23 @@ pub struct CenterSection {
     /// when `http_listen` is not loopback; with it the API needs
     /// `Authorization: Bearer TOKEN` and the wall asks for the token once.
     pub api_token_file: Option<PathBuf>,
+    /// Host names the API and the wall are reached by, besides loopback and
+    /// IP addresses (a reverse proxy's public name): requests for any other
+    /// `Host` are refused (DNS rebinding, `config/hosts.rs`).
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// The wall is reached through a reverse proxy that terminates TLS
+    /// (docs/SECURITY.md): its sign-in cookie is then marked `Secure`, so
+    /// a browser never sends it over plain HTTP.
+    #[serde(default)]
+    pub tls_proxy: bool,
+    /// A wall sign-in ends after this many minutes without a request.
+    #[serde(default = "default_session_idle_minutes")]
+    pub session_idle_minutes: u64,
+    /// …and this many hours after it began, used or not (a shift and a
+    /// half: the next shift signs in with its own hands).
+    #[serde(default = "default_session_max_hours")]
+    pub session_max_hours: u64,
     /// Folder of the ledger (`ledger.sqlite3`), relative to this file.
     #[serde(default = "default_storage")]
     pub storage: PathBuf,
@@ -59,6 +76,16 @@ pub struct CenterSection {
 
 fn default_http_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8090))
+}
+
+fn default_session_idle_minutes() -> u64 {
+    // A wall left on a quiet night makes no request for a long while (its
+    // event stream stays open); an hour without one means nobody is there.
+    60
+}
+
+fn default_session_max_hours() -> u64 {
+    12
 }
 
 fn default_storage() -> PathBuf {
@@ -133,6 +160,23 @@ impl CenterConfig {
             && let Err(e) = crate::config::token::read_token(&self.resolve(file))
         {
             f.push(c.key("api_token_file"), e);
+        }
+        for (i, name) in self.center.allowed_hosts.iter().enumerate() {
+            if let Some(problem) = crate::config::hosts::host_name_problem(name) {
+                f.push(c.key("allowed_hosts").index(i), problem);
+            }
+        }
+        if !(1..=24 * 60).contains(&self.center.session_idle_minutes) {
+            f.push(
+                c.key("session_idle_minutes"),
+                "must be between 1 and 1440 minutes (a day)",
+            );
+        }
+        if !(1..=7 * 24).contains(&self.center.session_max_hours) {
+            f.push(
+                c.key("session_max_hours"),
+                "must be between 1 and 168 hours (a week)",
+            );
         }
         if self.center.subscribe == SubscribeSetting::All && !self.center.cameras.is_empty() {
             f.push(

@@ -2,7 +2,10 @@
 //! serves the page, live video and events): gateways,
 //! every camera of every gateway with its live state, the alert ledger,
 //! operator acknowledgements, each camera's latest GOP, relay latency
-//! percentiles and Prometheus metrics. Loopback by default.
+//! percentiles and Prometheus metrics; and the wall's sign-in and
+//! sign-out (server-side sessions, `sessions.rs`). Loopback by default;
+//! `auth.rs` guards every route. Reads are `GET`, every change of state
+//! (an acknowledgement, a latency reset, signing in or out) is `POST`.
 
 use std::sync::Arc;
 
@@ -18,22 +21,39 @@ use serde_json::json;
 use super::Center;
 use super::ledger::{AckOutcome, LedgerQuery};
 use crate::auth::ApiGuard;
+use crate::logging::untrusted;
 use crate::metrics::Metrics;
+use crate::sessions::Sessions;
 
 #[derive(Clone)]
 struct AppState {
     center: Arc<Center>,
     metrics: Arc<Metrics>,
-    /// Token and cross-origin checks (the login form checks the token).
+    /// Host, origin and token checks, and the wall's sessions (the login
+    /// form checks the token and starts one).
     guard: Arc<ApiGuard>,
 }
 
 /// The form a browser gets at `/` when the API needs a token.
 const LOGIN_PAGE: &str = include_str!("wall/login.html");
+/// Its style sheet: a file of its own, since the pages' Content-Security-Policy
+/// allows no inline style.
+const LOGIN_STYLE: &str = include_str!("wall/login.css");
 
-/// The center's guard: `/healthz` and the login form are open.
-pub fn guard(token: Option<String>) -> Arc<ApiGuard> {
-    ApiGuard::with_login(token, &["/healthz", "/login"], LOGIN_PAGE)
+/// The center's guard: `/healthz`, the sign-in form and its style, and
+/// signing out are open.
+pub fn guard(
+    token: Option<String>,
+    hosts: crate::auth::AllowedHosts,
+    sessions: Arc<Sessions>,
+) -> Arc<ApiGuard> {
+    ApiGuard::with_sign_in(
+        token,
+        hosts,
+        &["/healthz", "/login", "/login.css", "/logout"],
+        LOGIN_PAGE,
+        sessions,
+    )
 }
 
 impl axum::extract::FromRef<AppState> for Arc<Center> {
@@ -42,14 +62,22 @@ impl axum::extract::FromRef<AppState> for Arc<Center> {
     }
 }
 
+impl axum::extract::FromRef<AppState> for Arc<ApiGuard> {
+    fn from_ref(s: &AppState) -> Arc<ApiGuard> {
+        s.guard.clone()
+    }
+}
+
 pub fn router(center: Arc<Center>, metrics: Arc<Metrics>, guard: Arc<ApiGuard>) -> Router {
     metrics.register(
         "center_http_refused",
-        "API requests refused: `token` (missing or wrong), `origin` (a write from another site's page)",
+        crate::auth::REFUSED_HELP,
         guard.refused.clone(),
     );
     Router::new()
         .route("/login", post(login))
+        .route("/login.css", get(login_style))
+        .route("/logout", post(logout))
         .route("/", get(super::wall::index))
         .route("/wall.js", get(super::wall::script))
         .route("/wall.css", get(super::wall::style))
@@ -65,6 +93,7 @@ pub fn router(center: Arc<Center>, metrics: Arc<Metrics>, guard: Arc<ApiGuard>) 
         .route("/api/alerts/{id}/snapshot.jpg", get(snapshot))
         .route("/api/alerts/{id}/ack", post(acknowledge))
         .route("/api/latency", get(latency))
+        .route("/api/latency/reset", post(latency_reset))
         .route("/api/upstreams", get(upstreams))
         .layer(axum::middleware::from_fn_with_state(
             guard.clone(),
@@ -82,33 +111,82 @@ struct LoginForm {
     token: String,
 }
 
-/// The login form's target: with the right token, sets the cookie the
-/// wall's requests carry (HttpOnly, SameSite=Strict) and goes back to the
-/// wall; otherwise shows the form again.
-async fn login(State(s): State<AppState>, form: axum::extract::Form<LoginForm>) -> Response {
+/// The login form's target: with the right token, starts a session (its
+/// random id in an HttpOnly, SameSite=Strict cookie; never the token) and
+/// goes back to the wall; otherwise shows the form again.
+async fn login(
+    State(s): State<AppState>,
+    headers: axum::http::HeaderMap,
+    form: axum::extract::Form<LoginForm>,
+) -> Response {
     if !s.guard.matches(form.token.trim()) {
         s.guard.refuse("token");
         tracing::warn!("wall login with a wrong token refused");
         return (
             StatusCode::UNAUTHORIZED,
-            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            [
+                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
             LOGIN_PAGE.replace("<!--error-->", "<p class=\"error\">Wrong token.</p>"),
         )
             .into_response();
     }
+    let Some(sessions) = s.guard.sessions() else {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "no session store");
+    };
+    // A new id at every sign-in (never one the browser brought: session
+    // fixation), and the one it replaces ends now rather than idling on.
+    if let Some(old) = crate::sessions::session_id(&headers) {
+        sessions.end(old);
+    }
+    let id = match sessions.start(std::time::Instant::now()) {
+        Ok(id) => id,
+        Err(e) => {
+            tracing::error!("wall sign-in failed: {e}");
+            return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+        }
+    };
+    tracing::info!(sessions = sessions.len(), "wall signed in");
     Response::builder()
         .status(StatusCode::SEE_OTHER)
         .header(header::LOCATION, "/")
-        .header(
-            header::SET_COOKIE,
-            format!(
-                "{}={}; HttpOnly; SameSite=Strict; Path=/",
-                crate::auth::COOKIE,
-                form.token.trim()
-            ),
-        )
+        .header(header::CACHE_CONTROL, "no-store")
+        .header(header::SET_COOKIE, sessions.cookie(&id))
         .body(Body::empty())
         .unwrap_or_else(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "response"))
+}
+
+/// Signing out (the wall's button): the session is forgotten on the
+/// server, so the cookie is worthless even where a copy of it survives,
+/// and the browser is told to drop it. Open, so that an expired session
+/// can still sign out; it only ever ends the session it names.
+async fn logout(State(s): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    let Some(sessions) = s.guard.sessions() else {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "no session store");
+    };
+    if let Some(id) = crate::sessions::session_id(&headers)
+        && sessions.end(id)
+    {
+        tracing::info!(sessions = sessions.len(), "wall signed out");
+    }
+    Response::builder()
+        .status(StatusCode::SEE_OTHER)
+        .header(header::LOCATION, "/")
+        .header(header::CACHE_CONTROL, "no-store")
+        .header(header::SET_COOKIE, sessions.clearing_cookie())
+        .body(Body::empty())
+        .unwrap_or_else(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "response"))
+}
+
+async fn login_style() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        LOGIN_STYLE,
+    )
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -264,6 +342,20 @@ async fn acknowledge(
     if operator.is_empty() || operator.len() > 128 {
         return error(StatusCode::BAD_REQUEST, "operator: 1–128 characters");
     }
+    if operator.chars().any(char::is_control) {
+        // A name is one line of text; a newline or an escape is an attempt
+        // to forge a log line or a console's display. Refused, and logged
+        // escaped.
+        tracing::warn!(
+            alert = %untrusted(&id),
+            operator = %untrusted(&operator),
+            "acknowledgement refused: the operator name has control characters"
+        );
+        return error(
+            StatusCode::BAD_REQUEST,
+            "operator: no control characters (newlines, escapes)",
+        );
+    }
     if body.note.as_ref().is_some_and(|n| n.len() > 4096) {
         return error(StatusCode::BAD_REQUEST, "note: at most 4096 bytes");
     }
@@ -276,7 +368,8 @@ async fn acknowledge(
     .await;
     match result {
         Ok(Ok(AckOutcome::Acknowledged)) => {
-            tracing::info!(alert = %id, operator = %body.operator, "alert acknowledged");
+            tracing::info!(alert = %untrusted(&id), operator = %untrusted(&body.operator), "alert acknowledged");
+            // No page open (no receiver) is fine: pages load the ledger when they open.
             let _ = s.center.alert_events.send(id.clone());
             Json(json!({ "id": id, "acknowledged": true })).into_response()
         }
@@ -309,10 +402,28 @@ async fn upstreams(State(s): State<AppState>) -> impl IntoResponse {
 
 #[derive(Debug, Deserialize)]
 struct LatencyParams {
-    /// `true`: start a new measurement window after this read.
-    reset: Option<bool>,
+    /// The old way to reset (`?reset=true` on a GET): refused, since a GET
+    /// must change nothing (a link, a prefetch, an image tag could send it).
+    reset: Option<String>,
 }
 
-async fn latency(State(s): State<AppState>, Query(p): Query<LatencyParams>) -> impl IntoResponse {
-    Json(s.center.latency(p.reset.unwrap_or(false)))
+/// Percentiles since start or the last reset.
+async fn latency(State(s): State<AppState>, Query(p): Query<LatencyParams>) -> Response {
+    if p.reset.is_some() {
+        return (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [(header::ALLOW, "POST")],
+            Json(json!({
+                "error": "a reset changes state: POST /api/latency/reset (it answers the \
+                          percentiles of the window it ends)"
+            })),
+        )
+            .into_response();
+    }
+    Json(s.center.latency(false)).into_response()
+}
+
+/// The percentiles of the window so far, then a new window begins.
+async fn latency_reset(State(s): State<AppState>) -> impl IntoResponse {
+    Json(s.center.latency(true))
 }

@@ -77,6 +77,12 @@ pub enum LedgerError {
         path: PathBuf,
         cause: std::io::Error,
     },
+    /// The file could not be created, or made private (0600).
+    #[error("ledger {}: making it readable by its owner only (0600): {cause}", .path.display())]
+    Permissions {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
     /// SQLite failed (I/O error, disk full, not a database, locked past the busy
     /// timeout, a stored value out of range, …).
     #[error("ledger {}: {op}: {cause}", .path.display())]
@@ -115,6 +121,7 @@ impl LedgerError {
         use crate::durable::OpenError as E;
         match e {
             E::CreateDir(cause) => LedgerError::CreateDir { path, cause },
+            E::Permissions(cause) => LedgerError::Permissions { path, cause },
             E::Sqlite { op, cause } => LedgerError::Sqlite {
                 path,
                 op: op.to_string(),

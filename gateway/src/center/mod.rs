@@ -9,7 +9,7 @@
 //! - `session.rs`: one gateway connection: handshake, alerts, GOP streams.
 //! - `cascade.rs`: forwarding upward to another center, same protocol.
 //! - `http.rs`: `/api/gateways`, `/api/cameras`, `/api/alerts`, acks,
-//!   latest GOPs, `/metrics`.
+//!   latest GOPs, `/metrics`, the wall's sign-in and sign-out.
 //! - `wall.rs` and `wall/`: the video wall page, live video, events.
 
 pub mod cascade;
@@ -71,11 +71,32 @@ pub struct CenterMetrics {
     pub frame_delay: Family<Labels, Histogram, fn() -> Histogram>,
 }
 
+/// The reasons a gateway connection is refused (`session.rs`), each a
+/// series of `lookout_center_refused_connections_total` from the start, so
+/// the README's list and a dashboard's panels exist before the first
+/// refusal of each kind.
+pub const CONNECTION_REFUSALS: [&str; 8] = [
+    "tls",
+    "quic",
+    "no_hello",
+    "protocol",
+    "version",
+    "unauthorized",
+    "conflict",
+    "lost",
+];
+
 impl Default for CenterMetrics {
     fn default() -> Self {
+        let refused: Family<Labels, Counter> = Family::default();
+        for reason in CONNECTION_REFUSALS {
+            refused
+                .get_or_create(&vec![("reason".to_string(), reason.to_string())])
+                .inc_by(0);
+        }
         CenterMetrics {
             gateways_connected: Gauge::default(),
-            refused: Family::default(),
+            refused,
             protocol_violations: Family::default(),
             alerts: Family::default(),
             frames: Family::default(),
@@ -494,10 +515,24 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     let endpoint = listen(server, config.center.listen, &files.key)?;
     let quic_addr = endpoint.local_addr()?;
     let (trigger, shutdown) = crate::shutdown::Trigger::new();
+    let sessions = Arc::new(crate::sessions::Sessions::new(
+        crate::sessions::SessionPolicy {
+            idle: Duration::from_secs(config.center.session_idle_minutes * 60),
+            max_age: Duration::from_secs(config.center.session_max_hours * 3600),
+            secure: config.center.tls_proxy,
+        },
+    ));
+    let guard = http::guard(
+        api_token,
+        crate::auth::AllowedHosts::new(config.center.http_listen, &config.center.allowed_hosts),
+        sessions,
+    );
+    let refused_connections = guard.refusal_counter("connections");
     let (http_addr, _http) = crate::http::serve(
         config.center.http_listen,
-        http::router(center.clone(), metrics.clone(), http::guard(api_token)),
+        http::router(center.clone(), metrics.clone(), guard),
         shutdown.clone(),
+        refused_connections,
     )
     .await?;
     tracing::info!(

@@ -72,10 +72,11 @@ pub(super) async fn serve(center: Arc<Center>, incoming: quinn::Incoming) {
             refused(&center, r.reason);
             tracing::warn!(
                 peer = %remote,
-                certificate = %identity.common_name.as_deref().unwrap_or("(no common name)"),
+                certificate = %crate::logging::untrusted(identity.common_name.as_deref().unwrap_or("(no common name)")),
                 reason = r.reason,
                 "gateway connection refused: {}",
-                r.why
+                // Names the gateway id the peer claimed: its words, escaped.
+                crate::logging::untrusted(&r.why)
             );
         }
     }

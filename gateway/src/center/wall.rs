@@ -42,13 +42,23 @@ const STYLE: &str = include_str!("wall/wall.css");
 /// How often every page gets the camera table.
 const CAMERA_PUSH: Duration = Duration::from_secs(1);
 
-pub async fn index() -> impl IntoResponse {
+/// The sign-out button, on a wall that needs signing in.
+const SIGN_OUT: &str = r#"<form id="sign-out" method="post" action="/logout"><button type="submit">Sign out</button></form>"#;
+
+/// The page; with a token configured it carries the sign-out button (a
+/// plain form: no script is needed to end a session).
+pub async fn index(State(guard): State<Arc<crate::auth::ApiGuard>>) -> impl IntoResponse {
+    let page = if guard.has_token() {
+        INDEX.replace("<!--sign-out-->", SIGN_OUT)
+    } else {
+        INDEX.to_string()
+    };
     (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
             (header::CACHE_CONTROL, "no-cache"),
         ],
-        INDEX,
+        page,
     )
 }
 

@@ -8,6 +8,7 @@
 //! operator can fix a 200-camera file without guessing. Credentials are kept
 //! out of every message: see [`redact_url`].
 
+pub mod hosts;
 mod locate;
 pub mod token;
 
@@ -128,6 +129,11 @@ pub struct GatewaySection {
     /// when `http_listen` is not loopback; with it every request but
     /// `/healthz` needs `Authorization: Bearer TOKEN`.
     pub api_token_file: Option<PathBuf>,
+    /// Host names the API is reached by, besides loopback and IP addresses
+    /// (a reverse proxy's public name, the machine's name): requests for
+    /// any other `Host` are refused (DNS rebinding, `config/hosts.rs`).
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
     /// Where the alert outbox and caches live (relative to the config file).
     #[serde(default = "default_storage")]
     pub storage: PathBuf,
@@ -669,6 +675,11 @@ impl Config {
         {
             f.push(gw.key("api_token_file"), e);
         }
+        for (i, name) in self.gateway.allowed_hosts.iter().enumerate() {
+            if let Some(problem) = hosts::host_name_problem(name) {
+                f.push(gw.key("allowed_hosts").index(i), problem);
+            }
+        }
         if let Some(lib) = &self.gateway.onnxruntime
             && !self.resolve(lib).is_file()
         {
@@ -883,16 +894,63 @@ pub(crate) fn id_rule(id: &str) -> String {
 }
 
 fn check_rtsp_url(url: &str) -> Result<(), String> {
-    let rest = url
-        .strip_prefix("rtsp://")
-        .or_else(|| url.strip_prefix("rtsps://"))
-        .ok_or_else(|| format!("`{}` is not an rtsp:// URL", redact_url(url)))?;
-    let authority = rest.split('/').next().unwrap_or("");
-    let host = authority.rsplit('@').next().unwrap_or("");
+    if !(url.starts_with("rtsp://") || url.starts_with("rtsps://")) {
+        return Err(format!("`{}` is not an rtsp:// URL", redact_url(url)));
+    }
+    let host = url_parts(url).map_or("", |p| {
+        let rest = &url[p.host_start..];
+        &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())]
+    });
     if host.is_empty() {
         return Err(format!("`{}` has no host", redact_url(url)));
     }
     Ok(())
+}
+
+/// Where a URL's parts begin, as [`url_parts`] reads them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UrlParts {
+    /// The `user[:password]` between `://` and the `@` before the host.
+    pub userinfo: Option<std::ops::Range<usize>>,
+    /// The byte where the host begins (after `://`, or after the `@`).
+    pub host_start: usize,
+}
+
+/// Splits a URL at its user-info, leniently, as cameras' URLs are written:
+/// a password often carries `/`, `?`, `#` or `@` unescaped
+/// (`rtsp://admin:Pa/ss@10.0.0.5/…`), which a strict RFC 3986 reading
+/// would take for the start of the path and so show the password as a
+/// host and a path. The user-info therefore runs to the *last* `@` of the
+/// URL, unless nothing before that `@` could be a password (no `:` before
+/// it and no `@` before the first `/`, `?` or `#`: `rtsp://host/a@b`). The
+/// cost is that an `@` in the path of a URL with a password must be written
+/// `%40`; the gain is that no password is ever read as a host or a path,
+/// so none is shown in a log, an error or the API. `None` without `://`.
+pub fn url_parts(url: &str) -> Option<UrlParts> {
+    let after_start = url.find("://")? + 3;
+    let after = &url[after_start..];
+    let plain = UrlParts {
+        userinfo: None,
+        host_start: after_start,
+    };
+    let Some(at) = after.rfind('@') else {
+        return Some(plain);
+    };
+    let naive_end = after.find(['/', '?', '#']).unwrap_or(after.len());
+    if !after[..at].contains(':') && !after[..naive_end].contains('@') {
+        return Some(plain);
+    }
+    Some(UrlParts {
+        userinfo: Some(after_start..after_start + at),
+        host_start: after_start + at + 1,
+    })
+}
+
+/// Whether a URL carries user-info (a user name, usually with a password)
+/// in the clear; `lookout check-config` suggests the camera's `username`
+/// and `password` keys instead.
+pub fn url_has_credentials(url: &str) -> bool {
+    url_parts(url).is_some_and(|p| p.userinfo.is_some())
 }
 
 /// Reads a configuration file; a failure is a problem naming the file.
@@ -933,17 +991,16 @@ pub fn parse_toml<T: serde::de::DeserializeOwned>(
     })
 }
 
-/// Removes `user:password@` from a URL. Credentials never reach a log line,
-/// an error or the HTTP API.
+/// Removes `user:password@` from a URL (read as [`url_parts`] does, so a
+/// password with `/`, `?`, `#` or `@` goes whole). Credentials never reach
+/// a log line, an error or the HTTP API.
 pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_string();
-    };
-    let after = &url[scheme_end + 3..];
-    let authority_end = after.find(['/', '?', '#']).unwrap_or(after.len());
-    match after[..authority_end].rfind('@') {
-        Some(at) => format!("{}://***@{}", &url[..scheme_end], &after[at + 1..]),
-        None => url.to_string(),
+    match url_parts(url) {
+        Some(UrlParts {
+            userinfo: Some(info),
+            host_start,
+        }) => format!("{}***@{}", &url[..info.start], &url[host_start..]),
+        _ => url.to_string(),
     }
 }
 

@@ -146,6 +146,35 @@ fn redacts_user_info() {
     );
 }
 
+#[test]
+fn passwords_with_url_delimiters_are_redacted_whole() {
+    for (url, shown) in [
+        (
+            "rtsp://admin:Pa/SsW0rd@10.0.0.1:554/stream",
+            "rtsp://***@10.0.0.1:554/stream",
+        ),
+        ("rtsp://admin:1234/5678@cam/live", "rtsp://***@cam/live"),
+        ("rtsp://admin:a?b#c@cam/live?x=1", "rtsp://***@cam/live?x=1"),
+        ("rtsp://admin:p@s/s@cam/live", "rtsp://***@cam/live"),
+        ("rtsp://admin@cam/live", "rtsp://***@cam/live"),
+    ] {
+        assert_eq!(redact_url(url), shown, "{url}");
+        assert!(url_has_credentials(url), "{url}");
+        let text = redact_text(&format!("rtspsrc: could not open {url}: timeout"));
+        assert_eq!(text, format!("rtspsrc: could not open {shown}: timeout"));
+    }
+    // No `:` before the `@`, no `@` in the authority: nothing secret, the
+    // `@` is the path's.
+    assert!(!url_has_credentials("rtsp://10.0.0.1/a@b"));
+    assert!(!url_has_credentials("rtsp://10.0.0.1:554/live"));
+    // The check sees the host after the last `@`.
+    assert!(check_rtsp_url("rtsp://admin:Pa/SsW0rd@10.0.0.1/stream").is_ok());
+    assert!(
+        check_rtsp_url("rtsp://admin:Pa/SsW0rd@/stream")
+            .is_err_and(|e| e.contains("no host") && !e.contains("SsW0rd"))
+    );
+}
+
 /// A detector entry whose model file exists (this very source file stands in:
 /// `validate` only checks that it is there).
 fn with_detector(extra_detector: &str, extra_camera: &str) -> String {

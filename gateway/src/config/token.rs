@@ -10,8 +10,13 @@ use std::path::Path;
 pub const MIN_TOKEN_LEN: usize = 16;
 
 /// Reads a token file: one line, at least [`MIN_TOKEN_LEN`] printable
-/// characters. Errors name the file.
+/// characters, readable by its owner only. Errors name the file.
 pub fn read_token(path: &Path) -> Result<String, String> {
+    let meta =
+        std::fs::metadata(path).map_err(|e| format!("API token file {}: {e}", path.display()))?;
+    if let Some(problem) = exposed_file(path, &meta) {
+        return Err(problem);
+    }
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("API token file {}: {e}", path.display()))?;
     let token = text.trim();
@@ -28,6 +33,30 @@ pub fn read_token(path: &Path) -> Result<String, String> {
         ));
     }
     Ok(token.to_string())
+}
+
+/// Why a token file must not be used as it is: other users of the machine
+/// can read it (any group or other permission bit), and with it every
+/// right the token gives. A secret that is not one is refused rather than
+/// warned about: a warning scrolls by, the attacker on the same machine
+/// stays.
+#[cfg(unix)]
+fn exposed_file(path: &Path, meta: &std::fs::Metadata) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = meta.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "API token file {} can be read by other users (mode {mode:04o}): make it the \
+             owner's alone with `chmod 600 {}`",
+            path.display(),
+            path.display()
+        )
+    })
+}
+
+#[cfg(not(unix))]
+fn exposed_file(_path: &Path, _meta: &std::fs::Metadata) -> Option<String> {
+    None
 }
 
 /// The configuration rule: an API off loopback needs a token.

@@ -16,6 +16,7 @@ use super::alerts::AlertEventKind;
 use super::hub::{Alert, AlertHub, CameraRef, FrameRef};
 use super::identity::ModelIdentity;
 use crate::config::{CameraConfig, Severity};
+use crate::logging::untrusted;
 
 /// The `detector` of alerts that came through the API.
 pub const DETECTOR: &str = "external";
@@ -204,11 +205,13 @@ pub fn apply(
                 source: Some(req.source.clone()),
                 note: req.note.clone(),
             };
+            // Checked to a narrow alphabet above; escaped all the same, so
+            // a future field or a looser rule cannot forge a log line.
             tracing::warn!(
-                alert = %alert.id,
-                camera = %alert.camera.id,
-                label = %alert.label,
-                source = %req.source,
+                alert = %untrusted(&alert.id),
+                camera = %untrusted(&alert.camera.id),
+                label = %untrusted(&alert.label),
+                source = %untrusted(&req.source),
                 severity = alert.severity.as_str(),
                 "external alert raised"
             );

@@ -688,16 +688,18 @@ fn classify(
 /// credentials travel in rtspsrc's properties and never in a location a log
 /// line could show.
 pub(crate) fn split_userinfo(url: &str) -> (String, Option<String>, Option<String>) {
-    let Some(scheme_end) = url.find("://") else {
+    // The same reading as redaction's (`config::url_parts`): the user-info
+    // runs to the URL's last `@`, so a password with `/`, `?`, `#` or `@`
+    // is taken whole and never sent as part of the host or the path.
+    let Some(crate::config::UrlParts {
+        userinfo: Some(info),
+        host_start,
+    }) = crate::config::url_parts(url)
+    else {
         return (url.to_string(), None, None);
     };
-    let after = &url[scheme_end + 3..];
-    let authority_end = after.find(['/', '?', '#']).unwrap_or(after.len());
-    let Some(at) = after[..authority_end].rfind('@') else {
-        return (url.to_string(), None, None);
-    };
-    let userinfo = &after[..at];
-    let clean = format!("{}{}", &url[..scheme_end + 3], &after[at + 1..]);
+    let userinfo = &url[info.clone()];
+    let clean = format!("{}{}", &url[..info.start], &url[host_start..]);
     let (user, pass) = match userinfo.split_once(':') {
         Some((u, p)) => (percent_decode(u), Some(percent_decode(p))),
         None => (percent_decode(userinfo), None),
@@ -737,6 +739,27 @@ mod tests {
         let (u, user, pass) = split_userinfo("rtsp://10.0.0.5/a@b");
         assert_eq!(u, "rtsp://10.0.0.5/a@b");
         assert_eq!((user, pass), (None, None));
+    }
+
+    #[test]
+    fn passwords_with_url_delimiters_are_taken_whole() {
+        // Written unescaped, as cameras' web pages and installers do: the
+        // host is what follows the last `@`, never a piece of the password.
+        for (url, password) in [
+            (
+                "rtsp://admin:Pa/SsW0rd@10.0.0.5:554/Streaming/101",
+                "Pa/SsW0rd",
+            ),
+            ("rtsp://admin:1234/5678@10.0.0.5/live", "1234/5678"),
+            ("rtsp://admin:a?b#c@10.0.0.5/live?channel=1", "a?b#c"),
+            ("rtsp://admin:p@ss/w@10.0.0.5/live", "p@ss/w"),
+        ] {
+            let (u, user, pass) = split_userinfo(url);
+            assert!(u.starts_with("rtsp://10.0.0.5"), "{url} -> {u}");
+            assert!(!u.contains(password), "{url} -> {u}");
+            assert_eq!(user.as_deref(), Some("admin"), "{url}");
+            assert_eq!(pass.as_deref(), Some(password), "{url}");
+        }
     }
 
     #[test]

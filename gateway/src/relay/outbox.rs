@@ -76,6 +76,12 @@ pub enum OutboxError {
         path: PathBuf,
         cause: std::io::Error,
     },
+    /// The file could not be created, or made private (0600).
+    #[error("outbox {}: making it readable by its owner only (0600): {cause}", .path.display())]
+    Permissions {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
     /// SQLite failed (I/O error, disk full, not a database, locked past the busy
     /// timeout, …).
     #[error("outbox {}: {op}: {cause}", .path.display())]
@@ -122,6 +128,7 @@ impl OutboxError {
         use crate::durable::OpenError as E;
         match e {
             E::CreateDir(cause) => OutboxError::CreateDir { path, cause },
+            E::Permissions(cause) => OutboxError::Permissions { path, cause },
             E::Sqlite { op, cause } => OutboxError::Sqlite {
                 path,
                 op: op.to_string(),

@@ -85,10 +85,16 @@ impl Proc {
     /// Starts `lookout ARGS… CONFIG` and waits (≤ 15 s) for a log line
     /// containing `ready`.
     pub fn start(args: &[&str], config: &Path, ready: &str) -> Proc {
+        Proc::start_logging(args, config, ready, "info")
+    }
+
+    /// [`Proc::start`] with `RUST_LOG` set to `filter` (`info,lookout=debug`
+    /// to see the debug lines too).
+    pub fn start_logging(args: &[&str], config: &Path, ready: &str, filter: &str) -> Proc {
         let mut child = lookout()
             .args(args)
             .arg(config)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", filter)
             .stderr(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -171,6 +177,19 @@ impl Proc {
         headers: &[&str],
     ) -> Option<(u16, Value)> {
         http(&self.http, method, path, json, headers)
+    }
+
+    /// `GET path` with extra header lines (a token), which must answer
+    /// 200; the body as text.
+    pub fn text_with(&self, path: &str, header: &str) -> String {
+        let (status, body) = self
+            .request("GET", path, None, &[header])
+            .expect("API answers");
+        assert_eq!(status, 200, "GET {path}: {body}");
+        match body {
+            Value::String(s) => s,
+            v => v.to_string(),
+        }
     }
 
     pub fn text(&self, path: &str) -> String {

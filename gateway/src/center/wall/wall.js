@@ -15,12 +15,25 @@ const wall = {
   tiles: new Map(), // key -> tile state
   connected: false,
   errors: [],
+  leaving: false, // the session ended and the page is going to the sign-in form
 };
 window.lookoutWall = wall;
 
 const $ = (id) => document.getElementById(id);
 const key = (c) => `${c.gateway}/${c.id}`;
 const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (ch) => `&#${ch.charCodeAt(0)};`);
+
+// A sign-in that ended (signed out on another tab, idle or too old: the
+// center keeps sessions, see sessions.rs) makes the API answer 401; the
+// page then goes back to `/`, which shows the sign-in form.
+function signedOut(resp) {
+  if (resp.status !== 401) return false;
+  if (!wall.leaving) {
+    wall.leaving = true;
+    location.assign("/");
+  }
+  return true;
+}
 
 function activeAlertFor(k) {
   let best = null;
@@ -89,6 +102,7 @@ async function readLive(keys) {
   const url = `/api/live?cameras=${keys.map(encodeURIComponent).join(",")}`;
   try {
     const resp = await fetch(url, { signal: ctrl.signal, cache: "no-store" });
+    if (signedOut(resp)) return;
     if (!resp.ok) throw new Error(`HTTP ${resp.status}`);
     const reader = resp.body.getReader();
     let buf = new Uint8Array(0);
@@ -316,6 +330,7 @@ async function acknowledge(id) {
     headers: { "content-type": "application/json" },
     body: JSON.stringify({ operator }),
   });
+  if (signedOut(resp)) return;
   if (!resp.ok && resp.status !== 409) wall.errors.push(`ack ${id}: HTTP ${resp.status}`);
   // The ledger's change comes back to every page over /api/events.
 }
@@ -371,7 +386,7 @@ function setCameras(list) {
 
 async function loadAlerts() {
   const resp = await fetch("/api/alerts?limit=200", { cache: "no-store" });
-  if (!resp.ok) return;
+  if (signedOut(resp) || !resp.ok) return;
   const body = await resp.json();
   wall.alerts.clear();
   for (const a of body.alerts) wall.alerts.set(a.id, a);
@@ -392,6 +407,8 @@ function connectEvents() {
     wall.connected = false;
     $("link").textContent = "reconnecting…";
     $("link").className = "badge down";
+    // EventSource hides the status; ask once whether the session ended.
+    fetch("/api/gateways", { cache: "no-store" }).then(signedOut, () => false);
   };
   es.addEventListener("cameras", (e) => setCameras(JSON.parse(e.data).cameras));
   es.addEventListener("alert", (e) => {
@@ -417,8 +434,9 @@ async function main() {
     wall.errors.push(`healthz: ${e}`);
   }
   try {
-    const cams = await (await fetch("/api/cameras", { cache: "no-store" })).json();
-    setCameras(cams.cameras);
+    const resp = await fetch("/api/cameras", { cache: "no-store" });
+    if (signedOut(resp)) return;
+    setCameras((await resp.json()).cameras);
   } catch (e) {
     wall.errors.push(`cameras: ${e}`);
   }
