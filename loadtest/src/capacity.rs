@@ -82,8 +82,19 @@ impl Slo {
         {
             out.push(format!("{lost} frames lost > {limit}"));
         }
+        // As the run report's `slo.passed`: a fleet size that misses an
+        // incident, or alerts on nothing or twice, is not carried.
         if r.incidents.missed > 0 {
             out.push(format!("{} incident(s) missed", r.incidents.missed));
+        }
+        if r.incidents.false_alerts > 0 {
+            out.push(format!("{} false alert(s)", r.incidents.false_alerts));
+        }
+        if r.incidents.duplicate_alerts > 0 {
+            out.push(format!(
+                "{} duplicate alert(s)",
+                r.incidents.duplicate_alerts
+            ));
         }
         out
     }
@@ -100,6 +111,21 @@ pub struct CapacityArgs {
     pub cache: PathBuf,
     pub workdir: PathBuf,
     pub report: Option<PathBuf>,
+}
+
+/// The `capacity` report: the search's outcome and each step's run report.
+#[derive(Debug, Serialize)]
+struct CapacitySummary {
+    #[serde(flatten)]
+    provenance: crate::provenance::Provenance,
+    slo: Slo,
+    /// The most cameras that met the SLO; `None` when even `--start` missed.
+    capacity_cameras: Option<usize>,
+    /// The fewest cameras that missed it; `None` when `--max` passed.
+    first_miss_cameras: Option<usize>,
+    /// Each step's run length.
+    duration_s: f64,
+    steps: Vec<Step>,
 }
 
 #[derive(Debug, Serialize)]
@@ -160,6 +186,8 @@ pub fn run(args: CapacityArgs) -> anyhow::Result<()> {
         args.start >= 1 && args.start <= args.max,
         "--start must be at least 1 and at most --max"
     );
+    // Every step's gateway uses this detector's model; hashed before the first.
+    let models = crate::provenance::model_sha256(&args.detector_config)?;
     let mut steps = Vec::new();
     let mut good: Option<usize> = None;
     let mut bad: Option<usize> = None;
@@ -190,14 +218,17 @@ pub fn run(args: CapacityArgs) -> anyhow::Result<()> {
         }
         good = Some(lo);
     }
-    let summary = serde_json::json!({
-        "lookout_version": env!("CARGO_PKG_VERSION"),
-        "slo": args.slo,
-        "capacity_cameras": good,
-        "first_miss_cameras": bad,
-        "duration_s": args.duration.as_secs_f64(),
-        "steps": steps,
-    });
+    let summary = CapacitySummary {
+        provenance: crate::provenance::Provenance::now(
+            crate::provenance::ReportKind::Capacity,
+            models,
+        ),
+        slo: args.slo.clone(),
+        capacity_cameras: good,
+        first_miss_cameras: bad,
+        duration_s: args.duration.as_secs_f64(),
+        steps,
+    };
     match good {
         Some(g) => println!("capacity: {g} cameras meet the SLO on this machine"),
         None => println!("capacity: even {} camera(s) miss the SLO", args.start),

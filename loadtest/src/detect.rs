@@ -52,7 +52,9 @@ pub struct DetectArgs {
     pub report: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Serialize, Default)]
+/// Latency percentiles of one histogram, ms. With no sample (`count` 0)
+/// the figures are 0.0 here and `null` in a report: nothing was measured.
+#[derive(Debug, Clone, Default)]
 pub struct Percentiles {
     pub p50: f64,
     pub p90: f64,
@@ -60,6 +62,28 @@ pub struct Percentiles {
     pub p999: f64,
     pub max: f64,
     pub count: u64,
+}
+
+impl Serialize for Percentiles {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let measured = |v: f64| (self.count > 0).then_some(v);
+        let mut st = s.serialize_struct("Percentiles", 6)?;
+        st.serialize_field("p50", &measured(self.p50))?;
+        st.serialize_field("p90", &measured(self.p90))?;
+        st.serialize_field("p99", &measured(self.p99))?;
+        st.serialize_field("p999", &measured(self.p999))?;
+        st.serialize_field("max", &measured(self.max))?;
+        st.serialize_field("count", &self.count)?;
+        st.end()
+    }
+}
+
+impl Percentiles {
+    /// p99 when there was a sample.
+    pub(crate) fn p99_measured(&self) -> Option<f64> {
+        (self.count > 0).then_some(self.p99)
+    }
 }
 
 pub(crate) fn percentiles(h: &Histogram<u64>) -> Percentiles {
@@ -190,7 +214,12 @@ pub fn score(onsets: &[Onset], alerts: &[SeenAlert]) -> (Score, Vec<(Onset, Seen
 
 #[derive(Debug, Serialize)]
 pub struct DetectReport {
-    pub lookout_version: String,
+    /// Schema, kind, version, git revision, command line, model hashes.
+    #[serde(flatten)]
+    pub provenance: crate::provenance::Provenance,
+    /// When the fleet started, UTC.
+    pub started_at: String,
+    pub machine: Value,
     pub setup: Value,
     pub incidents: Score,
     pub latency_ms: HashMap<String, Percentiles>,
@@ -238,6 +267,7 @@ pub fn run(args: DetectArgs) -> anyhow::Result<DetectReport> {
         },
         &args.workdir,
     )?;
+    let started_at = crate::relay::utc_now();
     let http = format!("127.0.0.1:{}", free_port()?);
     write_gateway_config(
         &gw_config,
@@ -245,6 +275,8 @@ pub fn run(args: DetectArgs) -> anyhow::Result<DetectReport> {
         Some((&detector_id, &args.sampling)),
         &[detector_block],
     )?;
+    // Hashed before the run: a model that cannot be read fails now.
+    let models = crate::provenance::model_sha256(&gw_config)?;
     let (mut gateway, watched) = start_gateway(&lookout, &gw_config, &logs, &http)?;
     println!(
         "gateway: watching {watched} cameras with detector {detector_id}, {} sampling; running {} s",
@@ -289,20 +321,20 @@ pub fn run(args: DetectArgs) -> anyhow::Result<DetectReport> {
         let _ = onset_h
             .record((a.raised_unix_ns.saturating_sub(o.onset_capture_unix_ns) / 1000).max(1));
     }
-    let m = |name: &str| metric_sum(&metrics, name);
-    let frames_in = m("lookout_detect_frames_total");
-    let dropped = m("lookout_detect_dropped_frames_total");
-    let batch_mean =
-        m("lookout_detect_batch_size_sum") / m("lookout_detect_batch_size_count").max(1.0);
+    // Counts as integers, rates and means `null` where nothing was measured.
+    let mut detector_figures = crate::relay::detector_figures(&metrics, true, args.duration);
     let stage = |s: &str| {
         let sum = metric_stage(&metrics, "lookout_detect_stage_seconds_sum", s);
         let count = metric_stage(&metrics, "lookout_detect_stage_seconds_count", s);
-        if count > 0.0 {
-            sum / count * 1000.0
-        } else {
-            0.0
-        }
+        (count > 0.0).then(|| sum / count * 1000.0)
     };
+    detector_figures["stage_mean_ms"] = serde_json::json!({
+        "queue": stage("queue"),
+        "decode": stage("decode"),
+        "preprocess": stage("preprocess"),
+        "inference": stage("inference"),
+        "postprocess": stage("postprocess"),
+    });
 
     // Throughput against bare ONNX Runtime, same model and batch size.
     let bench_json = args.workdir.join("bench-detector.json");
@@ -331,15 +363,18 @@ pub fn run(args: DetectArgs) -> anyhow::Result<DetectReport> {
     latency.insert("capture_to_alert".to_string(), percentiles(&cap));
     latency.insert("onset_to_alert".to_string(), percentiles(&onset_h));
     latency.insert("receive_to_alert".to_string(), percentiles(&gw));
-    let raw = bench["ort_raw"]["frames_per_s"].as_f64().unwrap_or(0.0);
-    let det = bench["detector_path"]["frames_per_s"]
-        .as_f64()
-        .unwrap_or(0.0);
+    let raw = bench["ort_raw"]["frames_per_s"].as_f64();
+    let det = bench["detector_path"]["frames_per_s"].as_f64();
     let report = DetectReport {
-        lookout_version: env!("CARGO_PKG_VERSION").to_string(),
+        provenance: crate::provenance::Provenance::now(
+            crate::provenance::ReportKind::Detect,
+            models,
+        ),
+        started_at,
+        machine: crate::relay::machine(),
         setup: serde_json::json!({
             "cameras": watched,
-            "mix": args.mix,
+            "mix": crate::relay::mix_counts(&gw_config),
             "size": args.size,
             "duration_s": args.duration.as_secs_f64(),
             "sampling": args.sampling,
@@ -348,20 +383,9 @@ pub fn run(args: DetectArgs) -> anyhow::Result<DetectReport> {
         }),
         incidents: score,
         latency_ms: latency,
-        detector: serde_json::json!({
-            "frames_in": frames_in,
-            "frames_dropped": dropped,
-            "batch_mean": batch_mean,
-            "stage_mean_ms": {
-                "queue": stage("queue"),
-                "decode": stage("decode"),
-                "preprocess": stage("preprocess"),
-                "inference": stage("inference"),
-                "postprocess": stage("postprocess"),
-            },
-        }),
+        detector: detector_figures,
         baselines: serde_json::json!({ "ort_raw_inferences_per_s": raw }),
-        ratios: serde_json::json!({ "detector_vs_ort_raw": if raw > 0.0 { det / raw } else { 0.0 } }),
+        ratios: serde_json::json!({ "detector_vs_ort_raw": crate::relay::ratio(det, raw) }),
         bench,
     };
     print_report(&report, &bench_out.stdout);

@@ -17,6 +17,12 @@ pub(crate) fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// A figure with `decimals` places, or "not measured" where the report has `null`.
+fn figure(v: &Value, decimals: usize) -> String {
+    v.as_f64()
+        .map_or_else(|| "not measured".to_string(), |x| format!("{x:.decimals$}"))
+}
+
 /// Percentile → x position: log scale of 1 / (1 - p), as HDR plots do.
 fn px(p: f64, width: f64) -> f64 {
     let max = (1.0f64 / (1.0 - 0.999)).log10(); // 3 nines
@@ -155,7 +161,8 @@ table{{border-collapse:collapse;margin-top:8px}}td,th{{border:1px solid #d0d7de;
 th:first-child,td:first-child{{text-align:left}}code{{background:#f6f8fa;padding:1px 4px}}</style></head><body>
 <h1>lookout load test — {} cameras, {} s, link {}</h1>
 <p class="slo {}">SLO {}: relay p99 ≤ {} ms, capture→alert p99 ≤ {} ms, no frame lost</p>
-<p>lookout {} · started {} · machine: {} CPUs, {} GiB, {}</p>"##,
+<p>lookout {} · revision {} · started {} · machine: {} CPUs, {} GiB, {}</p>
+<p>Command: <code>{}</code></p>"##,
         esc(&r.started_at),
         r.setup["cameras"],
         r.setup["duration_s"],
@@ -164,11 +171,17 @@ th:first-child,td:first-child{{text-align:left}}code{{background:#f6f8fa;padding
         if passed { "passed" } else { "failed" },
         r.slo["relay_p99_ms"],
         r.slo["capture_to_alert_p99_ms"],
-        esc(&r.lookout_version),
+        esc(&r.provenance.lookout_version),
+        esc(r
+            .provenance
+            .git_revision
+            .as_deref()
+            .unwrap_or("unknown (not a git checkout)")),
         esc(&r.started_at),
         r.machine["cpus"],
         r.machine["memory_gib"],
         esc(r.machine["model"].as_str().unwrap_or("")),
+        esc(&r.provenance.argv.join(" ")),
     );
     let _ = write!(
         out,
@@ -221,16 +234,14 @@ th:first-child,td:first-child{{text-align:left}}code{{background:#f6f8fa;padding
     ));
     let _ = write!(
         out,
-        "<p>Whole run: CPU gateway {:.2}, fleet {:.2}, center {:.2} cores; peak RSS gateway {:.0} MiB, center {:.0} MiB. Baselines: bare GStreamer ingest {:.2} cores, bare ONNX Runtime {:.0} inferences/s; ratios {}.</p>",
-        r.cpu_cores["gateway"].as_f64().unwrap_or(0.0),
-        r.cpu_cores["fleet"].as_f64().unwrap_or(0.0),
-        r.cpu_cores["center"].as_f64().unwrap_or(0.0),
-        r.memory_mib["gateway_rss_peak"].as_f64().unwrap_or(0.0),
-        r.memory_mib["center_rss_peak"].as_f64().unwrap_or(0.0),
-        r.baselines["gst_ingest_cpu_cores"].as_f64().unwrap_or(0.0),
-        r.baselines["ort_raw_inferences_per_s"]
-            .as_f64()
-            .unwrap_or(0.0),
+        "<p>Whole run: CPU gateway {}, fleet {}, center {} cores; peak RSS gateway {} MiB, center {} MiB. Baselines: bare GStreamer ingest {} cores, bare ONNX Runtime {} inferences/s; ratios {}.</p>",
+        figure(&r.cpu_cores["gateway"], 2),
+        figure(&r.cpu_cores["fleet"], 2),
+        figure(&r.cpu_cores["center"], 2),
+        figure(&r.memory_mib["gateway_rss_peak"], 0),
+        figure(&r.memory_mib["center_rss_peak"], 0),
+        figure(&r.baselines["gst_ingest_cpu_cores"], 2),
+        figure(&r.baselines["ort_raw_inferences_per_s"], 0),
         esc(&r.ratios.to_string())
     );
     if let Some(roles) = r.cpu_cores["gateway_by_role"].as_object() {

@@ -2,6 +2,7 @@
 //! command line and the load/latency benchmark driver.
 
 mod capacity;
+mod check;
 mod demo;
 mod detect;
 mod faults;
@@ -9,6 +10,7 @@ mod fleet;
 mod html;
 mod link;
 mod procs;
+mod provenance;
 mod relay;
 mod soak;
 mod stack;
@@ -50,8 +52,7 @@ enum Command {
         cache: PathBuf,
     },
     /// Load and latency run (also `relay`): fleet, gateway and center as
-    /// separate processes; the report follows
-    /// shared/contracts/loadtest-report.md. Relay benchmark and fault drill: a fleet with scripted incidents, a
+    /// separate processes; the report follows docs/REPORT.md. Relay benchmark and fault drill: a fleet with scripted incidents, a
     /// command center and a gateway relaying to it over QUIC with mutual TLS
     /// (optionally through the link emulator, optionally with the center
     /// killed mid-run). Checks that every alert is in the center's ledger
@@ -286,6 +287,15 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         sheet_seed: u64,
     },
+    /// Check reports against the contract (docs/REPORT.md): every required
+    /// field present, counts integers, percentiles numbers (or null with
+    /// count 0) with their sample count, provenance present. Reads every kind
+    /// this tool writes (run, capacity, soak, detect, link, fleet); exits 1
+    /// if any file is invalid, naming the JSON path of each problem.
+    CheckReport {
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
     /// Run a fleet with a reader on every camera and check its timing and CPU.
     FleetCheck {
         #[arg(long, default_value_t = 64)]
@@ -369,6 +379,7 @@ fn main() -> ExitCode {
             cache,
         }),
         Command::Fleet(f) => run_fleet(f),
+        Command::CheckReport { files } => check::run(&files),
         Command::Soak(args) => soak::run(args).map(|_| ()),
         Command::Capacity {
             slo,
@@ -715,7 +726,8 @@ fn run_link(
         std::thread::sleep(Duration::from_millis(100));
     }
     let s = relay.stop();
-    let text = serde_json::to_string_pretty(&s)?;
+    let text =
+        serde_json::to_string_pretty(&provenance::Stamped::new(provenance::ReportKind::Link, &s))?;
     if let Some(p) = stats {
         std::fs::write(&p, &text)?;
     }

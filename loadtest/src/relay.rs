@@ -35,6 +35,7 @@ use crate::detect::{
 use crate::faults::{Fault, FaultWatch, SENSOR_LABEL, SensorFeed};
 use crate::link::{Impairment, Link, LinkArgs, Partition};
 use crate::procs::{self, Proc};
+use crate::provenance::{self, Provenance, ReportKind};
 use crate::stack::{self, Http, LedgerCheck};
 
 pub struct RelayArgs {
@@ -84,7 +85,9 @@ pub struct CameraFrames {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RelayReport {
-    pub lookout_version: String,
+    /// Schema, kind, version, git revision, command line, model hashes.
+    #[serde(flatten)]
+    pub provenance: Provenance,
     /// When the measured window began, UTC.
     pub started_at: String,
     pub machine: Value,
@@ -301,6 +304,9 @@ pub fn run(mut args: RelayArgs) -> anyhow::Result<RelayReport> {
         );
         std::fs::write(&gw_config, text)?;
     }
+    // Hashed before the run: a model that cannot be read fails now, not
+    // after minutes of measuring.
+    let models = provenance::model_sha256(&gw_config)?;
     let (mut gateway, watched) = start_gateway(&lookout, &gw_config, &logs, &gw_http)?;
     let feed = (args.sensor_alerts_per_s > 0.0).then(|| {
         SensorFeed::start(
@@ -366,7 +372,9 @@ pub fn run(mut args: RelayArgs) -> anyhow::Result<RelayReport> {
     };
     let mut last_sample: Option<TimelineSample> = None;
     let mut timeline = Vec::new();
-    let mut peak = [0.0f64; 2];
+    // Peak resident memory of the gateway and the center; `None` until read.
+    let mut peak: [Option<f64>; 2] = [None; 2];
+    let raise = |peak: &mut Option<f64>, hwm: f64| *peak = Some(peak.map_or(hwm, |p| p.max(hwm)));
     let cpu_of = |pids: [u32; 3]| pids.map(|p| procs::cpu_seconds(p).unwrap_or(0.0));
     while fleet_started.elapsed() < args.duration {
         let pids = [gateway.pid(), fleet.pid(), center.pid()];
@@ -401,10 +409,14 @@ pub fn run(mut args: RelayArgs) -> anyhow::Result<RelayReport> {
                     }
                     _ => serde_json::json!({ "busy": null, "steal": null }),
                 };
-                let gw_mem = procs::rss_mib(pids[0]).unwrap_or_default();
-                let center_mem = procs::rss_mib(pids[2]).unwrap_or_default();
-                peak[0] = peak[0].max(gw_mem.1);
-                peak[1] = peak[1].max(center_mem.1);
+                let gw_mem = procs::rss_mib(pids[0]);
+                let center_mem = procs::rss_mib(pids[2]);
+                if let Some((_, hwm)) = gw_mem {
+                    raise(&mut peak[0], hwm);
+                }
+                if let Some((_, hwm)) = center_mem {
+                    raise(&mut peak[1], hwm);
+                }
                 timeline.push(serde_json::json!({
                     "t_s": fleet_started.elapsed().as_secs_f64(),
                     "cpu_cores": {
@@ -412,7 +424,7 @@ pub fn run(mut args: RelayArgs) -> anyhow::Result<RelayReport> {
                         "fleet": (cpu[1] - was[1]) / dt,
                         "center": (cpu[2] - was[2]) / dt,
                     },
-                    "rss_mib": { "gateway": gw_mem.0, "center": center_mem.0 },
+                    "rss_mib": { "gateway": gw_mem.map(|m| m.0), "center": center_mem.map(|m| m.0) },
                     "run_queue_wait": {
                         "gateway": waited(0),
                         "fleet": waited(1),
@@ -500,11 +512,12 @@ pub fn run(mut args: RelayArgs) -> anyhow::Result<RelayReport> {
             }
             v
         }
-        None => Value::Null,
+        // The run ended before the warm-up did: nothing measured.
+        None => serde_json::json!({ "gateway": null, "fleet": null, "center": null }),
     };
     for (i, pid) in [pids[0], pids[2]].into_iter().enumerate() {
         if let Some((_, hwm)) = procs::rss_mib(pid) {
-            peak[i] = peak[i].max(hwm);
+            raise(&mut peak[i], hwm);
         }
     }
     let window_s = window.map_or(0.0, |(t, _)| t.elapsed().as_secs_f64());
@@ -580,14 +593,13 @@ pub fn run(mut args: RelayArgs) -> anyhow::Result<RelayReport> {
             },
             &dir,
         )?;
-        let cores = gst_ingest_baseline(&again_config).unwrap_or_else(|e| {
-            eprintln!("relay: GStreamer ingest baseline failed: {e:#}");
-            0.0
-        });
+        let cores = gst_ingest_baseline(&again_config)
+            .inspect_err(|e| eprintln!("relay: GStreamer ingest baseline failed: {e:#}"))
+            .ok();
         again.stop(Duration::from_secs(10));
         cores
     } else {
-        0.0
+        None
     };
     // Baseline: bare ONNX Runtime, same model, batch and threads.
     let bench = match (&detector, args.baselines) {
@@ -619,14 +631,13 @@ pub fn run(mut args: RelayArgs) -> anyhow::Result<RelayReport> {
         }
         _ => None,
     };
+    // `None`: not measured (no --baselines, no detector, or the bench failed).
     let ort_raw = bench
         .as_ref()
-        .and_then(|b| b["ort_raw"]["frames_per_s"].as_f64())
-        .unwrap_or(0.0);
+        .and_then(|b| b["ort_raw"]["frames_per_s"].as_f64());
     let det_path = bench
         .as_ref()
-        .and_then(|b| b["detector_path"]["frames_per_s"].as_f64())
-        .unwrap_or(0.0);
+        .and_then(|b| b["detector_path"]["frames_per_s"].as_f64());
 
     // Alerts: the ledger against what the gateway raised.
     let check = LedgerCheck::new(&end.gw_alerts, &end.ledger);
@@ -701,7 +712,7 @@ pub fn run(mut args: RelayArgs) -> anyhow::Result<RelayReport> {
     let received: u64 = cameras.values().map(|c| c.received_at_center).sum();
     let reset: u64 = cameras.values().map(|c| c.gops_reset).sum();
 
-    let latency_ms_cap_p99 = timing.capture_to_alert.p99;
+    let capture_to_alert_p99 = timing.capture_to_alert.p99_measured();
     let mut latency_ms = HashMap::new();
     let relay = center_percentiles(&latency["gateway_to_center"]);
     let hop = center_percentiles(&latency["camera_to_gateway"]);
@@ -711,23 +722,17 @@ pub fn run(mut args: RelayArgs) -> anyhow::Result<RelayReport> {
         center_percentiles(&latency["capture_to_center"]),
     );
     latency_ms.extend(timing.latencies());
-    let m = |name: &str| metric_sum(gw_metrics, name);
-    let frames_in = m("lookout_detect_frames_total");
-    let detector_stats = serde_json::json!({
-        "frames_in": frames_in,
-        "frames_dropped": m("lookout_detect_dropped_frames_total"),
-        "inferences_per_s": if args.duration.as_secs_f64() > 0.0 { frames_in / args.duration.as_secs_f64() } else { 0.0 },
-        "batch_mean": m("lookout_detect_batch_size_sum") / m("lookout_detect_batch_size_count").max(1.0),
-    });
-    let gw_cores = cpu_cores["gateway"].as_f64().unwrap_or(0.0);
+    let detector_stats = detector_figures(gw_metrics, detector.is_some(), args.duration);
+    let gw_cores = cpu_cores["gateway"].as_f64();
     // The gateway's ingest threads (RTSP/RTP, depayload, parse, fan-out) against bare
     // GStreamer clients doing the RTSP/RTP part alone; the whole gateway when its
     // metrics had no breakdown (an older gateway).
-    let ingest_cores = cpu_cores["gateway_by_role"]["ingest"]
-        .as_f64()
-        .unwrap_or(gw_cores);
+    let ingest_cores = cpu_cores["gateway_by_role"]["ingest"].as_f64().or(gw_cores);
+    let incidents_clean = timing.incidents.missed == 0
+        && timing.incidents.false_alerts == 0
+        && timing.incidents.duplicate_alerts == 0;
     let report = RelayReport {
-        lookout_version: env!("CARGO_PKG_VERSION").to_string(),
+        provenance: Provenance::now(ReportKind::Run, models),
         started_at,
         machine: machine(),
         cpu_cores,
@@ -781,23 +786,27 @@ pub fn run(mut args: RelayArgs) -> anyhow::Result<RelayReport> {
             "camera_to_gateway_ms": hop,
             "gst_ingest_cpu_cores": gst_cores,
             "ort_raw_inferences_per_s": ort_raw,
-            "window_s": window_s,
+            "window_s": window.is_some().then_some(window_s),
         }),
         ratios: serde_json::json!({
-            "relay_p99_vs_camera_hop_p99": if hop.p99 > 0.0 { relay.p99 / hop.p99 } else { 0.0 },
+            "relay_p99_vs_camera_hop_p99": ratio(relay.p99_measured(), hop.p99_measured()),
             // The gateway's ingest threads over bare GStreamer clients reading the
             // same streams; and the whole gateway (ingest, decode, detection, relay)
             // over the same baseline.
-            "ingest_cpu_vs_gst": if gst_cores > 0.0 { ingest_cores / gst_cores } else { 0.0 },
-            "gateway_cpu_vs_gst": if gst_cores > 0.0 { gw_cores / gst_cores } else { 0.0 },
-            "detector_vs_ort_raw": if ort_raw > 0.0 { det_path / ort_raw } else { 0.0 },
+            "ingest_cpu_vs_gst": ratio(ingest_cores, gst_cores),
+            "gateway_cpu_vs_gst": ratio(gw_cores, gst_cores),
+            "detector_vs_ort_raw": ratio(det_path, ort_raw),
         }),
         slo: serde_json::json!({
             "capture_to_alert_p99_ms": 100,
             "relay_p99_ms": 5,
-            "passed": relay.p99 <= 5.0
-                && latency_ms_cap_p99 <= 100.0
-                && sent.saturating_sub(received) == 0,
+            // An SLO met by missing an incident, or by alerting on nothing or
+            // twice, is not met: the command center would act on it.
+            "passed": relay.p99_measured().is_some_and(|p| p <= 5.0)
+                // No alert at all: judged by the incidents (none scripted, or missed).
+                && capture_to_alert_p99.is_none_or(|p| p <= 100.0)
+                && sent.saturating_sub(received) == 0
+                && incidents_clean,
         }),
         link: link_stats.map(|s| serde_json::to_value(s).unwrap_or(Value::Null)),
         faults: watch.report().as_array().cloned().unwrap_or_default(),
@@ -961,6 +970,30 @@ fn print_report(r: &RelayReport) {
     }
 }
 
+/// `lookout ÷ baseline`, when both were measured and the baseline is above 0.
+pub(crate) fn ratio(lookout: Option<f64>, baseline: Option<f64>) -> Option<f64> {
+    match (lookout, baseline) {
+        (Some(l), Some(b)) if b > 0.0 => Some(l / b),
+        _ => None,
+    }
+}
+
+/// The detector's figures from the gateway's metrics: counts as integers;
+/// rates `null` without a detector or without a batch.
+pub(crate) fn detector_figures(metrics: &str, detecting: bool, duration: Duration) -> Value {
+    let m = |name: &str| metric_sum(metrics, name);
+    // Prometheus counters are floats on the wire; these count frames.
+    let frames_in = m("lookout_detect_frames_total").round() as u64;
+    let batches = m("lookout_detect_batch_size_count");
+    serde_json::json!({
+        "frames_in": frames_in,
+        "frames_dropped": m("lookout_detect_dropped_frames_total").round() as u64,
+        "inferences_per_s": (detecting && duration.as_secs_f64() > 0.0)
+            .then(|| frames_in as f64 / duration.as_secs_f64()),
+        "batch_mean": (batches > 0.0).then(|| m("lookout_detect_batch_size_sum") / batches),
+    })
+}
+
 /// The camera ids in a gateway config, in order.
 fn camera_ids(config: &std::path::Path) -> Vec<String> {
     std::fs::read_to_string(config)
@@ -983,7 +1016,7 @@ pub(crate) fn machine() -> Value {
         .find(|l| l.starts_with("model name"))
         .and_then(|l| l.split_once(':'))
         .map(|(_, v)| v.trim().to_string())
-        .unwrap_or_default();
+        .filter(|m| !m.is_empty());
     let memory_gib = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|t| {
@@ -994,9 +1027,10 @@ pub(crate) fn machine() -> Value {
                 .parse::<f64>()
                 .ok()
         })
-        .map_or(0.0, |kib| (kib / 1024.0 / 1024.0 * 10.0).round() / 10.0);
+        .map(|kib| (kib / 1024.0 / 1024.0 * 10.0).round() / 10.0);
+    // What could not be read is `null`, not 0.
     serde_json::json!({
-        "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
+        "cpus": std::thread::available_parallelism().ok().map(|n| n.get()),
         "model": model,
         "memory_gib": memory_gib,
     })

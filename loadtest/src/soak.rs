@@ -227,7 +227,9 @@ pub struct Verdict {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct SoakReport {
-    pub lookout_version: String,
+    /// Schema, kind, version, git revision, command line, model hashes.
+    #[serde(flatten)]
+    pub provenance: crate::provenance::Provenance,
     /// When the fleet started serving, UTC.
     pub started_at: String,
     pub machine: Value,
@@ -239,10 +241,10 @@ pub struct SoakReport {
     /// Whole run, from the ledger: `capture_to_alert`, `onset_to_alert`,
     /// `raise_to_stored`. Relay and capture → center are per sample.
     pub latency_ms: BTreeMap<String, Percentiles>,
-    /// Mean over the samples after warm-up.
-    pub cpu_cores: PerProcess<f64>,
-    /// Peak resident memory (VmHWM) at the end, MiB.
-    pub memory_mib_peak: PerProcess<f64>,
+    /// Mean over the samples after warm-up; `None` without any.
+    pub cpu_cores: PerProcess<Option<f64>>,
+    /// Peak resident memory (VmHWM) at the end, MiB; `None` if unreadable.
+    pub memory_mib_peak: PerProcess<Option<f64>>,
     pub samples: Vec<Sample>,
     pub verdict: Verdict,
 }
@@ -640,6 +642,8 @@ pub fn run(args: SoakArgs) -> anyhow::Result<SoakReport> {
         &format!("127.0.0.1:{quic_port}"),
     )?;
     let detector_id = detector.0;
+    // Hashed before the run: a model that cannot be read fails now.
+    let models = crate::provenance::model_sha256(&gw_config)?;
     let (mut gateway, watched) = start_gateway(&lookout, &gw_config, &logs, &gw_http)?;
     println!(
         "soak: {watched} cameras, {} incidents, {} s, a sample every {} s, warm-up {} s",
@@ -764,7 +768,7 @@ pub fn run(args: SoakArgs) -> anyhow::Result<SoakReport> {
 
     // The end: the cameras stop; what the gateway already took must reach
     // the center (alerts acknowledged, frames delivered).
-    let memory_mib_peak = pids.map(|p| procs::rss_mib(*p).map_or(0.0, |(_, hwm)| hwm));
+    let memory_mib_peak = pids.map(|p| procs::rss_mib(*p).map(|(_, hwm)| hwm));
     fleet.stop(Duration::from_secs(10));
     let end = stack::drain(&http, &args.workdir, &gw_http, &center_http)?;
     let onsets = read_onsets(&ground_truth).unwrap_or_default();
@@ -794,7 +798,7 @@ pub fn run(args: SoakArgs) -> anyhow::Result<SoakReport> {
 
     let warm: Vec<&Sample> = samples.iter().filter(|s| s.after_warmup).collect();
     let cpu_mean = |f: fn(&PerProcess<f64>) -> f64| {
-        mean(&warm.iter().map(|s| f(&s.cpu_cores)).collect::<Vec<_>>())
+        (!warm.is_empty()).then(|| mean(&warm.iter().map(|s| f(&s.cpu_cores)).collect::<Vec<_>>()))
     };
     let verdict = verdict(
         &samples,
@@ -804,7 +808,7 @@ pub fn run(args: SoakArgs) -> anyhow::Result<SoakReport> {
         gateway_stopped_cleanly,
     );
     let report = SoakReport {
-        lookout_version: env!("CARGO_PKG_VERSION").to_string(),
+        provenance: crate::provenance::Provenance::now(crate::provenance::ReportKind::Soak, models),
         started_at,
         machine: machine(),
         setup: serde_json::json!({
@@ -948,14 +952,17 @@ fn print_report(r: &SoakReport) {
             l.first_p99_ms, l.last_p99_ms, l.ratio
         );
     }
+    let fig = |v: Option<f64>, places: usize| {
+        v.map_or_else(|| "not measured".to_string(), |x| format!("{x:.places$}"))
+    };
     println!(
-        "  CPU gateway {:.2}, center {:.2}, fleet {:.2} cores; peak RSS gateway {:.0}, center {:.0}, fleet {:.0} MiB",
-        r.cpu_cores.gateway,
-        r.cpu_cores.center,
-        r.cpu_cores.fleet,
-        r.memory_mib_peak.gateway,
-        r.memory_mib_peak.center,
-        r.memory_mib_peak.fleet
+        "  CPU gateway {}, center {}, fleet {} cores; peak RSS gateway {}, center {}, fleet {} MiB",
+        fig(r.cpu_cores.gateway, 2),
+        fig(r.cpu_cores.center, 2),
+        fig(r.cpu_cores.fleet, 2),
+        fig(r.memory_mib_peak.gateway, 0),
+        fig(r.memory_mib_peak.center, 0),
+        fig(r.memory_mib_peak.fleet, 0)
     );
     if v.passed {
         println!("soak verdict: passed");
@@ -1005,7 +1012,8 @@ table{{border-collapse:collapse;margin-top:8px}}td,th{{border:1px solid #d0d7de;
 th:first-child,td:first-child{{text-align:left}}</style></head><body>
 <h1>lookout soak — {} cameras, {} s, a sample every {} s, warm-up {} s</h1>
 <p class="slo {}">Soak verdict: {}</p>
-<p>lookout {} · started {} · machine: {} CPUs, {} GiB, {}</p>"##,
+<p>lookout {} · revision {} · started {} · machine: {} CPUs, {} GiB, {}</p>
+<p>Command: <code>{}</code></p>"##,
         esc(&r.started_at),
         r.setup["cameras"],
         r.setup["duration_s"],
@@ -1013,11 +1021,17 @@ th:first-child,td:first-child{{text-align:left}}</style></head><body>
         r.setup["warmup_s"],
         if v.passed { "pass" } else { "fail" },
         if v.passed { "passed" } else { "failed" },
-        esc(&r.lookout_version),
+        esc(&r.provenance.lookout_version),
+        esc(r
+            .provenance
+            .git_revision
+            .as_deref()
+            .unwrap_or("unknown (not a git checkout)")),
         esc(&r.started_at),
         r.machine["cpus"],
         r.machine["memory_gib"],
         esc(r.machine["model"].as_str().unwrap_or("")),
+        esc(&r.provenance.argv.join(" ")),
     );
     if !v.failures.is_empty() {
         out.push_str("<ul>");

@@ -9,6 +9,8 @@
 //! fourth, haze at the fifth), where earlier bundled models raised false
 //! smoke alerts (models/smoke_flood.md, *Limitations*).
 
+mod support;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -53,6 +55,7 @@ fn every_incident_raises_one_alert_and_clean_cameras_none() {
             .collect::<Vec<_>>()
             .join("\n")
     );
+    support::check_report(&report);
     let r: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("json");
     let inc = &r["incidents"];
@@ -66,7 +69,7 @@ fn every_incident_raises_one_alert_and_clean_cameras_none() {
         r["latency_ms"]
     );
     assert!(r["latency_ms"]["onset_to_alert"]["p50"].as_f64() > Some(0.0));
-    assert!(r["detector"]["frames_in"].as_f64() > Some(0.0));
+    assert!(r["detector"]["frames_in"].as_u64() > Some(0));
     assert!(r["baselines"]["ort_raw_inferences_per_s"].as_f64() > Some(0.0));
     assert!(r["ratios"]["detector_vs_ort_raw"].as_f64() > Some(0.0));
 }

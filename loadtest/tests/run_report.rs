@@ -1,6 +1,6 @@
 //! `lookout-loadtest run` as an integrator runs it, at a size CI affords:
 //! it finishes by itself, exits 0, and its report has every field of
-//! shared/contracts/loadtest-report.md with consistent counts; the HTML
+//! docs/REPORT.md with consistent counts; the HTML
 //! report is written next to it.
 
 mod support;

@@ -124,6 +124,42 @@ pub fn fuzz(root: &Path, options: &Options) -> Result<()> {
     }
 }
 
+/// `cargo fmt --check` and `cargo clippy -D warnings` on the fuzz crate, for `cargo xtask
+/// test`. Its own workspace, so the workspace-wide runs do not reach it. Clippy builds
+/// without the coverage flags, into a folder of its own under `target/fuzz/` so it never
+/// invalidates the instrumented build.
+pub fn lint(root: &Path) -> Result<()> {
+    let manifest = manifest(root);
+    let manifest = manifest
+        .to_str()
+        .ok_or_else(|| format!("{} is not UTF-8", manifest.display()))?;
+    let lint_dir = work_dir(root).join("lint");
+    let lint_dir = lint_dir
+        .to_str()
+        .ok_or_else(|| format!("{} is not UTF-8", lint_dir.display()))?;
+    crate::cargo(root, &["fmt", "--manifest-path", manifest, "--", "--check"])?;
+    crate::cargo(
+        root,
+        &[
+            "clippy",
+            "--manifest-path",
+            manifest,
+            "--locked",
+            "--all-targets",
+            "--target-dir",
+            lint_dir,
+            "--",
+            "-D",
+            "warnings",
+        ],
+    )
+}
+
+/// The fuzz crate's manifest, for the checks that run on it as on the workspace.
+pub fn manifest(root: &Path) -> PathBuf {
+    fuzz_dir(root).join("Cargo.toml")
+}
+
 /// The target names: the files of `codecs/fuzz/fuzz_targets/`.
 fn targets(root: &Path) -> Result<Vec<String>> {
     let dir = fuzz_dir(root).join("fuzz_targets");

@@ -1,4 +1,4 @@
-//! The project's own setup and orchestration: `cargo xtask setup | demo | test | fuzz`.
+//! The project's own setup and orchestration: `cargo xtask setup | demo | test | lint | fuzz`.
 //!
 //! It needs nothing but the Rust toolchain and Python (for `pip download`), so
 //! it runs on a fresh Debian 12 machine before any system library is there.
@@ -47,14 +47,16 @@ fn main() -> ExitCode {
         Some("setup") => setup(&root),
         Some("demo") => setup(&root).and_then(|()| demo(&root, &args[1..])),
         Some("test") => setup(&root).and_then(|()| test(&root)),
+        Some("lint") => lint(&root),
         Some("fuzz") => fuzz::Options::parse(&args[1..]).and_then(|o| fuzz::fuzz(&root, &o)),
         _ => {
             eprintln!(
-                "usage: cargo xtask <setup|demo|test|fuzz>\n\
+                "usage: cargo xtask <setup|demo|test|lint|fuzz>\n\
                  \n  setup  install what is missing (apt packages, ONNX Runtime) and build\
                  \n  demo   setup, then run the demo end to end\
-                 \n  test   setup, then fmt, clippy, cargo deny, the whole test suite, and\
-                 \n         every fuzz target for {suite} s\
+                 \n  test   setup, then fmt, clippy and cargo deny (the workspace and\
+                 \n         codecs/fuzz), the whole test suite, and every fuzz target for {suite} s\
+                 \n  lint   fmt, clippy and cargo deny alone (no setup, no tests)\
                  \n  fuzz [--seconds N] [--merge] [TARGET...]\
                  \n         fuzz each target (default: all) for N s (default {manual});\
                  \n         --merge adds what earlier runs found to the committed corpus",
@@ -98,19 +100,7 @@ fn demo(root: &Path, extra: &[String]) -> Result<()> {
 
 fn test(root: &Path) -> Result<()> {
     report_free_disk(root);
-    cargo(root, &["fmt", "--all", "--", "--check"])?;
-    cargo(
-        root,
-        &[
-            "clippy",
-            "--workspace",
-            "--all-targets",
-            "--",
-            "-D",
-            "warnings",
-        ],
-    )?;
-    deny::check(root)?;
+    lint(root)?;
     // Binaries first: the end-to-end tests start `lookout` and
     // `lookout-loadtest` as separate processes, as a user would.
     cargo(root, &["build", "--workspace", "--bins"])?;
@@ -124,6 +114,27 @@ fn test(root: &Path) -> Result<()> {
             merge: false,
         },
     )
+}
+
+/// fmt, clippy with warnings as errors, and cargo deny, on the workspace and on the
+/// fuzz crate: what `test` checks before building anything to test.
+fn lint(root: &Path) -> Result<()> {
+    cargo(root, &["fmt", "--all", "--", "--check"])?;
+    cargo(
+        root,
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    )?;
+    // The fuzz crate is a workspace of its own, which the two commands above
+    // never see; it is held to the same rules.
+    fuzz::lint(root)?;
+    deny::check(root)
 }
 
 /// What the suite's `target/` grows to on a clean clone (debug builds of every

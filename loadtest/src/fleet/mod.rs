@@ -248,7 +248,10 @@ pub fn run(args: FleetArgs) -> anyhow::Result<Summary> {
         summary.cpu_cores * 100.0 / summary.cameras as f64
     );
     if let Some(path) = &args.summary {
-        std::fs::write(path, serde_json::to_string_pretty(&summary)?)
+        // The file is a report like the others: it opens with its provenance.
+        let report =
+            crate::provenance::Stamped::new(crate::provenance::ReportKind::Fleet, &summary);
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(summary)

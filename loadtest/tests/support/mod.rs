@@ -42,8 +42,32 @@ pub fn loadtest_report(args: &[&str], work: &Path) -> (Value, String) {
         tail("gateway.log"),
         tail("center.log")
     );
+    check_report(&report);
     let text = std::fs::read_to_string(&report).expect("report");
     (serde_json::from_str(&text).expect("report is JSON"), stdout)
+}
+
+/// Runs `lookout-loadtest check-report FILES...`: its exit status and what
+/// it printed.
+pub fn check_report_output(files: &[&Path]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_lookout-loadtest"))
+        .arg("check-report")
+        .args(files)
+        .output()
+        .expect("lookout-loadtest check-report runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// Fails unless the report at `path` meets the contract (docs/REPORT.md):
+/// every report a benchmark test makes is checked as a user's would be.
+pub fn check_report(path: &Path) {
+    let (ok, text) = check_report_output(&[path]);
+    assert!(ok, "check-report {}:\n{text}", path.display());
 }
 
 /// A child process killed (and reaped) when the test lets go of it.
