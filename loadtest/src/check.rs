@@ -93,8 +93,12 @@ const RUN: &[Field] = &[
     (
         "frames",
         Obj(&[
+            ("sent_by_cameras", CountOrNull),
+            ("received_at_gateway", Count),
+            ("lost_camera_to_gateway", CountOrNull),
             ("sent", Count),
             ("received_at_center", Count),
+            ("lost_gateway_to_center", Count),
             ("lost", Count),
             ("gops_reset", Count),
         ]),
@@ -102,6 +106,8 @@ const RUN: &[Field] = &[
     (
         "cameras",
         MapOf(&Obj(&[
+            ("received_at_gateway", Count),
+            ("lost_camera_to_gateway", CountOrNull),
             ("sent", Count),
             ("received_at_center", Count),
             ("gops_sent", Count),

@@ -185,7 +185,12 @@ th:first-child,td:first-child{{text-align:left}}code{{background:#f6f8fa;padding
     );
     let _ = write!(
         out,
-        "<p>Frames: {} sent, {} received at the center, {} lost, {} GOPs reset. Incidents: {} scripted, {} alerted, {} missed, {} false, {} duplicate.</p>",
+        "<p>Frames: {} received at the gateway ({} lost on the way from the cameras), {} sent on, {} received at the center, {} lost in all, {} GOPs reset. Incidents: {} scripted, {} alerted, {} missed, {} false, {} duplicate.</p>",
+        r.frames["received_at_gateway"],
+        match r.frames["lost_camera_to_gateway"].as_u64() {
+            Some(n) => n.to_string(),
+            None => "not counted: no camera numbers its frames".into(),
+        },
         r.frames["sent"],
         r.frames["received_at_center"],
         r.frames["lost"],

@@ -73,14 +73,52 @@ pub struct RelayArgs {
     pub strict: bool,
 }
 
-/// Frames per camera, gateway side and center side.
+/// Frames per camera: camera side, gateway side and center side.
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct CameraFrames {
+    /// Access units the gateway received from the camera.
+    pub received_at_gateway: u64,
+    /// Frames the camera numbered in its capture stamps that never reached the
+    /// gateway; `None` for a camera that does not number its frames.
+    pub lost_camera_to_gateway: Option<u64>,
+    /// Frames the gateway's relay sent to the center.
     pub sent: u64,
     pub received_at_center: u64,
     pub gops_sent: u64,
     pub gops_reset: u64,
     pub gops_skipped: u64,
+}
+
+/// The fleet's frames hop by hop, summed over cameras.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FrameHops {
+    /// What the cameras that number their frames numbered, from the first frame the
+    /// gateway received to the last (received + lost on the way); `None` when no
+    /// camera numbers its frames.
+    sent_by_cameras: Option<u64>,
+    received_at_gateway: u64,
+    lost_camera_to_gateway: Option<u64>,
+}
+
+impl FrameHops {
+    fn of(cameras: &BTreeMap<String, CameraFrames>) -> FrameHops {
+        let numbered: Vec<&CameraFrames> = cameras
+            .values()
+            .filter(|c| c.lost_camera_to_gateway.is_some())
+            .collect();
+        let lost = (!numbered.is_empty()).then(|| {
+            numbered
+                .iter()
+                .map(|c| c.lost_camera_to_gateway.unwrap_or(0))
+                .sum::<u64>()
+        });
+        FrameHops {
+            sent_by_cameras: lost
+                .map(|l| l + numbered.iter().map(|c| c.received_at_gateway).sum::<u64>()),
+            received_at_gateway: cameras.values().map(|c| c.received_at_gateway).sum(),
+            lost_camera_to_gateway: lost,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -696,9 +734,25 @@ pub fn run(mut args: RelayArgs) -> anyhow::Result<RelayReport> {
                 &[("camera", id), ("outcome", outcome)],
             ) as u64
         };
+        let lost_series = format!("lookout_ingest_lost_frames_total{{camera=\"{id}\"}}");
         cameras.insert(
             id.to_string(),
             CameraFrames {
+                received_at_gateway: metric_with(
+                    gw_metrics,
+                    "lookout_camera_units_total",
+                    &[("camera", id)],
+                ) as u64,
+                lost_camera_to_gateway: gw_metrics
+                    .lines()
+                    .any(|l| l.starts_with(&lost_series))
+                    .then(|| {
+                        metric_with(
+                            gw_metrics,
+                            "lookout_ingest_lost_frames_total",
+                            &[("camera", id)],
+                        ) as u64
+                    }),
                 sent: metric_with(gw_metrics, "lookout_relay_frames_total", &[("camera", id)])
                     as u64,
                 received_at_center: c["frames"].as_u64().unwrap_or(0),
@@ -710,6 +764,7 @@ pub fn run(mut args: RelayArgs) -> anyhow::Result<RelayReport> {
     }
     let sent: u64 = cameras.values().map(|c| c.sent).sum();
     let received: u64 = cameras.values().map(|c| c.received_at_center).sum();
+    let hops = FrameHops::of(&cameras);
     let reset: u64 = cameras.values().map(|c| c.gops_reset).sum();
 
     let capture_to_alert_p99 = timing.capture_to_alert.p99_measured();
@@ -766,9 +821,13 @@ pub fn run(mut args: RelayArgs) -> anyhow::Result<RelayReport> {
             "center_outage": args.center_outage.map(|(a, l)| serde_json::json!({"at_s": a.as_secs_f64(), "length_s": l.as_secs_f64()})),
         }),
         frames: serde_json::json!({
+            "sent_by_cameras": hops.sent_by_cameras,
+            "received_at_gateway": hops.received_at_gateway,
+            "lost_camera_to_gateway": hops.lost_camera_to_gateway,
             "sent": sent,
             "received_at_center": received,
-            "lost": sent.saturating_sub(received),
+            "lost_gateway_to_center": sent.saturating_sub(received),
+            "lost": hops.lost_camera_to_gateway.unwrap_or(0) + sent.saturating_sub(received),
             "gops_reset": reset,
         }),
         cameras,
@@ -805,7 +864,8 @@ pub fn run(mut args: RelayArgs) -> anyhow::Result<RelayReport> {
             "passed": relay.p99_measured().is_some_and(|p| p <= 5.0)
                 // No alert at all: judged by the incidents (none scripted, or missed).
                 && capture_to_alert_p99.is_none_or(|p| p <= 100.0)
-                && sent.saturating_sub(received) == 0
+                // End to end: frames lost camera → gateway count too.
+                && hops.lost_camera_to_gateway.unwrap_or(0) + sent.saturating_sub(received) == 0
                 && incidents_clean,
         }),
         link: link_stats.map(|s| serde_json::to_value(s).unwrap_or(Value::Null)),
