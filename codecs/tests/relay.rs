@@ -179,6 +179,18 @@ fn center_control() -> (Vec<u8>, Vec<ControlMessage>) {
         }),
         ControlMessage::Ping(Ping { nonce: 17 }),
         ControlMessage::Pong(Pong { nonce: 99 }),
+        ControlMessage::AlertRefused(AlertRefused {
+            alert_id: "gauge17-2026-12-07T0815".into(),
+            revision: Some(0),
+            code: ErrorCode::ALERT_ID_CONFLICT,
+            reason: "a different record holds this id and revision".into(),
+        }),
+        ControlMessage::AlertRefused(AlertRefused {
+            alert_id: "01890a5d-ac96-774b-bcce-b302099a8057".into(),
+            revision: None,
+            code: ErrorCode::INTERNAL_ERROR,
+            reason: String::new(),
+        }),
         ControlMessage::Goaway(Goaway {
             code: ErrorCode::from_u32(0x77),
             reason: "center maintenance".into(),
@@ -1209,6 +1221,20 @@ fn control_message() -> impl Strategy<Value = ControlMessage> {
         any::<u64>().prop_map(|nonce| ControlMessage::Pong(Pong { nonce })),
         (error_code(), text())
             .prop_map(|(code, reason)| ControlMessage::Goaway(Goaway { code, reason })),
+        (
+            id(),
+            proptest::option::of(any::<u32>()),
+            error_code(),
+            text()
+        )
+            .prop_map(|(alert_id, revision, code, reason)| {
+                ControlMessage::AlertRefused(AlertRefused {
+                    alert_id,
+                    revision,
+                    code,
+                    reason,
+                })
+            }),
     ]
 }
 

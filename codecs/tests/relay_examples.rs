@@ -5,7 +5,10 @@
 
 use bytes::Bytes;
 use lookout_codecs::relay::varint::decode_varint;
-use lookout_codecs::relay::{Alert, AlertMessage, Frame, MessageType, StreamMessage, VideoMessage};
+use lookout_codecs::relay::{
+    Alert, AlertMessage, AlertRefused, ControlMessage, ErrorCode, Frame, MessageType,
+    StreamMessage, VideoMessage,
+};
 
 fn example_alert() -> AlertMessage {
     AlertMessage::Alert(Alert {
@@ -14,6 +17,15 @@ fn example_alert() -> AlertMessage {
         payload_json: r#"{"label":"smoke","score":0.91}"#.into(),
         // A JPEG cut to its start and end markers, to keep the example short.
         snapshot_jpeg: Some(Bytes::from_static(&[0xff, 0xd8, 0xff, 0xd9])),
+    })
+}
+
+fn example_alert_refused() -> ControlMessage {
+    ControlMessage::AlertRefused(AlertRefused {
+        alert_id: "gauge17-0815".into(),
+        revision: Some(0),
+        code: ErrorCode::ALERT_ID_CONFLICT,
+        reason: "id in use".into(),
     })
 }
 
@@ -87,4 +99,9 @@ fn alert_example_is_real() {
 #[test]
 fn frame_example_is_real() {
     check(&example_frame(), "### Example: a Frame");
+}
+
+#[test]
+fn alert_refused_example_is_real() {
+    check(&example_alert_refused(), "### Example: an AlertRefused");
 }

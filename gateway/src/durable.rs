@@ -4,11 +4,13 @@
 //! commit is on disk when it returns), wait on locks instead of failing at
 //! once, and carry an application id and a schema version, so another
 //! SQLite file given by mistake, or one from a newer lookout, is refused
-//! rather than written to. The files (and SQLite's `-wal` and `-shm` next
-//! to them, which SQLite creates with the database file's permissions) are
-//! the owner's alone, 0600, in a folder created 0700: alerts, their
-//! snapshots and operators' names are nobody else's business on a shared
-//! machine, whatever the umask.
+//! rather than written to; one from an older lookout is migrated, in the
+//! same transaction as the version check, so a crash mid-way leaves it as
+//! it was. The files (and SQLite's `-wal` and `-shm` next to them, which
+//! SQLite creates with the database file's permissions) are the owner's
+//! alone, 0600, in a folder created 0700: alerts, their snapshots and
+//! operators' names are nobody else's business on a shared machine,
+//! whatever the umask.
 
 use std::path::Path;
 #[cfg(test)]
@@ -24,10 +26,19 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Schema {
     /// `PRAGMA application_id`, the file kind's mark.
     pub application_id: i64,
-    /// `PRAGMA user_version` this build writes.
-    pub version: i64,
     /// Creates version 1 in an empty file.
     pub create_v1: &'static str,
+    /// `migrations[i]` turns version `i + 1` into version `i + 2`. A new
+    /// file is created as version 1 and migrated like an old one, so every
+    /// file of this build has the same schema, whatever its history.
+    pub migrations: &'static [&'static str],
+}
+
+impl Schema {
+    /// `PRAGMA user_version` this build writes: 1, plus one per migration.
+    pub fn version(&self) -> i64 {
+        1 + self.migrations.len() as i64
+    }
 }
 
 /// Why a file could not be opened; the caller names the file and its kind.
@@ -112,10 +123,11 @@ pub fn open(path: &Path, schema: &Schema) -> Result<Connection, OpenError> {
             |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?)),
         )
         .map_err(sqlite("reading the schema version"))?;
-    if user_version > schema.version {
+    let version = schema.version();
+    if user_version > version {
         return Err(OpenError::NewerSchema {
             found: user_version,
-            supported: schema.version,
+            supported: version,
         });
     }
     let foreign = if user_version == 0 {
@@ -136,11 +148,16 @@ pub fn open(path: &Path, schema: &Schema) -> Result<Connection, OpenError> {
         tx.execute_batch(schema.create_v1)
             .map_err(sqlite("creating the schema"))?;
     }
-    // Later versions migrate here: `if user_version < 2 { … }`.
-    if user_version < schema.version {
+    for (from, migration) in (1..).zip(schema.migrations) {
+        if user_version <= from {
+            tx.execute_batch(migration)
+                .map_err(sqlite("migrating the schema"))?;
+        }
+    }
+    if user_version < version {
         tx.pragma_update(None, "application_id", schema.application_id)
             .map_err(sqlite("writing the schema version"))?;
-        tx.pragma_update(None, "user_version", schema.version)
+        tx.pragma_update(None, "user_version", version)
             .map_err(sqlite("writing the schema version"))?;
     }
     tx.commit().map_err(sqlite("committing the schema"))?;

@@ -112,7 +112,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         "  command center   http://127.0.0.1:8090/api/cameras   ({relayed} cameras relayed over QUIC)"
     );
     println!(
-        "  center alerts    http://127.0.0.1:8090/api/alerts    (the SQLite ledger; POST /api/alerts/ID/ack)"
+        "  center alerts    http://127.0.0.1:8090/api/alerts    (the SQLite ledger; POST /api/gateways/GATEWAY/alerts/ID/ack)"
     );
     println!("  center gateways  http://127.0.0.1:8090/api/gateways");
     println!(

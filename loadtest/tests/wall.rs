@@ -403,11 +403,16 @@ fn the_wall_plays_every_camera_shows_alerts_takes_acks_and_marks_offline() {
         },
     );
     let id = alert["id"].as_str().expect("alert id").to_string();
+    let gateway = alert["gateway"]
+        .as_str()
+        .expect("alert gateway")
+        .to_string();
     let stored_ms = alert["received_unix_ms"].as_u64().expect("received time");
+    // The page knows an alert by gateway and id (ids are per gateway).
     let shown = |id: &str| -> Value {
         browser.eval(&format!(
-            "const a = window.lookoutWall.alerts.get('{id}'); \
-             return a ? {{ shown_at: a.shown_at || null, in_panel: !!document.querySelector('#alerts li[data-id=\"{id}\"]') }} : null;"
+            "const a = window.lookoutWall.alerts.get(JSON.stringify(['{gateway}', '{id}'])); \
+             return a ? {{ shown_at: a.shown_at || null, in_panel: !!document.querySelector('#alerts li[data-gateway=\"{gateway}\"][data-id=\"{id}\"]') }} : null;"
         ))
     };
     wait_for("the alert on the page", Duration::from_secs(10), || {
@@ -427,7 +432,7 @@ fn the_wall_plays_every_camera_shows_alerts_takes_acks_and_marks_offline() {
     browser.screenshot(&shots.join("2-alert.png"));
 
     // Acknowledge from the page: the ledger has it, the page says so.
-    let button = format!("button.ack[data-id=\"{id}\"]");
+    let button = format!("button.ack[data-gateway=\"{gateway}\"][data-id=\"{id}\"]");
     let mut clicked = false;
     wait_for(
         "the acknowledgement in the ledger",
@@ -436,7 +441,8 @@ fn the_wall_plays_every_camera_shows_alerts_takes_acks_and_marks_offline() {
             if !clicked {
                 clicked = browser.click(&button);
             }
-            get(&format!("{base}/api/alerts/{id}"))["acked_by"] == "wall-operator"
+            get(&format!("{base}/api/gateways/{gateway}/alerts/{id}"))["acked_by"]
+                == "wall-operator"
         },
     );
     wait_for(

@@ -8,10 +8,10 @@
 use bytes::Bytes;
 use lookout_codecs::annexb::nal_units;
 use lookout_codecs::relay::{
-    Alert, AlertAck, AlertMessage, CameraChange, CameraInfo, CameraKind, CameraState, CameraUpdate,
-    ControlMessage, EncodeError, ErrorCode, Frame, Goaway, GopHeader, Hello, Location,
-    PROTOCOL_VERSION, Ping, Pong, Refuse, Snapshot, SnapshotAck, StreamMessage, Subscribe,
-    SubscribeMode, VideoFormat, VideoMessage, Welcome,
+    Alert, AlertAck, AlertMessage, AlertRefused, CameraChange, CameraInfo, CameraKind, CameraState,
+    CameraUpdate, ControlMessage, EncodeError, ErrorCode, Frame, Goaway, GopHeader, Hello,
+    Location, PROTOCOL_VERSION, Ping, Pong, Refuse, Snapshot, SnapshotAck, StreamMessage,
+    Subscribe, SubscribeMode, VideoFormat, VideoMessage, Welcome,
 };
 use lookout_codecs::{CaptureStamp, Codec, access_units, h264, h265, insert_stamp, inspect};
 
@@ -120,6 +120,7 @@ pub fn relay_frames(clips: &[Clip]) -> Result<Vec<Seed>, EncodeError> {
             ControlMessage::Subscribe(subscribe()),
             ControlMessage::Ping(Ping { nonce: 9 }),
             ControlMessage::Pong(Pong { nonce: 7 }),
+            ControlMessage::AlertRefused(alert_refused()),
             ControlMessage::Goaway(goaway()),
         ])?,
     );
@@ -205,6 +206,10 @@ pub fn relay_messages(clips: &[Clip]) -> Result<Vec<Seed>, EncodeError> {
         ("ping", ControlMessage::Ping(Ping { nonce: 7 })),
         ("pong", ControlMessage::Pong(Pong { nonce: 7 })),
         ("goaway", ControlMessage::Goaway(goaway())),
+        (
+            "alert_refused",
+            ControlMessage::AlertRefused(alert_refused()),
+        ),
     ];
     for (name, m) in control {
         add(name, m.encode()?.to_bytes());
@@ -307,6 +312,15 @@ fn camera_update() -> CameraUpdate {
                 id: "fixed-01".into(),
             },
         ],
+    }
+}
+
+fn alert_refused() -> AlertRefused {
+    AlertRefused {
+        alert_id: "gauge17-2026-12-07T0815".into(),
+        revision: Some(0),
+        code: ErrorCode::ALERT_ID_CONFLICT,
+        reason: "a different record holds this id and revision".into(),
     }
 }
 

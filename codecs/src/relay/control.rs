@@ -1,5 +1,6 @@
 //! Control stream messages: the handshake (`Hello` → `Welcome` or `Refuse`), the center's
-//! video subscription, the gateway's camera changes, liveness pings and `Goaway`. The
+//! video subscription, the gateway's camera changes, liveness pings, `Goaway`, and the
+//! center's `AlertRefused` notices (an alert it did not store, and why). The
 //! gateway opens this bidirectional stream first on every connection and keeps it open
 //! for the connection's life. Unknown message types on this stream are skipped, so later
 //! versions can add advisory messages without breaking version-1 peers.
@@ -408,6 +409,23 @@ pub struct Goaway {
     pub reason: String,
 }
 
+/// Center → gateway: an `Alert` (or a `Snapshot`) the center did not store and will
+/// not acknowledge, and why. Advisory, added within version 1 (PROTOCOL.md §6.14): the
+/// guarantee is that nothing unstored is acknowledged; this notice only lets the gateway
+/// say why an entry stays in its outbox, and stop re-sending it on this connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AlertRefused {
+    /// The alert's id, as the gateway sent it.
+    pub alert_id: String,
+    /// The revision of the `Alert` refused; `None`: the alert's `Snapshot` was refused.
+    pub revision: Option<u32>,
+    /// Why, as an error code: [`ErrorCode::ALERT_ID_CONFLICT`] (sending it again will not
+    /// help), [`ErrorCode::INTERNAL_ERROR`] (the center could not store it now), …
+    pub code: ErrorCode,
+    /// Why, for people, at most 1024 bytes.
+    pub reason: String,
+}
+
 /// A message of the control stream.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ControlMessage {
@@ -427,6 +445,8 @@ pub enum ControlMessage {
     Pong(Pong),
     /// 0x08, either way.
     Goaway(Goaway),
+    /// 0x09, center → gateway.
+    AlertRefused(AlertRefused),
 }
 
 fn write_code_reason(w: &mut Writer, code: ErrorCode, reason: &str) -> Result<(), EncodeError> {
@@ -455,6 +475,7 @@ impl StreamMessage for ControlMessage {
             ControlMessage::Ping(_) => MessageType::PING,
             ControlMessage::Pong(_) => MessageType::PONG,
             ControlMessage::Goaway(_) => MessageType::GOAWAY,
+            ControlMessage::AlertRefused(_) => MessageType::ALERT_REFUSED,
         }
     }
 
@@ -525,6 +546,14 @@ impl StreamMessage for ControlMessage {
             }
             ControlMessage::Ping(Ping { nonce }) | ControlMessage::Pong(Pong { nonce }) => {
                 w.u64(*nonce);
+            }
+            ControlMessage::AlertRefused(refused) => {
+                w.string("alert_id", &refused.alert_id, 1, MAX_ID_LEN)?;
+                w.flag(refused.revision.is_some());
+                if let Some(revision) = refused.revision {
+                    w.varint("revision", u64::from(revision))?;
+                }
+                write_code_reason(&mut w, refused.code, &refused.reason)?;
             }
         }
         w.finish(msg_type, StreamKind::Control)
@@ -629,6 +658,21 @@ impl Sealed for ControlMessage {
             MessageType::PONG => ControlMessage::Pong(Pong {
                 nonce: r.u64("nonce")?,
             }),
+            MessageType::ALERT_REFUSED => {
+                let alert_id = r.string("alert_id", 1, MAX_ID_LEN)?;
+                let revision = if r.flag("revision")? {
+                    Some(r.varint_u32("revision")?)
+                } else {
+                    None
+                };
+                let (code, reason) = read_code_reason(r)?;
+                ControlMessage::AlertRefused(AlertRefused {
+                    alert_id,
+                    revision,
+                    code,
+                    reason,
+                })
+            }
             other => {
                 return Err(DecodeError::UnknownType {
                     stream: StreamKind::Control,
@@ -658,4 +702,14 @@ macro_rules! into_message {
 }
 pub(crate) use into_message;
 
-into_message!(ControlMessage: Hello, Welcome, Refuse, Subscribe, CameraUpdate, Ping, Pong, Goaway);
+into_message!(
+    ControlMessage: Hello,
+    Welcome,
+    Refuse,
+    Subscribe,
+    CameraUpdate,
+    Ping,
+    Pong,
+    Goaway,
+    AlertRefused
+);

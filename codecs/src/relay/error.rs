@@ -36,6 +36,11 @@ impl ErrorCode {
     pub const PING_TIMEOUT: ErrorCode = ErrorCode(0x06);
     /// 0x07: the peer failed on its own side (for the center: it cannot store alerts).
     pub const INTERNAL_ERROR: ErrorCode = ErrorCode(0x07);
+    /// 0x08: in [`AlertRefused`](super::AlertRefused): the center already holds a
+    /// different record from this gateway under this alert id and revision (the
+    /// gateway reused an id, say after losing its outbox); sending it again will not
+    /// help.
+    pub const ALERT_ID_CONFLICT: ErrorCode = ErrorCode(0x08);
     /// 0x10: a GOP stream reset by the gateway because its data fell further behind than
     /// its camera's latency budget; the wall skips to the next GOP.
     pub const GOP_EXPIRED: ErrorCode = ErrorCode(0x10);
@@ -47,7 +52,7 @@ impl ErrorCode {
     pub const UNWANTED: ErrorCode = ErrorCode(0x12);
 
     /// Every code this version defines, in numeric order.
-    pub const ALL: [ErrorCode; 11] = [
+    pub const ALL: [ErrorCode; 12] = [
         ErrorCode::NO_ERROR,
         ErrorCode::PROTOCOL_VIOLATION,
         ErrorCode::UNSUPPORTED_VERSION,
@@ -56,6 +61,7 @@ impl ErrorCode {
         ErrorCode::REPLACED,
         ErrorCode::PING_TIMEOUT,
         ErrorCode::INTERNAL_ERROR,
+        ErrorCode::ALERT_ID_CONFLICT,
         ErrorCode::GOP_EXPIRED,
         ErrorCode::SUPERSEDED,
         ErrorCode::UNWANTED,
@@ -92,6 +98,7 @@ impl ErrorCode {
             ErrorCode::REPLACED => "REPLACED",
             ErrorCode::PING_TIMEOUT => "PING_TIMEOUT",
             ErrorCode::INTERNAL_ERROR => "INTERNAL_ERROR",
+            ErrorCode::ALERT_ID_CONFLICT => "ALERT_ID_CONFLICT",
             ErrorCode::GOP_EXPIRED => "GOP_EXPIRED",
             ErrorCode::SUPERSEDED => "SUPERSEDED",
             ErrorCode::UNWANTED => "UNWANTED",

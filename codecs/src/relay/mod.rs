@@ -50,8 +50,8 @@ mod wire;
 
 pub use alerts::{Alert, AlertAck, AlertMessage, Snapshot, SnapshotAck};
 pub use control::{
-    CameraChange, CameraInfo, CameraKind, CameraState, CameraUpdate, ControlMessage, Goaway, Hello,
-    Location, Ping, Pong, Refuse, Subscribe, SubscribeMode, VideoFormat, Welcome,
+    AlertRefused, CameraChange, CameraInfo, CameraKind, CameraState, CameraUpdate, ControlMessage,
+    Goaway, Hello, Location, Ping, Pong, Refuse, Subscribe, SubscribeMode, VideoFormat, Welcome,
 };
 pub use error::{DecodeError, EncodeError, ErrorCode};
 pub use framing::{FrameDecoder, StreamMessage};

@@ -44,6 +44,10 @@ impl MessageType {
     pub const PONG: MessageType = MessageType(0x07);
     /// Control, either way: the sender is about to close the connection.
     pub const GOAWAY: MessageType = MessageType(0x08);
+    /// Control, center → gateway: an alert or snapshot was not stored and will not be
+    /// acknowledged. Advisory (added within version 1): a gateway that skips it loses
+    /// nothing, the entry just stays unacknowledged.
+    pub const ALERT_REFUSED: MessageType = MessageType(0x09);
     /// Alerts, gateway → center: one revision of an alert record.
     pub const ALERT: MessageType = MessageType(0x10);
     /// Alerts, gateway → center: the snapshot of an alert sent earlier.
@@ -58,7 +62,7 @@ impl MessageType {
     pub const FRAME: MessageType = MessageType(0x21);
 
     /// Every type version 1 defines.
-    pub const ALL: [MessageType; 14] = [
+    pub const ALL: [MessageType; 15] = [
         MessageType::HELLO,
         MessageType::WELCOME,
         MessageType::REFUSE,
@@ -67,6 +71,7 @@ impl MessageType {
         MessageType::PING,
         MessageType::PONG,
         MessageType::GOAWAY,
+        MessageType::ALERT_REFUSED,
         MessageType::ALERT,
         MessageType::SNAPSHOT,
         MessageType::ALERT_ACK,
@@ -104,6 +109,7 @@ impl MessageType {
             MessageType::PING => ("Ping", Control, None),
             MessageType::PONG => ("Pong", Control, None),
             MessageType::GOAWAY => ("Goaway", Control, None),
+            MessageType::ALERT_REFUSED => ("AlertRefused", Control, Some(Center)),
             MessageType::ALERT => ("Alert", Alerts, Some(Gateway)),
             MessageType::SNAPSHOT => ("Snapshot", Alerts, Some(Gateway)),
             MessageType::ALERT_ACK => ("AlertAck", Alerts, Some(Center)),

@@ -5,7 +5,11 @@
 //! arrive (access units unchanged, capture and receive times kept, so the
 //! upper center measures latency from the camera), and forwards every alert
 //! once its own ledger has stored it, through its own durable outbox per
-//! upstream, so an alert survives an outage of either link.
+//! upstream, so an alert survives an outage of either link. Upward all of
+//! them come from one gateway (this center), so each goes under the
+//! ledger's `upward_id` for it — its own id unless another gateway's alert
+//! had taken that (PROTOCOL.md §11) — and two gateways' alerts with the same
+//! id stay two alerts above too.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -15,8 +19,8 @@ use lookout_codecs::relay::{Alert, CameraInfo, CameraPolicy, CameraState, Snapsh
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
-use super::ledger::LedgerQuery;
-use super::{Center, LiveFrame};
+use super::ledger::{LedgerAlert, LedgerQuery};
+use super::{AlertKey, Center, LiveFrame};
 use crate::ingest::{AccessUnit, CodecParams, TimestampSource};
 use crate::relay::source::{Source, UnitFeed};
 use crate::relay::uplink::{DEFAULT_LATENCY_BUDGET, Uplink};
@@ -49,9 +53,12 @@ impl CenterSource {
         tokio::spawn(async move {
             loop {
                 match events.recv().await {
-                    Ok(id) => {
+                    Ok(key) => {
                         let ledger = center.ledger.clone();
-                        let found = tokio::task::spawn_blocking(move || ledger.alert(&id)).await;
+                        let found = tokio::task::spawn_blocking(move || {
+                            ledger.alert(&key.gateway, &key.id)
+                        })
+                        .await;
                         if let Ok(Ok(Some(a))) = found
                             && let Some(camera) = a.camera.as_deref()
                             && let Some(id) = upward_id(&a.gateway, camera)
@@ -198,28 +205,44 @@ impl Source for CenterSource {
     }
 }
 
-/// The ledger's record of an alert as the messages that forward it.
-fn forward(center: &Center, id: &str) -> Vec<OutboxItem> {
-    let Ok(Some(a)) = center.ledger.alert(id) else {
-        return Vec::new();
-    };
+/// A gateway's alert, as the messages that forward it (none when the ledger
+/// cannot read it now: it goes with its next change, or the next start's
+/// backlog).
+fn forward(center: &Center, key: &AlertKey) -> Vec<OutboxItem> {
+    match center.ledger.alert(&key.gateway, &key.id) {
+        Ok(Some(a)) => forward_record(center, a),
+        Ok(None) => Vec::new(),
+        Err(e) => {
+            tracing::warn!(gateway = %key.gateway, alert = %key.id, "not forwarded now: {e}");
+            Vec::new()
+        }
+    }
+}
+
+/// The ledger's record of an alert as the messages that forward it, under
+/// its `upward_id`.
+fn forward_record(center: &Center, a: LedgerAlert) -> Vec<OutboxItem> {
     let payload_json = match &a.alert {
         serde_json::Value::String(s) => s.clone(),
         v => v.to_string(),
     };
     let mut items = vec![OutboxItem::Alert(Alert {
-        id: a.id.clone(),
+        id: a.upward_id.clone(),
         revision: a.revision,
         payload_json,
         snapshot_jpeg: None,
     })];
-    if a.has_snapshot
-        && let Ok(Some(jpeg)) = center.ledger.snapshot(id)
-    {
-        items.push(OutboxItem::Snapshot(Snapshot {
-            alert_id: a.id,
-            jpeg: jpeg.into(),
-        }));
+    if a.has_snapshot {
+        match center.ledger.snapshot(&a.gateway, &a.id) {
+            Ok(Some(jpeg)) => items.push(OutboxItem::Snapshot(Snapshot {
+                alert_id: a.upward_id,
+                jpeg: jpeg.into(),
+            })),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(gateway = %a.gateway, alert = %a.id, "snapshot not forwarded now: {e}");
+            }
+        }
     }
     items
 }
@@ -243,24 +266,24 @@ pub fn feeder(
                     })
                     .unwrap_or_default();
                 all.reverse(); // oldest first
-                all.iter()
-                    .flat_map(|a| forward(&c, &a.id))
+                all.into_iter()
+                    .flat_map(|a| forward_record(&c, a))
                     .collect::<Vec<_>>()
             })
             .await
             .unwrap_or_default();
             store(&uplinks, backlog).await;
             loop {
-                let id = tokio::select! {
+                let key = tokio::select! {
                     e = events.recv() => match e {
-                        Ok(id) => id,
+                        Ok(key) => key,
                         Err(broadcast::error::RecvError::Lagged(_)) => continue,
                         Err(broadcast::error::RecvError::Closed) => return,
                     },
                     _ = stop.changed() => return,
                 };
                 let c = center.clone();
-                let items = tokio::task::spawn_blocking(move || forward(&c, &id))
+                let items = tokio::task::spawn_blocking(move || forward(&c, &key))
                     .await
                     .unwrap_or_default();
                 store(&uplinks, items).await;

@@ -6,6 +6,11 @@
 //! sign-out (server-side sessions, `sessions.rs`). Loopback by default;
 //! `auth.rs` guards every route. Reads are `GET`, every change of state
 //! (an acknowledgement, a latency reset, signing in or out) is `POST`.
+//!
+//! An alert is named by its gateway and id (`/api/gateways/{gateway}/alerts/{id}`):
+//! ids are the gateways' own and two gateways may use the same one. The older
+//! `/api/alerts/{id}` paths still work while the id is one gateway's only, and
+//! answer `409` with the alerts to choose from when it is not.
 
 use std::sync::Arc;
 
@@ -18,8 +23,8 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::Center;
 use super::ledger::{AckOutcome, LedgerQuery};
+use super::{AlertKey, Center};
 use crate::auth::ApiGuard;
 use crate::logging::untrusted;
 use crate::metrics::Metrics;
@@ -89,9 +94,15 @@ pub fn router(center: Arc<Center>, metrics: Arc<Metrics>, guard: Arc<ApiGuard>) 
         .route("/api/cameras", get(cameras))
         .route("/api/cameras/{gateway}/{camera}/gop", get(latest_gop))
         .route("/api/alerts", get(alerts))
-        .route("/api/alerts/{id}", get(alert))
-        .route("/api/alerts/{id}/snapshot.jpg", get(snapshot))
-        .route("/api/alerts/{id}/ack", post(acknowledge))
+        .route("/api/alerts/{id}", get(alert_by_id))
+        .route("/api/alerts/{id}/snapshot.jpg", get(snapshot_by_id))
+        .route("/api/alerts/{id}/ack", post(acknowledge_by_id))
+        .route("/api/gateways/{gateway}/alerts/{id}", get(alert))
+        .route(
+            "/api/gateways/{gateway}/alerts/{id}/snapshot.jpg",
+            get(snapshot),
+        )
+        .route("/api/gateways/{gateway}/alerts/{id}/ack", post(acknowledge))
         .route("/api/latency", get(latency))
         .route("/api/latency/reset", post(latency_reset))
         .route("/api/upstreams", get(upstreams))
@@ -296,23 +307,112 @@ async fn alerts(State(s): State<AppState>, Query(p): Query<AlertParams>) -> Resp
     }
 }
 
-async fn alert(State(s): State<AppState>, Path(id): Path<String>) -> Response {
+/// The path of one gateway's alert, as the API names it.
+fn alert_path(gateway: &str, id: &str) -> String {
+    format!(
+        "/api/gateways/{}/alerts/{}",
+        path_segment(gateway),
+        path_segment(id)
+    )
+}
+
+/// `text` as one URL path segment: every byte but RFC 3986's unreserved ones
+/// percent-encoded (a cascade's alert ids hold `/`).
+fn path_segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Which alert an id alone names: the one gateway's alert with that id, or a
+/// response — `404` when there is none, `409` listing them when several
+/// gateways use the id (a client must then name the gateway).
+async fn resolve(s: &AppState, id: &str) -> Result<AlertKey, Response> {
     let ledger = s.center.ledger.clone();
-    let key = id.clone();
-    match tokio::task::spawn_blocking(move || ledger.alert(&key)).await {
+    let key = id.to_string();
+    let found = match tokio::task::spawn_blocking(move || ledger.alerts_with_id(&key)).await {
+        Ok(Ok(found)) => found,
+        Ok(Err(e)) => return Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+        Err(e) => return Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+    };
+    match found.as_slice() {
+        [] => Err(error(StatusCode::NOT_FOUND, format!("no alert {id}"))),
+        [one] => Ok(AlertKey {
+            gateway: one.gateway.clone(),
+            id: one.id.clone(),
+        }),
+        several => Err((
+            StatusCode::CONFLICT,
+            Json(json!({
+                "error": format!(
+                    "{} gateways have an alert {id}; name the gateway: /api/gateways/{{gateway}}/alerts/{{id}}",
+                    several.len()
+                ),
+                "gateways": several.iter().map(|a| a.gateway.as_str()).collect::<Vec<_>>(),
+                "alerts": several.iter().map(|a| alert_path(&a.gateway, &a.id)).collect::<Vec<_>>(),
+            })),
+        )
+            .into_response()),
+    }
+}
+
+async fn alert_by_id(State(s): State<AppState>, Path(id): Path<String>) -> Response {
+    match resolve(&s, &id).await {
+        Ok(key) => alert_of(&s, key).await,
+        Err(r) => r,
+    }
+}
+
+async fn alert(State(s): State<AppState>, Path((gateway, id)): Path<(String, String)>) -> Response {
+    alert_of(&s, AlertKey { gateway, id }).await
+}
+
+async fn alert_of(s: &AppState, key: AlertKey) -> Response {
+    let ledger = s.center.ledger.clone();
+    let k = key.clone();
+    match tokio::task::spawn_blocking(move || ledger.alert(&k.gateway, &k.id)).await {
         Ok(Ok(Some(a))) => Json(a).into_response(),
-        Ok(Ok(None)) => error(StatusCode::NOT_FOUND, format!("no alert {id}")),
+        Ok(Ok(None)) => error(
+            StatusCode::NOT_FOUND,
+            format!("no alert {} of gateway {}", key.id, key.gateway),
+        ),
         Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
 
-async fn snapshot(State(s): State<AppState>, Path(id): Path<String>) -> Response {
+async fn snapshot_by_id(State(s): State<AppState>, Path(id): Path<String>) -> Response {
+    match resolve(&s, &id).await {
+        Ok(key) => snapshot_of(&s, key).await,
+        Err(r) => r,
+    }
+}
+
+async fn snapshot(
+    State(s): State<AppState>,
+    Path((gateway, id)): Path<(String, String)>,
+) -> Response {
+    snapshot_of(&s, AlertKey { gateway, id }).await
+}
+
+async fn snapshot_of(s: &AppState, key: AlertKey) -> Response {
     let ledger = s.center.ledger.clone();
-    let key = id.clone();
-    match tokio::task::spawn_blocking(move || ledger.snapshot(&key)).await {
+    let k = key.clone();
+    match tokio::task::spawn_blocking(move || ledger.snapshot(&k.gateway, &k.id)).await {
         Ok(Ok(Some(jpeg))) => ([(header::CONTENT_TYPE, "image/jpeg")], jpeg).into_response(),
-        Ok(Ok(None)) => error(StatusCode::NOT_FOUND, format!("no snapshot for alert {id}")),
+        Ok(Ok(None)) => error(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no snapshot for alert {} of gateway {}",
+                key.id, key.gateway
+            ),
+        ),
         Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
@@ -325,22 +425,43 @@ struct AckBody {
     note: Option<String>,
 }
 
-/// An operator acknowledges an alert: recorded once, with who and when.
-async fn acknowledge(
+async fn acknowledge_by_id(
     State(s): State<AppState>,
     Path(id): Path<String>,
     body: Option<Json<AckBody>>,
 ) -> Response {
-    // Cross-origin writes never get here: `auth::guard` refuses them.
-    let Some(Json(body)) = body else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "expected a JSON body {\"operator\": NAME, \"note\": TEXT?}",
-        );
+    // The body is checked first: a malformed request says so, whatever the id.
+    let body = match ack_body(body) {
+        Ok(b) => b,
+        Err(why) => return error(StatusCode::BAD_REQUEST, why),
     };
-    let operator = body.operator.trim().to_string();
-    if operator.is_empty() || operator.len() > 128 {
-        return error(StatusCode::BAD_REQUEST, "operator: 1–128 characters");
+    match resolve(&s, &id).await {
+        Ok(key) => acknowledge_of(&s, key, body).await,
+        Err(r) => r,
+    }
+}
+
+/// An operator acknowledges an alert: recorded once, with who and when.
+async fn acknowledge(
+    State(s): State<AppState>,
+    Path((gateway, id)): Path<(String, String)>,
+    body: Option<Json<AckBody>>,
+) -> Response {
+    match ack_body(body) {
+        Ok(body) => acknowledge_of(&s, AlertKey { gateway, id }, body).await,
+        Err(why) => error(StatusCode::BAD_REQUEST, why),
+    }
+}
+
+/// The acknowledgement's body, checked; `Err` says what is wrong with it.
+fn ack_body(body: Option<Json<AckBody>>) -> Result<AckBody, &'static str> {
+    // Cross-origin writes never get here: `auth::guard` refuses them.
+    let Some(Json(mut body)) = body else {
+        return Err("expected a JSON body {\"operator\": NAME, \"note\": TEXT?}");
+    };
+    body.operator = body.operator.trim().to_string();
+    if body.operator.is_empty() || body.operator.len() > 128 {
+        return Err("operator: 1–128 characters");
     }
     if operator.chars().any(char::is_control) {
         // A name is one line of text; a newline or an escape is an attempt
@@ -357,32 +478,48 @@ async fn acknowledge(
         );
     }
     if body.note.as_ref().is_some_and(|n| n.len() > 4096) {
-        return error(StatusCode::BAD_REQUEST, "note: at most 4096 bytes");
+        return Err("note: at most 4096 bytes");
     }
+    Ok(body)
+}
+
+async fn acknowledge_of(s: &AppState, key: AlertKey, body: AckBody) -> Response {
     let ledger = s.center.ledger.clone();
-    let key = id.clone();
+    let k = key.clone();
+    let operator = body.operator.clone();
     let note = body.note.clone();
     let result = tokio::task::spawn_blocking(move || {
-        ledger.acknowledge(&key, &operator, note.as_deref(), super::unix_ms())
+        ledger.acknowledge(
+            &k.gateway,
+            &k.id,
+            &operator,
+            note.as_deref(),
+            super::unix_ms(),
+        )
     })
     .await;
+    let AlertKey { gateway, id } = key.clone();
     match result {
         Ok(Ok(AckOutcome::Acknowledged)) => {
-            tracing::info!(alert = %untrusted(&id), operator = %untrusted(&body.operator), "alert acknowledged");
-            // No page open (no receiver) is fine: pages load the ledger when they open.
-            let _ = s.center.alert_events.send(id.clone());
-            Json(json!({ "id": id, "acknowledged": true })).into_response()
+            tracing::info!(gateway = %untrusted(&gateway), alert = %untrusted(&id), operator = %untrusted(&body.operator), "alert acknowledged");
+            if s.center.alert_events.send(key).is_err() {
+                tracing::trace!("no one follows alert changes");
+            }
+            Json(json!({ "gateway": gateway, "id": id, "acknowledged": true })).into_response()
         }
         Ok(Ok(AckOutcome::AlreadyAcknowledged { by, at_unix_ms })) => (
             StatusCode::CONFLICT,
             Json(json!({
-                "error": format!("alert {id} was already acknowledged by {by}"),
+                "error": format!("alert {id} of gateway {gateway} was already acknowledged by {by}"),
                 "acked_by": by,
                 "acked_unix_ms": at_unix_ms,
             })),
         )
             .into_response(),
-        Ok(Ok(AckOutcome::NotFound)) => error(StatusCode::NOT_FOUND, format!("no alert {id}")),
+        Ok(Ok(AckOutcome::NotFound)) => error(
+            StatusCode::NOT_FOUND,
+            format!("no alert {id} of gateway {gateway}"),
+        ),
         Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }

@@ -58,8 +58,15 @@ pub struct CenterMetrics {
     /// (`control`, `alert`, `video`, `connection`): the connection (or, for
     /// video, the GOP stream) was closed for each.
     pub protocol_violations: Family<Labels, Counter>,
-    /// Alert messages by outcome: `inserted`, `updated`, `duplicate`.
+    /// Alert messages by outcome: `inserted`, `updated`, `duplicate`,
+    /// `conflict` (refused, see `alerts_refused`).
     pub alerts: Family<Labels, Counter>,
+    /// Alert-stream messages not stored, hence never acknowledged, per
+    /// gateway and reason: `conflict` (the gateway reused an alert id for
+    /// another record; answered `AlertRefused`), `storage` (the ledger
+    /// failed, e.g. disk full; the connection is closed with
+    /// `INTERNAL_ERROR` and the gateway sends them again).
+    pub alerts_refused: Family<Labels, Counter>,
     pub frames: Family<Labels, Counter>,
     pub bytes: Family<Labels, Counter>,
     /// GOP streams by outcome: `complete`, `reset`, `invalid`, `shed` (over
@@ -99,6 +106,7 @@ impl Default for CenterMetrics {
             refused,
             protocol_violations: Family::default(),
             alerts: Family::default(),
+            alerts_refused: Family::default(),
             frames: Family::default(),
             bytes: Family::default(),
             gops: Family::default(),
@@ -128,6 +136,11 @@ impl CenterMetrics {
             "center_alert_messages",
             "Alert messages received, by outcome",
             self.alerts.clone(),
+        );
+        m.register(
+            "center_alerts_refused",
+            "Alert-stream messages not stored and not acknowledged, by gateway and reason: conflict, storage",
+            self.alerts_refused.clone(),
         );
         m.register(
             "center_frames",
@@ -264,6 +277,14 @@ pub struct GatewayLink {
     pub cameras: DashMap<String, Arc<CenterCamera>>,
 }
 
+/// Names one alert in the ledger: alert ids are the gateways' own, so only
+/// the pair is unique (PROTOCOL.md §9).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AlertKey {
+    pub gateway: String,
+    pub id: String,
+}
+
 /// The command center.
 pub struct Center {
     pub id: String,
@@ -273,8 +294,8 @@ pub struct Center {
     subscribe: Subscribe,
     latency: Mutex<Latency>,
     pub started: Instant,
-    /// Ledger changes (alert id), for live views and the cascade.
-    pub alert_events: broadcast::Sender<String>,
+    /// Ledger changes (which gateway's alert), for live views and the cascade.
+    pub alert_events: broadcast::Sender<AlertKey>,
     /// Centers above this one, when it forwards upward.
     pub upstreams: std::sync::OnceLock<Arc<crate::relay::Relay>>,
 }

@@ -1,7 +1,9 @@
 //! One gateway's connection to the center (PROTOCOL.md §4, §9, §10): the
 //! TLS identity check, `Hello` → `Welcome` (or `Refuse`), then the control
-//! stream, the alert stream (stored in the ledger, then acknowledged) and
-//! every GOP stream, until the connection ends.
+//! stream, the alert stream (stored in the ledger, then acknowledged; what
+//! the ledger would not store is refused with `AlertRefused`, and what it
+//! could not store closes the connection, never acknowledged) and every GOP
+//! stream, until the connection ends.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -9,13 +11,15 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use lookout_codecs::relay::{
-    AlertAck, AlertMessage, CameraChange, ControlMessage, ErrorCode, Hello, PROTOCOL_VERSION, Ping,
-    Pong, Refuse, Role, SnapshotAck, VideoMessage, Welcome,
+    AlertAck, AlertMessage, AlertRefused, CameraChange, ControlMessage, ErrorCode, Hello,
+    PROTOCOL_VERSION, Ping, Pong, Refuse, Role, SnapshotAck, VideoMessage, Welcome,
 };
 use tokio::sync::Mutex as AsyncMutex;
 
 use super::ledger::{Incoming, StoreOutcome, Stored};
-use super::{Center, CenterCamera, CompleteGop, GatewayLink, LiveFrame, unix_ms, unix_ns};
+use super::{
+    AlertKey, Center, CenterCamera, CompleteGop, GatewayLink, LiveFrame, unix_ms, unix_ns,
+};
 use crate::relay::stream::{MessageReader, ReadBudget, StreamError, varint, write_message};
 use crate::relay::tls;
 
@@ -412,7 +416,7 @@ async fn run(
 ) {
     let ctl_send = Arc::new(AsyncMutex::new(ctl_send));
     let control = control(conn, link, ctl_send.clone(), ctl);
-    let streams = streams(center, conn, link);
+    let streams = streams(center, conn, link, ctl_send.clone());
     let pings = pings(link, ctl_send);
     let result: Result<(), Ending> = tokio::select! {
         r = control => r,
@@ -522,6 +526,7 @@ async fn streams(
     center: &Arc<Center>,
     conn: &quinn::Connection,
     link: &Arc<GatewayLink>,
+    ctl_send: Arc<AsyncMutex<quinn::SendStream>>,
 ) -> Result<(), Ending> {
     let lost = |e: quinn::ConnectionError| Ending::Lost(e.to_string());
     // GOP streams are accepted from the start: the alert stream becomes
@@ -544,7 +549,7 @@ async fn streams(
             })
         };
         tokio::select! {
-            r = alerts(center, link, send, recv) => r,
+            r = alerts(center, link, send, recv, ctl_send) => r,
             r = extra => r,
         }
     };
@@ -555,12 +560,16 @@ async fn streams(
 }
 
 /// Stores alert messages in the ledger, batched, and acknowledges each once
-/// its transaction has committed.
+/// its transaction has committed — each that was stored: an alert the
+/// ledger refused (a conflict) gets `AlertRefused` on the control stream
+/// instead, and a batch the ledger could not store gets nothing (the
+/// connection closes with `INTERNAL_ERROR`; the gateway re-sends it).
 async fn alerts(
     center: &Arc<Center>,
     link: &Arc<GatewayLink>,
     mut send: quinn::SendStream,
     recv: quinn::RecvStream,
+    ctl_send: Arc<AsyncMutex<quinn::SendStream>>,
 ) -> Result<(), Ending> {
     let mut reader = MessageReader::<AlertMessage>::new(recv, Role::Gateway);
     loop {
@@ -595,11 +604,29 @@ async fn alerts(
             .collect();
         let ledger = center.ledger.clone();
         let gateway = link.id.clone();
+        let messages = incoming.len();
         let stored =
             tokio::task::spawn_blocking(move || ledger.store(&gateway, &incoming, unix_ms()))
                 .await
-                .map_err(|e| Ending::Internal(format!("ledger task: {e}")))?
-                .map_err(|e| Ending::Internal(format!("ledger: {e}")))?;
+                .map_err(|e| Ending::Internal(format!("ledger task: {e}")))?;
+        let stored = match stored {
+            Ok(stored) => stored,
+            Err(e) => {
+                // Nothing of the batch is stored, so nothing is acknowledged:
+                // closing makes the gateway send it all again once it redials.
+                center
+                    .metrics
+                    .alerts_refused
+                    .get_or_create(&vec![
+                        ("gateway".into(), link.id.clone()),
+                        ("reason".into(), "storage".into()),
+                    ])
+                    .inc_by(messages as u64);
+                return Err(Ending::Internal(format!(
+                    "ledger: {e}; {messages} alert messages not stored, none acknowledged"
+                )));
+            }
+        };
         for s in stored {
             match s {
                 Stored::Alert {
@@ -607,10 +634,11 @@ async fn alerts(
                     revision,
                     outcome,
                 } => {
-                    let what = match outcome {
+                    let what = match &outcome {
                         StoreOutcome::Inserted => "inserted",
                         StoreOutcome::Updated => "updated",
                         StoreOutcome::Duplicate => "duplicate",
+                        StoreOutcome::Conflict { .. } => "conflict",
                     };
                     center
                         .metrics
@@ -620,9 +648,13 @@ async fn alerts(
                             ("outcome".into(), what.into()),
                         ])
                         .inc();
+                    if let StoreOutcome::Conflict { why } = outcome {
+                        refuse_alert(center, link, &ctl_send, id, revision, why).await?;
+                        continue;
+                    }
                     if outcome != StoreOutcome::Duplicate {
                         tracing::info!(gateway = %link.id, alert = %id, revision, "alert stored ({what})");
-                        let _ = center.alert_events.send(id.clone());
+                        announce(center, &link.id, &id);
                     }
                     write_message(
                         &mut send,
@@ -632,7 +664,7 @@ async fn alerts(
                     .map_err(ending("alert"))?;
                 }
                 Stored::Snapshot { alert_id, .. } => {
-                    let _ = center.alert_events.send(alert_id.clone());
+                    announce(center, &link.id, &alert_id);
                     write_message(
                         &mut send,
                         &AlertMessage::SnapshotAck(SnapshotAck { alert_id }),
@@ -643,6 +675,59 @@ async fn alerts(
             }
         }
     }
+}
+
+/// Tells live views and the cascade that a gateway's alert changed. Nobody
+/// listening (no wall open, no cascade) is not an error.
+fn announce(center: &Center, gateway: &str, id: &str) {
+    let key = AlertKey {
+        gateway: gateway.to_string(),
+        id: id.to_string(),
+    };
+    if center.alert_events.send(key).is_err() {
+        tracing::trace!(gateway, alert = id, "no one follows alert changes");
+    }
+}
+
+/// PROTOCOL.md §9 center rule 2: an alert the ledger did not store is not
+/// acknowledged; the gateway is told why on the control stream (it keeps
+/// the entry), and the refusal is counted and logged.
+async fn refuse_alert(
+    center: &Center,
+    link: &GatewayLink,
+    ctl_send: &AsyncMutex<quinn::SendStream>,
+    id: String,
+    revision: u32,
+    why: String,
+) -> Result<(), Ending> {
+    center
+        .metrics
+        .alerts_refused
+        .get_or_create(&vec![
+            ("gateway".into(), link.id.clone()),
+            ("reason".into(), "conflict".into()),
+        ])
+        .inc();
+    tracing::warn!(gateway = %link.id, alert = %id, revision, "alert refused, not stored and not acknowledged: {why}");
+    let refused = ControlMessage::AlertRefused(AlertRefused {
+        alert_id: id,
+        revision: Some(revision),
+        code: ErrorCode::ALERT_ID_CONFLICT,
+        reason: truncate(&why, lookout_codecs::relay::MAX_TEXT_LEN),
+    });
+    let mut send = ctl_send.lock().await;
+    write_message(&mut send, &refused)
+        .await
+        .map_err(ending("control"))
+}
+
+/// At most `max` bytes of `text`, cut at a character boundary.
+fn truncate(text: &str, max: usize) -> String {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_string()
 }
 
 /// One GOP stream: header, frames, end. Frames go to live viewers as they

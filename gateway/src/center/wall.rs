@@ -33,7 +33,7 @@ use lookout_codecs::Codec;
 use lookout_codecs::relay::GopHeader;
 use tokio::sync::broadcast;
 
-use super::{Center, LiveFrame};
+use super::{AlertKey, Center, LiveFrame};
 
 const INDEX: &str = include_str!("wall/index.html");
 const SCRIPT: &str = include_str!("wall/wall.js");
@@ -231,7 +231,7 @@ pub async fn events(
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     struct Feed {
         center: Arc<Center>,
-        alerts: broadcast::Receiver<String>,
+        alerts: broadcast::Receiver<AlertKey>,
         tick: tokio::time::Interval,
     }
     let mut tick = tokio::time::interval(CAMERA_PUSH);
@@ -244,10 +244,12 @@ pub async fn events(
     let events = stream::unfold(feed, |mut f| async move {
         loop {
             tokio::select! {
-                id = f.alerts.recv() => match id {
-                    Ok(id) => {
+                key = f.alerts.recv() => match key {
+                    Ok(key) => {
                         let ledger = f.center.ledger.clone();
-                        let found = tokio::task::spawn_blocking(move || ledger.alert(&id)).await;
+                        let found =
+                            tokio::task::spawn_blocking(move || ledger.alert(&key.gateway, &key.id))
+                                .await;
                         if let Ok(Ok(Some(a))) = found
                             && let Ok(json) = serde_json::to_string(&a)
                         {

@@ -57,6 +57,14 @@ pub struct RelayMetrics {
     pub alerts_acked: Family<Labels, Counter>,
     /// Entries waiting for an acknowledgement.
     pub outbox_depth: Family<Labels, Gauge>,
+    /// `AlertRefused` notices received, per upstream and code
+    /// (`ALERT_ID_CONFLICT`, `INTERNAL_ERROR`, …): alerts the center did not
+    /// store. Each one stays in the outbox.
+    pub alerts_refused: Family<Labels, Counter>,
+    /// Waiting entries whose last delivery a center refused: held in the
+    /// outbox, offered again on the next connection, needing an operator
+    /// when the code is `ALERT_ID_CONFLICT`.
+    pub outbox_refused: Family<Labels, Gauge>,
     /// GOPs per camera by outcome: `sent` (all acknowledged), `reset`
     /// (latency budget or the center stopped it), `skipped` (not subscribed).
     pub gops: Family<Labels, Counter>,
@@ -75,6 +83,8 @@ impl Default for RelayMetrics {
             alerts_sent: Family::default(),
             alerts_acked: Family::default(),
             outbox_depth: Family::default(),
+            alerts_refused: Family::default(),
+            outbox_refused: Family::default(),
             gops: Family::default(),
             frames: Family::default(),
             bytes: Family::default(),
@@ -109,6 +119,16 @@ impl RelayMetrics {
             "relay_outbox_entries",
             "Alert outbox entries waiting for an acknowledgement",
             self.outbox_depth.clone(),
+        );
+        m.register(
+            "relay_alerts_refused",
+            "Alerts and snapshots the command center refused to store (AlertRefused), by code; each stays in the outbox",
+            self.alerts_refused.clone(),
+        );
+        m.register(
+            "relay_outbox_refused_entries",
+            "Alert outbox entries held after the command center refused them",
+            self.outbox_refused.clone(),
         );
         m.register(
             "relay_gops",

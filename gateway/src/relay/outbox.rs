@@ -3,7 +3,10 @@
 //! that center has acknowledged it.
 //!
 //! The relay writes an alert here *before* sending it, sends from here in `seq` order,
-//! and deletes entries only on `AlertAck` / `SnapshotAck`. After a reconnect it sends
+//! and deletes entries only on `AlertAck` / `SnapshotAck`. An entry the center refused
+//! (`AlertRefused`) stays, marked with the center's code and reason ([`Outbox::refused`])
+//! for the gateway's status and metrics, and goes out again on the next connection; it
+//! is never dropped for being refused. After a reconnect it sends
 //! everything still waiting again, oldest first (`pending(0, n)`, then pages with
 //! `after` = the last `seq` sent). Commits use `synchronous=FULL` in WAL mode, so an
 //! alert that no center has acknowledged survives a crash or a power cut.
@@ -20,8 +23,6 @@ use bytes::Bytes;
 use lookout_codecs::relay::{Alert, Snapshot};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-/// The schema this build writes (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 1;
 /// `PRAGMA application_id` of an outbox ("LKOB"), so that another SQLite file (a
 /// center's ledger, say) given as an outbox path is refused rather than written to.
 const APPLICATION_ID: i64 = 0x4c4b_4f42;
@@ -50,6 +51,23 @@ CREATE TABLE queued (
     max_revision INTEGER,
     snapshot INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
+";
+
+/// Every migration, oldest first: the schema this build writes is version
+/// `1 + MIGRATIONS.len()`. Only a change an older lookout could not live with
+/// goes here: a newer version makes it refuse the file, and a gateway rolled
+/// back must still find its outbox and send what waits in it.
+const MIGRATIONS: &[&str] = &[];
+
+/// What an entry remembers of the center's last refusal of it (`AlertRefused`,
+/// PROTOCOL.md §6.14): when, the error code, the reason, and how many times, so the
+/// gateway can show what it holds and why. Added after schema 1 without a new
+/// version: an older lookout names its columns and never sees these.
+const REFUSAL_COLUMNS: &str = "
+ALTER TABLE entries ADD COLUMN refused_unix_ms INTEGER;
+ALTER TABLE entries ADD COLUMN refused_code INTEGER;
+ALTER TABLE entries ADD COLUMN refused_reason TEXT;
+ALTER TABLE entries ADD COLUMN refusals INTEGER NOT NULL DEFAULT 0;
 ";
 
 /// The latest record of each recently written alert (added after schema 1; created
@@ -192,10 +210,10 @@ impl Outbox {
         let path = path.to_path_buf();
         let schema = crate::durable::Schema {
             application_id: APPLICATION_ID,
-            version: SCHEMA_VERSION,
             create_v1: SCHEMA_V1,
+            migrations: MIGRATIONS,
         };
-        let conn = crate::durable::open(&path, &schema)
+        let mut conn = crate::durable::open(&path, &schema)
             .map_err(|e| OutboxError::opening(path.clone(), e))?;
         // Added after schema 1, so created here for old files too.
         conn.execute_batch(LATEST_TABLE)
@@ -204,6 +222,11 @@ impl Outbox {
                 op: "creating the latest-alerts table".into(),
                 cause,
             })?;
+        add_refusal_columns(&mut conn).map_err(|cause| OutboxError::Sqlite {
+            path: path.clone(),
+            op: "adding the refusal columns".into(),
+            cause,
+        })?;
 
         Ok(Outbox {
             path,
@@ -422,6 +445,77 @@ impl Outbox {
             })
     }
 
+    /// Handles an `AlertRefused`: marks the waiting entry the center refused — the
+    /// `Alert` of `id` at `revision`, or with `None` its `Snapshot` — with the code and
+    /// reason, and counts the refusal. The entry stays; returns how many were marked (0
+    /// when it was acknowledged or superseded meanwhile).
+    pub fn mark_refused(
+        &self,
+        id: &str,
+        revision: Option<u32>,
+        code: u64,
+        reason: &str,
+        now_unix_ms: u64,
+    ) -> Result<usize, OutboxError> {
+        let now = i64::try_from(now_unix_ms).unwrap_or(i64::MAX);
+        let code = i64::try_from(code).unwrap_or(i64::MAX);
+        let (kind, revision) = match revision {
+            Some(r) => (KIND_ALERT, Some(i64::from(r))),
+            None => (KIND_SNAPSHOT, None),
+        };
+        self.lock()
+            .execute(
+                "UPDATE entries SET refused_unix_ms = ?4, refused_code = ?5, \
+                 refused_reason = ?6, refusals = refusals + 1 \
+                 WHERE kind = ?1 AND alert_id = ?2 AND revision IS ?3",
+                params![kind, id, revision, now, code, reason],
+            )
+            .map_err(|cause| {
+                self.sqlite(
+                    format!("marking alert {id} revision {revision:?} refused"),
+                    cause,
+                )
+            })
+    }
+
+    /// The waiting entries a center has refused, most recently refused first, at most
+    /// `limit`: what the gateway's `/api/upstreams` shows.
+    pub fn refused(&self, limit: usize) -> Result<Vec<RefusedEntry>, OutboxError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let conn = self.lock();
+        (|| -> rusqlite::Result<Vec<RefusedEntry>> {
+            let mut stmt = conn.prepare_cached(
+                "SELECT seq, alert_id, revision, refused_unix_ms, refused_code, \
+                 refused_reason, refusals FROM entries WHERE refused_unix_ms IS NOT NULL \
+                 ORDER BY refused_unix_ms DESC, seq DESC LIMIT ?1",
+            )?;
+            let rows = stmt.query_map([limit], |row| {
+                Ok(RefusedEntry {
+                    seq: row.get(0)?,
+                    alert_id: row.get(1)?,
+                    revision: row.get(2)?,
+                    refused_unix_ms: row.get(3)?,
+                    code: row.get(4)?,
+                    reason: row.get::<_, Option<String>>(5)?.unwrap_or_default(),
+                    refusals: row.get(6)?,
+                })
+            })?;
+            rows.collect()
+        })()
+        .map_err(|cause| self.sqlite("reading refused entries".into(), cause))
+    }
+
+    /// How many waiting entries a center has refused (a metric: alerts held back).
+    pub fn refused_len(&self) -> Result<u64, OutboxError> {
+        self.lock()
+            .query_row(
+                "SELECT count(*) FROM entries WHERE refused_unix_ms IS NOT NULL",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(|cause| self.sqlite("counting refused entries".into(), cause))
+    }
+
     /// How many entries are waiting for an acknowledgement (a metric, and how far
     /// behind the center is).
     pub fn len(&self) -> Result<u64, OutboxError> {
@@ -448,6 +542,37 @@ impl Outbox {
             cause,
         }
     }
+}
+
+/// A waiting entry the center refused, and its last refusal.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RefusedEntry {
+    pub seq: u64,
+    pub alert_id: String,
+    /// The refused `Alert`'s revision; `None` for a `Snapshot`.
+    pub revision: Option<u32>,
+    pub refused_unix_ms: u64,
+    /// The center's error code (PROTOCOL.md §8), e.g. 8 for `ALERT_ID_CONFLICT`.
+    pub code: u64,
+    /// The center's reason, for people.
+    pub reason: String,
+    /// How many times a center refused it (once per connection at most).
+    pub refusals: u64,
+}
+
+/// Adds [`REFUSAL_COLUMNS`] to a file that lacks them, in one transaction.
+fn add_refusal_columns(conn: &mut Connection) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let present: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM pragma_table_info('entries') \
+         WHERE name = 'refused_unix_ms')",
+        [],
+        |row| row.get(0),
+    )?;
+    if !present {
+        tx.execute_batch(REFUSAL_COLUMNS)?;
+    }
+    tx.commit()
 }
 
 /// `seq` as the API gives it; AUTOINCREMENT rowids start at 1 and only rise.
@@ -926,6 +1051,96 @@ mod tests {
                 assert_eq!(mine[0].2, Some(h));
             }
         }
+    }
+
+    /// A refusal never removes an entry: it is marked, listed, still sent after a
+    /// reconnect, and goes only with an acknowledgement or a higher revision.
+    #[test]
+    fn a_refused_entry_stays_marked_until_acknowledged() {
+        let (_dir, outbox) = open_temp();
+        outbox.push_alert(&alert("a", 0, None)).expect("push");
+        outbox.push_alert(&alert("b", 0, None)).expect("push");
+        outbox.push_snapshot(&snapshot("b", b"jpeg")).expect("push");
+        assert_eq!(
+            outbox
+                .mark_refused("a", Some(0), 8, "id in use", 100)
+                .expect("mark"),
+            1
+        );
+        assert_eq!(
+            outbox
+                .mark_refused("b", None, 7, "disk full", 90)
+                .expect("mark"),
+            1
+        );
+        // A revision that is not waiting marks nothing.
+        assert_eq!(
+            outbox
+                .mark_refused("a", Some(5), 8, "x", 110)
+                .expect("mark"),
+            0
+        );
+        outbox
+            .mark_refused("a", Some(0), 8, "id in use, again", 120)
+            .expect("mark");
+        assert_eq!(outbox.len().expect("len"), 3);
+        assert_eq!(outbox.refused_len().expect("refused"), 2);
+        let refused = outbox.refused(10).expect("refused");
+        assert_eq!(
+            refused
+                .iter()
+                .map(|r| (
+                    r.alert_id.as_str(),
+                    r.revision,
+                    r.code,
+                    r.reason.as_str(),
+                    r.refusals
+                ))
+                .collect::<Vec<_>>(),
+            [
+                ("a", Some(0), 8, "id in use, again", 2),
+                ("b", None, 7, "disk full", 1),
+            ]
+        );
+        assert_eq!(summary(&outbox).len(), 3, "still sent after a reconnect");
+        outbox.ack_alert("a", 0).expect("ack");
+        outbox.ack_snapshot("b").expect("ack");
+        assert_eq!(outbox.refused_len().expect("refused"), 0);
+    }
+
+    /// An outbox written before refusals were recorded gains their columns, keeps its
+    /// entries waiting, and stays at schema 1, so an older gateway can still open it.
+    #[test]
+    fn an_outbox_without_refusal_columns_gains_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("o.sqlite3");
+        {
+            let conn = Connection::open(&path).expect("open");
+            conn.execute_batch(SCHEMA_V1).expect("schema 1");
+            conn.pragma_update(None, "application_id", APPLICATION_ID)
+                .expect("pragma");
+            conn.pragma_update(None, "user_version", 1).expect("pragma");
+            conn.execute(
+                "INSERT INTO entries (kind, alert_id, revision, payload_json) \
+                 VALUES (0, 'a', 0, '{}')",
+                [],
+            )
+            .expect("row");
+        }
+        let outbox = Outbox::open(&path).expect("migrates");
+        assert_eq!(summary(&outbox), [("alert", "a".to_string(), Some(0))]);
+        assert_eq!(outbox.refused_len().expect("refused"), 0);
+        outbox
+            .mark_refused("a", Some(0), 8, "id in use", 1)
+            .expect("mark");
+        drop(outbox);
+        let outbox = Outbox::open(&path).expect("reopen");
+        assert_eq!(outbox.refused(1).expect("refused")[0].reason, "id in use");
+        let version: i64 = outbox
+            .lock()
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .expect("version");
+        assert_eq!(version, 1);
     }
 
     /// A small deterministic RNG (xorshift64*), so the tests need no extra crate.

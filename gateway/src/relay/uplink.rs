@@ -7,6 +7,9 @@
 //!   changes as `CameraUpdate`, `Goaway` on shutdown;
 //! - the alert stream: every outbox entry, oldest first, at the highest
 //!   priority; entries leave the outbox only when the center acknowledges;
+//!   one the center refuses (`AlertRefused` on the control stream) stays,
+//!   marked, counted and shown in `/api/upstreams`, until a later
+//!   connection gets it acknowledged;
 //! - video: per camera, each GOP (keyframe to keyframe) on its own
 //!   unidirectional stream, written by its own task so a slow stream never
 //!   holds up the camera, with the priorities and resets that the sans-IO
@@ -25,9 +28,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use dashmap::DashMap;
 use lookout_codecs::relay::{
-    ALERT_STREAM_PRIORITY, Action, AlertMessage, CONTROL_STREAM_PRIORITY, CameraChange, CameraInfo,
-    CameraPolicy, CameraUpdate, ClassRanks, ControlMessage, ErrorCode, Frame, Goaway, GopHeader,
-    GopOutcome, GopStart, Hello, PROTOCOL_VERSION, Ping, Pong, Role, Scheduler, VideoMessage,
+    ALERT_STREAM_PRIORITY, Action, AlertMessage, AlertRefused, CONTROL_STREAM_PRIORITY,
+    CameraChange, CameraInfo, CameraPolicy, CameraUpdate, ClassRanks, ControlMessage, ErrorCode,
+    Frame, Goaway, GopHeader, GopOutcome, GopStart, Hello, PROTOCOL_VERSION, Ping, Pong, Role,
+    Scheduler, VideoMessage,
 };
 use lookout_codecs::relay::{
     CameraKind as WireKind, CameraState as WireState, Location, StreamMessage,
@@ -36,7 +40,7 @@ use serde::Serialize;
 use tokio::sync::{Notify, mpsc, watch};
 
 use super::RelayMetrics;
-use super::outbox::{Outbox, OutboxEntry};
+use super::outbox::{Outbox, OutboxEntry, RefusedEntry};
 use super::source::{Source, UnitFeed};
 use super::stream::{Backoff, MessageReader, StreamError, varint, write_message};
 use crate::config::{CameraKind, UpstreamConfig};
@@ -60,6 +64,11 @@ const PONG_TIMEOUT: Duration = Duration::from_secs(30);
 const CAMERA_POLL: Duration = Duration::from_millis(500);
 /// Outbox entries read and sent per round.
 const OUTBOX_BATCH: usize = 64;
+/// Refused entries `/api/upstreams` lists per upstream (the count is whole).
+const REFUSED_SHOWN: usize = 20;
+/// `AlertRefused` notices waiting for the alert task; the control task
+/// waits when it is full, as it would on a slow stream.
+const REFUSALS_QUEUED: usize = 64;
 /// How long a stopping gateway waits for the center to acknowledge alerts
 /// already sent (they stay in the outbox either way).
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
@@ -92,9 +101,48 @@ pub struct UplinkStatus {
     pub state: LinkState,
     pub connects: u64,
     pub outbox_pending: u64,
+    /// Of `outbox_pending`, the entries the center refused (`AlertRefused`):
+    /// held, not lost, offered again on the next connection.
+    pub outbox_refused: u64,
+    /// The most recently refused of them, with the center's code and reason.
+    pub refused: Vec<RefusedStatus>,
     pub alerts_sent: u64,
     pub alerts_acknowledged: u64,
     pub rtt_ms: Option<f64>,
+}
+
+/// One held entry as `/api/upstreams` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RefusedStatus {
+    pub alert_id: String,
+    /// The refused `Alert`'s revision; absent for a `Snapshot`.
+    pub revision: Option<u32>,
+    /// The center's error code by name (`ALERT_ID_CONFLICT`), or its number.
+    pub code: String,
+    pub reason: String,
+    pub refused_unix_ms: u64,
+    pub refusals: u64,
+}
+
+impl From<RefusedEntry> for RefusedStatus {
+    fn from(e: RefusedEntry) -> RefusedStatus {
+        RefusedStatus {
+            alert_id: e.alert_id,
+            revision: e.revision,
+            code: code_name(e.code),
+            reason: e.reason,
+            refused_unix_ms: e.refused_unix_ms,
+            refusals: e.refusals,
+        }
+    }
+}
+
+/// An error code's name for status and metric labels: `ALERT_ID_CONFLICT`,
+/// or `0x2a` for a code this build does not know.
+fn code_name(code: u64) -> String {
+    ErrorCode::from_u64(code)
+        .and_then(ErrorCode::name)
+        .map_or_else(|| format!("{code:#x}"), str::to_string)
 }
 
 /// The long-lived side of one upstream; each connection gets a [`Session`].
@@ -164,6 +212,12 @@ impl Uplink {
                 .unwrap_or(LinkState::Stopped),
             connects: self.connects.load(Relaxed),
             outbox_pending: self.outbox.len().unwrap_or(0),
+            outbox_refused: self.outbox.refused_len().unwrap_or(0),
+            refused: self
+                .outbox
+                .refused(REFUSED_SHOWN)
+                .map(|r| r.into_iter().map(RefusedStatus::from).collect())
+                .unwrap_or_default(),
             alerts_sent: self.alerts_sent.load(Relaxed),
             alerts_acknowledged: self.alerts_acked.load(Relaxed),
             rtt_ms: (rtt > 0).then(|| rtt as f64 / 1000.0),
@@ -324,6 +378,9 @@ impl Uplink {
             timers: Notify::new(),
         });
         let (end_tx, mut end_rx) = mpsc::channel::<Result<End, SessionError>>(4);
+        // The center's refusals come on the control stream; the alert task
+        // owns what is in flight.
+        let (refused_tx, refused_rx) = mpsc::channel::<AlertRefused>(REFUSALS_QUEUED);
         // The session's own stop: set when the session ends for any reason,
         // so every task of it finishes.
         let (quit_tx, quit_rx) = watch::channel(false);
@@ -336,7 +393,7 @@ impl Uplink {
             let cams: HashMap<String, CameraInfo> =
                 cameras.iter().map(|c| (c.id.clone(), c.clone())).collect();
             tasks.spawn(async move {
-                let r = s.control(ctl_send, ctl, cams, quit).await;
+                let r = s.control(ctl_send, ctl, cams, refused_tx, quit).await;
                 let _ = end.send(r).await;
             });
         }
@@ -345,7 +402,7 @@ impl Uplink {
             let end = end_tx.clone();
             let quit = quit_rx.clone();
             tasks.spawn(async move {
-                let r = s.alerts(alert_send, alert_recv, quit).await;
+                let r = s.alerts(alert_send, alert_recv, refused_rx, quit).await;
                 let _ = end.send(r).await;
             });
         }
@@ -591,6 +648,7 @@ impl Session {
         mut send: quinn::SendStream,
         mut recv: MessageReader<ControlMessage>,
         mut told: HashMap<String, CameraInfo>,
+        refusals: mpsc::Sender<AlertRefused>,
         mut quit: watch::Receiver<bool>,
     ) -> Result<End, SessionError> {
         let mut ping = tokio::time::interval(PING_INTERVAL);
@@ -620,6 +678,13 @@ impl Session {
                         }
                     }
                     Some(ControlMessage::Goaway(g)) => return Ok(End::Goaway(g.reason)),
+                    Some(ControlMessage::AlertRefused(r)) => {
+                        if let Err(lost) = refusals.send(r).await {
+                            // The alert task has ended, and the session with it;
+                            // the entry stays in the outbox, unmarked.
+                            tracing::debug!(upstream = %self.uplink.config.id, alert = %lost.0.alert_id, "refusal after the alert stream ended");
+                        }
+                    }
                     Some(other) => {
                         return Err(SessionError::Violation(format!("{other:?} on the control stream")));
                     }
@@ -657,11 +722,13 @@ impl Session {
         }
     }
 
-    /// The alert stream: outbox entries out, acknowledgements back.
+    /// The alert stream: outbox entries out, acknowledgements back; and the
+    /// center's refusals, which hold an entry instead of removing it.
     async fn alerts(
         self: Arc<Self>,
         mut send: quinn::SendStream,
         recv: quinn::RecvStream,
+        mut refusals: mpsc::Receiver<AlertRefused>,
         mut quit: watch::Receiver<bool>,
     ) -> Result<End, SessionError> {
         let uplink = &self.uplink;
@@ -724,7 +791,11 @@ impl Session {
                 return Ok(End::Stopped);
             }
             let message = tokio::select! {
-                m = acks.next() => m?,
+                m = acks.next() => Some(m?),
+                Some(r) = refusals.recv() => {
+                    self.refused(r, &mut in_flight_alerts, &mut in_flight_snapshots).await?;
+                    None
+                }
                 _ = uplink.outbox_ready.notified(), if !stopping => continue,
                 _ = quit.changed(), if !stopping => {
                     stopping = true;
@@ -734,7 +805,9 @@ impl Session {
             };
             let outbox = uplink.outbox.clone();
             match message {
-                Some(AlertMessage::AlertAck(ack)) => {
+                // A refusal, handled above.
+                None => {}
+                Some(Some(AlertMessage::AlertAck(ack))) => {
                     if in_flight_alerts
                         .get(&ack.id)
                         .is_some_and(|r| *r <= ack.revision)
@@ -748,19 +821,21 @@ impl Session {
                         .map_err(|e| SessionError::Outbox(e.to_string()))?
                         .map_err(|e| SessionError::Outbox(e.to_string()))?;
                 }
-                Some(AlertMessage::SnapshotAck(ack)) => {
+                Some(Some(AlertMessage::SnapshotAck(ack))) => {
                     in_flight_snapshots.remove(&ack.alert_id);
                     tokio::task::spawn_blocking(move || outbox.ack_snapshot(&ack.alert_id))
                         .await
                         .map_err(|e| SessionError::Outbox(e.to_string()))?
                         .map_err(|e| SessionError::Outbox(e.to_string()))?;
                 }
-                Some(other) => {
+                Some(Some(other)) => {
                     return Err(SessionError::Violation(format!(
                         "{other:?} from the center on the alert stream"
                     )));
                 }
-                None => return Err(SessionError::Violation("alert stream finished".into())),
+                Some(None) => {
+                    return Err(SessionError::Violation("alert stream finished".into()));
+                }
             }
             if let Ok(n) = uplink.outbox.len() {
                 uplink
@@ -769,7 +844,69 @@ impl Session {
                     .get_or_create(&labels)
                     .set(n as i64);
             }
+            if let Ok(n) = uplink.outbox.refused_len() {
+                uplink
+                    .metrics
+                    .outbox_refused
+                    .get_or_create(&labels)
+                    .set(n as i64);
+            }
         }
+    }
+
+    /// PROTOCOL.md §9 gateway rule 6: the center did not store an entry. It
+    /// stays in the outbox (only an acknowledgement removes one), marked with
+    /// the center's code and reason for `/api/upstreams`; it is no longer in
+    /// flight, so a stopping gateway does not wait for it, and this connection
+    /// does not send it again (its cursor has passed it). The next connection
+    /// sends it with everything else waiting.
+    async fn refused(
+        &self,
+        r: AlertRefused,
+        in_flight_alerts: &mut HashMap<String, u32>,
+        in_flight_snapshots: &mut HashSet<String>,
+    ) -> Result<(), SessionError> {
+        let uplink = &self.uplink;
+        match r.revision {
+            Some(revision) => {
+                if in_flight_alerts.get(&r.alert_id) == Some(&revision) {
+                    in_flight_alerts.remove(&r.alert_id);
+                }
+            }
+            None => {
+                in_flight_snapshots.remove(&r.alert_id);
+            }
+        }
+        let code = code_name(r.code.value());
+        let mut labels = uplink.labels();
+        labels.push(("code".into(), code.clone()));
+        uplink.metrics.alerts_refused.get_or_create(&labels).inc();
+        tracing::warn!(
+            upstream = %uplink.config.id,
+            alert = %r.alert_id,
+            revision = ?r.revision,
+            code = %code,
+            "the command center refused to store this alert; it stays in the outbox and goes out again on the next connection: {}",
+            r.reason
+        );
+        let outbox = uplink.outbox.clone();
+        let marked = tokio::task::spawn_blocking(move || {
+            outbox.mark_refused(
+                &r.alert_id,
+                r.revision,
+                r.code.value(),
+                &r.reason,
+                unix_ms(),
+            )
+        })
+        .await
+        .map_err(|e| SessionError::Outbox(e.to_string()))?
+        .map_err(|e| SessionError::Outbox(e.to_string()))?;
+        if marked == 0 {
+            // Acknowledged or superseded by a higher revision meanwhile.
+            tracing::debug!(upstream = %uplink.config.id, "the refused entry is no longer waiting");
+        }
+        Ok(())
     }
 
     /// Sends a snapshot; one that cannot be encoded (over the alert

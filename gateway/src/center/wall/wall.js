@@ -11,7 +11,10 @@ const BIG_SLOTS = 4;
 // Everything the page knows; `window.lookoutWall` lets tests read it.
 const wall = {
   cameras: new Map(), // key "gateway/camera" -> camera record from the API
-  alerts: new Map(), // id -> ledger record
+  alerts: new Map(), // alertKey(record) -> ledger record
+  // Alert ids are the gateways' own: two gateways may use the same one, so an
+  // alert is known by both (JSON, so no separator can be confused with an id).
+  alertKey: (a) => JSON.stringify([a.gateway, a.id]),
   tiles: new Map(), // key -> tile state
   connected: false,
   errors: [],
@@ -22,6 +25,9 @@ window.lookoutWall = wall;
 const $ = (id) => document.getElementById(id);
 const key = (c) => `${c.gateway}/${c.id}`;
 const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (ch) => `&#${ch.charCodeAt(0)};`);
+// The API path of one gateway's alert.
+const alertPath = (gateway, id) =>
+  `/api/gateways/${encodeURIComponent(gateway)}/alerts/${encodeURIComponent(id)}`;
 
 // A sign-in that ended (signed out on another tab, idle or too old: the
 // center keeps sessions, see sessions.rs) makes the API answer 401; the
@@ -311,27 +317,28 @@ function renderAlerts() {
     const li = document.createElement("li");
     li.className = `sev-${a.severity} ${a.state || ""}`;
     li.dataset.id = a.id;
+    li.dataset.gateway = a.gateway;
     const loc = cam.location ? `${cam.location.lat.toFixed(3)}, ${cam.location.lon.toFixed(3)}` : "";
     const ageS = Math.max(0, Math.round((now - (a.received_unix_ms || now)) / 1000));
-    li.innerHTML = `<img alt="snapshot" src="${a.has_snapshot ? `/api/alerts/${esc(a.id)}/snapshot.jpg` : ""}">
+    li.innerHTML = `<img alt="snapshot" src="${a.has_snapshot ? esc(`${alertPath(a.gateway, a.id)}/snapshot.jpg`) : ""}">
       <div><div class="what">${esc(a.label)} · ${esc(a.severity)} · ${((rec.score || 0) * 100).toFixed(0)}%</div>
       <div class="meta">${esc(cam.name || cam.id || a.camera)} (${esc(a.gateway)}) ${esc(loc)}</div>
       <div class="meta">${esc(a.state)} · ${ageS} s ago</div>
       ${a.acked_by ? `<div class="acked">acknowledged by ${esc(a.acked_by)}</div>`
-        : `<button class="ack" data-id="${esc(a.id)}">Acknowledge</button>`}</div>`;
+        : `<button class="ack" data-gateway="${esc(a.gateway)}" data-id="${esc(a.id)}">Acknowledge</button>`}</div>`;
     ol.appendChild(li);
   }
 }
 
-async function acknowledge(id) {
+async function acknowledge(gateway, id) {
   const operator = $("operator").value.trim() || "wall-operator";
-  const resp = await fetch(`/api/alerts/${encodeURIComponent(id)}/ack`, {
+  const resp = await fetch(`${alertPath(gateway, id)}/ack`, {
     method: "POST",
     headers: { "content-type": "application/json" },
     body: JSON.stringify({ operator }),
   });
   if (signedOut(resp)) return;
-  if (!resp.ok && resp.status !== 409) wall.errors.push(`ack ${id}: HTTP ${resp.status}`);
+  if (!resp.ok && resp.status !== 409) wall.errors.push(`ack ${gateway}/${id}: HTTP ${resp.status}`);
   // The ledger's change comes back to every page over /api/events.
 }
 
@@ -389,7 +396,7 @@ async function loadAlerts() {
   if (signedOut(resp) || !resp.ok) return;
   const body = await resp.json();
   wall.alerts.clear();
-  for (const a of body.alerts) wall.alerts.set(a.id, a);
+  for (const a of body.alerts) wall.alerts.set(wall.alertKey(a), a);
   renderAlerts();
   renderTiles();
   renderMap();
@@ -413,7 +420,7 @@ function connectEvents() {
   es.addEventListener("cameras", (e) => setCameras(JSON.parse(e.data).cameras));
   es.addEventListener("alert", (e) => {
     const a = JSON.parse(e.data);
-    wall.alerts.set(a.id, { ...a, shown_at: Date.now() });
+    wall.alerts.set(wall.alertKey(a), { ...a, shown_at: Date.now() });
     renderAlerts();
     renderTiles();
     renderMap();
@@ -425,7 +432,7 @@ async function main() {
   $("filter").addEventListener("change", renderTiles);
   $("alerts").addEventListener("click", (e) => {
     const b = e.target.closest("button.ack");
-    if (b) acknowledge(b.dataset.id);
+    if (b) acknowledge(b.dataset.gateway, b.dataset.id);
   });
   try {
     const h = await (await fetch("/healthz")).json();
