@@ -171,8 +171,8 @@ mod tests {
 
     const SCHEMA: Schema = Schema {
         application_id: 0x1234,
-        version: 1,
         create_v1: "CREATE TABLE t (x INTEGER);",
+        migrations: &[],
     };
 
     fn mode(path: &Path) -> u32 {

@@ -42,7 +42,7 @@ pub struct DetectArgs {
     pub mix: Option<String>,
     pub size: String,
     pub duration: Duration,
-    /// `None`: one incident per eight cameras, alternating smoke and flood.
+    /// `None`: `default_incidents`: two 12 s incidents per camera, one of each class.
     pub incidents: Option<String>,
     pub detector_config: PathBuf,
     pub sampling: String,
@@ -159,7 +159,8 @@ impl SeenAlert {
 
 /// Matches alerts to onsets. An alert counts for an incident when it has
 /// the incident's camera and class and its triggering frame was captured at
-/// or after the onset.
+/// or after the onset, and before the next onset of the same class on the
+/// same camera (which it would count for instead).
 pub fn score(onsets: &[Onset], alerts: &[SeenAlert]) -> (Score, Vec<(Onset, SeenAlert)>) {
     let mut s = Score {
         scripted: onsets.len(),
@@ -168,12 +169,23 @@ pub fn score(onsets: &[Onset], alerts: &[SeenAlert]) -> (Score, Vec<(Onset, Seen
     let mut matched = Vec::new();
     let mut used = vec![false; alerts.len()];
     for o in onsets {
+        let next = onsets
+            .iter()
+            .filter(|n| {
+                n.camera == o.camera
+                    && n.class == o.class
+                    && n.onset_capture_unix_ns > o.onset_capture_unix_ns
+            })
+            .map(|n| n.onset_capture_unix_ns)
+            .min()
+            .unwrap_or(u64::MAX);
         let mut hits: Vec<usize> = (0..alerts.len())
             .filter(|&i| {
                 let a = &alerts[i];
                 a.camera == o.camera
                     && a.label == o.class
                     && a.capture_unix_ns >= o.onset_capture_unix_ns
+                    && a.capture_unix_ns < next
             })
             .collect();
         hits.sort_by_key(|&i| alerts[i].raised_unix_ns);
@@ -229,22 +241,37 @@ pub struct DetectReport {
     pub bench: Value,
 }
 
-/// Default script: one incident per eight cameras, alternating smoke (on
-/// towers first) and flood (on drones first), 15–25 s in.
-pub(crate) fn default_incidents(ids: &[String], cameras: usize) -> String {
-    let towers: Vec<&String> = ids.iter().filter(|i| i.starts_with("tower")).collect();
-    let drones: Vec<&String> = ids.iter().filter(|i| i.starts_with("drone")).collect();
-    let n = (cameras / 8).max(1);
+/// How long a default incident is shown before the scene is clean again.
+const DEFAULT_INCIDENT_S: f64 = 12.0;
+
+/// Seconds a default incident must leave before the run ends: the next
+/// keyframes, the debounce (2 of 3 samples) and the relay to the center.
+const DEFAULT_ALERT_ROOM_S: f64 = 6.0;
+
+/// Default script: every camera shows an incident of the class its kind is
+/// mostly watched for (smoke on towers and body cameras, flood on drones and
+/// fixed road/river cameras), each 12 s long, their onsets spread over 9 s
+/// from a fifth of the run in; then, 2 s after the first ends, one of the
+/// other class. An incident is scripted only if it ends with 6 s of the run
+/// left, so a 60 s run of N cameras scripts 2 N incidents and a 30 s run
+/// about N. Alerts are per camera and label, so the second incident is
+/// judged on its own, not hidden by the first one's cooldown.
+pub(crate) fn default_incidents(ids: &[String], duration_s: f64) -> String {
+    let first = (duration_s * 0.2).clamp(6.0, 15.0);
+    let fits = |at: f64| at + DEFAULT_INCIDENT_S + DEFAULT_ALERT_ROOM_S <= duration_s;
     let mut out = Vec::new();
-    for k in 0..n {
-        let (pool, class) = if k % 2 == 0 {
-            (&towers, "smoke")
+    for (k, cam) in ids.iter().enumerate() {
+        let (a, b) = if cam.starts_with("drone") || cam.starts_with("fixed") {
+            ("flood", "smoke")
         } else {
-            (&drones, "flood")
+            ("smoke", "flood")
         };
-        let pool = if pool.is_empty() { &towers } else { pool };
-        if let Some(cam) = pool.get(k / 2) {
-            out.push(format!("{cam}:{class}@{}", 15 + (k * 3) % 11));
+        let t1 = first + ((k * 3) % 10) as f64;
+        let t2 = t1 + DEFAULT_INCIDENT_S + 2.0;
+        for (class, at) in [(a, t1), (b, t2)] {
+            if fits(at) {
+                out.push(format!("{cam}:{class}@{at}+{DEFAULT_INCIDENT_S}"));
+            }
         }
     }
     out.join(",")
@@ -403,7 +430,7 @@ pub(crate) struct FleetRun {
     pub mix: Option<String>,
     pub size: String,
     pub cache: PathBuf,
-    /// `None`: one incident per eight cameras, alternating smoke and flood.
+    /// `None`: `default_incidents`: two 12 s incidents per camera, one of each class.
     pub incidents: Option<String>,
     pub duration: Duration,
 }
@@ -467,7 +494,7 @@ pub(crate) fn start_fleet(
         Some(s) => s.clone(),
         None => {
             let ids = planned_ids(run.cameras, run.mix.as_deref(), &run.size)?;
-            default_incidents(&ids, ids.len())
+            default_incidents(&ids, run.duration.as_secs_f64())
         }
     };
     if !incidents.is_empty() {
@@ -672,6 +699,60 @@ mod tests {
             detect_unix_ns: capture + 5,
             raised_unix_ns: capture + 5,
             receive_to_detect_ms: 0.0,
+        }
+    }
+
+    #[test]
+    fn a_second_incident_of_a_class_gets_its_own_alert() {
+        let onsets = [
+            onset("tower-01", "smoke", 1000),
+            onset("tower-01", "smoke", 5000),
+        ];
+        let alerts = [
+            alert("a", "tower-01", "smoke", 2000),
+            alert("b", "tower-01", "smoke", 6000),
+        ];
+        let (s, matched) = score(&onsets, &alerts);
+        assert_eq!(
+            (s.alerted, s.missed, s.duplicate_alerts, s.false_alerts),
+            (2, 0, 0, 0)
+        );
+        assert_eq!(matched[0].1.id, "a");
+        assert_eq!(matched[1].1.id, "b");
+    }
+
+    #[test]
+    fn the_default_script_gives_every_camera_two_incidents_in_a_minute() {
+        let ids: Vec<String> = ["tower-01", "drone-01", "bodycam-01", "fixed-01"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let script = crate::fleet::incidents::parse(&default_incidents(&ids, 60.0))
+            .expect("the default script parses");
+        assert_eq!(script.len(), 8, "{script:?}");
+        for id in &ids {
+            let mine: Vec<_> = script.iter().filter(|i| &i.camera == id).collect();
+            assert_eq!(mine.len(), 2, "{id}");
+            assert_ne!(mine[0].class, mine[1].class, "{id}");
+            // Shown, cleared, then the other class; both end with room to alert.
+            let end0 = mine[0].at_s + mine[0].for_s.expect("ends");
+            assert!(end0 < mine[1].at_s, "{mine:?}");
+            assert!(mine[1].at_s + mine[1].for_s.expect("ends") + 6.0 <= 60.0);
+        }
+        let first = |id: &str| {
+            script
+                .iter()
+                .find(|i| i.camera == id)
+                .map(|i| i.class.as_str())
+        };
+        assert_eq!(first("tower-01"), Some("smoke"));
+        assert_eq!(first("drone-01"), Some("flood"));
+        // A 64-camera minute: at least 100 incidents to score.
+        let many: Vec<String> = (1..=64).map(|k| format!("tower-{k:02}")).collect();
+        assert_eq!(default_incidents(&many, 60.0).split(',').count(), 128);
+        // A short run scripts only what can be alerted before it ends.
+        for i in crate::fleet::incidents::parse(&default_incidents(&many, 30.0)).expect("parses") {
+            assert!(i.at_s + 12.0 + 6.0 <= 30.0, "{i:?}");
         }
     }
 

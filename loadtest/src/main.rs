@@ -74,7 +74,7 @@ enum Command {
         /// Latency windows start after this long (`10s`, or plain seconds).
         #[arg(long = "warmup", alias = "warmup-s", value_name = "WARMUP", value_parser = secs_u64, default_value_t = 10)]
         warmup_s: u64,
-        /// Incident script (default: one per eight cameras).
+        /// Incident script (default: two 12 s incidents per camera, one smoke and one flood, as many as fit the run).
         #[arg(long)]
         incidents: Option<String>,
         /// Gateway configuration with the [[detector]] to run on keyframes.
@@ -199,7 +199,7 @@ enum Command {
         /// From the fleet's first frame to scoring: `60s`, `2m`, or plain seconds.
         #[arg(long = "duration", alias = "duration-s", value_name = "DURATION", value_parser = secs_f64, default_value_t = 60.0)]
         duration_s: f64,
-        /// Incident script (as for `fleet`); default: one per eight cameras.
+        /// Incident script (as for `fleet`); default: two 12 s incidents per camera, one smoke and one flood, as many as fit the run.
         #[arg(long)]
         incidents: Option<String>,
         /// A gateway config whose first `[[detector]]` watches every camera.

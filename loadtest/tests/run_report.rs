@@ -52,7 +52,16 @@ fn run_writes_a_complete_consistent_report() {
         ),
         (
             "frames",
-            &["sent", "received_at_center", "lost", "gops_reset"],
+            &[
+                "sent_by_cameras",
+                "received_at_gateway",
+                "lost_camera_to_gateway",
+                "sent",
+                "received_at_center",
+                "lost_gateway_to_center",
+                "lost",
+                "gops_reset",
+            ],
         ),
         (
             "incidents",
@@ -117,11 +126,24 @@ fn run_writes_a_complete_consistent_report() {
     let n = |v: &Value| v.as_u64().expect("count");
     let f = &r["frames"];
     assert!(n(&f["sent"]) > 1000, "{f}");
+    // Hop by hop: every fleet camera numbers its frames, so the camera side
+    // is counted, and the end-to-end loss is the sum of both hops.
     assert_eq!(
-        n(&f["sent"]),
-        n(&f["received_at_center"]) + n(&f["lost"]),
+        n(&f["sent_by_cameras"]),
+        n(&f["received_at_gateway"]) + n(&f["lost_camera_to_gateway"]),
         "{f}"
     );
+    assert_eq!(
+        n(&f["sent"]),
+        n(&f["received_at_center"]) + n(&f["lost_gateway_to_center"]),
+        "{f}"
+    );
+    assert_eq!(
+        n(&f["lost"]),
+        n(&f["lost_camera_to_gateway"]) + n(&f["lost_gateway_to_center"]),
+        "{f}"
+    );
+    assert!(n(&f["received_at_gateway"]) >= n(&f["sent"]), "{f}");
     let i = &r["incidents"];
     assert_eq!(n(&i["scripted"]), n(&i["alerted"]) + n(&i["missed"]), "{i}");
     assert!(r["cpu_cores"]["gateway"].as_f64().unwrap_or(0.0) > 0.0);

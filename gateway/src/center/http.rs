@@ -463,19 +463,15 @@ fn ack_body(body: Option<Json<AckBody>>) -> Result<AckBody, &'static str> {
     if body.operator.is_empty() || body.operator.len() > 128 {
         return Err("operator: 1–128 characters");
     }
-    if operator.chars().any(char::is_control) {
+    if body.operator.chars().any(char::is_control) {
         // A name is one line of text; a newline or an escape is an attempt
         // to forge a log line or a console's display. Refused, and logged
         // escaped.
         tracing::warn!(
-            alert = %untrusted(&id),
-            operator = %untrusted(&operator),
+            operator = %untrusted(&body.operator),
             "acknowledgement refused: the operator name has control characters"
         );
-        return error(
-            StatusCode::BAD_REQUEST,
-            "operator: no control characters (newlines, escapes)",
-        );
+        return Err("operator: no control characters (newlines, escapes)");
     }
     if body.note.as_ref().is_some_and(|n| n.len() > 4096) {
         return Err("note: at most 4096 bytes");

@@ -8,8 +8,11 @@
 //! camera = "tower-07"
 //! class = "smoke"     # smoke | flood
 //! at_s = 20           # seconds after the fleet starts serving
+//! for_s = 12          # optional: the scene is clean again after this long
 //! ```
-//! or inline: `--incidents tower-07:smoke@20,drone-02:flood@35`.
+//! or inline: `--incidents tower-07:smoke@20+12,drone-02:flood@35` (`+SECONDS`
+//! optional). A camera may have several incidents; without `for_s` an incident
+//! lasts until the next one on its camera, or to the end.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -25,6 +28,9 @@ pub struct Incident {
     pub camera: String,
     pub class: String,
     pub at_s: f64,
+    /// How long the event is shown; `None`: until the camera's next incident.
+    #[serde(default)]
+    pub for_s: Option<f64>,
 }
 
 impl Incident {
@@ -67,6 +73,9 @@ pub fn parse(spec: &str) -> anyhow::Result<Vec<Incident>> {
         if !(i.at_s >= 0.0 && i.at_s.is_finite()) {
             bail!("incident on {}: at_s must be 0 or more", i.camera);
         }
+        if i.for_s.is_some_and(|d| !(d > 0.0 && d.is_finite())) {
+            bail!("incident on {}: for_s must be more than 0", i.camera);
+        }
     }
     Ok(incidents)
 }
@@ -75,16 +84,21 @@ fn parse_inline(s: &str) -> anyhow::Result<Incident> {
     let err = || format!("incident `{s}`: expected CAMERA:CLASS@SECONDS, e.g. tower-07:smoke@20");
     let (camera, rest) = s.trim().split_once(':').with_context(err)?;
     let (class, at) = rest.split_once('@').with_context(err)?;
-    let at_s: f64 = at
-        .trim()
-        .trim_end_matches('s')
-        .parse()
-        .ok()
-        .with_context(err)?;
+    let (at, length) = match at.split_once('+') {
+        Some((a, l)) => (a, Some(l)),
+        None => (at, None),
+    };
+    let seconds = |v: &str| v.trim().trim_end_matches('s').parse::<f64>().ok();
+    let at_s = seconds(at).with_context(err)?;
+    let for_s = match length {
+        Some(l) => Some(seconds(l).with_context(err)?),
+        None => None,
+    };
     Ok(Incident {
         camera: camera.trim().to_string(),
         class: class.trim().to_string(),
         at_s,
+        for_s,
     })
 }
 
@@ -149,6 +163,12 @@ mod tests {
         assert_eq!(v.len(), 2);
         assert_eq!(v[1].camera, "drone-02");
         assert_eq!(v[1].at_s, 35.5);
+        assert_eq!(v[1].for_s, None);
+        let v = parse("tower-07:smoke@20+12,tower-07:flood@34.5+12s").expect("parses");
+        assert_eq!((v[0].at_s, v[0].for_s), (20.0, Some(12.0)));
+        assert_eq!((v[1].at_s, v[1].for_s), (34.5, Some(12.0)));
+        assert!(parse("tower-07:smoke@20+0").is_err());
+        assert!(parse("tower-07:smoke@20+x").is_err());
         assert!(parse("tower-07:fire@20").is_err());
         assert!(parse("tower-07@20").is_err());
     }

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use self::clips::{Clip, ClipKey};
 use self::incidents::{GroundTruth, Incident};
 use self::profile::{Kind, Mix, Profile, Size};
-use self::server::{ServerSettings, SimCamera};
+use self::server::{Scheduled, ServerSettings, SimCamera};
 
 /// Seconds of the clean loop and of an incident clip; an incident loops its
 /// second half (the event fully developed) once it has played through.
@@ -129,26 +129,29 @@ pub fn run(args: FleetArgs) -> anyhow::Result<Summary> {
                 c
             }
         };
-        let incident = match args.incidents.iter().find(|i| &i.camera == id) {
-            Some(inc) => {
-                let class = inc.event_class()?;
-                let key = ClipKey::new(profile, seed, Some(class), INCIDENT_SECONDS);
-                let clip = clips::load_or_make(
-                    &args.cache,
-                    &key,
-                    profile,
-                    Some(class),
-                    f64::from(INCIDENT_SECONDS) / 2.0,
-                )?;
-                Some((inc.at_s, inc.class.clone(), Arc::new(clip)))
-            }
-            None => None,
-        };
+        let mut incidents = Vec::new();
+        for inc in args.incidents.iter().filter(|i| &i.camera == id) {
+            let class = inc.event_class()?;
+            let key = ClipKey::new(profile, seed, Some(class), INCIDENT_SECONDS);
+            let clip = clips::load_or_make(
+                &args.cache,
+                &key,
+                profile,
+                Some(class),
+                f64::from(INCIDENT_SECONDS) / 2.0,
+            )?;
+            incidents.push(Scheduled {
+                at_s: inc.at_s,
+                for_s: inc.for_s,
+                class: inc.class.clone(),
+                clip: Arc::new(clip),
+            });
+        }
         cameras.push(Arc::new(SimCamera::new(
             id.clone(),
             profile.clone(),
             clean,
-            incident,
+            incidents,
         )));
     }
     eprintln!(

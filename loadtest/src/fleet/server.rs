@@ -28,8 +28,8 @@ pub struct SimCamera {
     pub id: String,
     pub profile: Profile,
     pub clean: Arc<Clip>,
-    /// The scripted incident, if any: when it starts and the clip it plays.
-    pub incident: Option<(f64, String, Arc<Clip>)>,
+    /// The scripted incidents, in order of onset.
+    pub incidents: Vec<Scheduled>,
     /// The appsrc of the mount's media while a client is connected.
     src: Arc<Mutex<Option<gst_app::AppSrc>>>,
     /// Set when a new media starts, so its first client gets a keyframe
@@ -50,18 +50,30 @@ pub struct CameraStats {
     pub max_late_us: AtomicU64,
 }
 
+/// One incident as the feeder plays it.
+#[derive(Clone)]
+pub struct Scheduled {
+    /// Seconds after the fleet starts.
+    pub at_s: f64,
+    /// The scene is clean again this long after the onset (`None`: it is not).
+    pub for_s: Option<f64>,
+    pub class: String,
+    pub clip: Arc<Clip>,
+}
+
 impl SimCamera {
     pub fn new(
         id: String,
         profile: Profile,
         clean: Arc<Clip>,
-        incident: Option<(f64, String, Arc<Clip>)>,
+        mut incidents: Vec<Scheduled>,
     ) -> Self {
+        incidents.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
         SimCamera {
             id,
             profile,
             clean,
-            incident,
+            incidents,
             src: Arc::new(Mutex::new(None)),
             restart_at_keyframe: Arc::new(AtomicBool::new(false)),
             stats: Arc::new(CameraStats::default()),
@@ -201,7 +213,10 @@ struct Feed {
     cam: Arc<SimCamera>,
     clip: Arc<Clip>,
     pos: usize,
-    in_incident: bool,
+    /// Index of the next incident to start.
+    next_incident: usize,
+    /// Fleet time (s) at which the incident playing now ends.
+    incident_ends_s: Option<f64>,
     /// Scheduled time of frame `n` is `start + phase + n * interval` (+ jitter).
     n: u64,
     interval: Duration,
@@ -256,7 +271,8 @@ pub fn feed(cameras: &[Arc<SimCamera>], truth: &GroundTruth, stop: &AtomicBool, 
                 clip: cam.clean.clone(),
                 cam: cam.clone(),
                 pos,
-                in_incident: false,
+                next_incident: 0,
+                incident_ends_s: None,
                 n: 0,
                 interval,
                 phase,
@@ -321,19 +337,26 @@ fn send_frame(f: &mut Feed, truth: &GroundTruth, start: Instant, now: Instant, d
         f.next_dropout = Some(next + Duration::from_secs_f64(every));
         return;
     }
-    // Scripted incident: switch to its clip at the first frame due after onset.
-    if !f.in_incident
-        && let Some((at_s, class, clip)) = &f.cam.incident
-        && now.duration_since(start).as_secs_f64() >= *at_s
+    // Scripted incidents: the clean loop again when one ends, the incident's clip
+    // from its first frame (a keyframe) at the first frame due after its onset.
+    let t = now.duration_since(start).as_secs_f64();
+    if f.incident_ends_s.is_some_and(|end| t >= end) {
+        f.incident_ends_s = None;
+        f.clip = f.cam.clean.clone();
+        f.pos = 0;
+    }
+    if let Some(inc) = f.cam.incidents.get(f.next_incident)
+        && t >= inc.at_s
     {
-        f.in_incident = true;
-        f.clip = clip.clone();
+        f.next_incident += 1;
+        f.incident_ends_s = inc.for_s.map(|d| inc.at_s + d);
+        f.clip = inc.clip.clone();
         f.pos = 0;
         let frame = f.cam.stats.frames.load(Ordering::Relaxed);
         truth.record(Onset {
             camera: f.cam.id.clone(),
-            class: class.clone(),
-            scripted_at_s: *at_s,
+            class: inc.class.clone(),
+            scripted_at_s: inc.at_s,
             onset_frame: frame,
             onset_capture_unix_ns: unix_ns(),
         });
