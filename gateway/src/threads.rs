@@ -3,10 +3,13 @@
 //! A thread says what it does when it starts: GStreamer's streaming threads of the
 //! camera pipelines through the `stream-status` message their task posts on the thread
 //! itself, the async runtime's workers through the runtime's start hook, the decoders'
-//! and detectors' threads when they start. `lookout_cpu_seconds_total{role}` adds up
-//! each such thread's CPU time from `/proc/self/task`; time no registered thread spent
-//! (GStreamer's RTCP and clock threads, ONNX Runtime's pool, the process's exit) is
-//! `other`.
+//! and detectors' threads when they start. GStreamer's RTP helper threads post no such
+//! message (the jitter buffers' timer threads, the sessions' RTCP threads, the system
+//! clock's): they are found by the name GLib gives them ([`INGEST_HELPERS`]) and counted
+//! as ingest, since a bare GStreamer client of the same streams pays for them too.
+//! `lookout_cpu_seconds_total{role}` adds up each such thread's CPU time from
+//! `/proc/self/task`; time no known thread spent (ONNX Runtime's pool, threads that
+//! ended between two readings, the process's exit) is `other`.
 //!
 //! Decoding and inference run at a lower scheduling priority ([`BACKGROUND_NICE`]): on a
 //! saturated machine the cameras' packets and the relay are served first, so detection
@@ -52,6 +55,14 @@ impl Role {
     }
 }
 
+/// Name prefixes of GStreamer's helper threads on the camera side: no `stream-status`
+/// tells of them, so they are recognised by their thread name (`/proc/self/task/*/comm`,
+/// set by GLib; 15 bytes at most).
+/// `timer` is the jitter buffers' timer thread, `rtpsession-rtcp` the sessions' RTCP
+/// thread; a `rtpjitterbuffer…` name is a streaming task whose name was cut, counted
+/// here only if its `stream-status` did not register it.
+pub const INGEST_HELPERS: [&str; 4] = ["rtpjitterbuffer", "rtpsession", "timer", "GstSystemClock"];
+
 /// The nice value of decoder and detector threads (0 is the default, 19 the lowest).
 pub const BACKGROUND_NICE: i32 = 5;
 
@@ -64,6 +75,9 @@ struct Live {
 #[derive(Default)]
 struct Book {
     live: HashMap<i32, Live>,
+    /// GStreamer's ingest helper threads seen so far, with their ticks when last
+    /// added to `ingest`.
+    helpers: HashMap<i32, u64>,
     /// Ticks of threads that have left, or changed role, by role.
     done: [u64; Role::ALL.len()],
 }
@@ -149,8 +163,17 @@ pub fn cpu_seconds() -> ([f64; Role::ALL.len()], f64) {
     let hz = ticks_per_second();
     // The files are read outside the lock: threads that start or end take it.
     let tids: Vec<i32> = with_book(|b| b.live.keys().copied().collect()).unwrap_or_default();
+    let helpers = ingest_helpers(&tids);
     let read: Vec<(i32, Option<u64>)> = tids.into_iter().map(|t| (t, thread_ticks(t))).collect();
     let by_role = with_book(|b| {
+        let mut seen = HashMap::with_capacity(helpers.len());
+        for (tid, now) in helpers {
+            let before = b.helpers.get(&tid).copied().unwrap_or(0);
+            b.done[Role::Ingest.index()] += now.saturating_sub(before);
+            seen.insert(tid, now.max(before));
+        }
+        // Helpers that ended are forgotten (their last ticks with them).
+        b.helpers = seen;
         for (tid, now) in read {
             match (now, b.live.get_mut(&tid)) {
                 // A thread that entered again meanwhile has newer ticks: nothing to add.
@@ -175,6 +198,26 @@ pub fn cpu_seconds() -> ([f64; Role::ALL.len()], f64) {
     (by_role.map(|t| t as f64 / hz), total as f64 / hz)
 }
 
+/// Ticks of this process's threads that are GStreamer ingest helpers
+/// ([`INGEST_HELPERS`]) and not registered (`registered`).
+fn ingest_helpers(registered: &[i32]) -> Vec<(i32, u64)> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|tid| !registered.contains(tid))
+        .filter_map(|tid| {
+            let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
+            let name = stat.get(stat.find('(')? + 1..stat.rfind(')')?)?;
+            INGEST_HELPERS
+                .iter()
+                .any(|p| name.starts_with(p))
+                .then(|| Some((tid, ticks_of_stat(&stat)?)))?
+        })
+        .collect()
+}
+
 /// `lookout_cpu_seconds_total{role}` on every scrape.
 #[derive(Debug, Default)]
 pub struct CpuCollector;
@@ -184,9 +227,9 @@ impl Collector for CpuCollector {
         let (by_role, total) = cpu_seconds();
         let mut m = encoder.encode_descriptor(
             "cpu_seconds",
-            "CPU time of the gateway's threads by what they do (ingest, decode, detect, \
-             runtime); other: threads lookout does not account (GStreamer's RTCP and clock \
-             threads, ONNX Runtime's pool)",
+            "CPU time of the gateway's threads by what they do (ingest, with GStreamer's \
+             RTP and clock helper threads; decode, detect, runtime); other: threads lookout \
+             does not account (ONNX Runtime's pool, threads that ended between readings)",
             None,
             MetricType::Counter,
         )?;
@@ -236,6 +279,38 @@ mod tests {
         .join()
         .expect("thread");
         let after = cpu_seconds().0[Role::Detect.index()];
+        assert!(after - before >= 0.02, "{before} → {after}");
+    }
+
+    #[test]
+    fn gstreamer_helper_threads_are_booked_to_ingest_by_name() {
+        let before = cpu_seconds().0[Role::Ingest.index()];
+        let (ready, seen) = std::sync::mpsc::channel::<()>();
+        let (done, finish) = std::sync::mpsc::channel::<()>();
+        // Named as GLib names a jitter buffer's timer thread; never registered.
+        let helper = std::thread::Builder::new()
+            .name("timer".into())
+            .spawn(move || {
+                let start = thread_ticks(tid()).unwrap_or(0);
+                let t = std::time::Instant::now();
+                let mut x = 0u64;
+                while thread_ticks(tid()).unwrap_or(u64::MAX) < start + 3
+                    && t.elapsed() < std::time::Duration::from_secs(10)
+                {
+                    for _ in 0..10_000 {
+                        x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    }
+                }
+                std::hint::black_box(x);
+                // Still alive while it is read: an ended helper's ticks are gone.
+                ready.send(()).expect("send");
+                finish.recv().expect("recv");
+            })
+            .expect("spawn");
+        seen.recv().expect("the helper burned its ticks");
+        let after = cpu_seconds().0[Role::Ingest.index()];
+        done.send(()).expect("send");
+        helper.join().expect("thread");
         assert!(after - before >= 0.02, "{before} → {after}");
     }
 }
