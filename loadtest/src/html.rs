@@ -146,6 +146,203 @@ pub(crate) fn timeline_plot(
     svg
 }
 
+/// A y or x position on a log10 scale between `lo` and `hi` (both > 0).
+fn log_pos(v: f64, lo: f64, hi: f64, from: f64, to: f64) -> f64 {
+    let v = v.clamp(lo, hi);
+    from + (v.log10() - lo.log10()) / (hi.log10() - lo.log10()).max(1e-9) * (to - from)
+}
+
+/// The relay's delay second by second (p50 and p99 of each second, from the
+/// center's histogram buckets), on a log scale.
+fn latency_over_time_plot(timeline: &[Value]) -> String {
+    let (w, h) = (420.0, 200.0);
+    let points: Vec<(f64, Option<f64>, Option<f64>)> = timeline
+        .iter()
+        .filter_map(|v| {
+            Some((
+                v["t_s"].as_f64()?,
+                v["relay_ms"]["p50"].as_f64(),
+                v["relay_ms"]["p99"].as_f64(),
+            ))
+        })
+        .collect();
+    if points.iter().all(|p| p.1.is_none() && p.2.is_none()) {
+        return "<p>No per-second relay delays (an older center, or no video).</p>".into();
+    }
+    let (lo, hi) = (0.05, 5000.0);
+    let t0 = points.first().map_or(0.0, |p| p.0);
+    let t1 = points.last().map_or(1.0, |p| p.0).max(t0 + 1.0);
+    let x = |t: f64| 40.0 + (t - t0) / (t1 - t0) * (w - 60.0);
+    let y = |ms: f64| log_pos(ms, lo, hi, h - 30.0, 20.0);
+    let mut svg = format!(
+        r##"<figure><figcaption>relay delay over time, ms (log scale; each second's p50 and p99)</figcaption><svg width="{w}" height="{h}" viewBox="0 0 {w} {h}"><line x1="40" y1="{}" x2="{}" y2="{}" stroke="#888"/>"##,
+        h - 30.0,
+        w - 20.0,
+        h - 30.0
+    );
+    for ms in [0.1, 1.0, 10.0, 100.0, 1000.0] {
+        let _ = write!(
+            svg,
+            r##"<line x1="40" y1="{0:.1}" x2="{1}" y2="{0:.1}" stroke="#eee"/><text x="2" y="{2:.1}" font-size="10">{ms}</text>"##,
+            y(ms),
+            w - 20.0,
+            y(ms) + 3.0
+        );
+    }
+    for (i, (name, colour)) in [("p50", "#1f6feb"), ("p99", "#cf222e")].iter().enumerate() {
+        let line: Vec<String> = points
+            .iter()
+            .filter_map(|p| {
+                let v = if i == 0 { p.1 } else { p.2 }?;
+                Some(format!("{:.1},{:.1}", x(p.0), y(v.max(lo))))
+            })
+            .collect();
+        let _ = write!(
+            svg,
+            r##"<polyline fill="none" stroke="{colour}" stroke-width="2" points="{}"/><text x="{}" y="{}" font-size="11" fill="{colour}">{name}</text>"##,
+            line.join(" "),
+            50.0 + i as f64 * 60.0,
+            h - 2.0
+        );
+    }
+    svg.push_str("</svg></figure>");
+    svg
+}
+
+/// The relay's delay over the window as a cumulative distribution, log x.
+fn cdf_plot(cdf: &Value) -> String {
+    let Some(points) = cdf.as_array().filter(|a| !a.is_empty()) else {
+        return String::new();
+    };
+    let (w, h) = (420.0, 200.0);
+    let (lo, hi) = (0.05, 5000.0);
+    let x = |ms: f64| log_pos(ms, lo, hi, 40.0, w - 20.0);
+    let y = |share: f64| h - 30.0 - share * (h - 50.0);
+    let mut svg = format!(
+        r##"<figure><figcaption>relay delay, share of frames at or below (log scale)</figcaption><svg width="{w}" height="{h}" viewBox="0 0 {w} {h}"><line x1="40" y1="{}" x2="{}" y2="{}" stroke="#888"/><text x="4" y="24" font-size="10">100%</text><text x="4" y="{}" font-size="10">0</text>"##,
+        h - 30.0,
+        w - 20.0,
+        h - 30.0,
+        h - 30.0
+    );
+    for ms in [0.1, 1.0, 10.0, 100.0, 1000.0] {
+        let _ = write!(
+            svg,
+            r##"<line x1="{0:.1}" y1="20" x2="{0:.1}" y2="{1}" stroke="#eee"/><text x="{0:.1}" y="{2}" font-size="10">{ms} ms</text>"##,
+            x(ms),
+            h - 30.0,
+            h - 16.0
+        );
+    }
+    let line: Vec<String> = points
+        .iter()
+        .filter_map(|p| {
+            Some(format!(
+                "{:.1},{:.1}",
+                x(p["le_ms"].as_f64()?),
+                y(p["share"].as_f64()?)
+            ))
+        })
+        .collect();
+    let _ = write!(
+        svg,
+        r##"<polyline fill="none" stroke="#1f6feb" stroke-width="2" points="{}"/>"##,
+        line.join(" ")
+    );
+    svg.push_str("</svg></figure>");
+    svg
+}
+
+/// Share of a camera's frames that reached the center: of those it numbered when
+/// it numbers them, else of those the gateway received.
+fn delivered_share(c: &crate::relay::CameraFrames) -> Option<f64> {
+    let from = c.received_at_gateway + c.lost_camera_to_gateway.unwrap_or(0);
+    (from > 0).then(|| c.received_at_center as f64 / from as f64)
+}
+
+/// One plain sentence (or a few) on whether the run met its SLO and, if not, why.
+pub(crate) fn verdict(r: &RelayReport) -> String {
+    let mut why = Vec::new();
+    let relay_p99 = r.latency_ms.get("relay").and_then(|p| p.p99_measured());
+    let limit = r.slo["relay_p99_ms"].as_f64().unwrap_or(5.0);
+    match relay_p99 {
+        Some(p) if p > limit => why.push(format!("relay p99 was {p:.1} ms, over {limit} ms")),
+        None => why.push("no relay delay was measured".into()),
+        _ => {}
+    }
+    let alert_limit = r.slo["capture_to_alert_p99_ms"].as_f64().unwrap_or(100.0);
+    if let Some(p) = r
+        .latency_ms
+        .get("capture_to_alert")
+        .and_then(|p| p.p99_measured())
+        && p > alert_limit
+    {
+        why.push(format!(
+            "capture → alert p99 was {p:.0} ms, over {alert_limit} ms"
+        ));
+    }
+    let lost = r.frames["lost"].as_u64().unwrap_or(0);
+    if lost > 0 {
+        why.push(format!(
+            "{lost} frames were lost ({} between cameras and gateway, {} between gateway and center)",
+            r.frames["lost_camera_to_gateway"], r.frames["lost_gateway_to_center"]
+        ));
+    }
+    let i = &r.incidents;
+    if i.missed > 0 {
+        let named: Vec<&str> = i
+            .problems
+            .iter()
+            .filter(|p| p.starts_with("missed"))
+            .take(3)
+            .map(String::as_str)
+            .collect();
+        why.push(format!(
+            "{} of {} incidents were missed ({}{})",
+            i.missed,
+            i.scripted,
+            named.join("; "),
+            if i.missed > 3 { "; …" } else { "" }
+        ));
+    }
+    if i.false_alerts > 0 {
+        why.push(format!("{} false alerts were raised", i.false_alerts));
+    }
+    if i.duplicate_alerts > 0 {
+        why.push(format!(
+            "{} incidents were alerted twice",
+            i.duplicate_alerts
+        ));
+    }
+    let mut text = if why.is_empty() {
+        "The SLO was met.".to_string()
+    } else {
+        format!("The SLO was not met: {}.", why.join("; "))
+    };
+    let reset = r.frames["gops_reset"].as_u64().unwrap_or(0);
+    if reset > 0 {
+        let worst = r
+            .cameras
+            .iter()
+            .filter_map(|(id, c)| Some((id, delivered_share(c)?)))
+            .min_by(|a, b| a.1.total_cmp(&b.1));
+        let _ = write!(
+            text,
+            " The relay reset {reset} stale GOPs rather than queue them (the link carried less than the cameras sent; cameras with an alert keep priority)"
+        );
+        if let Some((id, share)) = worst {
+            let _ = write!(
+                text,
+                "; the camera least delivered, {}, got {:.0} % of its frames through",
+                esc(id),
+                share * 100.0
+            );
+        }
+        text.push('.');
+    }
+    text
+}
+
 /// The whole report as HTML.
 pub fn render(r: &RelayReport) -> String {
     let passed = r.slo["passed"].as_bool().unwrap_or(false);
@@ -160,7 +357,8 @@ figure{{display:inline-block;margin:8px;vertical-align:top}}figcaption{{font-wei
 table{{border-collapse:collapse;margin-top:8px}}td,th{{border:1px solid #d0d7de;padding:3px 8px;text-align:right}}
 th:first-child,td:first-child{{text-align:left}}code{{background:#f6f8fa;padding:1px 4px}}</style></head><body>
 <h1>lookout load test — {} cameras, {} s, link {}</h1>
-<p class="slo {}">SLO {}: relay p99 ≤ {} ms, capture→alert p99 ≤ {} ms, no frame lost</p>
+<p class="slo {}">SLO {}: relay p99 ≤ {} ms, capture→alert p99 ≤ {} ms, no frame lost, every incident alerted once, no false alert</p>
+<p><strong>{}</strong></p>
 <p>lookout {} · revision {} · started {} · machine: {} CPUs, {} GiB, {}</p>
 <p>Command: <code>{}</code></p>"##,
         esc(&r.started_at),
@@ -171,6 +369,7 @@ th:first-child,td:first-child{{text-align:left}}code{{background:#f6f8fa;padding
         if passed { "passed" } else { "failed" },
         r.slo["relay_p99_ms"],
         r.slo["capture_to_alert_p99_ms"],
+        esc(&verdict(r)),
         esc(&r.provenance.lookout_version),
         esc(r
             .provenance
@@ -201,7 +400,10 @@ th:first-child,td:first-child{{text-align:left}}code{{background:#f6f8fa;padding
         r.incidents.false_alerts,
         r.incidents.duplicate_alerts
     );
-    out.push_str("<h2>Latency percentiles</h2>");
+    out.push_str("<h2>Latency</h2>");
+    out.push_str(&latency_over_time_plot(&r.timeline));
+    out.push_str(&cdf_plot(&r.relay_cdf));
+    out.push_str("<h3>Percentiles over the window (HDR histograms)</h3>");
     for (name, title) in [
         ("relay", "relay: gateway received → center received"),
         ("capture_to_center", "capture → center"),
@@ -263,14 +465,18 @@ th:first-child,td:first-child{{text-align:left}}code{{background:#f6f8fa;padding
         }
         out.push_str("</table>");
     }
-    out.push_str("<h2>Cameras</h2><table><tr><th>camera</th><th>frames sent</th><th>received</th><th>GOPs sent</th><th>reset</th><th>skipped</th></tr>");
+    out.push_str("<h2>Cameras</h2><table><tr><th>camera</th><th>received at the gateway</th><th>lost on the way from the camera</th><th>sent on</th><th>received at the center</th><th>delivered</th><th>GOPs sent</th><th>reset</th><th>skipped</th></tr>");
     for (id, c) in &r.cameras {
         let _ = write!(
             out,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(id),
+            c.received_at_gateway,
+            c.lost_camera_to_gateway
+                .map_or_else(|| "not counted".to_string(), |n| n.to_string()),
             c.sent,
             c.received_at_center,
+            delivered_share(c).map_or_else(|| "—".to_string(), |s| format!("{:.1} %", s * 100.0)),
             c.gops_sent,
             c.gops_reset,
             c.gops_skipped

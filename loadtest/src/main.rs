@@ -3,6 +3,7 @@
 
 mod capacity;
 mod check;
+mod delay;
 mod demo;
 mod detect;
 mod faults;

@@ -28,6 +28,7 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::delay::Buckets;
 use crate::detect::{
     FleetRun, Percentiles, Score, SeenAlert, detector_block, free_port, get_json, histogram,
     metric_sum, percentiles, read_onsets, start_fleet, start_gateway,
@@ -152,8 +153,12 @@ pub struct RelayReport {
     pub cpu_cores: Value,
     pub memory_mib: Value,
     pub detector: Value,
-    /// Once a second: CPU and memory of each process.
+    /// Once a second: CPU and memory of each process, and the relay's delay
+    /// that second (from the center's histogram buckets).
     pub timeline: Vec<Value>,
+    /// The relay's delay over the window as a cumulative distribution at the
+    /// center's histogram bounds (`[{"le_ms", "share"}]`); `null` if unread.
+    pub relay_cdf: Value,
 }
 
 pub(crate) fn center_percentiles(v: &Value) -> Percentiles {
@@ -410,6 +415,14 @@ pub fn run(mut args: RelayArgs) -> anyhow::Result<RelayReport> {
     };
     let mut last_sample: Option<TimelineSample> = None;
     let mut timeline = Vec::new();
+    // The center's relay-delay histogram at the window's start and at the last
+    // sample: their differences are the delay second by second and over the window.
+    let center_buckets = |http: &Http| {
+        http.text(&format!("http://{center_http}/metrics"))
+            .and_then(|page| Buckets::of_center(&page, "gateway"))
+    };
+    let mut delay_start: Option<Buckets> = None;
+    let mut delay_last: Option<Buckets> = None;
     // Peak resident memory of the gateway and the center; `None` until read.
     let mut peak: [Option<f64>; 2] = [None; 2];
     let raise = |peak: &mut Option<f64>, hwm: f64| *peak = Some(peak.map_or(hwm, |p| p.max(hwm)));
@@ -447,6 +460,15 @@ pub fn run(mut args: RelayArgs) -> anyhow::Result<RelayReport> {
                     }
                     _ => serde_json::json!({ "busy": null, "steal": null }),
                 };
+                let buckets = center_buckets(&http);
+                let relay_ms = match (&buckets, &delay_last) {
+                    (Some(now), Some(then)) => now.since(then).map(|d| d.summary()),
+                    _ => None,
+                }
+                .unwrap_or(Value::Null);
+                if buckets.is_some() {
+                    delay_last = buckets;
+                }
                 let gw_mem = procs::rss_mib(pids[0]);
                 let center_mem = procs::rss_mib(pids[2]);
                 if let Some((_, hwm)) = gw_mem {
@@ -469,6 +491,7 @@ pub fn run(mut args: RelayArgs) -> anyhow::Result<RelayReport> {
                         "center": waited(2),
                     },
                     "machine": machine,
+                    "relay_ms": relay_ms,
                 }));
             }
             last_sample = Some(sample);
@@ -484,6 +507,8 @@ pub fn run(mut args: RelayArgs) -> anyhow::Result<RelayReport> {
             window = Some((Instant::now(), cpu_of(pids)));
             warm_unix_ns = crate::fleet::server::unix_ns();
             roles_before = roles_of(&http);
+            delay_start = center_buckets(&http);
+            delay_last = delay_start.clone();
         }
         if let Some((at, length)) = args.center_outage
             && !outage_done
@@ -797,6 +822,10 @@ pub fn run(mut args: RelayArgs) -> anyhow::Result<RelayReport> {
         }),
         detector: detector_stats,
         timeline,
+        relay_cdf: match (&delay_last, &delay_start) {
+            (Some(end), Some(start)) => end.since(start).map_or(Value::Null, |d| d.cdf()),
+            _ => Value::Null,
+        },
         setup: serde_json::json!({
             "cameras": watched,
             "mix": mix_counts(&gw_config),

@@ -174,9 +174,30 @@ fn run_writes_a_complete_consistent_report() {
             assert!((0.0..=1.0).contains(&v), "{s}");
         }
     }
-    let html = std::fs::read_to_string(work.path().join("report.html")).expect("HTML report");
+    // The relay's delay second by second and over the window, from the
+    // center's histogram: a count each second, a distribution that ends at 1.
+    let seconds_with_video = timeline
+        .iter()
+        .filter(|s| s["relay_ms"]["count"].as_u64().unwrap_or(0) > 0)
+        .count();
     assert!(
-        html.contains("<svg") && html.contains("Latency percentiles"),
-        "HTML report"
+        seconds_with_video * 2 >= timeline.len(),
+        "relay_ms per second: {timeline:?}"
     );
+    let cdf = r["relay_cdf"].as_array().expect("relay_cdf");
+    let shares: Vec<f64> = cdf.iter().filter_map(|p| p["share"].as_f64()).collect();
+    assert!(shares.windows(2).all(|w| w[0] <= w[1]), "{cdf:?}");
+    assert!(shares.last().is_some_and(|s| *s > 0.99), "{cdf:?}");
+
+    let html = std::fs::read_to_string(work.path().join("report.html")).expect("HTML report");
+    for want in [
+        "<svg",
+        "Percentiles over the window",
+        "relay delay over time",
+        "share of frames at or below",
+        "The SLO was",
+        "delivered",
+    ] {
+        assert!(html.contains(want), "the HTML report lacks {want:?}");
+    }
 }
