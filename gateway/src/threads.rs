@@ -256,24 +256,28 @@ mod tests {
         assert_eq!(ticks_of_stat("garbage"), None);
     }
 
+    /// Burns three ticks of the calling thread's own CPU time (30 ms at 100 Hz),
+    /// however busy the machine is; at most 10 s.
+    fn burn_three_ticks() {
+        let start = thread_ticks(tid()).unwrap_or(0);
+        let t = std::time::Instant::now();
+        let mut x = 0u64;
+        while thread_ticks(tid()).unwrap_or(u64::MAX) < start + 3
+            && t.elapsed() < std::time::Duration::from_secs(10)
+        {
+            for _ in 0..10_000 {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+            }
+        }
+        std::hint::black_box(x);
+    }
+
     #[test]
     fn a_busy_thread_is_booked_to_its_role() {
         let before = cpu_seconds().0[Role::Detect.index()];
         std::thread::spawn(|| {
             enter_background(Role::Detect);
-            // Burn three ticks of this thread's own CPU time (30 ms at 100 Hz), however
-            // busy the machine is; at most 10 s.
-            let start = thread_ticks(tid()).unwrap_or(0);
-            let t = std::time::Instant::now();
-            let mut x = 0u64;
-            while thread_ticks(tid()).unwrap_or(u64::MAX) < start + 3
-                && t.elapsed() < std::time::Duration::from_secs(10)
-            {
-                for _ in 0..10_000 {
-                    x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
-                }
-            }
-            std::hint::black_box(x);
+            burn_three_ticks();
             leave();
         })
         .join()
@@ -291,17 +295,7 @@ mod tests {
         let helper = std::thread::Builder::new()
             .name("timer".into())
             .spawn(move || {
-                let start = thread_ticks(tid()).unwrap_or(0);
-                let t = std::time::Instant::now();
-                let mut x = 0u64;
-                while thread_ticks(tid()).unwrap_or(u64::MAX) < start + 3
-                    && t.elapsed() < std::time::Duration::from_secs(10)
-                {
-                    for _ in 0..10_000 {
-                        x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
-                    }
-                }
-                std::hint::black_box(x);
+                burn_three_ticks();
                 // Still alive while it is read: an ended helper's ticks are gone.
                 ready.send(()).expect("send");
                 finish.recv().expect("recv");

@@ -13,7 +13,6 @@
 #[path = "../../gateway/tests/support/rogue.rs"]
 mod rogue;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -21,7 +20,6 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use rogue::{Fault, RogueCamera};
-use serde_json::Value;
 
 /// The fleet's digest credentials, and the wrong password one camera uses.
 const USER: &str = "watch";
@@ -47,24 +45,7 @@ const FD_SLACK: i64 = 24;
 const RSS_SLACK_KIB: i64 = 24 * 1024;
 
 mod support;
-use support::{Kill, bin, free_port};
-
-fn get(url: &str) -> Option<String> {
-    let mut resp = ureq::get(url).call().ok()?;
-    resp.body_mut().read_to_string().ok()
-}
-
-/// Every camera of the gateway's table by id, and the raw body.
-fn cameras(http: &str) -> Option<(BTreeMap<String, Value>, String)> {
-    let body = get(&format!("http://{http}/api/cameras"))?;
-    let v: Value = serde_json::from_str(&body).ok()?;
-    let map = v["cameras"]
-        .as_array()?
-        .iter()
-        .filter_map(|c| Some((c["id"].as_str()?.to_string(), c.clone())))
-        .collect();
-    Some((map, body))
-}
+use support::{Kill, bin, cameras, free_port, get, n, s};
 
 /// Resident KiB and open descriptors of a process.
 fn rss_and_fds(pid: u32) -> (i64, i64) {
@@ -109,14 +90,6 @@ fn metric(page: &str, name: &str, camera: &str, extra: &str) -> Option<f64> {
         (key.starts_with(&prefix) && key.contains(&want) && key.contains(extra))
             .then(|| value.parse().ok())?
     })
-}
-
-fn s<'a>(c: &'a Value, key: &str) -> &'a str {
-    c[key].as_str().unwrap_or("")
-}
-
-fn n(c: &Value, key: &str) -> u64 {
-    c[key].as_u64().unwrap_or(0)
 }
 
 #[test]

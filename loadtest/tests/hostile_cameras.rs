@@ -26,7 +26,12 @@ use rogue::{Fault, RogueCamera};
 use serde_json::Value;
 
 mod support;
-use support::{Kill, bin, free_port};
+use support::{Kill, bin, free_port, get, n, s};
+
+/// The gateway's camera table by id.
+fn cameras(http: &str) -> Option<BTreeMap<String, Value>> {
+    support::cameras(http).map(|(table, _)| table)
+}
 
 /// Good fleet cameras (H.264 at 25 fps, `--size small`).
 const GOOD: [&str; 2] = ["tower-01", "fixed-01"];
@@ -53,23 +58,6 @@ const RSS_SLACK_KIB: i64 = 24 * 1024;
 /// `lookout run` gives its stages 10 s after SIGINT and its blocking threads
 /// 1 s more (README, "Commands").
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(11);
-
-fn get(url: &str) -> Option<String> {
-    let mut resp = ureq::get(url).call().ok()?;
-    resp.body_mut().read_to_string().ok()
-}
-
-fn cameras(http: &str) -> Option<BTreeMap<String, Value>> {
-    let body = get(&format!("http://{http}/api/cameras"))?;
-    let v: Value = serde_json::from_str(&body).ok()?;
-    Some(
-        v["cameras"]
-            .as_array()?
-            .iter()
-            .filter_map(|c| Some((c["id"].as_str()?.to_string(), c.clone())))
-            .collect(),
-    )
-}
 
 /// Threads, open descriptors and resident KiB of a process.
 #[derive(Debug, Clone, Copy)]
@@ -103,14 +91,6 @@ fn highest(samples: &[Sample]) -> Sample {
         fds: samples.iter().map(|s| s.fds).max().unwrap_or(0),
         rss_kib: samples.iter().map(|s| s.rss_kib).max().unwrap_or(0),
     }
-}
-
-fn s<'a>(c: &'a Value, key: &str) -> &'a str {
-    c[key].as_str().unwrap_or("")
-}
-
-fn n(c: &Value, key: &str) -> u64 {
-    c[key].as_u64().unwrap_or(0)
 }
 
 #[test]

@@ -70,6 +70,34 @@ pub fn check_report(path: &Path) {
     assert!(ok, "check-report {}:\n{text}", path.display());
 }
 
+/// `GET url`, the body; `None` on any failure.
+pub fn get(url: &str) -> Option<String> {
+    let mut resp = ureq::get(url).call().ok()?;
+    resp.body_mut().read_to_string().ok()
+}
+
+/// Every camera of a gateway's `GET /api/cameras` by id, and the raw body.
+pub fn cameras(http: &str) -> Option<(std::collections::BTreeMap<String, Value>, String)> {
+    let body = get(&format!("http://{http}/api/cameras"))?;
+    let v: Value = serde_json::from_str(&body).ok()?;
+    let map = v["cameras"]
+        .as_array()?
+        .iter()
+        .filter_map(|c| Some((c["id"].as_str()?.to_string(), c.clone())))
+        .collect();
+    Some((map, body))
+}
+
+/// A camera's text field, `""` when absent.
+pub fn s<'a>(c: &'a Value, key: &str) -> &'a str {
+    c[key].as_str().unwrap_or("")
+}
+
+/// A camera's count field, 0 when absent.
+pub fn n(c: &Value, key: &str) -> u64 {
+    c[key].as_u64().unwrap_or(0)
+}
+
 /// A child process killed (and reaped) when the test lets go of it.
 pub struct Kill(pub Child);
 
