@@ -106,15 +106,24 @@ fn ffprobe(url: &str) -> serde_json::Value {
     v["streams"][0].clone()
 }
 
+/// "25/1" → 25.0; anything unreadable → NaN, which fails every comparison.
+fn fraction(text: &str) -> f64 {
+    let (n, d) = text.split_once('/').unwrap_or((text, "1"));
+    match (n.parse::<f64>(), d.parse::<f64>()) {
+        (Ok(n), Ok(d)) if d != 0.0 => n / d,
+        _ => f64::NAN,
+    }
+}
+
 #[test]
 fn third_party_clients_read_every_camera() {
     let fleet = start_fleet(&["--mix", "towers=1,drones=1,bodycams=1,fixed=2"]);
     let expect = [
-        ("tower-01", "h264", 640, 360, "25/1"),
-        ("drone-01", "h264", 640, 360, "30/1"),
-        ("bodycam-01", "h264", 416, 240, "25/1"),
-        ("fixed-01", "h264", 640, 360, "25/1"),
-        ("fixed-02", "hevc", 640, 360, "25/1"),
+        ("tower-01", "h264", 640, 360, 25.0),
+        ("drone-01", "h264", 640, 360, 30.0),
+        ("bodycam-01", "h264", 416, 240, 25.0),
+        ("fixed-01", "h264", 640, 360, 25.0),
+        ("fixed-02", "hevc", 640, 360, 25.0),
     ];
     for (id, codec, w, h, rate) in expect {
         let url = format!("rtsp://127.0.0.1:{}/{id}", fleet.port);
@@ -122,7 +131,14 @@ fn third_party_clients_read_every_camera() {
         assert_eq!(s["codec_name"], codec, "{id}: {s}");
         assert_eq!(s["width"], w, "{id}: {s}");
         assert_eq!(s["height"], h, "{id}: {s}");
-        assert_eq!(s["r_frame_rate"], rate, "{id}: {s}");
+        // ffprobe guesses the rate from the first RTP timestamps, which
+        // carry the capture clock; on a loaded runner it reads 25 fps as
+        // 149/6 (24.8). Within 2 % is the camera's rate.
+        let got = fraction(s["r_frame_rate"].as_str().unwrap_or_default());
+        assert!(
+            (got - rate).abs() <= rate * 0.02,
+            "{id}: frame rate {got:.2}, expected {rate}: {s}"
+        );
     }
     // A plain GStreamer pipeline, over UDP this time, for 40 frames.
     let url = format!("rtsp://127.0.0.1:{}/tower-01", fleet.port);
@@ -182,9 +198,15 @@ fn emitted_config_passes_check_config() {
     assert_eq!(s["codec_name"], "h264");
 }
 
-/// Reads access units from one camera in-process for `seconds` and returns
-/// the capture stamps found in them, with the wall-clock time each arrived.
-fn read_stamps(url: &str, seconds: u64) -> Vec<(lookout_codecs::CaptureStamp, u64)> {
+/// Reads access units from one camera in-process until `want` stamped frames
+/// arrived or `limit` passed, and returns the capture stamps found in them with
+/// the wall-clock time each arrived. The limit is generous: on a loaded 2-core
+/// runner the RTSP handshake alone can take seconds.
+fn read_stamps(
+    url: &str,
+    want: usize,
+    limit: Duration,
+) -> Vec<(lookout_codecs::CaptureStamp, u64)> {
     use gstreamer::prelude::*;
     gstreamer::init().expect("gstreamer");
     let desc = format!(
@@ -203,9 +225,9 @@ fn read_stamps(url: &str, seconds: u64) -> Vec<(lookout_codecs::CaptureStamp, u6
     pipeline
         .set_state(gstreamer::State::Playing)
         .expect("playing");
-    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let deadline = Instant::now() + limit;
     let mut stamps = Vec::new();
-    while Instant::now() < deadline {
+    while Instant::now() < deadline && stamps.len() < want {
         let Some(sample) = sink.try_pull_sample(gstreamer::ClockTime::from_mseconds(200)) else {
             continue;
         };
@@ -228,10 +250,10 @@ fn read_stamps(url: &str, seconds: u64) -> Vec<(lookout_codecs::CaptureStamp, u6
 fn frames_carry_capture_stamps_and_incidents_write_ground_truth() {
     let fleet = start_fleet(&["--mix", "towers=2", "--incidents", "tower-02:smoke@1.5"]);
     let url = format!("rtsp://127.0.0.1:{}/tower-01", fleet.port);
-    let stamps = read_stamps(&url, 3);
+    let stamps = read_stamps(&url, 50, Duration::from_secs(30));
     assert!(
-        stamps.len() >= 40,
-        "only {} stamped frames in 3 s at 25 fps",
+        stamps.len() >= 50,
+        "only {} stamped frames in 30 s at 25 fps",
         stamps.len()
     );
     for w in stamps.windows(2) {
