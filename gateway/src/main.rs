@@ -423,7 +423,7 @@ fn bench_detector(
     }
     let sm = &report.stage_mean_ms;
     println!(
-        "  detector path, mean per batch ms: preprocess {:.3}  inference {:.3}  postprocess {:.3}  other {:.3}",
+        "  detector path, mean per batch ms: preprocess {:.3} (own thread, overlapped)  inference {:.3}  postprocess {:.3}  other {:.3}",
         sm.preprocess, sm.inference, sm.postprocess, sm.other
     );
     println!(

@@ -12,13 +12,15 @@
 //!   stage hands them over (work frame, plus the picture already at the
 //!   model's picture size) —
 //!   the drop-oldest queue, batching across cameras, preprocessing (scale,
-//!   normalise, layout), inference, output decoding, mapping to the camera's
+//!   normalise, layout; on its own thread, overlapped with the previous
+//!   batch's inference), inference, output decoding, mapping to the camera's
 //!   picture and the alert state machines — kept saturated by a feeder
 //!   thread, as when many cameras send keyframes at once. Alert snapshots are
 //!   requested but not encoded: that is the snapshot thread's work, once per
 //!   alert, not per frame.
 //!
-//! Percentiles come from HDR histograms of per-batch time.
+//! Percentiles come from HDR histograms of per-batch time (on the inference
+//! thread, from receiving the prepared batch to its last alert decision).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -93,6 +95,8 @@ pub struct Side {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct StageMeans {
+    /// On the preprocessing thread, overlapped with the previous batch's
+    /// inference: not part of the per-batch time.
     pub preprocess: f64,
     pub inference: f64,
     pub postprocess: f64,
@@ -303,7 +307,7 @@ pub fn run(
         preprocess: pre,
         inference: inf,
         postprocess: post,
-        other: (total_ms - pre - inf - post).max(0.0),
+        other: (total_ms - inf - post).max(0.0),
     };
     let detector_path = side(det_frames, det_time, &det_h);
     Ok(BenchReport {

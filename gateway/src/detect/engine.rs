@@ -76,7 +76,59 @@ pub struct Engine {
     max_batch: usize,
     /// The input tensor, reused across runs.
     input: Vec<f32>,
+}
+
+/// A batch turned into the model's input tensor, ready for
+/// [`Engine::run_prepared`]: made by the detector's preprocessing thread while
+/// the session runs the batch before it. The buffer is reused.
+#[derive(Debug, Default)]
+pub struct Prepared {
+    input: Vec<f32>,
     placements: Vec<Placement>,
+    /// Each frame's size, to map boxes back.
+    sizes: Vec<(u32, u32)>,
+    /// How long filling took.
+    took: Duration,
+}
+
+impl Prepared {
+    /// An empty batch that will fill `buffer` (a previous batch's, returned
+    /// by [`Prepared::into_buffer`]).
+    pub fn new(buffer: Vec<f32>) -> Prepared {
+        Prepared {
+            input: buffer,
+            ..Prepared::default()
+        }
+    }
+
+    /// Scales, normalises and lays out `frames` into the input tensor.
+    pub fn fill(&mut self, input: &crate::config::ModelInput, frames: &[&RgbFrame]) {
+        let t0 = Instant::now();
+        let slot = preprocess::slot_len(input);
+        self.input.resize(slot * frames.len(), 0.0);
+        self.placements.clear();
+        self.sizes.clear();
+        for (i, f) in frames.iter().enumerate() {
+            let p = preprocess::fill(f, input, &mut self.input[i * slot..(i + 1) * slot]);
+            self.placements.push(p);
+            self.sizes.push((f.width, f.height));
+        }
+        self.took = t0.elapsed();
+    }
+
+    /// Frames in the batch.
+    pub fn len(&self) -> usize {
+        self.sizes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sizes.is_empty()
+    }
+
+    /// The tensor buffer, for the next batch.
+    pub fn into_buffer(self) -> Vec<f32> {
+        self.input
+    }
 }
 
 impl Engine {
@@ -114,7 +166,6 @@ impl Engine {
             session,
             max_batch,
             input: Vec::new(),
-            placements: Vec::new(),
         })
     }
 
@@ -180,20 +231,39 @@ impl Engine {
         frames: &[&RgbFrame],
         timings: &mut InferTimings,
     ) -> Result<Vec<Vec<Detection>>, EngineError> {
-        let t0 = Instant::now();
+        let mut prepared = Prepared::new(std::mem::take(&mut self.input));
+        prepared.fill(&self.config.input, frames);
+        let out = self.run_prepared(&prepared, timings);
+        self.input = prepared.into_buffer();
+        out
+    }
+
+    /// Runs the session on a batch [`Prepared`] (possibly on another thread,
+    /// while the previous batch ran) and decodes each frame's detections.
+    /// Adds the batch's preprocessing, inference and decoding times to
+    /// `timings`.
+    pub fn run_prepared(
+        &mut self,
+        prepared: &Prepared,
+        timings: &mut InferTimings,
+    ) -> Result<Vec<Vec<Detection>>, EngineError> {
         let inp = &self.config.input;
+        let n = prepared.sizes.len();
         let slot = preprocess::slot_len(inp);
-        let n = frames.len();
-        self.input.resize(slot * n, 0.0);
-        self.placements.clear();
-        for (i, f) in frames.iter().enumerate() {
-            let p = preprocess::fill(f, inp, &mut self.input[i * slot..(i + 1) * slot]);
-            self.placements.push(p);
+        if prepared.input.len() != slot * n {
+            return Err(EngineError::Inference {
+                detector: self.config.id.clone(),
+                message: format!(
+                    "prepared batch holds {} values, expected {} frames of {slot}",
+                    prepared.input.len(),
+                    n
+                ),
+            });
         }
         let shape = tensor_shape(inp, n);
         let fail = inference_error(&self.config.id);
         let t1 = Instant::now();
-        let tensor = TensorRef::from_array_view((shape, &self.input[..])).map_err(fail)?;
+        let tensor = TensorRef::from_array_view((shape, &prepared.input[..])).map_err(fail)?;
         let outputs = self.session.run(ort::inputs![tensor]).map_err(fail)?;
         let t2 = Instant::now();
         let value = &outputs[0];
@@ -213,9 +283,8 @@ impl Engine {
             expected: expected.to_string(),
         };
         let mut results = Vec::with_capacity(n);
-        for (i, frame) in frames.iter().enumerate() {
+        for (i, (&(fw, fh), p)) in prepared.sizes.iter().zip(&prepared.placements).enumerate() {
             let d = &data[i * per..(i + 1) * per];
-            let p = &self.placements[i];
             let dets = match cfg.output {
                 OutputKind::Classification => {
                     if per != cfg.labels.len() {
@@ -228,14 +297,7 @@ impl Engine {
                     if shape.len() != 3 || per % rows != 0 {
                         return Err(bad_shape("[N, 4+labels, boxes]"));
                     }
-                    postprocess::yolo(
-                        d,
-                        &cfg.labels,
-                        per / rows,
-                        cfg.threshold,
-                        p,
-                        (frame.width, frame.height),
-                    )
+                    postprocess::yolo(d, &cfg.labels, per / rows, cfg.threshold, p, (fw, fh))
                 }
                 OutputKind::Segmentation => {
                     let (map, mh, mw) = match shape.len() {
@@ -269,7 +331,7 @@ impl Engine {
             };
             results.push(dets);
         }
-        timings.preprocess += t1 - t0;
+        timings.preprocess += prepared.took;
         timings.inference += t2 - t1;
         timings.postprocess += t2.elapsed();
         Ok(results)

@@ -24,7 +24,7 @@ use tokio::task::JoinHandle;
 
 use super::alerts::{AlertEventKind, CameraAlerts, Transition};
 use super::decode::{DecodeEvents, DecodedFrame, DecoderHandle, DecoderPool, MIN_WORK_SIDE};
-use super::engine::{Engine, InferTimings};
+use super::engine::{Engine, InferTimings, Prepared};
 use super::hub::{Alert, AlertHub, CameraRef, FrameRef};
 use super::identity::ModelIdentity;
 use super::postprocess::Detection;
@@ -584,86 +584,186 @@ struct Open {
     alert: Alert,
 }
 
-/// One detector's thread: batch, infer, alert, until the queue is closed;
-/// returns the number of frames it ran. `on_batch` gets each batch's time
-/// from taking it off the queue to its last alert decision.
+/// A batch taken off the queue, with when each frame was queued, and its
+/// input tensor.
+type ReadyBatch = (Vec<(Job, Instant)>, Prepared);
+
+/// One detector's work: batch, infer, alert, until the queue is closed;
+/// returns the number of frames it ran. Two threads: a preprocessing thread
+/// (`detect-ID-prep`) takes the next batch off the queue and fills its input
+/// tensor while this one has the previous batch in ONNX Runtime, then hands
+/// it over through a one-slot channel (so at most one prepared batch waits,
+/// and drop-oldest still applies to everything behind it). `on_batch` gets
+/// each batch's time on this thread, from receiving it prepared to its last
+/// alert decision, with its stage times (preprocessing overlapped).
 pub(crate) fn worker(
     engine: &mut Engine,
     queue: &DropOldest<Job>,
     ctx: &WorkerContext,
     on_batch: &mut dyn FnMut(Duration, &InferTimings),
 ) -> u64 {
-    let mut total = 0u64;
     let id = engine.config.id.clone();
     let wait = Duration::from_millis(engine.config.batch_wait_ms);
     let max = engine.max_batch();
-    // Per camera: its config as last seen, its alert state, and its
-    // capture-to-detect series.
-    let mut cameras: HashMap<Arc<str>, (Arc<CameraConfig>, CameraAlerts, Histogram)> =
-        HashMap::new();
-    let mut open: HashMap<(String, String), Open> = HashMap::new();
+    let input = engine.config.input.clone();
     let m = &ctx.metrics;
-    let series = |s: &str| {
-        m.stage
-            .get_or_create(&l(&[("detector", &id), ("stage", s)]))
-            .clone()
-    };
-    let (queue_h, pre_h, inf_h, post_h) = (
-        series("queue"),
-        series("preprocess"),
-        series("inference"),
-        series("postprocess"),
-    );
     let one = l(&[("detector", &id)]);
+    let queue_h = m
+        .stage
+        .get_or_create(&l(&[("detector", &id), ("stage", "queue")]))
+        .clone();
     let depth = m.queue_depth.get_or_create(&one).clone();
-    let batch_h = m.batch_size.get_or_create(&one).clone();
-    let frames_c = m.frames.get_or_create(&one).clone();
-    while let Some(batch) = queue.pop_batch(max, wait) {
-        let started = Instant::now();
+    // Pops a batch and fills its tensor, reusing a returned buffer.
+    let prepare = move |spare: Option<Vec<f32>>| -> Option<ReadyBatch> {
+        let batch = queue.pop_batch(max, wait)?;
+        let now = Instant::now();
         depth.set(queue.len() as i64);
         for (_, queued) in &batch {
-            queue_h.observe((started - *queued).as_secs_f64());
+            queue_h.observe((now - *queued).as_secs_f64());
         }
-        let frames: Vec<&RgbFrame> = batch
-            .iter()
-            .map(|(j, _)| j.frame_for(&engine.config.input))
-            .collect();
-        let (results, timings) = match engine.infer_timed(&frames) {
+        let frames: Vec<&RgbFrame> = batch.iter().map(|(j, _)| j.frame_for(&input)).collect();
+        let mut prepared = Prepared::new(spare.unwrap_or_default());
+        prepared.fill(&input, &frames);
+        drop(frames);
+        Some((batch, prepared))
+    };
+    let mut run = Runner::new(engine, ctx);
+    std::thread::scope(|scope| {
+        let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<ReadyBatch>(1);
+        let (spare_tx, spare_rx) = std::sync::mpsc::sync_channel::<Vec<f32>>(2);
+        let prep = prepare.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("detect-{id}-prep"))
+            .spawn_scoped(scope, move || {
+                crate::threads::enter_background(crate::threads::Role::Detect);
+                while let Some(ready) = prep(spare_rx.try_recv().ok()) {
+                    if ready_tx.send(ready).is_err() {
+                        break;
+                    }
+                }
+                crate::threads::leave();
+            });
+        match spawned {
+            Ok(_) => {
+                while let Ok((batch, prepared)) = ready_rx.recv() {
+                    let buffer = run.batch(batch, prepared, on_batch);
+                    // The preprocessing thread holds at most two spares; a
+                    // full channel just frees this one.
+                    if let Err(std::sync::mpsc::TrySendError::Disconnected(_)) =
+                        spare_tx.try_send(buffer)
+                    {
+                        break;
+                    }
+                }
+            }
+            Err(e) => {
+                // No thread to spare: preprocess in line, one batch at a time.
+                tracing::warn!(detector = %id, "cannot start the preprocessing thread, preprocessing in line: {e}");
+                let mut spare = None;
+                while let Some((batch, prepared)) = prepare(spare.take()) {
+                    spare = Some(run.batch(batch, prepared, on_batch));
+                }
+            }
+        }
+    });
+    tracing::debug!(detector = %id, frames = run.total, "detector stopped");
+    run.total
+}
+
+/// The inference side of [`worker`]: runs prepared batches and turns their
+/// detections into alert transitions.
+struct Runner<'a> {
+    engine: &'a mut Engine,
+    ctx: &'a WorkerContext,
+    total: u64,
+    /// Per camera: its config as last seen, its alert state, and its
+    /// capture-to-detect series.
+    cameras: HashMap<Arc<str>, (Arc<CameraConfig>, CameraAlerts, Histogram)>,
+    open: HashMap<(String, String), Open>,
+    stages: [Histogram; 3],
+    batch_h: Histogram,
+    frames_c: Counter,
+}
+
+impl<'a> Runner<'a> {
+    fn new(engine: &'a mut Engine, ctx: &'a WorkerContext) -> Self {
+        let id = engine.config.id.clone();
+        let m = &ctx.metrics;
+        let series = |s: &str| {
+            m.stage
+                .get_or_create(&l(&[("detector", &id), ("stage", s)]))
+                .clone()
+        };
+        let one = l(&[("detector", &id)]);
+        Runner {
+            stages: [
+                series("preprocess"),
+                series("inference"),
+                series("postprocess"),
+            ],
+            batch_h: m.batch_size.get_or_create(&one).clone(),
+            frames_c: m.frames.get_or_create(&one).clone(),
+            engine,
+            ctx,
+            total: 0,
+            cameras: HashMap::new(),
+            open: HashMap::new(),
+        }
+    }
+
+    /// Runs one prepared batch, raises its alert transitions, and returns
+    /// the tensor buffer for reuse.
+    fn batch(
+        &mut self,
+        batch: Vec<(Job, Instant)>,
+        prepared: Prepared,
+        on_batch: &mut dyn FnMut(Duration, &InferTimings),
+    ) -> Vec<f32> {
+        let started = Instant::now();
+        let m = &self.ctx.metrics;
+        let mut timings = InferTimings::default();
+        let outcome = self.engine.run_prepared(&prepared, &mut timings);
+        let id = &self.engine.config.id;
+        let results = match outcome {
             Ok(r) => r,
             Err(e) => {
-                m.inference_errors.get_or_create(&one).inc();
+                m.inference_errors
+                    .get_or_create(&l(&[("detector", id)]))
+                    .inc();
                 m.dropped
-                    .get_or_create(&l(&[("detector", &id), ("reason", "inference_error")]))
+                    .get_or_create(&l(&[("detector", id), ("reason", "inference_error")]))
                     .inc_by(batch.len() as u64);
                 tracing::error!(detector = %id, frames = batch.len(), "{e}");
-                continue;
+                return prepared.into_buffer();
             }
         };
         let done_ns = unix_now_ns();
+        let [pre_h, inf_h, post_h] = &self.stages;
         pre_h.observe(timings.preprocess.as_secs_f64());
         inf_h.observe(timings.inference.as_secs_f64());
         post_h.observe(timings.postprocess.as_secs_f64());
-        batch_h.observe(batch.len() as f64);
-        frames_c.inc_by(batch.len() as u64);
-        total += batch.len() as u64;
-        for (((job, _), frame), dets) in batch.iter().zip(&frames).zip(results) {
+        self.batch_h.observe(batch.len() as f64);
+        self.frames_c.inc_by(batch.len() as u64);
+        self.total += batch.len() as u64;
+        for ((job, _), dets) in batch.iter().zip(results) {
+            let frame = job.frame_for(&self.engine.config.input);
             let dets = to_source(&dets, frame, job.source);
-            if !cameras.contains_key(job.camera.id.as_str()) {
+            if !self.cameras.contains_key(job.camera.id.as_str()) {
                 let h = m
                     .capture_to_detect
-                    .get_or_create(&l(&[("detector", &id), ("camera", &job.camera.id)]))
+                    .get_or_create(&l(&[("detector", id), ("camera", &job.camera.id)]))
                     .clone();
                 let alerts = CameraAlerts::new(
-                    engine.config.alert.clone(),
-                    engine.config.alert_labels.clone(),
+                    self.engine.config.alert.clone(),
+                    self.engine.config.alert_labels.clone(),
                     job.camera.zones.clone(),
                 );
-                cameras.insert(
+                self.cameras.insert(
                     Arc::from(job.camera.id.as_str()),
                     (job.camera.clone(), alerts, h),
                 );
             }
-            let Some(entry) = cameras.get_mut(job.camera.id.as_str()) else {
+            let Some(entry) = self.cameras.get_mut(job.camera.id.as_str()) else {
                 continue;
             };
             entry
@@ -678,13 +778,19 @@ pub(crate) fn worker(
                 entry.0 = job.camera.clone();
             }
             for t in entry.1.observe(&dets, done_ns) {
-                on_transition(ctx, &engine.config, job, t, done_ns, &mut open);
+                on_transition(
+                    self.ctx,
+                    &self.engine.config,
+                    job,
+                    t,
+                    done_ns,
+                    &mut self.open,
+                );
             }
         }
         on_batch(started.elapsed(), &timings);
+        prepared.into_buffer()
     }
-    tracing::debug!(detector = %id, frames = total, "detector stopped");
-    total
 }
 
 /// Maps detections from work-frame pixels to the camera's picture.
