@@ -25,7 +25,7 @@ pub fn check_file(path: &Path) -> Result<Config, Problems> {
     if findings.0.is_empty() {
         Ok(config)
     } else {
-        Err(Config::problems_at(path, &source, findings))
+        Err(crate::config::problems_at(path, &source, findings))
     }
 }
 
@@ -59,7 +59,7 @@ pub fn warnings(path: &Path, config: &Config) -> Vec<Problem> {
         return Vec::new();
     }
     let source = std::fs::read_to_string(path).unwrap_or_default();
-    Config::problems_at(path, &source, f).0
+    crate::config::problems_at(path, &source, f).0
 }
 
 /// Opens every detector's model and compares it with its entry.
@@ -139,7 +139,7 @@ pub fn check_center_file(path: &Path) -> Result<CenterConfig, Problems> {
         };
         findings.push(key, message);
     }
-    Err(Config::problems_at(path, &source, findings))
+    Err(crate::config::problems_at(path, &source, findings))
 }
 
 /// Whether an upstream's TLS identity (paths resolved) loads and chains to

@@ -9,15 +9,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use crate::alert::hub::AlertHub;
+use crate::api::{self, ApiState};
 use crate::check;
 use crate::config::Config;
-use crate::detect::hub::AlertHub;
 use crate::detect::runtime;
 use crate::detect::service::{DetectMetrics, DetectService};
-use crate::http::{self, ApiState};
 use crate::ingest::{Ingest, IngestCollector, IngestSettings};
 use crate::metrics::Metrics;
-use crate::relay::{Relay, RelayMetrics};
+use crate::relay::RelayMetrics;
 use crate::shutdown::{Shutdown, Trigger};
 
 /// How long stages get to finish after a stop signal.
@@ -58,7 +58,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     // first alert is on disk before it is announced.
     let relay_metrics = Arc::new(RelayMetrics::default());
     relay_metrics.register(&metrics);
-    let relay = Relay::start(&config, ingest.clone(), hub.clone(), relay_metrics).await?;
+    let relay = crate::relay::start(&config, ingest.clone(), hub.clone(), relay_metrics).await?;
 
     let detect_metrics = DetectMetrics::new();
     detect_metrics.register(&metrics);
@@ -87,9 +87,9 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     // reloads instead of killing the process.
     let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("installing SIGHUP handler")?;
-    let (addr, _http) = http::serve(
+    let (addr, _http) = crate::http::serve(
         config.gateway.http_listen,
-        http::router(state),
+        api::router(state),
         shutdown.clone(),
         refused_connections,
     )

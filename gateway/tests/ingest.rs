@@ -98,7 +98,7 @@ async fn h264_and_h265_cameras_go_live_at_the_source_rate() {
     let s = status(&ingest, "h264-tcp");
     assert_eq!(
         (s.codec, s.width, s.height),
-        (Some("h264"), 320, 240),
+        (Some(lookout_codecs::Codec::H264), 320, 240),
         "{s:?}"
     );
     assert_eq!(s.transport.map(|t| t.as_str()), Some("tcp"));
@@ -123,7 +123,7 @@ async fn h264_and_h265_cameras_go_live_at_the_source_rate() {
     let s = status(&ingest, "h265-udp");
     assert_eq!(
         (s.codec, s.width, s.height),
-        (Some("h265"), 320, 240),
+        (Some(lookout_codecs::Codec::H265), 320, 240),
         "{s:?}"
     );
     assert_eq!(s.malformed_nals, 0, "{s:?}");
@@ -447,7 +447,7 @@ async fn an_h265_camera_configured_as_h264_is_ingested_and_reported() {
         .await
     );
     let s = status(&ingest, "mislabelled");
-    assert_eq!(s.codec, Some("h265"));
+    assert_eq!(s.codec, Some(lookout_codecs::Codec::H265));
     assert!(
         s.warning
             .as_deref()

@@ -6,19 +6,19 @@
 //!
 //! The gateway's configuration parser lives in the `lookout` crate, whose dependencies
 //! (GStreamer, ONNX Runtime, quinn, axum, SQLite) would take minutes to build with
-//! coverage instrumentation. Its two source folders depend only on `serde`, `toml` and
-//! `thiserror`, so they are compiled here from the gateway's own files: the fuzzer runs
-//! exactly the code `lookout check-config` and `lookout center` run, without the rest of
-//! the gateway. If those files ever reach for another gateway module, this build fails
-//! and says so; see README.md.
+//! coverage instrumentation. Its files, the center's and the shared pieces in
+//! `lookout-core` depend only on `serde`, `toml`, `thiserror` and `lookout-codecs`, so
+//! they are compiled here from their own files (the shared ones as a small crate named
+//! `lookout-core`, `core-config/`): the fuzzer runs exactly the code `lookout
+//! check-config` and `lookout center` run, without the rest. If those files ever reach
+//! for another module, this build fails and says so; see README.md.
 
 /// The gateway's `config` module (`gateway/src/config/`), compiled from its own source.
 #[path = "../../../gateway/src/config/mod.rs"]
 pub mod config;
 
-/// The command center's configuration (`gateway/src/center/config.rs`); it refers to
-/// `crate::config`, which is the module above.
-#[path = "../../../gateway/src/center/config.rs"]
+/// The command center's configuration (`center/src/config.rs`).
+#[path = "../../../center/src/config.rs"]
 pub mod center_config;
 
 pub mod seeds;

@@ -26,7 +26,7 @@ fn problems(src: &str) -> Vec<Problem> {
     let path = Path::new("test.toml");
     match Config::parse(path, src) {
         Err(p) => p.0,
-        Ok(c) => Config::problems_at(path, src, c.validate()).0,
+        Ok(c) => super::problems_at(path, src, c.validate()).0,
     }
 }
 

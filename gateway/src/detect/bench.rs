@@ -30,11 +30,11 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use super::engine::{Engine, EngineError, InferTimings};
-use super::hub::AlertHub;
-use super::identity::ModelIdentity;
 use super::preprocess::RgbFrame;
 use super::queue::DropOldest;
 use super::service::{DetectMetrics, Job, Sample, SnapshotJob, WorkerContext, worker};
+use crate::alert::hub::AlertHub;
+use crate::alert::identity::ModelIdentity;
 use crate::config::{CameraConfig, CameraKind, Transport};
 
 #[derive(Debug, Clone)]

@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::engine::{Engine, EngineError};
-use super::identity::ModelIdentity;
 use super::postprocess::Detection;
 use super::preprocess::RgbFrame;
 use super::runtime;
+use crate::alert::identity::ModelIdentity;
 use crate::config::Config;
 
 #[derive(Debug, thiserror::Error)]

@@ -4,22 +4,9 @@
 //! filtered with class-aware NMS the way Ultralytics does), and segmentation
 //! (a per-pixel class map turned into area fraction and bounding box).
 
-use serde::Serialize;
-
 use super::preprocess::Placement;
 
-/// One thing a detector saw in one frame.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Detection {
-    pub label: String,
-    pub score: f32,
-    /// `[x, y, w, h]` in frame pixels (detection and segmentation).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub bbox: Option<[f32; 4]>,
-    /// Share of the frame the region covers (segmentation).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub area: Option<f32>,
-}
+pub use lookout_core::alert::Detection;
 
 /// Scores per label for one frame; every label at or above `threshold` is a
 /// detection, best first.

@@ -5,25 +5,7 @@
 
 use crate::config::{ChannelOrder, Layout, ModelInput};
 
-/// A decoded picture, RGB8, rows packed.
-#[derive(Debug, Clone)]
-pub struct RgbFrame {
-    pub width: u32,
-    pub height: u32,
-    pub data: Vec<u8>,
-}
-
-impl RgbFrame {
-    pub fn new(width: u32, height: u32, data: Vec<u8>) -> Option<RgbFrame> {
-        (data.len() == width as usize * height as usize * 3 && width > 0 && height > 0).then_some(
-            RgbFrame {
-                width,
-                height,
-                data,
-            },
-        )
-    }
-}
+pub use lookout_core::frame::RgbFrame;
 
 /// How frame coordinates map into the model's input: `input = frame * scale
 /// + pad`. Needed to map boxes back to the frame.

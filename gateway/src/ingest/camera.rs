@@ -22,8 +22,8 @@ use super::fanout::Fanout;
 use super::guard::{Guard, GuardSpec};
 use super::health::{ActiveTransport, CameraHealth, CameraState, RateMeter};
 use super::pipeline::{self, ConnectSpec, ConnectionError, PipelineEvent, Retry, StreamSink};
-use super::unit::Codec;
 use crate::config::{CameraCodec, CameraConfig, Transport};
+use lookout_core::unit::Codec;
 
 /// How often the task looks at its camera's counters.
 const TICK: Duration = Duration::from_millis(200);

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
 
 use super::health::CameraHealth;
-use super::unit::AccessUnit;
+use lookout_core::unit::AccessUnit;
 
 /// Units a subscriber may fall behind before it loses the oldest: about five
 /// seconds at 25 fps, enough to ride out a scheduling hiccup, small enough to
@@ -244,7 +244,7 @@ impl Subscription {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingest::unit::{Codec, CodecParams, TimestampSource};
+    use crate::ingest::{Codec, CodecParams, TimestampSource};
     use bytes::Bytes;
 
     fn unit(seq: u64, keyframe: bool, params: &Arc<CodecParams>, data: &Bytes) -> AccessUnit {

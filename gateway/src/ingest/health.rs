@@ -14,8 +14,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use super::unit::{Codec, TimestampSource, codec_label};
 use crate::config::{CameraConfig, redact_text};
+use lookout_core::unit::{Codec, TimestampSource, codec_label};
 
 /// Where a camera is in its life cycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -276,11 +276,11 @@ impl CameraHealth {
         let last = self.last_unit_unix_ns();
         CameraStatus {
             id: config.id.clone(),
-            kind: config.kind.as_str(),
+            kind: config.kind,
             name: config.name.clone(),
             group: config.group.clone(),
             state: self.state(),
-            codec: self.codec().map(codec_label),
+            codec: self.codec(),
             width: self.width.load(Relaxed),
             height: self.height.load(Relaxed),
             fps: round2(self.fps()),
@@ -307,16 +307,38 @@ impl CameraHealth {
     }
 }
 
+fn codec_as_label<S: serde::Serializer>(codec: &Option<Codec>, s: S) -> Result<S::Ok, S::Error> {
+    match codec {
+        Some(c) => s.serialize_some(codec_label(*c)),
+        None => s.serialize_none(),
+    }
+}
+
+impl From<CameraState> for lookout_codecs::relay::CameraState {
+    fn from(state: CameraState) -> Self {
+        use lookout_codecs::relay::CameraState as Wire;
+        match state {
+            CameraState::Connecting => Wire::Connecting,
+            CameraState::Live => Wire::Live,
+            CameraState::Stalled => Wire::Stalled,
+            CameraState::Backoff => Wire::Backoff,
+            CameraState::Failed => Wire::Failed,
+        }
+    }
+}
+
 /// One camera as `GET /api/cameras` shows it. Credentials never appear: the
 /// URL and error texts are redacted.
 #[derive(Debug, Clone, Serialize)]
 pub struct CameraStatus {
     pub id: String,
-    pub kind: &'static str,
+    pub kind: crate::config::CameraKind,
     pub name: Option<String>,
     pub group: Option<String>,
     pub state: CameraState,
-    pub codec: Option<&'static str>,
+    /// Shown as its label (`h264`, `h265`).
+    #[serde(serialize_with = "codec_as_label")]
+    pub codec: Option<Codec>,
     pub width: u32,
     pub height: u32,
     /// Measured over the last few seconds, not read from the SDP.

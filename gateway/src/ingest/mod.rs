@@ -28,7 +28,6 @@ mod pipeline;
 pub mod probe;
 mod prometheus;
 mod truncation;
-mod unit;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -42,8 +41,8 @@ pub use backoff::BackoffPolicy;
 pub use camera::Camera;
 pub use fanout::{FANOUT_CAPACITY, Filter, Subscription, TryRecv};
 pub use health::{ActiveTransport, CameraHealth, CameraState, CameraStatus};
+pub use lookout_core::unit::{AccessUnit, Codec, CodecParams, TimestampSource, codec_label};
 pub use prometheus::IngestCollector;
-pub use unit::{AccessUnit, Codec, CodecParams, TimestampSource, codec_label};
 
 use crate::config::{CameraConfig, GatewaySection};
 

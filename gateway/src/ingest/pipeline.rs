@@ -30,9 +30,9 @@ use tokio::sync::mpsc;
 use super::camera::Camera;
 use super::health::{ActiveTransport, unix_now_ns};
 use super::truncation::TruncationCheck;
-use super::unit::{AccessUnit, Codec, CodecParams, TimestampSource};
 use crate::config::redact_text;
 use crate::threads;
+use lookout_core::unit::{AccessUnit, Codec, CodecParams, TimestampSource};
 
 /// Seconds from the NTP epoch (1900) to the Unix epoch (1970).
 const NTP_TO_UNIX_S: u64 = 2_208_988_800;

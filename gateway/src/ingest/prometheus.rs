@@ -125,8 +125,8 @@ impl Collector for IngestCollector {
             for c in &cameras {
                 let labels = [
                     ("camera", c.id.as_str()),
-                    ("kind", c.kind),
-                    ("codec", c.codec.unwrap_or("")),
+                    ("kind", c.kind.as_str()),
+                    ("codec", c.codec.map_or("", lookout_core::unit::codec_label)),
                     (
                         "timestamp_source",
                         c.timestamp_source.map_or("", |t| t.as_str()),

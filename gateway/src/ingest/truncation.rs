@@ -11,7 +11,7 @@
 //! depayloader's sink; what is found is counted with the camera's malformed
 //! NAL units. Pure and allocation-free: a few bytes in, a verdict out.
 
-use super::unit::Codec;
+use lookout_core::unit::Codec;
 
 /// What one packet revealed about the packets before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -23,7 +23,7 @@ pub fn config(input: &[u8]) {
             for camera in &config.cameras {
                 let _ = camera.url_redacted();
             }
-            Config::problems_at(path, source, config.validate())
+            crate::config::problems_at(path, source, config.validate())
         }
         Err(problems) => problems,
     };

@@ -21,7 +21,7 @@ use std::collections::{HashMap, VecDeque};
 
 use crate::config::{AlertPolicy, Severity, ZoneConfig, ZoneMode};
 
-use super::postprocess::Detection;
+use super::Detection;
 
 /// What happened to an alert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

@@ -36,11 +36,11 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-use crate::metrics::Metrics;
-use crate::relay::stream::varint;
-use crate::relay::{stream, tls};
 use config::{CenterConfig, SubscribeSetting};
 use ledger::Ledger;
+use lookout_core::metrics::Metrics;
+use lookout_core::relay::stream::varint;
+use lookout_core::relay::{stream, tls};
 
 type Labels = Vec<(String, String)>;
 
@@ -297,7 +297,7 @@ pub struct Center {
     /// Ledger changes (which gateway's alert), for live views and the cascade.
     pub alert_events: broadcast::Sender<AlertKey>,
     /// Centers above this one, when it forwards upward.
-    pub upstreams: std::sync::OnceLock<Arc<crate::relay::Relay>>,
+    pub upstreams: std::sync::OnceLock<Arc<lookout_core::relay::Relay>>,
 }
 
 impl Center {
@@ -386,7 +386,7 @@ impl Center {
                     "name": info.name,
                     "group": info.group,
                     "location": info.location.map(|l| serde_json::json!({"lat": l.lat, "lon": l.lon})),
-                    "codec": info.format.map(|f| crate::ingest::codec_label(f.codec)),
+                    "codec": info.format.map(|f| lookout_core::unit::codec_label(f.codec)),
                     "width": info.format.map(|f| f.width),
                     "height": info.format.map(|f| f.height),
                     "frames": c.frames.load(Relaxed),
@@ -432,13 +432,13 @@ impl Center {
     }
 }
 
-pub(crate) fn unix_ns() -> u64 {
+pub fn unix_ns() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
-pub(crate) fn unix_ms() -> u64 {
+pub fn unix_ms() -> u64 {
     unix_ns() / 1_000_000
 }
 
@@ -510,14 +510,14 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     center.metrics.register(&metrics);
 
     if !config.upstreams.is_empty() {
-        let relay_metrics = Arc::new(crate::relay::RelayMetrics::default());
+        let relay_metrics = Arc::new(lookout_core::relay::RelayMetrics::default());
         relay_metrics.register(&metrics);
-        let upstreams: Vec<crate::config::UpstreamConfig> = config
+        let upstreams: Vec<lookout_core::config::UpstreamConfig> = config
             .upstreams
             .iter()
             .map(|u| u.resolved(|p| config.resolve(p)))
             .collect();
-        let relay = crate::relay::Relay::start_with(
+        let relay = lookout_core::relay::Relay::start_with(
             &center.id,
             &upstreams,
             &storage,
@@ -531,13 +531,13 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         .center
         .api_token_file
         .as_ref()
-        .map(|f| crate::auth::read_token(&config.resolve(f)).map_err(anyhow::Error::msg))
+        .map(|f| lookout_core::auth::read_token(&config.resolve(f)).map_err(anyhow::Error::msg))
         .transpose()?;
     let endpoint = listen(server, config.center.listen, &files.key)?;
     let quic_addr = endpoint.local_addr()?;
-    let (trigger, shutdown) = crate::shutdown::Trigger::new();
-    let sessions = Arc::new(crate::sessions::Sessions::new(
-        crate::sessions::SessionPolicy {
+    let (trigger, shutdown) = lookout_core::shutdown::Trigger::new();
+    let sessions = Arc::new(lookout_core::sessions::Sessions::new(
+        lookout_core::sessions::SessionPolicy {
             idle: Duration::from_secs(config.center.session_idle_minutes * 60),
             max_age: Duration::from_secs(config.center.session_max_hours * 3600),
             secure: config.center.tls_proxy,
@@ -545,11 +545,14 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     ));
     let guard = http::guard(
         api_token,
-        crate::auth::AllowedHosts::new(config.center.http_listen, &config.center.allowed_hosts),
+        lookout_core::auth::AllowedHosts::new(
+            config.center.http_listen,
+            &config.center.allowed_hosts,
+        ),
         sessions,
     );
     let refused_connections = guard.refusal_counter("connections");
-    let (http_addr, _http) = crate::http::serve(
+    let (http_addr, _http) = lookout_core::http::serve(
         config.center.http_listen,
         http::router(center.clone(), metrics.clone(), guard),
         shutdown.clone(),
@@ -577,7 +580,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     };
     drop(shutdown);
 
-    crate::shutdown::stop_signal().await?;
+    lookout_core::shutdown::stop_signal().await?;
     tracing::info!("stopping");
     if let Some(relay) = center.upstreams.get() {
         relay.stop().await;

@@ -1,6 +1,6 @@
 //! Opening the SQLite files that must survive a crash or a power cut: the
 //! gateway's alert outbox (`relay/outbox.rs`) and the center's alert ledger
-//! (`center/ledger.rs`). Both run in WAL mode with `synchronous=FULL` (a
+//! (`lookout-center`'s `ledger.rs`). Both run in WAL mode with `synchronous=FULL` (a
 //! commit is on disk when it returns), wait on locks instead of failing at
 //! once, and carry an application id and a schema version, so another
 //! SQLite file given by mistake, or one from a newer lookout, is refused

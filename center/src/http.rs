@@ -25,10 +25,10 @@ use serde_json::json;
 
 use super::ledger::{AckOutcome, LedgerQuery};
 use super::{AlertKey, Center};
-use crate::auth::ApiGuard;
-use crate::logging::untrusted;
-use crate::metrics::Metrics;
-use crate::sessions::Sessions;
+use lookout_core::auth::ApiGuard;
+use lookout_core::logging::untrusted;
+use lookout_core::metrics::Metrics;
+use lookout_core::sessions::Sessions;
 
 #[derive(Clone)]
 struct AppState {
@@ -49,7 +49,7 @@ const LOGIN_STYLE: &str = include_str!("wall/login.css");
 /// signing out are open.
 pub fn guard(
     token: Option<String>,
-    hosts: crate::auth::AllowedHosts,
+    hosts: lookout_core::auth::AllowedHosts,
     sessions: Arc<Sessions>,
 ) -> Arc<ApiGuard> {
     ApiGuard::with_sign_in(
@@ -76,7 +76,7 @@ impl axum::extract::FromRef<AppState> for Arc<ApiGuard> {
 pub fn router(center: Arc<Center>, metrics: Arc<Metrics>, guard: Arc<ApiGuard>) -> Router {
     metrics.register(
         "center_http_refused",
-        crate::auth::REFUSED_HELP,
+        lookout_core::auth::REFUSED_HELP,
         guard.refused.clone(),
     );
     Router::new()
@@ -108,7 +108,7 @@ pub fn router(center: Arc<Center>, metrics: Arc<Metrics>, guard: Arc<ApiGuard>) 
         .route("/api/upstreams", get(upstreams))
         .layer(axum::middleware::from_fn_with_state(
             guard.clone(),
-            crate::auth::guard,
+            lookout_core::auth::guard,
         ))
         .with_state(AppState {
             center,
@@ -148,7 +148,7 @@ async fn login(
     };
     // A new id at every sign-in (never one the browser brought: session
     // fixation), and the one it replaces ends now rather than idling on.
-    if let Some(old) = crate::sessions::session_id(&headers) {
+    if let Some(old) = lookout_core::sessions::session_id(&headers) {
         sessions.end(old);
     }
     let id = match sessions.start(std::time::Instant::now()) {
@@ -176,7 +176,7 @@ async fn logout(State(s): State<AppState>, headers: axum::http::HeaderMap) -> Re
     let Some(sessions) = s.guard.sessions() else {
         return error(StatusCode::INTERNAL_SERVER_ERROR, "no session store");
     };
-    if let Some(id) = crate::sessions::session_id(&headers)
+    if let Some(id) = lookout_core::sessions::session_id(&headers)
         && sessions.end(id)
     {
         tracing::info!(sessions = sessions.len(), "wall signed out");

@@ -1,5 +1,5 @@
 //! Server-side sign-in sessions for a browser: the center's video wall
-//! (`center/http.rs` signs in and out, `auth.rs` checks each request).
+//! (the center's `http.rs` signs in and out, `auth.rs` checks each request).
 //!
 //! A browser that signs in with the API token gets a cookie holding a
 //! random session id, never the token: a cookie can leak (a shared

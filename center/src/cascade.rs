@@ -21,10 +21,10 @@ use tokio::task::JoinHandle;
 
 use super::ledger::{LedgerAlert, LedgerQuery};
 use super::{AlertKey, Center, LiveFrame};
-use crate::ingest::{AccessUnit, CodecParams, TimestampSource};
-use crate::relay::source::{Source, UnitFeed};
-use crate::relay::uplink::{DEFAULT_LATENCY_BUDGET, Uplink};
-use crate::relay::{OutboxItem, store};
+use lookout_core::relay::source::{Source, UnitFeed};
+use lookout_core::relay::uplink::{DEFAULT_LATENCY_BUDGET, Uplink};
+use lookout_core::relay::{OutboxItem, store};
+use lookout_core::unit::{AccessUnit, CodecParams, TimestampSource};
 
 /// Longest id the protocol carries.
 const MAX_ID: usize = lookout_codecs::relay::MAX_ID_LEN;

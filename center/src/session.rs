@@ -20,8 +20,8 @@ use super::ledger::{Incoming, StoreOutcome, Stored};
 use super::{
     AlertKey, Center, CenterCamera, CompleteGop, GatewayLink, LiveFrame, unix_ms, unix_ns,
 };
-use crate::relay::stream::{MessageReader, ReadBudget, StreamError, varint, write_message};
-use crate::relay::tls;
+use lookout_core::relay::stream::{MessageReader, ReadBudget, StreamError, varint, write_message};
+use lookout_core::relay::tls;
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const PING_INTERVAL: Duration = Duration::from_secs(10);
@@ -76,11 +76,11 @@ pub(super) async fn serve(center: Arc<Center>, incoming: quinn::Incoming) {
             refused(&center, r.reason);
             tracing::warn!(
                 peer = %remote,
-                certificate = %crate::logging::untrusted(identity.common_name.as_deref().unwrap_or("(no common name)")),
+                certificate = %lookout_core::logging::untrusted(identity.common_name.as_deref().unwrap_or("(no common name)")),
                 reason = r.reason,
                 "gateway connection refused: {}",
                 // Names the gateway id the peer claimed: its words, escaped.
-                crate::logging::untrusted(&r.why)
+                lookout_core::logging::untrusted(&r.why)
             );
         }
     }

@@ -27,14 +27,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use dashmap::DashMap;
+use lookout_codecs::relay::StreamMessage;
 use lookout_codecs::relay::{
     ALERT_STREAM_PRIORITY, Action, AlertMessage, AlertRefused, CONTROL_STREAM_PRIORITY,
     CameraChange, CameraInfo, CameraPolicy, CameraUpdate, ClassRanks, ControlMessage, ErrorCode,
     Frame, Goaway, GopHeader, GopOutcome, GopStart, Hello, PROTOCOL_VERSION, Ping, Pong, Role,
     Scheduler, VideoMessage,
-};
-use lookout_codecs::relay::{
-    CameraKind as WireKind, CameraState as WireState, Location, StreamMessage,
 };
 use serde::Serialize;
 use tokio::sync::{Notify, mpsc, watch};
@@ -43,8 +41,8 @@ use super::RelayMetrics;
 use super::outbox::{Outbox, OutboxEntry, RefusedEntry};
 use super::source::{Source, UnitFeed};
 use super::stream::{Backoff, MessageReader, StreamError, varint, write_message};
-use crate::config::{CameraKind, UpstreamConfig};
-use crate::ingest::{AccessUnit, CameraState, CameraStatus, Ingest};
+use crate::config::UpstreamConfig;
+use crate::unit::AccessUnit;
 
 /// How long the handshake (`Hello` → `Welcome`) may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -1253,77 +1251,9 @@ fn gop_header(unit: &AccessUnit, gop_seq: u64) -> Option<GopHeader> {
     })
 }
 
-pub(crate) fn wire_kind(kind: CameraKind) -> WireKind {
-    match kind {
-        CameraKind::Tower => WireKind::Tower,
-        CameraKind::Drone => WireKind::Drone,
-        CameraKind::Bodycam => WireKind::Bodycam,
-        CameraKind::Fixed => WireKind::Fixed,
-    }
-}
-
-fn wire_state(state: CameraState) -> WireState {
-    match state {
-        CameraState::Connecting => WireState::Connecting,
-        CameraState::Live => WireState::Live,
-        CameraState::Stalled => WireState::Stalled,
-        CameraState::Backoff => WireState::Backoff,
-        CameraState::Failed => WireState::Failed,
-    }
-}
-
-/// Every configured camera as `Hello` and `CameraUpdate` describe it.
-pub(crate) fn cameras_now(ingest: &Ingest) -> Vec<CameraInfo> {
-    ingest
-        .status()
-        .iter()
-        .map(|c| {
-            let location = ingest.camera(&c.id).and_then(|cam| cam.config().location);
-            camera_info(c, location)
-        })
-        .collect()
-}
-
-/// A camera as `Hello` and `CameraUpdate` describe it.
-pub(crate) fn camera_info(
-    c: &CameraStatus,
-    location: Option<crate::config::Location>,
-) -> CameraInfo {
-    let kind = match c.kind {
-        "tower" => WireKind::Tower,
-        "drone" => WireKind::Drone,
-        "bodycam" => WireKind::Bodycam,
-        _ => WireKind::Fixed,
-    };
-    let format = match (c.codec, c.width, c.height) {
-        (Some(codec), w, h) if w > 0 && h > 0 => Some(lookout_codecs::relay::VideoFormat {
-            codec: if codec == "h265" {
-                lookout_codecs::Codec::H265
-            } else {
-                lookout_codecs::Codec::H264
-            },
-            width: w,
-            height: h,
-        }),
-        _ => None,
-    };
-    CameraInfo {
-        id: c.id.clone(),
-        kind,
-        state: wire_state(c.state),
-        name: c.name.clone(),
-        group: c.group.clone(),
-        location: location.map(|l| Location {
-            lat: l.lat,
-            lon: l.lon,
-        }),
-        format,
-    }
-}
-
 /// What changed between the camera list the center knows and the current
 /// one, in the order to apply.
-pub(crate) fn camera_changes(
+pub fn camera_changes(
     told: &HashMap<String, CameraInfo>,
     now: &HashMap<String, CameraInfo>,
 ) -> Vec<CameraChange> {
@@ -1357,7 +1287,7 @@ pub(crate) fn camera_changes(
     changes
 }
 
-pub(crate) fn unix_ms() -> u64 {
+pub fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)

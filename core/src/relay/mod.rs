@@ -1,7 +1,9 @@
-//! The gateway's side of the relay to command centers (PROTOCOL.md): one
-//! [`Uplink`] per `[[upstream]]`, each with its own durable alert outbox,
-//! and the journal that writes every alert event into every outbox before
-//! the gateway announces it or sends anything.
+//! The sending side of the relay to command centers (PROTOCOL.md), for a
+//! gateway and for a center that cascades upward: one [`Uplink`] per
+//! `[[upstream]]`, each with its own durable alert outbox, and the journal
+//! that writes every alert event into every outbox before the gateway
+//! announces it or sends anything. What is relayed comes from a
+//! [`source::Source`]: the gateway's is `lookout::relay`.
 //!
 //! - `tls.rs`: mutual TLS from the operator's CA (`lookout certs` makes it).
 //! - `outbox.rs`: the SQLite (WAL) outbox of unacknowledged alerts.
@@ -31,10 +33,9 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::{Config, UpstreamConfig};
-use crate::detect::alerts::AlertEventKind;
-use crate::detect::hub::{AlertEvent, AlertHub, Journal};
-use crate::ingest::Ingest;
+use crate::alert::hub::{AlertEvent, AlertHub, Journal};
+use crate::alert::machine::AlertEventKind;
+use crate::config::UpstreamConfig;
 use crate::metrics::Metrics;
 use outbox::Outbox;
 pub use uplink::{Uplink, UplinkStatus};
@@ -161,42 +162,6 @@ pub struct Relay {
 }
 
 impl Relay {
-    /// A gateway's relay: opens every upstream's outbox and TLS identity
-    /// (any problem is an error naming the upstream and file, before
-    /// anything starts), then makes every outbox the hub's journal (each
-    /// alert event is written to every outbox before it is announced) and
-    /// starts one connection task per upstream.
-    pub async fn start(
-        config: &Config,
-        ingest: Arc<Ingest>,
-        hub: Arc<AlertHub>,
-        metrics: Arc<RelayMetrics>,
-    ) -> anyhow::Result<Arc<Relay>> {
-        let upstreams: Vec<UpstreamConfig> = config
-            .upstreams
-            .iter()
-            .map(|u| u.resolved(|p| config.resolve(p)))
-            .collect();
-        let source = source::GatewaySource::new(ingest, hub.clone());
-        Relay::start_with(
-            &config.gateway.id,
-            &upstreams,
-            &config.resolve(&config.gateway.storage),
-            source,
-            metrics,
-            |uplinks, _stop| {
-                let stale = restore(&hub, &uplinks);
-                // From now on every alert event is in every outbox before
-                // the hub announces it (or the HTTP API answers for it).
-                hub.set_journal(Arc::new(OutboxJournal { uplinks }));
-                for a in stale {
-                    let _ = hub.publish(AlertEventKind::Cleared, a);
-                }
-                None
-            },
-        )
-    }
-
     /// The relay of anything with a [`source::Source`]: `id` is the id this
     /// side uses upward (a gateway's, or a center's in a cascade), paths in
     /// `upstreams` are resolved already, outboxes live under `storage`, and
@@ -275,14 +240,14 @@ fn open_outbox(path: &Path) -> anyhow::Result<Outbox> {
 }
 
 /// What an alert event puts in an outbox.
-pub(crate) enum OutboxItem {
+pub enum OutboxItem {
     Alert(Alert),
     Snapshot(Snapshot),
 }
 
 /// Alert revisions, as PROTOCOL.md §6.10 numbers them: 0 when raised, one
 /// more per update, one more when cleared.
-fn revision(alert: &crate::detect::hub::Alert) -> u32 {
+fn revision(alert: &crate::alert::hub::Alert) -> u32 {
     if alert.state == "cleared" {
         alert.updates + 1
     } else {
@@ -303,7 +268,7 @@ fn items(event: &AlertEvent) -> Vec<OutboxItem> {
     }
 }
 
-fn alert_item(alert: &crate::detect::hub::Alert, jpeg: Option<bytes::Bytes>) -> Option<OutboxItem> {
+fn alert_item(alert: &crate::alert::hub::Alert, jpeg: Option<bytes::Bytes>) -> Option<OutboxItem> {
     match serde_json::to_string(alert) {
         Ok(json) => Some(OutboxItem::Alert(Alert {
             id: alert.id.clone(),
@@ -325,14 +290,11 @@ fn alert_item(alert: &crate::detect::hub::Alert, jpeg: Option<bytes::Bytes>) -> 
 /// caller publishes them once the journal is set (their detector starts
 /// afresh and raises a new one if the smoke is still there), rather than
 /// leaving them active at the center for ever.
-fn restore(hub: &AlertHub, uplinks: &[Arc<Uplink>]) -> Vec<crate::detect::hub::Alert> {
+pub fn restore(hub: &AlertHub, uplinks: &[Arc<Uplink>]) -> Vec<crate::alert::hub::Alert> {
     let Some(first) = uplinks.first() else {
         return Vec::new();
     };
-    let records = match first
-        .outbox
-        .recent_alerts(crate::detect::hub::RECENT_ALERTS)
-    {
+    let records = match first.outbox.recent_alerts(crate::alert::hub::RECENT_ALERTS) {
         Ok(r) => r,
         Err(e) => {
             tracing::error!("cannot read the alerts raised before this start: {e}");
@@ -341,7 +303,7 @@ fn restore(hub: &AlertHub, uplinks: &[Arc<Uplink>]) -> Vec<crate::detect::hub::A
     };
     let mut alerts = Vec::new();
     for json in &records {
-        match crate::detect::hub::Alert::from_record(json) {
+        match crate::alert::hub::Alert::from_record(json) {
             Ok(a) => alerts.push(a),
             Err(e) => tracing::warn!(
                 "an alert record in {} is unreadable: {e}",
@@ -355,8 +317,8 @@ fn restore(hub: &AlertHub, uplinks: &[Arc<Uplink>]) -> Vec<crate::detect::hub::A
         .unwrap_or(0);
     let stale = alerts
         .iter()
-        .filter(|a| a.state == "active" && a.detector != crate::detect::external::DETECTOR)
-        .map(|a| crate::detect::hub::Alert {
+        .filter(|a| a.state == "active" && a.detector != crate::alert::hub::EXTERNAL_DETECTOR)
+        .map(|a| crate::alert::hub::Alert {
             state: "cleared",
             cleared_unix_ns: Some(now),
             note: Some("cleared at gateway restart: the detector starts afresh".into()),
@@ -377,8 +339,8 @@ fn restore(hub: &AlertHub, uplinks: &[Arc<Uplink>]) -> Vec<crate::detect::hub::A
 /// outbox (SQLite, `synchronous=FULL`) on the caller's thread, then wakes
 /// the uplinks. An event is announced only after this returns, so nothing
 /// the gateway has shown or confirmed can be lost to a crash.
-struct OutboxJournal {
-    uplinks: Vec<Arc<Uplink>>,
+pub struct OutboxJournal {
+    pub uplinks: Vec<Arc<Uplink>>,
 }
 
 impl Journal for OutboxJournal {
@@ -416,7 +378,7 @@ fn push(outbox: &Outbox, items: &[OutboxItem]) -> Result<(), outbox::OutboxError
     Ok(())
 }
 
-pub(crate) async fn store(uplinks: &[Arc<Uplink>], items: Vec<OutboxItem>) {
+pub async fn store(uplinks: &[Arc<Uplink>], items: Vec<OutboxItem>) {
     if items.is_empty() {
         return;
     }

@@ -4,7 +4,7 @@
 
 use image::codecs::jpeg::JpegEncoder;
 
-use super::preprocess::RgbFrame;
+use crate::frame::RgbFrame;
 
 /// JPEG quality: sharp enough to read smoke edges, ~30–60 KB at 640×360.
 const QUALITY: u8 = 80;

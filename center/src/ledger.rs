@@ -14,8 +14,8 @@
 //! arrive from one gateway.
 //!
 //! Neighbours: the messages are `lookout_codecs::relay::{Alert, Snapshot}` as the
-//! gateway's `crate::relay::outbox` sent them (and re-sends them after every
-//! reconnect); `payload_json` is the gateway's `crate::detect::hub::Alert` record, from
+//! gateway's `lookout_core::relay::outbox` sent them (and re-sends them after every
+//! reconnect); `payload_json` is the gateway's `lookout_core::alert::hub::Alert` record, from
 //! which a few fields are pulled out for filtering. The API is synchronous: call it from
 //! `spawn_blocking`.
 
@@ -184,8 +184,8 @@ pub enum LedgerError {
 }
 
 impl LedgerError {
-    fn opening(path: PathBuf, e: crate::durable::OpenError) -> LedgerError {
-        use crate::durable::OpenError as E;
+    fn opening(path: PathBuf, e: lookout_core::durable::OpenError) -> LedgerError {
+        use lookout_core::durable::OpenError as E;
         match e {
             E::CreateDir(cause) => LedgerError::CreateDir { path, cause },
             E::Permissions(cause) => LedgerError::Permissions { path, cause },
@@ -341,12 +341,12 @@ impl Ledger {
     /// from a newer lookout.
     pub fn open(path: &Path) -> Result<Ledger, LedgerError> {
         let path = path.to_path_buf();
-        let schema = crate::durable::Schema {
+        let schema = lookout_core::durable::Schema {
             application_id: APPLICATION_ID,
             create_v1: SCHEMA_V1,
             migrations: MIGRATIONS,
         };
-        let conn = crate::durable::open(&path, &schema)
+        let conn = lookout_core::durable::open(&path, &schema)
             .map_err(|e| LedgerError::opening(path.clone(), e))?;
 
         Ok(Ledger {
@@ -1609,7 +1609,7 @@ mod tests {
 
         // A gateway outbox is not a ledger.
         let outbox = dir.path().join("outbox.sqlite3");
-        drop(crate::relay::outbox::Outbox::open(&outbox).expect("outbox"));
+        drop(lookout_core::relay::outbox::Outbox::open(&outbox).expect("outbox"));
         let err = Ledger::open(&outbox).expect_err("foreign");
         assert!(matches!(err, LedgerError::Foreign { .. }), "{err}");
     }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::config::{Findings, KeyPath, Problems, UpstreamConfig};
+use lookout_core::config::{Findings, KeyPath, Problems, UpstreamConfig};
 
 /// Which cameras' video the center asks its gateways for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -71,7 +71,7 @@ pub struct CenterSection {
     #[serde(default = "default_max_streams")]
     pub max_gop_streams: u32,
     #[serde(default)]
-    pub log_format: crate::config::LogFormat,
+    pub log_format: lookout_core::config::LogFormat,
 }
 
 fn default_http_listen() -> SocketAddr {
@@ -110,8 +110,8 @@ pub struct CenterConfig {
 
 impl CenterConfig {
     pub fn load(path: &Path) -> Result<CenterConfig, Problems> {
-        let source = crate::config::read_source(path)?;
-        let mut config: CenterConfig = crate::config::parse_toml(path, &source)?;
+        let source = lookout_core::config::read_source(path)?;
+        let mut config: CenterConfig = lookout_core::config::parse_toml(path, &source)?;
         config.base_dir = path
             .parent()
             .map(Path::to_path_buf)
@@ -120,7 +120,7 @@ impl CenterConfig {
         if findings.0.is_empty() {
             Ok(config)
         } else {
-            Err(crate::config::Config::problems_at(path, &source, findings))
+            Err(lookout_core::config::problems_at(path, &source, findings))
         }
     }
 
@@ -135,8 +135,8 @@ impl CenterConfig {
     fn validate(&self) -> Findings {
         let mut f = Findings::default();
         let c = KeyPath::root().key("center");
-        if !crate::config::valid_id(&self.center.id) {
-            f.push(c.key("id"), crate::config::id_rule(&self.center.id));
+        if !lookout_core::config::valid_id(&self.center.id) {
+            f.push(c.key("id"), lookout_core::config::id_rule(&self.center.id));
         }
         for (key, file) in [
             ("ca", &self.center.ca),
@@ -150,19 +150,19 @@ impl CenterConfig {
                 );
             }
         }
-        if let Some(problem) = crate::config::token::exposure_problem(
+        if let Some(problem) = lookout_core::config::token::exposure_problem(
             self.center.http_listen,
             self.center.api_token_file.is_some(),
         ) {
             f.push(c.key("http_listen"), problem);
         }
         if let Some(file) = &self.center.api_token_file
-            && let Err(e) = crate::config::token::read_token(&self.resolve(file))
+            && let Err(e) = lookout_core::config::token::read_token(&self.resolve(file))
         {
             f.push(c.key("api_token_file"), e);
         }
         for (i, name) in self.center.allowed_hosts.iter().enumerate() {
-            if let Some(problem) = crate::config::hosts::host_name_problem(name) {
+            if let Some(problem) = lookout_core::config::hosts::host_name_problem(name) {
                 f.push(c.key("allowed_hosts").index(i), problem);
             }
         }

@@ -11,9 +11,9 @@
 //! `after` = the last `seq` sent). Commits use `synchronous=FULL` in WAL mode, so an
 //! alert that no center has acknowledged survives a crash or a power cut.
 //!
-//! Neighbours: the alerts come from `crate::detect::hub` (whose JSON record is the
+//! Neighbours: the alerts come from `crate::alert::hub` (whose JSON record is the
 //! `payload_json`), the messages are `lookout_codecs::relay::{Alert, Snapshot}`, and
-//! the receiving end of the protocol is `crate::center::ledger`, which de-duplicates
+//! the receiving end of the protocol is `lookout_center::ledger`, which de-duplicates
 //! what this outbox re-sends. The API is synchronous: call it from `spawn_blocking`.
 
 use std::path::{Path, PathBuf};

@@ -12,14 +12,14 @@
 
 use serde::Deserialize;
 
-use super::alerts::AlertEventKind;
-use super::hub::{Alert, AlertHub, CameraRef, FrameRef};
-use super::identity::ModelIdentity;
+use crate::alert::hub::{Alert, AlertHub, CameraRef, FrameRef};
+use crate::alert::identity::ModelIdentity;
+use crate::alert::machine::AlertEventKind;
 use crate::config::{CameraConfig, Severity};
 use crate::logging::untrusted;
 
 /// The `detector` of alerts that came through the API.
-pub const DETECTOR: &str = "external";
+pub use lookout_core::alert::hub::EXTERNAL_DETECTOR as DETECTOR;
 
 /// Longest accepted `id`, `source` and `label`.
 const MAX_ID: usize = 128;
@@ -349,8 +349,8 @@ mod tests {
     }
 
     struct Failing;
-    impl super::super::hub::Journal for Failing {
-        fn record(&self, _: &super::super::hub::AlertEvent) -> Result<(), String> {
+    impl crate::alert::hub::Journal for Failing {
+        fn record(&self, _: &crate::alert::hub::AlertEvent) -> Result<(), String> {
             Err("disk full".into())
         }
     }

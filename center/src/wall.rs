@@ -47,7 +47,7 @@ const SIGN_OUT: &str = r#"<form id="sign-out" method="post" action="/logout"><bu
 
 /// The page; with a token configured it carries the sign-out button (a
 /// plain form: no script is needed to end a session).
-pub async fn index(State(guard): State<Arc<crate::auth::ApiGuard>>) -> impl IntoResponse {
+pub async fn index(State(guard): State<Arc<lookout_core::auth::ApiGuard>>) -> impl IntoResponse {
     let page = if guard.has_token() {
         INDEX.replace("<!--sign-out-->", SIGN_OUT)
     } else {

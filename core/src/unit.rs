@@ -38,7 +38,7 @@ impl TimestampSource {
     }
 
     /// For atomics in the health table.
-    pub(crate) fn to_u8(self) -> u8 {
+    pub fn to_u8(self) -> u8 {
         match self {
             TimestampSource::Sei => 1,
             TimestampSource::RtcpSr => 2,
@@ -46,7 +46,7 @@ impl TimestampSource {
         }
     }
 
-    pub(crate) fn from_u8(v: u8) -> Option<TimestampSource> {
+    pub fn from_u8(v: u8) -> Option<TimestampSource> {
         match v {
             1 => Some(TimestampSource::Sei),
             2 => Some(TimestampSource::RtcpSr),

@@ -9,9 +9,13 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use super::alerts::AlertEventKind;
 use super::identity::ModelIdentity;
+use super::machine::AlertEventKind;
 use crate::config::{CameraKind, Location, Severity};
+
+/// The `detector` of alerts posted from outside the video path
+/// (`POST /api/alerts`).
+pub const EXTERNAL_DETECTOR: &str = "external";
 
 /// Alerts (with their snapshots) kept for the API, newest first.
 pub const RECENT_ALERTS: usize = 1000;

@@ -1,0 +1,8 @@
+//! An alert's life in the gateway: the state machine, hub, journal contract,
+//! record, model identity and snapshots are `lookout_core::alert` (the
+//! center stores the same record); alerts from outside the video path
+//! (`POST /api/alerts`) are [`external`].
+
+pub use lookout_core::alert::*;
+
+pub mod external;

@@ -1,0 +1,186 @@
+//! The gateway's relay: its cameras and alerts as the uplinks' [`Source`]
+//! (ingest's cameras and access units, the alert hub's active alerts), and
+//! [`start`], which opens the uplinks (`lookout_core::relay`) and makes every
+//! outbox the hub's journal.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lookout_codecs::relay::{CameraInfo, CameraPolicy, Location as WireLocation};
+use tokio::sync::broadcast;
+
+pub use lookout_core::relay::*;
+
+use crate::alert::hub::{AlertHub, AlertQuery};
+use crate::alert::machine::AlertEventKind;
+use crate::config::{Config, UpstreamConfig};
+use crate::ingest::{AccessUnit, CameraStatus, Ingest, Subscription};
+use lookout_core::relay::source::{LocalFeed, Source, UnitFeed};
+use lookout_core::relay::uplink::DEFAULT_LATENCY_BUDGET;
+
+/// A gateway's relay: opens every upstream's outbox and TLS identity (any
+/// problem is an error naming the upstream and file, before anything
+/// starts), then makes every outbox the hub's journal (each alert event is
+/// written to every outbox before it is announced) and starts one
+/// connection task per upstream.
+pub async fn start(
+    config: &Config,
+    ingest: Arc<Ingest>,
+    hub: Arc<AlertHub>,
+    metrics: Arc<RelayMetrics>,
+) -> anyhow::Result<Arc<Relay>> {
+    let upstreams: Vec<UpstreamConfig> = config
+        .upstreams
+        .iter()
+        .map(|u| u.resolved(|p| config.resolve(p)))
+        .collect();
+    let source = GatewaySource::new(ingest, hub.clone());
+    Relay::start_with(
+        &config.gateway.id,
+        &upstreams,
+        &config.resolve(&config.gateway.storage),
+        source,
+        metrics,
+        |uplinks, _stop| {
+            let stale = restore(&hub, &uplinks);
+            // From now on every alert event is in every outbox before
+            // the hub announces it (or the HTTP API answers for it).
+            hub.set_journal(Arc::new(OutboxJournal { uplinks }));
+            for a in stale {
+                let _ = hub.publish(AlertEventKind::Cleared, a);
+            }
+            None
+        },
+    )
+}
+
+/// Ingest's subscription as an uplink's feed.
+struct IngestFeed(Subscription);
+
+impl LocalFeed for IngestFeed {
+    fn recv(&mut self) -> Pin<Box<dyn Future<Output = Option<AccessUnit>> + Send + '_>> {
+        Box::pin(self.0.recv())
+    }
+}
+
+/// A gateway's own cameras.
+pub struct GatewaySource {
+    ingest: Arc<Ingest>,
+    hub: Arc<AlertHub>,
+    changes: broadcast::Sender<String>,
+}
+
+impl GatewaySource {
+    pub fn new(ingest: Arc<Ingest>, hub: Arc<AlertHub>) -> Arc<GatewaySource> {
+        let (changes, _) = broadcast::channel(256);
+        let source = Arc::new(GatewaySource {
+            ingest,
+            hub: hub.clone(),
+            changes: changes.clone(),
+        });
+        // Alert events name their camera.
+        let mut events = hub.subscribe();
+        tokio::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(e) => {
+                        let _ = changes.send(e.alert.camera.id.clone());
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        // Someone must re-check everything: say so per camera.
+                        for a in hub.list(&AlertQuery::default()) {
+                            let _ = changes.send(a.camera.id.clone());
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        source
+    }
+}
+
+impl Source for GatewaySource {
+    fn cameras(&self) -> Vec<CameraInfo> {
+        cameras_now(&self.ingest)
+    }
+
+    fn policies(&self) -> Vec<(String, CameraPolicy)> {
+        let set = self.ingest.cameras().borrow().clone();
+        set.iter()
+            .map(|c| {
+                (
+                    c.id.clone(),
+                    CameraPolicy {
+                        class: c.priority.unwrap_or(c.kind).into(),
+                        latency_budget: c
+                            .latency_budget_ms
+                            .map_or(DEFAULT_LATENCY_BUDGET, Duration::from_millis),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    fn video(&self, id: &str) -> Option<UnitFeed> {
+        // From the current GOP's keyframe: after a (re)connect the center
+        // has a picture at once, not after the next keyframe.
+        self.ingest
+            .subscribe_from_keyframe(id)
+            .map(|s| UnitFeed::Local(Box::new(IngestFeed(s))))
+    }
+
+    fn alerting(&self, id: &str) -> bool {
+        !self
+            .hub
+            .list(&AlertQuery {
+                camera: Some(id.to_string()),
+                active_only: true,
+                limit: Some(1),
+                ..Default::default()
+            })
+            .is_empty()
+    }
+
+    fn alert_changes(&self) -> broadcast::Receiver<String> {
+        self.changes.subscribe()
+    }
+}
+
+/// Every configured camera as `Hello` and `CameraUpdate` describe it.
+pub fn cameras_now(ingest: &Ingest) -> Vec<CameraInfo> {
+    ingest
+        .status()
+        .iter()
+        .map(|c| {
+            let location = ingest.camera(&c.id).and_then(|cam| cam.config().location);
+            camera_info(c, location)
+        })
+        .collect()
+}
+
+/// A camera as `Hello` and `CameraUpdate` describe it.
+pub fn camera_info(c: &CameraStatus, location: Option<crate::config::Location>) -> CameraInfo {
+    let format = match (c.codec, c.width, c.height) {
+        (Some(codec), w, h) if w > 0 && h > 0 => Some(lookout_codecs::relay::VideoFormat {
+            codec,
+            width: w,
+            height: h,
+        }),
+        _ => None,
+    };
+    CameraInfo {
+        id: c.id.clone(),
+        kind: c.kind.into(),
+        state: c.state.into(),
+        name: c.name.clone(),
+        group: c.group.clone(),
+        location: location.map(|l| WireLocation {
+            lat: l.lat,
+            lon: l.lon,
+        }),
+        format,
+    }
+}
