@@ -7,8 +7,8 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use crate::detect::Percentiles;
 use crate::relay::RelayReport;
+use crate::stats::Percentiles;
 
 pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")

@@ -3,7 +3,6 @@
 
 mod capacity;
 mod check;
-mod delay;
 mod demo;
 mod detect;
 mod faults;
@@ -11,10 +10,14 @@ mod fleet;
 mod html;
 mod link;
 mod procs;
+mod prom;
 mod provenance;
 mod relay;
+mod report;
+mod scoring;
 mod soak;
 mod stack;
+mod stats;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

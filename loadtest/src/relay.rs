@@ -28,16 +28,19 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::delay::Buckets;
-use crate::detect::{
-    FleetRun, Percentiles, Score, SeenAlert, detector_block, free_port, get_json, histogram,
-    metric_sum, percentiles, read_onsets, start_fleet, start_gateway,
-};
 use crate::faults::{Fault, FaultWatch, SENSOR_LABEL, SensorFeed};
 use crate::link::{Impairment, Link, LinkArgs, Partition};
-use crate::procs::{self, Proc};
+use crate::procs;
+use crate::prom::{self, ROLES, cpu_by_role};
 use crate::provenance::{self, Provenance, ReportKind};
-use crate::stack::{self, Http, LedgerCheck};
+use crate::report::{detector_figures, machine, utc_now};
+use crate::scoring::{LedgerCheck, Score, SeenAlert, read_onsets};
+use crate::stack::{
+    self, FleetRun, Http, camera_ids, center_config, detector_block, get_json, mix_counts,
+    start_center, start_fleet, start_gateway, upstream_block,
+};
+use crate::stats::buckets::Buckets;
+use crate::stats::{Percentiles, center_percentiles, histogram, percentiles, ratio};
 
 pub struct RelayArgs {
     pub cameras: usize,
@@ -159,108 +162,6 @@ pub struct RelayReport {
     /// The relay's delay over the window as a cumulative distribution at the
     /// center's histogram bounds (`[{"le_ms", "share"}]`); `null` if unread.
     pub relay_cdf: Value,
-}
-
-pub(crate) fn center_percentiles(v: &Value) -> Percentiles {
-    Percentiles {
-        p50: v["p50_ms"].as_f64().unwrap_or(0.0),
-        p90: v["p90_ms"].as_f64().unwrap_or(0.0),
-        p99: v["p99_ms"].as_f64().unwrap_or(0.0),
-        p999: v["p999_ms"].as_f64().unwrap_or(0.0),
-        max: v["max_ms"].as_f64().unwrap_or(0.0),
-        count: v["count"].as_u64().unwrap_or(0),
-    }
-}
-
-/// Sum of a metric's series that carry every one of `labels`.
-/// The roles of the gateway's `lookout_cpu_seconds_total`.
-pub(crate) const ROLES: [&str; 5] = ["ingest", "decode", "detect", "runtime", "other"];
-
-/// CPU seconds by role from a gateway's metrics.
-pub(crate) fn cpu_by_role(text: &str) -> [f64; ROLES.len()] {
-    ROLES.map(|r| metric_with(text, "lookout_cpu_seconds_total", &[("role", r)]))
-}
-
-pub(crate) fn metric_with(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))
-        .filter(|l| {
-            labels
-                .iter()
-                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .fold(0.0, |a, b| a + b)
-}
-
-/// Writes `WORKDIR/ID.toml` for a center named `id` (its certificate
-/// `ID.pem` from `certs`, a fresh ledger in `WORKDIR/ID/`, QUIC and HTTP on
-/// free loopback ports) with `extra` lines after `[center]`'s keys; returns
-/// the file, the QUIC port and the HTTP address.
-pub(crate) fn center_config(
-    workdir: &std::path::Path,
-    certs: &std::path::Path,
-    id: &str,
-    extra: &str,
-) -> anyhow::Result<(PathBuf, u16, String)> {
-    let storage = workdir.join(id);
-    let _ = std::fs::remove_dir_all(&storage);
-    let quic_port = std::net::UdpSocket::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let http = format!("127.0.0.1:{}", free_port()?);
-    let path = workdir.join(format!("{id}.toml"));
-    std::fs::write(
-        &path,
-        format!(
-            "[center]\nid = \"{id}\"\nlisten = \"127.0.0.1:{quic_port}\"\nhttp_listen = \"{http}\"\nstorage = \"{}\"\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n{extra}",
-            storage.display(),
-            certs.join("ca.pem").display(),
-            certs.join(format!("{id}.pem")).display(),
-            certs.join(format!("{id}.key")).display(),
-        ),
-    )?;
-    Ok((path, quic_port, http))
-}
-
-/// An `[[upstream]]` entry dialling center `id` at `address` with the
-/// certificate `NAME.pem` from `certs`.
-pub(crate) fn upstream_block(
-    id: &str,
-    address: &str,
-    certs: &std::path::Path,
-    name: &str,
-) -> String {
-    format!(
-        "\n[[upstream]]\nid = \"{id}\"\naddress = \"{address}\"\nserver_name = \"{id}\"\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
-        certs.join("ca.pem").display(),
-        certs.join(format!("{name}.pem")).display(),
-        certs.join(format!("{name}.key")).display(),
-    )
-}
-
-pub(crate) fn start_center(
-    lookout: &std::path::Path,
-    config: &std::path::Path,
-    log: &std::path::Path,
-    http: &str,
-) -> anyhow::Result<Proc> {
-    let mut center = Proc::start(
-        "center",
-        lookout,
-        &[
-            "center".into(),
-            "--config".into(),
-            config.display().to_string(),
-        ],
-        log,
-    )?;
-    procs::wait_http_ok(
-        &format!("http://{http}/healthz"),
-        Duration::from_secs(30),
-        &mut center,
-    )?;
-    Ok(center)
 }
 
 pub fn run(mut args: RelayArgs) -> anyhow::Result<RelayReport> {
@@ -600,7 +501,7 @@ pub fn run(mut args: RelayArgs) -> anyhow::Result<RelayReport> {
                 let up =
                     get_json(&format!("http://{center_http}/api/upstreams")).unwrap_or(Value::Null);
                 let pending = up["upstreams"][0]["outbox_pending"].as_u64().unwrap_or(1);
-                let got = metric_sum(
+                let got = prom::sum(
                     &http
                         .text(&format!("http://{city_http}/metrics"))
                         .unwrap_or_default(),
@@ -616,7 +517,7 @@ pub fn run(mut args: RelayArgs) -> anyhow::Result<RelayReport> {
             let city_cameras = get_json(&format!("http://{city_http}/api/cameras"))?;
             let city_gateways = get_json(&format!("http://{city_http}/api/gateways"))?;
             city.stop(Duration::from_secs(10));
-            let ids = stack::alert_ids(&city_ledger);
+            let ids = crate::scoring::alert_ids(&city_ledger);
             let distinct: HashSet<&String> = ids.iter().collect();
             let frames: u64 = city_cameras["cameras"]
                 .as_array()
@@ -753,32 +654,33 @@ pub fn run(mut args: RelayArgs) -> anyhow::Result<RelayReport> {
     {
         let Some(id) = c["id"].as_str() else { continue };
         let gops = |outcome: &str| {
-            metric_with(
+            prom::sum_with(
                 gw_metrics,
                 "lookout_relay_gops_total",
                 &[("camera", id), ("outcome", outcome)],
             ) as u64
         };
-        let lost_series = format!("lookout_ingest_lost_frames_total{{camera=\"{id}\"}}");
         cameras.insert(
             id.to_string(),
             CameraFrames {
-                received_at_gateway: metric_with(
+                received_at_gateway: prom::sum_with(
                     gw_metrics,
                     "lookout_camera_units_total",
                     &[("camera", id)],
                 ) as u64,
-                lost_camera_to_gateway: gw_metrics
-                    .lines()
-                    .any(|l| l.starts_with(&lost_series))
-                    .then(|| {
-                        metric_with(
-                            gw_metrics,
-                            "lookout_ingest_lost_frames_total",
-                            &[("camera", id)],
-                        ) as u64
-                    }),
-                sent: metric_with(gw_metrics, "lookout_relay_frames_total", &[("camera", id)])
+                lost_camera_to_gateway: prom::has_series(
+                    gw_metrics,
+                    "lookout_ingest_lost_frames_total",
+                    &[("camera", id)],
+                )
+                .then(|| {
+                    prom::sum_with(
+                        gw_metrics,
+                        "lookout_ingest_lost_frames_total",
+                        &[("camera", id)],
+                    ) as u64
+                }),
+                sent: prom::sum_with(gw_metrics, "lookout_relay_frames_total", &[("camera", id)])
                     as u64,
                 received_at_center: c["frames"].as_u64().unwrap_or(0),
                 gops_sent: gops("sent"),
@@ -904,7 +806,7 @@ pub fn run(mut args: RelayArgs) -> anyhow::Result<RelayReport> {
     };
     print_report(&report);
     if let Some(path) = &args.report {
-        stack::write_report(path, &report, crate::html::render)?;
+        crate::report::write_report(path, &report, crate::html::render)?;
     }
     if args.strict {
         let mut problems = Vec::new();
@@ -1059,96 +961,6 @@ fn print_report(r: &RelayReport) {
     }
 }
 
-/// `lookout ÷ baseline`, when both were measured and the baseline is above 0.
-pub(crate) fn ratio(lookout: Option<f64>, baseline: Option<f64>) -> Option<f64> {
-    match (lookout, baseline) {
-        (Some(l), Some(b)) if b > 0.0 => Some(l / b),
-        _ => None,
-    }
-}
-
-/// The detector's figures from the gateway's metrics: counts as integers;
-/// rates `null` without a detector or without a batch.
-pub(crate) fn detector_figures(metrics: &str, detecting: bool, duration: Duration) -> Value {
-    let m = |name: &str| metric_sum(metrics, name);
-    // Prometheus counters are floats on the wire; these count frames.
-    let frames_in = m("lookout_detect_frames_total").round() as u64;
-    let batches = m("lookout_detect_batch_size_count");
-    serde_json::json!({
-        "frames_in": frames_in,
-        "frames_dropped": m("lookout_detect_dropped_frames_total").round() as u64,
-        "inferences_per_s": (detecting && duration.as_secs_f64() > 0.0)
-            .then(|| frames_in as f64 / duration.as_secs_f64()),
-        "batch_mean": (batches > 0.0).then(|| m("lookout_detect_batch_size_sum") / batches),
-    })
-}
-
-/// The camera ids in a gateway config, in order.
-fn camera_ids(config: &std::path::Path) -> Vec<String> {
-    std::fs::read_to_string(config)
-        .ok()
-        .and_then(|t| t.parse::<toml::Table>().ok())
-        .and_then(|t| t.get("camera").and_then(|c| c.as_array()).cloned())
-        .map(|cams| {
-            cams.iter()
-                .filter_map(|c| c.get("id")?.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// What this machine is, for comparing reports.
-pub(crate) fn machine() -> Value {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split_once(':'))
-        .map(|(_, v)| v.trim().to_string())
-        .filter(|m| !m.is_empty());
-    let memory_gib = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("MemTotal:"))?
-                .split_whitespace()
-                .nth(1)?
-                .parse::<f64>()
-                .ok()
-        })
-        .map(|kib| (kib / 1024.0 / 1024.0 * 10.0).round() / 10.0);
-    // What could not be read is `null`, not 0.
-    serde_json::json!({
-        "cpus": std::thread::available_parallelism().ok().map(|n| n.get()),
-        "model": model,
-        "memory_gib": memory_gib,
-    })
-}
-
-/// Now, UTC, as `YYYY-MM-DDTHH:MM:SSZ`.
-pub(crate) fn utc_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 /// CPU of a bare GStreamer RTSP client (`rtspsrc ! depay ! fakesink`) per
 /// camera of `gw_config`, all at once for 8 s, in cores.
 fn gst_ingest_baseline(gw_config: &std::path::Path) -> anyhow::Result<f64> {
@@ -1201,20 +1013,6 @@ fn gst_ingest_baseline(gw_config: &std::path::Path) -> anyhow::Result<f64> {
         let _ = k.wait();
     }
     Ok(cores)
-}
-
-/// Cameras per kind in a gateway configuration.
-pub(crate) fn mix_counts(gw_config: &std::path::Path) -> Value {
-    let text = std::fs::read_to_string(gw_config).unwrap_or_default();
-    let mut counts = serde_json::Map::new();
-    for kind in ["tower", "drone", "bodycam", "fixed"] {
-        let n = text
-            .lines()
-            .filter(|l| l.trim() == format!("kind = \"{kind}\""))
-            .count();
-        counts.insert(kind.to_string(), n.into());
-    }
-    Value::Object(counts)
 }
 
 /// One once-a-second reading of the processes and the machine, for the

@@ -27,15 +27,15 @@ use anyhow::bail;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::detect::{
-    FleetRun, Percentiles, Score, detector_block, metric_sum, planned_ids, read_onsets,
+use crate::procs;
+use crate::prom;
+use crate::report::{machine, utc_now};
+use crate::scoring::{LedgerCheck, Score, read_onsets};
+use crate::stack::{
+    self, FleetRun, Http, center_config, detector_block, mix_counts, planned_ids, start_center,
     start_fleet, start_gateway,
 };
-use crate::procs;
-use crate::relay::{
-    center_config, center_percentiles, machine, metric_with, mix_counts, start_center, utc_now,
-};
-use crate::stack::{self, Http, LedgerCheck};
+use crate::stats::{Percentiles, center_percentiles, mean, median};
 
 /// Samples averaged at each end of the post-warm-up series.
 const WINDOW: usize = 3;
@@ -327,24 +327,6 @@ pub fn incident_script(
         at += every;
     }
     out
-}
-
-fn mean(v: &[f64]) -> f64 {
-    if v.is_empty() {
-        0.0
-    } else {
-        v.iter().sum::<f64>() / v.len() as f64
-    }
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut s: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
-    s.sort_by(f64::total_cmp);
-    match s.len() {
-        0 => 0.0,
-        n if n % 2 == 1 => s[n / 2],
-        n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
-    }
 }
 
 /// The first and last `WINDOW` values of a series (empty when it is
@@ -781,8 +763,8 @@ pub fn run(args: SoakArgs) -> anyhow::Result<SoakReport> {
     let latency_ms: BTreeMap<String, Percentiles> = timing.latencies().into_iter().collect();
 
     // Frames, whole run and after warm-up.
-    let sent = metric_sum(&end.gw_metrics, "lookout_relay_frames_total") as u64;
-    let received = metric_sum(&end.center_metrics, "lookout_center_frames_total") as u64;
+    let sent = prom::sum(&end.gw_metrics, "lookout_relay_frames_total") as u64;
+    let received = prom::sum(&end.center_metrics, "lookout_center_frames_total") as u64;
     let at_warmup = samples
         .iter()
         .rev()
@@ -790,7 +772,7 @@ pub fn run(args: SoakArgs) -> anyhow::Result<SoakReport> {
         .map_or((0, 0), |s| (s.frames.sent_total, s.frames.received_total));
     let lost_after_warmup =
         (sent as i64 - at_warmup.0 as i64) - (received as i64 - at_warmup.1 as i64);
-    let gops_reset = metric_with(
+    let gops_reset = prom::sum_with(
         &end.gw_metrics,
         "lookout_relay_gops_total",
         &[("outcome", "reset")],
@@ -853,7 +835,7 @@ pub fn run(args: SoakArgs) -> anyhow::Result<SoakReport> {
     };
     print_report(&report);
     if let Some(path) = &args.report {
-        stack::write_report(path, &report, render_html)?;
+        crate::report::write_report(path, &report, render_html)?;
     }
     if args.strict && !report.verdict.passed {
         bail!("soak failed: {}", report.verdict.failures.join("; "));
