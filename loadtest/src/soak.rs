@@ -27,6 +27,7 @@ use anyhow::bail;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::cli::parse_duration;
 use crate::procs;
 use crate::prom;
 use crate::report::{machine, utc_now};
@@ -247,46 +248,6 @@ pub struct SoakReport {
     pub memory_mib_peak: PerProcess<Option<f64>>,
     pub samples: Vec<Sample>,
     pub verdict: Verdict,
-}
-
-/// `30m`, `90s`, `2h`, `1m30s`, or plain seconds (`45`, `7.5`).
-pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
-    let t = text.trim();
-    let secs = match t.parse::<f64>() {
-        Ok(s) => s,
-        Err(_) => {
-            let mut total = 0.0;
-            let mut number = String::new();
-            let mut parts = 0;
-            for c in t.chars() {
-                if c.is_ascii_digit() || c == '.' {
-                    number.push(c);
-                    continue;
-                }
-                let unit = match c {
-                    'h' => 3600.0,
-                    'm' => 60.0,
-                    's' => 1.0,
-                    _ => bail!("duration `{text}`: unknown unit `{c}` (use h, m or s)"),
-                };
-                let v: f64 = number.parse().map_err(|_| {
-                    anyhow::anyhow!("duration `{text}`: expected a number before `{c}`")
-                })?;
-                total += v * unit;
-                number.clear();
-                parts += 1;
-            }
-            if parts == 0 || !number.is_empty() {
-                bail!("duration `{text}`: expected e.g. 30m, 90s, 1m30s or plain seconds");
-            }
-            total
-        }
-    };
-    anyhow::ensure!(
-        secs.is_finite() && (0.0..=7.0 * 86_400.0).contains(&secs),
-        "duration `{text}`: must be between 0 and 7 days"
-    );
-    Ok(Duration::from_secs_f64(secs))
 }
 
 /// Incidents spread over the run: the first at `max(every / 2, 20 s)`, then
