@@ -147,26 +147,7 @@ pub fn run(args: DetectArgs) -> anyhow::Result<DetectReport> {
     }
     // Counts as integers, rates and means `null` where nothing was measured.
     let mut detector_figures = detector_figures(&metrics, true, args.duration);
-    let stage = |s: &str| {
-        let sum = prom::sum_with(
-            &metrics,
-            "lookout_detect_stage_seconds_sum",
-            &[("stage", s)],
-        );
-        let count = prom::sum_with(
-            &metrics,
-            "lookout_detect_stage_seconds_count",
-            &[("stage", s)],
-        );
-        (count > 0.0).then(|| sum / count * 1000.0)
-    };
-    detector_figures["stage_mean_ms"] = serde_json::json!({
-        "queue": stage("queue"),
-        "decode": stage("decode"),
-        "preprocess": stage("preprocess"),
-        "inference": stage("inference"),
-        "postprocess": stage("postprocess"),
-    });
+    detector_figures["stage_mean_ms"] = stage_means(&metrics);
 
     // Throughput against bare ONNX Runtime, same model and batch size.
     let bench_json = args.workdir.join("bench-detector.json");
@@ -227,6 +208,27 @@ pub fn run(args: DetectArgs) -> anyhow::Result<DetectReport> {
         println!("report: {}", path.display());
     }
     Ok(report)
+}
+
+/// Mean time per detector stage, ms, from the gateway's metrics; `null`
+/// for a stage without a sample.
+fn stage_means(metrics: &str) -> Value {
+    let stage = |s: &str| {
+        let sum = prom::sum_with(metrics, "lookout_detect_stage_seconds_sum", &[("stage", s)]);
+        let count = prom::sum_with(
+            metrics,
+            "lookout_detect_stage_seconds_count",
+            &[("stage", s)],
+        );
+        (count > 0.0).then(|| sum / count * 1000.0)
+    };
+    serde_json::json!({
+        "queue": stage("queue"),
+        "decode": stage("decode"),
+        "preprocess": stage("preprocess"),
+        "inference": stage("inference"),
+        "postprocess": stage("postprocess"),
+    })
 }
 
 fn print_report(r: &DetectReport, bench_stdout: &[u8]) {
