@@ -7,8 +7,8 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use crate::detect::Percentiles;
 use crate::relay::RelayReport;
+use crate::stats::Percentiles;
 
 pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -264,13 +264,13 @@ fn delivered_share(c: &crate::relay::CameraFrames) -> Option<f64> {
 pub(crate) fn verdict(r: &RelayReport) -> String {
     let mut why = Vec::new();
     let relay_p99 = r.latency_ms.get("relay").and_then(|p| p.p99_measured());
-    let limit = r.slo["relay_p99_ms"].as_f64().unwrap_or(5.0);
+    let limit = r.slo.relay_p99_ms as f64;
     match relay_p99 {
         Some(p) if p > limit => why.push(format!("relay p99 was {p:.1} ms, over {limit} ms")),
         None => why.push("no relay delay was measured".into()),
         _ => {}
     }
-    let alert_limit = r.slo["capture_to_alert_p99_ms"].as_f64().unwrap_or(100.0);
+    let alert_limit = r.slo.capture_to_alert_p99_ms as f64;
     if let Some(p) = r
         .latency_ms
         .get("capture_to_alert")
@@ -345,7 +345,7 @@ pub(crate) fn verdict(r: &RelayReport) -> String {
 
 /// The whole report as HTML.
 pub fn render(r: &RelayReport) -> String {
-    let passed = r.slo["passed"].as_bool().unwrap_or(false);
+    let passed = r.slo.passed;
     let mut out = String::new();
     let _ = write!(
         out,
@@ -362,13 +362,14 @@ th:first-child,td:first-child{{text-align:left}}code{{background:#f6f8fa;padding
 <p>lookout {} · revision {} · started {} · machine: {} CPUs, {} GiB, {}</p>
 <p>Command: <code>{}</code></p>"##,
         esc(&r.started_at),
-        r.setup["cameras"],
-        r.setup["duration_s"],
-        esc(&r.setup["link"].to_string()),
+        r.setup.cameras,
+        // As JSON writes it (`60.0`).
+        Value::from(r.setup.duration_s),
+        esc(&Value::from(r.setup.link.as_str()).to_string()),
         if passed { "pass" } else { "fail" },
         if passed { "passed" } else { "failed" },
-        r.slo["relay_p99_ms"],
-        r.slo["capture_to_alert_p99_ms"],
+        r.slo.relay_p99_ms,
+        r.slo.capture_to_alert_p99_ms,
         esc(&verdict(r)),
         esc(&r.provenance.lookout_version),
         esc(r
@@ -445,8 +446,8 @@ th:first-child,td:first-child{{text-align:left}}code{{background:#f6f8fa;padding
         figure(&r.cpu_cores["gateway"], 2),
         figure(&r.cpu_cores["fleet"], 2),
         figure(&r.cpu_cores["center"], 2),
-        figure(&r.memory_mib["gateway_rss_peak"], 0),
-        figure(&r.memory_mib["center_rss_peak"], 0),
+        figure(&Value::from(r.memory_mib.gateway_rss_peak), 0),
+        figure(&Value::from(r.memory_mib.center_rss_peak), 0),
         figure(&r.baselines["gst_ingest_cpu_cores"], 2),
         figure(&r.baselines["ort_raw_inferences_per_s"], 0),
         esc(&r.ratios.to_string())

@@ -1,24 +1,21 @@
-//! What `run` (`relay.rs`) and `soak` (`soak.rs`) share around the stack
-//! they start (a fleet, a command center and a gateway relaying to it):
-//! the work folder and the certificates, the gateway's configuration, HTTP
-//! to the processes, the wait at the end until the gateway has delivered
-//! what it took, the center's ledger checked against the gateway's alerts,
-//! and writing the report.
+//! Orchestration of the stack a benchmark starts (a fleet, a gateway, one
+//! or two command centers): the work folder and the certificates, the
+//! configurations each process reads, starting each one and waiting until
+//! it answers, HTTP to them, and the wait at the end until the gateway has
+//! delivered what it took. `run` (`relay`), `soak` and `detect` all start
+//! their processes through here.
 
-use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use serde::Serialize;
+
 use serde_json::Value;
 
-use crate::detect::{
-    Percentiles, Score, SeenAlert, free_port, histogram, metric_sum, percentiles, score,
-    write_gateway_config,
-};
-use crate::fleet::incidents::Onset;
-use crate::relay::upstream_block;
+use crate::fleet::profile::{Mix, Size};
+use crate::procs::{self, Proc};
+use crate::prom;
+use crate::scoring::default_incidents;
 
 /// Creates the work folder and its `logs` folder; returns both, absolute:
 /// the configurations written there name files in it, and lookout
@@ -124,7 +121,7 @@ impl Http {
 
     /// A metric's sum, or `None` when the endpoint did not answer.
     pub(crate) fn metric(&self, url: &str, name: &str) -> Option<f64> {
-        self.text(url).map(|t| metric_sum(&t, name))
+        self.text(url).map(|t| prom::sum(&t, name))
     }
 
     /// The length of the array `key` of a JSON answer.
@@ -199,157 +196,302 @@ pub(crate) fn drain(
     })
 }
 
-/// The ids of the alerts in an `/api/alerts` answer, in its order.
-pub(crate) fn alert_ids(alerts: &Value) -> Vec<String> {
-    alerts["alerts"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| x["id"].as_str().map(String::from))
+/// The fleet part of a benchmark run.
+pub(crate) struct FleetRun {
+    pub cameras: usize,
+    pub mix: Option<String>,
+    pub size: String,
+    pub cache: PathBuf,
+    /// `None`: `default_incidents`: two 12 s incidents per camera, one of each class.
+    pub incidents: Option<String>,
+    pub duration: Duration,
+}
+
+/// The camera ids the fleet gives `cameras` (or `mix`) of `size`: it names
+/// its cameras by plan, so this asks the same plan.
+pub(crate) fn planned_ids(
+    cameras: usize,
+    mix: Option<&str>,
+    size: &str,
+) -> anyhow::Result<Vec<String>> {
+    let mix = Mix::parse(cameras, mix)?;
+    let size = if size == "small" {
+        Size::Small
+    } else {
+        Size::Full
+    };
+    Ok(crate::fleet::plan(&mix, size, false)
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect())
+}
+
+/// Starts `lookout-loadtest fleet` on a free port with the incidents, and
+/// waits until it serves. Returns it, the gateway configuration it wrote
+/// for its cameras, its ground-truth file, and when it started serving.
+pub(crate) fn start_fleet(
+    run: &FleetRun,
+    workdir: &Path,
+) -> anyhow::Result<(Proc, PathBuf, PathBuf, Instant)> {
+    let me = std::env::current_exe().context("locating lookout-loadtest")?;
+    let gw_config = workdir.join("gateway.toml");
+    let ground_truth = workdir.join("ground-truth.json");
+    let _ = std::fs::remove_file(&gw_config);
+    let mut fleet_args: Vec<String> = vec![
+        "fleet".into(),
+        "--port".into(),
+        "0".into(),
+        "--size".into(),
+        run.size.clone(),
+        "--cache".into(),
+        run.cache.display().to_string(),
+        "--emit-gateway-config".into(),
+        gw_config.display().to_string(),
+        "--ground-truth".into(),
+        ground_truth.display().to_string(),
+        "--duration-s".into(),
+        format!("{}", run.duration.as_secs_f64() + 120.0),
+    ];
+    match &run.mix {
+        Some(m) => fleet_args.extend(["--mix".into(), m.clone()]),
+        None => fleet_args.extend(["--cameras".into(), run.cameras.to_string()]),
+    }
+    let incidents = match &run.incidents {
+        Some(s) => s.clone(),
+        None => {
+            let ids = planned_ids(run.cameras, run.mix.as_deref(), &run.size)?;
+            default_incidents(&ids, run.duration.as_secs_f64())
+        }
+    };
+    if !incidents.is_empty() {
+        fleet_args.extend(["--incidents".into(), incidents.clone()]);
+    }
+    println!("fleet: incidents {incidents}");
+    let mut fleet = Proc::start(
+        "fleet",
+        &me,
+        &fleet_args,
+        &workdir.join("logs").join("fleet.log"),
+    )?;
+    procs::wait_for_log(&mut fleet, "fleet: serving", Duration::from_secs(900))?;
+    Ok((fleet, gw_config, ground_truth, Instant::now()))
+}
+
+/// Starts `lookout run` on `config` and waits for its API on `http`;
+/// returns it and how many cameras the file lists.
+pub(crate) fn start_gateway(
+    lookout: &Path,
+    config: &Path,
+    logs: &Path,
+    http: &str,
+) -> anyhow::Result<(Proc, usize)> {
+    let mut gateway = Proc::start(
+        "gateway",
+        lookout,
+        &[
+            "run".into(),
+            "--config".into(),
+            config.display().to_string(),
+        ],
+        &logs.join("gateway.log"),
+    )?;
+    procs::wait_http_ok(
+        &format!("http://{http}/healthz"),
+        Duration::from_secs(60),
+        &mut gateway,
+    )?;
+    let cameras = std::fs::read_to_string(config)
+        .map(|t| t.lines().filter(|l| *l == "[[camera]]").count())
+        .unwrap_or(0);
+    Ok((gateway, cameras))
+}
+
+/// Completes the gateway configuration the fleet wrote: `gateway_lines`
+/// go into `[gateway]`, every camera gets the detector (id, sampling) if
+/// given, and `blocks` (TOML tables) are appended.
+pub(crate) fn write_gateway_config(
+    path: &Path,
+    gateway_lines: &[String],
+    detector: Option<(&str, &str)>,
+    blocks: &[String],
+) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut cfg = String::new();
+    for line in text.lines() {
+        cfg.push_str(line);
+        cfg.push('\n');
+        if line == "id = \"fleet-gw\"" {
+            for l in gateway_lines {
+                cfg.push_str(l);
+                cfg.push('\n');
+            }
+        }
+        if let Some((id, sampling)) = detector
+            && line.starts_with("kind = \"")
+        {
+            cfg.push_str(&format!(
+                "detectors = [\"{id}\"]\nsampling = \"{sampling}\"\n"
+            ));
+        }
+    }
+    for b in blocks {
+        cfg.push('\n');
+        cfg.push_str(b);
+    }
+    std::fs::write(path, cfg).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// Writes `WORKDIR/ID.toml` for a center named `id` (its certificate
+/// `ID.pem` from `certs`, a fresh ledger in `WORKDIR/ID/`, QUIC and HTTP on
+/// free loopback ports) with `extra` lines after `[center]`'s keys; returns
+/// the file, the QUIC port and the HTTP address.
+pub(crate) fn center_config(
+    workdir: &std::path::Path,
+    certs: &std::path::Path,
+    id: &str,
+    extra: &str,
+) -> anyhow::Result<(PathBuf, u16, String)> {
+    let storage = workdir.join(id);
+    let _ = std::fs::remove_dir_all(&storage);
+    let quic_port = std::net::UdpSocket::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let http = format!("127.0.0.1:{}", free_port()?);
+    let path = workdir.join(format!("{id}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            "[center]\nid = \"{id}\"\nlisten = \"127.0.0.1:{quic_port}\"\nhttp_listen = \"{http}\"\nstorage = \"{}\"\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n{extra}",
+            storage.display(),
+            certs.join("ca.pem").display(),
+            certs.join(format!("{id}.pem")).display(),
+            certs.join(format!("{id}.key")).display(),
+        ),
+    )?;
+    Ok((path, quic_port, http))
+}
+
+/// An `[[upstream]]` entry dialling center `id` at `address` with the
+/// certificate `NAME.pem` from `certs`.
+pub(crate) fn upstream_block(
+    id: &str,
+    address: &str,
+    certs: &std::path::Path,
+    name: &str,
+) -> String {
+    format!(
+        "\n[[upstream]]\nid = \"{id}\"\naddress = \"{address}\"\nserver_name = \"{id}\"\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+        certs.join("ca.pem").display(),
+        certs.join(format!("{name}.pem")).display(),
+        certs.join(format!("{name}.key")).display(),
+    )
+}
+
+pub(crate) fn start_center(
+    lookout: &std::path::Path,
+    config: &std::path::Path,
+    log: &std::path::Path,
+    http: &str,
+) -> anyhow::Result<Proc> {
+    let mut center = Proc::start(
+        "center",
+        lookout,
+        &[
+            "center".into(),
+            "--config".into(),
+            config.display().to_string(),
+        ],
+        log,
+    )?;
+    procs::wait_http_ok(
+        &format!("http://{http}/healthz"),
+        Duration::from_secs(30),
+        &mut center,
+    )?;
+    Ok(center)
+}
+
+/// The first `[[detector]]` of a gateway config file, with its model path
+/// made absolute (it moves into the generated config), as TOML text; and its
+/// id.
+pub(crate) fn detector_block(path: &Path) -> anyhow::Result<(String, String)> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let dir = path
+        .canonicalize()
+        .with_context(|| format!("resolving {}", path.display()))?
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let v: toml::Table =
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let mut d = v
+        .get("detector")
+        .and_then(|d| d.as_array())
+        .and_then(|a| a.first())
+        .and_then(|d| d.as_table())
+        .cloned()
+        .with_context(|| format!("{}: no [[detector]] entry", path.display()))?;
+    let id = d
+        .get("id")
+        .and_then(|i| i.as_str())
+        .with_context(|| format!("{}: the [[detector]] has no id", path.display()))?
+        .to_string();
+    if let Some(model) = d.get("model").and_then(|m| m.as_str()) {
+        let abs = dir.join(model);
+        d.insert(
+            "model".into(),
+            toml::Value::String(abs.display().to_string()),
+        );
+    }
+    let mut root = toml::Table::new();
+    root.insert(
+        "detector".into(),
+        toml::Value::Array(vec![toml::Value::Table(d)]),
+    );
+    Ok((id, toml::to_string(&root)?))
+}
+
+pub(crate) fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+pub(crate) fn get_json(url: &str) -> anyhow::Result<Value> {
+    let mut r = ureq::get(url)
+        .call()
+        .with_context(|| format!("GET {url}"))?;
+    let text = r.body_mut().read_to_string()?;
+    Ok(serde_json::from_str(&text)?)
+}
+
+/// The camera ids in a gateway config, in order.
+pub(crate) fn camera_ids(config: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(config)
+        .ok()
+        .and_then(|t| t.parse::<toml::Table>().ok())
+        .and_then(|t| t.get("camera").and_then(|c| c.as_array()).cloned())
+        .map(|cams| {
+            cams.iter()
+                .filter_map(|c| c.get("id")?.as_str().map(String::from))
                 .collect()
         })
         .unwrap_or_default()
 }
 
-/// The center's ledger against the alerts the gateway raised.
-pub(crate) struct LedgerCheck {
-    /// Alert ids the gateway lists.
-    pub raised: HashSet<String>,
-    /// The ledger's records.
-    pub records: Vec<Value>,
-    /// Records per alert id.
-    pub per_id: HashMap<String, usize>,
-    /// Raised by the gateway, not in the ledger.
-    pub missing: usize,
-    /// Ids stored more than once.
-    pub doubled: usize,
-    /// Ids in the ledger the gateway did not raise.
-    pub invented: usize,
-    /// Deliveries over all records.
-    pub deliveries: u64,
-    /// When the center stored each alert, Unix ms, by id.
-    pub received_ms: HashMap<String, u64>,
-    /// The alerts as stored.
-    pub stored: Vec<SeenAlert>,
-}
-
-impl LedgerCheck {
-    pub(crate) fn new(gw_alerts: &Value, ledger: &Value) -> LedgerCheck {
-        let raised: HashSet<String> = alert_ids(gw_alerts).into_iter().collect();
-        let records = ledger["alerts"].as_array().cloned().unwrap_or_default();
-        let mut per_id: HashMap<String, usize> = HashMap::new();
-        for r in &records {
-            if let Some(id) = r["id"].as_str() {
-                *per_id.entry(id.to_string()).or_default() += 1;
-            }
-        }
-        let missing = raised.iter().filter(|id| !per_id.contains_key(*id)).count();
-        let doubled = per_id.values().filter(|n| **n > 1).count();
-        let invented = per_id.keys().filter(|id| !raised.contains(*id)).count();
-        let deliveries: u64 = records
-            .iter()
-            .filter_map(|r| r["deliveries"].as_u64())
-            .sum();
-        let stored: Vec<SeenAlert> = records
-            .iter()
-            .filter_map(|r| SeenAlert::from_json(&r["alert"]))
-            .collect();
-        let received_ms: HashMap<String, u64> = records
-            .iter()
-            .filter_map(|r| {
-                Some((
-                    r["id"].as_str()?.to_string(),
-                    r["received_unix_ms"].as_u64()?,
-                ))
-            })
-            .collect();
-        LedgerCheck {
-            raised,
-            records,
-            per_id,
-            missing,
-            doubled,
-            invented,
-            deliveries,
-            received_ms,
-            stored,
-        }
+/// Cameras per kind in a gateway configuration.
+pub(crate) fn mix_counts(gw_config: &std::path::Path) -> Value {
+    let text = std::fs::read_to_string(gw_config).unwrap_or_default();
+    let mut counts = serde_json::Map::new();
+    for kind in ["tower", "drone", "bodycam", "fixed"] {
+        let n = text
+            .lines()
+            .filter(|l| l.trim() == format!("kind = \"{kind}\""))
+            .count();
+        counts.insert(kind.to_string(), n.into());
     }
-
-    /// `alerts` (some of `stored`) scored against the scripted incidents,
-    /// and their latencies to being stored in the ledger. Every alert is scored; only
-    /// those raised at or after `since_unix_ns` (the end of the warm-up, when the
-    /// cameras' first seconds of backlog are through) are timed, as the relay's
-    /// latencies are.
-    pub(crate) fn timing(
-        &self,
-        onsets: &[Onset],
-        alerts: &[SeenAlert],
-        since_unix_ns: u64,
-    ) -> AlertTiming {
-        let (incidents, matched) = score(onsets, alerts);
-        let mut cap = histogram();
-        let mut raise = histogram();
-        for a in alerts.iter().filter(|a| a.raised_unix_ns >= since_unix_ns) {
-            let Some(at_ms) = self.received_ms.get(&a.id) else {
-                continue;
-            };
-            let at_us = at_ms * 1000;
-            let _ = cap.record(at_us.saturating_sub(a.capture_unix_ns / 1000).max(1));
-            let _ = raise.record(at_us.saturating_sub(a.raised_unix_ns / 1000).max(1));
-        }
-        let mut onset_h = histogram();
-        for (o, a) in &matched {
-            if let Some(at_ms) = self.received_ms.get(&a.id) {
-                let _ = onset_h.record(
-                    (at_ms * 1000)
-                        .saturating_sub(o.onset_capture_unix_ns / 1000)
-                        .max(1),
-                );
-            }
-        }
-        AlertTiming {
-            incidents,
-            capture_to_alert: percentiles(&cap),
-            raise_to_stored: percentiles(&raise),
-            onset_to_alert: percentiles(&onset_h),
-        }
-    }
-}
-
-/// Alerts scored against the incidents, and how long they took to be
-/// stored.
-pub(crate) struct AlertTiming {
-    pub incidents: Score,
-    /// Capture of the frame → stored in the ledger.
-    pub capture_to_alert: Percentiles,
-    /// Raised by the gateway → stored in the ledger.
-    pub raise_to_stored: Percentiles,
-    /// The incident's first frame → its alert stored in the ledger.
-    pub onset_to_alert: Percentiles,
-}
-
-impl AlertTiming {
-    /// The three latencies under their report names.
-    pub(crate) fn latencies(&self) -> [(String, Percentiles); 3] {
-        [
-            ("capture_to_alert".into(), self.capture_to_alert.clone()),
-            ("raise_to_stored".into(), self.raise_to_stored.clone()),
-            ("onset_to_alert".into(), self.onset_to_alert.clone()),
-        ]
-    }
-}
-
-/// Writes the report as JSON to `path` and as HTML next to it (`.html`).
-pub(crate) fn write_report<R: Serialize>(
-    path: &Path,
-    report: &R,
-    html: impl FnOnce(&R) -> String,
-) -> anyhow::Result<()> {
-    std::fs::write(path, serde_json::to_string_pretty(report)?)
-        .with_context(|| format!("writing {}", path.display()))?;
-    let page = path.with_extension("html");
-    std::fs::write(&page, html(report)).with_context(|| format!("writing {}", page.display()))?;
-    println!("report: {} and {}", path.display(), page.display());
-    Ok(())
+    Value::Object(counts)
 }

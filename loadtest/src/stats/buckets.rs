@@ -8,6 +8,8 @@
 
 use serde_json::Value;
 
+use crate::prom;
+
 /// Cumulative counts per upper bound, as Prometheus writes a histogram.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Buckets {
@@ -22,19 +24,11 @@ impl Buckets {
     /// `capture`) summed over every camera of the metrics page; `None` when the page
     /// has none.
     pub(crate) fn of_center(page: &str, from: &str) -> Option<Buckets> {
-        let want = format!("from=\"{from}\"");
         let mut sums: Vec<(f64, u64)> = Vec::new();
-        for line in page.lines() {
-            if !line.starts_with("lookout_center_frame_delay_seconds_bucket{")
-                || !line.contains(&want)
-            {
-                continue;
-            }
-            let Some(le) = line
-                .split_once("le=\"")
-                .and_then(|(_, rest)| rest.split_once('"'))
-                .map(|(v, _)| v)
-            else {
+        for sample in prom::labelled(page, "lookout_center_frame_delay_seconds_bucket")
+            .filter(|s| s.has("from", from))
+        {
+            let Some(le) = sample.label("le") else {
                 continue;
             };
             let le = if le == "+Inf" {
@@ -45,9 +39,7 @@ impl Buckets {
                     Err(_) => continue,
                 }
             };
-            let Some(count) = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) else {
-                continue;
-            };
+            let count = sample.value;
             match sums.iter_mut().find(|(b, _)| *b == le) {
                 Some(s) => s.1 += count as u64,
                 None => sums.push((le, count as u64)),

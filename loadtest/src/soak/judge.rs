@@ -1,0 +1,295 @@
+//! The soak's verdict: memory growth, fd and thread trends and latency
+//! after warm-up, judged by the rules `docs/SOAK.md` states, with the
+//! ledger and the incidents.
+
+use serde::Serialize;
+
+use crate::scoring::Score;
+use crate::stats::{Percentiles, mean, median};
+
+use super::report::{IntervalLatency, PerProcess, Sample};
+use super::{LATENCY_RATIO_LIMIT, LATENCY_SLACK_MS, RSS_GROWTH_LIMIT, WINDOW};
+
+/// Resident-memory growth of one process after warm-up.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Growth {
+    /// Mean of the first `WINDOW` samples after warm-up, MiB.
+    pub first_mib: f64,
+    /// Mean of the last `WINDOW` samples, MiB.
+    pub last_mib: f64,
+    /// `(last - first) / first`.
+    pub growth: f64,
+    /// False for the fleet: it is the test harness, reported for context.
+    pub judged: bool,
+    pub passed: bool,
+}
+
+/// Whether a count (fds, threads) rose for good after warm-up.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Rise {
+    /// Highest of the first `WINDOW` samples after warm-up.
+    pub first_max: u64,
+    /// Lowest of the last `WINDOW` samples: a rise that lasted.
+    pub last_min: u64,
+    /// `last_min - first_max`.
+    pub rise: i64,
+    /// The rise allowed.
+    pub tolerance: u64,
+    /// Least-squares slope over every sample after warm-up, per hour.
+    pub slope_per_h: f64,
+    pub judged: bool,
+    pub passed: bool,
+}
+
+/// p99 latency of the last intervals against the first.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LatencyTrend {
+    /// Median p99 of the first `WINDOW` intervals after warm-up, ms.
+    pub first_p99_ms: f64,
+    /// Median p99 of the last `WINDOW` intervals, ms.
+    pub last_p99_ms: f64,
+    pub ratio: f64,
+    pub passed: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LatencyTrends {
+    pub relay: LatencyTrend,
+    pub capture_to_center: LatencyTrend,
+}
+
+/// The soak's verdict; the rules are in `docs/SOAK.md` and in `rules`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Verdict {
+    pub passed: bool,
+    pub samples_after_warmup: usize,
+    pub rss_growth: PerProcess<Growth>,
+    pub fds: PerProcess<Rise>,
+    pub threads: PerProcess<Rise>,
+    pub latency_p99: LatencyTrends,
+    /// Every alert the gateway raised is in the ledger once, none invented.
+    pub alerts_exactly_once: bool,
+    /// Every scripted incident began and was alerted.
+    pub incidents_all_alerted: bool,
+    /// The gateway stopped within 15 s of SIGTERM at the end.
+    pub gateway_stopped_cleanly: bool,
+    /// Each failed rule, in words.
+    pub failures: Vec<String>,
+    pub rules: Vec<String>,
+}
+
+/// The first and last `WINDOW` values of a series (empty when it is
+/// shorter than two windows, which the verdict reports as too few samples).
+fn ends<T: Copy>(v: &[T]) -> (Vec<T>, Vec<T>) {
+    if v.len() < 2 * WINDOW {
+        return (Vec::new(), Vec::new());
+    }
+    (v[..WINDOW].to_vec(), v[v.len() - WINDOW..].to_vec())
+}
+
+/// Resident memory of one process over the post-warm-up samples.
+pub fn rss_growth(series: &[f64], judged: bool) -> Growth {
+    let (first, last) = ends(series);
+    let (first_mib, last_mib) = (mean(&first), mean(&last));
+    let growth = if first_mib > 0.0 {
+        (last_mib - first_mib) / first_mib
+    } else {
+        0.0
+    };
+    Growth {
+        first_mib,
+        last_mib,
+        growth,
+        judged,
+        passed: !first.is_empty() && growth < RSS_GROWTH_LIMIT,
+    }
+}
+
+/// A count that must not rise for good: the lowest of the last samples may
+/// exceed the highest of the first by at most `max(min_abs, share × first)`.
+pub fn count_rise(t_s: &[f64], series: &[u64], min_abs: u64, share: f64, judged: bool) -> Rise {
+    let (first, last) = ends(series);
+    let first_max = first.iter().copied().max().unwrap_or(0);
+    let last_min = last.iter().copied().min().unwrap_or(0);
+    let tolerance = min_abs.max((first_max as f64 * share).ceil() as u64);
+    let rise = last_min as i64 - first_max as i64;
+    // Least squares over every sample: the trend, for the reader.
+    let n = series.len().min(t_s.len());
+    let slope_per_h = if n >= 2 {
+        let xs = &t_s[..n];
+        let ys: Vec<f64> = series[..n].iter().map(|&y| y as f64).collect();
+        let (mx, my) = (mean(xs), mean(&ys));
+        let sxx: f64 = xs.iter().map(|x| (x - mx) * (x - mx)).sum();
+        let sxy: f64 = xs.iter().zip(&ys).map(|(x, y)| (x - mx) * (y - my)).sum();
+        if sxx > 0.0 { sxy / sxx * 3600.0 } else { 0.0 }
+    } else {
+        0.0
+    };
+    Rise {
+        first_max,
+        last_min,
+        rise,
+        tolerance,
+        slope_per_h,
+        judged,
+        passed: !first.is_empty() && rise <= tolerance as i64,
+    }
+}
+
+/// p99 of the last intervals against the first (intervals without any
+/// frame are left out).
+pub fn latency_trend(p99s: &[f64]) -> LatencyTrend {
+    let (first, last) = ends(p99s);
+    let (a, b) = (median(&first), median(&last));
+    LatencyTrend {
+        first_p99_ms: a,
+        last_p99_ms: b,
+        ratio: if a > 0.0 { b / a } else { 0.0 },
+        passed: !first.is_empty() && (b <= a * LATENCY_RATIO_LIMIT || b - a <= LATENCY_SLACK_MS),
+    }
+}
+
+/// The rules, in words, as the report states them.
+fn rules() -> Vec<String> {
+    vec![
+        format!(
+            "rss: (mean of the last {WINDOW} samples - mean of the first {WINDOW} after warm-up) / the latter < {:.0} %, for the gateway and the center (the fleet is reported, not judged)",
+            RSS_GROWTH_LIMIT * 100.0
+        ),
+        format!(
+            "fds: the lowest of the last {WINDOW} samples is at most max(4, 2 %) above the highest of the first {WINDOW} after warm-up, gateway and center"
+        ),
+        format!(
+            "threads: the lowest of the last {WINDOW} samples is at most max(4, 5 %) above the highest of the first {WINDOW} after warm-up, gateway and center"
+        ),
+        format!(
+            "latency: the median p99 of the last {WINDOW} intervals is at most {LATENCY_RATIO_LIMIT}× that of the first {WINDOW} after warm-up, or at most {LATENCY_SLACK_MS} ms above it (relay and capture → center)"
+        ),
+        "alerts: every alert the gateway raised is in the center's ledger exactly once, none it did not raise".into(),
+        "incidents: every scripted incident began and was alerted".into(),
+        "the gateway stops within 15 s of SIGTERM at the end".into(),
+    ]
+}
+
+/// The verdict over the samples and the end-of-run checks.
+pub(super) fn verdict(
+    samples: &[Sample],
+    alerts_exactly_once: bool,
+    incidents: &Score,
+    planned_incidents: usize,
+    gateway_stopped_cleanly: bool,
+) -> Verdict {
+    let warm: Vec<&Sample> = samples.iter().filter(|s| s.after_warmup).collect();
+    let t: Vec<f64> = warm.iter().map(|s| s.t_s).collect();
+    let rss = |f: fn(&PerProcess<f64>) -> f64| -> Vec<f64> {
+        warm.iter().map(|s| f(&s.rss_mib)).collect()
+    };
+    let counts = |f: fn(&Sample) -> &PerProcess<u64>| -> PerProcess<Vec<u64>> {
+        PerProcess {
+            gateway: warm.iter().map(|s| f(s).gateway).collect(),
+            center: warm.iter().map(|s| f(s).center).collect(),
+            fleet: warm.iter().map(|s| f(s).fleet).collect(),
+        }
+    };
+    let rss_series: PerProcess<Vec<f64>> = PerProcess {
+        gateway: rss(|p| p.gateway),
+        center: rss(|p| p.center),
+        fleet: rss(|p| p.fleet),
+    };
+    let rss_growth = PerProcess {
+        gateway: rss_growth(&rss_series.gateway, true),
+        center: rss_growth(&rss_series.center, true),
+        fleet: rss_growth(&rss_series.fleet, false),
+    };
+    let rise = |series: PerProcess<Vec<u64>>, min_abs: u64, share: f64| PerProcess {
+        gateway: count_rise(&t, &series.gateway, min_abs, share, true),
+        center: count_rise(&t, &series.center, min_abs, share, true),
+        fleet: count_rise(&t, &series.fleet, min_abs, share, false),
+    };
+    let fds = rise(counts(|s| &s.fds), 4, 0.02);
+    let threads = rise(counts(|s| &s.threads), 4, 0.05);
+    let p99 = |f: fn(&IntervalLatency) -> &Percentiles| -> Vec<f64> {
+        warm.iter()
+            .map(|s| f(&s.latency_ms))
+            .filter(|p| p.count > 0)
+            .map(|p| p.p99)
+            .collect()
+    };
+    let latency_p99 = LatencyTrends {
+        relay: latency_trend(&p99(|l| &l.relay)),
+        capture_to_center: latency_trend(&p99(|l| &l.capture_to_center)),
+    };
+    let incidents_all_alerted =
+        incidents.missed == 0 && incidents.scripted == planned_incidents && planned_incidents > 0;
+
+    let mut failures = Vec::new();
+    if warm.len() < 2 * WINDOW {
+        failures.push(format!(
+            "only {} samples after warm-up; the rules need {}",
+            warm.len(),
+            2 * WINDOW
+        ));
+    }
+    for (name, g) in [
+        ("gateway", &rss_growth.gateway),
+        ("center", &rss_growth.center),
+    ] {
+        if !g.passed {
+            failures.push(format!(
+                "{name} RSS grew {:.1} % after warm-up ({:.0} → {:.0} MiB)",
+                g.growth * 100.0,
+                g.first_mib,
+                g.last_mib
+            ));
+        }
+    }
+    for (what, name, r) in [
+        ("fds", "gateway", &fds.gateway),
+        ("fds", "center", &fds.center),
+        ("threads", "gateway", &threads.gateway),
+        ("threads", "center", &threads.center),
+    ] {
+        if !r.passed {
+            failures.push(format!(
+                "{name} {what} rose from {} to {} (allowed {})",
+                r.first_max, r.last_min, r.tolerance
+            ));
+        }
+    }
+    for (name, l) in [
+        ("relay", &latency_p99.relay),
+        ("capture → center", &latency_p99.capture_to_center),
+    ] {
+        if !l.passed {
+            failures.push(format!(
+                "{name} p99 went from {:.2} ms to {:.2} ms",
+                l.first_p99_ms, l.last_p99_ms
+            ));
+        }
+    }
+    if !alerts_exactly_once {
+        failures.push("alerts: not every alert is in the ledger exactly once".into());
+    }
+    if !incidents_all_alerted {
+        failures.push(format!(
+            "incidents: {} planned, {} began, {} missed",
+            planned_incidents, incidents.scripted, incidents.missed
+        ));
+    }
+    if !gateway_stopped_cleanly {
+        failures.push("the gateway did not stop within 15 s of SIGTERM".into());
+    }
+    Verdict {
+        passed: failures.is_empty(),
+        samples_after_warmup: warm.len(),
+        rss_growth,
+        fds,
+        threads,
+        latency_p99,
+        alerts_exactly_once,
+        incidents_all_alerted,
+        gateway_stopped_cleanly,
+        failures,
+        rules: rules(),
+    }
+}

@@ -1,0 +1,600 @@
+//! `lookout-loadtest soak`: the long run that shows lookout neither leaks
+//! nor slows down over time.
+//!
+//! It starts the same processes as `run` (`relay.rs`), with the setup,
+//! end-of-run drain and ledger check both share (`stack.rs`): a simulated
+//! fleet, a command center and a gateway relaying to it over QUIC with
+//! mutual TLS, each a separate process. Incidents are scripted all along
+//! the run on rotating cameras, so the alert path (detection, outbox,
+//! ledger) works throughout and not only in the first minute. Every
+//! interval it samples, from `/proc`, each process's resident memory, open
+//! file descriptors, threads and CPU; from the gateway's and the center's
+//! metrics, the frames relayed in the interval; from the center's
+//! `POST /api/latency/reset`, the relay and capture → center percentiles of
+//! the interval; and the alerts raised and stored so far. At the end it
+//! checks the center's ledger as `run` does and computes the verdict
+//! described in `docs/SOAK.md`: memory growth after warm-up under 5 %, no
+//! sustained rise of file descriptors or threads, p99 latency of the last
+//! intervals not degraded against the first, every alert stored exactly
+//! once, every incident alerted.
+
+mod judge;
+mod report;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use serde_json::Value;
+
+use crate::cli::parse_duration;
+use crate::fleet::incidents::Onset;
+use crate::procs::{self, Proc};
+use crate::prom;
+use crate::report::{machine, utc_now};
+use crate::scoring::{LedgerCheck, read_onsets};
+use crate::stack::{
+    self, EndOfRun, FleetRun, Http, center_config, detector_block, mix_counts, planned_ids,
+    start_center, start_fleet, start_gateway,
+};
+use crate::stats::{Percentiles, center_percentiles, mean};
+
+use judge::verdict;
+pub use report::SoakReport;
+use report::{AlertCounts, IntervalFrames, IntervalLatency, PerProcess, Sample};
+use report::{print_report, print_sample, render_html};
+
+/// Samples averaged at each end of the post-warm-up series.
+const WINDOW: usize = 3;
+/// Resident memory may grow by less than this share after warm-up.
+const RSS_GROWTH_LIMIT: f64 = 0.05;
+/// A later p99 fails only when it is both this many times the early one…
+const LATENCY_RATIO_LIMIT: f64 = 2.0;
+/// …and this many milliseconds above it (small p99s jitter by whole ms).
+const LATENCY_SLACK_MS: f64 = 5.0;
+/// The first incident comes no earlier than this after the fleet starts…
+const FIRST_INCIDENT: Duration = Duration::from_secs(20);
+/// …and the last at least this long before the end, so it can be alerted.
+const LAST_INCIDENT_MARGIN: Duration = Duration::from_secs(15);
+
+#[derive(clap::Args)]
+pub struct SoakArgs {
+    /// Number of cameras (split 3:2:2:1 towers:drones:bodycams:fixed).
+    #[arg(long, default_value_t = 64)]
+    pub cameras: usize,
+    /// e.g. `towers=24,drones=16,bodycams=16,fixed=8` (overrides --cameras).
+    #[arg(long)]
+    pub mix: Option<String>,
+    #[arg(long, default_value = "full", value_parser = ["full", "small"])]
+    pub size: String,
+    /// How long: `30m`, `90s`, `1h`, or plain seconds.
+    #[arg(long, default_value = "30m", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Time between samples.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// Samples before this are shown but not judged.
+    #[arg(long, default_value = "2m", value_parser = parse_duration)]
+    pub warmup: Duration,
+    /// Time between scripted incidents (rotating over towers and drones).
+    #[arg(long, default_value = "3m", value_parser = parse_duration)]
+    pub incident_every: Duration,
+    #[arg(long, default_value = "models/smoke_flood.toml")]
+    pub detector_config: PathBuf,
+    #[arg(long, default_value = ".lookout/clips")]
+    pub cache: PathBuf,
+    #[arg(long, default_value = ".lookout/soak")]
+    pub workdir: PathBuf,
+    /// Write the report (JSON) here, and the HTML page next to it.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Exit 1 when the verdict fails.
+    #[arg(long)]
+    pub strict: bool,
+}
+
+/// Incidents spread over the run: the first at `max(every / 2, 20 s)`, then
+/// one every `every`, the last at least 15 s before the end; alternately
+/// smoke on a tower and flood on a drone, each camera once (the fleet plays
+/// one incident per camera, and it stays in the picture). Stops early when
+/// the towers and drones run out.
+pub fn incident_script(
+    ids: &[String],
+    duration: Duration,
+    every: Duration,
+) -> Vec<(String, &'static str, u64)> {
+    let towers: Vec<&String> = ids.iter().filter(|i| i.starts_with("tower")).collect();
+    let drones: Vec<&String> = ids.iter().filter(|i| i.starts_with("drone")).collect();
+    let (mut next_tower, mut next_drone) = (0, 0);
+    let mut out = Vec::new();
+    let Some(last) = duration.checked_sub(LAST_INCIDENT_MARGIN) else {
+        return out;
+    };
+    let every = every.max(Duration::from_secs(1));
+    let mut at = (every / 2).max(FIRST_INCIDENT);
+    // Each camera is used once, so this ends within ids.len() turns.
+    while at <= last && out.len() < ids.len() {
+        let want_smoke = out.len() % 2 == 0;
+        let pick = if (want_smoke && next_tower < towers.len()) || next_drone >= drones.len() {
+            towers.get(next_tower).map(|c| {
+                next_tower += 1;
+                (*c, "smoke")
+            })
+        } else {
+            drones.get(next_drone).map(|c| {
+                next_drone += 1;
+                (*c, "flood")
+            })
+        };
+        let Some((camera, class)) = pick else { break };
+        out.push((camera.clone(), class, at.as_secs()));
+        at += every;
+    }
+    out
+}
+
+/// Memory, fds, threads and CPU seconds of one process (zeros if it is gone;
+/// the caller checks that it is alive).
+fn read_process(pid: u32) -> (f64, u64, u64, f64) {
+    (
+        procs::rss_mib(pid).map_or(0.0, |(now, _)| now),
+        procs::fd_count(pid).unwrap_or(0),
+        procs::thread_count(pid).unwrap_or(0),
+        procs::cpu_seconds(pid).unwrap_or(0.0),
+    )
+}
+
+/// Where the previous sample left the cumulative counters.
+struct Mark {
+    at: Instant,
+    cpu: PerProcess<f64>,
+    sent: f64,
+    received: f64,
+}
+
+/// The running stack, as the setup left it.
+struct Stack {
+    center: Proc,
+    center_http: String,
+    fleet: Proc,
+    fleet_started: Instant,
+    ground_truth: PathBuf,
+    gw_config: PathBuf,
+    gw_http: String,
+    gateway: Proc,
+    /// Cameras the gateway watches.
+    watched: usize,
+    detector_id: String,
+    models: BTreeMap<String, String>,
+    /// When the fleet started, UTC.
+    started_at: String,
+    /// The incidents, as the fleet's `--incidents` takes them.
+    script: Vec<String>,
+    /// HTTP with a time limit, so a stuck process cannot stall the soak.
+    http: Http,
+}
+
+/// What the end of the run read.
+struct Drained {
+    end: EndOfRun,
+    onsets: Vec<Onset>,
+    memory_mib_peak: PerProcess<Option<f64>>,
+    gateway_stopped_cleanly: bool,
+}
+
+/// The soak, phase by phase: setup, sampling (warm-up and the judged
+/// samples), drain, check and report.
+pub fn run(args: SoakArgs) -> anyhow::Result<SoakReport> {
+    check_args(&args)?;
+    let (workdir, logs) = stack::workdir(&args.workdir)?;
+    let args = SoakArgs { workdir, ..args };
+    let mut s = setup(&args, &logs)?;
+    let samples = sample(&args, &mut s)?;
+    let drained = drain(&args, &mut s)?;
+    let report = build_report(&args, s, samples, drained);
+    print_report(&report);
+    if let Some(path) = &args.report {
+        crate::report::write_report(path, &report, render_html)?;
+    }
+    if args.strict && !report.verdict.passed {
+        bail!("soak failed: {}", report.verdict.failures.join("; "));
+    }
+    Ok(report)
+}
+
+fn check_args(args: &SoakArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.interval >= Duration::from_secs(1),
+        "--interval must be at least 1 s"
+    );
+    anyhow::ensure!(
+        args.incident_every >= Duration::from_secs(5),
+        "--incident-every must be at least 5 s"
+    );
+    let judged = args.duration.saturating_sub(args.warmup).as_secs_f64();
+    let needed = (2 * WINDOW) as f64 * args.interval.as_secs_f64();
+    anyhow::ensure!(
+        judged >= needed,
+        "--duration must leave at least {} intervals after --warmup ({needed:.0} s); got {judged:.0} s",
+        2 * WINDOW
+    );
+    Ok(())
+}
+
+/// Certificates, the center, the fleet with its incidents spread over the
+/// whole run, and the gateway, as `run` starts them.
+fn setup(args: &SoakArgs, logs: &Path) -> anyhow::Result<Stack> {
+    let lookout = procs::sibling("lookout")?;
+    let certs = args.workdir.join("certs");
+    stack::make_certs(&lookout, &certs, &["center"])?;
+
+    // The incidents, spread over the whole run.
+    let ids = planned_ids(args.cameras, args.mix.as_deref(), &args.size)?;
+    let script = incident_script(&ids, args.duration, args.incident_every);
+    let script_text: Vec<String> = script
+        .iter()
+        .map(|(c, class, at)| format!("{c}:{class}@{at}"))
+        .collect();
+
+    // The center, the fleet and the gateway, as `run` starts them.
+    let (center_cfg, quic_port, center_http) =
+        center_config(&args.workdir, &certs, "center", "subscribe = \"all\"\n")?;
+    let center = start_center(
+        &lookout,
+        &center_cfg,
+        &logs.join("center.log"),
+        &center_http,
+    )?;
+    let (fleet, gw_config, ground_truth, fleet_started) = start_fleet(
+        &FleetRun {
+            cameras: args.cameras,
+            mix: args.mix.clone(),
+            size: args.size.clone(),
+            cache: args.cache.clone(),
+            incidents: Some(script_text.join(",")),
+            duration: args.duration,
+        },
+        &args.workdir,
+    )?;
+    let started_at = utc_now();
+    let detector = detector_block(&args.detector_config)?;
+    let gw_http = stack::gateway_config(
+        &args.workdir,
+        &gw_config,
+        &certs,
+        Some(&detector),
+        &format!("127.0.0.1:{quic_port}"),
+    )?;
+    let detector_id = detector.0;
+    // Hashed before the run: a model that cannot be read fails now.
+    let models = crate::provenance::model_sha256(&gw_config)?;
+    let (gateway, watched) = start_gateway(&lookout, &gw_config, logs, &gw_http)?;
+    println!(
+        "soak: {watched} cameras, {} incidents, {} s, a sample every {} s, warm-up {} s",
+        script.len(),
+        args.duration.as_secs(),
+        args.interval.as_secs_f64(),
+        args.warmup.as_secs()
+    );
+    Ok(Stack {
+        center,
+        center_http,
+        fleet,
+        fleet_started,
+        ground_truth,
+        gw_config,
+        gw_http,
+        gateway,
+        watched,
+        detector_id,
+        models,
+        started_at,
+        script: script_text,
+        http: Http::new(Some(Duration::from_secs(10))),
+    })
+}
+
+/// Samples every interval until the end (warm-up included: the verdict
+/// judges the samples after it), printing each.
+fn sample(args: &SoakArgs, s: &mut Stack) -> anyhow::Result<Vec<Sample>> {
+    println!(
+        "{:>7} {:>27} {:>11} {:>11} {:>15} {:>13} {:>15} {:>9}",
+        "t s",
+        "RSS MiB gw/center/fleet",
+        "fds gw/ctr",
+        "thr gw/ctr",
+        "CPU gw/ctr/flt",
+        "frames s/r",
+        "p99 relay/c→c",
+        "alerts"
+    );
+    let http = &s.http;
+    let (gw_http, center_http) = (&s.gw_http, &s.center_http);
+    let gw_metrics = format!("http://{gw_http}/metrics");
+    let center_metrics = format!("http://{center_http}/metrics");
+    let pids = PerProcess {
+        gateway: s.gateway.pid(),
+        center: s.center.pid(),
+        fleet: s.fleet.pid(),
+    };
+    // No answer: the first interval includes the start (not expected: the
+    // center was just seen answering).
+    let _ = http.post_json(&format!("http://{center_http}/api/latency/reset"));
+    let mut mark = Mark {
+        at: Instant::now(),
+        cpu: pids.map(|p| read_process(*p).3),
+        sent: http
+            .metric(&gw_metrics, "lookout_relay_frames_total")
+            .unwrap_or(0.0),
+        received: http
+            .metric(&center_metrics, "lookout_center_frames_total")
+            .unwrap_or(0.0),
+    };
+    let mut alerts = AlertCounts::default();
+    let mut samples: Vec<Sample> = Vec::new();
+    let mut next = args.interval;
+    let hard_stop = args.duration + args.interval + Duration::from_secs(120);
+    while next <= args.duration && s.fleet_started.elapsed() < hard_stop {
+        s.gateway.check_alive()?;
+        s.center.check_alive()?;
+        s.fleet.check_alive()?;
+        let elapsed = s.fleet_started.elapsed();
+        if elapsed < next {
+            std::thread::sleep((next - elapsed).min(Duration::from_millis(250)));
+            continue;
+        }
+        let now = Instant::now();
+        let dt = now.duration_since(mark.at).as_secs_f64().max(1e-3);
+        let figures = pids.map(|p| read_process(*p));
+        let cpu = figures.map(|f| f.3);
+        let sent = http
+            .metric(&gw_metrics, "lookout_relay_frames_total")
+            .unwrap_or(mark.sent);
+        let received = http
+            .metric(&center_metrics, "lookout_center_frames_total")
+            .unwrap_or(mark.received);
+        let latency = http
+            .post_json(&format!("http://{center_http}/api/latency/reset"))
+            .unwrap_or(Value::Null);
+        if let Some(n) = http.count(&format!("http://{gw_http}/api/alerts?limit=1000"), "alerts") {
+            alerts.raised_at_gateway = n;
+        }
+        if let Some(n) = http.count(
+            &format!("http://{center_http}/api/alerts?limit=10000"),
+            "alerts",
+        ) {
+            alerts.in_ledger = n;
+        }
+        alerts.incidents_started =
+            read_onsets(&s.ground_truth).map_or(alerts.incidents_started, |o| o.len() as u64);
+        let t_s = elapsed.as_secs_f64();
+        let d_sent = (sent - mark.sent).max(0.0) as u64;
+        let d_received = (received - mark.received).max(0.0) as u64;
+        let sample = Sample {
+            t_s,
+            interval_s: dt,
+            after_warmup: t_s - dt >= args.warmup.as_secs_f64() - 0.5,
+            rss_mib: figures.map(|f| f.0),
+            fds: figures.map(|f| f.1),
+            threads: figures.map(|f| f.2),
+            cpu_cores: PerProcess {
+                gateway: (cpu.gateway - mark.cpu.gateway) / dt,
+                center: (cpu.center - mark.cpu.center) / dt,
+                fleet: (cpu.fleet - mark.cpu.fleet) / dt,
+            },
+            frames: IntervalFrames {
+                sent: d_sent,
+                received_at_center: d_received,
+                lost: d_sent as i64 - d_received as i64,
+                sent_total: sent as u64,
+                received_total: received as u64,
+            },
+            latency_ms: IntervalLatency {
+                relay: center_percentiles(&latency["gateway_to_center"]),
+                capture_to_center: center_percentiles(&latency["capture_to_center"]),
+            },
+            alerts: alerts.clone(),
+        };
+        print_sample(&sample);
+        samples.push(sample);
+        mark = Mark {
+            at: now,
+            cpu,
+            sent,
+            received,
+        };
+        // A slow machine may miss a beat; samples stay one interval apart.
+        while next <= elapsed {
+            next += args.interval;
+        }
+    }
+    Ok(samples)
+}
+
+/// The end: the cameras stop; what the gateway already took must reach
+/// the center (alerts acknowledged, frames delivered); then both stop.
+fn drain(args: &SoakArgs, s: &mut Stack) -> anyhow::Result<Drained> {
+    let pids = PerProcess {
+        gateway: s.gateway.pid(),
+        center: s.center.pid(),
+        fleet: s.fleet.pid(),
+    };
+    let memory_mib_peak = pids.map(|p| procs::rss_mib(*p).map(|(_, hwm)| hwm));
+    s.fleet.stop(Duration::from_secs(10));
+    let end = stack::drain(&s.http, &args.workdir, &s.gw_http, &s.center_http)?;
+    let onsets = read_onsets(&s.ground_truth).unwrap_or_default();
+    let gateway_stopped_cleanly = s.gateway.stop(Duration::from_secs(15));
+    s.center.stop(Duration::from_secs(10));
+    Ok(Drained {
+        end,
+        onsets,
+        memory_mib_peak,
+        gateway_stopped_cleanly,
+    })
+}
+
+/// The check (ledger, incidents, frames, the verdict) and the report.
+fn build_report(args: &SoakArgs, s: Stack, samples: Vec<Sample>, d: Drained) -> SoakReport {
+    let end = &d.end;
+    // Alerts: the ledger against what the gateway raised.
+    let check = LedgerCheck::new(&end.gw_alerts, &end.ledger);
+    let timing = check.timing(&d.onsets, &check.stored, 0);
+    let latency_ms: BTreeMap<String, Percentiles> = timing.latencies().into_iter().collect();
+
+    // Frames, whole run and after warm-up.
+    let sent = prom::sum(&end.gw_metrics, "lookout_relay_frames_total") as u64;
+    let received = prom::sum(&end.center_metrics, "lookout_center_frames_total") as u64;
+    let at_warmup = samples
+        .iter()
+        .rev()
+        .find(|s| !s.after_warmup)
+        .map_or((0, 0), |s| (s.frames.sent_total, s.frames.received_total));
+    let lost_after_warmup =
+        (sent as i64 - at_warmup.0 as i64) - (received as i64 - at_warmup.1 as i64);
+    let gops_reset = prom::sum_with(
+        &end.gw_metrics,
+        "lookout_relay_gops_total",
+        &[("outcome", "reset")],
+    );
+
+    let warm: Vec<&Sample> = samples.iter().filter(|s| s.after_warmup).collect();
+    let cpu_mean = |f: fn(&PerProcess<f64>) -> f64| {
+        (!warm.is_empty()).then(|| mean(&warm.iter().map(|s| f(&s.cpu_cores)).collect::<Vec<_>>()))
+    };
+    let verdict = verdict(
+        &samples,
+        check.missing == 0 && check.doubled == 0 && check.invented == 0,
+        &timing.incidents,
+        s.script.len(),
+        d.gateway_stopped_cleanly,
+    );
+    let cpu_cores = PerProcess {
+        gateway: cpu_mean(|p| p.gateway),
+        center: cpu_mean(|p| p.center),
+        fleet: cpu_mean(|p| p.fleet),
+    };
+    SoakReport {
+        provenance: crate::provenance::Provenance::now(
+            crate::provenance::ReportKind::Soak,
+            s.models,
+        ),
+        started_at: s.started_at,
+        machine: machine(),
+        setup: serde_json::json!({
+            "cameras": s.watched,
+            "mix": mix_counts(&s.gw_config),
+            "size": args.size,
+            "duration_s": args.duration.as_secs_f64(),
+            "interval_s": args.interval.as_secs_f64(),
+            "warmup_s": args.warmup.as_secs_f64(),
+            "incident_every_s": args.incident_every.as_secs_f64(),
+            "incident_script": s.script,
+            "sampling": "keyframes",
+            "detector": s.detector_id,
+            "link": "loopback",
+        }),
+        frames: serde_json::json!({
+            "sent": sent,
+            "received_at_center": received,
+            "lost": sent as i64 - received as i64,
+            "lost_after_warmup": lost_after_warmup,
+            "gops_reset": gops_reset as u64,
+        }),
+        incidents: timing.incidents,
+        alerts: serde_json::json!({
+            "raised_at_gateway": check.raised.len(),
+            "in_ledger": check.per_id.len(),
+            "ledger_records": check.records.len(),
+            "missing_from_ledger": check.missing,
+            "stored_twice": check.doubled,
+            "not_raised_by_gateway": check.invented,
+            "deliveries": check.deliveries,
+        }),
+        latency_ms,
+        cpu_cores,
+        memory_mib_peak: d.memory_mib_peak,
+        samples,
+        verdict,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::judge::{count_rise, latency_trend, rss_growth};
+    use super::*;
+
+    #[test]
+    fn durations_take_units_or_plain_seconds() {
+        let s = |t: &str| parse_duration(t).expect(t).as_secs_f64();
+        assert_eq!(s("30m"), 1800.0);
+        assert_eq!(s("90s"), 90.0);
+        assert_eq!(s("45"), 45.0);
+        assert_eq!(s("7.5"), 7.5);
+        assert_eq!(s("1m30s"), 90.0);
+        assert_eq!(s("2h"), 7200.0);
+        for bad in ["", "m", "30x", "5m3", "-3", "1e9", "ms"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn incidents_rotate_over_towers_and_drones_and_stop_before_the_end() {
+        let ids: Vec<String> = [
+            "tower-01",
+            "tower-02",
+            "tower-03",
+            "drone-01",
+            "drone-02",
+            "bodycam-01",
+            "fixed-01",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let s = incident_script(&ids, Duration::from_secs(1800), Duration::from_secs(180));
+        // 90 s, 270 s, … : five cameras can take one each.
+        assert_eq!(s.len(), 5);
+        assert_eq!(s[0], ("tower-01".to_string(), "smoke", 90));
+        assert_eq!(s[1], ("drone-01".to_string(), "flood", 270));
+        let cams: HashSet<&String> = s.iter().map(|(c, _, _)| c).collect();
+        assert_eq!(cams.len(), s.len(), "each camera once");
+        let short = incident_script(&ids, Duration::from_secs(70), Duration::from_secs(20));
+        let at: Vec<u64> = short.iter().map(|x| x.2).collect();
+        assert_eq!(at, vec![20, 40]);
+        assert!(incident_script(&ids, Duration::from_secs(10), Duration::from_secs(5)).is_empty());
+    }
+
+    #[test]
+    fn rss_growth_compares_the_ends_after_warmup() {
+        let flat = [100.0, 101.0, 99.0, 100.0, 102.0, 100.0, 101.0];
+        assert!(rss_growth(&flat, true).passed);
+        let leak = [100.0, 100.0, 100.0, 103.0, 104.0, 106.0, 107.0];
+        let g = rss_growth(&leak, true);
+        assert!(!g.passed, "{g:?}");
+        // (105.67 - 100) / 100
+        assert!((g.growth - 0.0567).abs() < 0.001, "{g:?}");
+        // Too few samples to judge: not a pass.
+        assert!(!rss_growth(&[100.0, 100.0, 100.0], true).passed);
+    }
+
+    #[test]
+    fn counts_fail_only_on_a_lasting_rise() {
+        let t: Vec<f64> = (0..8).map(|i| f64::from(i) * 30.0).collect();
+        // A spike in the middle and at the end is not a lasting rise.
+        let spiky = [200, 201, 200, 240, 200, 200, 230, 201];
+        assert!(count_rise(&t, &spiky, 4, 0.02, true).passed);
+        let leak = [200, 200, 201, 204, 207, 210, 213, 216];
+        let r = count_rise(&t, &leak, 4, 0.02, true);
+        assert!(!r.passed && r.rise == 9 && r.slope_per_h > 0.0, "{r:?}");
+    }
+
+    #[test]
+    fn latency_fails_when_both_doubled_and_well_above() {
+        assert!(latency_trend(&[1.0, 1.2, 1.1, 2.5, 2.9, 3.0]).passed);
+        assert!(latency_trend(&[10.0, 11.0, 12.0, 13.0, 14.0, 15.0]).passed);
+        assert!(!latency_trend(&[10.0, 11.0, 12.0, 20.0, 30.0, 31.0]).passed);
+    }
+}

@@ -1,0 +1,394 @@
+//! The soak's report (docs/SOAK.md): the per-interval samples and the
+//! report's types, the summary printed on stdout and the HTML page.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::scoring::Score;
+use crate::stats::Percentiles;
+
+use super::judge::Verdict;
+
+/// One figure for each of the three processes.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct PerProcess<T> {
+    pub gateway: T,
+    pub center: T,
+    pub fleet: T,
+}
+
+impl<T> PerProcess<T> {
+    pub(super) fn map<U>(&self, f: impl Fn(&T) -> U) -> PerProcess<U> {
+        PerProcess {
+            gateway: f(&self.gateway),
+            center: f(&self.center),
+            fleet: f(&self.fleet),
+        }
+    }
+}
+
+/// Frames the gateway handed to GOP streams and the center received.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct IntervalFrames {
+    /// In this interval.
+    pub sent: u64,
+    pub received_at_center: u64,
+    /// `sent - received_at_center` of this interval: frames in flight at a
+    /// sample arrive in the next interval, which can make this negative.
+    pub lost: i64,
+    /// Since the gateway started.
+    pub sent_total: u64,
+    pub received_total: u64,
+}
+
+/// The center's latency percentiles over one interval.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct IntervalLatency {
+    /// A unit received by the gateway → received by the center.
+    pub relay: Percentiles,
+    /// The unit's capture time (SEI stamp) → received by the center.
+    pub capture_to_center: Percentiles,
+}
+
+/// Alert counts since the start.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AlertCounts {
+    /// Alerts the gateway lists (`/api/alerts`).
+    pub raised_at_gateway: u64,
+    /// Records in the center's ledger.
+    pub in_ledger: u64,
+    /// Scripted incidents that have begun on their camera.
+    pub incidents_started: u64,
+}
+
+/// One reading, taken every interval.
+#[derive(Debug, Clone, Serialize)]
+pub struct Sample {
+    /// Seconds since the fleet started serving.
+    pub t_s: f64,
+    /// Length of the interval this sample closes.
+    pub interval_s: f64,
+    /// The whole interval lies after the warm-up: judged by the verdict.
+    pub after_warmup: bool,
+    pub rss_mib: PerProcess<f64>,
+    pub fds: PerProcess<u64>,
+    pub threads: PerProcess<u64>,
+    /// Mean over the interval, cores (1.0 = one core busy).
+    pub cpu_cores: PerProcess<f64>,
+    pub frames: IntervalFrames,
+    pub latency_ms: IntervalLatency,
+    pub alerts: AlertCounts,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SoakReport {
+    /// Schema, kind, version, git revision, command line, model hashes.
+    #[serde(flatten)]
+    pub provenance: crate::provenance::Provenance,
+    /// When the fleet started serving, UTC.
+    pub started_at: String,
+    pub machine: Value,
+    pub setup: Value,
+    /// Whole run, counted after the gateway drained at the end.
+    pub frames: Value,
+    pub incidents: Score,
+    pub alerts: Value,
+    /// Whole run, from the ledger: `capture_to_alert`, `onset_to_alert`,
+    /// `raise_to_stored`. Relay and capture → center are per sample.
+    pub latency_ms: BTreeMap<String, Percentiles>,
+    /// Mean over the samples after warm-up; `None` without any.
+    pub cpu_cores: PerProcess<Option<f64>>,
+    /// Peak resident memory (VmHWM) at the end, MiB; `None` if unreadable.
+    pub memory_mib_peak: PerProcess<Option<f64>>,
+    pub samples: Vec<Sample>,
+    pub verdict: Verdict,
+}
+
+pub(super) fn print_sample(s: &Sample) {
+    println!(
+        "{:>7.0} {:>9.0}{:>9.0}{:>9.0} {:>5}/{:<5} {:>5}/{:<5} {:>4.2}/{:.2}/{:.2} {:>6}/{:<6} {:>7.2}/{:<7.2} {:>4}/{:<4}",
+        s.t_s,
+        s.rss_mib.gateway,
+        s.rss_mib.center,
+        s.rss_mib.fleet,
+        s.fds.gateway,
+        s.fds.center,
+        s.threads.gateway,
+        s.threads.center,
+        s.cpu_cores.gateway,
+        s.cpu_cores.center,
+        s.cpu_cores.fleet,
+        s.frames.sent,
+        s.frames.received_at_center,
+        s.latency_ms.relay.p99,
+        s.latency_ms.capture_to_center.p99,
+        s.alerts.raised_at_gateway,
+        s.alerts.in_ledger,
+    );
+}
+
+pub(super) fn print_report(r: &SoakReport) {
+    let v = &r.verdict;
+    println!();
+    println!(
+        "frames: {} sent, {} received at the center, {} lost ({} after warm-up); GOPs reset: {}",
+        r.frames["sent"],
+        r.frames["received_at_center"],
+        r.frames["lost"],
+        r.frames["lost_after_warmup"],
+        r.frames["gops_reset"]
+    );
+    println!(
+        "alerts: {} raised, {} in the ledger ({} missing, {} stored twice, {} not raised by the gateway)",
+        r.alerts["raised_at_gateway"],
+        r.alerts["in_ledger"],
+        r.alerts["missing_from_ledger"],
+        r.alerts["stored_twice"],
+        r.alerts["not_raised_by_gateway"]
+    );
+    println!("incidents: {}", r.incidents.counts());
+    for name in ["capture_to_alert", "onset_to_alert"] {
+        if let Some(p) = r.latency_ms.get(name) {
+            println!(
+                "{name}: p50 {:.1}  p99 {:.1}  max {:.1} ms (n={})",
+                p.p50, p.p99, p.max, p.count
+            );
+        }
+    }
+    println!("after warm-up ({} samples):", v.samples_after_warmup);
+    for (name, g) in [
+        ("gateway", &v.rss_growth.gateway),
+        ("center", &v.rss_growth.center),
+        ("fleet", &v.rss_growth.fleet),
+    ] {
+        println!(
+            "  RSS {name:<8} {:>8.1} → {:>8.1} MiB  {:+.2} %{}",
+            g.first_mib,
+            g.last_mib,
+            g.growth * 100.0,
+            if g.judged { "" } else { "  (not judged)" }
+        );
+    }
+    for (what, set) in [("fds", &v.fds), ("threads", &v.threads)] {
+        for (name, x) in [
+            ("gateway", &set.gateway),
+            ("center", &set.center),
+            ("fleet", &set.fleet),
+        ] {
+            println!(
+                "  {what:<7} {name:<8} {:>5} → {:>5}  rise {:+} (allowed {}), slope {:+.1}/h{}",
+                x.first_max,
+                x.last_min,
+                x.rise,
+                x.tolerance,
+                x.slope_per_h,
+                if x.judged { "" } else { "  (not judged)" }
+            );
+        }
+    }
+    for (name, l) in [
+        ("relay", &v.latency_p99.relay),
+        ("capture → center", &v.latency_p99.capture_to_center),
+    ] {
+        println!(
+            "  p99 {name:<17} {:>7.2} → {:>7.2} ms  ×{:.2}",
+            l.first_p99_ms, l.last_p99_ms, l.ratio
+        );
+    }
+    let fig = |v: Option<f64>, places: usize| {
+        v.map_or_else(|| "not measured".to_string(), |x| format!("{x:.places$}"))
+    };
+    println!(
+        "  CPU gateway {}, center {}, fleet {} cores; peak RSS gateway {}, center {}, fleet {} MiB",
+        fig(r.cpu_cores.gateway, 2),
+        fig(r.cpu_cores.center, 2),
+        fig(r.cpu_cores.fleet, 2),
+        fig(r.memory_mib_peak.gateway, 0),
+        fig(r.memory_mib_peak.center, 0),
+        fig(r.memory_mib_peak.fleet, 0)
+    );
+    if v.passed {
+        println!("soak verdict: passed");
+    } else {
+        println!("soak verdict: FAILED");
+        for f in &v.failures {
+            println!("  - {f}");
+        }
+    }
+}
+
+/// The soak report as one self-contained HTML page: the verdict, then
+/// memory, file descriptors, threads, CPU and p99 latency over time (with
+/// the load test's chart helper), then every sample.
+pub(super) fn render_html(r: &SoakReport) -> String {
+    use crate::html::{esc, timeline_plot};
+    let v = &r.verdict;
+    let timeline: Vec<Value> = serde_json::to_value(&r.samples)
+        .ok()
+        .and_then(|s| s.as_array().cloned())
+        .unwrap_or_default();
+    // Warm-up intervals (connections and decoders starting) would dwarf
+    // the rest of the latency plot.
+    let p99: Vec<Value> = r
+        .samples
+        .iter()
+        .filter(|s| s.after_warmup)
+        .map(|s| {
+            serde_json::json!({
+                "t_s": s.t_s,
+                "p99_ms": {
+                    "relay": s.latency_ms.relay.p99,
+                    "capture_to_center": s.latency_ms.capture_to_center.p99,
+                },
+            })
+        })
+        .collect();
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        r##"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>lookout soak {}</title>
+<style>body{{font:14px system-ui,sans-serif;margin:20px;color:#1f2328}}h1{{font-size:20px}}
+.slo{{padding:8px 12px;border-radius:4px;font-weight:700;display:inline-block}}
+.pass{{background:#dafbe1;color:#1a7f37}}.fail{{background:#ffebe9;color:#cf222e}}
+figure{{display:inline-block;margin:8px;vertical-align:top}}figcaption{{font-weight:600}}
+table{{border-collapse:collapse;margin-top:8px}}td,th{{border:1px solid #d0d7de;padding:3px 8px;text-align:right}}
+th:first-child,td:first-child{{text-align:left}}</style></head><body>
+<h1>lookout soak — {} cameras, {} s, a sample every {} s, warm-up {} s</h1>
+<p class="slo {}">Soak verdict: {}</p>
+<p>lookout {} · revision {} · started {} · machine: {} CPUs, {} GiB, {}</p>
+<p>Command: <code>{}</code></p>"##,
+        esc(&r.started_at),
+        r.setup["cameras"],
+        r.setup["duration_s"],
+        r.setup["interval_s"],
+        r.setup["warmup_s"],
+        if v.passed { "pass" } else { "fail" },
+        if v.passed { "passed" } else { "failed" },
+        esc(&r.provenance.lookout_version),
+        esc(r
+            .provenance
+            .git_revision
+            .as_deref()
+            .unwrap_or("unknown (not a git checkout)")),
+        esc(&r.started_at),
+        r.machine["cpus"],
+        r.machine["memory_gib"],
+        esc(r.machine["model"].as_str().unwrap_or("")),
+        esc(&r.provenance.argv.join(" ")),
+    );
+    if !v.failures.is_empty() {
+        out.push_str("<ul>");
+        for f in &v.failures {
+            let _ = write!(out, "<li>{}</li>", esc(f));
+        }
+        out.push_str("</ul>");
+    }
+    out.push_str("<h2>After warm-up</h2><table><tr><th>process</th><th>RSS first → last, MiB</th><th>growth</th><th>fds first max → last min</th><th>threads first max → last min</th></tr>");
+    for (name, g, f, t) in [
+        (
+            "gateway",
+            &v.rss_growth.gateway,
+            &v.fds.gateway,
+            &v.threads.gateway,
+        ),
+        (
+            "center",
+            &v.rss_growth.center,
+            &v.fds.center,
+            &v.threads.center,
+        ),
+        (
+            "fleet (not judged)",
+            &v.rss_growth.fleet,
+            &v.fds.fleet,
+            &v.threads.fleet,
+        ),
+    ] {
+        let _ = write!(
+            out,
+            "<tr><td>{name}</td><td>{:.1} → {:.1}</td><td>{:+.2} %</td><td>{} → {}</td><td>{} → {}</td></tr>",
+            g.first_mib,
+            g.last_mib,
+            g.growth * 100.0,
+            f.first_max,
+            f.last_min,
+            t.first_max,
+            t.last_min
+        );
+    }
+    let _ = write!(
+        out,
+        "</table><p>p99 relay {:.2} → {:.2} ms, capture → center {:.2} → {:.2} ms. Frames: {} sent, {} received, {} lost ({} after warm-up). Alerts: {} raised, {} in the ledger, {} missing, {} stored twice. Incidents: {}.</p>",
+        v.latency_p99.relay.first_p99_ms,
+        v.latency_p99.relay.last_p99_ms,
+        v.latency_p99.capture_to_center.first_p99_ms,
+        v.latency_p99.capture_to_center.last_p99_ms,
+        r.frames["sent"],
+        r.frames["received_at_center"],
+        r.frames["lost"],
+        r.frames["lost_after_warmup"],
+        r.alerts["raised_at_gateway"],
+        r.alerts["in_ledger"],
+        r.alerts["missing_from_ledger"],
+        r.alerts["stored_twice"],
+        r.incidents.counts(),
+    );
+    out.push_str("<h2>Over time</h2>");
+    let all = ["gateway", "center", "fleet"];
+    out.push_str(&timeline_plot(
+        "resident memory, MiB",
+        &timeline,
+        "rss_mib",
+        &all,
+    ));
+    out.push_str(&timeline_plot(
+        "open file descriptors",
+        &timeline,
+        "fds",
+        &all,
+    ));
+    out.push_str(&timeline_plot("threads", &timeline, "threads", &all));
+    out.push_str(&timeline_plot("CPU, cores", &timeline, "cpu_cores", &all));
+    out.push_str(&timeline_plot(
+        "p99 latency per interval after warm-up, ms",
+        &p99,
+        "p99_ms",
+        &["relay", "capture_to_center"],
+    ));
+    out.push_str("<h2>Rules</h2><ul>");
+    for rule in &v.rules {
+        let _ = write!(out, "<li>{}</li>", esc(rule));
+    }
+    out.push_str("</ul><h2>Samples</h2><table><tr><th>t, s</th><th>RSS gw/center/fleet, MiB</th><th>fds gw/center</th><th>threads gw/center</th><th>CPU gw/center/fleet</th><th>frames sent/received</th><th>relay p50/p99/p99.9, ms</th><th>capture→center p99, ms</th><th>alerts raised/stored</th></tr>");
+    for s in &r.samples {
+        let _ = write!(
+            out,
+            "<tr><td>{:.0}{}</td><td>{:.0}/{:.0}/{:.0}</td><td>{}/{}</td><td>{}/{}</td><td>{:.2}/{:.2}/{:.2}</td><td>{}/{}</td><td>{:.2}/{:.2}/{:.2}</td><td>{:.2}</td><td>{}/{}</td></tr>",
+            s.t_s,
+            if s.after_warmup { "" } else { " (warm-up)" },
+            s.rss_mib.gateway,
+            s.rss_mib.center,
+            s.rss_mib.fleet,
+            s.fds.gateway,
+            s.fds.center,
+            s.threads.gateway,
+            s.threads.center,
+            s.cpu_cores.gateway,
+            s.cpu_cores.center,
+            s.cpu_cores.fleet,
+            s.frames.sent,
+            s.frames.received_at_center,
+            s.latency_ms.relay.p50,
+            s.latency_ms.relay.p99,
+            s.latency_ms.relay.p999,
+            s.latency_ms.capture_to_center.p99,
+            s.alerts.raised_at_gateway,
+            s.alerts.in_ledger,
+        );
+    }
+    out.push_str("</table></body></html>\n");
+    out
+}
