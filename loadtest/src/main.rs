@@ -164,6 +164,10 @@ enum Command {
         duration_s: u64,
         #[arg(long = "warmup", alias = "warmup-s", value_name = "WARMUP", value_parser = secs_u64, default_value_t = 10)]
         warmup_s: u64,
+        /// Incident script for every step (as for `run`), on cameras every step's fleet has;
+        /// default: the run's default incidents on those cameras.
+        #[arg(long)]
+        incidents: Option<String>,
         #[arg(long, default_value = "models/smoke_flood.toml")]
         detector_config: PathBuf,
         #[arg(long, default_value = ".lookout/clips")]
@@ -389,6 +393,7 @@ fn main() -> ExitCode {
             size,
             duration_s,
             warmup_s,
+            incidents,
             detector_config,
             cache,
             workdir,
@@ -401,6 +406,7 @@ fn main() -> ExitCode {
                 size,
                 duration: Duration::from_secs(duration_s.clamp(5, 86_400)),
                 warmup: Duration::from_secs(warmup_s),
+                incidents,
                 detector_config,
                 cache,
                 workdir,
