@@ -189,6 +189,10 @@ pub struct CapacityCli {
     pub duration_s: u64,
     #[arg(long = "warmup", alias = "warmup-s", value_name = "WARMUP", value_parser = secs_u64, default_value_t = 10)]
     pub warmup_s: u64,
+    /// Incident script for every step (as for `run`), on cameras every step's fleet has;
+    /// default: the run's default incidents on those cameras.
+    #[arg(long)]
+    pub incidents: Option<String>,
     #[arg(long, default_value = "models/smoke_flood.toml")]
     pub detector_config: PathBuf,
     #[arg(long, default_value = ".lookout/clips")]

@@ -74,6 +74,7 @@ fn capacity(c: cli::CapacityCli) -> anyhow::Result<()> {
         size: c.size.as_str().to_string(),
         duration: Duration::from_secs(c.duration_s.clamp(5, 86_400)),
         warmup: Duration::from_secs(c.warmup_s),
+        incidents: c.incidents,
         detector_config: c.detector_config,
         cache: c.cache,
         workdir: c.workdir,
