@@ -11,6 +11,7 @@
 //! had taken that (PROTOCOL.md §11) — and two gateways' alerts with the same
 //! id stay two alerts above too.
 
+use lookout_core::sync::Locked;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
@@ -94,7 +95,7 @@ impl Source for CenterSource {
             let mut cams: Vec<CameraInfo> = g
                 .cameras
                 .iter()
-                .filter_map(|c| c.info.lock().ok().map(|i| i.clone()))
+                .filter_map(|c| Some(c.info.locked()).map(|i| i.clone()))
                 .collect();
             cams.sort_by(|a, b| a.id.cmp(&b.id));
             for mut info in cams {

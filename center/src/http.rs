@@ -12,6 +12,7 @@
 //! `/api/alerts/{id}` paths still work while the id is one gateway's only, and
 //! answer `409` with the alerts to choose from when it is not.
 
+use lookout_core::sync::Locked;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -247,7 +248,7 @@ async fn latest_gop(
             format!("gateway {gateway} has no camera {camera}"),
         );
     };
-    let Some(gop) = cam.latest_gop.lock().ok().and_then(|g| g.clone()) else {
+    let Some(gop) = Some(cam.latest_gop.locked()).and_then(|g| g.clone()) else {
         return error(
             StatusCode::NOT_FOUND,
             format!("no GOP of {gateway}/{camera} received yet"),

@@ -19,8 +19,9 @@
 //! which a few fields are pulled out for filtering. The API is synchronous: call it from
 //! `spawn_blocking`.
 
+use lookout_core::sync::Locked;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard};
 
 use lookout_codecs::relay::{Alert, MAX_ID_LEN, Snapshot};
 use rusqlite::types::Value as SqlValue;
@@ -572,7 +573,7 @@ impl Ledger {
     /// The connection. A panic while it was held cannot leave a transaction open (a
     /// dropped `Transaction` rolls back), so a poisoned lock is safe to take over.
     fn lock(&self) -> MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+        self.conn.locked()
     }
 
     fn sqlite(&self, op: String, cause: rusqlite::Error) -> LedgerError {

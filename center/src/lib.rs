@@ -19,6 +19,7 @@ pub mod ledger;
 mod session;
 pub mod wall;
 
+use lookout_core::sync::Locked;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -324,7 +325,8 @@ impl Center {
     }
 
     fn record_delay(&self, capture_us: u64, gateway_us: u64) {
-        if let Ok(mut l) = self.latency.lock() {
+        {
+            let mut l = self.latency.locked();
             let _ = l.capture.record(capture_us.max(1));
             let _ = l.gateway.record(gateway_us.max(1));
             let _ = l
@@ -369,7 +371,7 @@ impl Center {
                     continue;
                 };
                 let last = c.last_frame_unix_ns.load(Relaxed);
-                let latest = c.latest_gop.lock().ok().and_then(|g| {
+                let latest = Some(c.latest_gop.locked()).and_then(|g| {
                     g.as_ref().map(|g| {
                         serde_json::json!({
                             "gop_seq": g.header.gop_seq,

@@ -5,6 +5,7 @@
 //! could not store closes the connection, never acknowledged) and every GOP
 //! stream, until the connection ends.
 
+use lookout_core::sync::Locked;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
@@ -278,13 +279,16 @@ async fn handshake(
                 .clone()
         }
     };
-    if let Ok(mut i) = link.identity.lock() {
+    {
+        let mut i = link.identity.locked();
         *i = identity.clone();
     }
-    if let Ok(mut r) = link.remote.lock() {
+    {
+        let mut r = link.remote.locked();
         *r = conn.remote_address();
     }
-    if let Ok(mut s) = link.software.lock() {
+    {
+        let mut s = link.software.locked();
         *s = hello.software_version.clone();
     }
     // The camera list is complete in every Hello.
@@ -317,7 +321,8 @@ async fn handshake(
         .await
         .map_err(lost)?;
     }
-    if let Ok(mut c) = link.conn.lock() {
+    {
+        let mut c = link.conn.locked();
         if !link.connected.swap(true, Relaxed) {
             center.metrics.gateways_connected.inc();
         }
@@ -339,9 +344,8 @@ async fn handshake(
 fn upsert_camera(link: &GatewayLink, info: lookout_codecs::relay::CameraInfo) {
     match link.cameras.get(&info.id) {
         Some(c) => {
-            if let Ok(mut i) = c.info.lock() {
-                *i = info;
-            }
+            let mut i = c.info.locked();
+            *i = info;
         }
         None => {
             link.cameras
@@ -817,7 +821,8 @@ async fn read_gop(
     }
     camera.gops_complete.fetch_add(1, Relaxed);
     count_gop(&center, &link.id, &header.camera_id, "complete");
-    if let Ok(mut latest) = camera.latest_gop.lock() {
+    {
+        let mut latest = camera.latest_gop.locked();
         let newer = latest
             .as_ref()
             .is_none_or(|g| g.header.gop_seq < header.gop_seq);
@@ -851,7 +856,7 @@ fn gop_failed(
     reader: &mut MessageReader<VideoMessage>,
 ) {
     let camera_id = camera
-        .and_then(|c| c.info.lock().ok().map(|i| i.id.clone()))
+        .and_then(|c| Some(c.info.locked()).map(|i| i.id.clone()))
         .unwrap_or_else(|| "(unknown)".into());
     if let Some(c) = camera {
         c.gops_dropped.fetch_add(1, Relaxed);

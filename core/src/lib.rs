@@ -19,5 +19,6 @@ pub mod metrics;
 pub mod relay;
 pub mod sessions;
 pub mod shutdown;
+pub mod sync;
 pub mod threads;
 pub mod unit;

@@ -1,6 +1,7 @@
 //! The Prometheus registry every stage registers its series in, and the
 //! gateway-wide series. `GET /metrics` encodes it in the text format.
 
+use crate::sync::Locked;
 use std::sync::Mutex;
 
 use prometheus_client::encoding::text::encode;
@@ -37,7 +38,8 @@ impl Metrics {
         help: &str,
         metric: impl prometheus_client::registry::Metric,
     ) {
-        if let Ok(mut r) = self.registry.lock() {
+        {
+            let mut r = self.registry.locked();
             r.register(name, help, metric);
         }
     }
@@ -45,7 +47,8 @@ impl Metrics {
     /// Registers a collector read on every scrape (series whose label sets
     /// come and go, like per-camera health).
     pub fn register_collector(&self, collector: Box<dyn prometheus_client::collector::Collector>) {
-        if let Ok(mut r) = self.registry.lock() {
+        {
+            let mut r = self.registry.locked();
             r.register_collector(collector);
         }
     }
@@ -53,7 +56,8 @@ impl Metrics {
     /// The Prometheus text exposition.
     pub fn encode(&self) -> String {
         let mut out = String::new();
-        if let Ok(r) = self.registry.lock() {
+        {
+            let r = self.registry.locked();
             // Writing into a String cannot fail.
             let _ = encode(&mut out, &r);
         }

@@ -15,6 +15,7 @@
 //! Time is the caller's (`Instant`s passed in), so expiry is tested without
 //! waiting.
 
+use crate::sync::Locked;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -139,7 +140,7 @@ impl Sessions {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
         // A panic while holding the map leaves it consistent (every change
         // is one insert or remove), so a poisoned lock is still usable.
-        self.live.lock().unwrap_or_else(|p| p.into_inner())
+        self.live.locked()
     }
 
     /// `Set-Cookie` for a new session: HttpOnly (no script reads it),

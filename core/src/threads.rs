@@ -17,6 +17,7 @@
 //! are lowered: GStreamer and the runtime reuse their threads for other work, and an
 //! unprivileged process cannot raise a thread's priority back.
 
+use crate::sync::Locked;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -85,7 +86,7 @@ struct Book {
 static BOOK: Mutex<Option<Book>> = Mutex::new(None);
 
 fn with_book<R>(f: impl FnOnce(&mut Book) -> R) -> Option<R> {
-    let mut guard = BOOK.lock().ok()?;
+    let mut guard = BOOK.locked();
     Some(f(guard.get_or_insert_with(Book::default)))
 }
 

@@ -2,6 +2,7 @@
 //! `GET /api/alerts`, and a stream of every raised/updated/cleared event
 //! for whoever forwards them (the relay to the command center, the wall).
 
+use crate::sync::Locked;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
@@ -230,7 +231,8 @@ impl AlertHub {
             snapshot: None,
         };
         let durable = self.journal(&event);
-        if let Ok(mut s) = self.store.lock() {
+        {
+            let mut s = self.store.locked();
             match s.alerts.iter_mut().find(|(a, _)| a.id == alert.id) {
                 Some(slot) => slot.0 = alert.clone(),
                 None => {
@@ -246,9 +248,7 @@ impl AlertHub {
     /// Stores an alert's (latest) snapshot and announces it.
     pub fn attach_snapshot(&self, id: &str, jpeg: Bytes) {
         let alert = {
-            let Ok(mut s) = self.store.lock() else {
-                return;
-            };
+            let mut s = self.store.locked();
             let Some(slot) = s.alerts.iter_mut().find(|(a, _)| a.id == id) else {
                 return;
             };
@@ -269,9 +269,7 @@ impl AlertHub {
     /// lists them again, a client's retry is recognised and an external
     /// alert can still be cleared. Returns how many were taken.
     pub fn restore(&self, newest_first: Vec<Alert>) -> usize {
-        let Ok(mut s) = self.store.lock() else {
-            return 0;
-        };
+        let mut s = self.store.locked();
         let mut n = 0;
         for a in newest_first {
             if s.alerts.len() >= RECENT_ALERTS || s.alerts.iter().any(|(b, _)| b.id == a.id) {
@@ -285,9 +283,7 @@ impl AlertHub {
 
     /// Recent alerts matching `q`, newest first.
     pub fn list(&self, q: &AlertQuery) -> Vec<Arc<Alert>> {
-        let Ok(s) = self.store.lock() else {
-            return Vec::new();
-        };
+        let s = self.store.locked();
         s.alerts
             .iter()
             .map(|(a, _)| a)
@@ -300,7 +296,7 @@ impl AlertHub {
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<Alert>> {
-        let s = self.store.lock().ok()?;
+        let s = self.store.locked();
         s.alerts
             .iter()
             .find(|(a, _)| a.id == id)
@@ -308,7 +304,7 @@ impl AlertHub {
     }
 
     pub fn snapshot(&self, id: &str) -> Option<Bytes> {
-        let s = self.store.lock().ok()?;
+        let s = self.store.locked();
         s.alerts
             .iter()
             .find(|(a, _)| a.id == id)

@@ -21,6 +21,7 @@ pub mod stream;
 pub mod tls;
 pub mod uplink;
 
+use crate::sync::Locked;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -224,11 +225,7 @@ impl Relay {
     /// already: the journal wrote them as they happened).
     pub async fn stop(&self) {
         let _ = self.stop.send(true);
-        let tasks: Vec<JoinHandle<()>> = self
-            .tasks
-            .lock()
-            .map(|mut t| t.drain(..).collect())
-            .unwrap_or_default();
+        let tasks: Vec<JoinHandle<()>> = self.tasks.locked().drain(..).collect();
         for t in tasks {
             let _ = t.await;
         }

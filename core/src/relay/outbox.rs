@@ -16,8 +16,9 @@
 //! the receiving end of the protocol is `lookout_center::ledger`, which de-duplicates
 //! what this outbox re-sends. The API is synchronous: call it from `spawn_blocking`.
 
+use crate::sync::Locked;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard};
 
 use bytes::Bytes;
 use lookout_codecs::relay::{Alert, Snapshot};
@@ -532,7 +533,7 @@ impl Outbox {
     /// The connection. A panic while it was held cannot leave a transaction open (a
     /// dropped `Transaction` rolls back), so a poisoned lock is safe to take over.
     fn lock(&self) -> MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+        self.conn.locked()
     }
 
     fn sqlite(&self, op: String, cause: rusqlite::Error) -> OutboxError {

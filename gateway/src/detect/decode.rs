@@ -30,6 +30,7 @@
 //! rebuilt only if GStreamer reports an error, and the other cameras on it lose at most
 //! the unit in flight.
 
+use lookout_core::sync::Locked;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -197,12 +198,12 @@ impl DecoderPool {
     /// Decoders running now (a decoder no camera holds any more may still be
     /// finishing its queue).
     pub fn decoders(&self) -> usize {
-        self.decoders.lock().map_or(0, |m| {
-            m.values()
-                .flatten()
-                .filter(|w| w.strong_count() > 0)
-                .count()
-        })
+        self.decoders
+            .locked()
+            .values()
+            .flatten()
+            .filter(|w| w.strong_count() > 0)
+            .count()
     }
 
     /// A place for `camera` on a decoder for `codec` pictures of `source` size, scaling
@@ -237,10 +238,7 @@ impl DecoderPool {
             sink,
             events,
         });
-        let mut map = self
-            .decoders
-            .lock()
-            .map_err(|_| build_error(&camera, "the decoder pool is poisoned"))?;
+        let mut map = self.decoders.locked();
         let list = map.entry(key.clone()).or_default();
         list.retain(|w| {
             w.upgrade()
@@ -440,9 +438,7 @@ impl Chain {
             let Some(pts) = info.buffer().and_then(|b| b.pts()) else {
                 return gst::PadProbeReturn::Drop;
             };
-            let Ok(mut map) = p.lock() else {
-                return gst::PadProbeReturn::Drop;
-            };
+            let mut map = p.locked();
             match map.get(&pts.nseconds()) {
                 Some(m) if m.meta.sampled => gst::PadProbeReturn::Ok,
                 _ => {
@@ -539,7 +535,8 @@ impl Chain {
             b.set_pts(gst::ClockTime::from_nseconds(pts));
         }
         let mut lost = Vec::new();
-        if let Ok(mut map) = self.pending.lock() {
+        {
+            let mut map = self.pending.locked();
             while map.len() >= self.limit {
                 let Some(oldest) = map.keys().min().copied() else {
                     break;
@@ -598,9 +595,7 @@ fn deliver(
     };
     let frame = frame_of(sample);
     let done = {
-        let Ok(mut map) = pending.lock() else {
-            return;
-        };
+        let mut map = pending.locked();
         let Some(entry) = map.get_mut(&pts.nseconds()) else {
             return;
         };

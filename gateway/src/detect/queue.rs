@@ -6,6 +6,7 @@
 //! worth more than a stale one, and the wait never grows past `limit`
 //! frames.
 
+use lookout_core::sync::Locked;
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -36,9 +37,7 @@ impl<T> DropOldest<T> {
     /// Adds an item; returns the one dropped to make room, if any. After
     /// [`DropOldest::close`] the item itself is returned.
     pub fn push(&self, item: T) -> Option<T> {
-        let Ok(mut s) = self.state.lock() else {
-            return Some(item);
-        };
+        let mut s = self.state.locked();
         if s.closed {
             return Some(item);
         }
@@ -54,7 +53,7 @@ impl<T> DropOldest<T> {
     }
 
     pub fn len(&self) -> usize {
-        self.state.lock().map(|s| s.items.len()).unwrap_or(0)
+        self.state.locked().items.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -66,7 +65,7 @@ impl<T> DropOldest<T> {
     /// `None` once closed and drained.
     pub fn pop_batch(&self, max: usize, wait: Duration) -> Option<Vec<(T, Instant)>> {
         let max = max.max(1);
-        let mut s = self.state.lock().ok()?;
+        let mut s = self.state.locked();
         while s.items.is_empty() {
             if s.closed {
                 return None;
@@ -89,7 +88,8 @@ impl<T> DropOldest<T> {
     /// Wakes the consumer; what is queued is still handed out, then
     /// `pop_batch` returns `None`.
     pub fn close(&self) {
-        if let Ok(mut s) = self.state.lock() {
+        {
+            let mut s = self.state.locked();
             s.closed = true;
         }
         self.ready.notify_all();

@@ -14,6 +14,7 @@
 //! reconnect, so video is back as soon as the link is. These are the same
 //! reference-counted units the ring already holds.
 
+use lookout_core::sync::Locked;
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
@@ -57,10 +58,7 @@ impl Fanout {
     /// Hands a unit to every current subscriber. Never blocks on a
     /// subscriber; with none the unit is simply released.
     pub fn send(&self, unit: AccessUnit) {
-        let Ok(mut gop) = self.gop.lock() else {
-            let _ = self.tx.send(unit);
-            return;
-        };
+        let mut gop = self.gop.locked();
         if unit.keyframe {
             gop.clear();
             gop.push(unit.clone());
@@ -102,9 +100,9 @@ impl Fanout {
         camera: Arc<str>,
         health: Arc<CameraHealth>,
     ) -> Subscription {
-        let (rx, backlog) = match self.gop.lock() {
-            Ok(gop) => (self.tx.subscribe(), gop.iter().cloned().collect()),
-            Err(_) => (self.tx.subscribe(), VecDeque::new()),
+        let (rx, backlog) = {
+            let gop = self.gop.locked();
+            (self.tx.subscribe(), gop.iter().cloned().collect())
         };
         Subscription {
             camera,

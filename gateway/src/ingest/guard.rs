@@ -22,6 +22,7 @@
 //!
 //! `rtsps://` (TLS) cannot be read by a proxy and is connected directly.
 
+use lookout_core::sync::Locked;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -142,7 +143,7 @@ impl Guard {
 
     /// Why the guard closed the connection, if it did.
     pub(crate) fn refusal(&self) -> Option<String> {
-        self.state.refusal.lock().ok().and_then(|r| r.clone())
+        Some(self.state.refusal.locked()).and_then(|r| r.clone())
     }
 
     /// Whether the camera asked only for Basic authentication and was refused it.
@@ -321,7 +322,8 @@ async fn relay(
     // follows their closing) always finds the reason in place.
     if let Err(why) = &outcome {
         tracing::warn!(camera = %spec.camera, stage = "rtsp", "connection closed: the camera sent {why}");
-        if let Ok(mut r) = state.refusal.lock() {
+        {
+            let mut r = state.refusal.locked();
             *r = Some(why.clone());
         }
     }

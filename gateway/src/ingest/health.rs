@@ -7,6 +7,7 @@
 //! by `GET /api/cameras` and the Prometheus collector (`prometheus.rs`)
 //! through [`CameraHealth::status`].
 
+use lookout_core::sync::Locked;
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering::Relaxed};
@@ -251,23 +252,25 @@ impl CameraHealth {
     }
 
     pub(crate) fn set_last_error(&self, e: Option<String>) {
-        if let Ok(mut g) = self.last_error.lock() {
+        {
+            let mut g = self.last_error.locked();
             *g = e.map(|m| redact_text(&m));
         }
     }
 
     pub fn last_error(&self) -> Option<String> {
-        self.last_error.lock().ok().and_then(|g| g.clone())
+        Some(self.last_error.locked()).and_then(|g| g.clone())
     }
 
     pub(crate) fn set_warning(&self, w: Option<String>) {
-        if let Ok(mut g) = self.warning.lock() {
+        {
+            let mut g = self.warning.locked();
             *g = w.map(|m| redact_text(&m));
         }
     }
 
     pub fn warning(&self) -> Option<String> {
-        self.warning.lock().ok().and_then(|g| g.clone())
+        Some(self.warning.locked()).and_then(|g| g.clone())
     }
 
     /// A consistent-enough snapshot for the API and metrics.

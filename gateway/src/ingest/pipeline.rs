@@ -14,6 +14,7 @@
 //! camera task through a non-blocking channel. Nothing here blocks on tokio
 //! or waits for a consumer.
 
+use lookout_core::sync::Locked;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicI64};
 use std::sync::{Arc, Mutex};
@@ -166,7 +167,8 @@ impl StreamSink {
         };
         let media = s.get::<&str>("media").unwrap_or("?");
         let encoding = s.get::<&str>("encoding-name").unwrap_or("?");
-        if let Ok(mut o) = self.offered.lock() {
+        {
+            let mut o = self.offered.locked();
             o.push(format!("{media}/{encoding}"));
         }
         if media != "video" || codec_of_encoding(encoding).is_none() {
@@ -177,10 +179,7 @@ impl StreamSink {
     }
 
     fn offered(&self) -> String {
-        self.offered
-            .lock()
-            .map(|o| o.join(", "))
-            .unwrap_or_default()
+        self.offered.locked().join(", ")
     }
 
     /// The codec was learned from the stream's caps.
@@ -197,7 +196,8 @@ impl StreamSink {
             }
             _ => health.set_warning(None),
         }
-        if let Ok(mut st) = self.stream.lock() {
+        {
+            let mut st = self.stream.locked();
             st.codec = Some(codec);
             st.params = Some(Arc::new(CodecParams::unknown(codec)));
         }
@@ -230,9 +230,7 @@ impl StreamSink {
         // The mapped buffer owns the memory; every consumer shares it.
         let data = Bytes::from_owner(mapped);
 
-        let Ok(mut st) = self.stream.lock() else {
-            return;
-        };
+        let mut st = self.stream.locked();
         let Some(codec) = st.codec else {
             return;
         };
@@ -581,9 +579,7 @@ fn link_video(
         depay_sink.add_probe(
             gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
             move |_, info| {
-                let Ok(mut check) = check.lock() else {
-                    return gst::PadProbeReturn::Ok;
-                };
+                let mut check = check.locked();
                 let mut look = |buffer: &gst::BufferRef| {
                     let Ok(map) = buffer.map_readable() else {
                         return;

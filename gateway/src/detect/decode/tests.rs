@@ -1,6 +1,7 @@
 //! Unit tests of `decode`.
 use super::*;
 use crate::ingest::{CodecParams, TimestampSource};
+use lookout_core::sync::Locked;
 use std::sync::atomic::AtomicUsize;
 use std::sync::mpsc;
 
@@ -75,9 +76,8 @@ impl DecodeEvents for Events {
 fn sink(name: &'static str, tx: &mpsc::Sender<(&'static str, DecodedFrame)>) -> FrameSink {
     let tx = Mutex::new(tx.clone());
     Box::new(move |f| {
-        if let Ok(t) = tx.lock() {
-            let _ = t.send((name, f));
-        }
+        let t = tx.locked();
+        let _ = t.send((name, f));
     })
 }
 
