@@ -5,7 +5,8 @@
 //! of every gateway, and serves all of it over HTTP for the video wall.
 //!
 //! - `config.rs`: the center's configuration file.
-//! - `ledger.rs`: the SQLite (WAL) alert ledger and de-duplication state.
+//! - `ledger.rs` and `ledger/`: the SQLite (WAL) alert ledger and de-duplication
+//!   state (schema, storing, queries).
 //! - `session.rs`: one gateway connection: handshake, alerts, GOP streams.
 //! - `cascade.rs`: forwarding upward to another center, same protocol.
 //! - `http.rs`: `/api/gateways`, `/api/cameras`, `/api/alerts`, acks,
