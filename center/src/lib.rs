@@ -7,7 +7,8 @@
 //! - `config.rs`: the center's configuration file.
 //! - `ledger.rs` and `ledger/`: the SQLite (WAL) alert ledger and de-duplication
 //!   state (schema, storing, queries).
-//! - `session.rs`: one gateway connection: handshake, alerts, GOP streams.
+//! - `session.rs` and `session/`: one gateway connection: handshake, control
+//!   stream, alerts, GOP streams.
 //! - `cascade.rs`: forwarding upward to another center, same protocol.
 //! - `http.rs`: `/api/gateways`, `/api/cameras`, `/api/alerts`, acks,
 //!   latest GOPs, `/metrics`, the wall's sign-in and sign-out.
