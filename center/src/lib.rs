@@ -5,8 +5,10 @@
 //! of every gateway, and serves all of it over HTTP for the video wall.
 //!
 //! - `config.rs`: the center's configuration file.
-//! - `ledger.rs`: the SQLite (WAL) alert ledger and de-duplication state.
-//! - `session.rs`: one gateway connection: handshake, alerts, GOP streams.
+//! - `ledger.rs` and `ledger/`: the SQLite (WAL) alert ledger and de-duplication
+//!   state (schema, storing, queries).
+//! - `session.rs` and `session/`: one gateway connection: handshake, control
+//!   stream, alerts, GOP streams.
 //! - `cascade.rs`: forwarding upward to another center, same protocol.
 //! - `http.rs`: `/api/gateways`, `/api/cameras`, `/api/alerts`, acks,
 //!   latest GOPs, `/metrics`, the wall's sign-in and sign-out.
@@ -338,9 +340,7 @@ impl Center {
     /// Capture → center and gateway → center delay percentiles since start
     /// or the last reset.
     pub fn latency(&self, reset: bool) -> serde_json::Value {
-        let Ok(mut l) = self.latency.lock() else {
-            return serde_json::Value::Null;
-        };
+        let mut l = self.latency.locked();
         let out = serde_json::json!({
             "capture_to_center": Percentiles::of(&l.capture),
             "gateway_to_center": Percentiles::of(&l.gateway),
