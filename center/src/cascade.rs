@@ -67,7 +67,19 @@ impl CenterSource {
                             let _ = changes.send(id);
                         }
                     }
-                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        // Which alerts changed is lost: every camera may have,
+                        // so the uplink re-checks them all.
+                        tracing::warn!(
+                            missed,
+                            "cascade: alert events came faster than they were read; re-checking every camera"
+                        );
+                        for id in every_camera(&center) {
+                            if changes.send(id).is_err() {
+                                break;
+                            }
+                        }
+                    }
                     Err(broadcast::error::RecvError::Closed) => return,
                 }
             }
@@ -78,6 +90,20 @@ impl CenterSource {
     fn split<'a>(&self, id: &'a str) -> Option<(&'a str, &'a str)> {
         id.split_once('/')
     }
+}
+
+/// The upward id of every camera of every gateway connected now or before.
+fn every_camera(center: &Center) -> Vec<String> {
+    let mut ids = Vec::new();
+    for g in center.gateways.iter() {
+        for c in g.cameras.iter() {
+            let camera = c.info.locked().id.clone();
+            if let Some(id) = upward_id(&g.id, &camera) {
+                ids.push(id);
+            }
+        }
+    }
+    ids
 }
 
 impl Source for CenterSource {
@@ -92,11 +118,8 @@ impl Source for CenterSource {
         gateways.sort_by(|a, b| a.id.cmp(&b.id));
         for g in gateways {
             let connected = g.connected.load(Relaxed);
-            let mut cams: Vec<CameraInfo> = g
-                .cameras
-                .iter()
-                .filter_map(|c| Some(c.info.locked()).map(|i| i.clone()))
-                .collect();
+            let mut cams: Vec<CameraInfo> =
+                g.cameras.iter().map(|c| c.info.locked().clone()).collect();
             cams.sort_by(|a, b| a.id.cmp(&b.id));
             for mut info in cams {
                 let Some(id) = upward_id(&g.id, &info.id) else {

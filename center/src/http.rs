@@ -524,14 +524,22 @@ async fn acknowledge_of(s: &AppState, key: AlertKey, body: AckBody) -> Response 
 
 /// The centers this one forwards to (a cascade), as a gateway's
 /// `/api/upstreams` shows them.
-async fn upstreams(State(s): State<AppState>) -> impl IntoResponse {
-    let list = s
-        .center
-        .upstreams
-        .get()
-        .map(|r| r.status())
-        .unwrap_or_default();
-    Json(json!({ "upstreams": list }))
+async fn upstreams(State(s): State<AppState>) -> Response {
+    let Some(relay) = s.center.upstreams.get().cloned() else {
+        return Json(json!({ "upstreams": [] })).into_response();
+    };
+    // The status counts outbox entries in SQLite: not on a runtime worker.
+    match tokio::task::spawn_blocking(move || relay.status()).await {
+        Ok(list) => Json(json!({ "upstreams": list })).into_response(),
+        Err(e) => {
+            tracing::error!("reading the upstreams' status failed: {e}");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "upstream status unavailable\n",
+            )
+                .into_response()
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -434,15 +434,7 @@ impl Center {
     }
 }
 
-pub fn unix_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
-}
-
-pub fn unix_ms() -> u64 {
-    unix_ns() / 1_000_000
-}
+pub use lookout_core::clock::{unix_ms, unix_now_ns as unix_ns};
 
 /// The center's QUIC endpoint. Its stateless-reset key is derived from the
 /// center's private key rather than drawn at random, so a restarted center

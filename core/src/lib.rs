@@ -9,7 +9,9 @@
 
 pub mod alert;
 pub mod auth;
+pub mod backoff;
 pub mod certs;
+pub mod clock;
 pub mod config;
 pub mod durable;
 pub mod frame;

@@ -110,10 +110,7 @@ async fn post_alert(
     let camera = s.ingest.camera(&req.camera).map(|c| c.config());
     let hub = s.alerts.clone();
     let gateway = s.gateway_id.clone();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
+    let now = lookout_core::clock::unix_now_ns();
     let result = tokio::task::spawn_blocking(move || {
         external::apply(&hub, &gateway, camera.as_deref(), req, now)
     })
@@ -167,8 +164,20 @@ async fn cameras(State(s): State<Arc<ApiState>>) -> impl IntoResponse {
     Json(json!({ "cameras": s.ingest.status() }))
 }
 
-async fn upstreams(State(s): State<Arc<ApiState>>) -> impl IntoResponse {
-    Json(json!({ "upstreams": s.relay.status() }))
+async fn upstreams(State(s): State<Arc<ApiState>>) -> Response {
+    // The status counts outbox entries in SQLite: not on a runtime worker.
+    let relay = s.relay.clone();
+    match tokio::task::spawn_blocking(move || relay.status()).await {
+        Ok(list) => Json(json!({ "upstreams": list })).into_response(),
+        Err(e) => {
+            tracing::error!("reading the upstreams' status failed: {e}");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "upstream status unavailable\n",
+            )
+                .into_response()
+        }
+    }
 }
 
 async fn alerts(State(s): State<Arc<ApiState>>, Query(p): Query<AlertParams>) -> impl IntoResponse {

@@ -192,7 +192,7 @@ async fn reload_on_sighup(
                 continue;
             }
         };
-        if format!("{:?}", next.detectors) != format!("{:?}", running.detectors) {
+        if next.detectors != running.detectors {
             tracing::warn!("[[detector]] entries changed; they take effect after a restart");
         }
         for (what, changed) in [

@@ -308,10 +308,7 @@ pub fn restore(hub: &AlertHub, uplinks: &[Arc<Uplink>]) -> Vec<crate::alert::hub
             ),
         }
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
+    let now = crate::clock::unix_now_ns();
     let stale = alerts
         .iter()
         .filter(|a| a.state == "active" && a.detector != crate::alert::hub::EXTERNAL_DETECTOR)

@@ -214,13 +214,10 @@ pub fn transport(max_uni_streams: u32, congestion: Congestion) -> Arc<quinn::Tra
 }
 
 /// The reconnect delays of PROTOCOL.md §10: 0.5 s doubling to 30 s, ±20 %
-/// jitter, back to 0.5 s after a connection stayed up for a minute.
+/// jitter, back to 0.5 s after a connection stayed up for a minute. The
+/// relay's settings of the one [`crate::backoff::Backoff`].
 #[derive(Debug, Clone)]
-pub struct Backoff {
-    next: Duration,
-    /// xorshift state for the jitter; seeded from the clock.
-    rng: u64,
-}
+pub struct Backoff(crate::backoff::Backoff);
 
 impl Default for Backoff {
     fn default() -> Self {
@@ -237,48 +234,35 @@ impl Backoff {
     pub const STABLE: Duration = Duration::from_secs(60);
 
     pub fn new() -> Backoff {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0x9e37_79b9, |d| d.as_nanos() as u64)
-            | 1;
-        Backoff {
-            next: Backoff::INITIAL,
-            rng: seed,
-        }
+        Backoff(crate::backoff::Backoff::new(
+            crate::backoff::BackoffPolicy {
+                initial: Backoff::INITIAL,
+                max: Backoff::MAX,
+            },
+            crate::backoff::Jitter::Around(0.2),
+        ))
     }
 
     /// The wait before the next attempt; doubles the one after.
     pub fn next_delay(&mut self) -> Duration {
-        let base = self.next;
-        self.next = (self.next * 2).min(Backoff::MAX);
-        self.jittered(base)
-    }
-
-    fn jittered(&mut self, base: Duration) -> Duration {
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        // 0.8 … 1.2
-        let factor = 0.8 + (self.rng % 4001) as f64 / 10_000.0;
-        base.mul_f64(factor)
+        self.0.next_delay()
     }
 
     /// After a dial or connection that timed out (no answer at all): the
-    /// first delay, jittered, without growing the next one.
+    /// probe delay, jittered, without growing the next one.
     pub fn probe_delay(&mut self) -> Duration {
-        self.jittered(Backoff::PROBE)
+        self.0.jitter_only(Backoff::PROBE)
     }
 
     /// An operator must act (bad version or certificate): wait the longest.
     pub fn max_delay(&mut self) -> Duration {
-        self.next = Backoff::MAX;
-        self.next_delay()
+        self.0.max_delay()
     }
 
     /// The connection that just ended was up for `up`.
     pub fn connection_lasted(&mut self, up: Duration) {
         if up >= Backoff::STABLE {
-            self.next = Backoff::INITIAL;
+            self.0.reset();
         }
     }
 }
@@ -299,10 +283,14 @@ mod tests {
         b.connection_lasted(Duration::from_secs(5));
         assert!(b.next_delay() >= Duration::from_millis(800));
         // Probes after timeouts stay short and leave the doubling alone.
-        let before = b.next;
         for _ in 0..5 {
             assert!(b.probe_delay() <= Duration::from_millis(300));
         }
-        assert_eq!(b.next, before);
+        // Still the third delay after the reset: 2 s, ±20 %.
+        let d = b.next_delay();
+        assert!(
+            d >= Duration::from_millis(1600) && d <= Duration::from_millis(2400),
+            "{d:?}"
+        );
     }
 }

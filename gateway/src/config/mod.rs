@@ -223,7 +223,7 @@ pub enum ChannelOrder {
     Bgr,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelInput {
     pub width: u32,
@@ -252,7 +252,7 @@ fn default_std() -> [f32; 3] {
     [1.0, 1.0, 1.0]
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DetectorConfig {
     pub id: String,

@@ -2,8 +2,6 @@
 //! histograms, queue depth, frames, drops and errors per detector, and
 //! capture-to-detect per camera.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -126,9 +124,4 @@ pub(crate) fn l(pairs: &[(&str, &str)]) -> Labels {
         .collect()
 }
 
-pub fn unix_now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
-}
+pub use lookout_core::clock::unix_now_ns;

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use super::IngestSettings;
-use super::backoff::{Backoff, jitter_draw};
+use super::backoff::{self, Backoff};
 use super::fanout::Fanout;
 use super::guard::{Guard, GuardSpec};
 use super::health::{ActiveTransport, CameraHealth, CameraState, RateMeter};
@@ -115,7 +115,7 @@ pub(crate) async fn run(
     mut stop: watch::Receiver<bool>,
 ) {
     let health = camera.health.clone();
-    let mut backoff = Backoff::new(settings.borrow().backoff);
+    let mut backoff = backoff::for_camera(settings.borrow().backoff);
     // `auto` starts with UDP; once UDP is seen to fail after the camera
     // answered RTSP, this camera stays on TCP.
     let mut udp_failed = false;
@@ -242,7 +242,7 @@ pub(crate) async fn run(
         drop(sink);
         health.set_state(state);
         let delay = match retry {
-            Retry::Soon => backoff.next_delay(jitter_draw()),
+            Retry::Soon => backoff.next_delay(),
             Retry::Slowly => s.backoff.max.max(SLOW_RETRY),
         };
         tokio::select! {

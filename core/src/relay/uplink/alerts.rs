@@ -120,14 +120,18 @@ impl Session {
                     return Err(SessionError::Violation("alert stream finished".into()));
                 }
             }
-            if let Ok(n) = uplink.outbox.len() {
+            // Two COUNT(*)s: on a blocking thread, not a runtime worker.
+            let outbox = uplink.outbox.clone();
+            let counts =
+                tokio::task::spawn_blocking(move || (outbox.len(), outbox.refused_len())).await;
+            if let Ok((Ok(n), _)) = counts {
                 uplink
                     .metrics
                     .outbox_depth
                     .get_or_create(&labels)
                     .set(n as i64);
             }
-            if let Ok(n) = uplink.outbox.refused_len() {
+            if let Ok((_, Ok(n))) = counts {
                 uplink
                     .metrics
                     .outbox_refused

@@ -205,6 +205,8 @@ impl Uplink {
         &self.config.id
     }
 
+    /// Where this uplink stands. Counts the outbox in SQLite: call it from a
+    /// blocking thread (`spawn_blocking`), not a runtime worker.
     pub fn status(&self) -> UplinkStatus {
         let rtt = self.rtt_us.load(Relaxed);
         UplinkStatus {
@@ -359,12 +361,16 @@ impl Uplink {
 
         self.connects.fetch_add(1, Relaxed);
         self.metrics.connected.get_or_create(&self.labels()).set(1);
+        let outbox = self.outbox.clone();
+        let waiting = tokio::task::spawn_blocking(move || outbox.len().unwrap_or(0))
+            .await
+            .unwrap_or(0);
         tracing::info!(
             upstream = %self.config.id,
             center = %center_id,
             address = %addr,
             cameras = cameras.len(),
-            outbox = self.outbox.len().unwrap_or(0),
+            outbox = waiting,
             "connected to command center"
         );
         self.set_state(LinkState::Connected {
@@ -645,8 +651,4 @@ impl Session {
     }
 }
 
-pub fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+pub use crate::clock::unix_ms;

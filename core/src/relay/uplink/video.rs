@@ -4,6 +4,11 @@
 
 use super::*;
 
+/// Frames a GOP's writer may have waiting: about 20 s of a 25 fps camera,
+/// far past any latency budget (the scheduler resets a GOP that late), so
+/// only a writer that has stopped draining ever meets it.
+const GOP_FRAMES_QUEUED: usize = 512;
+
 impl Session {
     /// Keeps one relay task per camera of the source (checked twice a
     /// second, so reloads and new gateways are picked up), and the
@@ -84,7 +89,7 @@ impl Session {
         let frames_sent = self.uplink.metrics.frames.get_or_create(&labels).clone();
         let bytes_sent = self.uplink.metrics.bytes.get_or_create(&labels).clone();
         // The GOP being written: its frame channel.
-        let mut current: Option<mpsc::UnboundedSender<Frame>> = None;
+        let mut current: Option<mpsc::Sender<Frame>> = None;
         let mut last: Option<(u32, u64)> = None; // (session, seq)
         loop {
             let unit = tokio::select! {
@@ -107,7 +112,7 @@ impl Session {
                 match decision {
                     Some(GopStart::Open { priority }) => match gop_header(&unit, gop_seq) {
                         Some(header) => {
-                            let (frames_tx, frames_rx) = mpsc::unbounded_channel();
+                            let (frames_tx, frames_rx) = mpsc::channel(GOP_FRAMES_QUEUED);
                             let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
                             self.gops.insert((camera.clone(), gop_seq), cmd_tx);
                             tokio::spawn(self.clone().write_gop(
@@ -137,11 +142,20 @@ impl Session {
             }
             if let Some(tx) = &current {
                 let bytes = unit.data.len() as u64;
-                if tx.send(frame(&unit)).is_ok() {
-                    frames_sent.inc();
-                    bytes_sent.inc_by(bytes);
-                } else {
-                    current = None;
+                match tx.try_send(frame(&unit)) {
+                    Ok(()) => {
+                        frames_sent.inc();
+                        bytes_sent.inc_by(bytes);
+                    }
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        // The GOP's writer is a whole queue behind (a link far
+                        // slower than the camera, the scheduler yet to reset
+                        // it): end this GOP here, as a break in the camera's
+                        // units would, and resume at the next keyframe.
+                        self.gop_outcome(&camera, "truncated");
+                        current = None;
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => current = None,
                 }
             }
         }
@@ -157,7 +171,7 @@ impl Session {
         gop_seq: u64,
         priority: i32,
         header: GopHeader,
-        mut frames: mpsc::UnboundedReceiver<Frame>,
+        mut frames: mpsc::Receiver<Frame>,
         mut cmds: mpsc::UnboundedReceiver<GopCommand>,
     ) {
         let outcome = async {
