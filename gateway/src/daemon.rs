@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use crate::alert::hub::AlertHub;
 use crate::api::{self, ApiState};
 use crate::check;
 use crate::config::Config;
@@ -53,12 +52,13 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     metrics.register_collector(Box::new(crate::threads::CpuCollector));
     ingest.apply(settings, &config.cameras).await;
 
-    let hub = Arc::new(AlertHub::new());
-    // The relay first: it makes the outboxes the hub's journal, so even the
-    // first alert is on disk before it is announced.
+    // The outboxes first: the hub is built with them as its journal, so even
+    // the first alert is on disk before it is announced.
+    let opened = crate::relay::open(&config)?;
+    let hub = crate::relay::hub(&opened);
     let relay_metrics = Arc::new(RelayMetrics::default());
     relay_metrics.register(&metrics);
-    let relay = crate::relay::start(&config, ingest.clone(), hub.clone(), relay_metrics).await?;
+    let relay = crate::relay::start(opened, ingest.clone(), hub.clone(), relay_metrics);
 
     let detect_metrics = DetectMetrics::new();
     detect_metrics.register(&metrics);

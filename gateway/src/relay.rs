@@ -1,7 +1,7 @@
 //! The gateway's relay: its cameras and alerts as the uplinks' [`Source`]
-//! (ingest's cameras and access units, the alert hub's active alerts), and
-//! [`start`], which opens the uplinks (`lookout_core::relay`) and makes every
-//! outbox the hub's journal.
+//! (ingest's cameras and access units, the alert hub's active alerts); [`open`]
+//! opens the uplinks' outboxes (`lookout_core::relay`), [`hub`] builds the
+//! alert hub with them as its journal, and [`start`] connects.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -20,40 +20,47 @@ use crate::ingest::{AccessUnit, CameraStatus, Ingest, Subscription};
 use lookout_core::relay::source::{LocalFeed, Source, UnitFeed};
 use lookout_core::relay::uplink::DEFAULT_LATENCY_BUDGET;
 
-/// A gateway's relay: opens every upstream's outbox and TLS identity (any
-/// problem is an error naming the upstream and file, before anything
-/// starts), then makes every outbox the hub's journal (each alert event is
-/// written to every outbox before it is announced) and starts one
-/// connection task per upstream.
-pub async fn start(
-    config: &Config,
-    ingest: Arc<Ingest>,
-    hub: Arc<AlertHub>,
-    metrics: Arc<RelayMetrics>,
-) -> anyhow::Result<Arc<Relay>> {
+/// Opens every upstream's outbox and TLS identity (any problem is an error
+/// naming the upstream and file, before anything starts); nothing connects
+/// yet. The alert hub is built with [`Opened::journal`], so even the first
+/// alert is on disk before it is announced.
+pub fn open(config: &Config) -> anyhow::Result<Opened> {
     let upstreams: Vec<UpstreamConfig> = config
         .upstreams
         .iter()
         .map(|u| u.resolved(|p| config.resolve(p)))
         .collect();
-    let source = GatewaySource::new(ingest, hub.clone());
-    Relay::start_with(
+    Relay::open(
         &config.gateway.id,
         &upstreams,
         &config.resolve(&config.gateway.storage),
-        source,
-        metrics,
-        |uplinks, _stop| {
-            let stale = restore(&hub, &uplinks);
-            // From now on every alert event is in every outbox before
-            // the hub announces it (or the HTTP API answers for it).
-            hub.set_journal(Arc::new(OutboxJournal { uplinks }));
-            for a in stale {
-                let _ = hub.publish(AlertEventKind::Cleared, a);
-            }
-            None
-        },
     )
+}
+
+/// The alert hub of a gateway whose relay is `opened`: journaled into every
+/// outbox, holding the alerts raised before this start (read back from the
+/// first outbox). Detector alerts that were still active are cleared, since
+/// their detector starts afresh.
+pub fn hub(opened: &Opened) -> Arc<AlertHub> {
+    let hub = Arc::new(AlertHub::with_journal(opened.journal()));
+    for a in restore(&hub, opened.first_outbox()) {
+        if let Err(e) = hub.publish(AlertEventKind::Cleared, a) {
+            tracing::error!("clearing an alert left active by the last run: {e}");
+        }
+    }
+    hub
+}
+
+/// Starts one connection task per upstream, relaying this gateway's cameras
+/// and alerts.
+pub fn start(
+    opened: Opened,
+    ingest: Arc<Ingest>,
+    hub: Arc<AlertHub>,
+    metrics: Arc<RelayMetrics>,
+) -> Arc<Relay> {
+    let source = GatewaySource::new(ingest, hub);
+    opened.start(source, metrics, |_, _| None)
 }
 
 /// Ingest's subscription as an uplink's feed.

@@ -146,9 +146,9 @@ pub trait Journal: Send + Sync {
 pub struct AlertHub {
     store: Mutex<Store>,
     events: broadcast::Sender<AlertEvent>,
-    /// Set once the relay is up (none without upstreams): events are written
-    /// there first, then stored and announced.
-    journal: std::sync::OnceLock<Arc<dyn Journal>>,
+    /// The outboxes (none without upstreams): events are written there
+    /// first, then stored and announced.
+    journal: Option<Arc<dyn Journal>>,
 }
 
 impl Default for AlertHub {
@@ -167,19 +167,21 @@ pub struct AlertQuery {
 }
 
 impl AlertHub {
+    /// A hub whose events are announced without being journaled (a gateway
+    /// without upstreams, a benchmark).
     pub fn new() -> AlertHub {
+        AlertHub::with_journal(None)
+    }
+
+    /// A hub that makes every event durable in `journal` before it is
+    /// announced.
+    pub fn with_journal(journal: Option<Arc<dyn Journal>>) -> AlertHub {
         let (events, _) = broadcast::channel(1024);
         AlertHub {
             store: Mutex::new(Store::default()),
             events,
-            journal: std::sync::OnceLock::new(),
+            journal,
         }
-    }
-
-    /// Makes every later event durable in `journal` before it is announced.
-    /// Only the first call takes effect.
-    pub fn set_journal(&self, journal: Arc<dyn Journal>) {
-        let _ = self.journal.set(journal);
     }
 
     /// Writes an alert's current state to the journal again, without
@@ -203,7 +205,7 @@ impl AlertHub {
     /// and returned; the event is still announced (an operator at this
     /// gateway must see an alert even when its disk is failing).
     fn journal(&self, event: &AlertEvent) -> Result<(), String> {
-        let Some(j) = self.journal.get() else {
+        let Some(j) = &self.journal else {
             return Ok(());
         };
         j.record(event).inspect_err(|e| {

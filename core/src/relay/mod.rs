@@ -31,7 +31,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use crate::alert::hub::{AlertEvent, AlertHub, Journal};
@@ -155,6 +155,86 @@ impl RelayMetrics {
     }
 }
 
+/// One upstream opened by [`Relay::open`]: its outbox, and the signal that
+/// wakes its uplink when the journal adds to it.
+struct Upstream {
+    config: UpstreamConfig,
+    client: quinn::ClientConfig,
+    endpoint: quinn::Endpoint,
+    outbox: Arc<Outbox>,
+    ready: Arc<Notify>,
+}
+
+/// Every upstream opened, nothing connected yet.
+pub struct Opened {
+    id: String,
+    upstreams: Vec<Upstream>,
+}
+
+impl Opened {
+    /// The journal that writes each alert event into every outbox (`None`
+    /// without upstreams): what the alert hub is built with.
+    pub fn journal(&self) -> Option<Arc<dyn Journal>> {
+        if self.upstreams.is_empty() {
+            return None;
+        }
+        Some(Arc::new(OutboxJournal {
+            outboxes: self
+                .upstreams
+                .iter()
+                .map(|u| (u.config.id.clone(), u.outbox.clone(), u.ready.clone()))
+                .collect(),
+        }))
+    }
+
+    /// The first upstream's outbox: where the alerts raised before this
+    /// start are read back from.
+    pub fn first_outbox(&self) -> Option<&Outbox> {
+        self.upstreams.first().map(|u| &*u.outbox)
+    }
+
+    /// Starts one connection task per upstream, relaying what `source` has,
+    /// and the task `feeder` starts to fill the outboxes.
+    pub fn start(
+        self,
+        source: Arc<dyn source::Source>,
+        metrics: Arc<RelayMetrics>,
+        feeder: impl FnOnce(Vec<Arc<Uplink>>, watch::Receiver<bool>) -> Option<JoinHandle<()>>,
+    ) -> Arc<Relay> {
+        let uplinks: Vec<Arc<Uplink>> = self
+            .upstreams
+            .into_iter()
+            .map(|u| {
+                Arc::new(Uplink::new(
+                    u.config,
+                    self.id.clone(),
+                    u.client,
+                    u.endpoint,
+                    u.outbox,
+                    u.ready,
+                    source.clone(),
+                    metrics.clone(),
+                ))
+            })
+            .collect();
+        let (stop, stop_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+        if !uplinks.is_empty()
+            && let Some(t) = feeder(uplinks.clone(), stop_rx.clone())
+        {
+            tasks.push(t);
+        }
+        for u in &uplinks {
+            tasks.push(tokio::spawn(u.clone().run(stop_rx.clone())));
+        }
+        Arc::new(Relay {
+            uplinks,
+            stop,
+            tasks: std::sync::Mutex::new(tasks),
+        })
+    }
+}
+
 /// Every upstream of this gateway.
 pub struct Relay {
     uplinks: Vec<Arc<Uplink>>,
@@ -166,7 +246,8 @@ impl Relay {
     /// The relay of anything with a [`source::Source`]: `id` is the id this
     /// side uses upward (a gateway's, or a center's in a cascade), paths in
     /// `upstreams` are resolved already, outboxes live under `storage`, and
-    /// `feeder` starts the task that fills the outboxes.
+    /// `feeder` starts the task that fills the outboxes. [`Relay::open`] and
+    /// [`Opened::start`] in one step.
     pub fn start_with(
         id: &str,
         upstreams: &[UpstreamConfig],
@@ -175,7 +256,15 @@ impl Relay {
         metrics: Arc<RelayMetrics>,
         feeder: impl FnOnce(Vec<Arc<Uplink>>, watch::Receiver<bool>) -> Option<JoinHandle<()>>,
     ) -> anyhow::Result<Arc<Relay>> {
-        let mut uplinks = Vec::new();
+        Ok(Relay::open(id, upstreams, storage)?.start(source, metrics, feeder))
+    }
+
+    /// Opens every upstream's TLS identity, outbox and UDP socket (any problem
+    /// is an error naming the upstream and file, before anything starts),
+    /// without connecting: the outboxes can become the alert hub's journal
+    /// before the first alert.
+    pub fn open(id: &str, upstreams: &[UpstreamConfig], storage: &Path) -> anyhow::Result<Opened> {
+        let mut opened = Vec::new();
         for u in upstreams {
             let mut client = tls::client_config(&tls::TlsFiles::from(u))
                 .with_context(|| format!("upstream `{}`: TLS identity", u.id))?;
@@ -189,31 +278,18 @@ impl Relay {
             };
             let endpoint = quinn::Endpoint::client(bind)
                 .with_context(|| format!("upstream `{}`: opening a UDP socket", u.id))?;
-            uplinks.push(Arc::new(Uplink::new(
-                u.clone(),
-                id.to_string(),
+            opened.push(Upstream {
+                config: u.clone(),
                 client,
                 endpoint,
-                Arc::new(outbox),
-                source.clone(),
-                metrics.clone(),
-            )));
+                outbox: Arc::new(outbox),
+                ready: Arc::new(Notify::new()),
+            });
         }
-        let (stop, stop_rx) = watch::channel(false);
-        let mut tasks = Vec::new();
-        if !uplinks.is_empty()
-            && let Some(t) = feeder(uplinks.clone(), stop_rx.clone())
-        {
-            tasks.push(t);
-        }
-        for u in &uplinks {
-            tasks.push(tokio::spawn(u.clone().run(stop_rx.clone())));
-        }
-        Ok(Arc::new(Relay {
-            uplinks,
-            stop,
-            tasks: std::sync::Mutex::new(tasks),
-        }))
+        Ok(Opened {
+            id: id.to_string(),
+            upstreams: opened,
+        })
     }
 
     pub fn status(&self) -> Vec<UplinkStatus> {
@@ -287,11 +363,11 @@ fn alert_item(alert: &crate::alert::hub::Alert, jpeg: Option<bytes::Bytes>) -> O
 /// caller publishes them once the journal is set (their detector starts
 /// afresh and raises a new one if the smoke is still there), rather than
 /// leaving them active at the center for ever.
-pub fn restore(hub: &AlertHub, uplinks: &[Arc<Uplink>]) -> Vec<crate::alert::hub::Alert> {
-    let Some(first) = uplinks.first() else {
+pub fn restore(hub: &AlertHub, first: Option<&Outbox>) -> Vec<crate::alert::hub::Alert> {
+    let Some(first) = first else {
         return Vec::new();
     };
-    let records = match first.outbox.recent_alerts(crate::alert::hub::RECENT_ALERTS) {
+    let records = match first.recent_alerts(crate::alert::hub::RECENT_ALERTS) {
         Ok(r) => r,
         Err(e) => {
             tracing::error!("cannot read the alerts raised before this start: {e}");
@@ -304,7 +380,7 @@ pub fn restore(hub: &AlertHub, uplinks: &[Arc<Uplink>]) -> Vec<crate::alert::hub
             Ok(a) => alerts.push(a),
             Err(e) => tracing::warn!(
                 "an alert record in {} is unreadable: {e}",
-                first.outbox.path().display()
+                first.path().display()
             ),
         }
     }
@@ -334,7 +410,8 @@ pub fn restore(hub: &AlertHub, uplinks: &[Arc<Uplink>]) -> Vec<crate::alert::hub
 /// the uplinks. An event is announced only after this returns, so nothing
 /// the gateway has shown or confirmed can be lost to a crash.
 pub struct OutboxJournal {
-    pub uplinks: Vec<Arc<Uplink>>,
+    /// Each upstream's id, outbox, and its uplink's wake-up.
+    outboxes: Vec<(String, Arc<Outbox>, Arc<Notify>)>,
 }
 
 impl Journal for OutboxJournal {
@@ -344,10 +421,10 @@ impl Journal for OutboxJournal {
             return Ok(());
         }
         let mut failed = Vec::new();
-        for u in &self.uplinks {
-            match push(&u.outbox, &items) {
-                Ok(()) => u.outbox_ready.notify_one(),
-                Err(e) => failed.push(format!("upstream `{}`: {e}", u.id())),
+        for (id, outbox, ready) in &self.outboxes {
+            match push(outbox, &items) {
+                Ok(()) => ready.notify_one(),
+                Err(e) => failed.push(format!("upstream `{id}`: {e}")),
             }
         }
         if failed.is_empty() {

@@ -357,8 +357,7 @@ mod tests {
 
     #[test]
     fn a_failing_journal_is_not_reported_as_durable() {
-        let hub = AlertHub::new();
-        hub.set_journal(std::sync::Arc::new(Failing));
+        let hub = AlertHub::with_journal(Some(std::sync::Arc::new(Failing)));
         let out = apply(
             &hub,
             "gw",

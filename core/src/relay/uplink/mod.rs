@@ -158,7 +158,7 @@ pub struct Uplink {
     endpoint: quinn::Endpoint,
     pub(super) outbox: Arc<Outbox>,
     /// Woken when the feeder put something in the outbox.
-    pub(super) outbox_ready: Notify,
+    pub(super) outbox_ready: Arc<Notify>,
     /// Per camera, the last GOP number cut: GOP numbers keep counting across
     /// connections (PROTOCOL.md §6.8) so the center can tell a gap.
     gop_seq: DashMap<Arc<str>, u64>,
@@ -180,6 +180,7 @@ impl Uplink {
         client: quinn::ClientConfig,
         endpoint: quinn::Endpoint,
         outbox: Arc<Outbox>,
+        outbox_ready: Arc<Notify>,
         source: Arc<dyn Source>,
         metrics: Arc<RelayMetrics>,
     ) -> Uplink {
@@ -189,7 +190,7 @@ impl Uplink {
             client,
             endpoint,
             outbox,
-            outbox_ready: Notify::new(),
+            outbox_ready,
             gop_seq: DashMap::new(),
             source,
             metrics,
