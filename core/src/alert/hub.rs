@@ -52,9 +52,7 @@ pub struct FrameRef {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Alert {
     pub id: String,
-    /// `active` or `cleared`. (Read back with [`Alert::from_record`].)
-    #[serde(skip_deserializing, default = "active")]
-    pub state: &'static str,
+    pub state: AlertState,
     pub gateway: String,
     pub camera: CameraRef,
     pub detector: String,
@@ -99,21 +97,27 @@ pub struct Alert {
     pub note: Option<String>,
 }
 
-fn active() -> &'static str {
-    "active"
+/// Where an alert stands: `active` or `cleared` in its record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertState {
+    Active,
+    Cleared,
+}
+
+impl AlertState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertState::Active => "active",
+            AlertState::Cleared => "cleared",
+        }
+    }
 }
 
 impl Alert {
     /// An alert from its JSON record (as the outbox keeps it).
     pub fn from_record(json: &str) -> Result<Alert, String> {
-        let mut a: Alert = serde_json::from_str(json).map_err(|e| e.to_string())?;
-        let v: serde_json::Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
-        a.state = match v["state"].as_str() {
-            Some("active") => "active",
-            Some("cleared") => "cleared",
-            other => return Err(format!("alert state {other:?}: expected active or cleared")),
-        };
-        Ok(a)
+        serde_json::from_str(json).map_err(|e| e.to_string())
     }
 }
 
@@ -189,7 +193,7 @@ impl AlertHub {
     /// alert whose first write failed. The outboxes ignore revisions they
     /// already hold.
     pub fn rejournal(&self, alert: &Arc<Alert>) -> Result<(), String> {
-        let kind = if alert.state == "cleared" {
+        let kind = if alert.state == AlertState::Cleared {
             AlertEventKind::Cleared
         } else {
             AlertEventKind::Raised
@@ -291,7 +295,7 @@ impl AlertHub {
             .map(|(a, _)| a)
             .filter(|a| q.camera.as_deref().is_none_or(|c| a.camera.id == c))
             .filter(|a| q.label.as_deref().is_none_or(|l| a.label == l))
-            .filter(|a| !q.active_only || a.state == "active")
+            .filter(|a| !q.active_only || a.state == AlertState::Active)
             .take(q.limit.unwrap_or(RECENT_ALERTS))
             .cloned()
             .collect()

@@ -21,6 +21,7 @@ pub mod stream;
 pub mod tls;
 pub mod uplink;
 
+use crate::alert::hub::AlertState;
 use crate::sync::Locked;
 use std::path::Path;
 use std::sync::Arc;
@@ -321,7 +322,7 @@ pub enum OutboxItem {
 /// Alert revisions, as PROTOCOL.md §6.10 numbers them: 0 when raised, one
 /// more per update, one more when cleared.
 fn revision(alert: &crate::alert::hub::Alert) -> u32 {
-    if alert.state == "cleared" {
+    if alert.state == AlertState::Cleared {
         alert.updates + 1
     } else {
         alert.updates
@@ -387,9 +388,11 @@ pub fn restore(hub: &AlertHub, first: Option<&Outbox>) -> Vec<crate::alert::hub:
     let now = crate::clock::unix_now_ns();
     let stale = alerts
         .iter()
-        .filter(|a| a.state == "active" && a.detector != crate::alert::hub::EXTERNAL_DETECTOR)
+        .filter(|a| {
+            a.state == AlertState::Active && a.detector != crate::alert::hub::EXTERNAL_DETECTOR
+        })
         .map(|a| crate::alert::hub::Alert {
-            state: "cleared",
+            state: AlertState::Cleared,
             cleared_unix_ns: Some(now),
             note: Some("cleared at gateway restart: the detector starts afresh".into()),
             ..a.clone()

@@ -10,6 +10,7 @@
 //! the same `id`, and the command center's ledger still holds the alert
 //! once. The answer `201 Created` is given only after the alert is on disk.
 
+use crate::alert::hub::AlertState;
 use serde::Deserialize;
 
 use crate::alert::hub::{Alert, AlertHub, CameraRef, FrameRef};
@@ -142,10 +143,10 @@ pub fn apply(
     }
     match (req.state, existing) {
         (ExternalState::Active, Some(a)) => unchanged(hub, &a),
-        (ExternalState::Cleared, Some(a)) if a.state == "cleared" => unchanged(hub, &a),
+        (ExternalState::Cleared, Some(a)) if a.state == AlertState::Cleared => unchanged(hub, &a),
         (ExternalState::Cleared, Some(a)) => {
             let mut a = (*a).clone();
-            a.state = "cleared";
+            a.state = AlertState::Cleared;
             a.cleared_unix_ns = Some(now_ns);
             if req.note.is_some() {
                 a.note = req.note;
@@ -165,7 +166,7 @@ pub fn apply(
             let score = req.score.unwrap_or(1.0);
             let alert = Alert {
                 id,
-                state: "active",
+                state: AlertState::Active,
                 gateway: gateway_id.to_string(),
                 camera: CameraRef {
                     id: camera.id.clone(),
@@ -277,7 +278,10 @@ mod tests {
         let Ok(Outcome::Written(a)) = first else {
             panic!("{first:?}")
         };
-        assert_eq!((a.id.as_str(), a.state, a.updates), ("g17-1", "active", 0));
+        assert_eq!(
+            (a.id.as_str(), a.state, a.updates),
+            ("g17-1", AlertState::Active, 0)
+        );
         assert_eq!(a.source.as_deref(), Some("gauge-17"));
         assert_eq!(a.capture_to_detect_ms, 0.004);
         // A retry changes nothing and announces nothing.
@@ -297,7 +301,7 @@ mod tests {
             7_000,
         );
         assert!(
-            matches!(&cleared, Ok(Outcome::Written(a)) if a.state == "cleared" && a.cleared_unix_ns == Some(7_000)),
+            matches!(&cleared, Ok(Outcome::Written(a)) if a.state == AlertState::Cleared && a.cleared_unix_ns == Some(7_000)),
             "{cleared:?}"
         );
         let twice = apply(

@@ -4,6 +4,7 @@
 //! transitions become alerts in the hub, with their snapshots encoded on a
 //! thread of their own.
 
+use crate::alert::hub::AlertState;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -329,7 +330,7 @@ fn on_transition(
             let alert = Alert {
                 snapshot: Some(format!("/api/alerts/{id}/snapshot.jpg")),
                 id,
-                state: "active",
+                state: AlertState::Active,
                 gateway: ctx.gateway_id.clone(),
                 camera: CameraRef {
                     id: job.camera.id.clone(),
@@ -393,7 +394,7 @@ fn on_transition(
             let Some(mut o) = open.remove(&key) else {
                 return;
             };
-            o.alert.state = "cleared";
+            o.alert.state = AlertState::Cleared;
             o.alert.cleared_unix_ns = Some(now_ns);
             tracing::info!(
                 alert = %o.alert.id,
