@@ -374,7 +374,11 @@ fn on_transition(
                 capture_to_detect_ms = alert.capture_to_detect_ms,
                 "alert raised"
             );
-            let _ = ctx.hub.publish(AlertEventKind::Raised, alert.clone());
+            // Announced even when the journal failed (an operator here must
+            // see it); the hub has logged that failure at error.
+            if let Err(e) = ctx.hub.publish(AlertEventKind::Raised, alert.clone()) {
+                tracing::debug!("alert announced without being durable: {e}");
+            }
             queue_snapshot(ctx, &alert.id, job, &t);
             open.insert(key, Open { alert });
         }
@@ -387,7 +391,11 @@ fn on_transition(
             a.area = t.evidence.area;
             a.updated_unix_ns = Some(now_ns);
             a.updates += 1;
-            let _ = ctx.hub.publish(AlertEventKind::Updated, a.clone());
+            // Announced even when the journal failed (an operator here must
+            // see it); the hub has logged that failure at error.
+            if let Err(e) = ctx.hub.publish(AlertEventKind::Updated, a.clone()) {
+                tracing::debug!("alert announced without being durable: {e}");
+            }
             queue_snapshot(ctx, &a.id, job, &t);
         }
         AlertEventKind::Cleared => {
@@ -402,7 +410,11 @@ fn on_transition(
                 label = %o.alert.label,
                 "alert cleared"
             );
-            let _ = ctx.hub.publish(AlertEventKind::Cleared, o.alert);
+            // Announced even when the journal failed (an operator here must
+            // see it); the hub has logged that failure at error.
+            if let Err(e) = ctx.hub.publish(AlertEventKind::Cleared, o.alert) {
+                tracing::debug!("alert announced without being durable: {e}");
+            }
         }
         // The state machine never emits it; the snapshot thread does.
         AlertEventKind::Snapshot => {}

@@ -213,7 +213,11 @@ impl Session {
             tracing::error!(alert = %snapshot.alert_id, "snapshot dropped, it cannot be sent: {e}");
             let outbox = self.uplink.outbox.clone();
             let id = snapshot.alert_id.clone();
-            let _ = tokio::task::spawn_blocking(move || outbox.ack_snapshot(&id)).await;
+            match tokio::task::spawn_blocking(move || outbox.ack_snapshot(&id)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::error!("the dropped snapshot stays in the outbox: {e}"),
+                Err(e) => tracing::error!("the dropped snapshot stays in the outbox: {e}"),
+            }
             return Ok(());
         }
         if let AlertMessage::Snapshot(s) = &message {
