@@ -366,6 +366,16 @@ impl Config {
     /// Checks what serde cannot: ids, references, ranges, files.
     pub fn validate(&self) -> Findings {
         let mut f = Findings::default();
+        self.validate_gateway(&mut f);
+        let detector_ids = self.validate_detectors(&mut f);
+        self.validate_cameras(&mut f, &detector_ids);
+        self.validate_upstreams(&mut f);
+        f
+    }
+
+    /// `[gateway]`: ids, ranges, the API's token and host names, the ONNX
+    /// Runtime library.
+    fn validate_gateway(&self, f: &mut Findings) {
         let root = KeyPath::root();
         let gw = root.key("gateway");
         if !valid_id(&self.gateway.id) {
@@ -418,7 +428,12 @@ impl Config {
                 format!("no such file: {}", self.resolve(lib).display()),
             );
         }
+    }
 
+    /// `[[detector]]`: ids (returned, by position, for the cameras' references),
+    /// models, inputs, labels and alert policies.
+    fn validate_detectors(&self, f: &mut Findings) -> HashMap<&str, usize> {
+        let root = KeyPath::root();
         let mut detector_ids: HashMap<&str, usize> = HashMap::new();
         for (i, d) in self.detectors.iter().enumerate() {
             let p = root.key("detector").index(i);
@@ -519,7 +534,12 @@ impl Config {
                 }
             }
         }
+        detector_ids
+    }
 
+    /// `[[camera]]`: ids, URLs, the detectors they name, zones.
+    fn validate_cameras(&self, f: &mut Findings, detector_ids: &HashMap<&str, usize>) {
+        let root = KeyPath::root();
         let mut camera_ids: HashMap<&str, usize> = HashMap::new();
         for (i, c) in self.cameras.iter().enumerate() {
             let p = root.key("camera").index(i);
@@ -588,7 +608,11 @@ impl Config {
                 }
             }
         }
+    }
 
+    /// `[[upstream]]`: ids, addresses, certificate files.
+    fn validate_upstreams(&self, f: &mut Findings) {
+        let root = KeyPath::root();
         let mut upstream_ids = HashSet::new();
         for (i, u) in self.upstreams.iter().enumerate() {
             let p = root.key("upstream").index(i);
@@ -607,7 +631,6 @@ impl Config {
                 }
             }
         }
-        f
     }
 }
 

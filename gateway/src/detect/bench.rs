@@ -223,40 +223,15 @@ pub fn run(
         // Detector path, saturated.
         let queue: Arc<DropOldest<Job>> = Arc::new(DropOldest::new(batch * 8));
         let stop = Arc::new(AtomicBool::new(false));
-        let feeder = {
-            let queue = queue.clone();
-            let stop = stop.clone();
-            let cameras = cameras.clone();
-            let jobs: Vec<Job> = (0..cameras.len() * 2)
-                .map(|i| {
-                    let f = &frames[i % frames.len()];
-                    Arc::new(Sample {
-                        camera: cameras[i % cameras.len()].clone(),
-                        frame: f.clone(),
-                        scaled: scaled.iter().map(|s| s[i % s.len()].clone()).collect(),
-                        source: (sw, sh),
-                        seq: i as u64,
-                        capture_unix_ns: super::service::unix_now_ns(),
-                        received_unix_ns: super::service::unix_now_ns(),
-                    })
-                })
-                .collect();
-            std::thread::spawn(move || {
-                let mut i = 0usize;
-                // Fill the queue (eight batches, far more than the detector runs in
-                // 10 ms) and sleep: waking rarely, the feeder takes next to no CPU
-                // from ONNX Runtime's threads, which a thread waking every
-                // millisecond would keep preempting.
-                while !stop.load(Ordering::Relaxed) {
-                    while queue.len() < batch * 8 {
-                        queue.push(jobs[i % jobs.len()].clone());
-                        i += 1;
-                    }
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                queue.close();
-            })
-        };
+        let feeder = start_feeder(
+            queue.clone(),
+            stop.clone(),
+            &cameras,
+            &frames,
+            &scaled,
+            (sw, sh),
+            batch,
+        );
         let hub = Arc::new(AlertHub::new());
         let ctx = WorkerContext {
             gateway_id: "bench".to_string(),
@@ -322,5 +297,48 @@ pub fn run(
         ort_raw,
         detector_path,
         stage_mean_ms,
+    })
+}
+
+/// The feeder thread that keeps the detector path's queue full: jobs made
+/// once from the bench frames, spread over the cameras.
+#[allow(clippy::too_many_arguments)]
+fn start_feeder(
+    queue: Arc<DropOldest<Job>>,
+    stop: Arc<AtomicBool>,
+    cameras: &[Arc<CameraConfig>],
+    frames: &[RgbFrame],
+    scaled: &[Vec<RgbFrame>],
+    (sw, sh): (u32, u32),
+    batch: usize,
+) -> std::thread::JoinHandle<()> {
+    let jobs: Vec<Job> = (0..cameras.len() * 2)
+        .map(|i| {
+            let f = &frames[i % frames.len()];
+            Arc::new(Sample {
+                camera: cameras[i % cameras.len()].clone(),
+                frame: f.clone(),
+                scaled: scaled.iter().map(|s| s[i % s.len()].clone()).collect(),
+                source: (sw, sh),
+                seq: i as u64,
+                capture_unix_ns: super::service::unix_now_ns(),
+                received_unix_ns: super::service::unix_now_ns(),
+            })
+        })
+        .collect();
+    std::thread::spawn(move || {
+        let mut i = 0usize;
+        // Fill the queue (eight batches, far more than the detector runs in
+        // 10 ms) and sleep: waking rarely, the feeder takes next to no CPU
+        // from ONNX Runtime's threads, which a thread waking every
+        // millisecond would keep preempting.
+        while !stop.load(Ordering::Relaxed) {
+            while queue.len() < batch * 8 {
+                queue.push(jobs[i % jobs.len()].clone());
+                i += 1;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        queue.close();
     })
 }
