@@ -113,47 +113,8 @@ pub fn run(args: FleetArgs) -> anyhow::Result<Summary> {
         }
     }
 
-    // Clips: one clean loop per distinct profile, one clip per incident.
     let started_prep = Instant::now();
-    let mut clean_clips: HashMap<String, Arc<Clip>> = HashMap::new();
-    let mut cameras = Vec::new();
-    for (id, profile) in &planned {
-        let seed = scene_seed(profile.kind);
-        let key = ClipKey::new(profile, seed, None, CLEAN_SECONDS);
-        let name = serde_json::to_string(&key)?;
-        let clean = match clean_clips.get(&name) {
-            Some(c) => c.clone(),
-            None => {
-                let c = Arc::new(clips::load_or_make(&args.cache, &key, profile, None, 0.0)?);
-                clean_clips.insert(name, c.clone());
-                c
-            }
-        };
-        let mut incidents = Vec::new();
-        for inc in args.incidents.iter().filter(|i| &i.camera == id) {
-            let class = inc.event_class()?;
-            let key = ClipKey::new(profile, seed, Some(class), INCIDENT_SECONDS);
-            let clip = clips::load_or_make(
-                &args.cache,
-                &key,
-                profile,
-                Some(class),
-                f64::from(INCIDENT_SECONDS) / 2.0,
-            )?;
-            incidents.push(Scheduled {
-                at_s: inc.at_s,
-                for_s: inc.for_s,
-                class: inc.class.clone(),
-                clip: Arc::new(clip),
-            });
-        }
-        cameras.push(Arc::new(SimCamera::new(
-            id.clone(),
-            profile.clone(),
-            clean,
-            incidents,
-        )));
-    }
+    let cameras = prepare_cameras(&args, &planned)?;
     eprintln!(
         "fleet: {} cameras, clips ready in {:.1} s (cache {})",
         cameras.len(),
@@ -206,6 +167,79 @@ pub fn run(args: FleetArgs) -> anyhow::Result<Summary> {
     let cpu = process_cpu_seconds() - cpu_before;
     drop(server);
 
+    let summary = summarise(&cameras, serving, cpu);
+    println!(
+        "fleet: served {:.1} s: {} frames pushed, {:.2}% on time (within half a frame interval), max late {:.1} ms, fleet CPU {:.3} cores ({:.2}% of a core per camera)",
+        summary.serving_s,
+        summary.frames_pushed,
+        summary.on_time_ratio * 100.0,
+        summary.max_late_ms,
+        summary.cpu_cores,
+        summary.cpu_cores * 100.0 / summary.cameras as f64
+    );
+    if let Some(path) = &args.summary {
+        // The file is a report like the others: it opens with its provenance.
+        let report =
+            crate::provenance::Stamped::new(crate::provenance::ReportKind::Fleet, &summary);
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(summary)
+}
+
+/// The fleet's cameras with their clips: one clean loop per distinct
+/// profile (shared), one clip per scripted incident; rendered and encoded
+/// once, then read from the cache.
+fn prepare_cameras(
+    args: &FleetArgs,
+    planned: &[(String, Profile)],
+) -> anyhow::Result<Vec<Arc<SimCamera>>> {
+    // Clips: one clean loop per distinct profile, one clip per incident.
+    let mut clean_clips: HashMap<String, Arc<Clip>> = HashMap::new();
+    let mut cameras = Vec::new();
+    for (id, profile) in planned {
+        let seed = scene_seed(profile.kind);
+        let key = ClipKey::new(profile, seed, None, CLEAN_SECONDS);
+        let name = serde_json::to_string(&key)?;
+        let clean = match clean_clips.get(&name) {
+            Some(c) => c.clone(),
+            None => {
+                let c = Arc::new(clips::load_or_make(&args.cache, &key, profile, None, 0.0)?);
+                clean_clips.insert(name, c.clone());
+                c
+            }
+        };
+        let mut incidents = Vec::new();
+        for inc in args.incidents.iter().filter(|i| &i.camera == id) {
+            let class = inc.event_class()?;
+            let key = ClipKey::new(profile, seed, Some(class), INCIDENT_SECONDS);
+            let clip = clips::load_or_make(
+                &args.cache,
+                &key,
+                profile,
+                Some(class),
+                f64::from(INCIDENT_SECONDS) / 2.0,
+            )?;
+            incidents.push(Scheduled {
+                at_s: inc.at_s,
+                for_s: inc.for_s,
+                class: inc.class.clone(),
+                clip: Arc::new(clip),
+            });
+        }
+        cameras.push(Arc::new(SimCamera::new(
+            id.clone(),
+            profile.clone(),
+            clean,
+            incidents,
+        )));
+    }
+    Ok(cameras)
+}
+
+/// What the fleet served: frames pushed and late, per camera and in all,
+/// and its CPU.
+fn summarise(cameras: &[Arc<SimCamera>], serving: f64, cpu: f64) -> Summary {
     let mut summary = Summary {
         cameras: cameras.len(),
         serving_s: serving,
@@ -217,7 +251,7 @@ pub fn run(args: FleetArgs) -> anyhow::Result<Summary> {
         cpu_cores: if serving > 0.0 { cpu / serving } else { 0.0 },
         per_camera: Vec::new(),
     };
-    for c in &cameras {
+    for c in cameras {
         let s = &c.stats;
         let pushed = s.pushed.load(Ordering::Relaxed);
         let late = s.late.load(Ordering::Relaxed);
@@ -241,23 +275,7 @@ pub fn run(args: FleetArgs) -> anyhow::Result<Summary> {
     if summary.frames_pushed > 0 {
         summary.on_time_ratio = 1.0 - summary.frames_late as f64 / summary.frames_pushed as f64;
     }
-    println!(
-        "fleet: served {:.1} s: {} frames pushed, {:.2}% on time (within half a frame interval), max late {:.1} ms, fleet CPU {:.3} cores ({:.2}% of a core per camera)",
-        summary.serving_s,
-        summary.frames_pushed,
-        summary.on_time_ratio * 100.0,
-        summary.max_late_ms,
-        summary.cpu_cores,
-        summary.cpu_cores * 100.0 / summary.cameras as f64
-    );
-    if let Some(path) = &args.summary {
-        // The file is a report like the others: it opens with its provenance.
-        let report =
-            crate::provenance::Stamped::new(crate::provenance::ReportKind::Fleet, &summary);
-        std::fs::write(path, serde_json::to_string_pretty(&report)?)
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
-    Ok(summary)
+    summary
 }
 
 /// One scene per kind of camera; the seed keeps clips identical across runs and

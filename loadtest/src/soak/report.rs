@@ -224,28 +224,8 @@ pub(super) fn print_report(r: &SoakReport) {
 /// memory, file descriptors, threads, CPU and p99 latency over time (with
 /// the load test's chart helper), then every sample.
 pub(super) fn render_html(r: &SoakReport) -> String {
-    use crate::html::{esc, timeline_plot};
+    use crate::html::esc;
     let v = &r.verdict;
-    let timeline: Vec<Value> = serde_json::to_value(&r.samples)
-        .ok()
-        .and_then(|s| s.as_array().cloned())
-        .unwrap_or_default();
-    // Warm-up intervals (connections and decoders starting) would dwarf
-    // the rest of the latency plot.
-    let p99: Vec<Value> = r
-        .samples
-        .iter()
-        .filter(|s| s.after_warmup)
-        .map(|s| {
-            serde_json::json!({
-                "t_s": s.t_s,
-                "p99_ms": {
-                    "relay": s.latency_ms.relay.p99,
-                    "capture_to_center": s.latency_ms.capture_to_center.p99,
-                },
-            })
-        })
-        .collect();
     let mut out = String::new();
     let _ = write!(
         out,
@@ -336,6 +316,40 @@ th:first-child,td:first-child{{text-align:left}}</style></head><body>
         r.alerts["stored_twice"],
         r.incidents.counts(),
     );
+    over_time(&mut out, r);
+    out.push_str("<h2>Rules</h2><ul>");
+    for rule in &v.rules {
+        let _ = write!(out, "<li>{}</li>", esc(rule));
+    }
+    out.push_str("</ul>");
+    samples_table(&mut out, r);
+    out.push_str("</table></body></html>\n");
+    out
+}
+
+/// Memory, descriptors, threads, CPU and p99 latency over time.
+fn over_time(out: &mut String, r: &SoakReport) {
+    use crate::html::timeline_plot;
+    let timeline: Vec<Value> = serde_json::to_value(&r.samples)
+        .ok()
+        .and_then(|s| s.as_array().cloned())
+        .unwrap_or_default();
+    // Warm-up intervals (connections and decoders starting) would dwarf
+    // the rest of the latency plot.
+    let p99: Vec<Value> = r
+        .samples
+        .iter()
+        .filter(|s| s.after_warmup)
+        .map(|s| {
+            serde_json::json!({
+                "t_s": s.t_s,
+                "p99_ms": {
+                    "relay": s.latency_ms.relay.p99,
+                    "capture_to_center": s.latency_ms.capture_to_center.p99,
+                },
+            })
+        })
+        .collect();
     out.push_str("<h2>Over time</h2>");
     let all = ["gateway", "center", "fleet"];
     out.push_str(&timeline_plot(
@@ -358,11 +372,11 @@ th:first-child,td:first-child{{text-align:left}}</style></head><body>
         "p99_ms",
         &["relay", "capture_to_center"],
     ));
-    out.push_str("<h2>Rules</h2><ul>");
-    for rule in &v.rules {
-        let _ = write!(out, "<li>{}</li>", esc(rule));
-    }
-    out.push_str("</ul><h2>Samples</h2><table><tr><th>t, s</th><th>RSS gw/center/fleet, MiB</th><th>fds gw/center</th><th>threads gw/center</th><th>CPU gw/center/fleet</th><th>frames sent/received</th><th>relay p50/p99/p99.9, ms</th><th>capture→center p99, ms</th><th>alerts raised/stored</th></tr>");
+}
+
+/// Every sample, one row each.
+fn samples_table(out: &mut String, r: &SoakReport) {
+    out.push_str("<h2>Samples</h2><table><tr><th>t, s</th><th>RSS gw/center/fleet, MiB</th><th>fds gw/center</th><th>threads gw/center</th><th>CPU gw/center/fleet</th><th>frames sent/received</th><th>relay p50/p99/p99.9, ms</th><th>capture→center p99, ms</th><th>alerts raised/stored</th></tr>");
     for s in &r.samples {
         let _ = write!(
             out,
@@ -389,6 +403,4 @@ th:first-child,td:first-child{{text-align:left}}</style></head><body>
             s.alerts.in_ledger,
         );
     }
-    out.push_str("</table></body></html>\n");
-    out
 }
