@@ -470,6 +470,35 @@ fn count_drop(c: &Counters, f: Fate) {
     slot.fetch_add(1, Ordering::Relaxed);
 }
 
+/// The thread that sends each delayed packet when it is due, both
+/// directions, until `stop`.
+fn spawn_release(wheel: Arc<Wheel>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            let Ok(mut h) = wheel.heap.lock() else { return };
+            let now = Instant::now();
+            let wait = match h.0.peek() {
+                Some(d) if d.at <= now => None,
+                Some(d) => Some((d.at - now).min(Duration::from_millis(50))),
+                None => Some(Duration::from_millis(50)),
+            };
+            match wait {
+                None => {
+                    if let Some(d) = h.0.pop() {
+                        drop(h);
+                        if d.from.send_to(&d.data, d.to).is_ok() {
+                            d.counters.delivered.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+                Some(w) => {
+                    let _ = wheel.ready.wait_timeout(h, w);
+                }
+            }
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -598,33 +627,4 @@ mod tests {
         });
         assert!(r.is_err());
     }
-}
-
-/// The thread that sends each delayed packet when it is due, both
-/// directions, until `stop`.
-fn spawn_release(wheel: Arc<Wheel>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        while !stop.load(Ordering::Relaxed) {
-            let Ok(mut h) = wheel.heap.lock() else { return };
-            let now = Instant::now();
-            let wait = match h.0.peek() {
-                Some(d) if d.at <= now => None,
-                Some(d) => Some((d.at - now).min(Duration::from_millis(50))),
-                None => Some(Duration::from_millis(50)),
-            };
-            match wait {
-                None => {
-                    if let Some(d) = h.0.pop() {
-                        drop(h);
-                        if d.from.send_to(&d.data, d.to).is_ok() {
-                            d.counters.delivered.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                }
-                Some(w) => {
-                    let _ = wheel.ready.wait_timeout(h, w);
-                }
-            }
-        }
-    })
 }
