@@ -59,9 +59,15 @@ pub struct CenterSection {
     /// Folder of the ledger (`ledger.sqlite3`), relative to this file.
     #[serde(default = "default_storage")]
     pub storage: PathBuf,
+    /// The CA that signs the gateways' (and lower centers') certificates (PEM).
     pub ca: PathBuf,
+    /// The center's certificate (PEM).
     pub cert: PathBuf,
+    /// The center's private key (PEM).
     pub key: PathBuf,
+    /// Which cameras' video the center asks gateways for: `all` (default),
+    /// `list` (the ids in `cameras`) or `alerting` (those with an active
+    /// alert, plus `cameras`).
     #[serde(default)]
     pub subscribe: SubscribeSetting,
     /// Camera ids for `list` and `alerting`.
@@ -70,6 +76,7 @@ pub struct CenterSection {
     /// Most GOP streams a gateway may have open at once.
     #[serde(default = "default_max_streams")]
     pub max_gop_streams: u32,
+    /// `text` (default) or `json` log lines.
     #[serde(default)]
     pub log_format: lookout_core::config::LogFormat,
 }
@@ -100,10 +107,12 @@ fn default_max_streams() -> u32 {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CenterConfig {
+    /// `[center]`: identity, listeners, storage, TLS, subscriptions.
     pub center: CenterSection,
     /// Centers above this one (county → city → province).
     #[serde(default, rename = "upstream")]
     pub upstreams: Vec<UpstreamConfig>,
+    /// The folder relative paths are resolved against.
     #[serde(skip)]
     pub base_dir: PathBuf,
 }

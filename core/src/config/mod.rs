@@ -58,7 +58,9 @@ impl fmt::Display for CameraKind {
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Location {
+    /// Latitude, degrees (WGS 84).
     pub lat: f64,
+    /// Longitude, degrees (WGS 84).
     pub lon: f64,
 }
 
@@ -88,13 +90,18 @@ pub enum Congestion {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
+    /// Names the upstream in logs, metrics and `/api/upstreams`, and its
+    /// outbox file.
     pub id: String,
     /// `host:port` of the command center's QUIC endpoint.
     pub address: String,
     /// Name in the center's certificate.
     pub server_name: String,
+    /// The CA that signed the center's certificate (PEM).
     pub ca: PathBuf,
+    /// This side's client certificate (PEM), from the same CA.
     pub cert: PathBuf,
+    /// This side's private key (PEM).
     pub key: PathBuf,
     /// `low-queue` (default), `bbr` or `cubic`.
     #[serde(default)]
@@ -117,10 +124,15 @@ impl UpstreamConfig {
 /// One mistake in a configuration file.
 #[derive(Debug, Clone)]
 pub struct Problem {
+    /// The file the problem is in.
     pub file: PathBuf,
+    /// 1-based; 0 when the key could not be located.
     pub line: usize,
+    /// 1-based; 0 when the key could not be located.
     pub column: usize,
+    /// The key path, e.g. `camera[3].url`.
     pub key: String,
+    /// What is wrong and what would be right.
     pub message: String,
 }
 
@@ -341,11 +353,13 @@ pub enum ZoneMode {
 pub struct ZoneConfig {
     /// Shown in logs and alerts.
     pub name: Option<String>,
+    /// `exclude` (default) or `include`.
     #[serde(default)]
     pub mode: ZoneMode,
     /// Labels the zone applies to; empty means all.
     #[serde(default)]
     pub labels: Vec<String>,
+    /// At least three `[x, y]` points in the camera's pixels.
     pub polygon: Vec<[f64; 2]>,
 }
 
@@ -378,6 +392,7 @@ pub struct AlertPolicy {
     /// camera saw the label.
     #[serde(default = "default_raise_after")]
     pub raise_after: usize,
+    /// How many recent samples `raise_after` counts over.
     #[serde(default = "default_window")]
     pub window: usize,
     /// Clear after this many samples in a row without the label.

@@ -91,6 +91,7 @@ pub struct GatewaySection {
     /// Where the alert outbox and caches live (relative to the config file).
     #[serde(default = "default_storage")]
     pub storage: PathBuf,
+    /// `text` (default) or `json` log lines.
     #[serde(default)]
     pub log_format: LogFormat,
     /// ONNX Runtime shared library; when absent lookout searches for it.
@@ -130,15 +131,23 @@ fn default_reconnect_max_ms() -> u64 {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CameraConfig {
+    /// Unique in the file: letters, digits, `-`, `_`, `.` (see `valid_id`);
+    /// names the camera in the API, metrics, alerts and upstream.
     pub id: String,
+    /// `tower`, `drone`, `bodycam` or `fixed`: sets the default relay priority.
     pub kind: CameraKind,
     /// Human name shown on the wall ("Township 7 north tower").
     pub name: Option<String>,
     /// Administrative group, e.g. the township.
     pub group: Option<String>,
+    /// `rtsp://` or `rtsps://` address; credentials belong in `username` and
+    /// `password`, not here (they would show in logs).
     pub url: String,
+    /// RTSP user name, if the camera asks for one.
     pub username: Option<String>,
+    /// RTSP password; never logged or shown by the API.
     pub password: Option<String>,
+    /// `auto` (default: UDP, falling back to TCP), `tcp` or `udp`.
     #[serde(default)]
     pub transport: Transport,
     /// Answer the camera's RTSP `Basic` challenge, which sends the password
@@ -148,12 +157,15 @@ pub struct CameraConfig {
     pub basic_auth: bool,
     /// What the camera should send; unset accepts either without comment.
     pub codec: Option<CameraCodec>,
+    /// Where the camera stands (`{ lat, lon }`, WGS 84), shown on the wall.
     pub location: Option<Location>,
     /// Relay priority class; defaults to the camera's kind.
     pub priority: Option<CameraKind>,
     /// Ids of `[[detector]]` entries that watch this camera.
     #[serde(default)]
     pub detectors: Vec<String>,
+    /// Which frames its detectors see: `keyframes` (default) or a rate such
+    /// as `"2fps"` (at most 120).
     #[serde(default)]
     pub sampling: Sampling,
     /// Oldest a GOP may be and still be sent upstream.
@@ -226,17 +238,23 @@ pub enum ChannelOrder {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelInput {
+    /// The model input's width in pixels.
     pub width: u32,
+    /// The model input's height in pixels.
     pub height: u32,
+    /// `nchw` (default) or `nhwc`.
     #[serde(default)]
     pub layout: Layout,
+    /// `rgb` (default) or `bgr`.
     #[serde(default)]
     pub channels: ChannelOrder,
     /// Pixel values are divided by this (255 maps to 0..1).
     #[serde(default = "default_scale")]
     pub scale: f32,
+    /// Subtracted per channel after scaling (default 0).
     #[serde(default)]
     pub mean: [f32; 3],
+    /// Divides each channel after the mean (default 1).
     #[serde(default = "default_std")]
     pub std: [f32; 3],
     /// Keep the aspect ratio and pad (YOLO style) instead of stretching.
@@ -255,11 +273,15 @@ fn default_std() -> [f32; 3] {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DetectorConfig {
+    /// Unique in the file; cameras name it in `detectors`.
     pub id: String,
     /// ONNX file (relative to the config file).
     pub model: PathBuf,
+    /// How the output is read: `classification`, `yolo` or `segmentation`.
     pub output: OutputKind,
+    /// The model's input: size, layout, channel order, normalisation.
     pub input: ModelInput,
+    /// The model's classes, in output order.
     pub labels: Vec<String>,
     /// Labels that raise alerts; the others (e.g. "none") never do.
     pub alert_labels: Vec<String>,
@@ -313,11 +335,15 @@ fn default_batch() -> usize {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// `[gateway]`: identity, HTTP API, storage, reconnect pacing.
     pub gateway: GatewaySection,
+    /// `[[camera]]` entries.
     #[serde(default, rename = "camera")]
     pub cameras: Vec<CameraConfig>,
+    /// `[[detector]]` entries.
     #[serde(default, rename = "detector")]
     pub detectors: Vec<DetectorConfig>,
+    /// `[[upstream]]` entries: the command centers alerts and video go to.
     #[serde(default, rename = "upstream")]
     pub upstreams: Vec<UpstreamConfig>,
     /// The folder relative paths are resolved against.
