@@ -71,6 +71,11 @@ pub struct Verdict {
     pub alerts_exactly_once: bool,
     /// Every scripted incident began and was alerted.
     pub incidents_all_alerted: bool,
+    /// No frame lost: camera → gateway (from the cameras' frame numbers, the
+    /// whole run) and gateway → center after warm-up.
+    pub frames_all_delivered: bool,
+    /// No alert without an incident, none raised twice for one.
+    pub no_false_alerts: bool,
     /// The gateway stopped within 15 s of SIGTERM at the end.
     pub gateway_stopped_cleanly: bool,
     /// Each failed rule, in words.
@@ -167,8 +172,20 @@ fn rules() -> Vec<String> {
         ),
         "alerts: every alert the gateway raised is in the center's ledger exactly once, none it did not raise".into(),
         "incidents: every scripted incident began and was alerted".into(),
+        "frames: none lost, camera → gateway (counted from the cameras' frame numbers over the whole run) or gateway → center (after warm-up)".into(),
+        "false alerts: none raised without an incident, none twice for one".into(),
         "the gateway stops within 15 s of SIGTERM at the end".into(),
     ]
+}
+
+/// Frames the soak lost, by hop.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct FramesLost {
+    /// Gaps in the cameras' frame numbers at the gateway, the whole run.
+    pub camera_to_gateway: u64,
+    /// Handed to GOP streams after warm-up and never received by the center
+    /// (negative by a few when frames in flight at warm-up's end arrive).
+    pub gateway_to_center_after_warmup: i64,
 }
 
 /// The verdict over the samples and the end-of-run checks.
@@ -177,6 +194,7 @@ pub(super) fn verdict(
     alerts_exactly_once: bool,
     incidents: &Score,
     planned_incidents: usize,
+    frames_lost: FramesLost,
     gateway_stopped_cleanly: bool,
 ) -> Verdict {
     let warm: Vec<&Sample> = samples.iter().filter(|s| s.after_warmup).collect();
@@ -276,6 +294,21 @@ pub(super) fn verdict(
             planned_incidents, incidents.scripted, incidents.missed
         ));
     }
+    let frames_all_delivered =
+        frames_lost.camera_to_gateway == 0 && frames_lost.gateway_to_center_after_warmup <= 0;
+    if !frames_all_delivered {
+        failures.push(format!(
+            "frames lost: {} camera → gateway, {} gateway → center after warm-up",
+            frames_lost.camera_to_gateway, frames_lost.gateway_to_center_after_warmup
+        ));
+    }
+    let no_false_alerts = incidents.false_alerts == 0 && incidents.duplicate_alerts == 0;
+    if !no_false_alerts {
+        failures.push(format!(
+            "alerts without an incident: {} false, {} duplicate",
+            incidents.false_alerts, incidents.duplicate_alerts
+        ));
+    }
     if !gateway_stopped_cleanly {
         failures.push("the gateway did not stop within 15 s of SIGTERM".into());
     }
@@ -288,6 +321,8 @@ pub(super) fn verdict(
         latency_p99,
         alerts_exactly_once,
         incidents_all_alerted,
+        frames_all_delivered,
+        no_false_alerts,
         gateway_stopped_cleanly,
         failures,
         rules: rules(),

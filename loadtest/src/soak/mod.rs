@@ -462,11 +462,17 @@ fn build_report(args: &SoakArgs, s: Stack, samples: Vec<Sample>, d: Drained) -> 
     let cpu_mean = |f: fn(&PerProcess<f64>) -> f64| {
         (!warm.is_empty()).then(|| mean(&warm.iter().map(|s| f(&s.cpu_cores)).collect::<Vec<_>>()))
     };
+    let lost_camera_to_gateway =
+        prom::sum(&end.gw_metrics, "lookout_ingest_lost_frames_total") as u64;
     let verdict = verdict(
         &samples,
         check.missing == 0 && check.doubled == 0 && check.invented == 0,
         &timing.incidents,
         s.script.len(),
+        judge::FramesLost {
+            camera_to_gateway: lost_camera_to_gateway,
+            gateway_to_center_after_warmup: lost_after_warmup,
+        },
         d.gateway_stopped_cleanly,
     );
     let cpu_cores = PerProcess {
@@ -499,6 +505,7 @@ fn build_report(args: &SoakArgs, s: Stack, samples: Vec<Sample>, d: Drained) -> 
             "received_at_center": received,
             "lost": sent as i64 - received as i64,
             "lost_after_warmup": lost_after_warmup,
+            "lost_camera_to_gateway": lost_camera_to_gateway,
             "gops_reset": gops_reset as u64,
         }),
         incidents: timing.incidents,
@@ -596,5 +603,51 @@ mod tests {
         assert!(latency_trend(&[1.0, 1.2, 1.1, 2.5, 2.9, 3.0]).passed);
         assert!(latency_trend(&[10.0, 11.0, 12.0, 13.0, 14.0, 15.0]).passed);
         assert!(!latency_trend(&[10.0, 11.0, 12.0, 20.0, 30.0, 31.0]).passed);
+    }
+
+    #[test]
+    fn lost_frames_and_false_alerts_fail_the_verdict() {
+        let clean = crate::scoring::Score {
+            scripted: 2,
+            alerted: 2,
+            ..Default::default()
+        };
+        let judge = |score: &crate::scoring::Score, lost: judge::FramesLost| {
+            verdict(&[], true, score, 2, lost, true)
+        };
+        let mentions = |v: &judge::Verdict, what: &str| v.failures.iter().any(|f| f.contains(what));
+        let v = judge(&clean, judge::FramesLost::default());
+        assert!(v.frames_all_delivered && v.no_false_alerts);
+        assert!(!mentions(&v, "frames lost") && !mentions(&v, "without an incident"));
+        for lost in [
+            judge::FramesLost {
+                camera_to_gateway: 3,
+                gateway_to_center_after_warmup: 0,
+            },
+            judge::FramesLost {
+                camera_to_gateway: 0,
+                gateway_to_center_after_warmup: 1,
+            },
+        ] {
+            let v = judge(&clean, lost);
+            assert!(!v.frames_all_delivered && !v.passed);
+            assert!(mentions(&v, "frames lost"), "{:?}", v.failures);
+        }
+        // Frames in flight at the end of warm-up arrive after it: not a loss.
+        let v = judge(
+            &clean,
+            judge::FramesLost {
+                camera_to_gateway: 0,
+                gateway_to_center_after_warmup: -2,
+            },
+        );
+        assert!(v.frames_all_delivered);
+        let false_alert = crate::scoring::Score {
+            false_alerts: 1,
+            ..clean.clone()
+        };
+        let v = judge(&false_alert, judge::FramesLost::default());
+        assert!(!v.no_false_alerts && !v.passed);
+        assert!(mentions(&v, "1 false, 0 duplicate"), "{:?}", v.failures);
     }
 }
