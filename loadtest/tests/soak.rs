@@ -202,6 +202,19 @@ fn soak_samples_over_time_and_judges_the_run() {
         "{v} / {i}"
     );
     assert_eq!(v["gateway_stopped_cleanly"], true);
+    // Frames and false alerts are judged as their counts say.
+    let frames = &r["frames"];
+    assert_eq!(
+        v["frames_all_delivered"],
+        n(&frames["lost_camera_to_gateway"]) == 0
+            && frames["lost_after_warmup"].as_i64().is_some_and(|l| l <= 0),
+        "{v} / {frames}"
+    );
+    assert_eq!(
+        v["no_false_alerts"],
+        n(&i["false_alerts"]) == 0 && n(&i["duplicate_alerts"]) == 0,
+        "{v} / {i}"
+    );
     let failures = v["failures"].as_array().expect("failures");
     assert_eq!(v["passed"], failures.is_empty(), "{v}");
     assert!(v["rules"].as_array().is_some_and(|r| r.len() >= 5));
