@@ -248,7 +248,7 @@ async fn latest_gop(
             format!("gateway {gateway} has no camera {camera}"),
         );
     };
-    let Some(gop) = Some(cam.latest_gop.locked()).and_then(|g| g.clone()) else {
+    let Some(gop) = cam.latest_gop.locked().clone() else {
         return error(
             StatusCode::NOT_FOUND,
             format!("no GOP of {gateway}/{camera} received yet"),

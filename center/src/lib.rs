@@ -327,14 +327,12 @@ impl Center {
     }
 
     fn record_delay(&self, capture_us: u64, gateway_us: u64) {
-        {
-            let mut l = self.latency.locked();
-            let _ = l.capture.record(capture_us.max(1));
-            let _ = l.gateway.record(gateway_us.max(1));
-            let _ = l
-                .camera_to_gateway
-                .record(capture_us.saturating_sub(gateway_us).max(1));
-        }
+        let mut l = self.latency.locked();
+        let _ = l.capture.record(capture_us.max(1));
+        let _ = l.gateway.record(gateway_us.max(1));
+        let _ = l
+            .camera_to_gateway
+            .record(capture_us.saturating_sub(gateway_us).max(1));
     }
 
     /// Capture → center and gateway → center delay percentiles since start
@@ -365,19 +363,15 @@ impl Center {
             let connected = g.connected.load(Relaxed);
             let mut cams: Vec<Arc<CenterCamera>> =
                 g.cameras.iter().map(|c| c.value().clone()).collect();
-            cams.sort_by_key(|c| c.info.lock().map(|i| i.id.clone()).unwrap_or_default());
+            cams.sort_by_key(|c| c.info.locked().id.clone());
             for c in cams {
-                let Ok(info) = c.info.lock().map(|i| i.clone()) else {
-                    continue;
-                };
+                let info = c.info.locked().clone();
                 let last = c.last_frame_unix_ns.load(Relaxed);
-                let latest = Some(c.latest_gop.locked()).and_then(|g| {
-                    g.as_ref().map(|g| {
-                        serde_json::json!({
-                            "gop_seq": g.header.gop_seq,
-                            "frames": g.frames.len(),
-                            "received_unix_ms": g.received_unix_ms,
-                        })
+                let latest = c.latest_gop.locked().as_ref().map(|g| {
+                    serde_json::json!({
+                        "gop_seq": g.header.gop_seq,
+                        "frames": g.frames.len(),
+                        "received_unix_ms": g.received_unix_ms,
                     })
                 });
                 out.push(serde_json::json!({
@@ -412,17 +406,17 @@ impl Center {
         gateways
             .iter()
             .map(|g| {
-                let identity = g.identity.lock().map(|i| i.clone()).ok();
+                let identity = g.identity.locked().clone();
                 let rtt = g.rtt_us.load(Relaxed);
                 serde_json::json!({
                     "id": g.id,
                     "state": if g.connected.load(Relaxed) { "connected" } else { "disconnected" },
-                    "remote": g.remote.lock().map(|r| r.to_string()).unwrap_or_default(),
-                    "software": g.software.lock().map(|s| s.clone()).unwrap_or_default(),
-                    "certificate": identity.map(|i| serde_json::json!({
-                        "common_name": i.common_name,
-                        "sha256": i.sha256_fingerprint,
-                    })),
+                    "remote": g.remote.locked().to_string(),
+                    "software": g.software.locked().clone(),
+                    "certificate": {
+                        "common_name": identity.common_name,
+                        "sha256": identity.sha256_fingerprint,
+                    },
                     "connected_since_unix_ms": g.since_unix_ms.load(Relaxed),
                     "last_seen_unix_ms": g.last_seen_unix_ms.load(Relaxed),
                     "connections": g.connections.load(Relaxed),
@@ -580,7 +574,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         relay.stop().await;
     }
     for g in center.gateways.iter() {
-        if let Ok(Some(conn)) = g.conn.lock().map(|c| c.clone()) {
+        if let Some(conn) = g.conn.locked().clone() {
             conn.close(varint(ErrorCode::NO_ERROR.value()), b"center stopping");
         }
     }

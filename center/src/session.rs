@@ -15,6 +15,7 @@ mod control;
 mod handshake;
 mod video;
 
+use lookout_core::sync::Locked;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -60,10 +61,12 @@ pub(super) async fn serve(center: Arc<Center>, incoming: quinn::Incoming) {
     match handshake::handshake(&center, &conn, &identity).await {
         Ok((link, ctl_send, ctl)) => {
             run(&center, &conn, &link, ctl_send, ctl).await;
-            if link.conn.lock().is_ok_and(|c| {
-                c.as_ref()
-                    .is_some_and(|c| c.stable_id() == conn.stable_id())
-            }) {
+            let current = link
+                .conn
+                .locked()
+                .as_ref()
+                .is_some_and(|c| c.stable_id() == conn.stable_id());
+            if current {
                 link.connected.store(false, Relaxed);
                 link.last_seen_unix_ms.store(unix_ms(), Relaxed);
                 center.metrics.gateways_connected.dec();

@@ -38,19 +38,15 @@ impl Metrics {
         help: &str,
         metric: impl prometheus_client::registry::Metric,
     ) {
-        {
-            let mut r = self.registry.locked();
-            r.register(name, help, metric);
-        }
+        let mut r = self.registry.locked();
+        r.register(name, help, metric);
     }
 
     /// Registers a collector read on every scrape (series whose label sets
     /// come and go, like per-camera health).
     pub fn register_collector(&self, collector: Box<dyn prometheus_client::collector::Collector>) {
-        {
-            let mut r = self.registry.locked();
-            r.register_collector(collector);
-        }
+        let mut r = self.registry.locked();
+        r.register_collector(collector);
     }
 
     /// The Prometheus text exposition.

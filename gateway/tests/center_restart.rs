@@ -21,10 +21,9 @@
 
 mod procs;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use procs::{Proc, certs, free_udp_port, http, refused_tcp_port, wait};
+use procs::{Proc, http, start_center, wait};
 
 /// Added to every documented bound: a debug build on a shared runner.
 const SLACK: Duration = Duration::from_millis(1500);
@@ -77,10 +76,6 @@ fn raise(gw: &Proc, id: &str) {
     assert_eq!(status, 201, "POST {id}: {reply}");
 }
 
-fn start_center(config: &Path) -> Proc {
-    Proc::start(&["center", "--config"], config, "lookout center running")
-}
-
 /// Polls (every 20 ms, at most `limit`) until the gateway holds a new
 /// connection (more than `connects_before`) that the center lists too.
 /// Returns how long that took and the last time the gateway still showed
@@ -106,33 +101,35 @@ fn until_redialled(
     (None, last_old)
 }
 
+/// [`until_redialled`], failing unless the gateway is connected again
+/// within `bound` of the center being up; returns the same pair.
+fn redialled_within(
+    gw: &Proc,
+    center: &Proc,
+    connects: u64,
+    bound: Duration,
+) -> (Duration, Duration) {
+    let limit = bound + Duration::from_secs(15);
+    let (back, last_old) = until_redialled(gw, center, connects, limit);
+    let back = back
+        .unwrap_or_else(|| panic!("no redial within {limit:?}: {}\n{}", upstream(gw), gw.log()));
+    assert!(
+        back <= bound,
+        "redialled {back:?} after the center was back, over {bound:?}\n{}",
+        gw.log()
+    );
+    (back, last_old)
+}
+
 #[test]
 fn the_gateway_redials_a_restarted_center_within_the_documented_bounds() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let pki = dir.path().join("certs");
-    certs(&pki, &["--center", "center,127.0.0.1", "--gateway", "gw-1"]);
-    let quic = format!("127.0.0.1:{}", free_udp_port());
-    let center_config = dir.path().join("center.toml");
-    procs::center_config(&center_config, &quic, &dir.path().join("center-data"), &pki);
-    // The camera exists so alerts can name it; nothing listens there, so the
-    // gateway sends no video: only keep-alives and pings tell it the center
-    // is gone or back.
-    let gateway_config = dir.path().join("gateway.toml");
-    std::fs::write(
-        &gateway_config,
-        format!(
-            "[gateway]\nid = \"gw-1\"\nhttp_listen = \"127.0.0.1:0\"\nstorage = \"{}\"\n\n\
-             [[camera]]\nid = \"gauge-bridge-3\"\nkind = \"fixed\"\nurl = \"rtsp://127.0.0.1:{}/x\"\n\n\
-             [[upstream]]\nid = \"center\"\naddress = \"{quic}\"\nserver_name = \"center\"\n\
-             ca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
-            dir.path().join("gateway-data").display(),
-            refused_tcp_port(),
-            pki.join("ca.pem").display(),
-            pki.join("gw-1.pem").display(),
-            pki.join("gw-1.key").display(),
-        ),
-    )
-    .expect("write gateway config");
+    // The gateway's camera has nothing behind it: it sends no video, so only
+    // keep-alives and pings tell it the center is gone or back.
+    let procs::Setup {
+        dir: _dir,
+        center_config,
+        gateway_config,
+    } = procs::setup();
 
     let mut center = start_center(&center_config);
     let gw = Proc::start(
@@ -165,23 +162,10 @@ fn the_gateway_redials_a_restarted_center_within_the_documented_bounds() {
     std::thread::sleep(Duration::from_secs(3));
     center = start_center(&center_config);
     let bound = KEEP_ALIVE + REDIAL + SLACK;
-    let (back, last_old) = until_redialled(&gw, &center, connects, bound + Duration::from_secs(15));
+    let (back, last_old) = redialled_within(&gw, &center, connects, bound);
     eprintln!(
         "center restart after 3 s: gateway connected again {back:?} after the center was up \
          (old connection last shown up at {last_old:?}; bound {bound:?})"
-    );
-    let back = back.unwrap_or_else(|| {
-        panic!(
-            "no redial within {:?}: {}\n{}",
-            bound + Duration::from_secs(15),
-            upstream(&gw),
-            gw.log()
-        )
-    });
-    assert!(
-        back <= bound,
-        "redialled {back:?} after the center was back, over {bound:?}\n{}",
-        gw.log()
     );
     // It was the restarted center's stateless reset that ended the old
     // connection, not the idle timeout.
@@ -229,24 +213,11 @@ fn the_gateway_redials_a_restarted_center_within_the_documented_bounds() {
     assert_eq!(link(&gw).0, connects, "connected to nobody?");
     center = start_center(&center_config);
     let bound = DIAL_CYCLE + SLACK;
-    let (back, _) = until_redialled(&gw, &center, connects, bound + Duration::from_secs(15));
+    let (back, _) = redialled_within(&gw, &center, connects, bound);
     eprintln!(
         "center restart after {:?}: gateway connected again {back:?} after the center was up \
          (bound {bound:?})",
         down.elapsed()
-    );
-    let back = back.unwrap_or_else(|| {
-        panic!(
-            "no redial within {:?}: {}\n{}",
-            bound + Duration::from_secs(15),
-            upstream(&gw),
-            gw.log()
-        )
-    });
-    assert!(
-        back <= bound,
-        "redialled {back:?} after the center was back, over {bound:?}\n{}",
-        gw.log()
     );
     assert!(
         wait(Duration::from_secs(5), || in_ledger(

@@ -18,11 +18,11 @@
 mod procs;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use procs::{Proc, certs, free_udp_port, http, refused_tcp_port, wait};
+use procs::{Proc, http, setup, start_center, wait};
 
 /// Alerts per burst.
 const BURST: usize = 30;
@@ -41,47 +41,6 @@ impl Rng {
 
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
-}
-
-struct Setup {
-    dir: tempfile::TempDir,
-    center_config: PathBuf,
-    gateway_config: PathBuf,
-}
-
-fn setup() -> Setup {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let ca = dir.path().join("certs");
-    certs(&ca, &["--center", "center,127.0.0.1", "--gateway", "gw-1"]);
-    let quic = format!("127.0.0.1:{}", free_udp_port());
-    let center_config = dir.path().join("center.toml");
-    procs::center_config(&center_config, &quic, &dir.path().join("center-data"), &ca);
-    // The camera exists only so alerts can name it: nothing listens there.
-    let gateway_config = dir.path().join("gateway.toml");
-    std::fs::write(
-        &gateway_config,
-        format!(
-            "[gateway]\nid = \"gw-1\"\nhttp_listen = \"127.0.0.1:0\"\nstorage = \"{}\"\n\n\
-             [[camera]]\nid = \"gauge-bridge-3\"\nkind = \"fixed\"\nurl = \"rtsp://127.0.0.1:{}/x\"\n\n\
-             [[upstream]]\nid = \"center\"\naddress = \"{quic}\"\nserver_name = \"center\"\n\
-             ca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
-            dir.path().join("gateway-data").display(),
-            refused_tcp_port(),
-            ca.join("ca.pem").display(),
-            ca.join("gw-1.pem").display(),
-            ca.join("gw-1.key").display(),
-        ),
-    )
-    .expect("write gateway config");
-    Setup {
-        dir,
-        center_config,
-        gateway_config,
-    }
-}
-
-fn start_center(config: &Path) -> Proc {
-    Proc::start(&["center", "--config"], config, "lookout center running")
 }
 
 fn start_gateway(config: &Path) -> Proc {

@@ -20,9 +20,17 @@ fn reports_dir() -> PathBuf {
 
 /// The committed JSON reports, and whether each claims a schema version.
 fn committed() -> Vec<(PathBuf, Value)> {
-    let mut out: Vec<(PathBuf, Value)> = std::fs::read_dir(reports_dir())
-        .expect("docs/reports")
-        .filter_map(|e| e.ok().map(|e| e.path()))
+    // The folder and its subfolders (a capacity search's steps).
+    let entries = |dir: &Path| -> Vec<PathBuf> {
+        std::fs::read_dir(dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect()
+    };
+    let top = entries(&reports_dir());
+    let below = top.iter().filter(|p| p.is_dir()).flat_map(|d| entries(d));
+    let mut out: Vec<(PathBuf, Value)> = below
+        .chain(top.iter().cloned())
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
         .map(|p| {
             let text = std::fs::read_to_string(&p).expect("readable");

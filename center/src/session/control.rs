@@ -2,6 +2,7 @@
 //! round-trip time from its pongs, applies its camera updates, and pings it
 //! every `PING_INTERVAL` so that a dead link is noticed.
 
+use lookout_core::sync::Locked;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
@@ -67,10 +68,8 @@ pub(super) async fn control(
                     match change {
                         CameraChange::Upsert(info) => upsert_camera(link, info),
                         CameraChange::State { id, state } => {
-                            if let Some(c) = link.cameras.get(&id)
-                                && let Ok(mut i) = c.info.lock()
-                            {
-                                i.state = state;
+                            if let Some(c) = link.cameras.get(&id) {
+                                c.info.locked().state = state;
                             }
                         }
                         CameraChange::Removed { id } => {

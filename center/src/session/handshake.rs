@@ -202,10 +202,7 @@ async fn claim_link(
             .or_insert(link)
             .clone());
     };
-    let same = link
-        .identity
-        .lock()
-        .is_ok_and(|i| i.sha256_fingerprint == identity.sha256_fingerprint);
+    let same = link.identity.locked().sha256_fingerprint == identity.sha256_fingerprint;
     if link.connected.load(Relaxed) && !same {
         let why = format!(
             "gateway id `{}` is connected with another certificate",
@@ -217,7 +214,8 @@ async fn claim_link(
             why,
         });
     }
-    if let Ok(Some(old)) = link.conn.lock().map(|c| c.clone()) {
+    let old = link.conn.locked().clone();
+    if let Some(old) = old {
         old.close(
             varint(ErrorCode::REPLACED.value()),
             b"replaced by a new connection",

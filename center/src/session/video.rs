@@ -84,18 +84,16 @@ pub(super) async fn read_gop(
 
 /// Makes a complete GOP its camera's latest, unless a newer one is already.
 fn keep_if_newest(camera: &CenterCamera, header: &GopHeader, frames: Vec<Frame>) {
-    {
-        let mut latest = camera.latest_gop.locked();
-        let newer = latest
-            .as_ref()
-            .is_none_or(|g| g.header.gop_seq < header.gop_seq);
-        if newer {
-            *latest = Some(Arc::new(CompleteGop {
-                header: header.clone(),
-                frames,
-                received_unix_ms: unix_ms(),
-            }));
-        }
+    let mut latest = camera.latest_gop.locked();
+    let newer = latest
+        .as_ref()
+        .is_none_or(|g| g.header.gop_seq < header.gop_seq);
+    if newer {
+        *latest = Some(Arc::new(CompleteGop {
+            header: header.clone(),
+            frames,
+            received_unix_ms: unix_ms(),
+        }));
     }
 }
 
@@ -176,7 +174,7 @@ fn gop_failed(
     reader: &mut MessageReader<VideoMessage>,
 ) {
     let camera_id = camera
-        .and_then(|c| Some(c.info.locked()).map(|i| i.id.clone()))
+        .map(|c| c.info.locked().id.clone())
         .unwrap_or_else(|| "(unknown)".into());
     if let Some(c) = camera {
         c.gops_dropped.fetch_add(1, Relaxed);

@@ -143,7 +143,7 @@ impl Guard {
 
     /// Why the guard closed the connection, if it did.
     pub(crate) fn refusal(&self) -> Option<String> {
-        Some(self.state.refusal.locked()).and_then(|r| r.clone())
+        self.state.refusal.locked().clone()
     }
 
     /// Whether the camera asked only for Basic authentication and was refused it.
@@ -322,10 +322,8 @@ async fn relay(
     // follows their closing) always finds the reason in place.
     if let Err(why) = &outcome {
         tracing::warn!(camera = %spec.camera, stage = "rtsp", "connection closed: the camera sent {why}");
-        {
-            let mut r = state.refusal.locked();
-            *r = Some(why.clone());
-        }
+        let mut r = state.refusal.locked();
+        *r = Some(why.clone());
     }
     outcome
 }

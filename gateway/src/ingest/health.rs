@@ -252,25 +252,21 @@ impl CameraHealth {
     }
 
     pub(crate) fn set_last_error(&self, e: Option<String>) {
-        {
-            let mut g = self.last_error.locked();
-            *g = e.map(|m| redact_text(&m));
-        }
+        let mut g = self.last_error.locked();
+        *g = e.map(|m| redact_text(&m));
     }
 
     pub fn last_error(&self) -> Option<String> {
-        Some(self.last_error.locked()).and_then(|g| g.clone())
+        self.last_error.locked().clone()
     }
 
     pub(crate) fn set_warning(&self, w: Option<String>) {
-        {
-            let mut g = self.warning.locked();
-            *g = w.map(|m| redact_text(&m));
-        }
+        let mut g = self.warning.locked();
+        *g = w.map(|m| redact_text(&m));
     }
 
     pub fn warning(&self) -> Option<String> {
-        Some(self.warning.locked()).and_then(|g| g.clone())
+        self.warning.locked().clone()
     }
 
     /// A consistent-enough snapshot for the API and metrics.

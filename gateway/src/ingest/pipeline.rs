@@ -196,11 +196,9 @@ impl StreamSink {
             }
             _ => health.set_warning(None),
         }
-        {
-            let mut st = self.stream.locked();
-            st.codec = Some(codec);
-            st.params = Some(Arc::new(CodecParams::unknown(codec)));
-        }
+        let mut st = self.stream.locked();
+        st.codec = Some(codec);
+        st.params = Some(Arc::new(CodecParams::unknown(codec)));
     }
 
     /// The depayloader's output carries the RTCP-derived NTP time; remember

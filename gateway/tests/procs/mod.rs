@@ -8,7 +8,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -367,4 +367,48 @@ pub fn refused_tcp_port() -> u16 {
         .and_then(|s| s.local_addr())
         .map(|a| a.port())
         .expect("a free TCP port")
+}
+
+/// A center and a one-camera gateway relaying to it, configured in a
+/// temporary folder (certificates made by `lookout certs`).
+pub struct Setup {
+    pub dir: tempfile::TempDir,
+    pub center_config: PathBuf,
+    pub gateway_config: PathBuf,
+}
+
+pub fn setup() -> Setup {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = dir.path().join("certs");
+    certs(&ca, &["--center", "center,127.0.0.1", "--gateway", "gw-1"]);
+    let quic = format!("127.0.0.1:{}", free_udp_port());
+    let center_config = dir.path().join("center.toml");
+    self::center_config(&center_config, &quic, &dir.path().join("center-data"), &ca);
+    // The camera exists only so alerts can name it: nothing listens there, so
+    // the gateway sends no video.
+    let gateway_config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &gateway_config,
+        format!(
+            "[gateway]\nid = \"gw-1\"\nhttp_listen = \"127.0.0.1:0\"\nstorage = \"{}\"\n\n\
+             [[camera]]\nid = \"gauge-bridge-3\"\nkind = \"fixed\"\nurl = \"rtsp://127.0.0.1:{}/x\"\n\n\
+             [[upstream]]\nid = \"center\"\naddress = \"{quic}\"\nserver_name = \"center\"\n\
+             ca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+            dir.path().join("gateway-data").display(),
+            refused_tcp_port(),
+            ca.join("ca.pem").display(),
+            ca.join("gw-1.pem").display(),
+            ca.join("gw-1.key").display(),
+        ),
+    )
+    .expect("write gateway config");
+    Setup {
+        dir,
+        center_config,
+        gateway_config,
+    }
+}
+
+pub fn start_center(config: &Path) -> Proc {
+    Proc::start(&["center", "--config"], config, "lookout center running")
 }

@@ -229,10 +229,8 @@ impl Uplink {
     }
 
     fn set_state(&self, state: LinkState) {
-        {
-            let mut s = self.state.locked();
-            *s = state;
-        }
+        let mut s = self.state.locked();
+        *s = state;
     }
 
     fn labels(&self) -> Vec<(String, String)> {
