@@ -503,11 +503,17 @@ pub enum SessionError {
 }
 
 /// Bytes from the center that break the protocol are its violation, and
-/// say so; other stream errors stay what they are.
+/// say so; a stream that failed because its connection ended is that
+/// connection's error (a restarted center's reset is a reset, whichever
+/// stream saw it first); other stream errors stay what they are.
 impl From<StreamError> for SessionError {
     fn from(e: StreamError) -> Self {
         match e {
             StreamError::Protocol(p) => SessionError::Violation(p.to_string()),
+            StreamError::Read(quinn::ReadError::ConnectionLost(c))
+            | StreamError::Write(quinn::WriteError::ConnectionLost(c)) => {
+                SessionError::Connection(c)
+            }
             e => SessionError::Stream(e),
         }
     }
