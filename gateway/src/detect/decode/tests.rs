@@ -12,9 +12,14 @@ fn encode(n: u32, w: u32, h: u32) -> Vec<bytes::Bytes> {
 
 /// `n` H.264 access units of a moving test pattern, a keyframe every `gop`.
 fn encode_gop(n: u32, w: u32, h: u32, gop: u32) -> Vec<bytes::Bytes> {
+    encode_pattern(n, w, h, gop, "ball")
+}
+
+/// `n` H.264 access units of videotestsrc's `pattern`, a keyframe every `gop`.
+fn encode_pattern(n: u32, w: u32, h: u32, gop: u32, pattern: &str) -> Vec<bytes::Bytes> {
     gst::init().expect("gstreamer");
     let desc = format!(
-        "videotestsrc num-buffers={n} pattern=ball ! video/x-raw,format=I420,width={w},height={h},framerate=25/1 \
+        "videotestsrc num-buffers={n} pattern={pattern} ! video/x-raw,format=I420,width={w},height={h},framerate=25/1 \
          ! x264enc key-int-max={gop} tune=zerolatency sliced-threads=false ! h264parse config-interval=-1 \
          ! video/x-h264,stream-format=byte-stream,alignment=au ! appsink name=out sync=false"
     );
@@ -252,6 +257,112 @@ fn one_cameras_garbage_costs_the_others_nothing() {
     assert_eq!(good_counts.lost.load(Ordering::Relaxed), 0);
     // Every garbage unit but the last few still in the decoder is given up and counted.
     assert!(bad_counts.lost.load(Ordering::Relaxed) >= good.len() - SHARED_PENDING_LIMIT);
+}
+
+/// The mean red, green and blue of a frame.
+fn mean_rgb(f: &RgbFrame) -> [f64; 3] {
+    let mut sum = [0f64; 3];
+    for px in f.data.chunks_exact(3) {
+        for (s, v) in sum.iter_mut().zip(px) {
+            *s += f64::from(*v);
+        }
+    }
+    let n = (f.data.len() / 3).max(1) as f64;
+    sum.map(|s| s / n)
+}
+
+/// Cameras on one shared decoder send pictures of their own colour, interleaved as fast
+/// as they can be pushed (the decoder falls behind and drops), with a fourth camera's
+/// garbage among them: every frame that comes out is the picture its camera sent, in
+/// the work frame and in every model-sized frame. A frame routed to the wrong camera
+/// would be an alert raised on the wrong camera.
+#[test]
+fn a_shared_decoder_never_hands_a_camera_another_cameras_picture() {
+    let (w, h) = (320, 240);
+    let colours = [("red", 0usize), ("green", 1), ("blue", 2)];
+    let pictures: Vec<Vec<bytes::Bytes>> = colours
+        .iter()
+        .map(|(pattern, _)| encode_pattern(4, w, h, 1, pattern))
+        .collect();
+    let (tx, rx) = mpsc::channel();
+    let pool = DecoderPool::new();
+    let counts = Arc::new(Counts::default());
+    let names: [&'static str; 3] = ["red", "green", "blue"];
+    let cams: Vec<DecoderHandle> = names
+        .iter()
+        .map(|name| {
+            Cam {
+                sizes: &[(224, 224), (96, 96)],
+                ..Cam::new(name, (w, h))
+            }
+            .join(&pool, &tx, &counts)
+        })
+        .collect();
+    let junk_counts = Arc::new(Counts::default());
+    let junk = Cam {
+        sizes: &[(224, 224), (96, 96)],
+        ..Cam::new("junk", (w, h))
+    }
+    .join(&pool, &tx, &junk_counts);
+    assert_eq!(pool.decoders(), 1, "all four share one decoder");
+    let garbage = bytes::Bytes::from_static(&[0, 0, 0, 1, 0x65, 0x88, 0x84, 0x00, 0x33, 0xff]);
+    let rounds = 120u64;
+    for round in 0..rounds {
+        for (i, cam) in cams.iter().enumerate() {
+            let data = pictures[i][(round % 4) as usize].clone();
+            cam.push(&unit(round * 10 + i as u64, data, w, h), true)
+                .expect("push");
+        }
+        if round % 7 == 0 {
+            junk.push(&unit(round * 10 + 9, garbage.clone(), w, h), true)
+                .expect("junk push");
+        }
+        // Bursts and pauses: some rounds pile up and drop, others decode.
+        if round % 3 == 0 {
+            std::thread::sleep(Duration::from_millis(round % 11));
+        }
+    }
+    let mut per_camera: HashMap<&str, usize> = HashMap::new();
+    while let Ok((name, f)) = rx.recv_timeout(Duration::from_secs(5)) {
+        assert_ne!(name, "junk", "garbage never comes out as a frame");
+        let want = colours
+            .iter()
+            .find(|(c, _)| *c == name)
+            .map(|(_, channel)| *channel)
+            .expect("a known camera");
+        assert_eq!(
+            f.meta.seq % 10,
+            want as u64,
+            "{name} got unit {}",
+            f.meta.seq
+        );
+        for frame in std::iter::once(&f.frame).chain(f.scaled.iter()) {
+            let rgb = mean_rgb(frame);
+            let other = (0..3)
+                .filter(|c| *c != want)
+                .map(|c| rgb[c])
+                .fold(0.0, f64::max);
+            assert!(
+                rgb[want] > 180.0 && other < 80.0,
+                "{name} (unit {}) got a picture of mean colour {rgb:?} at {}x{}",
+                f.meta.seq,
+                frame.width,
+                frame.height
+            );
+        }
+        *per_camera.entry(name).or_default() += 1;
+    }
+    // The decoder fell behind (pushes never wait), yet every camera got pictures.
+    for name in names {
+        assert!(
+            per_camera.get(name).copied().unwrap_or(0) > 0,
+            "{name}: {per_camera:?}"
+        );
+    }
+    let out: usize = per_camera.values().sum();
+    let lost = counts.lost.load(Ordering::Relaxed);
+    println!("{out} frames out, {lost} lost of {} pushed", rounds * 3);
+    assert_eq!(counts.failed.load(Ordering::Relaxed), 0);
 }
 
 #[test]
