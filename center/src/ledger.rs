@@ -46,17 +46,11 @@ pub const MAX_LIMIT: usize = 10_000;
 /// close the connection with `INTERNAL_ERROR`, so the gateway sends it again later).
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
-    /// The folder the file goes in could not be created.
-    #[error("ledger {}: creating its folder: {cause}", .path.display())]
-    CreateDir {
+    /// The file could not be opened: created, made private, checked or migrated.
+    #[error("ledger {}: {cause}", .path.display())]
+    Open {
         path: PathBuf,
-        cause: std::io::Error,
-    },
-    /// The file could not be created, or made private (0600).
-    #[error("ledger {}: making it readable by its owner only (0600): {cause}", .path.display())]
-    Permissions {
-        path: PathBuf,
-        cause: std::io::Error,
+        cause: lookout_core::durable::OpenError,
     },
     /// SQLite failed (I/O error, disk full, not a database, locked past the busy
     /// timeout, a stored value out of range, …).
@@ -66,58 +60,6 @@ pub enum LedgerError {
         op: String,
         cause: rusqlite::Error,
     },
-    /// The file cannot be put in write-ahead-log mode.
-    #[error("ledger {}: cannot use write-ahead logging (journal mode stays `{mode}`)", .path.display())]
-    NoWal { path: PathBuf, mode: String },
-    /// The file was written by a newer lookout with a schema this build does not know.
-    #[error(
-        "ledger {}: schema version {found} is newer than this build's {supported}; run a newer lookout or move the file away",
-        .path.display()
-    )]
-    NewerSchema {
-        path: PathBuf,
-        found: i64,
-        supported: i64,
-    },
-    /// The file is an SQLite database, but not a ledger.
-    #[error(
-        "ledger {}: not a lookout alert ledger (application_id {application_id:#x}, user_version {user_version}); refusing to use it",
-        .path.display()
-    )]
-    Foreign {
-        path: PathBuf,
-        application_id: i64,
-        user_version: i64,
-    },
-}
-
-impl LedgerError {
-    fn opening(path: PathBuf, e: lookout_core::durable::OpenError) -> LedgerError {
-        use lookout_core::durable::OpenError as E;
-        match e {
-            E::CreateDir(cause) => LedgerError::CreateDir { path, cause },
-            E::Permissions(cause) => LedgerError::Permissions { path, cause },
-            E::Sqlite { op, cause } => LedgerError::Sqlite {
-                path,
-                op: op.to_string(),
-                cause,
-            },
-            E::NoWal { mode } => LedgerError::NoWal { path, mode },
-            E::NewerSchema { found, supported } => LedgerError::NewerSchema {
-                path,
-                found,
-                supported,
-            },
-            E::Foreign {
-                application_id,
-                user_version,
-            } => LedgerError::Foreign {
-                path,
-                application_id,
-                user_version,
-            },
-        }
-    }
 }
 
 /// What storing one `Alert` message did to the ledger.
@@ -250,12 +192,16 @@ impl Ledger {
     pub fn open(path: &Path) -> Result<Ledger, LedgerError> {
         let path = path.to_path_buf();
         let schema = lookout_core::durable::Schema {
+            kind: "alert ledger",
             application_id: schema::APPLICATION_ID,
             create_v1: schema::SCHEMA_V1,
             migrations: schema::MIGRATIONS,
         };
-        let conn = lookout_core::durable::open(&path, &schema)
-            .map_err(|e| LedgerError::opening(path.clone(), e))?;
+        let conn =
+            lookout_core::durable::open(&path, &schema).map_err(|cause| LedgerError::Open {
+                path: path.clone(),
+                cause,
+            })?;
 
         Ok(Ledger {
             path,

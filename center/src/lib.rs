@@ -9,6 +9,8 @@
 //!   state (schema, storing, queries).
 //! - `session.rs` and `session/`: one gateway connection: handshake, control
 //!   stream, alerts, GOP streams.
+//! - `latency.rs`: each frame's delay, into the per-camera Prometheus series and the
+//!   whole-center HDR histograms behind `/api/latency`.
 //! - `cascade.rs`: forwarding upward to another center, same protocol.
 //! - `http.rs`: `/api/gateways`, `/api/cameras`, `/api/alerts`, acks,
 //!   latest GOPs, `/metrics`, the wall's sign-in and sign-out.
@@ -17,6 +19,7 @@
 pub mod cascade;
 pub mod config;
 pub mod http;
+pub mod latency;
 pub mod ledger;
 mod session;
 pub mod wall;
@@ -30,13 +33,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use dashmap::DashMap;
-use hdrhistogram::Histogram as Hdr;
 use lookout_codecs::relay::{CameraInfo, ErrorCode, Frame, GopHeader, Subscribe, SubscribeMode};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use serde::Serialize;
+use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::broadcast;
 
 use config::{CenterConfig, SubscribeSetting};
@@ -46,11 +47,6 @@ use lookout_core::relay::stream::varint;
 use lookout_core::relay::{stream, tls};
 
 type Labels = Vec<(String, String)>;
-
-fn delay_histogram() -> Histogram {
-    // 50 µs … ~3.3 s.
-    Histogram::new(exponential_buckets(0.00005, 2.0, 17))
-}
 
 /// The center's Prometheus series.
 pub struct CenterMetrics {
@@ -113,7 +109,7 @@ impl Default for CenterMetrics {
             frames: Family::default(),
             bytes: Family::default(),
             gops: Family::default(),
-            frame_delay: Family::new_with_constructor(delay_histogram),
+            frame_delay: Family::new_with_constructor(latency::delay_histogram),
         }
     }
 }
@@ -161,53 +157,6 @@ impl CenterMetrics {
             "Per frame: from capture, or from the gateway's receipt, to arrival here",
             self.frame_delay.clone(),
         );
-    }
-}
-
-/// HDR percentiles of a delay, in milliseconds.
-#[derive(Debug, Clone, Serialize)]
-pub struct Percentiles {
-    pub count: u64,
-    pub p50_ms: f64,
-    pub p90_ms: f64,
-    pub p99_ms: f64,
-    pub p999_ms: f64,
-    pub max_ms: f64,
-}
-
-impl Percentiles {
-    fn of(h: &Hdr<u64>) -> Percentiles {
-        let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
-        Percentiles {
-            count: h.len(),
-            p50_ms: ms(0.5),
-            p90_ms: ms(0.9),
-            p99_ms: ms(0.99),
-            p999_ms: ms(0.999),
-            max_ms: h.max() as f64 / 1000.0,
-        }
-    }
-}
-
-/// Whole-center delay histograms (µs) for `/api/latency`, which the relay
-/// benchmark reads.
-struct Latency {
-    capture: Hdr<u64>,
-    gateway: Hdr<u64>,
-    /// Capture → the gateway's receipt: the camera-to-gateway (RTSP) hop of
-    /// the same frames, the baseline the relay's share is compared with.
-    camera_to_gateway: Hdr<u64>,
-}
-
-impl Latency {
-    fn new() -> Latency {
-        // 1 µs … 1 h, 3 significant digits; creation cannot fail with these.
-        let h = || Hdr::new_with_bounds(1, 3_600_000_000, 3).expect("constant bounds are valid");
-        Latency {
-            capture: h(),
-            gateway: h(),
-            camera_to_gateway: h(),
-        }
     }
 }
 
@@ -295,7 +244,7 @@ pub struct Center {
     pub gateways: DashMap<String, Arc<GatewayLink>>,
     pub metrics: CenterMetrics,
     subscribe: Subscribe,
-    latency: Mutex<Latency>,
+    latency: Mutex<latency::Latency>,
     pub started: Instant,
     /// Ledger changes (which gateway's alert), for live views and the cascade.
     pub alert_events: broadcast::Sender<AlertKey>,
@@ -319,37 +268,17 @@ impl Center {
             gateways: DashMap::new(),
             metrics: CenterMetrics::default(),
             subscribe,
-            latency: Mutex::new(Latency::new()),
+            latency: Mutex::new(latency::Latency::new()),
             started: Instant::now(),
             alert_events: broadcast::channel(1024).0,
             upstreams: std::sync::OnceLock::new(),
         }
     }
 
-    fn record_delay(&self, capture_us: u64, gateway_us: u64) {
-        let mut l = self.latency.locked();
-        let _ = l.capture.record(capture_us.max(1));
-        let _ = l.gateway.record(gateway_us.max(1));
-        let _ = l
-            .camera_to_gateway
-            .record(capture_us.saturating_sub(gateway_us).max(1));
-    }
-
     /// Capture → center and gateway → center delay percentiles since start
     /// or the last reset.
-    pub fn latency(&self, reset: bool) -> serde_json::Value {
-        let mut l = self.latency.locked();
-        let out = serde_json::json!({
-            "capture_to_center": Percentiles::of(&l.capture),
-            "gateway_to_center": Percentiles::of(&l.gateway),
-            "camera_to_gateway": Percentiles::of(&l.camera_to_gateway),
-        });
-        if reset {
-            l.capture.reset();
-            l.gateway.reset();
-            l.camera_to_gateway.reset();
-        }
-        out
+    pub fn latency(&self, reset: bool) -> latency::LatencyReport {
+        self.latency.locked().report(reset)
     }
 
     /// Every camera of every gateway, for the API.

@@ -56,14 +56,21 @@ impl Default for Limits {
 /// Why a camera's RTSP byte stream was refused. Each names what was sent and the limit.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RtspError {
+    /// A head line (finished or not) over [`Limits::max_line`] bytes.
     #[error("a header line longer than {limit} bytes")]
     LineTooLong { limit: usize },
+    /// More header lines than [`Limits::max_headers`].
     #[error("more than {limit} header lines in one message")]
     TooManyHeaders { limit: usize },
+    /// A head (finished or not) over [`Limits::max_head`] bytes.
     #[error("a message head larger than {limit} bytes")]
     HeadTooLarge { limit: usize },
+    /// A `Content-Length` over [`Limits::max_body`]: refused before any of
+    /// the body is buffered.
     #[error("a Content-Length of {length}, more than the {limit} bytes a camera's message needs")]
     BodyTooLarge { length: u64, limit: usize },
+    /// A `Content-Length` that is not a decimal number (its first 32
+    /// characters).
     #[error("a Content-Length that is not a number ({value:?})")]
     BadContentLength { value: String },
     /// The bytes start neither an RTSP message nor an interleaved frame.
@@ -74,7 +81,10 @@ pub enum RtspError {
 /// One header of a message, as sent (name case kept).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
+    /// The name before the colon, whitespace trimmed, case as sent.
     pub name: String,
+    /// The value after the colon, whitespace trimmed; folded continuation
+    /// lines are joined to it with one space.
     pub value: String,
 }
 
@@ -83,7 +93,11 @@ pub struct Header {
 pub struct Message {
     /// `RTSP/1.0 200 OK`, or `GET_PARAMETER rtsp://… RTSP/1.0`, without the line end.
     pub start_line: String,
+    /// The headers in the order sent (lines without a colon are left out);
+    /// not UTF-8 bytes are replaced, `raw` keeps them.
     pub headers: Vec<Header>,
+    /// The `Content-Length` bytes after the head (empty when it announces
+    /// none); a slice of `raw`, not a copy.
     pub body: Bytes,
     /// The message exactly as it arrived, so one that is not changed is passed on byte
     /// for byte (a header that is not UTF-8 is kept as sent).
@@ -134,6 +148,7 @@ impl Message {
 pub enum Item {
     /// An interleaved frame, header included (`$`, channel, length, payload).
     Interleaved(Bytes),
+    /// A whole RTSP message (head and body).
     Message(Message),
 }
 

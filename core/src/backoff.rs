@@ -10,7 +10,12 @@ use std::time::Duration;
 /// Where the delays start and where they stop growing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BackoffPolicy {
+    /// The first delay after a success (before jitter); it doubles with
+    /// each failure in a row. Cameras: `reconnect_initial_ms`; the relay:
+    /// a fixed constant.
     pub initial: Duration,
+    /// The longest delay (before jitter): the doubling stops here. Cameras:
+    /// `reconnect_max_ms`; the relay: a fixed constant.
     pub max: Duration,
 }
 

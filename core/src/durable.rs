@@ -24,6 +24,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What a file of one kind must be.
 pub struct Schema {
+    /// What the file is, for messages: "outbox", "alert ledger".
+    pub kind: &'static str,
     /// `PRAGMA application_id`, the file kind's mark.
     pub application_id: i64,
     /// Creates version 1 in an empty file.
@@ -41,25 +43,51 @@ impl Schema {
     }
 }
 
-/// Why a file could not be opened; the caller names the file and its kind.
-#[derive(Debug)]
+/// Why a file could not be opened. The message says what went wrong; the caller's
+/// error (`OutboxError::Open`, `LedgerError::Open`) puts the file's kind and path in
+/// front of it.
+#[derive(Debug, thiserror::Error)]
 pub enum OpenError {
+    /// The folder the file goes in could not be created.
+    #[error("creating its folder: {0}")]
     CreateDir(std::io::Error),
     /// Creating the file, or making an existing one private.
+    #[error("making it readable by its owner only (0600): {0}")]
     Permissions(std::io::Error),
+    /// SQLite failed while opening, checking or migrating the file (`op` says which).
+    #[error("{op}: {cause}")]
     Sqlite {
         op: &'static str,
         cause: rusqlite::Error,
     },
+    /// The file cannot be put in write-ahead-log mode (commits would not be durable
+    /// the way the stores assume).
+    #[error("cannot use write-ahead logging (journal mode stays `{mode}`)")]
     NoWal {
+        /// The journal mode SQLite kept.
         mode: String,
     },
+    /// The file was written by a newer lookout with a schema this build does not know.
+    #[error(
+        "schema version {found} is newer than this build's {supported}; run a newer lookout or move the file away"
+    )]
     NewerSchema {
+        /// The file's `user_version`.
         found: i64,
+        /// The newest version this build writes.
         supported: i64,
     },
+    /// The file is an SQLite database of another kind (another application id, or
+    /// tables in a file with no version).
+    #[error(
+        "not a lookout {kind} (application_id {application_id:#x}, user_version {user_version}); refusing to use it"
+    )]
     Foreign {
+        /// What the file was expected to be ([`Schema::kind`]).
+        kind: &'static str,
+        /// The file's `application_id`.
         application_id: i64,
+        /// The file's `user_version`.
         user_version: i64,
     },
 }
@@ -140,6 +168,7 @@ pub fn open(path: &Path, schema: &Schema) -> Result<Connection, OpenError> {
     };
     if foreign {
         return Err(OpenError::Foreign {
+            kind: schema.kind,
             application_id,
             user_version,
         });
@@ -170,6 +199,7 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     const SCHEMA: Schema = Schema {
+        kind: "test store",
         application_id: 0x1234,
         create_v1: "CREATE TABLE t (x INTEGER);",
         migrations: &[],

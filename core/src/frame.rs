@@ -3,8 +3,12 @@
 /// A decoded picture, RGB8, rows packed.
 #[derive(Debug, Clone)]
 pub struct RgbFrame {
+    /// Pixels per row, > 0.
     pub width: u32,
+    /// Rows, > 0.
     pub height: u32,
+    /// `width * height * 3` bytes: R, G, B per pixel, rows top to bottom
+    /// with no padding ([`RgbFrame::new`] checks the length).
     pub data: Vec<u8>,
 }
 

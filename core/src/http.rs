@@ -31,7 +31,11 @@ pub const MAX_CONNECTIONS: usize = 512;
 /// The limits [`serve`] applies to every connection.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionLimits {
+    /// Longest a client may take to send a request's headers before hyper
+    /// closes the connection; [`HEADER_READ_TIMEOUT`] by default.
     pub header_read_timeout: Duration,
+    /// Connections served at once; one more is answered 503 and closed, and
+    /// counted as refused. [`MAX_CONNECTIONS`] by default.
     pub max_connections: usize,
 }
 

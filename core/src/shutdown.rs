@@ -89,14 +89,14 @@ mod tests {
     #[tokio::test]
     async fn waits_for_every_task() {
         let (trigger, shutdown) = Trigger::new();
-        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (tx, mut rx) = mpsc::channel(3);
         for i in 0..3 {
             let s = shutdown.clone();
             let tx = tx.clone();
             tokio::spawn(async move {
                 s.clone().wait().await;
                 tokio::time::sleep(Duration::from_millis(20)).await;
-                let _ = tx.send(i);
+                tx.send(i).await.expect("the test holds the receiver");
                 drop(s);
             });
         }

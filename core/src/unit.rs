@@ -29,6 +29,7 @@ pub enum TimestampSource {
 }
 
 impl TimestampSource {
+    /// The name used in the API and metrics.
     pub fn as_str(self) -> &'static str {
         match self {
             TimestampSource::Sei => "sei",
@@ -70,6 +71,8 @@ pub fn codec_label(codec: Codec) -> &'static str {
 /// parameters they were encoded with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CodecParams {
+    /// The codec, from the camera's RTP caps (the stream, not the
+    /// configuration).
     pub codec: Codec,
     /// H.265 only: the video parameter set NAL unit (no start code).
     pub vps: Option<Bytes>,
@@ -77,8 +80,11 @@ pub struct CodecParams {
     pub sps: Option<Bytes>,
     /// The picture parameter set NAL unit (no start code).
     pub pps: Option<Bytes>,
-    /// Picture size from the SPS (cropped); 0 until an SPS has been seen.
+    /// Picture width from the SPS (cropped), pixels; 0 until an SPS has been
+    /// seen.
     pub width: u32,
+    /// Picture height from the SPS (cropped), pixels; 0 until an SPS has
+    /// been seen.
     pub height: u32,
 }
 
@@ -127,6 +133,9 @@ pub struct AccessUnit {
     pub received_unix_ns: u64,
     /// When the picture was taken, Unix nanoseconds, by `capture_source`.
     pub capture_unix_ns: u64,
+    /// Where `capture_unix_ns` came from: the unit's SEI stamp, the
+    /// camera's RTCP sender-report clock, or (last resort) arrival, when it
+    /// equals `received_unix_ns`.
     pub capture_source: TimestampSource,
 }
 

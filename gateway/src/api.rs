@@ -27,8 +27,12 @@ use serde::Deserialize;
 
 /// What the handlers read.
 pub struct ApiState {
+    /// The configured gateway id: reported by `/healthz`, and the `gateway`
+    /// of alerts posted to `POST /api/alerts`.
     pub gateway_id: String,
+    /// When the daemon started: `/healthz`'s `uptime_s` is measured from it.
     pub started: Instant,
+    /// The registry `/metrics` encodes (OpenMetrics text).
     pub metrics: Arc<Metrics>,
     /// The live camera table behind `/api/cameras`.
     pub ingest: Arc<Ingest>,

@@ -10,9 +10,9 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use lookout_codecs::relay::{ErrorCode, Frame, GopHeader, VideoMessage};
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::histogram::Histogram;
 
 use super::violated;
+use crate::latency::{CameraDelays, delays_us};
 use crate::{Center, CenterCamera, CompleteGop, GatewayLink, LiveFrame, unix_ms, unix_ns};
 use lookout_core::relay::stream::{MessageReader, StreamError};
 
@@ -103,8 +103,7 @@ fn keep_if_newest(camera: &CenterCamera, header: &GopHeader, frames: Vec<Frame>)
 struct FrameMeters {
     frames: Counter,
     bytes: Counter,
-    capture_delay: Histogram,
-    gateway_delay: Histogram,
+    delays: CameraDelays,
 }
 
 impl FrameMeters {
@@ -115,18 +114,11 @@ impl FrameMeters {
         ];
         let frames = center.metrics.frames.get_or_create(&labels).clone();
         let bytes = center.metrics.bytes.get_or_create(&labels).clone();
-        let mut from = labels.clone();
-        from.push(("from".into(), "capture".into()));
-        let capture_delay = center.metrics.frame_delay.get_or_create(&from).clone();
-        if let Some(last) = from.last_mut() {
-            last.1 = "gateway".into();
-        }
-        let gateway_delay = center.metrics.frame_delay.get_or_create(&from).clone();
+        let delays = CameraDelays::new(&center.metrics.frame_delay, &labels);
         FrameMeters {
             frames,
             bytes,
-            capture_delay,
-            gateway_delay,
+            delays,
         }
     }
 
@@ -134,9 +126,7 @@ impl FrameMeters {
     /// the camera's live state.
     fn frame(&self, center: &Center, camera: &CenterCamera, f: &Frame, now: u64) {
         let (capture_us, gateway_us) = delays_us(f, now);
-        center.record_delay(capture_us, gateway_us);
-        self.capture_delay.observe(capture_us as f64 / 1e6);
-        self.gateway_delay.observe(gateway_us as f64 / 1e6);
+        self.delays.record(&center.latency, capture_us, gateway_us);
         self.frames.inc();
         self.bytes.inc_by(f.data.len() as u64);
         camera.frames.fetch_add(1, Relaxed);
@@ -144,14 +134,6 @@ impl FrameMeters {
         camera.last_frame_unix_ns.store(now, Relaxed);
         camera.last_capture_delay_us.store(capture_us, Relaxed);
     }
-}
-
-/// A frame's delay at `now` (Unix ns) since its capture and since the
-/// gateway received it, in microseconds; zero for a stamp in the future.
-fn delays_us(f: &Frame, now: u64) -> (u64, u64) {
-    let capture_us = now.saturating_sub(f.capture_unix_ns) / 1000;
-    let gateway_us = now.saturating_sub(f.received_unix_ns) / 1000;
-    (capture_us, gateway_us)
 }
 
 fn count_gop(center: &Center, gateway: &str, camera: &str, outcome: &str) {

@@ -29,12 +29,15 @@ pub(crate) mod sealed {
         /// Checks the rules that depend on the decoded message and the ones before it,
         /// then records it in `order`. `offset` is where its payload starts.
         fn check_order(&self, order: &mut Order, offset: u64) -> Result<(), DecodeError> {
+            // Not a result: the default has no rules, and this marks the
+            // parameters used while keeping their names for implementors.
             let _ = (order, offset);
             Ok(())
         }
 
         /// What the stream still lacks if it ends now, or `None` if it may end.
         fn missing_at_end(order: &Order) -> Option<&'static str> {
+            // Not a result: marks the parameter used (see `check_order`).
             let _ = order;
             None
         }

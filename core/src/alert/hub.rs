@@ -24,12 +24,22 @@ pub const RECENT_ALERTS: usize = 1000;
 /// The camera an alert is about, as the wall shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CameraRef {
+    /// The camera's configured id (`[[camera]] id`), as named in the API,
+    /// metrics and upstream; for an external alert, the request's `camera`.
     pub id: String,
+    /// The camera's configured kind (`tower`, `drone`, `bodycam`, `fixed`)
+    /// when the alert was raised.
     pub kind: CameraKind,
+    /// The camera's configured human name; `None` (and left out of the
+    /// JSON) when its configuration has none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// The camera's configured administrative group (e.g. the township);
+    /// `None` when its configuration has none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+    /// Where the camera stands (`{ lat, lon }`, WGS 84) from its
+    /// configuration; `None` when not configured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub location: Option<Location>,
 }
@@ -37,10 +47,13 @@ pub struct CameraRef {
 /// The frame an alert was raised on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FrameRef {
-    /// The camera's access-unit sequence number.
+    /// The camera's access-unit sequence number (`AccessUnit::seq`); 0 for
+    /// an external alert, which has no frame.
     pub seq: u64,
-    /// Picture size the camera sent (boxes are in these pixels).
+    /// Picture width the camera sent, pixels (boxes are in these pixels);
+    /// 0 for an external alert.
     pub width: u32,
+    /// Picture height the camera sent, pixels; 0 for an external alert.
     pub height: u32,
     /// When the picture was taken, Unix ns.
     pub capture_unix_ns: u64,
@@ -51,16 +64,31 @@ pub struct FrameRef {
 /// One alert, in its latest state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Alert {
+    /// Unique id, the same for all of one alert's events: a UUIDv7 made when
+    /// a detector raises it, or the client's `id` (else a UUIDv7) for an
+    /// external alert.
     pub id: String,
+    /// `active` from raising until cleared, then `cleared`.
     pub state: AlertState,
+    /// Id of the gateway that raised it (its configured gateway id).
     pub gateway: String,
+    /// The camera it concerns, as configured when it was raised.
     pub camera: CameraRef,
+    /// Id of the `[[detector]]` that raised it, or [`EXTERNAL_DETECTOR`]
+    /// for alerts posted to `POST /api/alerts`.
     pub detector: String,
+    /// The model that produced it; for an external alert the name
+    /// `external`, the source as version and an empty hash.
     pub model: ModelIdentity,
+    /// What was seen: one of the detector's alert labels (`smoke`,
+    /// `flood`, …), or the external request's `label`.
     pub label: String,
+    /// From the detector's alert policy for this label (`high` when it
+    /// names none), or the external request's (`high` by default).
     pub severity: Severity,
     /// Score last reported (raised or updated).
     pub score: f32,
+    /// Highest score over the raise and every update, 0..1.
     pub peak_score: f32,
     /// Boxes `[x, y, w, h]` in the camera's picture, when the model gives
     /// boxes.
@@ -78,11 +106,18 @@ pub struct Alert {
     pub capture_to_detect_ms: f64,
     /// `detect_unix_ns - frame.received_unix_ns`: the gateway's own part.
     pub receive_to_detect_ms: f64,
+    /// When it was raised, Unix ns: the detector's finishing time of the
+    /// raising frame, or when the gateway received an external alert.
     pub raised_unix_ns: u64,
+    /// When it was last updated, Unix ns; `None` until the first update
+    /// (external alerts are never updated).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub updated_unix_ns: Option<u64>,
+    /// When it was cleared, Unix ns; `None` while active.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cleared_unix_ns: Option<u64>,
+    /// `updated` events since it was raised (0 for external alerts); the
+    /// relay derives the alert's revision from it.
     pub updates: u32,
     /// Path of the JPEG snapshot on this gateway's API.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -101,7 +136,10 @@ pub struct Alert {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AlertState {
+    /// Raised and not yet cleared.
     Active,
+    /// Ended: the detector saw the label no more for `clear_after` samples,
+    /// a client posted `cleared`, or the gateway restarted.
     Cleared,
 }
 
@@ -124,7 +162,9 @@ impl Alert {
 /// What happened, with the alert as it stands after it.
 #[derive(Debug, Clone)]
 pub struct AlertEvent {
+    /// What happened: raised, updated, cleared, or its snapshot is ready.
     pub kind: AlertEventKind,
+    /// The alert as it stands after the event.
     pub alert: Arc<Alert>,
     /// The JPEG, with `snapshot` events.
     pub snapshot: Option<Bytes>,
@@ -164,9 +204,13 @@ impl Default for AlertHub {
 /// Which alerts a listing wants.
 #[derive(Debug, Default, Clone)]
 pub struct AlertQuery {
+    /// Only alerts of this camera id; `None`: every camera.
     pub camera: Option<String>,
+    /// Only alerts with this label; `None`: every label.
     pub label: Option<String>,
+    /// Leave out cleared alerts (`?active=true`).
     pub active_only: bool,
+    /// At most this many; `None`: up to [`RECENT_ALERTS`].
     pub limit: Option<usize>,
 }
 
@@ -247,8 +291,21 @@ impl AlertHub {
                 }
             }
         }
-        let _ = self.events.send(event);
+        self.announce(event);
         durable
+    }
+
+    /// Hands `event` to every subscriber. `send` fails only when there are
+    /// none (no upstream or wall listening, a benchmark): the event is
+    /// stored and journaled all the same, so nothing is lost.
+    fn announce(&self, event: AlertEvent) {
+        if let Err(broadcast::error::SendError(event)) = self.events.send(event) {
+            tracing::debug!(
+                alert = %event.alert.id,
+                event = event.kind.as_str(),
+                "alert event announced with no subscriber"
+            );
+        }
     }
 
     /// Stores an alert's (latest) snapshot and announces it.
@@ -266,8 +323,12 @@ impl AlertHub {
             alert,
             snapshot: Some(jpeg),
         };
-        let _ = self.journal(&event);
-        let _ = self.events.send(event);
+        // Announced even when the journal failed (an operator here must see
+        // it), as `publish` does; `journal` has logged the failure at error.
+        if let Err(e) = self.journal(&event) {
+            tracing::debug!(alert = %id, "snapshot announced without being durable: {e}");
+        }
+        self.announce(event);
     }
 
     /// Takes back alerts this gateway raised before a restart (newest first,

@@ -27,8 +27,14 @@ use super::Detection;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AlertEventKind {
+    /// A new alert: `raise_after` of the last `window` samples saw the label
+    /// (outside any cooldown), or an external alert was posted.
     Raised,
+    /// An active alert's score rose or its region grew, reported at most
+    /// every `update_interval_s`.
     Updated,
+    /// The alert ended (`clear_after` samples in a row without the label,
+    /// or an external `cleared`).
     Cleared,
     /// The alert's snapshot is ready (it follows `raised`/`updated`).
     Snapshot,
@@ -60,8 +66,12 @@ pub struct Evidence {
 /// A transition the state machine decided on.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Transition {
+    /// Raised, updated or cleared (never `snapshot`).
     pub kind: AlertEventKind,
+    /// The alert label the track follows (one of the detector's alert
+    /// labels).
     pub label: String,
+    /// The policy's severity for `label`, `high` when it names none.
     pub severity: Severity,
     /// The evidence of the frame that caused the transition (the last
     /// positive one for `cleared`).

@@ -17,7 +17,12 @@ use serde::Serialize;
 /// One thing a detector saw in one frame.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Detection {
+    /// The class name, from the model's label list (by output index).
     pub label: String,
+    /// Confidence, normally 0..1: the class score (classification, after a
+    /// softmax when configured; YOLO's class score), both filtered by the
+    /// detector's threshold, or the mean score of the class's pixels
+    /// (segmentation; 1 for a map of class ids).
     pub score: f32,
     /// `[x, y, w, h]` in frame pixels (detection and segmentation).
     #[serde(skip_serializing_if = "Option::is_none")]

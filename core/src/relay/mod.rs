@@ -57,6 +57,9 @@ pub struct RelayMetrics {
     pub connection_errors: Family<Labels, Counter>,
     /// Alert-stream messages written (re-sends included), per upstream.
     pub alerts_sent: Family<Labels, Counter>,
+    /// `AlertAck`s received from the center, per upstream: alert revisions
+    /// it has stored, which the outbox then drops (snapshot acks are not
+    /// counted).
     pub alerts_acked: Family<Labels, Counter>,
     /// Entries waiting for an acknowledgement.
     pub outbox_depth: Family<Labels, Gauge>,
@@ -71,8 +74,10 @@ pub struct RelayMetrics {
     /// GOPs per camera by outcome: `sent` (all acknowledged), `reset`
     /// (latency budget or the center stopped it), `skipped` (not subscribed).
     pub gops: Family<Labels, Counter>,
-    /// Access units handed to GOP streams, and their bytes.
+    /// Access units handed to GOP streams, per upstream and camera.
     pub frames: Family<Labels, Counter>,
+    /// Bytes of those access units (compressed, as the camera sent them),
+    /// per upstream and camera.
     pub bytes: Family<Labels, Counter>,
     /// Application round trip (Ping → Pong).
     pub rtt: Family<Labels, Histogram, fn() -> Histogram>,
@@ -301,10 +306,16 @@ impl Relay {
     /// acknowledgements, and closes (alert events are in the outboxes
     /// already: the journal wrote them as they happened).
     pub async fn stop(&self) {
-        let _ = self.stop.send(true);
+        // Fails only when every task has ended already (no receiver left):
+        // nothing to stop.
+        if self.stop.send(true).is_err() {
+            tracing::debug!("relay tasks had already stopped");
+        }
         let tasks: Vec<JoinHandle<()>> = self.tasks.locked().drain(..).collect();
         for t in tasks {
-            let _ = t.await;
+            if let Err(e) = t.await {
+                tracing::warn!("a relay task ended abnormally: {e}");
+            }
         }
     }
 }
@@ -315,7 +326,9 @@ fn open_outbox(path: &Path) -> anyhow::Result<Outbox> {
 
 /// What an alert event puts in an outbox.
 pub enum OutboxItem {
+    /// A raised, updated or cleared alert: its JSON record and revision.
     Alert(Alert),
+    /// An alert's JPEG snapshot (non-empty).
     Snapshot(Snapshot),
 }
 

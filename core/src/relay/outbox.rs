@@ -89,17 +89,11 @@ pub const LATEST_KEPT: usize = 1000;
 /// so a log line alone says which center's outbox failed and at what.
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
-    /// The folder the file goes in could not be created.
-    #[error("outbox {}: creating its folder: {cause}", .path.display())]
-    CreateDir {
+    /// The file could not be opened: created, made private, checked or migrated.
+    #[error("outbox {}: {cause}", .path.display())]
+    Open {
         path: PathBuf,
-        cause: std::io::Error,
-    },
-    /// The file could not be created, or made private (0600).
-    #[error("outbox {}: making it readable by its owner only (0600): {cause}", .path.display())]
-    Permissions {
-        path: PathBuf,
-        cause: std::io::Error,
+        cause: crate::durable::OpenError,
     },
     /// SQLite failed (I/O error, disk full, not a database, locked past the busy
     /// timeout, …).
@@ -109,30 +103,6 @@ pub enum OutboxError {
         op: String,
         cause: rusqlite::Error,
     },
-    /// The file cannot be put in write-ahead-log mode (so commits would not be durable
-    /// the way this module assumes).
-    #[error("outbox {}: cannot use write-ahead logging (journal mode stays `{mode}`)", .path.display())]
-    NoWal { path: PathBuf, mode: String },
-    /// The file was written by a newer lookout with a schema this build does not know.
-    #[error(
-        "outbox {}: schema version {found} is newer than this build's {supported}; run a newer lookout or move the file away",
-        .path.display()
-    )]
-    NewerSchema {
-        path: PathBuf,
-        found: i64,
-        supported: i64,
-    },
-    /// The file is an SQLite database, but not an outbox.
-    #[error(
-        "outbox {}: not a lookout outbox (application_id {application_id:#x}, user_version {user_version}); refusing to use it",
-        .path.display()
-    )]
-    Foreign {
-        path: PathBuf,
-        application_id: i64,
-        user_version: i64,
-    },
     /// A stored row does not make sense (edited by hand, or damaged).
     #[error("outbox {}: {op}: invalid stored entry: {detail}", .path.display())]
     Corrupt {
@@ -140,35 +110,6 @@ pub enum OutboxError {
         op: String,
         detail: String,
     },
-}
-
-impl OutboxError {
-    fn opening(path: PathBuf, e: crate::durable::OpenError) -> OutboxError {
-        use crate::durable::OpenError as E;
-        match e {
-            E::CreateDir(cause) => OutboxError::CreateDir { path, cause },
-            E::Permissions(cause) => OutboxError::Permissions { path, cause },
-            E::Sqlite { op, cause } => OutboxError::Sqlite {
-                path,
-                op: op.to_string(),
-                cause,
-            },
-            E::NoWal { mode } => OutboxError::NoWal { path, mode },
-            E::NewerSchema { found, supported } => OutboxError::NewerSchema {
-                path,
-                found,
-                supported,
-            },
-            E::Foreign {
-                application_id,
-                user_version,
-            } => OutboxError::Foreign {
-                path,
-                application_id,
-                user_version,
-            },
-        }
-    }
 }
 
 /// One waiting entry, as it goes out on the alert stream.
@@ -210,12 +151,15 @@ impl Outbox {
     pub fn open(path: &Path) -> Result<Outbox, OutboxError> {
         let path = path.to_path_buf();
         let schema = crate::durable::Schema {
+            kind: "outbox",
             application_id: APPLICATION_ID,
             create_v1: SCHEMA_V1,
             migrations: MIGRATIONS,
         };
-        let mut conn = crate::durable::open(&path, &schema)
-            .map_err(|e| OutboxError::opening(path.clone(), e))?;
+        let mut conn = crate::durable::open(&path, &schema).map_err(|cause| OutboxError::Open {
+            path: path.clone(),
+            cause,
+        })?;
         // Added after schema 1, so created here for old files too.
         conn.execute_batch(LATEST_TABLE)
             .map_err(|cause| OutboxError::Sqlite {

@@ -36,8 +36,11 @@ use x509_parser::extensions::GeneralName;
 /// being rotated).
 #[derive(Debug, Clone)]
 pub struct TlsFiles {
+    /// The operator CA certificate(s) the peer must chain to (PEM).
     pub ca: PathBuf,
+    /// This side's certificate, then any intermediates (PEM).
     pub cert: PathBuf,
+    /// This side's private key (PEM: PKCS#8, PKCS#1 or SEC1).
     pub key: PathBuf,
 }
 

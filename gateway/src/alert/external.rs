@@ -40,23 +40,29 @@ pub struct ExternalAlert {
     pub label: String,
     /// Who raised it: `gauge-17`, `satellite:viirs`, `operator:li`.
     pub source: String,
+    /// How urgent it is; `high` when absent.
     #[serde(default = "default_severity")]
     pub severity: Severity,
     /// Confidence 0..1; 1 when absent.
     pub score: Option<f32>,
     /// When it was observed, Unix ns; when received when absent.
     pub observed_unix_ns: Option<u64>,
+    /// Free text for the operator (at most 2000 bytes), kept in the alert;
+    /// with `cleared`, it replaces the alert's note.
     pub note: Option<String>,
     /// `active` (the default) raises it; `cleared` ends an active one.
     #[serde(default)]
     pub state: ExternalState,
 }
 
+/// The state a request asks for.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ExternalState {
+    /// Raise the alert (a retry of one already here changes nothing).
     #[default]
     Active,
+    /// End the active alert with this `id`.
     Cleared,
 }
 
@@ -76,7 +82,10 @@ pub enum Outcome {
 /// Why a request was refused: the field and what is wrong with it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Refusal {
+    /// A field breaks its rule, or the `id` belongs to another camera or
+    /// label (`422`).
     Invalid(String),
+    /// No such camera, or no alert with that `id` to clear (`404`).
     NotFound(String),
     /// The journal failed: the alert is announced here but may not survive
     /// a crash, so the client must not count it as delivered.

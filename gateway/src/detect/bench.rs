@@ -37,10 +37,14 @@ use crate::alert::hub::AlertHub;
 use crate::alert::identity::ModelIdentity;
 use crate::config::{CameraConfig, CameraKind, Transport};
 
+/// How `lookout bench-detector` measures.
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
-    /// Seconds per measurement per round.
+    /// Seconds per measurement per round (at least 0.1 is used).
     pub seconds: f64,
+    /// Rounds, each one raw measurement then one of the detector path (at
+    /// least 1 is run): many short rounds let a noisy neighbour hurt both
+    /// alike.
     pub rounds: usize,
     /// Work-frame size fed to the detector (a 720p camera's is 640×360).
     pub frame: (u32, u32),
@@ -62,11 +66,17 @@ impl Default for BenchOptions {
 /// Percentiles of per-batch time, milliseconds.
 #[derive(Debug, Clone, Serialize)]
 pub struct Percentiles {
+    /// Median batch time, ms (recorded in µs, 3 significant figures).
     pub p50: f64,
+    /// 90th percentile, ms.
     pub p90: f64,
+    /// 99th percentile, ms.
     pub p99: f64,
+    /// 99.9th percentile, ms.
     pub p999: f64,
+    /// Longest batch, ms.
     pub max: f64,
+    /// Batches recorded.
     pub count: u64,
 }
 
@@ -85,40 +95,71 @@ impl Percentiles {
     }
 }
 
+/// One of the two measurements, summed over every round.
 #[derive(Debug, Clone, Serialize)]
 pub struct Side {
+    /// Frames run: the batch size per raw run; frames the worker ran on the
+    /// detector path.
     pub frames: u64,
+    /// Wall-clock time measured over all rounds, seconds.
     pub seconds: f64,
+    /// `frames / seconds`.
     pub frames_per_s: f64,
+    /// Per-batch time (raw: `session.run`; detector: from receiving the
+    /// prepared batch to its last alert decision).
     pub batch_ms: Percentiles,
 }
 
+/// Where a detector-path batch's time went, mean per batch, milliseconds.
 #[derive(Debug, Clone, Serialize)]
 pub struct StageMeans {
     /// On the preprocessing thread, overlapped with the previous batch's
     /// inference: not part of the per-batch time.
     pub preprocess: f64,
+    /// ONNX Runtime's `run`.
     pub inference: f64,
+    /// Decoding the output into detections (NMS included).
     pub postprocess: f64,
-    /// Batching, alert decisions and everything else.
+    /// Batching, alert decisions and everything else: the mean batch time
+    /// less `inference` and `postprocess`, at least 0.
     pub other: f64,
 }
 
+/// What `lookout bench-detector` prints (as JSON).
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
+    /// The `[[detector]]` id measured.
     pub detector: String,
+    /// Its model file's identity.
     pub model: ModelIdentity,
+    /// Frames per run: the engine's batch size (config `max_batch`, or 1
+    /// for a model fixed at 1).
     pub batch: usize,
+    /// The model's input size (width, height), pixels.
     pub input: (u32, u32),
+    /// The work-frame size fed to the detector (width, height), pixels.
     pub frame: (u32, u32),
+    /// ONNX Runtime intra-op threads the engine was opened with (reported
+    /// only).
     pub threads: usize,
+    /// Rounds run.
     pub rounds: usize,
+    /// Bare `session.run` on a tensor filled once.
     pub ort_raw: Side,
+    /// The gateway's own path, queue to alert decisions.
     pub detector_path: Side,
     /// Mean per batch on the detector path, milliseconds.
     pub stage_mean_ms: StageMeans,
     /// detector_path.frames_per_s ÷ ort_raw.frames_per_s.
     pub ratio: f64,
+}
+
+/// Records one batch time in microseconds. Only a batch over the
+/// histogram's 60 s cap fails: it is left out of the percentiles, and said.
+fn record(h: &mut Histogram<u64>, t: Duration, side: &str) {
+    if let Err(e) = h.record((t.as_micros() as u64).max(1)) {
+        tracing::warn!("bench: {side} batch time {t:?} not recorded: {e}");
+    }
 }
 
 fn histogram() -> Histogram<u64> {
@@ -215,7 +256,7 @@ pub fn run(
         let start = Instant::now();
         while start.elapsed() < per {
             let t = engine.run_raw(batch)?;
-            let _ = raw_h.record((t.as_micros() as u64).max(1));
+            record(&mut raw_h, t, "raw");
             raw_frames += batch as u64;
         }
         raw_time += start.elapsed();
@@ -254,13 +295,19 @@ pub fn run(
         };
         let start = Instant::now();
         let n = worker(engine, &queue, &ctx, &mut |t, stages| {
-            let _ = det_h.record((t.as_micros() as u64).max(1));
+            record(&mut det_h, t, "detector");
             stage_sum += *stages;
             batches += 1;
         });
         let took = start.elapsed();
-        let _ = timer.join();
-        let _ = feeder.join();
+        // A panicked timer or feeder leaves this round's figures in doubt:
+        // say so rather than report them as if nothing happened.
+        if timer.join().is_err() {
+            tracing::warn!("bench: the round timer thread panicked");
+        }
+        if feeder.join().is_err() {
+            tracing::warn!("bench: the feeder thread panicked");
+        }
         det_frames += n;
         det_time += took;
     }

@@ -72,18 +72,24 @@ const SHARED_PENDING_LIMIT: usize = 4;
 /// What the sampler knew about a unit when it pushed it.
 #[derive(Debug, Clone)]
 pub struct UnitMeta {
+    /// The unit's per-camera sequence number (`AccessUnit::seq`).
     pub seq: u64,
+    /// When the picture was taken, Unix ns (by the unit's timestamp source).
     pub capture_unix_ns: u64,
+    /// When the gateway received the unit, Unix ns.
     pub received_unix_ns: u64,
     /// Whether the detector wants this frame (false: decode for reference
     /// only).
     pub sampled: bool,
+    /// When the sampler handed the unit to the decoder: the start of the
+    /// frame's `decode` time.
     pub pushed: Instant,
 }
 
 /// A decoded, scaled frame with where it came from.
 #[derive(Debug)]
 pub struct DecodedFrame {
+    /// The unit's metadata as the sampler pushed it (always `sampled`).
     pub meta: UnitMeta,
     /// The work frame (aspect kept; snapshots, letterboxed models).
     pub frame: RgbFrame,
@@ -95,10 +101,15 @@ pub struct DecodedFrame {
     pub decode: Duration,
 }
 
+/// Why a camera cannot decode.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
+    /// The decoder's chain or thread could not be started (a GStreamer
+    /// plugin missing, no thread to spare).
     #[error("camera {camera}: cannot build the decoder: {message}")]
     Build { camera: String, message: String },
+    /// The camera's decoder has stopped (its chain could not be rebuilt):
+    /// the sampler drops it and joins a new one at the next keyframe.
     #[error("camera {camera}: decoder: {message}")]
     Stream { camera: String, message: String },
 }
@@ -185,6 +196,7 @@ pub struct DecoderPool {
 pub struct DecoderHandle {
     decoder: Arc<Decoder>,
     route: Arc<Route>,
+    /// The codec the decoder was built for (the camera's, when it joined).
     pub codec: Codec,
     /// Picture size the decoder was built for.
     pub source: (u32, u32),
@@ -496,7 +508,11 @@ impl Chain {
             gst::event::Segment::new(&gst::FormattedSegment::<gst::ClockTime>::new()),
         ] {
             if !feed.push_event(event) {
-                let _ = pipeline.set_state(gst::State::Null);
+                // Tearing down a chain that is given up: a failure to stop
+                // it changes nothing for the caller, which gets the error.
+                if let Err(e) = pipeline.set_state(gst::State::Null) {
+                    tracing::debug!("decoder chain not stopped cleanly: {e}");
+                }
                 return Err("the decoder refused the stream's start".to_string());
             }
         }
@@ -558,8 +574,10 @@ impl Chain {
             );
         }
         // The outcome shows on the bus (an error) or in the pending map (a unit the
-        // decoder dropped stays there until it is the oldest).
-        let _ = self.feed.push(buffer);
+        // decoder dropped stays there until it is the oldest, then counts as lost).
+        if let Err(e) = self.feed.push(buffer) {
+            tracing::debug!(camera = %item.route.camera, seq = unit.seq, "decoder refused a unit: {e:?}");
+        }
         lost
     }
 
@@ -576,9 +594,15 @@ impl Chain {
         Ok(())
     }
 
+    /// Stops the chain for good (it is being rebuilt or the decoder ends).
+    /// Failures are logged only: nothing more is pushed into it either way.
     fn close(&self) {
-        let _ = self.feed.set_active(false);
-        let _ = self.pipeline.set_state(gst::State::Null);
+        if let Err(e) = self.feed.set_active(false) {
+            tracing::debug!("decoder feed not deactivated: {e}");
+        }
+        if let Err(e) = self.pipeline.set_state(gst::State::Null) {
+            tracing::debug!("decoder chain not stopped cleanly: {e}");
+        }
     }
 }
 

@@ -15,14 +15,20 @@ use super::preprocess::{self, Placement, RgbFrame};
 use super::runtime::Runtime;
 use crate::config::{DetectorConfig, OutputKind};
 
+/// Why a detector could not open or run.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
+    /// The model file could not be opened as an ONNX Runtime session.
     #[error(transparent)]
     Model(#[from] ModelError),
+    /// The model's inputs or outputs disagree with its `[[detector]]`
+    /// entry: every problem found, `; `-separated.
     #[error("detector {detector}: the model does not match its configuration: {problems}")]
     Mismatch { detector: String, problems: String },
+    /// ONNX Runtime failed a run (or the bench could not start a thread).
     #[error("detector {detector}: inference failed: {message}")]
     Inference { detector: String, message: String },
+    /// The model's output is not the shape its output kind needs.
     #[error("detector {detector}: output has shape {shape:?}, expected {expected}")]
     OutputShape {
         detector: String,
@@ -69,6 +75,8 @@ impl std::ops::AddAssign for InferTimings {
 
 /// A detector ready to run.
 pub struct Engine {
+    /// The `[[detector]]` entry it was opened with (the bench may have
+    /// overridden `max_batch`).
     pub config: DetectorConfig,
     session: Session,
     /// Frames per run: the config's `max_batch`, or 1 when the model's batch

@@ -16,37 +16,59 @@ use super::runtime;
 use crate::alert::identity::ModelIdentity;
 use crate::config::Config;
 
+/// Why `lookout detect` (or the bench, which opens its detector the same
+/// way) could not go on.
 #[derive(Debug, thiserror::Error)]
 pub enum DetectFilesError {
+    /// An image could not be opened or decoded (reported per image; it
+    /// does not stop the others).
     #[error("{path}: {message}")]
     Image { path: String, message: String },
+    /// `--detector` names no configured detector: the id asked for, and
+    /// the ids there are.
     #[error(
         "no [[detector]] with id `{0}` in the configuration (it has: {1}); pick one with --detector"
     )]
     UnknownDetector(String, String),
+    /// The configuration has no `[[detector]]`.
     #[error("the configuration has no [[detector]] entry")]
     NoDetector,
+    /// Several detectors and no `--detector`: how many, and their ids.
     #[error("the configuration has {0} detectors ({1}); pick one with --detector")]
     Ambiguous(usize, String),
+    /// ONNX Runtime could not be found or loaded.
     #[error(transparent)]
     Runtime(#[from] runtime::RuntimeError),
+    /// The model does not open, match its configuration or run.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// The model file could not be read to compute its identity.
     #[error("model {path}: {source}")]
     ModelFile {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// A result line could not be written (stdout closed, disk full): the
+    /// results from here on would be lost.
+    #[error("cannot write the results: {0}")]
+    Output(std::io::Error),
 }
 
 /// One image's result, as printed.
 #[derive(Debug, Serialize)]
 pub struct ImageResult<'a> {
+    /// The image's path as given on the command line.
     pub image: String,
+    /// The decoded image's width, pixels.
     pub width: u32,
+    /// The decoded image's height, pixels.
     pub height: u32,
+    /// The `[[detector]]` id that ran.
     pub detector: &'a str,
+    /// Its model file's identity.
     pub model: &'a ModelIdentity,
+    /// What the detector found, boxes in the image's pixels; empty when
+    /// it found nothing.
     pub detections: Vec<Detection>,
 }
 
@@ -122,7 +144,9 @@ pub fn open_detector(
 /// What a run over many files came to.
 #[derive(Debug, Default)]
 pub struct RunSummary {
+    /// Images run through the detector (a JSON line written for each).
     pub images: usize,
+    /// Images that could not be read or decoded (an error line for each).
     pub failed: usize,
 }
 
@@ -146,7 +170,10 @@ pub fn run(
                 Ok(f) => loaded.push((path, f)),
                 Err(e) => {
                     summary.failed += 1;
-                    let _ = writeln!(err, "lookout detect: {e}");
+                    // Counted in `failed`, which the exit status reports;
+                    // if stderr itself cannot be written there is nowhere
+                    // left to say it, and the other images still run.
+                    writeln!(err, "lookout detect: {e}").ok();
                 }
             }
         }
@@ -167,7 +194,7 @@ pub fn run(
             };
             // serde_json on these plain types cannot fail.
             let text = serde_json::to_string(&line).unwrap_or_default();
-            let _ = writeln!(out, "{text}");
+            writeln!(out, "{text}").map_err(DetectFilesError::Output)?;
         }
     }
     Ok(summary)

@@ -9,6 +9,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
 use crate::metrics::Metrics;
 
+/// A series' label pairs, e.g. `[("detector", "smoke"), ("stage", "queue")]`.
 pub(crate) type Labels = Vec<(String, String)>;
 
 fn stage_histogram() -> Histogram {
@@ -29,14 +30,28 @@ pub struct DetectMetrics {
     pub stage: Family<Labels, Histogram, fn() -> Histogram>,
     /// Capture of a frame to its detections, per frame, per camera.
     pub capture_to_detect: Family<Labels, Histogram, fn() -> Histogram>,
+    /// Frames per inference run, per detector (buckets 1 … 64).
     pub batch_size: Family<Labels, Histogram, fn() -> Histogram>,
+    /// Frames run through a detector (after a successful run), per
+    /// detector.
     pub frames: Family<Labels, Counter>,
+    /// Sampled frames dropped before inference, per detector and reason:
+    /// `queue_full` (drop-oldest pushed one out) or `inference_error` (the
+    /// batch's run failed).
     pub dropped: Family<Labels, Counter>,
+    /// Frames waiting in a detector's queue, per detector: set after each
+    /// push and each batch taken.
     pub queue_depth: Family<Labels, Gauge>,
+    /// Decoder failures per camera (could not be built, refused a unit, or
+    /// failed on the picture); the decoder restarts at the next keyframe.
     pub decode_errors: Family<Labels, Counter>,
     /// Sampled frames that never came out of the decoder, by camera and reason.
     pub decode_lost: Family<Labels, Counter>,
+    /// Failed inference runs per detector (their frames are also counted in
+    /// `dropped{reason="inference_error"}`).
     pub inference_errors: Family<Labels, Counter>,
+    /// Alert transitions by camera, label and event (`raised`, `updated`,
+    /// `cleared`), counted as the detector decides them.
     pub alert_events: Family<Labels, Counter>,
 }
 

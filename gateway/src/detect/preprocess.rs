@@ -11,9 +11,16 @@ pub use lookout_core::frame::RgbFrame;
 /// + pad`. Needed to map boxes back to the frame.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Placement {
+    /// Input pixels per frame pixel, horizontally.
     pub scale_x: f32,
+    /// Input pixels per frame pixel, vertically (equal to `scale_x` when
+    /// letterboxing).
     pub scale_y: f32,
+    /// Input pixels of padding left of the picture (letterbox); 0 when
+    /// stretching.
     pub pad_x: f32,
+    /// Input pixels of padding above the picture (letterbox); 0 when
+    /// stretching.
     pub pad_y: f32,
 }
 

@@ -23,23 +23,34 @@ const SETUP_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../.lookout/onnxru
 
 /// A loaded ONNX Runtime: the process-wide environment every session uses.
 pub struct Runtime {
+    /// The shared library loaded: the explicit path as given, or the first
+    /// found by [`locate`]'s search (canonicalised).
     pub library: PathBuf,
+    /// The library's own version string (`OrtGetApiBase`), `unknown` when
+    /// it could not be read; compare with [`EXPECTED_VERSION`].
     pub version: String,
+    /// The process-wide ONNX Runtime environment (named `lookout`,
+    /// telemetry off) every session is created in.
     pub environment: ort::environment::Environment,
 }
 
+/// Why ONNX Runtime could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
+    /// No library in any searched folder: the patterns looked for.
     #[error(
         "ONNX Runtime library not found; looked in:\n{}\nFix: run `cargo xtask setup` in the lookout source tree (it extracts the library from the PyPI `onnxruntime=={EXPECTED_VERSION}` wheel), or point `gateway.onnxruntime` in the config or LOOKOUT_ONNXRUNTIME at a libonnxruntime.so",
         .0.iter().map(|p| format!("  - {}", p.display())).collect::<Vec<_>>().join("\n")
     )]
     NotFound(Vec<PathBuf>),
+    /// A path given explicitly (configuration or environment variable) is
+    /// not a file.
     #[error("ONNX Runtime library {path}: does not exist (set by {source_of_path})")]
     ExplicitMissing {
         path: PathBuf,
         source_of_path: String,
     },
+    /// `ort` could not load the library or build its environment.
     #[error("ONNX Runtime library {path}: {message}")]
     Load { path: PathBuf, message: String },
 }
@@ -67,11 +78,18 @@ pub fn load(explicit: Option<&Path>) -> Result<&'static Runtime, RuntimeError> {
             message: e.to_string(),
         })?;
     let version = library_version(&library).unwrap_or_else(|| "unknown".to_string());
-    let _ = RUNTIME.set(Runtime {
-        library,
-        version,
-        environment,
-    });
+    // `set` fails only when another thread loaded it meanwhile: that
+    // runtime is the one returned below, and this one is dropped.
+    if RUNTIME
+        .set(Runtime {
+            library,
+            version,
+            environment,
+        })
+        .is_err()
+    {
+        tracing::debug!("ONNX Runtime was loaded by another thread meanwhile; using that one");
+    }
     RUNTIME
         .get()
         .ok_or_else(|| RuntimeError::NotFound(Vec::new()))

@@ -35,6 +35,8 @@ pub(crate) use super::worker::{SnapshotJob, snapshot_thread, worker};
 
 /// A sampled, decoded frame on its way to the detectors.
 pub struct Sample {
+    /// The camera's configuration as its sampler was started with (a
+    /// reload that changes it restarts the sampler).
     pub camera: Arc<CameraConfig>,
     /// The work frame (aspect kept).
     pub frame: RgbFrame,
@@ -43,8 +45,11 @@ pub struct Sample {
     pub scaled: Vec<RgbFrame>,
     /// The picture size the camera sent.
     pub source: (u32, u32),
+    /// The unit's per-camera sequence number (`AccessUnit::seq`).
     pub seq: u64,
+    /// When the picture was taken, Unix ns (by the unit's timestamp source).
     pub capture_unix_ns: u64,
+    /// When the gateway received the unit, Unix ns.
     pub received_unix_ns: u64,
 }
 
@@ -60,6 +65,7 @@ impl Sample {
     }
 }
 
+/// A sample as queued: shared by every detector of its camera, not copied.
 pub(crate) type Job = Arc<Sample>;
 
 /// One detector: its queue and its thread.
@@ -128,7 +134,7 @@ impl DetectService {
                 // The session is opened on the detector's own thread, after it has
                 // lowered its priority: ONNX Runtime's pool threads, created with the
                 // session, inherit it. A model that cannot be opened still stops the start.
-                let (opened_tx, opened_rx) = std::sync::mpsc::sync_channel(1);
+                let (opened_tx, opened_rx) = tokio::sync::oneshot::channel();
                 let (dc, model_path) = (d.clone(), path.clone());
                 std::thread::Builder::new()
                     .name(format!("detect-{}", d.id))
@@ -138,16 +144,25 @@ impl DetectService {
                             Ok(mut engine) => {
                                 let limit = dc.queue_limit.unwrap_or(engine.max_batch() * 4);
                                 let q = Arc::new(DropOldest::new(limit));
-                                let _ = opened_tx.send(Ok((q.clone(), limit)));
-                                worker(&mut engine, &q, &ctx, &mut |_, _| {});
+                                if opened_tx.send(Ok((q.clone(), limit))).is_err() {
+                                    // `start` no longer waits (it failed): nobody
+                                    // holds this queue, so nothing would ever come.
+                                    tracing::warn!(detector = %dc.id, "the start gave up on this detector; not running it");
+                                } else {
+                                    worker(&mut engine, &q, &ctx, &mut |_, _| {});
+                                }
                             }
                             Err(e) => {
-                                let _ = opened_tx.send(Err(e));
+                                if let Err(Err(e)) = opened_tx.send(Err(e)) {
+                                    tracing::error!(detector = %dc.id, "cannot open the detector: {e}");
+                                }
                             }
                         }
                         crate::threads::leave();
                     })?;
-                let (queue, limit) = opened_rx.recv().map_err(|_| {
+                // Awaited, not blocked on: opening a model takes a while, and this
+                // runs on a tokio worker.
+                let (queue, limit) = opened_rx.await.map_err(|_| {
                     anyhow::anyhow!("detector {}: its thread ended at start", d.id)
                 })??;
                 tracing::info!(
@@ -195,8 +210,7 @@ impl DetectService {
             .collect();
         for id in stale {
             if let Some(s) = samplers.remove(&id) {
-                let _ = s.stop.send(true);
-                let _ = s.task.await;
+                stop_sampler(&id, s).await;
             }
         }
         for (id, camera) in wanted {
@@ -240,13 +254,24 @@ impl DetectService {
     /// finishes what is queued and its thread ends.
     pub async fn stop(&self) {
         let mut samplers = self.samplers.lock().await;
-        for (_, s) in samplers.drain() {
-            let _ = s.stop.send(true);
-            let _ = s.task.await;
+        for (id, s) in samplers.drain() {
+            stop_sampler(&id, s).await;
         }
         for slot in self.detectors.values() {
             slot.queue.close();
         }
+    }
+}
+
+/// Stops one camera's sampler and waits for it.
+async fn stop_sampler(camera: &str, s: SamplerSlot) {
+    // `send` fails only when the task has returned already (its camera was
+    // not ingested, or its feed ended): nothing to stop.
+    if s.stop.send(true).is_err() {
+        tracing::debug!(camera = %camera, "sampler had already ended");
+    }
+    if let Err(e) = s.task.await {
+        tracing::error!(camera = %camera, "sampler task ended abnormally: {e}");
     }
 }
 

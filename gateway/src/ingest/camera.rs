@@ -51,10 +51,14 @@ const MAX_STUCK_TEARDOWNS: u64 = 2;
 /// streaming thread and subscribers.
 #[derive(Debug)]
 pub struct Camera {
+    /// The configured id (fixed for the camera's life: a reload that
+    /// changes it is a removal and an addition).
     pub id: Arc<str>,
     /// Replaced on reload when only fields outside ingest change (name,
     /// sampling, …); a change to the connection restarts the task instead.
     config: RwLock<Arc<CameraConfig>>,
+    /// Live counters and state, written by the streaming thread and the
+    /// camera task; kept across reconnects and restarts.
     pub health: Arc<CameraHealth>,
     /// Kept across reconnects and restarts, so subscriptions survive them.
     pub fanout: Fanout,
@@ -346,7 +350,7 @@ fn explain(camera: &Camera, outcome: Outcome, guard: Option<&Guard>) -> Outcome 
 /// Watches one open connection until it fails, stalls or is stopped.
 async fn supervise(
     camera: &Camera,
-    events: &mut tokio::sync::mpsc::UnboundedReceiver<PipelineEvent>,
+    events: &mut tokio::sync::mpsc::Receiver<PipelineEvent>,
     s: &IngestSettings,
     stop: &mut watch::Receiver<bool>,
     backoff: &mut Backoff,

@@ -46,6 +46,7 @@ const MESSAGES_PER_SECOND: u32 = 50;
 /// What the guard needs to know about the camera.
 #[derive(Debug, Clone)]
 pub(crate) struct GuardSpec {
+    /// The camera's id, for logs.
     pub camera: Arc<str>,
     /// The camera's URL without user-info.
     pub location: String,

@@ -38,6 +38,8 @@ pub enum CameraState {
 }
 
 impl CameraState {
+    /// Every state, in the order of their atomic codes (for metrics that
+    /// export one series per state).
     pub const ALL: [CameraState; 5] = [
         CameraState::Connecting,
         CameraState::Live,
@@ -81,7 +83,10 @@ impl CameraState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ActiveTransport {
+    /// RTP and RTCP over UDP (`auto` tries this first).
     Udp,
+    /// RTP interleaved in the RTSP TCP connection (`tcp`, or `auto` after
+    /// UDP brought no video).
     Tcp,
 }
 
@@ -330,39 +335,79 @@ impl From<CameraState> for lookout_codecs::relay::CameraState {
 /// URL and error texts are redacted.
 #[derive(Debug, Clone, Serialize)]
 pub struct CameraStatus {
+    /// The camera's configured id.
     pub id: String,
+    /// The configured kind (`tower`, `drone`, `bodycam`, `fixed`).
     pub kind: crate::config::CameraKind,
+    /// The configured human name; `null` when none is configured.
     pub name: Option<String>,
+    /// The configured administrative group; `null` when none is configured.
     pub group: Option<String>,
+    /// Where the camera task's state machine is now.
     pub state: CameraState,
+    /// What the camera actually sends, from the stream's caps (not the
+    /// configuration); `null` until a connection has negotiated video.
     /// Shown as its label (`h264`, `h265`).
     #[serde(serialize_with = "codec_as_label")]
     pub codec: Option<Codec>,
+    /// Picture width from the latest SPS, pixels; 0 until an SPS was seen.
     pub width: u32,
+    /// Picture height from the latest SPS, pixels; 0 until an SPS was seen.
     pub height: u32,
-    /// Measured over the last few seconds, not read from the SDP.
+    /// Units per second over the last 2 s, measured, not read from the
+    /// SDP; 0 while the camera is not live. Rounded to 2 decimals.
     pub fps: f64,
+    /// Compressed bitrate over the last 2 s, kbit/s (1000 bit/s); 0 while
+    /// the camera is not live. Rounded to 2 decimals.
     pub bitrate_kbps: f64,
+    /// Milliseconds since the gateway received the camera's last unit (wall
+    /// clock); `null` before the first unit.
     pub last_frame_age_ms: Option<u64>,
-    /// Units between the last two keyframes.
+    /// Units between the last two keyframes; 0 until two keyframes were
+    /// seen.
     pub gop: u32,
+    /// Access units received and handed on, since the camera was added
+    /// (across reconnects and reloads that keep its id).
     pub units: u64,
+    /// Of `units`, the keyframes (H.264 IDR, H.265 IRAP).
     pub keyframes: u64,
+    /// Compressed bytes of `units` (Annex-B, start codes included).
     pub bytes: u64,
+    /// Connection attempts after the first (every new session).
     pub reconnects: u64,
+    /// Attempts ended because no unit came within the stall timeout.
     pub stalls: u64,
+    /// Units slow subscribers missed (drop-oldest), summed over
+    /// subscribers.
     pub dropped_units: u64,
+    /// Damaged NAL units skipped, buffers with no NAL unit, and NAL or
+    /// access units the camera cut short.
     pub malformed_nals: u64,
+    /// Connections the RTSP guard closed because the camera broke a limit.
     pub rtsp_refusals: u64,
+    /// Pipelines that did not stop within the teardown limit and were left
+    /// to their thread (a counter).
     pub abandoned_teardowns: u64,
+    /// Of `abandoned_teardowns`, those still stopping now (a gauge); at 2
+    /// the camera stops reconnecting until one finishes.
     pub stuck_teardowns: u64,
     /// Frames the camera numbered that never reached the gateway; `null` when
     /// the camera does not number its frames (no lookout stamp).
     pub lost_frames: Option<u64>,
+    /// Where the last unit's capture time came from; `null` before the
+    /// first unit.
     pub timestamp_source: Option<TimestampSource>,
+    /// The RTSP transport of the current (or last) attempt; `null` before
+    /// the first attempt.
     pub transport: Option<ActiveTransport>,
+    /// The configured URL with any `user:password@` replaced by `***@`.
     pub url: String,
+    /// Why the last attempt ended (redacted), kept while live so an operator
+    /// sees why the last reconnect happened; `null` until an attempt failed.
     pub last_error: Option<String>,
+    /// Something that does not stop ingest but an operator should fix (a
+    /// camera configured as H.264 that sends H.265), redacted; `null` when
+    /// there is none.
     pub warning: Option<String>,
 }
 

@@ -52,6 +52,8 @@ use crate::config::{CameraConfig, GatewaySection};
 pub struct IngestSettings {
     /// No unit for this long (also while connecting) means stalled.
     pub stall_timeout: Duration,
+    /// Reconnect delays after a failed attempt, from
+    /// `reconnect_initial_ms` and `reconnect_max_ms`.
     pub backoff: BackoffPolicy,
 }
 
@@ -86,8 +88,10 @@ pub type CameraSet = Arc<[Arc<CameraConfig>]>;
 /// Why ingest could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
+    /// `gstreamer::init` failed; its message.
     #[error("ingest: cannot initialise GStreamer: {0}")]
     GStreamer(String),
+    /// A required GStreamer element (a plugin not installed), by name.
     #[error("ingest: GStreamer element `{0}` is missing (install gstreamer1.0-plugins-good/-bad)")]
     MissingElement(&'static str),
 }
@@ -95,12 +99,16 @@ pub enum IngestError {
 /// What a reload did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ReloadSummary {
+    /// Ids of cameras new in the configuration: started.
     pub added: Vec<String>,
+    /// Ids of cameras no longer configured: stopped and dropped (their
+    /// counters with them).
     pub removed: Vec<String>,
     /// Connection settings changed: the camera was reconnected.
     pub restarted: Vec<String>,
     /// Only fields outside ingest changed (name, sampling, …): no reconnect.
     pub updated: Vec<String>,
+    /// How many cameras' configurations were identical: left alone.
     pub unchanged: usize,
 }
 
@@ -290,19 +298,29 @@ impl Ingest {
         let mut slots = Vec::with_capacity(ids.len());
         for id in ids {
             if let Some((_, slot)) = self.cameras.remove(&id) {
-                let _ = slot.stop.send(true);
+                signal_stop(&slot);
                 slots.push(slot);
             }
         }
         for slot in slots {
-            let _ = slot.task.await;
+            if let Err(e) = slot.task.await {
+                tracing::error!(camera = %slot.camera.id, "camera task ended abnormally: {e}");
+            }
         }
         self.set.send_replace(Arc::from(Vec::new()));
     }
 }
 
+/// Tells a camera's task to stop. `send` fails only when the task has
+/// dropped its receiver, i.e. it has returned already: nothing to stop.
+fn signal_stop(slot: &Slot) {
+    if slot.stop.send(true).is_err() {
+        tracing::debug!(camera = %slot.camera.id, "camera task had already ended");
+    }
+}
+
 async fn stop_slot(slot: Slot) {
-    let _ = slot.stop.send(true);
+    signal_stop(&slot);
     if let Err(e) = slot.task.await {
         tracing::error!(camera = %slot.camera.id, "camera task ended abnormally: {e}");
     }

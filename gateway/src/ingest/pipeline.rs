@@ -103,11 +103,32 @@ pub(crate) enum PipelineEvent {
     Ended,
 }
 
+/// Pipeline events waiting for the camera task, at most. The first one ends the
+/// connection, so later ones only tell the same story again.
+const EVENTS_QUEUED: usize = 8;
+
+/// Hands a pipeline event to the camera task from a GStreamer thread; never blocks.
+fn tell(tx: &mpsc::Sender<PipelineEvent>, camera: &str, event: PipelineEvent) {
+    match tx.try_send(event) {
+        Ok(()) => {}
+        // The connection is already ending on an earlier event.
+        Err(mpsc::error::TrySendError::Full(e)) => {
+            tracing::debug!(camera, "pipeline event after the connection's end dropped: {e:?}");
+        }
+        // The camera task has closed this connection.
+        Err(mpsc::error::TrySendError::Closed(e)) => {
+            tracing::debug!(camera, "pipeline event after close: {e:?}");
+        }
+    }
+}
+
 /// A running connection. Dropping it without [`close`] leaks the pipeline's
 /// threads until GStreamer notices; always close.
 pub(crate) struct Connection {
     pipeline: gst::Pipeline,
-    pub events: mpsc::UnboundedReceiver<PipelineEvent>,
+    /// Failures and the end of the stream, as the pipeline's threads see them (the
+    /// first one ends the connection).
+    pub events: mpsc::Receiver<PipelineEvent>,
 }
 
 /// The per-connection state GStreamer's threads write into.
@@ -427,7 +448,7 @@ pub(crate) fn open(
         retry: Retry::Slowly,
     })?;
 
-    let (tx, events) = mpsc::unbounded_channel();
+    let (tx, events) = mpsc::channel(EVENTS_QUEUED);
 
     {
         let sink = sink.clone();
@@ -449,7 +470,7 @@ pub(crate) fn open(
                 return;
             };
             if let Err(e) = link_video(&pipeline, pad, &sink) {
-                let _ = tx.send(PipelineEvent::Failed(e));
+                tell(&tx, &sink.camera.id, PipelineEvent::Failed(e));
             }
         });
     }
@@ -465,26 +486,22 @@ pub(crate) fn open(
                     _ => {}
                 },
                 gst::MessageView::Error(e) => {
-                    let _ = tx.send(PipelineEvent::Failed(classify(
-                        &e.error(),
-                        e.debug().as_deref(),
-                        msg.src(),
-                        &sink,
-                    )));
+                    let failed =
+                        classify(&e.error(), e.debug().as_deref(), msg.src(), &sink);
+                    tell(&tx, &sink.camera.id, PipelineEvent::Failed(failed));
                 }
-                gst::MessageView::Eos(_) => {
-                    let _ = tx.send(PipelineEvent::Ended);
-                }
+                gst::MessageView::Eos(_) => tell(&tx, &sink.camera.id, PipelineEvent::Ended),
                 gst::MessageView::Warning(w) => {
                     if hung_up(&w.error(), w.debug().as_deref(), msg.src()) {
                         // Before the first packet rtspsrc has no pad to end,
                         // so this warning is all that tells of it: without
                         // it the camera would wait out the stall timeout.
-                        let _ = tx.send(PipelineEvent::Failed(ConnectionError {
+                        let hung_up = ConnectionError {
                             stage: "rtsp",
                             cause: "the camera closed the connection".into(),
                             retry: Retry::Soon,
-                        }));
+                        };
+                        tell(&tx, &sink.camera.id, PipelineEvent::Failed(hung_up));
                     } else {
                         tracing::debug!(camera = %sink.camera.id, "GStreamer warning: {}", redact_text(&w.error().to_string()));
                     }

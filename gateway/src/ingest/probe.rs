@@ -13,7 +13,11 @@ use crate::config::{CameraConfig, CameraKind, Transport, redact_url};
 /// What to probe.
 #[derive(Debug, Clone)]
 pub struct ProbeOptions {
+    /// The camera's `rtsp://` or `rtsps://` URL as given on the command
+    /// line, credentials included (the report shows it redacted).
     pub url: String,
+    /// `auto` (UDP, falling back to TCP), `tcp` or `udp`, from
+    /// `--transport`.
     pub transport: Transport,
     /// How long to measure once video flows.
     pub duration: Duration,
@@ -24,30 +28,52 @@ pub struct ProbeOptions {
 /// What was measured.
 #[derive(Debug, Clone)]
 pub struct ProbeReport {
-    /// Redacted.
+    /// The probed URL, `user:password@` replaced by `***@`.
     pub url: String,
+    /// The codec's label (`h264`, `h265`), from the last unit received.
     pub codec: &'static str,
+    /// Picture width from the SPS in force at the last unit, pixels; 0 when
+    /// no SPS was seen.
     pub width: u32,
+    /// Picture height, pixels, like `width`.
     pub height: u32,
+    /// Units per second: units after the first over the time between the
+    /// first and last unit's arrival; 0 when only one unit came.
     pub fps: f64,
     /// Mean units between keyframes over the whole GOPs seen.
     pub gop: Option<f64>,
+    /// Compressed bytes of every unit measured, kbit/s (1000 bit/s) over
+    /// `seconds`.
     pub bitrate_kbps: f64,
+    /// The RTSP transport of the camera's latest attempt (the one the video
+    /// came over, unless it reconnected); `None` when the camera had no
+    /// status.
     pub transport: Option<ActiveTransport>,
+    /// Where the last unit's capture time came from.
     pub timestamp_source: TimestampSource,
     /// Median capture-to-gateway delay when capture times are the camera's.
+    /// `None` when every unit was timed on arrival (no SEI stamp, no RTCP
+    /// sender report).
     pub delay_ms_p50: Option<f64>,
+    /// Access units received while measuring, the first included.
     pub units: u64,
+    /// Of `units`, the keyframes.
     pub keyframes: u64,
+    /// The camera's malformed-NAL counter at the end (connecting included);
+    /// 0 when the camera had no status.
     pub malformed_nals: u64,
+    /// Wall-clock time measured, from the first unit to the end, seconds.
     pub seconds: f64,
 }
 
 /// Why a probe produced no report.
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
+    /// Ingest could not start (GStreamer or one of its elements missing).
     #[error(transparent)]
     Ingest(#[from] super::IngestError),
+    /// No unit arrived within `connect_limit`: the camera's state and last
+    /// error say why.
     #[error("{url}: no video within {waited_s:.1} s (state {state}{})", .last_error.as_ref().map(|e| format!(", last error: {e}")).unwrap_or_default())]
     NoVideo {
         url: String,

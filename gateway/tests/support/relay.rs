@@ -306,7 +306,7 @@ pub async fn welcomed(
 pub struct SteadyGateway {
     pub id: String,
     pub camera: String,
-    alerts: mpsc::UnboundedSender<Alert>,
+    alerts: mpsc::Sender<Alert>,
     acked: Arc<Mutex<HashSet<String>>>,
     failure: Arc<Mutex<Option<String>>>,
     pub gops_sent: Arc<AtomicU64>,
@@ -365,7 +365,7 @@ impl SteadyGateway {
         }
 
         // Alerts out, acknowledgements back.
-        let (alerts, mut alert_rx) = mpsc::unbounded_channel::<Alert>();
+        let (alerts, mut alert_rx) = mpsc::channel::<Alert>(64);
         let acked: Arc<Mutex<HashSet<String>>> = Arc::default();
         let (mut alert_send, alert_recv) = tokio::time::timeout(WAIT, conn.open_bi())
             .await
@@ -466,7 +466,9 @@ impl SteadyGateway {
     }
 
     pub fn send_alert(&self, id: &str) {
-        let _ = self.alerts.send(alert(id, &self.camera));
+        self.alerts
+            .try_send(alert(id, &self.camera))
+            .expect("the fake gateway's alert task is running and keeping up");
     }
 
     pub fn acked(&self, id: &str) -> bool {

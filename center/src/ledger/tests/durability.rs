@@ -202,7 +202,16 @@ fn corrupt_or_foreign_file_is_an_error_naming_the_path() {
     let outbox = dir.path().join("outbox.sqlite3");
     drop(lookout_core::relay::outbox::Outbox::open(&outbox).expect("outbox"));
     let err = Ledger::open(&outbox).expect_err("foreign");
-    assert!(matches!(err, LedgerError::Foreign { .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            LedgerError::Open {
+                cause: lookout_core::durable::OpenError::Foreign { .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 /// Random interleavings of revisions, re-sends and snapshots of several ids, in

@@ -359,7 +359,16 @@ fn another_sqlite_file_is_refused() {
         .and_then(|c| c.execute_batch("CREATE TABLE t (x INTEGER)"))
         .expect("other database");
     let err = Outbox::open(&path).expect_err("foreign");
-    assert!(matches!(err, OutboxError::Foreign { .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            OutboxError::Open {
+                cause: crate::durable::OpenError::Foreign { .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
 
     let newer = dir.path().join("newer.sqlite3");
     drop(Outbox::open(&newer).expect("open"));
@@ -368,7 +377,13 @@ fn another_sqlite_file_is_refused() {
         .expect("bump version");
     let err = Outbox::open(&newer).expect_err("newer");
     assert!(
-        matches!(err, OutboxError::NewerSchema { found: 99, .. }),
+        matches!(
+            err,
+            OutboxError::Open {
+                cause: crate::durable::OpenError::NewerSchema { found: 99, .. },
+                ..
+            }
+        ),
         "{err}"
     );
 }

@@ -591,10 +591,14 @@ async fn resolve(address: &str) -> Result<SocketAddr, SessionError> {
         .ok_or_else(|| SessionError::Resolve(format!("{address}: no address")))
 }
 
-/// What a GOP's writer task is told by the scheduler.
-#[derive(Debug)]
+/// What the scheduler wants of a GOP's writer now. It travels on a `watch` channel:
+/// the latest decision replaces the one before, so a writer far behind (a congested
+/// link) holds one value, never a growing queue of them, and a reset is final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum GopCommand {
-    SetPriority(i32),
+    /// Send at this stream priority (higher first).
+    Priority(i32),
+    /// Give the GOP up: reset the stream with this code.
     Reset(ErrorCode),
 }
 
@@ -604,8 +608,8 @@ struct Session {
     conn: quinn::Connection,
     /// Decides GOP priorities and resets; never held across an await.
     scheduler: Mutex<Scheduler>,
-    /// The command channel of each GOP stream in flight.
-    gops: DashMap<(Arc<str>, u64), mpsc::UnboundedSender<GopCommand>>,
+    /// The command of each GOP stream in flight (see [`GopCommand`]).
+    gops: DashMap<(Arc<str>, u64), watch::Sender<GopCommand>>,
     /// Woken when the scheduler may have a new deadline.
     timers: Notify,
 }
@@ -636,7 +640,14 @@ impl Session {
                     priority,
                 } => {
                     if let Some(tx) = self.gops.get(&(camera, gop_seq)) {
-                        let _ = tx.send(GopCommand::SetPriority(priority));
+                        // Never over a reset; a writer that has ended ignores it.
+                        tx.send_if_modified(|c| match c {
+                            GopCommand::Priority(p) if *p != priority => {
+                                *c = GopCommand::Priority(priority);
+                                true
+                            }
+                            _ => false,
+                        });
                     }
                 }
                 Action::Reset {
@@ -647,7 +658,8 @@ impl Session {
                     self.gop_outcome(&camera, "reset");
                     tracing::debug!(upstream = %self.uplink.config.id, camera = %camera, gop = gop_seq, code = %code, "GOP stream reset");
                     if let Some((_, tx)) = self.gops.remove(&(camera, gop_seq)) {
-                        let _ = tx.send(GopCommand::Reset(code));
+                        // Seen by the writer even after the sender is dropped here.
+                        tx.send_replace(GopCommand::Reset(code));
                     }
                 }
             }

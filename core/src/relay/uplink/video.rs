@@ -113,7 +113,7 @@ impl Session {
                     Some(GopStart::Open { priority }) => match gop_header(&unit, gop_seq) {
                         Some(header) => {
                             let (frames_tx, frames_rx) = mpsc::channel(GOP_FRAMES_QUEUED);
-                            let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+                            let (cmd_tx, cmd_rx) = watch::channel(GopCommand::Priority(priority));
                             self.gops.insert((camera.clone(), gop_seq), cmd_tx);
                             tokio::spawn(self.clone().write_gop(
                                 camera.clone(),
@@ -172,20 +172,20 @@ impl Session {
         priority: i32,
         header: GopHeader,
         mut frames: mpsc::Receiver<Frame>,
-        mut cmds: mpsc::UnboundedReceiver<GopCommand>,
+        mut cmds: watch::Receiver<GopCommand>,
     ) {
         let outcome = async {
             let mut priority = priority;
             let mut send = loop {
                 tokio::select! {
                     s = self.conn.open_uni() => break s.ok()?,
-                    cmd = cmds.recv() => match cmd {
-                        Some(GopCommand::SetPriority(p)) => priority = p,
+                    cmd = next_command(&mut cmds) => match cmd {
+                        Some(GopCommand::Priority(p)) => priority = p,
                         Some(GopCommand::Reset(_)) | None => return None,
                     },
                 }
             };
-            let _ = send.set_priority(priority);
+            set_priority(&send, priority);
             let mut message = Some(VideoMessage::GopHeader(header));
             loop {
                 let m = match message.take() {
@@ -213,10 +213,10 @@ impl Session {
                         Ok(Some(code)) => Some(GopOutcome::Stopped(wire_code(code))),
                         Err(_) => None,
                     },
-                    cmd = cmds.recv() => match cmd {
-                        Some(GopCommand::SetPriority(p)) => { let _ = send.set_priority(p); }
+                    cmd = next_command(&mut cmds) => match cmd {
+                        Some(GopCommand::Priority(p)) => set_priority(&send, p),
                         Some(GopCommand::Reset(code)) => {
-                            let _ = send.reset(varint(code.value()));
+                            reset(&mut send, code);
                             return None;
                         }
                         None => return None,
@@ -255,16 +255,16 @@ enum Written {
 async fn write_preemptible(
     send: &mut quinn::SendStream,
     chunks: &mut [Bytes],
-    cmds: &mut mpsc::UnboundedReceiver<GopCommand>,
+    cmds: &mut watch::Receiver<GopCommand>,
 ) -> Written {
     let mut at = 0;
     while at < chunks.len() {
         tokio::select! {
             biased;
-            cmd = cmds.recv() => match cmd {
-                Some(GopCommand::SetPriority(p)) => { let _ = send.set_priority(p); }
+            cmd = next_command(cmds) => match cmd {
+                Some(GopCommand::Priority(p)) => set_priority(send, p),
                 Some(GopCommand::Reset(code)) => {
-                    let _ = send.reset(varint(code.value()));
+                    reset(send, code);
                     return Written::Reset;
                 }
                 None => return Written::Reset,
@@ -277,6 +277,30 @@ async fn write_preemptible(
         }
     }
     Written::All
+}
+
+/// The scheduler's next decision for a GOP; `None` once the session has dropped the
+/// GOP's sender without a reset (the connection is ending). Cancel-safe.
+async fn next_command(cmds: &mut watch::Receiver<GopCommand>) -> Option<GopCommand> {
+    match cmds.changed().await {
+        Ok(()) => Some(*cmds.borrow_and_update()),
+        Err(_) => None,
+    }
+}
+
+/// Sets a GOP stream's priority; a stream already closed (its GOP ended or the
+/// connection went) has nothing left to prioritise.
+fn set_priority(send: &quinn::SendStream, priority: i32) {
+    if let Err(e) = send.set_priority(priority) {
+        tracing::debug!("GOP stream priority not set, the stream is closed: {e}");
+    }
+}
+
+/// Resets a GOP stream with `code`; one already closed needs no reset.
+fn reset(send: &mut quinn::SendStream, code: ErrorCode) {
+    if let Err(e) = send.reset(varint(code.value())) {
+        tracing::debug!("GOP stream not reset, the stream is closed: {e}");
+    }
 }
 
 fn wire_code(code: quinn::VarInt) -> ErrorCode {
