@@ -113,7 +113,10 @@ fn tell(tx: &mpsc::Sender<PipelineEvent>, camera: &str, event: PipelineEvent) {
         Ok(()) => {}
         // The connection is already ending on an earlier event.
         Err(mpsc::error::TrySendError::Full(e)) => {
-            tracing::debug!(camera, "pipeline event after the connection's end dropped: {e:?}");
+            tracing::debug!(
+                camera,
+                "pipeline event after the connection's end dropped: {e:?}"
+            );
         }
         // The camera task has closed this connection.
         Err(mpsc::error::TrySendError::Closed(e)) => {
