@@ -5,8 +5,8 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
+
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -79,20 +79,10 @@ impl Daemon {
     }
 
     fn get(&self, path: &str) -> String {
-        let mut s = TcpStream::connect(&self.http).expect("connect to the API");
-        s.set_read_timeout(Some(Duration::from_secs(5)))
-            .expect("timeout");
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-            self.http
-        )
-        .expect("request");
-        let mut out = String::new();
-        s.read_to_string(&mut out).expect("response");
-        let (head, body) = out.split_once("\r\n\r\n").expect("HTTP response");
-        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-        body.to_string()
+        let mut response = ureq::get(format!("http://{}{path}", self.http))
+            .call()
+            .expect("the API answers 200");
+        response.body_mut().read_to_string().expect("a text body")
     }
 
     fn cameras(&self) -> Vec<serde_json::Value> {

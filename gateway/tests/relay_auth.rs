@@ -7,8 +7,6 @@
 
 mod procs;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
 use std::time::Duration;
 
@@ -163,16 +161,13 @@ fn only_the_operators_certificates_for_their_own_ids_get_in() {
 
     // Another site's page cannot acknowledge alerts through the center's
     // API (cross-origin write), whatever the alert.
-    let mut s = TcpStream::connect(&center.http).expect("connect to the API");
-    let body = r#"{"operator":"intruder"}"#;
-    write!(
-        s,
-        "POST /api/alerts/some-id/ack HTTP/1.1\r\nHost: {}\r\nOrigin: http://evil.example\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        center.http,
-        body.len()
+    let (status, reply) = procs::http(
+        &center.http,
+        "POST",
+        "/api/alerts/some-id/ack",
+        Some(r#"{"operator":"intruder"}"#),
+        &["Origin: http://evil.example"],
     )
-    .expect("request");
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("response");
-    assert!(out.starts_with("HTTP/1.1 403"), "{out}");
+    .expect("the center answers");
+    assert_eq!(status, 403, "{reply}");
 }

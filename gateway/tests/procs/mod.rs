@@ -6,8 +6,8 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -253,8 +253,9 @@ impl Drop for Proc {
     }
 }
 
-/// One HTTP/1.1 request to `addr`; the status and the body (JSON when it
-/// parses). `None` when the connection fails or breaks.
+/// One HTTP request to `addr` (ureq); the status and the body (JSON when it parses).
+/// `headers` are extra header lines such as `Origin: …`. `None` when the connection
+/// fails or breaks (the process is gone).
 pub fn http(
     addr: &str,
     method: &str,
@@ -262,29 +263,33 @@ pub fn http(
     json: Option<&str>,
     headers: &[&str],
 ) -> Option<(u16, Value)> {
-    let mut s = TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into();
+    let mut request = ureq::http::Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"));
     for h in headers {
-        req.push_str(h);
-        req.push_str("\r\n");
+        let (name, value) = h.split_once(':').expect("a header line `Name: value`");
+        request = request.header(name.trim(), value.trim());
     }
-    if let Some(body) = json {
-        req.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        ));
-    } else {
-        req.push_str("\r\n");
-    }
-    s.write_all(req.as_bytes()).ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    let (head, body) = out.split_once("\r\n\r\n")?;
-    let status: u16 = head.split_whitespace().nth(1)?.parse().ok()?;
+    let response = match json {
+        Some(body) => agent.run(
+            request
+                .header("Content-Type", "application/json")
+                .body(body.to_string())
+                .ok()?,
+        ),
+        None => agent.run(request.body(()).ok()?),
+    };
+    let mut response = response.ok()?;
+    let status = response.status().as_u16();
+    let body = response.body_mut().read_to_string().ok()?;
     Some((
         status,
-        serde_json::from_str(body).unwrap_or(Value::String(body.to_string())),
+        serde_json::from_str(&body).unwrap_or(Value::String(body)),
     ))
 }
 
