@@ -64,7 +64,9 @@ impl CenterSource {
                             && let Some(camera) = a.camera.as_deref()
                             && let Some(id) = upward_id(&a.gateway, camera)
                         {
-                            let _ = changes.send(id);
+                            // No receiver: no upward connection now; a new
+                            // one rescans the ledger.
+                            changes.send(id).ok();
                         }
                     }
                     Err(broadcast::error::RecvError::Lagged(missed)) => {

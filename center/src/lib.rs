@@ -50,6 +50,7 @@ type Labels = Vec<(String, String)>;
 
 /// The center's Prometheus series.
 pub struct CenterMetrics {
+    /// Gateways connected now.
     pub gateways_connected: Gauge,
     /// Connections refused, by reason (`tls`, `unauthorized`, `version`, …).
     pub refused: Family<Labels, Counter>,
@@ -66,7 +67,9 @@ pub struct CenterMetrics {
     /// failed, e.g. disk full; the connection is closed with
     /// `INTERNAL_ERROR` and the gateway sends them again).
     pub alerts_refused: Family<Labels, Counter>,
+    /// Frames received, per gateway and camera.
     pub frames: Family<Labels, Counter>,
+    /// Bytes of frame data received, per gateway and camera.
     pub bytes: Family<Labels, Counter>,
     /// GOP streams by outcome: `complete`, `reset`, `invalid`, `shed` (over
     /// the connection's buffer budget); `late` ones
@@ -163,32 +166,47 @@ impl CenterMetrics {
 /// A GOP received whole, kept as the camera's latest.
 #[derive(Debug)]
 pub struct CompleteGop {
+    /// The GOP's header: camera, codec, picture size, parameter sets.
     pub header: GopHeader,
+    /// Its frames in order, keyframe first.
     pub frames: Vec<Frame>,
+    /// When its last frame arrived, ms since the Unix epoch.
     pub received_unix_ms: u64,
 }
 
 /// A frame as the wall's live view gets it.
 #[derive(Debug, Clone)]
 pub struct LiveFrame {
+    /// The GOP this frame belongs to (the gateway's number, per camera).
     pub gop_seq: u64,
+    /// That GOP's header (a viewer joining mid-GOP needs its parameter sets).
     pub header: Arc<GopHeader>,
+    /// The frame as the gateway sent it.
     pub frame: Frame,
 }
 
 /// One camera of one gateway, as the center knows it.
 pub struct CenterCamera {
+    /// The gateway's id.
     pub gateway: String,
+    /// What the gateway last said of the camera (`Hello`, `CameraUpdate`).
     pub info: Mutex<CameraInfo>,
+    /// The last GOP received whole, for `/api/cameras/{id}/gop` and a viewer's start.
     pub latest_gop: Mutex<Option<Arc<CompleteGop>>>,
     /// Highest `gop_seq` started: older GOP streams arriving later are not
     /// played live.
     pub playing: AtomicU64,
+    /// Frames received since the center started.
     pub frames: AtomicU64,
+    /// Bytes of frame data received since the center started.
     pub bytes: AtomicU64,
+    /// GOP streams received whole.
     pub gops_complete: AtomicU64,
+    /// GOP streams that failed before their end (reset by the gateway, invalid).
     pub gops_dropped: AtomicU64,
+    /// When the last frame arrived, ns since the Unix epoch; 0: none yet.
     pub last_frame_unix_ns: AtomicU64,
+    /// That frame's capture → center delay, µs.
     pub last_capture_delay_us: AtomicU64,
     /// Frames as they arrive, for live viewers.
     pub live: broadcast::Sender<LiveFrame>,
@@ -215,17 +233,27 @@ impl CenterCamera {
 /// One gateway, connected or not (kept after it goes away, so the wall
 /// shows its cameras as offline rather than forgetting them).
 pub struct GatewayLink {
+    /// The gateway's id (from its certificate and `Hello`).
     pub id: String,
+    /// Who its certificate says it is.
     pub identity: Mutex<tls::PeerIdentity>,
+    /// Its address on the last connection.
     pub remote: Mutex<SocketAddr>,
+    /// The software it announced in `Hello` (`lookout 0.x`).
     pub software: Mutex<String>,
+    /// Whether it is connected now.
     pub connected: AtomicBool,
     /// The live connection, to close it when the gateway reconnects.
     conn: Mutex<Option<quinn::Connection>>,
+    /// When its current (or last) connection started, ms since the Unix epoch.
     pub since_unix_ms: AtomicU64,
+    /// When it last connected or sent a control message, ms since the Unix epoch.
     pub last_seen_unix_ms: AtomicU64,
+    /// Connections it has made since the center started.
     pub connections: AtomicU64,
+    /// QUIC's smoothed round-trip time to it, µs.
     pub rtt_us: AtomicU64,
+    /// Its cameras by id, kept while it is away.
     pub cameras: DashMap<String, Arc<CenterCamera>>,
 }
 
@@ -233,18 +261,25 @@ pub struct GatewayLink {
 /// the pair is unique (PROTOCOL.md §9).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct AlertKey {
+    /// The gateway that raised the alert.
     pub gateway: String,
+    /// The alert's id, the gateway's own.
     pub id: String,
 }
 
 /// The command center.
 pub struct Center {
+    /// The center's id (`[center] id`), told to gateways in `Welcome`.
     pub id: String,
+    /// The alert ledger every gateway's alerts are stored in.
     pub ledger: Arc<Ledger>,
+    /// Every gateway that has connected, by id.
     pub gateways: DashMap<String, Arc<GatewayLink>>,
+    /// The center's Prometheus series.
     pub metrics: CenterMetrics,
     subscribe: Subscribe,
     latency: Mutex<latency::Latency>,
+    /// When the center started (uptime).
     pub started: Instant,
     /// Ledger changes (which gateway's alert), for live views and the cascade.
     pub alert_events: broadcast::Sender<AlertKey>,
@@ -442,7 +477,9 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
             relay_metrics,
             cascade::feeder(center.clone()),
         )?;
-        let _ = center.upstreams.set(relay);
+        if center.upstreams.set(relay).is_err() {
+            anyhow::bail!("the upward relay was started twice");
+        }
     }
     let api_token = config
         .center
@@ -508,7 +545,12 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         }
     }
     endpoint.close(varint(ErrorCode::NO_ERROR.value()), b"center stopping");
-    let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+    if tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle())
+        .await
+        .is_err()
+    {
+        tracing::warn!("gateway connections not closed within 2 s; stopping anyway");
+    }
     accept.abort();
     trigger.fire_and_wait(Duration::from_secs(5)).await;
     tracing::info!("stopped");

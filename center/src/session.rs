@@ -214,7 +214,8 @@ async fn streams(
     let bidirectional = async {
         let (send, recv) = conn.accept_bi().await.map_err(lost)?;
         let extra = async {
-            let _ = conn.accept_bi().await.map_err(lost)?;
+            // Any third stream is the violation; its halves are dropped.
+            conn.accept_bi().await.map_err(lost)?;
             Err::<(), Ending>(Ending::Violation {
                 stream: "connection",
                 why: "a third bidirectional stream".into(),

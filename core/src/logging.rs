@@ -14,10 +14,15 @@ pub fn init(format: LogFormat) {
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
-    let _ = match format {
+    let installed = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+    if let Err(e) = installed {
+        // A subscriber is already installed (a test harness, a second call): logs go
+        // to that one.
+        eprintln!("logging already set up, keeping it: {e}");
+    }
 }
 
 /// Text from outside (an operator's name, an alert id or label from a

@@ -45,7 +45,7 @@ impl Trigger {
     /// Signals every task, then waits (at most `limit`) until all of them
     /// dropped their [`Shutdown`]. Returns false if the limit ran out.
     pub async fn fire_and_wait(mut self, limit: Duration) -> bool {
-        let _ = self.signal.send(true);
+        self.signal.send_replace(true);
         self.done_tx.take();
         tokio::time::timeout(limit, self.done_rx.recv())
             .await
@@ -56,12 +56,15 @@ impl Trigger {
 impl Shutdown {
     /// Resolves once shutdown has been signalled.
     pub async fn wait(mut self) {
-        let _ = self.signal.wait_for(|fired| *fired).await;
+        self.signalled().await;
     }
 
     /// Like [`Shutdown::wait`] without consuming the handle, for loops.
     pub async fn signalled(&mut self) {
-        let _ = self.signal.wait_for(|fired| *fired).await;
+        if self.signal.wait_for(|fired| *fired).await.is_err() {
+            // The trigger is gone without firing: the daemon is ending all the same.
+            tracing::debug!("shutdown trigger dropped; stopping");
+        }
     }
 
     pub fn is_signalled(&self) -> bool {

@@ -92,13 +92,14 @@ impl GatewaySource {
         tokio::spawn(async move {
             loop {
                 match events.recv().await {
+                    // No receiver: no connection to a center now, nobody to tell.
                     Ok(e) => {
-                        let _ = changes.send(e.alert.camera.id.clone());
+                        changes.send(e.alert.camera.id.clone()).ok();
                     }
                     Err(broadcast::error::RecvError::Lagged(_)) => {
                         // Someone must re-check everything: say so per camera.
                         for a in hub.list(&AlertQuery::default()) {
-                            let _ = changes.send(a.camera.id.clone());
+                            changes.send(a.camera.id.clone()).ok();
                         }
                     }
                     Err(broadcast::error::RecvError::Closed) => return,

@@ -323,15 +323,20 @@ async fn refuse(
     code: ErrorCode,
     why: &str,
 ) {
-    let _ = write_message(
-        send,
-        &ControlMessage::Refuse(Refuse {
-            code,
-            reason: why.chars().take(512).collect(),
-        }),
-    )
-    .await;
-    let _ = send.finish();
-    let _ = tokio::time::timeout(Duration::from_secs(1), send.stopped()).await;
+    // The connection is closed with the same code whatever happens to the message:
+    // a gateway that cannot read `Refuse` still learns why from the close.
+    let refuse = ControlMessage::Refuse(Refuse {
+        code,
+        reason: why.chars().take(512).collect(),
+    });
+    if let Err(e) = write_message(send, &refuse).await {
+        tracing::debug!("Refuse not sent: {e}");
+    } else if send.finish().is_ok()
+        && tokio::time::timeout(Duration::from_secs(1), send.stopped())
+            .await
+            .is_err()
+    {
+        tracing::debug!("the gateway did not read Refuse within 1 s");
+    }
     close(conn, code, why);
 }

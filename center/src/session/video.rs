@@ -58,11 +58,15 @@ pub(super) async fn read_gop(
             Ok(Some(VideoMessage::Frame(f))) => {
                 meters.frame(&center, &camera, &f, unix_ns());
                 if !late {
-                    let _ = camera.live.send(LiveFrame {
-                        gop_seq: header.gop_seq,
-                        header: header.clone(),
-                        frame: f.clone(),
-                    });
+                    // No receiver: nobody watches this camera live now.
+                    camera
+                        .live
+                        .send(LiveFrame {
+                            gop_seq: header.gop_seq,
+                            header: header.clone(),
+                            frame: f.clone(),
+                        })
+                        .ok();
                 }
                 frames.push(f);
             }

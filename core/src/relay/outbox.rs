@@ -492,10 +492,13 @@ impl Outbox {
 /// A waiting entry the center refused, and its last refusal.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RefusedEntry {
+    /// The entry's position in the outbox.
     pub seq: u64,
+    /// The gateway's id of the refused alert.
     pub alert_id: String,
     /// The refused `Alert`'s revision; `None` for a `Snapshot`.
     pub revision: Option<u32>,
+    /// When the last refusal arrived, ms since the Unix epoch.
     pub refused_unix_ms: u64,
     /// The center's error code (PROTOCOL.md §8), e.g. 8 for `ALERT_ID_CONFLICT`.
     pub code: u64,

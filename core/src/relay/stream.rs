@@ -155,7 +155,10 @@ impl<M: StreamMessage> MessageReader<M> {
 
     /// Asks the peer to stop sending (STOP_SENDING with `code`).
     pub fn stop(&mut self, code: lookout_codecs::relay::ErrorCode) {
-        let _ = self.recv.stop(varint(code.value()));
+        if let Err(e) = self.recv.stop(varint(code.value())) {
+            // Already finished or reset by the peer: nothing left to stop.
+            tracing::debug!("STOP_SENDING not sent: {e}");
+        }
     }
 }
 

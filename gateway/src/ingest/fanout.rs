@@ -69,7 +69,8 @@ impl Fanout {
                 gop.clear();
             }
         }
-        let _ = self.tx.send(unit);
+        // No subscriber (no relay, detector or viewer yet): the unit is only cached.
+        self.tx.send(unit).ok();
     }
 
     pub fn subscribers(&self) -> usize {

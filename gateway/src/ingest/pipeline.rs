@@ -48,8 +48,11 @@ const UDP_JITTER_MS: u32 = 100;
 pub(crate) struct ConnectSpec {
     /// The URL without user-info.
     pub location: String,
+    /// RTSP user, from the URL's user-info or the camera's config.
     pub user: Option<String>,
+    /// RTSP password (never logged).
     pub password: Option<String>,
+    /// RTP over the RTSP connection (TCP) or over UDP, for this attempt.
     pub transport: ActiveTransport,
     /// Given to rtspsrc as its TCP and UDP receive timeouts, so a dead peer
     /// is also noticed inside GStreamer, not only by the stall watchdog.
@@ -84,8 +87,12 @@ pub(crate) enum Retry {
 /// redacted.
 #[derive(Debug, Clone)]
 pub(crate) struct ConnectionError {
+    /// Where it failed: `setup`, `rtsp`, `codec`, `stream`, … (the `stage` label of
+    /// the ingest error metric).
     pub stage: &'static str,
+    /// What went wrong, credentials redacted.
     pub cause: String,
+    /// How soon the camera task tries again.
     pub retry: Retry,
 }
 
@@ -516,7 +523,9 @@ pub(crate) fn open(
     }
 
     if let Err(e) = pipeline.set_state(gst::State::Playing) {
-        let _ = pipeline.set_state(gst::State::Null);
+        if let Err(e) = pipeline.set_state(gst::State::Null) {
+            tracing::debug!(camera = %sink.camera.id, "pipeline not stopped after a failed start: {e}");
+        }
         return Err(ConnectionError {
             stage: "rtsp",
             cause: format!("cannot start the pipeline: {e}"),
@@ -528,7 +537,10 @@ pub(crate) fn open(
 
 /// Stops the pipeline and releases its sockets and threads. Blocking.
 pub(crate) fn close(conn: Connection) {
-    let _ = conn.pipeline.set_state(gst::State::Null);
+    if let Err(e) = conn.pipeline.set_state(gst::State::Null) {
+        // Its elements are released with the pipeline regardless.
+        tracing::warn!("camera pipeline did not stop cleanly: {e}");
+    }
     if let Some(bus) = conn.pipeline.bus() {
         bus.unset_sync_handler();
     }

@@ -76,10 +76,14 @@ impl Session {
                     }
                 }
                 _ = quit.changed() => {
-                    let _ = write_message(&mut send, &ControlMessage::Goaway(Goaway {
+                    let goaway = ControlMessage::Goaway(Goaway {
                         code: ErrorCode::NO_ERROR,
                         reason: "gateway stopping".into(),
-                    })).await;
+                    });
+                    // Stopping either way; a center that cannot take it sees the close.
+                    if let Err(e) = write_message(&mut send, &goaway).await {
+                        tracing::debug!("Goaway not sent: {e}");
+                    }
                     return Ok(End::Stopped);
                 }
             }

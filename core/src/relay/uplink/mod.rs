@@ -100,32 +100,45 @@ pub enum LinkState {
 /// One upstream's state and counters for the API.
 #[derive(Debug, Clone, Serialize)]
 pub struct UplinkStatus {
+    /// The upstream's id (`[[upstream]] id`).
     pub id: String,
+    /// The center's `host:port` as configured.
     pub address: String,
+    /// Connected, connecting, backing off (with the last error) or stopped.
     #[serde(flatten)]
     pub state: LinkState,
+    /// Connections established since the gateway started.
     pub connects: u64,
+    /// Entries in the outbox the center has not acknowledged yet.
     pub outbox_pending: u64,
     /// Of `outbox_pending`, the entries the center refused (`AlertRefused`):
     /// held, not lost, offered again on the next connection.
     pub outbox_refused: u64,
     /// The most recently refused of them, with the center's code and reason.
     pub refused: Vec<RefusedStatus>,
+    /// Alert messages written to the center since start (re-sends included).
     pub alerts_sent: u64,
+    /// Of those, the ones the center acknowledged (stored in its ledger).
     pub alerts_acknowledged: u64,
+    /// QUIC's smoothed round-trip time to the center, ms; `None` before the first
+    /// connection.
     pub rtt_ms: Option<f64>,
 }
 
 /// One held entry as `/api/upstreams` shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct RefusedStatus {
+    /// The gateway's id of the refused alert.
     pub alert_id: String,
     /// The refused `Alert`'s revision; absent for a `Snapshot`.
     pub revision: Option<u32>,
     /// The center's error code by name (`ALERT_ID_CONFLICT`), or its number.
     pub code: String,
+    /// The center's reason, as it wrote it.
     pub reason: String,
+    /// When the last refusal arrived, ms since the Unix epoch.
     pub refused_unix_ms: u64,
+    /// How many times the center refused this entry.
     pub refusals: u64,
 }
 
@@ -295,10 +308,18 @@ impl Uplink {
         self.set_state(LinkState::Stopped);
     }
 
+    /// One connection: dial, handshake, then serve it until it ends.
     async fn connect_and_serve(
         self: &Arc<Self>,
         stop: &mut watch::Receiver<bool>,
     ) -> Result<End, SessionError> {
+        let open = self.handshake().await?;
+        self.serve(open, stop).await
+    }
+
+    /// Dials the center and runs the handshake (PROTOCOL.md §5): the control stream,
+    /// `Hello` with the cameras, `Welcome` or `Refuse`, then the alert stream.
+    async fn handshake(&self) -> Result<Opened, SessionError> {
         let addr = resolve(&self.config.address).await?;
         let connecting = self
             .endpoint
@@ -357,19 +378,47 @@ impl Uplink {
             .map_err(|_| SessionError::Stalled("the command center to allow an alert stream"))?
             .map_err(SessionError::Connection)?;
         alert_send.set_priority(ALERT_STREAM_PRIORITY)?;
+        Ok(Opened {
+            addr,
+            conn,
+            center_id,
+            cameras,
+            control: (ctl_send, ctl),
+            alert: (alert_send, alert_recv),
+        })
+    }
 
+    /// Serves a welcomed connection: the control, alert, video and timer tasks, until
+    /// one of them ends it, the connection closes, or the gateway stops (then
+    /// gracefully: the alert task drains acknowledgements first).
+    async fn serve(
+        self: &Arc<Self>,
+        open: Opened,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<End, SessionError> {
+        let Opened {
+            addr,
+            conn,
+            center_id,
+            cameras,
+            control: (ctl_send, ctl),
+            alert: (alert_send, alert_recv),
+        } = open;
         self.connects.fetch_add(1, Relaxed);
         self.metrics.connected.get_or_create(&self.labels()).set(1);
         let outbox = self.outbox.clone();
-        let waiting = tokio::task::spawn_blocking(move || outbox.len().unwrap_or(0))
-            .await
-            .unwrap_or(0);
+        // The count is for the log line only; SQLite stays off the tokio workers.
+        let waiting = match tokio::task::spawn_blocking(move || outbox.len()).await {
+            Ok(Ok(n)) => n.to_string(),
+            Ok(Err(e)) => format!("unknown ({e})"),
+            Err(e) => format!("unknown ({e})"),
+        };
         tracing::info!(
             upstream = %self.config.id,
             center = %center_id,
             address = %addr,
             cameras = cameras.len(),
-            outbox = waiting,
+            outbox = %waiting,
             "connected to command center"
         );
         self.set_state(LinkState::Connected {
@@ -401,7 +450,7 @@ impl Uplink {
                 cameras.iter().map(|c| (c.id.clone(), c.clone())).collect();
             tasks.spawn(async move {
                 let r = s.control(ctl_send, ctl, cams, refused_tx, quit).await;
-                let _ = end.send(r).await;
+                report_end(&end, r).await;
             });
         }
         {
@@ -410,7 +459,7 @@ impl Uplink {
             let quit = quit_rx.clone();
             tasks.spawn(async move {
                 let r = s.alerts(alert_send, alert_recv, refused_rx, quit).await;
-                let _ = end.send(r).await;
+                report_end(&end, r).await;
             });
         }
         {
@@ -430,7 +479,7 @@ impl Uplink {
             e = conn.closed() => Err(SessionError::Connection(e)),
             _ = stop.changed() => {
                 // Graceful: tell the center, let the alert task drain acks.
-                let _ = quit_tx.send(true);
+                quit_tx.send_replace(true);
                 let drained = tokio::time::timeout(DRAIN_TIMEOUT + Duration::from_secs(1), async {
                     while let Some(r) = end_rx.recv().await {
                         if r.is_err() { break; }
@@ -443,15 +492,18 @@ impl Uplink {
                 Ok(End::Stopped)
             }
         };
-        let _ = quit_tx.send(true);
+        quit_tx.send_replace(true);
         if let Err(e) = &result {
             conn.close(varint(e.code().value()), e.to_string().as_bytes());
         }
         // Tasks end on `quit` or with the connection; don't wait on a stuck one.
-        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        let joined = tokio::time::timeout(Duration::from_secs(2), async {
             while tasks.join_next().await.is_some() {}
         })
         .await;
+        if joined.is_err() {
+            tracing::warn!(upstream = %self.config.id, "a session task did not end within 2 s; aborted");
+        }
         tasks.abort_all();
         result
     }
@@ -461,6 +513,27 @@ impl Uplink {
         let mut e = self.gop_seq.entry(camera.clone()).or_insert(0);
         *e += 1;
         *e
+    }
+}
+
+/// A welcomed connection, ready to serve.
+struct Opened {
+    addr: SocketAddr,
+    conn: quinn::Connection,
+    center_id: String,
+    /// The cameras announced in `Hello`.
+    cameras: Vec<CameraInfo>,
+    /// The control stream, `Welcome` read.
+    control: (quinn::SendStream, MessageReader<ControlMessage>),
+    /// The alert stream.
+    alert: (quinn::SendStream, quinn::RecvStream),
+}
+
+/// Hands a task's end to the session; once the session has ended on an earlier one it
+/// no longer listens, and this end changes nothing.
+async fn report_end(end: &mpsc::Sender<Result<End, SessionError>>, r: Result<End, SessionError>) {
+    if let Err(mpsc::error::SendError(r)) = end.send(r).await {
+        tracing::debug!("session task ended after the session: {r:?}");
     }
 }
 

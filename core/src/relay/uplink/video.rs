@@ -33,7 +33,8 @@ impl Session {
                     running.retain(|id, (policy, stop, task)| {
                         let keep = wanted.get(id).is_some_and(|p| p == policy) && !task.is_finished();
                         if !keep {
-                            let _ = stop.send(true);
+                            // Seen by the task if it still runs.
+                            stop.send_replace(true);
                             if !wanted.contains_key(id) {
                                 self.with_scheduler(|s| s.remove_camera(id));
                             }
@@ -74,7 +75,7 @@ impl Session {
             }
         }
         for (_, (_, stop, _)) in running {
-            let _ = stop.send(true);
+            stop.send_replace(true);
         }
     }
 
