@@ -26,7 +26,9 @@ use crate::relay::{self, RelayArgs, RelayReport};
 /// What a run must meet.
 #[derive(Debug, Clone, Serialize)]
 pub struct Slo {
+    /// Most capture → alert stored p99, ms; `None`: not an objective.
     pub capture_to_alert_p99_ms: Option<f64>,
+    /// Most relay (gateway received → center received) p99, ms; `None`: not an objective.
     pub relay_p99_ms: Option<f64>,
     /// Most frames lost.
     pub lost: Option<u64>,
@@ -92,7 +94,7 @@ impl Slo {
                 None => out.push("relay p99 not measured: no frame relayed".into()),
             }
         }
-        let lost = r.frames["lost"].as_u64().unwrap_or(u64::MAX);
+        let lost = r.frames.lost;
         if let Some(limit) = self.lost
             && lost > limit
         {
@@ -264,19 +266,30 @@ fn step_incidents(args: &CapacityArgs) -> anyhow::Result<String> {
     Ok(script)
 }
 
+/// What `capacity` was asked for, from its command line (`cli::CapacityCli`).
 pub struct CapacityArgs {
+    /// What every step must meet (`--slo`).
     pub slo: Slo,
+    /// Cameras of the first step, the reference (`--start`).
     pub start: usize,
+    /// Most cameras tried (`--max`).
     pub max: usize,
+    /// The fleet's picture size, `full` or `small`.
     pub size: String,
+    /// How long each step's run lasts, warm-up included.
     pub duration: Duration,
+    /// Each step's warm-up, left out of its latency windows.
     pub warmup: Duration,
     /// Incident script for every step; `None`: the default incidents on the
     /// cameras every step's fleet has.
     pub incidents: Option<String>,
+    /// Gateway configuration with the `[[detector]]` every step runs.
     pub detector_config: PathBuf,
+    /// Folder of encoded clips (made once, reused by every step).
     pub cache: PathBuf,
+    /// Work folder; step N keeps its run and report in `cameras-N/`.
     pub workdir: PathBuf,
+    /// Where to write the capacity summary (JSON); `None`: not written.
     pub report: Option<PathBuf>,
 }
 

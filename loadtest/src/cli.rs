@@ -16,11 +16,14 @@ use crate::{detect, soak};
     version,
     about = "Camera fleet and benchmarks for lookout"
 )]
+/// `lookout-loadtest`'s command line.
 pub struct Cli {
+    /// What to run.
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// The subcommands; each variant's doc comment is its `--help` text.
 #[derive(Subcommand)]
 pub enum Command {
     /// Start everything that exists end to end and print where to look.
@@ -67,6 +70,7 @@ pub enum Command {
     FleetCheck(FleetCheckCli),
 }
 
+/// `demo`'s options.
 #[derive(clap::Args)]
 pub struct DemoCli {
     /// Stop by itself after this long: `30s`, `5m`, or plain seconds
@@ -84,6 +88,7 @@ pub struct DemoCli {
     pub cache: PathBuf,
 }
 
+/// `relay` (`run`)'s options.
 #[derive(clap::Args)]
 pub struct RelayCli {
     /// Number of cameras (split 3:2:2:1 towers:drones:bodycams:fixed).
@@ -92,6 +97,7 @@ pub struct RelayCli {
     /// e.g. `towers=24,drones=16,bodycams=16,fixed=8` (overrides --cameras).
     #[arg(long)]
     pub mix: Option<String>,
+    /// `full` (720p towers, drones, fixed; 480p body cameras) or `small` (half).
     #[arg(long, value_enum, default_value = "full")]
     pub size: Size,
     /// How long: `60s`, `2m`, or plain seconds.
@@ -157,8 +163,10 @@ pub struct RelayCli {
     /// streams, bare ONNX Runtime on the same model): about 15 s more.
     #[arg(long)]
     pub baselines: bool,
+    /// Folder of encoded clips (made once, reused).
     #[arg(long, default_value = ".lookout/clips")]
     pub cache: PathBuf,
+    /// Work folder: certificates, configurations, the centers' storage, logs.
     #[arg(long, default_value = ".lookout/relay")]
     pub workdir: PathBuf,
     /// Write the report (JSON) here.
@@ -170,33 +178,41 @@ pub struct RelayCli {
     pub strict: bool,
 }
 
+/// `capacity`'s options.
 #[derive(clap::Args)]
 pub struct CapacityCli {
-    /// e.g. `capture_to_alert_p99=100ms,relay_p99=5ms,lost=0`
     #[arg(
         long,
         default_value = "capture_to_alert_p99=100ms,relay_p99=5ms,lost=0"
     )]
+    /// e.g. `capture_to_alert_p99=100ms,relay_p99=5ms,lost=0`
     pub slo: String,
+    /// Cameras of the first step, the reference for incident problems.
     #[arg(long, default_value_t = 8)]
     pub start: usize,
+    /// Most cameras tried.
     #[arg(long, default_value_t = 128)]
     pub max: usize,
+    /// `full` (720p towers, drones, fixed; 480p body cameras) or `small` (half).
     #[arg(long, value_enum, default_value = "full")]
     pub size: Size,
     /// How long each step runs: `40s`, `1m`, or plain seconds.
     #[arg(long = "duration", alias = "duration-s", value_name = "DURATION", value_parser = secs_u64, default_value_t = 40)]
     pub duration_s: u64,
+    /// Each step's warm-up, left out of its latency windows (`10s`, or plain seconds).
     #[arg(long = "warmup", alias = "warmup-s", value_name = "WARMUP", value_parser = secs_u64, default_value_t = 10)]
     pub warmup_s: u64,
     /// Incident script for every step (as for `run`), on cameras every step's fleet has;
     /// default: the run's default incidents on those cameras.
     #[arg(long)]
     pub incidents: Option<String>,
+    /// Gateway configuration with the [[detector]] every step runs.
     #[arg(long, default_value = "models/smoke_flood.toml")]
     pub detector_config: PathBuf,
+    /// Folder of encoded clips (made once, reused).
     #[arg(long, default_value = ".lookout/clips")]
     pub cache: PathBuf,
+    /// Work folder; each step runs in `cameras-N/` and keeps its report there.
     #[arg(long, default_value = ".lookout/capacity")]
     pub workdir: PathBuf,
     /// Write the summary (JSON) here.
@@ -204,6 +220,7 @@ pub struct CapacityCli {
     pub report: Option<PathBuf>,
 }
 
+/// `detect`'s options.
 #[derive(clap::Args)]
 pub struct DetectCli {
     /// Number of cameras (split 3:2:2:1 towers:drones:bodycams:fixed).
@@ -212,6 +229,7 @@ pub struct DetectCli {
     /// e.g. `towers=24,drones=16,bodycams=16,fixed=8` (overrides --cameras).
     #[arg(long)]
     pub mix: Option<String>,
+    /// `full` (720p towers, drones, fixed; 480p body cameras) or `small` (half).
     #[arg(long, value_enum, default_value = "full")]
     pub size: Size,
     /// From the fleet's first frame to scoring: `60s`, `2m`, or plain seconds.
@@ -226,8 +244,10 @@ pub struct DetectCli {
     /// `keyframes` or e.g. `2fps`.
     #[arg(long, default_value = "keyframes")]
     pub sampling: String,
+    /// Folder of encoded clips (made once, reused).
     #[arg(long, default_value = ".lookout/clips")]
     pub cache: PathBuf,
+    /// Work folder: configurations, logs, metrics.txt, bench-detector.json.
     #[arg(long, default_value = ".lookout/detect-run")]
     pub workdir: PathBuf,
     /// Seconds per round of the throughput comparison (raw and detector
@@ -243,6 +263,7 @@ pub struct DetectCli {
     pub strict: bool,
 }
 
+/// `link`'s options.
 #[derive(clap::Args)]
 pub struct LinkCli {
     /// Where the client sends (e.g. 127.0.0.1:4434).
@@ -272,6 +293,7 @@ pub struct LinkCli {
     /// Partitions, seconds from start: `10+5,30+2.5`.
     #[arg(long, default_value = "")]
     pub partitions: String,
+    /// Seed of the loss, jitter and reorder draws (the same seed draws the same).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Stop by itself after this long (`20s`, `5m`, or plain seconds).
@@ -282,6 +304,7 @@ pub struct LinkCli {
     pub stats: Option<PathBuf>,
 }
 
+/// `render`'s options.
 #[derive(clap::Args)]
 pub struct RenderCli {
     /// Write labelled stills (PNG + JSON, index.jsonl) into this folder.
@@ -307,25 +330,33 @@ pub struct RenderCli {
     pub sheet_seed: u64,
 }
 
+/// `check-report`'s arguments.
 #[derive(clap::Args)]
 pub struct CheckReportCli {
+    /// Report files (JSON) to check.
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
 }
 
+/// `fleet-check`'s options.
 #[derive(clap::Args)]
 pub struct FleetCheckCli {
+    /// Number of cameras (split 3:2:2:1 towers:drones:bodycams:fixed).
     #[arg(long, default_value_t = 64)]
     pub cameras: usize,
+    /// e.g. `towers=24,drones=16,bodycams=16,fixed=8` (overrides --cameras).
     #[arg(long)]
     pub mix: Option<String>,
+    /// `full` (720p towers, drones, fixed; 480p body cameras) or `small` (half).
     #[arg(long, value_enum, default_value = "full")]
     pub size: Size,
     /// How long: `60s`, `2m`, or plain seconds.
     #[arg(long = "duration", alias = "duration-s", value_name = "DURATION", value_parser = secs_f64, default_value_t = 60.0)]
     pub duration_s: f64,
+    /// Folder of encoded clips (made once, reused).
     #[arg(long, default_value = ".lookout/clips")]
     pub cache: PathBuf,
+    /// Work folder: the fleet's emitted configuration, summary and log.
     #[arg(long, default_value = ".lookout/fleet-check")]
     pub workdir: PathBuf,
     /// Fail below this share of frames on time.
@@ -336,6 +367,7 @@ pub struct FleetCheckCli {
     pub max_cpu_cores: f64,
 }
 
+/// `fleet`'s options.
 #[derive(clap::Args)]
 pub struct FleetCli {
     /// Number of cameras (split by --mix, or 3:2:2:1 towers:drones:bodycams:fixed;

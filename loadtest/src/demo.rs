@@ -17,11 +17,15 @@ use anyhow::Context;
 
 use crate::procs::{self, Proc};
 
+/// What `demo` was asked for, from its command line (`cli::DemoCli`).
 pub struct DemoArgs {
+    /// Folder for the processes' logs (`logs/`: fleet, center, gateway, ground truth).
     pub workdir: PathBuf,
+    /// Stop by itself after this long; `None`: run until Ctrl-C.
     pub duration: Option<Duration>,
     /// `full` or `small` pictures for the simulated cameras.
     pub size: String,
+    /// Folder of encoded clips for the fleet (made once, reused).
     pub cache: PathBuf,
 }
 

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use serde::Serialize;
 use serde_json::{Value, json};
 
 /// A camera counts as live again when its newest frame at the center is at
@@ -29,6 +30,7 @@ pub const SENSOR_LABEL: &str = "river-gauge";
 /// One alert posted by the feed.
 #[derive(Debug, Clone)]
 pub struct Posted {
+    /// The alert's id, `gauge-N` (N counts from 0); the same on every retry.
     pub id: String,
     /// The gateway answered 201/200: it is on disk there.
     pub confirmed: bool,
@@ -103,8 +105,11 @@ impl SensorFeed {
 /// A window in which the link or the center is down.
 #[derive(Debug, Clone)]
 pub struct Fault {
+    /// What fails: `partition` (the link emulator drops everything) or `center-outage`.
     pub kind: &'static str,
+    /// When the window begins, since the fleet started.
     pub start: Duration,
+    /// When it ends (the link or the center is back), since the fleet started.
     pub end: Duration,
 }
 
@@ -179,39 +184,76 @@ impl FaultWatch {
 
     /// One entry per fault: memory before/during, per-camera recovery, the
     /// slowest camera, and cameras never live again.
-    pub fn report(&self) -> Value {
-        Value::Array(
-            self.faults
-                .iter()
-                .map(|(f, w)| {
-                    let not_recovered: Vec<&String> = w
-                        .cameras
-                        .iter()
-                        .filter(|c| !w.recovered.contains_key(*c))
-                        .collect();
-                    let slowest = w
-                        .cameras
-                        .iter()
-                        .filter_map(|c| w.recovered.get(c))
-                        .fold(0.0f64, |a, b| a.max(*b));
-                    json!({
-                        "kind": f.kind,
-                        "start_s": f.start.as_secs_f64(),
-                        "length_s": (f.end - f.start).as_secs_f64(),
-                        "ended_during_run": w.ended,
-                        "gateway_rss_before_mib": w.rss_before_mib,
-                        "gateway_rss_peak_during_mib": w.rss_peak_during_mib,
-                        "video_recovery_s": {
-                            "cameras": w.cameras.len(),
-                            "slowest": slowest,
-                            "per_camera": w.recovered,
-                            "not_recovered": not_recovered,
-                        },
-                    })
-                })
-                .collect(),
-        )
+    pub fn report(&self) -> Vec<FaultReport> {
+        self.faults
+            .iter()
+            .map(|(f, w)| {
+                let not_recovered: Vec<String> = w
+                    .cameras
+                    .iter()
+                    .filter(|c| !w.recovered.contains_key(*c))
+                    .cloned()
+                    .collect();
+                let slowest = w
+                    .cameras
+                    .iter()
+                    .filter_map(|c| w.recovered.get(c))
+                    .fold(0.0f64, |a, b| a.max(*b));
+                FaultReport {
+                    ended_during_run: w.ended,
+                    gateway_rss_before_mib: w.rss_before_mib,
+                    gateway_rss_peak_during_mib: w.rss_peak_during_mib,
+                    kind: f.kind,
+                    length_s: (f.end - f.start).as_secs_f64(),
+                    start_s: f.start.as_secs_f64(),
+                    video_recovery_s: VideoRecovery {
+                        cameras: w.cameras.len(),
+                        not_recovered,
+                        per_camera: w.recovered.clone(),
+                        slowest,
+                    },
+                }
+            })
+            .collect()
     }
+}
+
+/// One fault window in the run's report (`faults[]`). Fields in alphabetical
+/// order, the order the report has always had.
+#[derive(Debug, Clone, Serialize)]
+pub struct FaultReport {
+    /// Whether a sample fell after the window's end (else the run stopped
+    /// during the fault and `video_recovery_s` says nothing).
+    pub ended_during_run: bool,
+    /// The gateway's resident memory at the last sample before the window,
+    /// MiB; `null` when no sample fell before it.
+    pub gateway_rss_before_mib: Option<f64>,
+    /// The gateway's highest resident memory sampled inside the window, MiB;
+    /// `null` when no sample fell inside (a center outage is waited out
+    /// without sampling).
+    pub gateway_rss_peak_during_mib: Option<f64>,
+    /// What failed: `partition` (the link) or `center-outage`.
+    pub kind: &'static str,
+    /// The window's length, s.
+    pub length_s: f64,
+    /// When the window began, s after the fleet started.
+    pub start_s: f64,
+    /// How long after the window's end the cameras were live again at the center.
+    pub video_recovery_s: VideoRecovery,
+}
+
+/// The cameras' video after a fault window ([`FaultReport::video_recovery_s`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct VideoRecovery {
+    /// Cameras the center listed at the last sample before the window.
+    pub cameras: usize,
+    /// Of those, the ids never live again before the run ended.
+    pub not_recovered: Vec<String>,
+    /// Seconds after the window's end at which each camera was first live
+    /// again (by camera id; a camera seen only after the fault is included).
+    pub per_camera: BTreeMap<String, f64>,
+    /// The slowest recovery among `cameras`, s; 0 when none recovered.
+    pub slowest: f64,
 }
 
 #[cfg(test)]
@@ -251,7 +293,7 @@ mod tests {
             120.0,
         );
         w.observe(s(21), &cams(&[("a", 10.0, 20.0), ("b", 30.0, 8.0)]), 120.0);
-        let r = w.report();
+        let r = serde_json::to_value(w.report()).expect("serializes");
         let f = &r[0];
         assert_eq!(f["gateway_rss_before_mib"], 100.0);
         assert_eq!(f["gateway_rss_peak_during_mib"], 130.0);
@@ -270,8 +312,46 @@ mod tests {
         w.observe(Duration::ZERO, &cams(&[("a", 10.0, 5.0)]), 1.0);
         w.observe(Duration::from_secs(3), &cams(&[("a", 9000.0, 5.0)]), 1.0);
         assert_eq!(
-            w.report()[0]["video_recovery_s"]["not_recovered"],
+            serde_json::to_value(w.report()).expect("serializes")[0]["video_recovery_s"]["not_recovered"],
             json!(["a"])
+        );
+    }
+
+    /// The typed entry writes what the JSON map it replaced wrote.
+    #[test]
+    fn an_entry_writes_the_same_json_as_before() {
+        let mut w = FaultWatch::new(vec![Fault {
+            kind: "partition",
+            start: Duration::from_secs(1),
+            end: Duration::from_secs(2),
+        }]);
+        w.observe(
+            Duration::ZERO,
+            &cams(&[("a", 10.0, 5.0), ("b", 10.0, 5.0)]),
+            50.0,
+        );
+        w.observe(
+            Duration::from_secs(3),
+            &cams(&[("a", 10.0, 5.0), ("b", 9000.0, 5.0)]),
+            60.0,
+        );
+        assert_eq!(
+            serde_json::to_string(&w.report()[0]).expect("serializes"),
+            json!({
+                "kind": "partition",
+                "start_s": 1.0,
+                "length_s": 1.0,
+                "ended_during_run": true,
+                "gateway_rss_before_mib": 50.0,
+                "gateway_rss_peak_during_mib": null,
+                "video_recovery_s": {
+                    "cameras": 2,
+                    "slowest": 1.0,
+                    "per_camera": {"a": 1.0},
+                    "not_recovered": ["b"],
+                },
+            })
+            .to_string()
         );
     }
 }

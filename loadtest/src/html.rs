@@ -3,12 +3,12 @@
 //! first, then HDR-style latency percentile plots (log-scale percentile
 //! axis), CPU and memory over time, and the per-camera table.
 
-use std::fmt::Write as _;
-
 use serde_json::Value;
 
-use crate::relay::RelayReport;
+use crate::relay::{RelayReport, TimelineEntry};
+use crate::report::json_text;
 use crate::stats::Percentiles;
+use crate::stats::buckets::CdfPoint;
 
 pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -17,9 +17,10 @@ pub(crate) fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// A figure with `decimals` places, or "not measured" where the report has `null`.
-fn figure(v: &Value, decimals: usize) -> String {
-    v.as_f64()
+/// A figure with `decimals` places, or "not measured" where the report has `null`
+/// (`None`, or not a finite number).
+fn figure(v: Option<f64>, decimals: usize) -> String {
+    v.filter(|x| x.is_finite())
         .map_or_else(|| "not measured".to_string(), |x| format!("{x:.decimals$}"))
 }
 
@@ -46,7 +47,7 @@ fn percentile_plot(title: &str, p: &Percentiles) -> String {
         p.count,
         p.max
     );
-    let _ = write!(
+    put!(
         svg,
         r##"<line x1="40" y1="{}" x2="{}" y2="{}" stroke="#888"/><line x1="40" y1="20" x2="40" y2="{}" stroke="#888"/>"##,
         h - 30.0,
@@ -56,13 +57,13 @@ fn percentile_plot(title: &str, p: &Percentiles) -> String {
     );
     for (q, label) in [(0.5, "50%"), (0.9, "90%"), (0.99, "99%"), (0.999, "99.9%")] {
         let x = px(q, w);
-        let _ = write!(
+        put!(
             svg,
             r##"<text x="{x:.1}" y="{}" font-size="10" text-anchor="middle">{label}</text>"##,
             h - 15.0
         );
     }
-    let _ = write!(
+    put!(
         svg,
         r##"<text x="4" y="24" font-size="10">{top:.1} ms</text><text x="4" y="{}" font-size="10">0</text>"##,
         h - 30.0
@@ -71,13 +72,13 @@ fn percentile_plot(title: &str, p: &Percentiles) -> String {
         .iter()
         .map(|(q, v)| format!("{:.1},{:.1}", px(*q, w), py(*v)))
         .collect();
-    let _ = write!(
+    put!(
         svg,
         r##"<polyline fill="none" stroke="#1f6feb" stroke-width="2" points="{}"/>"##,
         path.join(" ")
     );
     for (q, v) in points {
-        let _ = write!(
+        put!(
             svg,
             r##"<circle cx="{:.1}" cy="{:.1}" r="3" fill="#1f6feb"><title>p{} = {v:.2} ms</title></circle>"##,
             px(q, w),
@@ -134,7 +135,7 @@ pub(crate) fn timeline_plot(
             })
             .collect();
         let colour = colours[i % colours.len()];
-        let _ = write!(
+        put!(
             svg,
             r##"<polyline fill="none" stroke="{colour}" stroke-width="2" points="{}"/><text x="{}" y="{}" font-size="11" fill="{colour}">{s}</text>"##,
             points.join(" "),
@@ -154,16 +155,13 @@ fn log_pos(v: f64, lo: f64, hi: f64, from: f64, to: f64) -> f64 {
 
 /// The relay's delay second by second (p50 and p99 of each second, from the
 /// center's histogram buckets), on a log scale.
-fn latency_over_time_plot(timeline: &[Value]) -> String {
+fn latency_over_time_plot(timeline: &[TimelineEntry]) -> String {
     let (w, h) = (420.0, 200.0);
     let points: Vec<(f64, Option<f64>, Option<f64>)> = timeline
         .iter()
-        .filter_map(|v| {
-            Some((
-                v["t_s"].as_f64()?,
-                v["relay_ms"]["p50"].as_f64(),
-                v["relay_ms"]["p99"].as_f64(),
-            ))
+        .map(|v| {
+            let relay = v.relay_ms.as_ref();
+            (v.t_s, relay.and_then(|r| r.p50), relay.and_then(|r| r.p99))
         })
         .collect();
     if points.iter().all(|p| p.1.is_none() && p.2.is_none()) {
@@ -181,7 +179,7 @@ fn latency_over_time_plot(timeline: &[Value]) -> String {
         h - 30.0
     );
     for ms in [0.1, 1.0, 10.0, 100.0, 1000.0] {
-        let _ = write!(
+        put!(
             svg,
             r##"<line x1="40" y1="{0:.1}" x2="{1}" y2="{0:.1}" stroke="#eee"/><text x="2" y="{2:.1}" font-size="10">{ms}</text>"##,
             y(ms),
@@ -197,7 +195,7 @@ fn latency_over_time_plot(timeline: &[Value]) -> String {
                 Some(format!("{:.1},{:.1}", x(p.0), y(v.max(lo))))
             })
             .collect();
-        let _ = write!(
+        put!(
             svg,
             r##"<polyline fill="none" stroke="{colour}" stroke-width="2" points="{}"/><text x="{}" y="{}" font-size="11" fill="{colour}">{name}</text>"##,
             line.join(" "),
@@ -210,8 +208,8 @@ fn latency_over_time_plot(timeline: &[Value]) -> String {
 }
 
 /// The relay's delay over the window as a cumulative distribution, log x.
-fn cdf_plot(cdf: &Value) -> String {
-    let Some(points) = cdf.as_array().filter(|a| !a.is_empty()) else {
+fn cdf_plot(cdf: Option<&[CdfPoint]>) -> String {
+    let Some(points) = cdf.filter(|a| !a.is_empty()) else {
         return String::new();
     };
     let (w, h) = (420.0, 200.0);
@@ -226,7 +224,7 @@ fn cdf_plot(cdf: &Value) -> String {
         h - 30.0
     );
     for ms in [0.1, 1.0, 10.0, 100.0, 1000.0] {
-        let _ = write!(
+        put!(
             svg,
             r##"<line x1="{0:.1}" y1="20" x2="{0:.1}" y2="{1}" stroke="#eee"/><text x="{0:.1}" y="{2}" font-size="10">{ms} ms</text>"##,
             x(ms),
@@ -236,15 +234,9 @@ fn cdf_plot(cdf: &Value) -> String {
     }
     let line: Vec<String> = points
         .iter()
-        .filter_map(|p| {
-            Some(format!(
-                "{:.1},{:.1}",
-                x(p["le_ms"].as_f64()?),
-                y(p["share"].as_f64()?)
-            ))
-        })
+        .map(|p| format!("{:.1},{:.1}", x(p.le_ms), y(p.share)))
         .collect();
-    let _ = write!(
+    put!(
         svg,
         r##"<polyline fill="none" stroke="#1f6feb" stroke-width="2" points="{}"/>"##,
         line.join(" ")
@@ -281,11 +273,12 @@ pub(crate) fn verdict(r: &RelayReport) -> String {
             "capture → alert p99 was {p:.0} ms, over {alert_limit} ms"
         ));
     }
-    let lost = r.frames["lost"].as_u64().unwrap_or(0);
+    let lost = r.frames.lost;
     if lost > 0 {
         why.push(format!(
             "{lost} frames were lost ({} between cameras and gateway, {} between gateway and center)",
-            r.frames["lost_camera_to_gateway"], r.frames["lost_gateway_to_center"]
+            json_text(&r.frames.lost_camera_to_gateway),
+            r.frames.lost_gateway_to_center
         ));
     }
     let i = &r.incidents;
@@ -319,19 +312,19 @@ pub(crate) fn verdict(r: &RelayReport) -> String {
     } else {
         format!("The SLO was not met: {}.", why.join("; "))
     };
-    let reset = r.frames["gops_reset"].as_u64().unwrap_or(0);
+    let reset = r.frames.gops_reset;
     if reset > 0 {
         let worst = r
             .cameras
             .iter()
             .filter_map(|(id, c)| Some((id, delivered_share(c)?)))
             .min_by(|a, b| a.1.total_cmp(&b.1));
-        let _ = write!(
+        put!(
             text,
             " The relay reset {reset} stale GOPs rather than queue them (the link carried less than the cameras sent; cameras with an alert keep priority)"
         );
         if let Some((id, share)) = worst {
-            let _ = write!(
+            put!(
                 text,
                 "; the camera least delivered, {}, got {:.0} % of its frames through",
                 esc(id),
@@ -347,7 +340,7 @@ pub(crate) fn verdict(r: &RelayReport) -> String {
 pub fn render(r: &RelayReport) -> String {
     let passed = r.slo.passed;
     let mut out = String::new();
-    let _ = write!(
+    put!(
         out,
         r##"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>lookout load test {}</title>
 <style>body{{font:14px system-ui,sans-serif;margin:20px;color:#1f2328}}h1{{font-size:20px}}
@@ -364,8 +357,8 @@ th:first-child,td:first-child{{text-align:left}}code{{background:#f6f8fa;padding
         esc(&r.started_at),
         r.setup.cameras,
         // As JSON writes it (`60.0`).
-        Value::from(r.setup.duration_s),
-        esc(&Value::from(r.setup.link.as_str()).to_string()),
+        json_text(&r.setup.duration_s),
+        esc(&json_text(&r.setup.link)),
         if passed { "pass" } else { "fail" },
         if passed { "passed" } else { "failed" },
         r.slo.relay_p99_ms,
@@ -378,23 +371,23 @@ th:first-child,td:first-child{{text-align:left}}code{{background:#f6f8fa;padding
             .as_deref()
             .unwrap_or("unknown (not a git checkout)")),
         esc(&r.started_at),
-        r.machine["cpus"],
-        r.machine["memory_gib"],
-        esc(r.machine["model"].as_str().unwrap_or("")),
+        json_text(&r.machine.cpus),
+        json_text(&r.machine.memory_gib),
+        esc(r.machine.model.as_deref().unwrap_or("")),
         esc(&r.provenance.argv.join(" ")),
     );
-    let _ = write!(
+    put!(
         out,
         "<p>Frames: {} received at the gateway ({} lost on the way from the cameras), {} sent on, {} received at the center, {} lost in all, {} GOPs reset. Incidents: {} scripted, {} alerted, {} missed, {} false, {} duplicate.</p>",
-        r.frames["received_at_gateway"],
-        match r.frames["lost_camera_to_gateway"].as_u64() {
+        r.frames.received_at_gateway,
+        match r.frames.lost_camera_to_gateway {
             Some(n) => n.to_string(),
             None => "not counted: no camera numbers its frames".into(),
         },
-        r.frames["sent"],
-        r.frames["received_at_center"],
-        r.frames["lost"],
-        r.frames["gops_reset"],
+        r.frames.sent,
+        r.frames.received_at_center,
+        r.frames.lost,
+        r.frames.gops_reset,
         r.incidents.scripted,
         r.incidents.alerted,
         r.incidents.missed,
@@ -403,7 +396,7 @@ th:first-child,td:first-child{{text-align:left}}code{{background:#f6f8fa;padding
     );
     out.push_str("<h2>Latency</h2>");
     out.push_str(&latency_over_time_plot(&r.timeline));
-    out.push_str(&cdf_plot(&r.relay_cdf));
+    out.push_str(&cdf_plot(r.relay_cdf.as_deref()));
     out.push_str("<h3>Percentiles over the window (HDR histograms)</h3>");
     for (name, title) in [
         ("relay", "relay: gateway received → center received"),
@@ -416,59 +409,65 @@ th:first-child,td:first-child{{text-align:left}}code{{background:#f6f8fa;padding
         }
     }
     out.push_str("<h2>CPU and memory</h2>");
+    // The plots read the timeline as its JSON file has it (shared with the soak's).
+    let timeline: Vec<Value> = r
+        .timeline
+        .iter()
+        .map(|e| serde_json::to_value(e).unwrap_or(Value::Null))
+        .collect();
     out.push_str(&timeline_plot(
         "CPU, cores",
-        &r.timeline,
+        &timeline,
         "cpu_cores",
         &["gateway", "fleet", "center"],
     ));
     out.push_str(&timeline_plot(
         "resident memory, MiB",
-        &r.timeline,
+        &timeline,
         "rss_mib",
         &["gateway", "center"],
     ));
     out.push_str(&timeline_plot(
         "waiting for a CPU, thread-seconds per second (starved when it rises)",
-        &r.timeline,
+        &timeline,
         "run_queue_wait",
         &["gateway", "fleet", "center"],
     ));
     out.push_str(&timeline_plot(
         "whole machine: busy and stolen share of its CPUs",
-        &r.timeline,
+        &timeline,
         "machine",
         &["busy", "steal"],
     ));
-    let _ = write!(
+    put!(
         out,
         "<p>Whole run: CPU gateway {}, fleet {}, center {} cores; peak RSS gateway {} MiB, center {} MiB. Baselines: bare GStreamer ingest {} cores, bare ONNX Runtime {} inferences/s; ratios {}.</p>",
-        figure(&r.cpu_cores["gateway"], 2),
-        figure(&r.cpu_cores["fleet"], 2),
-        figure(&r.cpu_cores["center"], 2),
-        figure(&Value::from(r.memory_mib.gateway_rss_peak), 0),
-        figure(&Value::from(r.memory_mib.center_rss_peak), 0),
-        figure(&r.baselines["gst_ingest_cpu_cores"], 2),
-        figure(&r.baselines["ort_raw_inferences_per_s"], 0),
-        esc(&r.ratios.to_string())
+        figure(r.cpu_cores.gateway, 2),
+        figure(r.cpu_cores.fleet, 2),
+        figure(r.cpu_cores.center, 2),
+        figure(r.memory_mib.gateway_rss_peak, 0),
+        figure(r.memory_mib.center_rss_peak, 0),
+        figure(r.baselines.gst_ingest_cpu_cores, 2),
+        figure(r.baselines.ort_raw_inferences_per_s, 0),
+        esc(&json_text(&r.ratios))
     );
-    if let Some(roles) = r.cpu_cores["gateway_by_role"].as_object() {
+    if let Some(roles) = &r.cpu_cores.gateway_by_role {
         out.push_str(
             "<p>The gateway's CPU by what its threads do (cores):</p><table><tr><th>role</th><th>cores</th></tr>",
         );
         for (role, cores) in roles {
-            let _ = write!(
+            put!(
                 out,
                 "<tr><td>{}</td><td>{:.3}</td></tr>",
                 esc(role),
-                cores.as_f64().unwrap_or(0.0)
+                cores.unwrap_or(0.0)
             );
         }
         out.push_str("</table>");
     }
     out.push_str("<h2>Cameras</h2><table><tr><th>camera</th><th>received at the gateway</th><th>lost on the way from the camera</th><th>sent on</th><th>received at the center</th><th>delivered</th><th>GOPs sent</th><th>reset</th><th>skipped</th></tr>");
     for (id, c) in &r.cameras {
-        let _ = write!(
+        put!(
             out,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(id),

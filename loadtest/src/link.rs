@@ -27,6 +27,7 @@ use serde::Serialize;
 pub struct Impairment {
     /// Bits per second; 0 means unlimited.
     pub rate_bps: u64,
+    /// Fixed one-way delay added to every packet after it is sent at the rate cap.
     pub delay: Duration,
     /// Extra delay, uniform in `0..=jitter`.
     pub jitter: Duration,
@@ -34,6 +35,8 @@ pub struct Impairment {
     pub loss: f64,
     /// Probability that a packet is held back by `reorder_hold`.
     pub reorder: f64,
+    /// How long a packet drawn for reordering is held back (10 ms by default), so later ones
+    /// overtake it.
     pub reorder_hold: Duration,
     /// Most traffic the link's queue holds, as time to drain it.
     pub queue: Duration,
@@ -56,7 +59,9 @@ impl Default for Impairment {
 /// A window, from the relay's start, in which nothing passes either way.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Partition {
+    /// When nothing passes any more, from the relay's start.
     pub start: Duration,
+    /// How long nothing passes.
     pub length: Duration,
 }
 
@@ -113,6 +118,7 @@ pub enum Fate {
 /// time (to keep order), and the draws.
 #[derive(Debug, Clone)]
 pub struct Shaper {
+    /// What this direction does to traffic.
     pub imp: Impairment,
     rng: Rng,
     free_at: Option<Instant>,
@@ -161,13 +167,19 @@ impl Shaper {
 }
 
 /// Per-direction counters.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct DirStats {
+    /// Datagrams received from the sender.
     pub packets_in: u64,
+    /// Their bytes (UDP payload).
     pub bytes_in: u64,
+    /// Datagrams sent on to the receiver when due.
     pub delivered: u64,
+    /// Datagrams dropped by the `loss` draw.
     pub lost: u64,
+    /// Datagrams dropped because the queue already held more than `queue` of traffic (tail drop).
     pub queue_full: u64,
+    /// Datagrams dropped inside a partition window.
     pub partitioned: u64,
 }
 
@@ -195,10 +207,15 @@ impl Counters {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// The link emulator's counters, each direction, since it started; written by `link --stats` and as
+/// the run report's `link`.
+#[derive(Debug, Clone, Serialize)]
 pub struct LinkStats {
+    /// Client (gateway) → server (center).
     pub to_server: DirStats,
+    /// Server (center) → clients (gateways).
     pub to_client: DirStats,
+    /// Client addresses seen (one relay socket each).
     pub clients: usize,
 }
 
@@ -247,20 +264,27 @@ impl Wheel {
     }
 }
 
+/// How to start a [`Link`]: where it listens, where it relays to, and what it does each way.
 pub struct LinkArgs {
     /// Where clients (gateways) send.
     pub listen: SocketAddr,
     /// The server (center).
     pub server: SocketAddr,
+    /// What the link does client → server.
     pub up: Impairment,
+    /// What the link does server → client.
     pub down: Impairment,
+    /// Windows, from the relay's start, in which nothing passes either way.
     pub partitions: Vec<Partition>,
+    /// Seed of the loss, jitter and reorder draws (each direction draws its own sequence from it).
     pub seed: u64,
+    /// Stop by itself after this long; `None`: run until stopped.
     pub duration: Option<Duration>,
 }
 
 /// A running relay; stops when dropped or when its duration ends.
 pub struct Link {
+    /// The address clients send to (`listen` with its port resolved).
     pub addr: SocketAddr,
     stop: Arc<AtomicBool>,
     up: Arc<Counters>,
@@ -339,7 +363,14 @@ impl Link {
                                 let Ok(s) = UdpSocket::bind("127.0.0.1:0") else {
                                     continue;
                                 };
-                                let _ = s.set_read_timeout(Some(Duration::from_millis(50)));
+                                // Without it, this client's thread would block in
+                                // `recv_from` and never see `stop`: as when the bind
+                                // fails, the packet is dropped and the next one tries.
+                                if let Err(e) = s.set_read_timeout(Some(Duration::from_millis(50)))
+                                {
+                                    eprintln!("link: client {from}: socket timeout: {e}");
+                                    continue;
+                                }
                                 let s = Arc::new(s);
                                 map.insert(from, s.clone());
                                 // Server → this client.
@@ -387,7 +418,7 @@ impl Link {
                     );
                 }
                 for t in down_threads {
-                    let _ = t.join();
+                    join_relay(t);
                 }
             }));
         }
@@ -418,7 +449,7 @@ impl Link {
     pub fn stop(mut self) -> LinkStats {
         self.stop.store(true, Ordering::Relaxed);
         for t in self.threads.drain(..) {
-            let _ = t.join();
+            join_relay(t);
         }
         self.stats()
     }
@@ -428,8 +459,17 @@ impl Drop for Link {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         for t in self.threads.drain(..) {
-            let _ = t.join();
+            join_relay(t);
         }
+    }
+}
+
+/// Waits for a relay thread. One that panicked (its message printed then)
+/// stopped relaying early, which its direction's counters show; said again
+/// here, as the counters do not say why.
+fn join_relay(t: std::thread::JoinHandle<()>) {
+    if t.join().is_err() {
+        eprintln!("link: a relay thread had panicked; its traffic stopped then");
     }
 }
 
@@ -492,7 +532,9 @@ fn spawn_release(wheel: Arc<Wheel>, stop: Arc<AtomicBool>) -> std::thread::JoinH
                     }
                 }
                 Some(w) => {
-                    let _ = wheel.ready.wait_timeout(h, w);
+                    // Only the wait matters: the guard goes at once and the loop
+                    // locks again, where a poisoned lock ends the thread.
+                    drop(wheel.ready.wait_timeout(h, w));
                 }
             }
         }

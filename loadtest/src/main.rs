@@ -2,6 +2,29 @@
 //! command line and the load/latency benchmark driver. This file hands
 //! each subcommand (`cli`) to the module that runs it.
 
+/// `write!` into a `String` being built (an HTML page, a configuration):
+/// `put!(out, "…", …)`. A `String` takes any text, and formatting into it fails
+/// only if a value's `Display` does, which none of the numbers and text these
+/// files format can: a failure is a bug, not a condition to handle.
+macro_rules! put {
+    ($out:expr, $($fmt:tt)*) => {{
+        use std::fmt::Write as _;
+        if let Err(e) = write!($out, $($fmt)*) {
+            unreachable!("formatting into a String failed: {e}");
+        }
+    }};
+}
+
+/// [`put!`] with a newline after the text, as `writeln!`.
+macro_rules! putln {
+    ($out:expr, $($fmt:tt)*) => {{
+        use std::fmt::Write as _;
+        if let Err(e) = writeln!($out, $($fmt)*) {
+            unreachable!("formatting into a String failed: {e}");
+        }
+    }};
+}
+
 mod capacity;
 mod check;
 mod cli;
@@ -277,9 +300,10 @@ fn run_link(c: cli::LinkCli) -> anyhow::Result<()> {
     if let Some(p) = stats {
         std::fs::write(&p, &text)?;
     }
-    // Whoever started the relay may have stopped reading its output.
+    // Whoever started the relay may have stopped reading its output: a closed
+    // stdout loses nothing asked for (`--stats` above is where to keep them).
     use std::io::Write;
-    let _ = writeln!(std::io::stdout(), "{text}");
+    writeln!(std::io::stdout(), "{text}").ok();
     Ok(())
 }
 

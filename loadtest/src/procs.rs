@@ -12,7 +12,9 @@ use anyhow::{Context, bail};
 
 /// A running child process.
 pub struct Proc {
+    /// What the process is (`fleet`, `center`, `gateway`…), for messages.
     pub name: String,
+    /// The file its stdout and stderr go to.
     pub log: PathBuf,
     child: Child,
 }
@@ -77,9 +79,12 @@ impl Proc {
         if matches!(self.child.try_wait(), Ok(Some(_))) {
             return true;
         }
-        let _ = Command::new("kill")
+        // A SIGTERM that could not be sent (no `kill` to run) is made up for
+        // by the SIGKILL after `grace` below.
+        Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
-            .status();
+            .status()
+            .ok();
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
             if matches!(self.child.try_wait(), Ok(Some(_))) {
@@ -87,9 +92,28 @@ impl Proc {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill_and_reap();
         false
+    }
+
+    /// SIGKILL, then waits for the process so it leaves no zombie. One that
+    /// already exited is fine (`Child::kill` answers `Ok`); an error may have
+    /// left it running, and is said.
+    fn kill_and_reap(&mut self) {
+        if let Err(e) = self.child.kill() {
+            eprintln!(
+                "{}: SIGKILL to pid {} failed: {e}",
+                self.name,
+                self.child.id()
+            );
+        }
+        if let Err(e) = self.child.wait() {
+            eprintln!(
+                "{}: waiting for pid {} failed: {e}",
+                self.name,
+                self.child.id()
+            );
+        }
     }
 }
 
@@ -100,8 +124,7 @@ impl Proc {
 
     /// SIGKILL at once, as a crash or a power cut would end it; waits for it.
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill_and_reap();
     }
 }
 
@@ -194,6 +217,7 @@ pub fn run_queue_wait_seconds(pid: u32) -> Option<f64> {
 /// The whole machine's CPU time so far, in clock ticks.
 #[derive(Debug, Clone, Copy)]
 pub struct MachineTicks {
+    /// All CPU time: user, nice, system, idle, iowait, irq, softirq and steal summed.
     pub all: u64,
     /// Everything but idle, iowait and steal.
     pub busy: u64,

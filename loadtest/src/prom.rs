@@ -8,6 +8,7 @@
 pub(crate) struct Sample<'a> {
     /// The line as written (for label look-ups).
     pub line: &'a str,
+    /// The sample's value (counters are floats on the wire too).
     pub value: f64,
 }
 

@@ -70,6 +70,7 @@ impl ReportKind {
 pub struct Provenance {
     /// Tells this schema from the reports written before it (which lack it).
     pub schema_version: u64,
+    /// Which report this is (`run`, `capacity`, `soak`, `detect`, `link`, `fleet`).
     pub kind: ReportKind,
     /// The workspace version `lookout` and `lookout-loadtest` share.
     pub lookout_version: String,
@@ -105,8 +106,10 @@ impl Provenance {
 /// the link's counters), with the provenance in front and no model.
 #[derive(Debug, Serialize)]
 pub struct Stamped<'a, T: Serialize> {
+    /// Schema, kind, version, git revision, command line; no model.
     #[serde(flatten)]
     pub provenance: Provenance,
+    /// The report's own fields, flattened after the provenance.
     #[serde(flatten)]
     pub figures: &'a T,
 }

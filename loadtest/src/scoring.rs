@@ -10,15 +10,22 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::fleet::incidents::Onset;
-use crate::stats::{Percentiles, histogram, percentiles};
+use crate::stats::{Percentiles, histogram, percentiles, record};
 
 /// How the alerts compare with the ground truth.
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct Score {
+    /// Incidents that began (onsets in the fleet's ground truth).
     pub scripted: usize,
+    /// Incidents with at least one matching alert (same camera and class, captured in the
+    /// incident's span).
     pub alerted: usize,
+    /// Incidents without a matching alert.
     pub missed: usize,
+    /// Alerts that match no incident (a clean camera, the wrong class, or captured before the
+    /// onset).
     pub false_alerts: usize,
+    /// Matching alerts beyond an incident's first (by time raised).
     pub duplicate_alerts: usize,
     /// Camera and class of each miss, false or duplicate alert.
     pub problems: Vec<String>,
@@ -37,11 +44,17 @@ impl Score {
 /// The alert fields scoring needs.
 #[derive(Debug, Clone)]
 pub struct SeenAlert {
+    /// The alert's id, as the gateway raised it and the ledger keys it.
     pub id: String,
+    /// The camera's id (`camera.id` in the alert).
     pub camera: String,
+    /// The class detected (`smoke`, `flood`) or the sensor's label.
     pub label: String,
+    /// When the frame that raised it was captured (its stamp), Unix ns.
     pub capture_unix_ns: u64,
+    /// When the gateway's detector decided on that frame, Unix ns.
     pub detect_unix_ns: u64,
+    /// When the gateway raised the alert, Unix ns.
     pub raised_unix_ns: u64,
     /// The gateway's share: frame received → detected, ms.
     pub receive_to_detect_ms: f64,
@@ -266,17 +279,18 @@ impl LedgerCheck {
                 continue;
             };
             let at_us = at_ms * 1000;
-            let _ = cap.record(at_us.saturating_sub(a.capture_unix_ns / 1000).max(1));
-            let _ = raise.record(at_us.saturating_sub(a.raised_unix_ns / 1000).max(1));
+            let capture_to_stored = at_us.saturating_sub(a.capture_unix_ns / 1000).max(1);
+            record(&mut cap, capture_to_stored, "capture → alert stored");
+            let raise_to_stored = at_us.saturating_sub(a.raised_unix_ns / 1000).max(1);
+            record(&mut raise, raise_to_stored, "alert raised → stored");
         }
         let mut onset_h = histogram();
         for (o, a) in &matched {
             if let Some(at_ms) = self.received_ms.get(&a.id) {
-                let _ = onset_h.record(
-                    (at_ms * 1000)
-                        .saturating_sub(o.onset_capture_unix_ns / 1000)
-                        .max(1),
-                );
+                let onset_to_stored = (at_ms * 1000)
+                    .saturating_sub(o.onset_capture_unix_ns / 1000)
+                    .max(1);
+                record(&mut onset_h, onset_to_stored, "onset → alert stored");
             }
         }
         AlertTiming {
@@ -291,6 +305,7 @@ impl LedgerCheck {
 /// Alerts scored against the incidents, and how long they took to be
 /// stored.
 pub(crate) struct AlertTiming {
+    /// Every alert given scored against the scripted incidents.
     pub incidents: Score,
     /// Capture of the frame → stored in the ledger.
     pub capture_to_alert: Percentiles,

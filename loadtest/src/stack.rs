@@ -5,6 +5,7 @@
 //! delivered what it took. `run` (`relay`), `soak` and `detect` all start
 //! their processes through here.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -29,11 +30,24 @@ pub(crate) fn workdir(path: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
     Ok((workdir, logs))
 }
 
+/// What removing `path` to start fresh came to: removed, or never there, is
+/// fine; anything else (no permission, a busy file) fails the run, since what
+/// was left (an old ledger, configuration or certificate) would be read as
+/// this run's.
+pub(crate) fn removed(result: std::io::Result<()>, path: &Path) -> anyhow::Result<()> {
+    match result {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("removing {}", path.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Certificates from a fresh operator CA, as an operator would make them:
 /// one per center in `centers` (for 127.0.0.1 and localhost) and the
 /// gateway's, `fleet-gw`.
 pub(crate) fn make_certs(lookout: &Path, certs: &Path, centers: &[&str]) -> anyhow::Result<()> {
-    let _ = std::fs::remove_dir_all(certs);
+    removed(std::fs::remove_dir_all(certs), certs)?;
     let mut cmd = std::process::Command::new(lookout);
     cmd.args(["certs", "--dir"]).arg(certs);
     for c in centers {
@@ -65,7 +79,7 @@ pub(crate) fn gateway_config(
     dial: &str,
 ) -> anyhow::Result<String> {
     let gw_dir = workdir.join("gateway");
-    let _ = std::fs::remove_dir_all(&gw_dir);
+    removed(std::fs::remove_dir_all(&gw_dir), &gw_dir)?;
     let gw_http = format!("127.0.0.1:{}", free_port()?);
     let mut blocks: Vec<String> = detector.iter().map(|(_, b)| b.clone()).collect();
     blocks.push(upstream_block("center", dial, certs, "fleet-gw"));
@@ -136,12 +150,15 @@ impl Http {
 
 /// What the gateway and the center hold once the run is over.
 pub(crate) struct EndOfRun {
-    /// The metrics texts, also kept in `gateway-metrics.txt` and
-    /// `center-metrics.txt` in the work folder.
+    /// The gateway's `/metrics` text at the end, also kept in
+    /// `gateway-metrics.txt` in the work folder.
     pub gw_metrics: String,
+    /// The center's `/metrics` text at the end, also kept in
+    /// `center-metrics.txt` in the work folder.
     pub center_metrics: String,
-    /// `GET /api/alerts` of the gateway and of the center (its ledger).
+    /// The gateway's `GET /api/alerts?limit=1000` answer: the alerts it raised.
     pub gw_alerts: Value,
+    /// The center's `GET /api/alerts?limit=10000` answer: its ledger's records.
     pub ledger: Value,
 }
 
@@ -180,8 +197,17 @@ pub(crate) fn drain(
     }
     let gw_metrics = http.text(&gw_metrics).unwrap_or_default();
     let center_metrics = http.text(&center_metrics).unwrap_or_default();
-    let _ = std::fs::write(workdir.join("gateway-metrics.txt"), &gw_metrics);
-    let _ = std::fs::write(workdir.join("center-metrics.txt"), &center_metrics);
+    // Copies for whoever digs into a run; the report is made from the texts in
+    // memory, so a failed write loses only the copy, and is said.
+    for (name, text) in [
+        ("gateway-metrics.txt", &gw_metrics),
+        ("center-metrics.txt", &center_metrics),
+    ] {
+        let path = workdir.join(name);
+        if let Err(e) = std::fs::write(&path, text) {
+            eprintln!("drain: writing {}: {e}", path.display());
+        }
+    }
     let gw_alerts = http
         .required_json(&format!("http://{gw_http}/api/alerts?limit=1000"))
         .context("reading the gateway's alerts")?;
@@ -198,12 +224,18 @@ pub(crate) fn drain(
 
 /// The fleet part of a benchmark run.
 pub(crate) struct FleetRun {
+    /// Cameras (split 3:2:2:1 towers:drones:bodycams:fixed) unless `mix` is given.
     pub cameras: usize,
+    /// Cameras per kind, e.g. `towers=24,drones=16`; overrides `cameras`.
     pub mix: Option<String>,
+    /// Picture size, `full` or `small`.
     pub size: String,
+    /// Folder of encoded clips (made once, reused).
     pub cache: PathBuf,
     /// `None`: `default_incidents`: two 12 s incidents per camera, one of each class.
     pub incidents: Option<String>,
+    /// The run's length: the fleet stops by itself 120 s after it, and default incidents must fit
+    /// in it.
     pub duration: Duration,
 }
 
@@ -236,7 +268,7 @@ pub(crate) fn start_fleet(
     let me = std::env::current_exe().context("locating lookout-loadtest")?;
     let gw_config = workdir.join("gateway.toml");
     let ground_truth = workdir.join("ground-truth.json");
-    let _ = std::fs::remove_file(&gw_config);
+    removed(std::fs::remove_file(&gw_config), &gw_config)?;
     let mut fleet_args: Vec<String> = vec![
         "fleet".into(),
         "--port".into(),
@@ -354,7 +386,7 @@ pub(crate) fn center_config(
     extra: &str,
 ) -> anyhow::Result<(PathBuf, u16, String)> {
     let storage = workdir.join(id);
-    let _ = std::fs::remove_dir_all(&storage);
+    removed(std::fs::remove_dir_all(&storage), &storage)?;
     let quic_port = std::net::UdpSocket::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
@@ -482,16 +514,17 @@ pub(crate) fn camera_ids(config: &std::path::Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Cameras per kind in a gateway configuration.
-pub(crate) fn mix_counts(gw_config: &std::path::Path) -> Value {
+/// Cameras per kind in a gateway configuration (every kind, 0 for one it
+/// lacks), as the reports' `setup.mix` writes them.
+pub(crate) fn mix_counts(gw_config: &std::path::Path) -> BTreeMap<String, usize> {
     let text = std::fs::read_to_string(gw_config).unwrap_or_default();
-    let mut counts = serde_json::Map::new();
+    let mut counts = BTreeMap::new();
     for kind in ["tower", "drone", "bodycam", "fixed"] {
         let n = text
             .lines()
             .filter(|l| l.trim() == format!("kind = \"{kind}\""))
             .count();
-        counts.insert(kind.to_string(), n.into());
+        counts.insert(kind.to_string(), n);
     }
-    Value::Object(counts)
+    counts
 }

@@ -13,13 +13,21 @@ use gstreamer::prelude::*;
 
 use super::Summary;
 use crate::procs::Proc;
+use crate::stack::removed;
 
+/// What `fleet-check` was asked for, from its command line (`cli::FleetCheckCli`).
 pub struct CheckArgs {
+    /// Cameras in the fleet (split 3:2:2:1 towers:drones:bodycams:fixed) unless `mix` is given.
     pub cameras: usize,
+    /// Cameras per kind, e.g. `towers=24,drones=16`; overrides `cameras`.
     pub mix: Option<String>,
+    /// Picture size, `full` or `small`.
     pub size: String,
+    /// How long the readers measure once all are connected.
     pub duration: Duration,
+    /// Folder of encoded clips (made once, reused).
     pub cache: PathBuf,
+    /// Work folder: the fleet's emitted configuration, summary and log.
     pub workdir: PathBuf,
     /// Fail below this share of frames on time.
     pub min_on_time: f64,
@@ -32,8 +40,10 @@ pub fn run(args: CheckArgs) -> anyhow::Result<serde_json::Value> {
     std::fs::create_dir_all(&args.workdir)?;
     let config = args.workdir.join("fleet-gateway.toml");
     let summary_path = args.workdir.join("fleet-summary.json");
-    let _ = std::fs::remove_file(&summary_path);
-    let _ = std::fs::remove_file(&config);
+    // A summary or configuration left from an earlier check would be read as
+    // this fleet's.
+    removed(std::fs::remove_file(&summary_path), &summary_path)?;
+    removed(std::fs::remove_file(&config), &config)?;
     let me = std::env::current_exe().context("locating lookout-loadtest")?;
     let mut fleet_args = vec![
         "fleet".to_string(),
@@ -98,7 +108,9 @@ pub fn run(args: CheckArgs) -> anyhow::Result<serde_json::Value> {
     // The fleet writes its summary when it stops.
     fleet.stop(Duration::from_secs(20));
     for r in readers {
-        let _ = r.set_state(gst::State::Null);
+        // Measuring is over and the pipeline is dropped next: a reader that
+        // will not stop cleanly changes nothing the check reads.
+        r.set_state(gst::State::Null).ok();
     }
     let summary: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(&summary_path)

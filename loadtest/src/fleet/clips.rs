@@ -28,12 +28,15 @@ const CLIP_FORMAT: u32 = 3;
 /// One encoded frame.
 #[derive(Clone)]
 pub struct ClipUnit {
+    /// The access unit's Annex-B bytes (start codes included), without the SEI stamp.
     pub data: Bytes,
+    /// Whether it is a keyframe: a client can start decoding at it.
     pub keyframe: bool,
 }
 
 /// A run of access units starting with a keyframe.
 pub struct Clip {
+    /// The encoded frames, in decode order, the first a keyframe.
     pub units: Vec<ClipUnit>,
     /// Where looping restarts once the end is reached (a keyframe): 0 for a
     /// clean loop; the start of the sustained part for an incident.
@@ -43,19 +46,33 @@ pub struct Clip {
 /// What to render and how to encode it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ClipKey {
+    /// The renderer's scene (`tower`, `drone`, …), from the camera's kind.
     pub scene: String,
+    /// The scene's lighting (`day`, `dusk`, `haze`).
     pub lighting: String,
+    /// The renderer's seed for the scene.
     pub seed: u64,
+    /// The incident's class (`smoke`, `flood`) from the first frame; `None` for the clean loop.
     pub event: Option<String>,
+    /// `h264` or `h265`.
     pub codec: String,
+    /// Picture width, pixels.
     pub width: u32,
+    /// Picture height, pixels.
     pub height: u32,
+    /// Frames per second.
     pub fps: u32,
+    /// Keyframe interval, frames.
     pub gop: u32,
+    /// The encoder's target bitrate, kbit/s.
     pub bitrate_kbps: u32,
+    /// Factors the bitrate cycles through, one per GOP (`[1.0]`: steady).
     pub bitrate_swing: Vec<f32>,
+    /// B-frames and High profile (H.264).
     pub bframes: bool,
+    /// Frames in the clip: whole GOPs covering its seconds.
     pub frames: u32,
+    /// `CLIP_FORMAT` when made: a renderer or encoder change makes old clips miss.
     pub format: u32,
 }
 

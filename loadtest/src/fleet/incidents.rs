@@ -25,8 +25,11 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Incident {
+    /// The camera's id (`tower-01`, …).
     pub camera: String,
+    /// `smoke` or `flood`.
     pub class: String,
+    /// When it begins, seconds after the fleet starts serving.
     pub at_s: f64,
     /// How long the event is shown; `None`: until the camera's next incident.
     #[serde(default)]
@@ -105,8 +108,11 @@ fn parse_inline(s: &str) -> anyhow::Result<Incident> {
 /// The moment an incident became visible on a camera's stream.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Onset {
+    /// The camera's id.
     pub camera: String,
+    /// `smoke` or `flood`.
     pub class: String,
+    /// When the script said it begins, seconds after the fleet started serving.
     pub scripted_at_s: f64,
     /// Frame number (as in the SEI stamp) of the first frame with the event.
     pub onset_frame: u64,
@@ -147,8 +153,16 @@ impl GroundTruth {
         };
         let json = serde_json::to_string_pretty(&self.onsets()).unwrap_or_else(|_| "[]".into());
         let tmp = PathBuf::from(format!("{}.part", path.display()));
-        if std::fs::write(&tmp, json).is_ok() {
-            let _ = std::fs::rename(&tmp, path);
+        // The benchmarks score alerts against this file: an onset that never
+        // reaches it is an incident they cannot see, so a failure is said.
+        let written = std::fs::write(&tmp, json)
+            .map_err(|e| format!("writing {}: {e}", tmp.display()))
+            .and_then(|()| {
+                std::fs::rename(&tmp, path)
+                    .map_err(|e| format!("renaming it to {}: {e}", path.display()))
+            });
+        if let Err(e) = written {
+            eprintln!("fleet: ground truth not updated: {e}");
         }
     }
 }

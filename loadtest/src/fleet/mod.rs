@@ -12,7 +12,6 @@ pub mod profile;
 pub mod server;
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -32,46 +31,78 @@ use self::server::{Scheduled, ServerSettings, SimCamera};
 const CLEAN_SECONDS: u32 = 6;
 const INCIDENT_SECONDS: u32 = 12;
 
+/// What `fleet` was asked for, from its command line (`cli::FleetCli`), or from `demo` and the
+/// benchmarks through it.
 pub struct FleetArgs {
+    /// Cameras (split 3:2:2:1 towers:drones:bodycams:fixed) unless `mix` is given.
     pub cameras: usize,
+    /// Cameras per kind, e.g. `towers=24,drones=16`; overrides `cameras`.
     pub mix: Option<String>,
+    /// Loopback address to serve RTSP on.
     pub address: String,
+    /// RTSP port; 0 picks a free one (see `emit_gateway_config`).
     pub port: u16,
+    /// Picture size of every camera.
     pub size: Size,
+    /// RTSP digest credentials (user, password) required of clients; `None`: open.
     pub auth: Option<(String, String)>,
+    /// The scripted incidents, on cameras the fleet has.
     pub incidents: Vec<Incident>,
+    /// Where to write the onsets (JSON) as they happen; `None`: not written.
     pub ground_truth: Option<PathBuf>,
+    /// Where to write a gateway configuration listing exactly these cameras at the port bound.
     pub emit_gateway_config: Option<PathBuf>,
+    /// Folder of encoded clips (made once, reused).
     pub cache: PathBuf,
+    /// Stop by itself after this long; `None`: run until SIGTERM or Ctrl-C.
     pub duration: Option<Duration>,
+    /// Where to write the summary (JSON, with provenance) when stopping.
     pub summary: Option<PathBuf>,
+    /// Encode H.264 cameras with B-frames and High profile.
     pub bframes: bool,
 }
 
 /// What the fleet reports when it stops.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Summary {
+    /// Cameras served.
     pub cameras: usize,
+    /// How long the feeder ran, s.
     pub serving_s: f64,
+    /// Frames the cameras produced, client or not.
     pub frames_produced: u64,
+    /// Frames pushed to a connected client's media.
     pub frames_pushed: u64,
+    /// Of those, frames pushed more than half a frame interval after they were due.
     pub frames_late: u64,
+    /// `1 - frames_late / frames_pushed`; 1 when nothing was pushed.
     pub on_time_ratio: f64,
+    /// The latest any frame was pushed after it was due, ms.
     pub max_late_ms: f64,
     /// CPU of the fleet process while serving (1.0 = one core busy).
     pub cpu_cores: f64,
+    /// Each camera's profile and counts, in plan order.
     pub per_camera: Vec<CameraSummary>,
 }
 
+/// One camera in the fleet's summary.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct CameraSummary {
+    /// The camera's id (`tower-01`, …).
     pub id: String,
+    /// `tower`, `drone`, `bodycam` or `fixed`.
     pub kind: String,
+    /// `h264` or `h265`.
     pub codec: String,
+    /// Picture width, pixels.
     pub width: u32,
+    /// Picture height, pixels.
     pub height: u32,
+    /// Frames per second.
     pub fps: u32,
+    /// Frames pushed to a connected client's media.
     pub frames_pushed: u64,
+    /// Of those, frames pushed more than half a frame interval late.
     pub frames_late: u64,
 }
 
@@ -162,8 +193,15 @@ pub fn run(args: FleetArgs) -> anyhow::Result<Summary> {
             .name("fleet-feeder".into())
             .spawn(move || server::feed(&cameras, &truth, &stop, start))?
     };
-    let _ = feeder.join();
+    // A feeder that panicked stopped every camera early: the summary below
+    // still counts what was served, and this says why it is short.
+    let fed = feeder.join();
     let serving = start.elapsed().as_secs_f64();
+    if fed.is_err() {
+        eprintln!(
+            "fleet: the feeder thread panicked after {serving:.1} s; the cameras stopped then"
+        );
+    }
     let cpu = process_cpu_seconds() - cpu_before;
     drop(server);
 
@@ -313,25 +351,25 @@ fn clock_ticks_per_second() -> f64 {
 /// A valid lookout configuration for exactly these cameras.
 fn gateway_config(args: &FleetArgs, port: u16, cameras: &[Arc<SimCamera>]) -> String {
     let mut s = String::new();
-    let _ = writeln!(
+    putln!(
         s,
         "# Written by `lookout-loadtest fleet --emit-gateway-config` for the {} cameras it serves.\n",
         cameras.len()
     );
-    let _ = writeln!(s, "[gateway]\nid = \"fleet-gw\"\n");
+    putln!(s, "[gateway]\nid = \"fleet-gw\"\n");
     let userinfo = args.auth.as_ref().map(|(u, p)| (u.clone(), p.clone()));
     for (i, c) in cameras.iter().enumerate() {
         // Cameras laid out on a grid over a county-sized area.
         let lat = 29.0 + (i / 8) as f64 * 0.05;
         let lon = 110.0 + (i % 8) as f64 * 0.07;
-        let _ = writeln!(s, "[[camera]]");
-        let _ = writeln!(s, "id = \"{}\"", c.id);
-        let _ = writeln!(s, "kind = \"{}\"", c.profile.kind.as_str());
-        let _ = writeln!(s, "url = \"rtsp://{}:{}/{}\"", args.address, port, c.id);
+        putln!(s, "[[camera]]");
+        putln!(s, "id = \"{}\"", c.id);
+        putln!(s, "kind = \"{}\"", c.profile.kind.as_str());
+        putln!(s, "url = \"rtsp://{}:{}/{}\"", args.address, port, c.id);
         if let Some((u, p)) = &userinfo {
-            let _ = writeln!(s, "username = \"{u}\"\npassword = \"{p}\"");
+            putln!(s, "username = \"{u}\"\npassword = \"{p}\"");
         }
-        let _ = writeln!(s, "location = {{ lat = {lat:.4}, lon = {lon:.4} }}\n");
+        putln!(s, "location = {{ lat = {lat:.4}, lon = {lon:.4} }}\n");
     }
     s
 }

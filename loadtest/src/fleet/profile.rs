@@ -52,10 +52,15 @@ impl Kind {
 /// Picture and timing of one simulated camera.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Profile {
+    /// Tower, drone, body camera or fixed camera.
     pub kind: Kind,
+    /// H.264 or H.265.
     pub codec: Codec,
+    /// Picture width, pixels.
     pub width: u32,
+    /// Picture height, pixels.
     pub height: u32,
+    /// Frames per second.
     pub fps: u32,
     /// Keyframe interval in frames.
     pub gop: u32,
@@ -67,7 +72,9 @@ pub struct Profile {
     pub jitter: f64,
     /// Every this many seconds the camera goes silent for `dropout_ms`.
     pub dropout_every_s: Option<f64>,
+    /// How long each dropout lasts, ms.
     pub dropout_ms: u64,
+    /// The scene's lighting (day, dusk or haze by the camera's index).
     pub lighting: Lighting,
     /// B-frames and High profile, for robustness tests.
     pub bframes: bool,

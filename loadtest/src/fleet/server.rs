@@ -25,8 +25,11 @@ use super::profile::Profile;
 
 /// One simulated camera.
 pub struct SimCamera {
+    /// Its id, also its RTSP mount (`/<id>`).
     pub id: String,
+    /// What it sends and how it misbehaves.
     pub profile: Profile,
+    /// The clean loop played between incidents (shared by cameras of one profile).
     pub clean: Arc<Clip>,
     /// The scripted incidents, in order of onset.
     pub incidents: Vec<Scheduled>,
@@ -35,6 +38,7 @@ pub struct SimCamera {
     /// Set when a new media starts, so its first client gets a keyframe
     /// (with SPS/PPS) first instead of waiting up to a GOP.
     restart_at_keyframe: Arc<AtomicBool>,
+    /// Its counters.
     pub stats: Arc<CameraStats>,
 }
 
@@ -47,6 +51,7 @@ pub struct CameraStats {
     pub pushed: AtomicU64,
     /// Frames pushed more than half a frame interval after they were due.
     pub late: AtomicU64,
+    /// The latest any frame was pushed after it was due, µs.
     pub max_late_us: AtomicU64,
 }
 
@@ -57,7 +62,9 @@ pub struct Scheduled {
     pub at_s: f64,
     /// The scene is clean again this long after the onset (`None`: it is not).
     pub for_s: Option<f64>,
+    /// `smoke` or `flood`.
     pub class: String,
+    /// The incident clip played from the onset, looping its developed half.
     pub clip: Arc<Clip>,
 }
 
@@ -83,8 +90,11 @@ impl SimCamera {
 
 /// Where the server listens and who may read it.
 pub struct ServerSettings {
+    /// Loopback address to listen on.
     pub address: String,
+    /// RTSP port; 0 picks a free one.
     pub port: u16,
+    /// Digest credentials (user, password) clients must give; `None`: open.
     pub auth: Option<(String, String)>,
 }
 
@@ -92,14 +102,19 @@ pub struct ServerSettings {
 pub struct Server {
     main_loop: glib::MainLoop,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// The RTSP port bound.
     pub port: u16,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
         self.main_loop.quit();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        // Its panic, if any, was printed when it happened; said here too,
+        // as dropping has no caller to hand it to.
+        if let Some(t) = self.thread.take()
+            && t.join().is_err()
+        {
+            eprintln!("fleet: the RTSP server's thread had panicked");
         }
     }
 }

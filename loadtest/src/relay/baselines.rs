@@ -143,8 +143,20 @@ fn gst_ingest_baseline(gw_config: &std::path::Path) -> anyhow::Result<f64> {
     let after: f64 = kids.iter().filter_map(|k| procs::cpu_seconds(k.id())).sum();
     let cores = (after - before) / t.elapsed().as_secs_f64();
     for mut k in kids {
-        let _ = k.kill();
-        let _ = k.wait();
+        // One that already exited is fine (`Child::kill` answers `Ok`); an
+        // error may have left a client running beside the next phase.
+        if let Err(e) = k.kill() {
+            eprintln!(
+                "relay: SIGKILL to gst-launch-1.0 (pid {}) failed: {e}",
+                k.id()
+            );
+        }
+        if let Err(e) = k.wait() {
+            eprintln!(
+                "relay: waiting for gst-launch-1.0 (pid {}) failed: {e}",
+                k.id()
+            );
+        }
     }
     Ok(cores)
 }

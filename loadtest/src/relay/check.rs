@@ -11,19 +11,21 @@ use serde_json::Value;
 use crate::faults::{Posted, SENSOR_LABEL};
 use crate::prom;
 use crate::scoring::{AlertTiming, LedgerCheck, SeenAlert};
-use crate::stats::{histogram, percentiles};
+use crate::stats::{histogram, percentiles, record};
 
 use super::RelayArgs;
 use super::drain::Drained;
-use super::report::{CameraFrames, RelayReport};
+use super::report::{CameraFrames, RelayReport, SensorAlerts};
 
 /// What the check found.
 pub(super) struct Checked {
+    /// The center's ledger against the alerts the gateway raised.
     pub ledger: LedgerCheck,
     /// The detectors' alerts scored and timed (the gauge's left out).
     pub timing: AlertTiming,
-    /// The gauge's alerts; `null` without a gauge.
-    pub sensor_alerts: Value,
+    /// The gauge's alerts; `None` without a gauge.
+    pub sensor_alerts: Option<SensorAlerts>,
+    /// Frames per camera id, the gateway's counters next to the center's.
     pub cameras: BTreeMap<String, CameraFrames>,
 }
 
@@ -49,18 +51,21 @@ pub(super) fn check(d: &Drained, warm_unix_ns: u64) -> Checked {
 }
 
 /// The gauge's alerts: posted, confirmed, in the ledger, and raised → stored.
-fn sensor_alerts(ledger: &LedgerCheck, sensor: &[SeenAlert], posted: &[Posted]) -> Value {
+fn sensor_alerts(
+    ledger: &LedgerCheck,
+    sensor: &[SeenAlert],
+    posted: &[Posted],
+) -> Option<SensorAlerts> {
     if posted.is_empty() {
-        return Value::Null;
+        return None;
     }
     let mut sensor_h = histogram();
     for a in sensor {
         if let Some(at_ms) = ledger.received_ms.get(&a.id) {
-            let _ = sensor_h.record(
-                (at_ms * 1000)
-                    .saturating_sub(a.raised_unix_ns / 1000)
-                    .max(1),
-            );
+            let us = (at_ms * 1000)
+                .saturating_sub(a.raised_unix_ns / 1000)
+                .max(1);
+            record(&mut sensor_h, us, "sensor alert raised → stored");
         }
     }
     let confirmed: Vec<&String> = posted
@@ -72,13 +77,13 @@ fn sensor_alerts(ledger: &LedgerCheck, sensor: &[SeenAlert], posted: &[Posted]) 
         .iter()
         .filter(|id| !ledger.per_id.contains_key(id.as_str()))
         .collect();
-    serde_json::json!({
-        "posted": posted.len(),
-        "confirmed": confirmed.len(),
-        "in_ledger": sensor.len(),
-        "missing_from_ledger": missing.len(),
-        "missing_ids": missing.iter().take(20).collect::<Vec<_>>(),
-        "raise_to_stored_ms": percentiles(&sensor_h),
+    Some(SensorAlerts {
+        confirmed: confirmed.len(),
+        in_ledger: sensor.len(),
+        missing_from_ledger: missing.len(),
+        missing_ids: missing.iter().take(20).map(|id| id.to_string()).collect(),
+        posted: posted.len(),
+        raise_to_stored_ms: percentiles(&sensor_h),
     })
 }
 
@@ -135,14 +140,10 @@ pub(super) fn strict(args: &RelayArgs, report: &RelayReport) -> anyhow::Result<(
             alerts.stored_twice, alerts.not_raised_by_gateway
         ));
     }
-    if report.sensor_alerts["missing_from_ledger"]
-        .as_u64()
-        .is_some_and(|m| m > 0)
+    if let Some(s) = &report.sensor_alerts
+        && s.missing_from_ledger > 0
     {
-        problems.push(format!(
-            "sensor alerts: {}",
-            report.sensor_alerts["missing_from_ledger"]
-        ));
+        problems.push(format!("sensor alerts: {}", s.missing_from_ledger));
     }
     if report.incidents.missed > 0 {
         problems.push(format!("{} incident(s) missed", report.incidents.missed));

@@ -24,10 +24,13 @@ use super::setup::Stack;
 pub(super) struct Drained {
     /// The gauge's alerts as posted.
     pub posted: Vec<Posted>,
+    /// The gateway's and the center's metrics and alerts once the gateway had delivered.
     pub end: EndOfRun,
     /// The center's `/api/cameras`.
     pub center_cameras: Value,
+    /// The link emulator's counters when it stopped; `None` without one.
     pub link_stats: Option<LinkStats>,
+    /// What reached the upper center; `None` without `--cascade`.
     pub cascade: Option<Cascade>,
     /// The incidents the fleet played.
     pub onsets: Vec<Onset>,

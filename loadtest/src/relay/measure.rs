@@ -13,9 +13,10 @@ use crate::procs;
 use crate::prom::{ROLES, cpu_by_role};
 use crate::report::utc_now;
 use crate::stack::{Http, get_json, start_center};
-use crate::stats::buckets::Buckets;
+use crate::stats::buckets::{Buckets, CdfPoint};
 
 use super::RelayArgs;
+use super::report::{ByProcess, CpuCores, MachineShare, RssMib, TimelineEntry};
 use super::setup::Stack;
 
 /// What the measured window gave.
@@ -27,13 +28,16 @@ pub(super) struct Measured {
     /// The center's `/api/latency` at the end.
     pub latency: Value,
     /// CPU cores per process (and the gateway's by thread role) over the window.
-    pub cpu_cores: Value,
+    pub cpu_cores: CpuCores,
     /// Peak resident memory of the gateway and the center, MiB.
     pub peak: [Option<f64>; 2],
     /// How long the window was; `None` when the run ended before the warm-up did.
     pub window_s: Option<f64>,
-    pub timeline: Vec<Value>,
-    pub relay_cdf: Value,
+    /// One entry a second from the end of the warm-up.
+    pub timeline: Vec<TimelineEntry>,
+    /// The relay's delay over the window at the center's bucket bounds; `None`
+    /// when its metrics were not read at both ends.
+    pub relay_cdf: Option<Vec<CdfPoint>>,
 }
 
 /// One once-a-second reading of the processes and the machine, for the
@@ -62,7 +66,7 @@ struct Meter {
     /// The gateway's own CPU by thread role at the window's start.
     roles_before: Option<[f64; ROLES.len()]>,
     last_sample: Option<TimelineSample>,
-    timeline: Vec<Value>,
+    timeline: Vec<TimelineEntry>,
     /// The center's relay-delay histogram at the window's start and at the last
     /// sample: their differences are the delay second by second and over the window.
     delay_start: Option<Buckets>,
@@ -73,6 +77,12 @@ struct Meter {
 
 fn raise(peak: &mut Option<f64>, hwm: f64) {
     *peak = Some(peak.map_or(hwm, |p| p.max(hwm)));
+}
+
+/// `x` when it is a number: the report's `null` for a figure that is not (as
+/// a JSON map of it wrote it).
+fn finite(x: f64) -> Option<f64> {
+    x.is_finite().then_some(x)
 }
 
 fn cpu_of(pids: [u32; 3]) -> [f64; 3] {
@@ -144,10 +154,19 @@ impl Meter {
     /// The end of the warm-up: the window starts here.
     fn end_warm_up(&mut self, s: &Stack) {
         // No answer: the window simply includes the warm-up (the run's
-        // center answers every other request, so this is not expected).
-        let _ = self
+        // center answers every other request, so this is not expected); said,
+        // as the report's latencies then count the warm-up too.
+        if self
             .http
-            .post_json(&format!("http://{}/api/latency/reset", s.center_http));
+            .post_json(&format!("http://{}/api/latency/reset", s.center_http))
+            .is_none()
+        {
+            self.bar.suspend(|| {
+                eprintln!(
+                    "relay: the center did not answer the latency reset; the window includes the warm-up"
+                )
+            });
+        }
         self.started_at = utc_now();
         self.window = Some((Instant::now(), cpu_of(pids(s))));
         self.warm_unix_ns = crate::fleet::server::unix_ns();
@@ -186,31 +205,33 @@ impl Meter {
         sample: &TimelineSample,
         before: &TimelineSample,
         pids: [u32; 3],
-    ) -> Value {
+    ) -> TimelineEntry {
         let dt = sample.at.duration_since(before.at).as_secs_f64();
         let (cpu, was) = (&sample.cpu, &before.cpu);
         // Thread-seconds spent waiting for a CPU per second: above
         // zero, the process had work and no core to run it on.
         let waited = |i: usize| match (sample.wait[i], before.wait[i]) {
-            (Some(now), Some(then)) => serde_json::json!(((now - then) / dt).max(0.0)),
-            _ => Value::Null,
+            (Some(now), Some(then)) => Some(((now - then) / dt).max(0.0)),
+            _ => None,
         };
         let machine = match (sample.machine, before.machine) {
             (Some(now), Some(then)) if now.all > then.all => {
                 let all = (now.all - then.all) as f64;
-                serde_json::json!({
-                    "busy": now.busy.saturating_sub(then.busy) as f64 / all,
-                    "steal": now.steal.saturating_sub(then.steal) as f64 / all,
-                })
+                MachineShare {
+                    busy: Some(now.busy.saturating_sub(then.busy) as f64 / all),
+                    steal: Some(now.steal.saturating_sub(then.steal) as f64 / all),
+                }
             }
-            _ => serde_json::json!({ "busy": null, "steal": null }),
+            _ => MachineShare {
+                busy: None,
+                steal: None,
+            },
         };
         let buckets = self.center_buckets(s);
         let relay_ms = match (&buckets, &self.delay_last) {
             (Some(now), Some(then)) => now.since(then).map(|d| d.summary()),
             _ => None,
-        }
-        .unwrap_or(Value::Null);
+        };
         if buckets.is_some() {
             self.delay_last = buckets;
         }
@@ -222,22 +243,25 @@ impl Meter {
         if let Some((_, hwm)) = center_mem {
             raise(&mut self.peak[1], hwm);
         }
-        serde_json::json!({
-            "t_s": s.fleet_started.elapsed().as_secs_f64(),
-            "cpu_cores": {
-                "gateway": (cpu[0] - was[0]) / dt,
-                "fleet": (cpu[1] - was[1]) / dt,
-                "center": (cpu[2] - was[2]) / dt,
+        TimelineEntry {
+            cpu_cores: ByProcess {
+                center: (cpu[2] - was[2]) / dt,
+                fleet: (cpu[1] - was[1]) / dt,
+                gateway: (cpu[0] - was[0]) / dt,
             },
-            "rss_mib": { "gateway": gw_mem.map(|m| m.0), "center": center_mem.map(|m| m.0) },
-            "run_queue_wait": {
-                "gateway": waited(0),
-                "fleet": waited(1),
-                "center": waited(2),
+            machine,
+            relay_ms,
+            rss_mib: RssMib {
+                center: center_mem.map(|m| m.0),
+                gateway: gw_mem.map(|m| m.0),
             },
-            "machine": machine,
-            "relay_ms": relay_ms,
-        })
+            run_queue_wait: ByProcess {
+                center: waited(2),
+                fleet: waited(1),
+                gateway: waited(0),
+            },
+            t_s: s.fleet_started.elapsed().as_secs_f64(),
+        }
     }
 
     /// Kills the center when its outage is due and restarts it after the
@@ -302,23 +326,29 @@ impl Meter {
             Some((t, before)) => {
                 let dt = t.elapsed().as_secs_f64().max(1e-3);
                 let now = cpu_of(pids);
-                let mut v = serde_json::json!({
-                    "gateway": (now[0] - before[0]) / dt,
-                    "fleet": (now[1] - before[1]) / dt,
-                    "center": (now[2] - before[2]) / dt,
-                });
-                if let (Some(a), Some(b)) = (self.roles_before, roles_after) {
-                    let by_role: serde_json::Map<String, Value> = ROLES
-                        .iter()
-                        .enumerate()
-                        .map(|(i, r)| (r.to_string(), ((b[i] - a[i]) / dt).into()))
-                        .collect();
-                    v["gateway_by_role"] = Value::Object(by_role);
+                CpuCores {
+                    center: finite((now[2] - before[2]) / dt),
+                    fleet: finite((now[1] - before[1]) / dt),
+                    gateway: finite((now[0] - before[0]) / dt),
+                    gateway_by_role: match (self.roles_before, roles_after) {
+                        (Some(a), Some(b)) => Some(
+                            ROLES
+                                .iter()
+                                .enumerate()
+                                .map(|(i, r)| (r.to_string(), finite((b[i] - a[i]) / dt)))
+                                .collect(),
+                        ),
+                        _ => None,
+                    },
                 }
-                v
             }
             // The run ended before the warm-up did: nothing measured.
-            None => serde_json::json!({ "gateway": null, "fleet": null, "center": null }),
+            None => CpuCores {
+                center: None,
+                fleet: None,
+                gateway: None,
+                gateway_by_role: None,
+            },
         };
         for (i, pid) in [pids[0], pids[2]].into_iter().enumerate() {
             if let Some((_, hwm)) = procs::rss_mib(pid) {
@@ -326,8 +356,8 @@ impl Meter {
             }
         }
         let relay_cdf = match (&self.delay_last, &self.delay_start) {
-            (Some(end), Some(start)) => end.since(start).map_or(Value::Null, |d| d.cdf()),
-            _ => Value::Null,
+            (Some(end), Some(start)) => end.since(start).map(|d| d.cdf()),
+            _ => None,
         };
         Ok(Measured {
             started_at: self.started_at,

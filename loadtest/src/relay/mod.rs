@@ -32,17 +32,27 @@ use std::time::Duration;
 
 use crate::link::{Impairment, Partition};
 
-pub use report::{CameraFrames, RelayReport};
+pub use report::{CameraFrames, RelayReport, TimelineEntry};
 
+/// What `relay` (`run`) was asked for, from its command line (`cli::RelayCli`) or from a `capacity`
+/// step.
 pub struct RelayArgs {
+    /// Cameras in the fleet (split 3:2:2:1 towers:drones:bodycams:fixed) unless `mix` is given.
     pub cameras: usize,
+    /// Cameras per kind, e.g. `towers=24,drones=16`; overrides `cameras`.
     pub mix: Option<String>,
+    /// The fleet's picture size, `full` or `small`.
     pub size: String,
+    /// How long the fleet plays, warm-up included.
     pub duration: Duration,
+    /// Incident script; `None`: the default incidents (none without a detector).
     pub incidents: Option<String>,
     /// `None`: relay only, no detection (and no alerts).
     pub detector_config: Option<PathBuf>,
+    /// Folder of encoded clips for the fleet (made once, reused).
     pub cache: PathBuf,
+    /// Work folder: certificates, configurations, the centers' storage, `logs/`;
+    /// made absolute by the setup.
     pub workdir: PathBuf,
     /// Latency windows start after this long.
     pub warmup: Duration,
@@ -50,6 +60,7 @@ pub struct RelayArgs {
     pub link: Option<Impairment>,
     /// The link's profile name for the report (`loopback`, `cellular`, …).
     pub link_name: String,
+    /// Windows, from the link's start, in which the link passes nothing (needs `link`).
     pub partitions: Vec<Partition>,
     /// Kill the center this long after the start, for this long.
     pub center_outage: Option<(Duration, Duration)>,
@@ -65,7 +76,10 @@ pub struct RelayArgs {
     pub latency_budget_ms: Option<u64>,
     /// Simulated gauge alerts per second through `POST /api/alerts`.
     pub sensor_alerts_per_s: f64,
+    /// Where to write the report (JSON, and HTML next to it); `None`: printed only.
     pub report: Option<PathBuf>,
+    /// Fail the run unless every alert is in the ledger once, every incident alerted and
+    /// (uncongested) every frame arrived.
     pub strict: bool,
 }
 

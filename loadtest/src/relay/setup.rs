@@ -19,19 +19,31 @@ use super::RelayArgs;
 
 /// The running stack, as the setup left it.
 pub(super) struct Stack {
+    /// The `lookout` binary next to this one.
     pub lookout: PathBuf,
+    /// The work folder's `logs/`, one log per process.
     pub logs: PathBuf,
+    /// The command center (`lookout center`).
     pub center: Proc,
+    /// Its configuration, to restart it after an outage.
     pub center_config: PathBuf,
+    /// Its HTTP address (`127.0.0.1:port`).
     pub center_http: String,
     /// The upper center of a cascade and its HTTP address.
     pub city: Option<(Proc, String)>,
+    /// The link emulator between gateway and center; `None` over plain loopback.
     pub link: Option<Link>,
+    /// The simulated cameras (`lookout-loadtest fleet`).
     pub fleet: Proc,
+    /// When the fleet started serving: the run's clock (duration, warm-up, outage, faults).
     pub fleet_started: Instant,
+    /// The fleet's ground truth (JSON): the incidents as they began.
     pub ground_truth: PathBuf,
+    /// The gateway's configuration (the fleet emitted it, the setup completed it).
     pub gw_config: PathBuf,
+    /// The gateway's HTTP address (`127.0.0.1:port`).
     pub gw_http: String,
+    /// The gateway (`lookout run`).
     pub gateway: Proc,
     /// Cameras the gateway's configuration lists.
     pub watched: usize,
@@ -39,7 +51,9 @@ pub(super) struct Stack {
     pub detector: Option<(String, String)>,
     /// SHA-256 of the models the gateway loads.
     pub models: std::collections::BTreeMap<String, String>,
+    /// The simulated gauge posting alerts; `None` without `--sensor-alerts-per-s`.
     pub feed: Option<SensorFeed>,
+    /// The fault windows (partitions, center outage) followed through the run.
     pub watch: FaultWatch,
 }
 

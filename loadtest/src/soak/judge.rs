@@ -21,6 +21,8 @@ pub struct Growth {
     pub growth: f64,
     /// False for the fleet: it is the test harness, reported for context.
     pub judged: bool,
+    /// `growth` under `RSS_GROWTH_LIMIT` (5 %) with enough samples; not counted in the verdict when
+    /// not `judged`.
     pub passed: bool,
 }
 
@@ -37,7 +39,9 @@ pub struct Rise {
     pub tolerance: u64,
     /// Least-squares slope over every sample after warm-up, per hour.
     pub slope_per_h: f64,
+    /// False for the fleet: it is the test harness, reported for context.
     pub judged: bool,
+    /// `rise` within `tolerance` with enough samples; not counted in the verdict when not `judged`.
     pub passed: bool,
 }
 
@@ -48,24 +52,37 @@ pub struct LatencyTrend {
     pub first_p99_ms: f64,
     /// Median p99 of the last `WINDOW` intervals, ms.
     pub last_p99_ms: f64,
+    /// `last_p99_ms / first_p99_ms`; 0 when the first is 0.
     pub ratio: f64,
+    /// The last p99 at most `LATENCY_RATIO_LIMIT` (2×) the first, or at most `LATENCY_SLACK_MS` (5
+    /// ms) above it, with enough samples.
     pub passed: bool,
 }
 
+/// The p99 trend of both latencies the center measures per interval.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct LatencyTrends {
+    /// Gateway received → center received.
     pub relay: LatencyTrend,
+    /// Capture (SEI stamp) → center received.
     pub capture_to_center: LatencyTrend,
 }
 
 /// The soak's verdict; the rules are in `docs/SOAK.md` and in `rules`.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Verdict {
+    /// Every rule held: `failures` is empty.
     pub passed: bool,
+    /// Samples whose whole interval lies after the warm-up; the rules need at least `2 × WINDOW`
+    /// (6).
     pub samples_after_warmup: usize,
+    /// Resident memory after warm-up, per process (the fleet's not judged).
     pub rss_growth: PerProcess<Growth>,
+    /// Open file descriptors after warm-up, per process (at most max(4, 2 %) rise).
     pub fds: PerProcess<Rise>,
+    /// Threads after warm-up, per process (at most max(4, 5 %) rise).
     pub threads: PerProcess<Rise>,
+    /// Interval p99 latency, the last intervals against the first after warm-up.
     pub latency_p99: LatencyTrends,
     /// Every alert the gateway raised is in the ledger once, none invented.
     pub alerts_exactly_once: bool,
@@ -80,6 +97,7 @@ pub struct Verdict {
     pub gateway_stopped_cleanly: bool,
     /// Each failed rule, in words.
     pub failures: Vec<String>,
+    /// Every rule, in words, as judged.
     pub rules: Vec<String>,
 }
 
@@ -181,8 +199,9 @@ fn rules() -> Vec<String> {
 /// Frames the soak lost, by hop.
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct FramesLost {
-    /// Gaps in the cameras' frame numbers at the gateway, the whole run.
-    pub camera_to_gateway: u64,
+    /// Gaps in the cameras' frame numbers at the gateway, the whole run; `None`: not
+    /// counted (no camera numbers its frames), which does not pass as none lost.
+    pub camera_to_gateway: Option<u64>,
     /// Handed to GOP streams after warm-up and never received by the center
     /// (negative by a few when frames in flight at warm-up's end arrive).
     pub gateway_to_center_after_warmup: i64,
@@ -295,11 +314,14 @@ pub(super) fn verdict(
         ));
     }
     let frames_all_delivered =
-        frames_lost.camera_to_gateway == 0 && frames_lost.gateway_to_center_after_warmup <= 0;
+        frames_lost.camera_to_gateway == Some(0) && frames_lost.gateway_to_center_after_warmup <= 0;
     if !frames_all_delivered {
+        let camera = frames_lost
+            .camera_to_gateway
+            .map_or("not counted".to_string(), |n| n.to_string());
         failures.push(format!(
-            "frames lost: {} camera → gateway, {} gateway → center after warm-up",
-            frames_lost.camera_to_gateway, frames_lost.gateway_to_center_after_warmup
+            "frames lost: {camera} camera → gateway, {} gateway → center after warm-up",
+            frames_lost.gateway_to_center_after_warmup
         ));
     }
     let no_false_alerts = incidents.false_alerts == 0 && incidents.duplicate_alerts == 0;

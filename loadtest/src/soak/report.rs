@@ -2,11 +2,11 @@
 //! report's types, the summary printed on stdout and the HTML page.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::report::{Machine, json_text};
 use crate::scoring::Score;
 use crate::stats::Percentiles;
 
@@ -15,8 +15,11 @@ use super::judge::Verdict;
 /// One figure for each of the three processes.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct PerProcess<T> {
+    /// The gateway's (`lookout run`).
     pub gateway: T,
+    /// The command center's (`lookout center`).
     pub center: T,
+    /// The simulated fleet's (`lookout-loadtest fleet`).
     pub fleet: T,
 }
 
@@ -35,12 +38,14 @@ impl<T> PerProcess<T> {
 pub struct IntervalFrames {
     /// In this interval.
     pub sent: u64,
+    /// Frames the center received in this interval.
     pub received_at_center: u64,
     /// `sent - received_at_center` of this interval: frames in flight at a
     /// sample arrive in the next interval, which can make this negative.
     pub lost: i64,
     /// Since the gateway started.
     pub sent_total: u64,
+    /// Frames the center received since it started.
     pub received_total: u64,
 }
 
@@ -73,16 +78,24 @@ pub struct Sample {
     pub interval_s: f64,
     /// The whole interval lies after the warm-up: judged by the verdict.
     pub after_warmup: bool,
+    /// Resident memory (VmRSS) at the sample, MiB; 0 when unreadable.
     pub rss_mib: PerProcess<f64>,
+    /// Open file descriptors at the sample; 0 when unreadable.
     pub fds: PerProcess<u64>,
+    /// Threads at the sample; 0 when unreadable.
     pub threads: PerProcess<u64>,
     /// Mean over the interval, cores (1.0 = one core busy).
     pub cpu_cores: PerProcess<f64>,
+    /// Frames relayed in the interval and in all.
     pub frames: IntervalFrames,
+    /// The center's latency over the interval (its histograms are reset at each sample).
     pub latency_ms: IntervalLatency,
+    /// Alert counts since the start, at the sample.
     pub alerts: AlertCounts,
 }
 
+/// The soak's report: what `--report` writes as JSON (docs/SOAK.md) and the
+/// HTML page renders.
 #[derive(Debug, Clone, Serialize)]
 pub struct SoakReport {
     /// Schema, kind, version, git revision, command line, model hashes.
@@ -90,12 +103,16 @@ pub struct SoakReport {
     pub provenance: crate::provenance::Provenance,
     /// When the fleet started serving, UTC.
     pub started_at: String,
-    pub machine: Value,
-    pub setup: Value,
+    /// The machine the soak ran on.
+    pub machine: Machine,
+    /// What was run.
+    pub setup: SoakSetup,
     /// Whole run, counted after the gateway drained at the end.
-    pub frames: Value,
+    pub frames: SoakFrames,
+    /// The scripted incidents scored against the gateway's alerts.
     pub incidents: Score,
-    pub alerts: Value,
+    /// Whole run: the center's ledger against the alerts the gateway raised.
+    pub alerts: SoakAlerts,
     /// Whole run, from the ledger: `capture_to_alert`, `onset_to_alert`,
     /// `raise_to_stored`. Relay and capture → center are per sample.
     pub latency_ms: BTreeMap<String, Percentiles>,
@@ -103,8 +120,80 @@ pub struct SoakReport {
     pub cpu_cores: PerProcess<Option<f64>>,
     /// Peak resident memory (VmHWM) at the end, MiB; `None` if unreadable.
     pub memory_mib_peak: PerProcess<Option<f64>>,
+    /// Every interval's reading, warm-up included.
     pub samples: Vec<Sample>,
+    /// Whether the soak passed, rule by rule.
     pub verdict: Verdict,
+}
+
+/// What the soak ran (the report's `setup`). Fields in alphabetical order, the
+/// order the report has always had.
+#[derive(Debug, Clone, Serialize)]
+pub struct SoakSetup {
+    /// Cameras the gateway watches.
+    pub cameras: usize,
+    /// The `[[detector]]` id the gateway runs.
+    pub detector: String,
+    /// How long the fleet ran, s.
+    pub duration_s: f64,
+    /// Time between scripted incidents, s.
+    pub incident_every_s: f64,
+    /// The incidents as the fleet's `--incidents` takes them
+    /// (`camera:class@seconds`).
+    pub incident_script: Vec<String>,
+    /// Time between samples, s.
+    pub interval_s: f64,
+    /// Always `loopback`: the soak runs without the link emulator.
+    pub link: &'static str,
+    /// Cameras per kind in the gateway's configuration.
+    pub mix: BTreeMap<String, usize>,
+    /// The gateway's sampling: always `keyframes`.
+    pub sampling: &'static str,
+    /// The fleet's picture size (`--size`).
+    pub size: String,
+    /// Samples closing before this are warm-up (not judged), s.
+    pub warmup_s: f64,
+}
+
+/// The soak's frames over the whole run (the report's `frames`), from the
+/// gateway's and the center's metrics after the drain.
+#[derive(Debug, Clone, Serialize)]
+pub struct SoakFrames {
+    /// GOPs the gateway's relay reset rather than queue them late.
+    pub gops_reset: u64,
+    /// `sent - received_at_center` (negative if the center counted more).
+    pub lost: i64,
+    /// Frames lost gateway → center from the end of the warm-up to the end
+    /// (negative if frames in flight at the warm-up's end arrived after it).
+    pub lost_after_warmup: i64,
+    /// Frames the cameras numbered that never reached the gateway
+    /// (`lookout_ingest_lost_frames_total`); `null` when no camera numbers its frames
+    /// (not counted, which is not 0).
+    pub lost_camera_to_gateway: Option<u64>,
+    /// Frames the center received (`lookout_center_frames_total`).
+    pub received_at_center: u64,
+    /// Frames the gateway's relay sent (`lookout_relay_frames_total`).
+    pub sent: u64,
+}
+
+/// The soak's alerts over the whole run (the report's `alerts`): the center's
+/// ledger against what the gateway raised.
+#[derive(Debug, Clone, Serialize)]
+pub struct SoakAlerts {
+    /// Deliveries over all ledger records.
+    pub deliveries: u64,
+    /// Distinct alert ids in the ledger.
+    pub in_ledger: usize,
+    /// Records in the ledger (an id stored twice counts twice).
+    pub ledger_records: usize,
+    /// Alerts the gateway raised that the ledger lacks.
+    pub missing_from_ledger: usize,
+    /// Ids in the ledger the gateway never raised.
+    pub not_raised_by_gateway: usize,
+    /// Alerts the gateway lists (`/api/alerts`).
+    pub raised_at_gateway: usize,
+    /// Ids stored more than once.
+    pub stored_twice: usize,
 }
 
 pub(super) fn print_sample(s: &Sample) {
@@ -135,19 +224,19 @@ pub(super) fn print_report(r: &SoakReport) {
     println!();
     println!(
         "frames: {} sent, {} received at the center, {} lost ({} after warm-up); GOPs reset: {}",
-        r.frames["sent"],
-        r.frames["received_at_center"],
-        r.frames["lost"],
-        r.frames["lost_after_warmup"],
-        r.frames["gops_reset"]
+        r.frames.sent,
+        r.frames.received_at_center,
+        r.frames.lost,
+        r.frames.lost_after_warmup,
+        r.frames.gops_reset
     );
     println!(
         "alerts: {} raised, {} in the ledger ({} missing, {} stored twice, {} not raised by the gateway)",
-        r.alerts["raised_at_gateway"],
-        r.alerts["in_ledger"],
-        r.alerts["missing_from_ledger"],
-        r.alerts["stored_twice"],
-        r.alerts["not_raised_by_gateway"]
+        r.alerts.raised_at_gateway,
+        r.alerts.in_ledger,
+        r.alerts.missing_from_ledger,
+        r.alerts.stored_twice,
+        r.alerts.not_raised_by_gateway
     );
     println!("incidents: {}", r.incidents.counts());
     for name in ["capture_to_alert", "onset_to_alert"] {
@@ -227,7 +316,7 @@ pub(super) fn render_html(r: &SoakReport) -> String {
     use crate::html::esc;
     let v = &r.verdict;
     let mut out = String::new();
-    let _ = write!(
+    put!(
         out,
         r##"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>lookout soak {}</title>
 <style>body{{font:14px system-ui,sans-serif;margin:20px;color:#1f2328}}h1{{font-size:20px}}
@@ -241,10 +330,11 @@ th:first-child,td:first-child{{text-align:left}}</style></head><body>
 <p>lookout {} · revision {} · started {} · machine: {} CPUs, {} GiB, {}</p>
 <p>Command: <code>{}</code></p>"##,
         esc(&r.started_at),
-        r.setup["cameras"],
-        r.setup["duration_s"],
-        r.setup["interval_s"],
-        r.setup["warmup_s"],
+        r.setup.cameras,
+        // As JSON writes them (`60.0`).
+        json_text(&r.setup.duration_s),
+        json_text(&r.setup.interval_s),
+        json_text(&r.setup.warmup_s),
         if v.passed { "pass" } else { "fail" },
         if v.passed { "passed" } else { "failed" },
         esc(&r.provenance.lookout_version),
@@ -254,15 +344,15 @@ th:first-child,td:first-child{{text-align:left}}</style></head><body>
             .as_deref()
             .unwrap_or("unknown (not a git checkout)")),
         esc(&r.started_at),
-        r.machine["cpus"],
-        r.machine["memory_gib"],
-        esc(r.machine["model"].as_str().unwrap_or("")),
+        json_text(&r.machine.cpus),
+        json_text(&r.machine.memory_gib),
+        esc(r.machine.model.as_deref().unwrap_or("")),
         esc(&r.provenance.argv.join(" ")),
     );
     if !v.failures.is_empty() {
         out.push_str("<ul>");
         for f in &v.failures {
-            let _ = write!(out, "<li>{}</li>", esc(f));
+            put!(out, "<li>{}</li>", esc(f));
         }
         out.push_str("</ul>");
     }
@@ -287,7 +377,7 @@ th:first-child,td:first-child{{text-align:left}}</style></head><body>
             &v.threads.fleet,
         ),
     ] {
-        let _ = write!(
+        put!(
             out,
             "<tr><td>{name}</td><td>{:.1} → {:.1}</td><td>{:+.2} %</td><td>{} → {}</td><td>{} → {}</td></tr>",
             g.first_mib,
@@ -299,27 +389,27 @@ th:first-child,td:first-child{{text-align:left}}</style></head><body>
             t.last_min
         );
     }
-    let _ = write!(
+    put!(
         out,
         "</table><p>p99 relay {:.2} → {:.2} ms, capture → center {:.2} → {:.2} ms. Frames: {} sent, {} received, {} lost ({} after warm-up). Alerts: {} raised, {} in the ledger, {} missing, {} stored twice. Incidents: {}.</p>",
         v.latency_p99.relay.first_p99_ms,
         v.latency_p99.relay.last_p99_ms,
         v.latency_p99.capture_to_center.first_p99_ms,
         v.latency_p99.capture_to_center.last_p99_ms,
-        r.frames["sent"],
-        r.frames["received_at_center"],
-        r.frames["lost"],
-        r.frames["lost_after_warmup"],
-        r.alerts["raised_at_gateway"],
-        r.alerts["in_ledger"],
-        r.alerts["missing_from_ledger"],
-        r.alerts["stored_twice"],
+        r.frames.sent,
+        r.frames.received_at_center,
+        r.frames.lost,
+        r.frames.lost_after_warmup,
+        r.alerts.raised_at_gateway,
+        r.alerts.in_ledger,
+        r.alerts.missing_from_ledger,
+        r.alerts.stored_twice,
         r.incidents.counts(),
     );
     over_time(&mut out, r);
     out.push_str("<h2>Rules</h2><ul>");
     for rule in &v.rules {
-        let _ = write!(out, "<li>{}</li>", esc(rule));
+        put!(out, "<li>{}</li>", esc(rule));
     }
     out.push_str("</ul>");
     samples_table(&mut out, r);
@@ -378,7 +468,7 @@ fn over_time(out: &mut String, r: &SoakReport) {
 fn samples_table(out: &mut String, r: &SoakReport) {
     out.push_str("<h2>Samples</h2><table><tr><th>t, s</th><th>RSS gw/center/fleet, MiB</th><th>fds gw/center</th><th>threads gw/center</th><th>CPU gw/center/fleet</th><th>frames sent/received</th><th>relay p50/p99/p99.9, ms</th><th>capture→center p99, ms</th><th>alerts raised/stored</th></tr>");
     for s in &r.samples {
-        let _ = write!(
+        put!(
             out,
             "<tr><td>{:.0}{}</td><td>{:.0}/{:.0}/{:.0}</td><td>{}/{}</td><td>{}/{}</td><td>{:.2}/{:.2}/{:.2}</td><td>{}/{}</td><td>{:.2}/{:.2}/{:.2}</td><td>{:.2}</td><td>{}/{}</td></tr>",
             s.t_s,

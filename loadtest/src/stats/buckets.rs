@@ -6,7 +6,7 @@
 //! HDR percentiles of `/api/latency` stay the report's figures; these are for seeing
 //! when and how the delay moved, at the buckets' factor-of-two resolution.
 
-use serde_json::Value;
+use serde::Serialize;
 
 use crate::prom;
 
@@ -103,29 +103,58 @@ impl Buckets {
     /// A percentile object as every report writes one (`p50`, `p90`, `p99`, `p999`,
     /// `max` in milliseconds, and `count`); `max` is the upper bound of the highest
     /// bucket used. `null`s when empty.
-    pub(crate) fn summary(&self) -> Value {
-        serde_json::json!({
-            "p50": self.quantile_ms(0.5),
-            "p90": self.quantile_ms(0.9),
-            "p99": self.quantile_ms(0.99),
-            "p999": self.quantile_ms(0.999),
-            "max": self.quantile_ms(1.0),
-            "count": self.count(),
-        })
+    pub(crate) fn summary(&self) -> DelaySummary {
+        DelaySummary {
+            count: self.count(),
+            max: self.quantile_ms(1.0),
+            p50: self.quantile_ms(0.5),
+            p90: self.quantile_ms(0.9),
+            p99: self.quantile_ms(0.99),
+            p999: self.quantile_ms(0.999),
+        }
     }
 
     /// The cumulative share at each finite bound: `[{"le_ms", "share"}]`.
-    pub(crate) fn cdf(&self) -> Value {
+    pub(crate) fn cdf(&self) -> Vec<CdfPoint> {
         let n = self.count().max(1) as f64;
-        Value::Array(
-            self.le
-                .iter()
-                .zip(&self.cumulative)
-                .filter(|(le, _)| le.is_finite())
-                .map(|(le, c)| serde_json::json!({ "le_ms": le * 1000.0, "share": *c as f64 / n }))
-                .collect(),
-        )
+        self.le
+            .iter()
+            .zip(&self.cumulative)
+            .filter(|(le, _)| le.is_finite())
+            .map(|(le, c)| CdfPoint {
+                le_ms: le * 1000.0,
+                share: *c as f64 / n,
+            })
+            .collect()
     }
+}
+
+/// Delay percentiles read off the buckets ([`Buckets::summary`]): each figure
+/// interpolated inside its bucket, so only as fine as the buckets' factor of
+/// two. Fields in alphabetical order, the order the report has always had.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DelaySummary {
+    /// Observations in the buckets (frames).
+    pub count: u64,
+    /// The upper bound of the highest bucket used, ms; `null` without observations.
+    pub max: Option<f64>,
+    /// Median, ms; `null` without observations.
+    pub p50: Option<f64>,
+    /// 90th percentile, ms; `null` without observations.
+    pub p90: Option<f64>,
+    /// 99th percentile, ms; `null` without observations.
+    pub p99: Option<f64>,
+    /// 99.9th percentile, ms; `null` without observations.
+    pub p999: Option<f64>,
+}
+
+/// One point of a cumulative delay distribution ([`Buckets::cdf`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CdfPoint {
+    /// The bucket's upper bound, ms.
+    pub le_ms: f64,
+    /// Share of the observations at or below `le_ms`, 0 to 1.
+    pub share: f64,
 }
 
 #[cfg(test)]
@@ -172,15 +201,46 @@ lookout_center_frame_delay_seconds_count{gateway=\"gw\",camera=\"b\",from=\"gate
         };
         let d = later.since(&start).expect("same bounds");
         assert_eq!(d.cumulative, vec![10, 10, 10]);
-        assert_eq!(d.summary()["count"], 10);
-        assert_eq!(d.summary()["p50"], 0.5);
+        assert_eq!(d.summary().count, 10);
+        assert_eq!(d.summary().p50, Some(0.5));
         let cdf = d.cdf();
-        assert_eq!(cdf[1]["share"], 1.0);
-        assert_eq!(cdf.as_array().map(Vec::len), Some(2));
+        assert_eq!(cdf[1].share, 1.0);
+        assert_eq!(cdf.len(), 2);
         let other = Buckets {
             le: vec![1.0],
             cumulative: vec![1],
         };
         assert_eq!(later.since(&other), None);
+    }
+
+    /// The typed summary and points write what the JSON maps they replaced wrote.
+    #[test]
+    fn summary_and_cdf_write_the_same_json_as_before() {
+        let b = Buckets::of_center(PAGE, "gateway").expect("buckets");
+        let q = |x: f64| b.quantile_ms(x);
+        assert_eq!(
+            serde_json::to_string(&b.summary()).expect("serializes"),
+            serde_json::json!({
+                "p50": q(0.5), "p90": q(0.9), "p99": q(0.99), "p999": q(0.999),
+                "max": q(1.0), "count": b.count(),
+            })
+            .to_string()
+        );
+        let empty = Buckets {
+            le: vec![0.001, f64::INFINITY],
+            cumulative: vec![0, 0],
+        };
+        assert_eq!(
+            serde_json::to_string(&empty.summary()).expect("serializes"),
+            r#"{"count":0,"max":null,"p50":null,"p90":null,"p99":null,"p999":null}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&b.cdf()).expect("serializes"),
+            serde_json::json!([
+                {"le_ms": 1.0, "share": 0.5},
+                {"le_ms": 2.0, "share": 0.95},
+            ])
+            .to_string()
+        );
     }
 }

@@ -13,11 +13,17 @@ use serde_json::Value;
 /// the figures are 0.0 here and `null` in a report: nothing was measured.
 #[derive(Debug, Clone, Default)]
 pub struct Percentiles {
+    /// Median, ms.
     pub p50: f64,
+    /// 90th percentile, ms.
     pub p90: f64,
+    /// 99th percentile, ms.
     pub p99: f64,
+    /// 99.9th percentile, ms.
     pub p999: f64,
+    /// Largest sample, ms.
     pub max: f64,
+    /// Samples recorded; 0: nothing measured, the figures above are `null` in a report.
     pub count: u64,
 }
 
@@ -55,6 +61,15 @@ pub(crate) fn percentiles(h: &Histogram<u64>) -> Percentiles {
         p999: ms(h.value_at_quantile(0.999)),
         max: ms(h.max()),
         count: h.len(),
+    }
+}
+
+/// Records `us` (µs) in `h`, a histogram of [`histogram`]'s bounds. A value past
+/// its hour is left out of the percentiles, and said on stderr with `what` it
+/// times: a dropped sample is data lost, not to be lost silently.
+pub(crate) fn record(h: &mut Histogram<u64>, us: u64, what: &str) {
+    if let Err(e) = h.record(us) {
+        eprintln!("{what}: a sample of {us} µs is left out of the percentiles ({e})");
     }
 }
 
