@@ -14,6 +14,8 @@
 //!   unit) and splitting a clip into access units.
 //! - [`relay`]: the gateway → command-center relay protocol over QUIC, sans-IO: message
 //!   encoders and decoders, stream framing, and the GOP stream scheduler.
+//! - [`flv`]: FLV video tag bodies as RTMP carries them (AVC, HEVC with codec id 12,
+//!   Enhanced RTMP `avc1`/`hvc1`) to parameter sets and Annex-B access units.
 //! - [`rtsp`]: a camera's RTSP byte stream cut into messages and interleaved frames,
 //!   under limits, for the gateway's RTSP guard.
 //!
@@ -40,6 +42,7 @@
 pub mod access_unit;
 pub mod annexb;
 pub mod bits;
+pub mod flv;
 pub mod h264;
 pub mod h265;
 pub mod relay;
