@@ -9,6 +9,8 @@
 //! - `guard.rs`: the RTSP guard between rtspsrc and the camera: bounded
 //!   reading of what the camera sends, and a socket lookout can close.
 //! - `backoff.rs`: capped exponential backoff with jitter.
+//! - `units.rs`: an access unit's bytes to the camera's [`AccessUnit`] (parameters,
+//!   capture time, numbering, health), whatever carried it.
 //! - `truncation.rs`: NAL units and access units cut short, seen on RTP.
 //! - `fanout.rs`: per-camera bounded fan-out, [`Subscription`], [`Filter`].
 //! - `health.rs`: [`CameraHealth`], [`CameraStatus`] for the API.
@@ -28,6 +30,7 @@ mod pipeline;
 pub mod probe;
 mod prometheus;
 mod truncation;
+mod units;
 
 use std::collections::HashSet;
 use std::sync::Arc;

@@ -5,10 +5,9 @@
 //! `camera.rs` opens a [`Connection`] per attempt and closes it when the
 //! attempt ends; this file owns everything that runs on GStreamer's threads:
 //! choosing the video stream from the SDP (`select-stream`), building the
-//! depayload chain once the codec is known (`pad-added`), turning each
-//! appsink buffer into an [`AccessUnit`] (`StreamSink::on_buffer`: one
-//! mapping, no copy, parameter sets and keyframes from `lookout-codecs`,
-//! capture time from the SEI stamp or RTCP), counting the NAL units and
+//! depayload chain once the codec is known (`pad-added`), handing each
+//! appsink buffer (one mapping, no copy) with its RTCP time to the camera's
+//! [`UnitBuilder`] (`units.rs`), counting the NAL units and
 //! access units the camera cut short (`truncation.rs`, on the RTP packets
 //! before the depayloader), and forwarding bus errors to the
 //! camera task through a non-blocking channel. Nothing here blocks on tokio
@@ -25,15 +24,15 @@ use gstreamer as gst;
 use gstreamer::glib;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
-use lookout_codecs::{find_stamp, inspect};
 use tokio::sync::mpsc;
 
 use super::camera::Camera;
 use super::health::{ActiveTransport, unix_now_ns};
 use super::truncation::TruncationCheck;
+use super::units::UnitBuilder;
 use crate::config::redact_text;
 use crate::threads;
-use lookout_core::unit::{AccessUnit, Codec, CodecParams, TimestampSource};
+use lookout_core::unit::{Codec, TimestampSource};
 
 /// Seconds from the NTP epoch (1900) to the Unix epoch (1970).
 const NTP_TO_UNIX_S: u64 = 2_208_988_800;
@@ -144,7 +143,6 @@ pub(crate) struct Connection {
 /// The per-connection state GStreamer's threads write into.
 pub(crate) struct StreamSink {
     camera: Arc<Camera>,
-    session: u32,
     expected: Option<Codec>,
     /// Set by `select-stream` when the camera answered DESCRIBE with a
     /// stream we can ingest: for `transport = "auto"` a UDP attempt that got
@@ -155,34 +153,20 @@ pub(crate) struct StreamSink {
     /// NTP (Unix ns) minus PTS at the depayloader, from the RTCP sender
     /// report mapping rtpjitterbuffer attaches; `i64::MIN` while unknown.
     ntp_offset_ns: AtomicI64,
-    stream: Mutex<StreamState>,
-}
-
-/// Mutated once per unit, only from the appsink's streaming thread (the
-/// mutex is uncontended; it is there because callbacks must be `Sync`).
-struct StreamState {
-    codec: Option<Codec>,
-    params: Option<Arc<CodecParams>>,
-    units_since_keyframe: u32,
-    /// A damaged lookout stamp is logged once per connection, not per frame.
-    stamp_error_logged: bool,
+    /// Turns the appsink's buffers into the camera's access units.
+    units: UnitBuilder,
 }
 
 impl StreamSink {
     pub fn new(camera: Arc<Camera>, session: u32, expected: Option<Codec>) -> StreamSink {
+        let camera_for_units = camera.clone();
         StreamSink {
             camera,
-            session,
             expected,
             negotiated: AtomicBool::new(false),
             offered: Mutex::new(Vec::new()),
             ntp_offset_ns: AtomicI64::new(i64::MIN),
-            stream: Mutex::new(StreamState {
-                codec: None,
-                params: None,
-                units_since_keyframe: 0,
-                stamp_error_logged: false,
-            }),
+            units: UnitBuilder::new(camera_for_units, session),
         }
     }
 
@@ -227,9 +211,7 @@ impl StreamSink {
             }
             _ => health.set_warning(None),
         }
-        let mut st = self.stream.locked();
-        st.codec = Some(codec);
-        st.params = Some(Arc::new(CodecParams::unknown(codec)));
+        self.units.set_codec(codec);
     }
 
     /// The depayloader's output carries the RTCP-derived NTP time; remember
@@ -245,7 +227,6 @@ impl StreamSink {
     /// thread: no blocking, no waiting for consumers.
     fn on_buffer(&self, buffer: gst::Buffer) {
         let received_unix_ns = unix_now_ns();
-        let health = &self.camera.health;
         let pts = buffer.pts();
         let ntp = ntp_unix_ns(&buffer).or_else(|| {
             let offset = self.ntp_offset_ns.load(Relaxed);
@@ -253,136 +234,19 @@ impl StreamSink {
             (offset != i64::MIN).then(|| (pts.nseconds() as i64).saturating_add(offset) as u64)
         });
         let Ok(mapped) = buffer.into_mapped_buffer_readable() else {
-            health.malformed_nals.fetch_add(1, Relaxed);
+            self.camera.health.malformed_nals.fetch_add(1, Relaxed);
             return;
         };
         // The mapped buffer owns the memory; every consumer shares it.
         let data = Bytes::from_owner(mapped);
-
-        let mut st = self.stream.locked();
-        let Some(codec) = st.codec else {
-            return;
-        };
-        let info = match inspect(codec, &data) {
-            Ok(info) => info,
-            Err(e) => {
-                health.malformed_nals.fetch_add(1, Relaxed);
-                tracing::debug!(camera = %self.camera.id, stage = "parse", "skipped: {e}");
-                return;
-            }
-        };
-        if info.malformed_nals > 0 {
-            health
-                .malformed_nals
-                .fetch_add(u64::from(info.malformed_nals), Relaxed);
-            if let Some(e) = &info.first_error {
-                tracing::debug!(camera = %self.camera.id, stage = "parse", malformed = info.malformed_nals, "damaged NAL units skipped: {e}");
-            }
-        }
-
-        let params = match st.params.take() {
-            Some(current) => updated_params(&self.camera.id, current, &info, codec),
-            None => Arc::new(CodecParams::unknown(codec)),
-        };
-        if params.width != 0 {
-            health.set_size(params.width, params.height);
-        }
-        st.params = Some(params.clone());
-
-        let (capture_unix_ns, capture_source) = match find_stamp(codec, &data) {
-            Some(Ok(stamp)) => {
-                health.record_stamped_frame(stamp.frame);
-                (stamp.capture_unix_ns, TimestampSource::Sei)
-            }
-            other => {
-                if let Some(Err(e)) = other
-                    && !st.stamp_error_logged
-                {
-                    st.stamp_error_logged = true;
-                    tracing::warn!(camera = %self.camera.id, stage = "sei", "damaged capture stamp ignored: {e}");
-                }
-                match ntp {
-                    Some(t) => (t, TimestampSource::RtcpSr),
-                    None => (received_unix_ns, TimestampSource::Arrival),
-                }
-            }
-        };
-
-        let units_since_keyframe = st.units_since_keyframe;
-        st.units_since_keyframe = if info.keyframe {
-            1
-        } else {
-            units_since_keyframe.saturating_add(1)
-        };
-        drop(st);
-
-        let seq = self.camera.next_seq();
-        health.record_unit(
-            received_unix_ns,
-            data.len(),
-            info.keyframe,
-            units_since_keyframe,
-            capture_source,
-        );
-        self.camera.fanout.send(AccessUnit {
-            camera: self.camera.id.clone(),
-            seq,
-            session: self.session,
-            keyframe: info.keyframe,
-            params,
+        let clock = ntp.map(|t| (t, TimestampSource::RtcpSr));
+        self.units.push(
             data,
-            pts: pts.map(|t| Duration::from_nanos(t.nseconds())),
+            pts.map(|t| Duration::from_nanos(t.nseconds())),
+            clock,
             received_unix_ns,
-            capture_unix_ns,
-            capture_source,
-        });
-    }
-}
-
-/// Keeps the current parameters unless the unit carries different ones;
-/// copies new parameter sets out of the unit (they are small) so the
-/// parameters do not pin a whole keyframe's buffer in memory.
-fn updated_params(
-    camera: &str,
-    current: Arc<CodecParams>,
-    info: &lookout_codecs::AccessUnitInfo,
-    codec: Codec,
-) -> Arc<CodecParams> {
-    let differs = |have: &Option<Bytes>, got: &Option<Bytes>| match got {
-        Some(g) => have.as_deref() != Some(&g[..]),
-        None => false,
-    };
-    if current.codec == codec
-        && !differs(&current.sps, &info.sps)
-        && !differs(&current.pps, &info.pps)
-        && !differs(&current.vps, &info.vps)
-    {
-        return current;
-    }
-    let copy = |got: &Option<Bytes>, have: &Option<Bytes>| match got {
-        Some(g) => Some(Bytes::copy_from_slice(g)),
-        None => have.clone(),
-    };
-    let (width, height) = match (&info.sps, info.sequence) {
-        (Some(_), Some(seq)) => (seq.width, seq.height),
-        _ => (current.width, current.height),
-    };
-    if current.width != 0 && (width, height) != (current.width, current.height) {
-        tracing::info!(
-            camera,
-            "picture size changed from {}x{} to {width}x{height}",
-            current.width,
-            current.height
         );
     }
-    Arc::new(CodecParams {
-        codec,
-        vps: copy(&info.vps, &current.vps),
-        sps: copy(&info.sps, &current.sps),
-        pps: copy(&info.pps, &current.pps),
-        width,
-        height,
-    })
 }
 
 /// The NTP time GStreamer attached to a buffer (RTCP sender report mapped to
