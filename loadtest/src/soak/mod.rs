@@ -488,7 +488,7 @@ fn build_report(args: &SoakArgs, s: Stack, samples: Vec<Sample>, d: Drained) -> 
         s.script.len(),
         judge::FramesLost {
             camera_to_gateway: lost_camera_to_gateway,
-            gateway_to_center_after_warmup: lost_after_warmup,
+            gateway_to_center: sent as i64 - received as i64,
         },
         d.gateway_stopped_cleanly,
     );
@@ -635,7 +635,7 @@ mod tests {
         let mentions = |v: &judge::Verdict, what: &str| v.failures.iter().any(|f| f.contains(what));
         let none_lost = judge::FramesLost {
             camera_to_gateway: Some(0),
-            gateway_to_center_after_warmup: 0,
+            gateway_to_center: 0,
         };
         let v = judge(&clean, none_lost);
         assert!(v.frames_all_delivered && v.no_false_alerts);
@@ -643,28 +643,28 @@ mod tests {
         for lost in [
             judge::FramesLost {
                 camera_to_gateway: Some(3),
-                gateway_to_center_after_warmup: 0,
+                gateway_to_center: 0,
             },
             judge::FramesLost {
                 camera_to_gateway: Some(0),
-                gateway_to_center_after_warmup: 1,
+                gateway_to_center: 1,
             },
             // Not counted (no camera numbers its frames) is not "none lost".
             judge::FramesLost {
                 camera_to_gateway: None,
-                gateway_to_center_after_warmup: 0,
+                gateway_to_center: 0,
             },
         ] {
             let v = judge(&clean, lost);
             assert!(!v.frames_all_delivered && !v.passed);
             assert!(mentions(&v, "frames lost"), "{:?}", v.failures);
         }
-        // Frames in flight at the end of warm-up arrive after it: not a loss.
+        // More received than sent (a frame counted twice) is not a loss.
         let v = judge(
             &clean,
             judge::FramesLost {
                 camera_to_gateway: Some(0),
-                gateway_to_center_after_warmup: -2,
+                gateway_to_center: -2,
             },
         );
         assert!(v.frames_all_delivered);
