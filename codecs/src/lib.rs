@@ -16,6 +16,8 @@
 //!   encoders and decoders, stream framing, and the GOP stream scheduler.
 //! - [`flv`]: FLV video tag bodies as RTMP carries them (AVC, HEVC with codec id 12,
 //!   Enhanced RTMP `avc1`/`hvc1`) to parameter sets and Annex-B access units.
+//! - [`ps`]: MPEG-2 Program Stream as GB/T 28181 devices send video, to access units.
+//! - [`sip`]: SIP messages as GB/T 28181 devices and platforms send them.
 //! - [`rtsp`]: a camera's RTSP byte stream cut into messages and interleaved frames,
 //!   under limits, for the gateway's RTSP guard.
 //!
@@ -45,9 +47,11 @@ pub mod bits;
 pub mod flv;
 pub mod h264;
 pub mod h265;
+pub mod ps;
 pub mod relay;
 pub mod rtsp;
 pub mod sei;
+pub mod sip;
 pub mod stamp;
 
 pub use access_unit::{
