@@ -76,7 +76,7 @@ pub struct LatencyReport {
     pub capture_to_center: Percentiles,
     /// The gateway's receipt → arrival at the center: the relay's part.
     pub gateway_to_center: Percentiles,
-    /// Camera clock → the gateway's receipt, for the same frames: the RTSP hop.
+    /// Camera clock → the gateway's receipt, for the same frames: the ingest hop (RTSP or RTMP).
     pub camera_to_gateway: Percentiles,
 }
 

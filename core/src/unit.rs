@@ -26,6 +26,10 @@ pub enum TimestampSource {
     /// When the gateway received the unit: includes network and jitter-buffer
     /// delay, the last resort.
     Arrival,
+    /// A pushed stream's own timestamps (RTMP), anchored at its first frame's arrival:
+    /// no network delay after the first frame, but the first frame's delay and the
+    /// publisher's clock drift are in it.
+    StreamClock,
 }
 
 impl TimestampSource {
@@ -35,6 +39,7 @@ impl TimestampSource {
             TimestampSource::Sei => "sei",
             TimestampSource::RtcpSr => "rtcp_sr",
             TimestampSource::Arrival => "arrival",
+            TimestampSource::StreamClock => "stream_clock",
         }
     }
 
@@ -44,6 +49,7 @@ impl TimestampSource {
             TimestampSource::Sei => 1,
             TimestampSource::RtcpSr => 2,
             TimestampSource::Arrival => 3,
+            TimestampSource::StreamClock => 4,
         }
     }
 
@@ -147,7 +153,7 @@ impl AccessUnit {
     /// Capture-to-gateway delay, when the capture time is a camera's clock.
     pub fn ingest_delay(&self) -> Option<Duration> {
         match self.capture_source {
-            TimestampSource::Arrival => None,
+            TimestampSource::Arrival | TimestampSource::StreamClock => None,
             _ => Some(Duration::from_nanos(
                 self.received_unix_ns.saturating_sub(self.capture_unix_ns),
             )),

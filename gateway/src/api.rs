@@ -45,6 +45,9 @@ pub struct ApiState {
     /// `lookout_external_alerts_total{outcome}`: `written`, `unchanged`,
     /// `invalid`, `not_found`, `not_durable`.
     pub external: Family<Vec<(String, String)>, Counter>,
+    /// The GB/T 28181 SIP side behind `/api/gb28181/devices`; `None` without
+    /// `[gateway.gb28181]`.
+    pub gb28181: Option<Arc<crate::gb28181::SipServer>>,
 }
 
 impl ApiState {
@@ -78,6 +81,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/cameras", get(cameras))
         .route("/api/upstreams", get(upstreams))
+        .route("/api/gb28181/devices", get(gb28181_devices))
         .route("/api/alerts", get(alerts).post(post_alert))
         .route("/api/alerts/{id}", get(alert))
         .route("/api/alerts/{id}/snapshot.jpg", get(alert_snapshot))
@@ -166,6 +170,20 @@ async fn healthz(State(s): State<Arc<ApiState>>) -> impl IntoResponse {
 
 async fn cameras(State(s): State<Arc<ApiState>>) -> impl IntoResponse {
     Json(json!({ "cameras": s.ingest.status() }))
+}
+
+/// `GET /api/gb28181/devices`: every GB/T 28181 device and lower platform that has
+/// registered, online or not, with its catalog's channels; `404` when the gateway has
+/// no `[gateway.gb28181]`.
+async fn gb28181_devices(State(s): State<Arc<ApiState>>) -> Response {
+    match &s.gb28181 {
+        Some(sip) => Json(json!({ "devices": sip.devices() })).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": "GB/T 28181 is not configured ([gateway.gb28181])" })),
+        )
+            .into_response(),
+    }
 }
 
 async fn upstreams(State(s): State<Arc<ApiState>>) -> Response {

@@ -51,6 +51,19 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     metrics.register_collector(Box::new(IngestCollector::new(Arc::downgrade(&ingest))));
     metrics.register_collector(Box::new(crate::threads::CpuCollector));
     ingest.apply(settings, &config.cameras).await;
+    // Cameras that push dial in here; the listener and its connections end with
+    // the daemon.
+    if let Some(rtmp) = &config.gateway.rtmp {
+        let rtmp_metrics = crate::ingest::rtmp::RtmpMetrics::default();
+        rtmp_metrics.register(&metrics);
+        crate::ingest::rtmp::RtmpServer::start(
+            rtmp.listen,
+            ingest.clone(),
+            rtmp_metrics,
+            shutdown.clone(),
+        )
+        .await?;
+    }
 
     // The outboxes first: the hub is built with them as its journal, so even
     // the first alert is on disk before it is announced.
@@ -64,6 +77,25 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     detect_metrics.register(&metrics);
     let detect = DetectService::start(&config, ingest.clone(), hub.clone(), detect_metrics).await?;
 
+    // Devices and platforms that register over GB/T 28181.
+    let gb28181 = match &config.gateway.gb28181 {
+        Some(gb) => {
+            let gb_metrics = crate::gb28181::GbMetrics::default();
+            gb_metrics.register(&metrics);
+            let password = crate::config::read_secret(&config.resolve(&gb.password_file))
+                .map_err(|e| anyhow::anyhow!("[gateway.gb28181] password_file: {e}"))?;
+            let settings = crate::gb28181::Settings {
+                listen: gb.sip_listen,
+                id: gb.id.clone(),
+                domain: gb.domain.clone(),
+                password,
+                max_devices: gb.max_devices,
+                keepalive_timeout: std::time::Duration::from_secs(gb.keepalive_timeout_s),
+            };
+            Some(crate::gb28181::SipServer::start(settings, gb_metrics, shutdown.clone()).await?)
+        }
+        None => None,
+    };
     let state = Arc::new(ApiState {
         gateway_id: config.gateway.id.clone(),
         started: Instant::now(),
@@ -80,6 +112,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
             &["/healthz"],
         ),
         external: Default::default(),
+        gb28181,
     });
     state.register();
     let refused_connections = state.guard.refusal_counter("connections");

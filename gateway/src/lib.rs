@@ -13,6 +13,7 @@ pub mod check;
 pub mod config;
 pub mod daemon;
 pub mod detect;
+pub mod gb28181;
 pub mod ingest;
 pub mod relay;
 

@@ -30,6 +30,8 @@ const APT_PACKAGES: &[&str] = &[
     "gstreamer1.0-tools",
     // ffprobe: the third-party RTSP client the tests check the fleet against.
     "ffmpeg",
+    // SIPp: the third-party SIP peer the GB/T 28181 tests register with.
+    "sip-tester",
     // The video wall's end-to-end test drives a real headless browser.
     "chromium",
     "chromium-driver",

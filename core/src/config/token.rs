@@ -12,27 +12,37 @@ pub const MIN_TOKEN_LEN: usize = 16;
 /// Reads a token file: one line, at least [`MIN_TOKEN_LEN`] printable
 /// characters, readable by its owner only. Errors name the file.
 pub fn read_token(path: &Path) -> Result<String, String> {
-    let meta =
-        std::fs::metadata(path).map_err(|e| format!("API token file {}: {e}", path.display()))?;
-    if let Some(problem) = exposed_file(path, &meta) {
+    read_secret_file(path, "API token file", "token", MIN_TOKEN_LEN)
+}
+
+/// Reads a one-line secret of at least `min_len` characters from `path`, refusing a
+/// file others can read; `what` names the file and `noun` the secret in messages.
+pub fn read_secret_file(
+    path: &Path,
+    what: &str,
+    noun: &str,
+    min_len: usize,
+) -> Result<String, String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("{what} {}: {e}", path.display()))?;
+    if let Some(problem) = exposed_file(path, &meta, what) {
         return Err(problem);
     }
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("API token file {}: {e}", path.display()))?;
-    let token = text.trim();
-    if token.len() < MIN_TOKEN_LEN {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("{what} {}: {e}", path.display()))?;
+    let secret = text.trim();
+    if secret.len() < min_len {
         return Err(format!(
-            "API token file {}: the token must be at least {MIN_TOKEN_LEN} characters",
+            "{what} {}: the {noun} must be at least {min_len} characters",
             path.display()
         ));
     }
-    if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if secret.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(format!(
-            "API token file {}: the token must be one line without spaces",
+            "{what} {}: the {noun} must be one line without spaces",
             path.display()
         ));
     }
-    Ok(token.to_string())
+    Ok(secret.to_string())
 }
 
 /// Why a token file must not be used as it is: other users of the machine
@@ -41,12 +51,12 @@ pub fn read_token(path: &Path) -> Result<String, String> {
 /// warned about: a warning scrolls by, the attacker on the same machine
 /// stays.
 #[cfg(unix)]
-fn exposed_file(path: &Path, meta: &std::fs::Metadata) -> Option<String> {
+fn exposed_file(path: &Path, meta: &std::fs::Metadata, what: &str) -> Option<String> {
     use std::os::unix::fs::PermissionsExt;
     let mode = meta.permissions().mode() & 0o777;
     (mode & 0o077 != 0).then(|| {
         format!(
-            "API token file {} can be read by other users (mode {mode:04o}): make it the \
+            "{what} {} can be read by other users (mode {mode:04o}): make it the \
              owner's alone with `chmod 600 {}`",
             path.display(),
             path.display()
@@ -55,7 +65,7 @@ fn exposed_file(path: &Path, meta: &std::fs::Metadata) -> Option<String> {
 }
 
 #[cfg(not(unix))]
-fn exposed_file(_path: &Path, _meta: &std::fs::Metadata) -> Option<String> {
+fn exposed_file(_path: &Path, _meta: &std::fs::Metadata, _what: &str) -> Option<String> {
     None
 }
 

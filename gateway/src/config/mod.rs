@@ -106,6 +106,101 @@ pub struct GatewaySection {
     /// it): a camera that comes back is live again within about this long.
     #[serde(default = "default_reconnect_max_ms")]
     pub reconnect_max_ms: u64,
+    /// `[gateway.rtmp]`: the RTMP listener cameras with `push = { protocol = "rtmp" }`
+    /// publish to; none when left out.
+    pub rtmp: Option<RtmpSection>,
+    /// `[gateway.gb28181]`: the SIP side GB/T 28181 devices and lower platforms
+    /// register to; none when left out.
+    pub gb28181: Option<Gb28181Section>,
+}
+
+/// `[gateway.gb28181]`: lookout as a GB/T 28181 upper platform.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Gb28181Section {
+    /// Address and port for SIP over UDP and TCP, e.g. `"0.0.0.0:5060"`.
+    pub sip_listen: SocketAddr,
+    /// lookout's 20-digit SIP id (devices register to `sip:ID@DOMAIN`).
+    pub id: String,
+    /// lookout's 10-digit SIP domain, also the digest realm.
+    pub domain: String,
+    /// A file holding the password devices register with (one line, ≥ 8
+    /// characters, readable by its owner only, like the API token).
+    pub password_file: PathBuf,
+    /// Devices and lower platforms known at once, at most.
+    #[serde(default = "default_gb_max_devices")]
+    pub max_devices: usize,
+    /// A device that sends no keepalive this long goes offline (3 missed keepalives
+    /// at the usual 60 s).
+    #[serde(default = "default_gb_keepalive_timeout_s")]
+    pub keepalive_timeout_s: u64,
+}
+
+fn default_gb_max_devices() -> usize {
+    1024
+}
+
+fn default_gb_keepalive_timeout_s() -> u64 {
+    180
+}
+
+/// `[gateway.rtmp]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RtmpSection {
+    /// Address and port to listen on, e.g. `"0.0.0.0:1935"`.
+    pub listen: SocketAddr,
+}
+
+/// How a camera that dials in pushes its video.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PushProtocol {
+    /// RTMP publish (H.264; H.265 as FLV codec id 12 or Enhanced RTMP `hvc1`).
+    Rtmp,
+}
+
+/// `push = { protocol = "rtmp", key = "K" }` on a camera.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushConfig {
+    /// How the camera pushes.
+    pub protocol: PushProtocol,
+    /// The stream key it publishes under (`rtmp://GATEWAY/live/KEY`): the pusher's
+    /// credential, so never logged. Printable ASCII without `/`, `?` or spaces, unique
+    /// among the cameras.
+    pub key: String,
+}
+
+impl std::fmt::Debug for PushConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PushConfig")
+            .field("protocol", &self.protocol)
+            .field("key", &format_args!("<{} characters>", self.key.len()))
+            .finish()
+    }
+}
+
+/// The GB/T 28181 password from its file (one line, at least 8 characters, the owner's
+/// alone).
+pub fn read_secret(path: &Path) -> Result<String, String> {
+    crate::config::token::read_secret_file(path, "GB/T 28181 password file", "password", 8)
+}
+
+/// What is wrong with a stream key, if anything.
+fn push_key_problem(key: &str) -> Option<&'static str> {
+    if key.is_empty() {
+        Some("must not be empty")
+    } else if key.len() > 128 {
+        Some("at most 128 characters")
+    } else if !key
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && b != b'/' && b != b'?')
+    {
+        Some("printable ASCII only, without `/`, `?` or spaces")
+    } else {
+        None
+    }
 }
 
 fn default_http_listen() -> SocketAddr {
@@ -141,8 +236,14 @@ pub struct CameraConfig {
     /// Administrative group, e.g. the township.
     pub group: Option<String>,
     /// `rtsp://` or `rtsps://` address; credentials belong in `username` and
-    /// `password`, not here (they would show in logs).
+    /// `password`, not here (they would show in logs). Empty (left out) for a camera
+    /// that pushes (`push`).
+    #[serde(default)]
     pub url: String,
+    /// The camera dials in instead of being pulled: `{ protocol = "rtmp", key = "K" }`
+    /// receives what is published to `rtmp://GATEWAY/live/K` on `[gateway.rtmp]
+    /// listen`. Leave `url` out.
+    pub push: Option<PushConfig>,
     /// RTSP user name, if the camera asks for one.
     pub username: Option<String>,
     /// RTSP password; never logged or shown by the API.
@@ -187,6 +288,7 @@ impl CameraConfig {
             name: None,
             group: None,
             url: url.to_string(),
+            push: None,
             username: None,
             password: None,
             transport,
@@ -446,6 +548,27 @@ impl Config {
                 f.push(gw.key("allowed_hosts").index(i), problem);
             }
         }
+        if let Some(gb) = &self.gateway.gb28181 {
+            let p = gw.key("gb28181");
+            if !lookout_codecs::sip::valid_gb_id(&gb.id) {
+                f.push(p.key("id"), "must be 20 digits (GB/T 28181 id)");
+            }
+            if gb.domain.len() != 10 || !gb.domain.bytes().all(|b| b.is_ascii_digit()) {
+                f.push(p.key("domain"), "must be 10 digits (GB/T 28181 domain)");
+            }
+            if let Err(e) = read_secret(&self.resolve(&gb.password_file)) {
+                f.push(p.key("password_file"), e);
+            }
+            if !(1..=100_000).contains(&gb.max_devices) {
+                f.push(p.key("max_devices"), "must be between 1 and 100000");
+            }
+            if !(10..=3600).contains(&gb.keepalive_timeout_s) {
+                f.push(
+                    p.key("keepalive_timeout_s"),
+                    "must be between 10 and 3600 s",
+                );
+            }
+        }
         if let Some(lib) = &self.gateway.onnxruntime
             && !self.resolve(lib).is_file()
         {
@@ -567,6 +690,7 @@ impl Config {
     fn validate_cameras(&self, f: &mut Findings, detector_ids: &HashMap<&str, usize>) {
         let root = KeyPath::root();
         let mut camera_ids: HashMap<&str, usize> = HashMap::new();
+        let mut push_keys: HashMap<&str, usize> = HashMap::new();
         for (i, c) in self.cameras.iter().enumerate() {
             let p = root.key("camera").index(i);
             if !valid_id(&c.id) {
@@ -581,8 +705,31 @@ impl Config {
                     ),
                 );
             }
-            if let Err(e) = check_rtsp_url(&c.url) {
-                f.push(p.key("url"), e);
+            match &c.push {
+                None => {
+                    if let Err(e) = check_rtsp_url(&c.url) {
+                        f.push(p.key("url"), e);
+                    }
+                }
+                Some(push) => {
+                    if !c.url.is_empty() {
+                        f.push(p.key("url"), "a camera that pushes (`push`) has no url");
+                    }
+                    if push.protocol == PushProtocol::Rtmp && self.gateway.rtmp.is_none() {
+                        f.push(
+                            p.key("push"),
+                            "RTMP push needs a listener: add [gateway.rtmp] listen = \"0.0.0.0:1935\"",
+                        );
+                    }
+                    if let Some(problem) = push_key_problem(&push.key) {
+                        f.push(p.key("push").key("key"), problem);
+                    } else if let Some(first) = push_keys.insert(push.key.as_str(), i) {
+                        f.push(
+                            p.key("push").key("key"),
+                            format!("camera[{first}] already pushes with this key"),
+                        );
+                    }
+                }
             }
             if c.password.is_some() && c.username.is_none() {
                 f.push(p.key("password"), "a password needs a username");

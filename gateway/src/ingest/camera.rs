@@ -26,10 +26,10 @@ use crate::config::{CameraCodec, CameraConfig, Transport};
 use lookout_core::unit::Codec;
 
 /// How often the task looks at its camera's counters.
-const TICK: Duration = Duration::from_millis(200);
+pub(super) const TICK: Duration = Duration::from_millis(200);
 
 /// Window over which fps and bitrate are measured.
-const RATE_WINDOW: Duration = Duration::from_secs(2);
+pub(super) const RATE_WINDOW: Duration = Duration::from_secs(2);
 
 /// Retry interval after a failure retrying cannot fix soon (wrong password:
 /// many cameras lock the account after a few quick wrong attempts).
@@ -97,6 +97,11 @@ impl Camera {
     pub(crate) fn next_seq(&self) -> u64 {
         self.seq.fetch_add(1, Relaxed) + 1
     }
+
+    /// Numbers a new connection or push session of this camera (from 1).
+    pub(crate) fn next_session(&self) -> u32 {
+        self.sessions.fetch_add(1, Relaxed) + 1
+    }
 }
 
 /// How one attempt ended.
@@ -145,7 +150,7 @@ pub(crate) async fn run(
                 CameraCodec::H265 => Codec::H265,
             }),
         };
-        let session = camera.sessions.fetch_add(1, Relaxed) + 1;
+        let session = camera.next_session();
         if session > 1 {
             health.reconnects.fetch_add(1, Relaxed);
         }

@@ -35,17 +35,20 @@ pub enum CameraState {
     /// The last attempt failed in a way that retrying soon will not fix
     /// (wrong credentials, no H.264/H.265 video): retried slowly.
     Failed,
+    /// A pushed camera with no publisher now: waiting for one to dial in.
+    Waiting,
 }
 
 impl CameraState {
     /// Every state, in the order of their atomic codes (for metrics that
     /// export one series per state).
-    pub const ALL: [CameraState; 5] = [
+    pub const ALL: [CameraState; 6] = [
         CameraState::Connecting,
         CameraState::Live,
         CameraState::Stalled,
         CameraState::Backoff,
         CameraState::Failed,
+        CameraState::Waiting,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -55,6 +58,7 @@ impl CameraState {
             CameraState::Stalled => "stalled",
             CameraState::Backoff => "backoff",
             CameraState::Failed => "failed",
+            CameraState::Waiting => "waiting",
         }
     }
 
@@ -64,6 +68,7 @@ impl CameraState {
             2 => CameraState::Stalled,
             3 => CameraState::Backoff,
             4 => CameraState::Failed,
+            5 => CameraState::Waiting,
             _ => CameraState::Connecting,
         }
     }
@@ -75,6 +80,7 @@ impl CameraState {
             CameraState::Stalled => 2,
             CameraState::Backoff => 3,
             CameraState::Failed => 4,
+            CameraState::Waiting => 5,
         }
     }
 }
@@ -88,6 +94,8 @@ pub enum ActiveTransport {
     /// RTP interleaved in the RTSP TCP connection (`tcp`, or `auto` after
     /// UDP brought no video).
     Tcp,
+    /// Pushed by the camera over RTMP (`push = { protocol = "rtmp", … }`).
+    Rtmp,
 }
 
 impl ActiveTransport {
@@ -95,6 +103,7 @@ impl ActiveTransport {
         match self {
             ActiveTransport::Udp => "udp",
             ActiveTransport::Tcp => "tcp",
+            ActiveTransport::Rtmp => "rtmp",
         }
     }
 }
@@ -181,6 +190,7 @@ impl CameraHealth {
         match self.transport.load(Relaxed) {
             1 => Some(ActiveTransport::Udp),
             2 => Some(ActiveTransport::Tcp),
+            3 => Some(ActiveTransport::Rtmp),
             _ => None,
         }
     }
@@ -189,6 +199,7 @@ impl CameraHealth {
         let v = match t {
             ActiveTransport::Udp => 1,
             ActiveTransport::Tcp => 2,
+            ActiveTransport::Rtmp => 3,
         };
         self.transport.store(v, Relaxed);
     }
@@ -327,6 +338,9 @@ impl From<CameraState> for lookout_codecs::relay::CameraState {
             CameraState::Stalled => Wire::Stalled,
             CameraState::Backoff => Wire::Backoff,
             CameraState::Failed => Wire::Failed,
+            // The wire has no state for a pushed camera without a publisher: to the
+            // center it is a camera not yet delivering video.
+            CameraState::Waiting => Wire::Connecting,
         }
     }
 }

@@ -15,6 +15,8 @@
 //! - `fanout.rs`: per-camera bounded fan-out, [`Subscription`], [`Filter`].
 //! - `health.rs`: [`CameraHealth`], [`CameraStatus`] for the API.
 //! - `prometheus.rs`: the same as Prometheus series.
+//! - `rtmp.rs`: the RTMP listener pushed cameras dial (`[gateway.rtmp]`);
+//!   `push.rs`: a pushed camera's task, which only watches (`waiting` / `live`).
 //! - `probe.rs`: `lookout probe URL`.
 //!
 //! [`Ingest`] is the registry: a `DashMap` of live cameras, a `watch` of the
@@ -29,6 +31,8 @@ mod health;
 mod pipeline;
 pub mod probe;
 mod prometheus;
+mod push;
+pub mod rtmp;
 mod truncation;
 mod units;
 
@@ -237,11 +241,19 @@ impl Ingest {
 
     fn start(&self, camera: Arc<Camera>) {
         let (stop, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(camera::run(
-            camera.clone(),
-            self.settings.subscribe(),
-            stop_rx,
-        ));
+        let task = if camera.config().push.is_some() {
+            tokio::spawn(push::run(
+                camera.clone(),
+                self.settings.subscribe(),
+                stop_rx,
+            ))
+        } else {
+            tokio::spawn(camera::run(
+                camera.clone(),
+                self.settings.subscribe(),
+                stop_rx,
+            ))
+        };
         self.cameras
             .insert(camera.id.clone(), Slot { camera, stop, task });
     }
@@ -269,6 +281,18 @@ impl Ingest {
     /// adds, removes or changes a camera.
     pub fn cameras(&self) -> watch::Receiver<CameraSet> {
         self.set.subscribe()
+    }
+
+    /// The camera whose `push.key` is `key`, if one is configured.
+    pub fn pushed_camera(&self, key: &str) -> Option<Arc<Camera>> {
+        self.cameras.iter().find_map(|slot| {
+            let c = &slot.camera;
+            c.config()
+                .push
+                .as_ref()
+                .is_some_and(|p| !key.is_empty() && p.key == key)
+                .then(|| c.clone())
+        })
     }
 
     pub fn camera(&self, camera_id: &str) -> Option<Arc<Camera>> {
@@ -332,6 +356,7 @@ async fn stop_slot(slot: Slot) {
 /// Whether two configurations of one camera connect the same way.
 fn same_connection(a: &CameraConfig, b: &CameraConfig) -> bool {
     a.url == b.url
+        && a.push == b.push
         && a.username == b.username
         && a.password == b.password
         && a.transport == b.transport

@@ -313,6 +313,15 @@ pub(crate) fn open(
             src.set_property("latency", UDP_JITTER_MS);
             src.set_property("timeout", timeout_us);
         }
+        // Pushed cameras have no pipeline (`rtmp.rs`); a spec saying RTMP is a bug in
+        // the caller, refused rather than guessed at.
+        ActiveTransport::Rtmp => {
+            return Err(ConnectionError {
+                stage: "setup",
+                cause: "an RTMP camera is pushed to the gateway, not pulled".into(),
+                retry: Retry::Slowly,
+            });
+        }
     }
     src.set_property("tcp-timeout", timeout_us);
     src.set_property("add-reference-timestamp-meta", true);

@@ -1,0 +1,826 @@
+//! GB/T 28181, lookout as the upper platform: devices and lower platforms that cannot
+//! be dialled (body cameras and deployable PTZ cameras behind carrier NAT, departments'
+//! video platforms) register to it over SIP.
+//!
+//! What runs today (docs/GB28181.md has the protocol coverage):
+//! - SIP over UDP and TCP on `[gateway.gb28181] sip_listen` (`lookout_codecs::sip`
+//!   reads the messages, bounded);
+//! - `REGISTER` with digest authentication (`digest.rs`: 401 challenge, single-use
+//!   nonces), expiry, re-registration from a new address after a NAT rebinding, and
+//!   unregistering (`Expires: 0`);
+//! - keepalive `MESSAGE`s; a device that misses them for `keepalive_timeout_s`, or whose
+//!   registration expires, goes `offline`;
+//! - a catalog query after each registration, and the catalog answers (`manscdp.rs`),
+//!   which `GET /api/gb28181/devices` lists with each channel's name and status.
+//!
+//! Every refusal answers the device with a SIP status that says why, is logged with the
+//! device id and reason (never the password or a nonce) and counted in
+//! `lookout_gb28181_refused_total{reason}`.
+
+pub mod digest;
+pub mod manscdp;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+use lookout_codecs::sip::{self, Limits, Message, StartLine, StreamReader};
+use lookout_core::shutdown::Shutdown;
+use lookout_core::sync::Locked;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use serde::Serialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::mpsc;
+
+use self::digest::{Refusal, Verifier};
+
+/// Channels one device's catalog may list, at most.
+pub const MAX_CHANNELS: usize = 4096;
+
+/// TCP connections open at once, at most.
+pub const MAX_TCP_CONNECTIONS: usize = 1024;
+
+/// Outgoing messages waiting for one TCP device's connection, at most.
+const TCP_QUEUE: usize = 64;
+
+/// A TCP connection that sends nothing this long is closed (devices keep alive every
+/// 60 s by default).
+const TCP_IDLE: Duration = Duration::from_secs(300);
+
+/// Registration lifetime when the device asks for none.
+const DEFAULT_EXPIRES_S: u64 = 3600;
+
+/// What the SIP side needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where to listen (UDP and TCP).
+    pub listen: SocketAddr,
+    /// lookout's own 20-digit SIP id.
+    pub id: String,
+    /// lookout's 10-digit SIP domain (the digest realm).
+    pub domain: String,
+    /// The password devices register with.
+    pub password: String,
+    /// Devices (and lower platforms) known at once, at most.
+    pub max_devices: usize,
+    /// A device that sends no keepalive this long goes offline.
+    pub keepalive_timeout: Duration,
+}
+
+/// The reasons a request is refused, each a series from the start.
+pub const REFUSALS: [&str; 9] = [
+    "malformed",
+    "bad_id",
+    "wrong_password",
+    "stale_nonce",
+    "bad_credentials",
+    "unregistered",
+    "too_many_devices",
+    "too_many_channels",
+    "too_many_connections",
+];
+
+/// The SIP side's Prometheus series.
+#[derive(Clone, Default)]
+pub struct GbMetrics {
+    /// Requests refused, by reason ([`REFUSALS`]).
+    pub refused: Family<Vec<(String, String)>, Counter>,
+    /// Requests handled, by method.
+    pub requests: Family<Vec<(String, String)>, Counter>,
+    /// Devices online now.
+    pub online: Gauge,
+    /// Devices known (online or not).
+    pub known: Gauge,
+}
+
+impl GbMetrics {
+    /// Registers the series as `lookout_gb28181_*`, every refusal reason at 0.
+    pub fn register(&self, m: &lookout_core::metrics::Metrics) {
+        for r in REFUSALS {
+            self.refused
+                .get_or_create(&vec![("reason".to_string(), r.to_string())])
+                .inc_by(0);
+        }
+        m.register(
+            "gb28181_refused",
+            "GB/T 28181 SIP requests refused, by reason",
+            self.refused.clone(),
+        );
+        m.register(
+            "gb28181_requests",
+            "GB/T 28181 SIP requests handled, by method",
+            self.requests.clone(),
+        );
+        m.register(
+            "gb28181_devices_online",
+            "GB/T 28181 devices registered and keeping alive",
+            self.online.clone(),
+        );
+        m.register(
+            "gb28181_devices_known",
+            "GB/T 28181 devices known, online or not",
+            self.known.clone(),
+        );
+    }
+
+    fn refuse(&self, reason: &str) {
+        self.refused
+            .get_or_create(&vec![("reason".to_string(), reason.to_string())])
+            .inc();
+    }
+}
+
+/// One channel of a device's catalog, as `/api/gb28181/devices` shows it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Channel {
+    /// The channel's 20-digit id.
+    pub id: String,
+    /// Its name (`Name`).
+    pub name: Option<String>,
+    /// `ON` or `OFF` as the device reports it.
+    pub status: Option<String>,
+    /// The maker the device names.
+    pub manufacturer: Option<String>,
+    /// The model the device names.
+    pub model: Option<String>,
+    /// The parent (device or directory) id, for lower platforms' trees.
+    pub parent: Option<String>,
+}
+
+/// How a device reaches lookout, and so how lookout reaches it.
+#[derive(Debug, Clone)]
+enum Path {
+    Udp,
+    Tcp(mpsc::Sender<Vec<u8>>),
+}
+
+/// One device or lower platform.
+#[derive(Debug, Clone)]
+struct Device {
+    address: SocketAddr,
+    path: Path,
+    /// The SIP domain in its `From` URI, used to address it.
+    domain: String,
+    user_agent: Option<String>,
+    registered_unix_ms: u64,
+    expires_s: u64,
+    expires_at: Instant,
+    last_keepalive: Instant,
+    last_keepalive_unix_ms: Option<u64>,
+    online: bool,
+    channels: BTreeMap<String, Channel>,
+    /// `SumNum` of the last catalog answer.
+    catalog_total: Option<usize>,
+}
+
+/// A device as `GET /api/gb28181/devices` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceStatus {
+    /// The device's 20-digit id.
+    pub id: String,
+    /// `online` or `offline`.
+    pub status: &'static str,
+    /// Where its last registration came from.
+    pub address: String,
+    /// `udp` or `tcp`.
+    pub transport: &'static str,
+    /// The `User-Agent` it sent.
+    pub user_agent: Option<String>,
+    /// When it last registered, ms since the Unix epoch.
+    pub registered_unix_ms: u64,
+    /// The registration's lifetime it asked for, s.
+    pub expires_s: u64,
+    /// Its last keepalive, ms since the Unix epoch; `null` before the first.
+    pub last_keepalive_unix_ms: Option<u64>,
+    /// `SumNum` of its catalog: how many channels it says it has.
+    pub catalog_total: Option<usize>,
+    /// The channels its catalog listed so far.
+    pub channels: Vec<Channel>,
+}
+
+/// The SIP listener and the devices registered to it.
+pub struct SipServer {
+    settings: Settings,
+    limits: Limits,
+    udp: Arc<UdpSocket>,
+    local: SocketAddr,
+    devices: DashMap<String, Device>,
+    verifier: std::sync::Mutex<Verifier>,
+    metrics: GbMetrics,
+    cseq: AtomicU32,
+    tcp_open: AtomicU32,
+}
+
+/// Where a request came from, and how to answer it.
+#[derive(Clone)]
+struct Origin {
+    peer: SocketAddr,
+    path: Path,
+}
+
+impl SipServer {
+    /// Binds UDP and TCP on `settings.listen` and starts serving until shutdown.
+    pub async fn start(
+        settings: Settings,
+        metrics: GbMetrics,
+        stop: Shutdown,
+    ) -> anyhow::Result<Arc<SipServer>> {
+        let listen = settings.listen;
+        let udp = UdpSocket::bind(listen).await.map_err(|e| {
+            anyhow::anyhow!("[gateway.gb28181] sip_listen = \"{listen}\" (UDP): {e}")
+        })?;
+        let local = udp.local_addr()?;
+        // TCP on the same port as UDP (a free one if 0 was asked for).
+        let tcp = TcpListener::bind(local).await.map_err(|e| {
+            anyhow::anyhow!("[gateway.gb28181] sip_listen = \"{local}\" (TCP): {e}")
+        })?;
+        let verifier = std::sync::Mutex::new(Verifier::new(&settings.domain, &settings.password));
+        let server = Arc::new(SipServer {
+            settings,
+            limits: Limits::default(),
+            udp: Arc::new(udp),
+            local,
+            devices: DashMap::new(),
+            verifier,
+            metrics,
+            cseq: AtomicU32::new(1),
+            tcp_open: AtomicU32::new(0),
+        });
+        tracing::info!(sip = %local, id = %server.settings.id, domain = %server.settings.domain, "GB/T 28181 SIP listening (UDP and TCP)");
+        tokio::spawn(server.clone().udp_loop(stop.clone()));
+        tokio::spawn(server.clone().tcp_loop(tcp, stop.clone()));
+        tokio::spawn(server.clone().expiry_loop(stop));
+        Ok(server)
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Every device, by id.
+    pub fn devices(&self) -> Vec<DeviceStatus> {
+        let mut out: Vec<DeviceStatus> = self
+            .devices
+            .iter()
+            .map(|e| {
+                let d = e.value();
+                DeviceStatus {
+                    id: e.key().clone(),
+                    status: if d.online { "online" } else { "offline" },
+                    address: d.address.to_string(),
+                    transport: match d.path {
+                        Path::Udp => "udp",
+                        Path::Tcp(_) => "tcp",
+                    },
+                    user_agent: d.user_agent.clone(),
+                    registered_unix_ms: d.registered_unix_ms,
+                    expires_s: d.expires_s,
+                    last_keepalive_unix_ms: d.last_keepalive_unix_ms,
+                    catalog_total: d.catalog_total,
+                    channels: d.channels.values().cloned().collect(),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out
+    }
+
+    async fn udp_loop(self: Arc<Self>, mut stop: Shutdown) {
+        let mut buf = vec![0u8; 65_535];
+        loop {
+            let (n, peer) = tokio::select! {
+                r = self.udp.recv_from(&mut buf) => match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        // ICMP errors from earlier sends surface here on Linux.
+                        tracing::debug!("SIP UDP receive: {e}");
+                        continue;
+                    }
+                },
+                _ = stop.signalled() => return,
+            };
+            let datagram = &buf[..n];
+            // Keep-alive CRLFs (RFC 5626) carry nothing.
+            if datagram.iter().all(|b| b.is_ascii_whitespace()) {
+                continue;
+            }
+            match sip::parse(datagram, &self.limits) {
+                Ok(m) => {
+                    self.handle(
+                        m,
+                        Origin {
+                            peer,
+                            path: Path::Udp,
+                        },
+                    )
+                    .await
+                }
+                Err(e) => {
+                    self.metrics.refuse("malformed");
+                    tracing::warn!(%peer, "SIP datagram refused: {e}");
+                }
+            }
+        }
+    }
+
+    async fn tcp_loop(self: Arc<Self>, listener: TcpListener, mut stop: Shutdown) {
+        loop {
+            let (socket, peer) = tokio::select! {
+                r = listener.accept() => match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!("SIP TCP accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+                _ = stop.signalled() => return,
+            };
+            if self.tcp_open.fetch_add(1, Relaxed) as usize >= MAX_TCP_CONNECTIONS {
+                self.tcp_open.fetch_sub(1, Relaxed);
+                self.metrics.refuse("too_many_connections");
+                tracing::warn!(%peer, "SIP TCP connection refused: {MAX_TCP_CONNECTIONS} open");
+                continue;
+            }
+            let server = self.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                if let Err(e) = server.tcp_connection(socket, peer, stop).await {
+                    tracing::debug!(%peer, "SIP TCP connection ended: {e}");
+                }
+                server.tcp_open.fetch_sub(1, Relaxed);
+            });
+        }
+    }
+
+    async fn tcp_connection(
+        self: &Arc<Self>,
+        socket: TcpStream,
+        peer: SocketAddr,
+        mut stop: Shutdown,
+    ) -> anyhow::Result<()> {
+        let (mut rd, mut wr) = socket.into_split();
+        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(TCP_QUEUE);
+        let writer = tokio::spawn(async move {
+            while let Some(bytes) = rx.recv().await {
+                if wr.write_all(&bytes).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let mut reader = StreamReader::new(self.limits);
+        let mut buf = vec![0u8; 16 * 1024];
+        let result = loop {
+            let n = tokio::select! {
+                r = tokio::time::timeout(TCP_IDLE, rd.read(&mut buf)) => match r {
+                    Ok(Ok(0)) => break Ok(()),
+                    Ok(Ok(n)) => n,
+                    Ok(Err(e)) => break Err(e.into()),
+                    Err(_) => break Err(anyhow::anyhow!("silent for {TCP_IDLE:?}")),
+                },
+                _ = stop.signalled() => break Ok(()),
+            };
+            reader.push(&buf[..n]);
+            loop {
+                match reader.next_message() {
+                    Ok(Some(m)) => {
+                        self.handle(
+                            m,
+                            Origin {
+                                peer,
+                                path: Path::Tcp(tx.clone()),
+                            },
+                        )
+                        .await
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        self.metrics.refuse("malformed");
+                        tracing::warn!(%peer, "SIP over TCP refused, closing: {e}");
+                        drop(tx);
+                        writer.abort();
+                        return Ok(());
+                    }
+                }
+            }
+        };
+        drop(tx);
+        writer.abort();
+        result
+    }
+
+    /// Sends `bytes` to a device the way it reaches lookout.
+    async fn send(&self, to: SocketAddr, path: &Path, bytes: Vec<u8>) {
+        match path {
+            Path::Udp => {
+                if let Err(e) = self.udp.send_to(&bytes, to).await {
+                    tracing::debug!(%to, "SIP UDP send: {e}");
+                }
+            }
+            Path::Tcp(tx) => {
+                if tx.try_send(bytes).is_err() {
+                    tracing::debug!(%to, "SIP TCP connection gone or behind; message dropped");
+                }
+            }
+        }
+    }
+
+    async fn handle(self: &Arc<Self>, m: Message, from: Origin) {
+        let method = match &m.start {
+            StartLine::Request { method, .. } => method.clone(),
+            // Answers to lookout's own requests (catalog queries): nothing to do yet.
+            StartLine::Response { .. } => return,
+        };
+        self.metrics
+            .requests
+            .get_or_create(&vec![("method".to_string(), method.clone())])
+            .inc();
+        let reply = match method.as_str() {
+            "REGISTER" => self.register(&m, &from),
+            "MESSAGE" => self.message(&m, &from),
+            "OPTIONS" => Some(self.response(&m, 200, "OK")),
+            // ACK, BYE, INFO and the like for sessions lookout has not opened.
+            "ACK" => None,
+            _ => Some(self.response(&m, 405, "Method Not Allowed")),
+        };
+        if let Some(r) = reply {
+            self.send(from.peer, &from.path, r.encode()).await;
+        }
+        if method == "REGISTER"
+            && let Some(device) = device_id(&m)
+            && self.devices.get(&device).is_some_and(|d| d.online)
+            && m.header("Authorization").is_some()
+        {
+            self.query_catalog(&device).await;
+        }
+    }
+
+    /// A response to `req`: its Via, From, Call-ID and CSeq, To with a tag.
+    fn response(&self, req: &Message, code: u16, reason: &str) -> Message {
+        let mut r = Message::response(code, reason);
+        for v in req.headers_named("Via") {
+            r = r.with("Via", v);
+        }
+        for name in ["From", "Call-ID", "CSeq"] {
+            if let Some(v) = req.header(name) {
+                r = r.with(name, v);
+            }
+        }
+        if let Some(to) = req.header("To") {
+            let to = if to.contains(";tag=") {
+                to.to_string()
+            } else {
+                format!("{to};tag={}", self.cseq.fetch_add(1, Relaxed))
+            };
+            r = r.with("To", to);
+        }
+        r.with(
+            "User-Agent",
+            format!("lookout {}", env!("CARGO_PKG_VERSION")),
+        )
+    }
+
+    fn refuse(&self, req: &Message, code: u16, reason: &str, metric: &str, why: &str) -> Message {
+        self.metrics.refuse(metric);
+        let device = device_id(req).unwrap_or_else(|| "(no id)".into());
+        tracing::warn!(device = %lookout_core::logging::untrusted(&device), reason = metric, "GB/T 28181 request refused: {why}");
+        self.response(req, code, reason)
+            .with("Warning", format!("399 lookout \"{why}\""))
+    }
+
+    fn register(self: &Arc<Self>, m: &Message, from: &Origin) -> Option<Message> {
+        let Some(id) = device_id(m).filter(|id| valid_id(id)) else {
+            return Some(self.refuse(
+                m,
+                400,
+                "Bad Request",
+                "bad_id",
+                "the From user is not a 20-digit GB/T 28181 id",
+            ));
+        };
+        let checked = self
+            .verifier
+            .locked()
+            .verify(&id, "REGISTER", m.header("Authorization"));
+        match checked {
+            Ok(()) => {}
+            Err(Refusal::Missing) => {
+                let challenge = self.verifier.locked().challenge(&id);
+                return Some(
+                    self.response(m, 401, "Unauthorized")
+                        .with("WWW-Authenticate", challenge),
+                );
+            }
+            Err(Refusal::StaleNonce) => {
+                // A device answering an old challenge gets a fresh one (RFC 2617 stale).
+                self.metrics.refuse("stale_nonce");
+                let challenge = self.verifier.locked().challenge(&id);
+                return Some(
+                    self.response(m, 401, "Unauthorized")
+                        .with("WWW-Authenticate", format!("{challenge}, stale=true")),
+                );
+            }
+            Err(Refusal::WrongPassword) => {
+                return Some(self.refuse(m, 403, "Forbidden", "wrong_password", "wrong password"));
+            }
+            Err(e) => {
+                let why = e.to_string();
+                return Some(self.refuse(m, 403, "Forbidden", "bad_credentials", &why));
+            }
+        }
+        let expires = m
+            .header("Expires")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(DEFAULT_EXPIRES_S)
+            .min(86_400);
+        if expires == 0 {
+            if let Some(mut d) = self.devices.get_mut(&id) {
+                d.online = false;
+            }
+            tracing::info!(device = %id, "GB/T 28181 device unregistered");
+            self.update_gauges();
+            return Some(self.response(m, 200, "OK").with("Expires", "0"));
+        }
+        if !self.devices.contains_key(&id) && self.devices.len() >= self.settings.max_devices {
+            return Some(self.refuse(
+                m,
+                503,
+                "Service Unavailable",
+                "too_many_devices",
+                "the gateway knows its maximum number of devices",
+            ));
+        }
+        let now = Instant::now();
+        let domain = from_domain(m).unwrap_or_else(|| self.settings.domain.clone());
+        let mut entry = self.devices.entry(id.clone()).or_insert_with(|| Device {
+            address: from.peer,
+            path: from.path.clone(),
+            domain: domain.clone(),
+            user_agent: None,
+            registered_unix_ms: 0,
+            expires_s: expires,
+            expires_at: now,
+            last_keepalive: now,
+            last_keepalive_unix_ms: None,
+            online: false,
+            channels: BTreeMap::new(),
+            catalog_total: None,
+        });
+        let d = entry.value_mut();
+        if d.address != from.peer && d.registered_unix_ms != 0 {
+            tracing::info!(device = %id, from = %d.address, to = %from.peer, "GB/T 28181 device registers from a new address");
+        }
+        let was_online = d.online;
+        d.address = from.peer;
+        d.path = from.path.clone();
+        d.domain = domain;
+        d.user_agent = m
+            .header("User-Agent")
+            .map(|u| u.chars().take(128).collect());
+        d.registered_unix_ms = lookout_core::clock::unix_ms();
+        d.expires_s = expires;
+        d.expires_at = now + Duration::from_secs(expires);
+        d.last_keepalive = now;
+        d.online = true;
+        drop(entry);
+        if !was_online {
+            tracing::info!(device = %id, address = %from.peer, expires, "GB/T 28181 device registered");
+        }
+        self.update_gauges();
+        Some(
+            self.response(m, 200, "OK")
+                .with("Expires", expires.to_string())
+                .with("Date", sip_date()),
+        )
+    }
+
+    fn message(self: &Arc<Self>, m: &Message, from: &Origin) -> Option<Message> {
+        let Some(id) = device_id(m) else {
+            return Some(self.refuse(m, 400, "Bad Request", "bad_id", "no device id in From"));
+        };
+        let known_online = self.devices.get(&id).is_some_and(|d| d.online);
+        let text = manscdp::decode(&m.body);
+        let root = match manscdp::parse(&text) {
+            Ok(r) => r,
+            Err(e) => {
+                let why = format!("MANSCDP body: {e}");
+                return Some(self.refuse(m, 400, "Bad Request", "malformed", &why));
+            }
+        };
+        let cmd = root.text_of("CmdType").unwrap_or("").to_ascii_lowercase();
+        if !known_online {
+            // A device must register first (a keepalive from a device lookout does not
+            // know, e.g. after a restart, makes it register again).
+            return Some(self.refuse(m, 403, "Forbidden", "unregistered", "not registered"));
+        }
+        match cmd.as_str() {
+            "keepalive" => {
+                if let Some(mut d) = self.devices.get_mut(&id) {
+                    d.last_keepalive = Instant::now();
+                    d.last_keepalive_unix_ms = Some(lookout_core::clock::unix_ms());
+                    if d.address != from.peer {
+                        d.address = from.peer;
+                        d.path = from.path.clone();
+                    }
+                }
+            }
+            "catalog" if root.name.eq_ignore_ascii_case("Response") => {
+                if let Err(why) = self.catalog(&id, &root) {
+                    return Some(self.refuse(m, 400, "Bad Request", "too_many_channels", why));
+                }
+            }
+            _ => {}
+        }
+        Some(self.response(m, 200, "OK"))
+    }
+
+    /// Takes a catalog answer's channels into the device.
+    fn catalog(&self, device: &str, root: &manscdp::Element) -> Result<(), &'static str> {
+        let total = root.text_of("SumNum").and_then(|s| s.parse::<usize>().ok());
+        let Some(mut d) = self.devices.get_mut(device) else {
+            return Ok(());
+        };
+        d.catalog_total = total.or(d.catalog_total);
+        let Some(list) = root.child("DeviceList") else {
+            return Ok(());
+        };
+        for item in list
+            .children
+            .iter()
+            .filter(|c| c.name.eq_ignore_ascii_case("Item"))
+        {
+            let Some(id) = item.text_of("DeviceID") else {
+                continue;
+            };
+            if !d.channels.contains_key(id) && d.channels.len() >= MAX_CHANNELS {
+                return Err("more channels than the gateway keeps for one device");
+            }
+            let field = |n: &str| item.text_of(n).map(|s| s.chars().take(128).collect());
+            d.channels.insert(
+                id.to_string(),
+                Channel {
+                    id: id.chars().take(32).collect(),
+                    name: field("Name"),
+                    status: field("Status"),
+                    manufacturer: field("Manufacturer"),
+                    model: field("Model"),
+                    parent: field("ParentID"),
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Asks a device for its catalog.
+    async fn query_catalog(&self, device: &str) {
+        let Some((address, path, domain)) = self
+            .devices
+            .get(device)
+            .map(|d| (d.address, d.path.clone(), d.domain.clone()))
+        else {
+            return;
+        };
+        let n = self.cseq.fetch_add(1, Relaxed);
+        let transport = match path {
+            Path::Udp => "UDP",
+            Path::Tcp(_) => "TCP",
+        };
+        let body = manscdp::catalog_query(device, n);
+        let mut m = Message::request("MESSAGE", &format!("sip:{device}@{domain}"))
+            .with(
+                "Via",
+                format!(
+                    "SIP/2.0/{transport} {};rport;branch=z9hG4bK{n:08x}{:08x}",
+                    self.local,
+                    rand_u32()
+                ),
+            )
+            .with(
+                "From",
+                format!(
+                    "<sip:{}@{}>;tag={:08x}",
+                    self.settings.id,
+                    self.settings.domain,
+                    rand_u32()
+                ),
+            )
+            .with("To", format!("<sip:{device}@{domain}>"))
+            .with("Call-ID", format!("{:08x}{:08x}@lookout", rand_u32(), n))
+            .with("CSeq", format!("{n} MESSAGE"))
+            .with("Max-Forwards", "70")
+            .with("Content-Type", "Application/MANSCDP+xml")
+            .with(
+                "User-Agent",
+                format!("lookout {}", env!("CARGO_PKG_VERSION")),
+            );
+        m.body = bytes::Bytes::from(body);
+        self.send(address, &path, m.encode()).await;
+    }
+
+    async fn expiry_loop(self: Arc<Self>, mut stop: Shutdown) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.signalled() => return,
+            }
+            let now = Instant::now();
+            let mut changed = false;
+            for mut e in self.devices.iter_mut() {
+                let id = e.key().clone();
+                let d = e.value_mut();
+                if !d.online {
+                    continue;
+                }
+                let why = if now >= d.expires_at {
+                    Some("its registration expired")
+                } else if now.duration_since(d.last_keepalive) >= self.settings.keepalive_timeout {
+                    Some("no keepalive")
+                } else {
+                    None
+                };
+                if let Some(why) = why {
+                    d.online = false;
+                    changed = true;
+                    tracing::warn!(device = %id, "GB/T 28181 device offline: {why}");
+                }
+            }
+            if changed {
+                self.update_gauges();
+            }
+        }
+    }
+
+    fn update_gauges(&self) {
+        let online = self.devices.iter().filter(|d| d.online).count();
+        self.metrics.online.set(online as i64);
+        self.metrics.known.set(self.devices.len() as i64);
+    }
+}
+
+/// The user part of the `From` URI: the device's id.
+fn device_id(m: &Message) -> Option<String> {
+    let from = m.header("From")?;
+    let uri = from.split_once("sip:")?.1;
+    let user = uri.split(['@', '>', ';']).next()?;
+    (!user.is_empty()).then(|| user.chars().take(64).collect())
+}
+
+/// The host part of the `From` URI (a device's SIP domain).
+fn from_domain(m: &Message) -> Option<String> {
+    let from = m.header("From")?;
+    let uri = from.split_once("sip:")?.1;
+    let host = uri.split_once('@')?.1.split(['>', ';', ':']).next()?;
+    (!host.is_empty()).then(|| host.chars().take(64).collect())
+}
+
+pub use lookout_codecs::sip::valid_gb_id as valid_id;
+
+/// `Date` as GB/T 28181 devices set their clocks from it (local ISO time, ms).
+fn sip_date() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second(),
+        now.millisecond()
+    )
+}
+
+/// A random 32-bit number for tags, branches and Call-IDs.
+fn rand_u32() -> u32 {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 4];
+    if ring::rand::SystemRandom::new().fill(&mut b).is_err() {
+        // Unique enough for a tag when the RNG is unavailable.
+        return std::process::id() ^ (lookout_core::clock::unix_ms() as u32);
+    }
+    u32::from_le_bytes(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_and_domains_come_from_the_from_header() {
+        let m = Message::request("REGISTER", "sip:34020000002000000001@3402000000")
+            .with("From", "<sip:34020000001320000001@3402000000>;tag=1");
+        assert_eq!(device_id(&m).as_deref(), Some("34020000001320000001"));
+        assert_eq!(from_domain(&m).as_deref(), Some("3402000000"));
+        assert!(valid_id("34020000001320000001"));
+        assert!(!valid_id("3402000000132000000x"));
+        assert!(!valid_id("123"));
+    }
+}
