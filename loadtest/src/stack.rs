@@ -516,6 +516,15 @@ pub(crate) fn camera_ids(config: &std::path::Path) -> Vec<String> {
 
 /// Cameras per kind in a gateway configuration (every kind, 0 for one it
 /// lacks), as the reports' `setup.mix` writes them.
+/// How many cameras in the gateway configuration `gw_config` push over RTMP.
+pub(crate) fn pushed_rtmp_count(gw_config: &std::path::Path) -> usize {
+    std::fs::read_to_string(gw_config)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.trim().starts_with("push = { protocol = \"rtmp\""))
+        .count()
+}
+
 pub(crate) fn mix_counts(gw_config: &std::path::Path) -> BTreeMap<String, usize> {
     let text = std::fs::read_to_string(gw_config).unwrap_or_default();
     let mut counts = BTreeMap::new();

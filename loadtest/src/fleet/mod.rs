@@ -9,6 +9,7 @@ pub mod check;
 pub mod clips;
 pub mod incidents;
 pub mod profile;
+pub mod rtmp;
 pub mod server;
 
 use std::collections::HashMap;
@@ -110,11 +111,19 @@ pub struct CameraSummary {
 pub fn plan(mix: &Mix, size: Size, bframes: bool) -> Vec<(String, Profile)> {
     let mut out = Vec::new();
     for kind in Kind::ALL {
-        let n = mix.0.get(&kind).copied().unwrap_or(0);
+        let n = mix.rtsp.get(&kind).copied().unwrap_or(0);
         for i in 0..n {
             let mut p = Profile::for_kind(kind, size, i);
             p.bframes = bframes && p.codec == lookout_codecs::Codec::H264;
             out.push((format!("{}-{:02}", kind.as_str(), i + 1), p));
+        }
+        // Pushing cameras after the pulled ones of their kind, their scenes' lighting
+        // continuing the kind's cycle.
+        for i in 0..mix.rtmp.get(&kind).copied().unwrap_or(0) {
+            let mut p = Profile::for_kind(kind, size, n + i);
+            p.bframes = bframes && p.codec == lookout_codecs::Codec::H264;
+            p.push_rtmp = true;
+            out.push((format!("{}-rtmp-{:02}", kind.as_str(), i + 1), p));
         }
     }
     out
@@ -159,8 +168,24 @@ pub fn run(args: FleetArgs) -> anyhow::Result<Summary> {
         auth: args.auth.clone(),
     };
     let server = server::start(&settings, &cameras)?;
+    // Cameras that push dial the gateway's RTMP listener on a port chosen here (it is
+    // in the configuration the fleet writes); until the gateway listens they dial again.
+    let rtmp_port = if cameras.iter().any(|c| c.profile.push_rtmp) {
+        let port = std::net::TcpListener::bind((ip, 0))?.local_addr()?.port();
+        for (i, c) in cameras.iter().filter(|c| c.profile.push_rtmp).enumerate() {
+            let hevc = if i % 2 == 1 {
+                rtmp::HevcAs::CodecId12
+            } else {
+                rtmp::HevcAs::Enhanced
+            };
+            c.start_rtmp(std::net::SocketAddr::new(ip, port), &push_key(&c.id), hevc)?;
+        }
+        Some(port)
+    } else {
+        None
+    };
     if let Some(path) = &args.emit_gateway_config {
-        let text = gateway_config(&args, server.port, &cameras);
+        let text = gateway_config(&args, server.port, rtmp_port, &cameras);
         std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
     }
     let truth = GroundTruth::new(args.ground_truth.clone());
@@ -348,8 +373,19 @@ fn clock_ticks_per_second() -> f64 {
     100.0
 }
 
-/// A valid lookout configuration for exactly these cameras.
-fn gateway_config(args: &FleetArgs, port: u16, cameras: &[Arc<SimCamera>]) -> String {
+/// The stream key a pushing fleet camera publishes under.
+fn push_key(camera: &str) -> String {
+    format!("{camera}-fleet-key")
+}
+
+/// A valid lookout configuration for exactly these cameras: the pulled ones' RTSP URLs,
+/// the pushing ones' keys and the RTMP listener they dial.
+fn gateway_config(
+    args: &FleetArgs,
+    port: u16,
+    rtmp_port: Option<u16>,
+    cameras: &[Arc<SimCamera>],
+) -> String {
     let mut s = String::new();
     putln!(
         s,
@@ -357,6 +393,9 @@ fn gateway_config(args: &FleetArgs, port: u16, cameras: &[Arc<SimCamera>]) -> St
         cameras.len()
     );
     putln!(s, "[gateway]\nid = \"fleet-gw\"\n");
+    if let Some(p) = rtmp_port {
+        putln!(s, "[gateway.rtmp]\nlisten = \"{}:{p}\"\n", args.address);
+    }
     let userinfo = args.auth.as_ref().map(|(u, p)| (u.clone(), p.clone()));
     for (i, c) in cameras.iter().enumerate() {
         // Cameras laid out on a grid over a county-sized area.
@@ -365,9 +404,17 @@ fn gateway_config(args: &FleetArgs, port: u16, cameras: &[Arc<SimCamera>]) -> St
         putln!(s, "[[camera]]");
         putln!(s, "id = \"{}\"", c.id);
         putln!(s, "kind = \"{}\"", c.profile.kind.as_str());
-        putln!(s, "url = \"rtsp://{}:{}/{}\"", args.address, port, c.id);
-        if let Some((u, p)) = &userinfo {
-            putln!(s, "username = \"{u}\"\npassword = \"{p}\"");
+        if c.profile.push_rtmp {
+            putln!(
+                s,
+                "push = {{ protocol = \"rtmp\", key = \"{}\" }}",
+                push_key(&c.id)
+            );
+        } else {
+            putln!(s, "url = \"rtsp://{}:{}/{}\"", args.address, port, c.id);
+            if let Some((u, p)) = &userinfo {
+                putln!(s, "username = \"{u}\"\npassword = \"{p}\"");
+            }
         }
         putln!(s, "location = {{ lat = {lat:.4}, lon = {lon:.4} }}\n");
     }

@@ -78,6 +78,9 @@ pub struct Profile {
     pub lighting: Lighting,
     /// B-frames and High profile, for robustness tests.
     pub bframes: bool,
+    /// The camera pushes over RTMP to the gateway (`kind-rtmp` in `--mix`) instead of
+    /// being served over RTSP.
+    pub push_rtmp: bool,
 }
 
 /// Picture sizes: `full` is what the named profiles promise; `small` keeps a
@@ -123,6 +126,7 @@ impl Profile {
                 dropout_ms: 0,
                 lighting,
                 bframes: false,
+                push_rtmp: false,
             },
             Kind::Drone => Profile {
                 kind,
@@ -138,6 +142,7 @@ impl Profile {
                 dropout_ms: 0,
                 lighting,
                 bframes: false,
+                push_rtmp: false,
             },
             // Every third body camera runs at 15 fps, the rest at 25.
             Kind::Bodycam => Profile {
@@ -154,6 +159,7 @@ impl Profile {
                 dropout_ms: 400,
                 lighting,
                 bframes: false,
+                push_rtmp: false,
             },
             // Every other fixed camera is H.265, as road cameras often are.
             Kind::Fixed => Profile {
@@ -174,38 +180,52 @@ impl Profile {
                 dropout_ms: 0,
                 lighting,
                 bframes: false,
+                push_rtmp: false,
             },
         }
     }
 }
 
-/// How many cameras of each kind.
+/// How many cameras of each kind: served over RTSP, and pushing over RTMP.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mix(pub BTreeMap<Kind, usize>);
+pub struct Mix {
+    /// Cameras the gateway pulls over RTSP, per kind.
+    pub rtsp: BTreeMap<Kind, usize>,
+    /// Cameras that push to the gateway over RTMP (`drones-rtmp=8`), per kind.
+    pub rtmp: BTreeMap<Kind, usize>,
+}
 
 impl Mix {
-    /// `towers=24,drones=16,bodycams=16,fixed=8`; with `total` and no mix,
-    /// the county default proportions (3 : 2 : 2 : 1).
+    /// `towers=24,drones=16,bodycams=16,fixed=8`, a kind with `-rtmp` for cameras that
+    /// push (`drones-rtmp=8`); with `total` and no mix, the county default proportions
+    /// (3 : 2 : 2 : 1), all over RTSP.
     pub fn parse(total: usize, spec: Option<&str>) -> anyhow::Result<Mix> {
         let mut m = BTreeMap::new();
+        let mut rtmp = BTreeMap::new();
         match spec {
             Some(spec) if !spec.trim().is_empty() => {
                 for part in spec.split(',') {
                     let (k, n) = part
                         .split_once('=')
                         .with_context(|| format!("--mix `{part}`: expected kind=count"))?;
+                    let (k, pushed) = match k.trim().strip_suffix("-rtmp") {
+                        Some(k) => (k, true),
+                        None => (k, false),
+                    };
                     let kind = Kind::parse(k).with_context(|| {
                         format!(
-                            "--mix `{part}`: unknown kind `{k}` (towers, drones, bodycams, fixed)"
+                            "--mix `{part}`: unknown kind `{k}` (towers, drones, bodycams, fixed; \
+                             `-rtmp` after one for cameras that push)"
                         )
                     })?;
                     let n: usize = n
                         .trim()
                         .parse()
                         .with_context(|| format!("--mix `{part}`: `{n}` is not a count"))?;
-                    *m.entry(kind).or_insert(0) += n;
+                    let into = if pushed { &mut rtmp } else { &mut m };
+                    *into.entry(kind).or_insert(0) += n;
                 }
-                let sum: usize = m.values().sum();
+                let sum: usize = m.values().sum::<usize>() + rtmp.values().sum::<usize>();
                 if total != 0 && sum != total {
                     bail!("--mix adds up to {sum} cameras but --cameras is {total}");
                 }
@@ -237,11 +257,13 @@ impl Mix {
             }
         }
         m.retain(|_, n| *n > 0);
-        Ok(Mix(m))
+        rtmp.retain(|_, n| *n > 0);
+        Ok(Mix { rtsp: m, rtmp })
     }
 
+    /// Cameras in all.
     pub fn total(&self) -> usize {
-        self.0.values().sum()
+        self.rtsp.values().sum::<usize>() + self.rtmp.values().sum::<usize>()
     }
 }
 
@@ -252,8 +274,15 @@ mod tests {
     #[test]
     fn parses_explicit_mix() {
         let m = Mix::parse(10, Some("towers=4,drones=3,bodycams=2,fixed=1")).expect("mix");
-        assert_eq!(m.0[&Kind::Tower], 4);
+        assert_eq!(m.rtsp[&Kind::Tower], 4);
         assert_eq!(m.total(), 10);
+        let pushed = Mix::parse(12, Some("towers=4,drones-rtmp=3,drones=2,fixed=3")).expect("mix");
+        assert_eq!(
+            (pushed.rtsp[&Kind::Drone], pushed.rtmp[&Kind::Drone]),
+            (2, 3)
+        );
+        assert_eq!(pushed.total(), 12);
+        assert!(Mix::parse(3, Some("boats-rtmp=3")).is_err());
         assert!(Mix::parse(11, Some("towers=4")).is_err());
         assert!(Mix::parse(4, Some("boats=4")).is_err());
     }
@@ -263,7 +292,7 @@ mod tests {
         for n in [1, 2, 4, 16, 64, 100] {
             let m = Mix::parse(n, None).expect("mix");
             assert_eq!(m.total(), n, "{m:?}");
-            assert!(m.0.get(&Kind::Tower).copied().unwrap_or(0) >= 1);
+            assert!(m.rtsp.get(&Kind::Tower).copied().unwrap_or(0) >= 1);
         }
     }
 }

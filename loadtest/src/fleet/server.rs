@@ -40,6 +40,9 @@ pub struct SimCamera {
     restart_at_keyframe: Arc<AtomicBool>,
     /// Its counters.
     pub stats: Arc<CameraStats>,
+    /// For a camera that pushes (`profile.push_rtmp`): its RTMP publisher, which the
+    /// feeder hands frames to instead of the RTSP mount.
+    publisher: std::sync::OnceLock<super::rtmp::Publisher>,
 }
 
 /// Per-camera counters, read by the status line and the final summary.
@@ -84,7 +87,29 @@ impl SimCamera {
             src: Arc::new(Mutex::new(None)),
             restart_at_keyframe: Arc::new(AtomicBool::new(false)),
             stats: Arc::new(CameraStats::default()),
+            publisher: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Starts this camera's RTMP publisher to `rtmp://{gateway}/live/{key}`.
+    pub fn start_rtmp(
+        &self,
+        gateway: std::net::SocketAddr,
+        key: &str,
+        hevc: super::rtmp::HevcAs,
+    ) -> anyhow::Result<()> {
+        let p = super::rtmp::Publisher::start(
+            &self.id,
+            gateway,
+            key,
+            self.profile.codec,
+            hevc,
+            self.restart_at_keyframe.clone(),
+        )?;
+        if self.publisher.set(p).is_err() {
+            anyhow::bail!("camera {}: RTMP publisher started twice", self.id);
+        }
+        Ok(())
     }
 }
 
@@ -389,10 +414,11 @@ fn send_frame(f: &mut Feed, truth: &GroundTruth, start: Instant, now: Instant, d
         f.pos = f.clip.loop_from;
     }
     let frame = f.cam.stats.frames.fetch_add(1, Ordering::Relaxed);
+    let publisher = f.cam.publisher.get();
     let src = f.cam.src.lock().ok().and_then(|s| s.clone());
-    let Some(src) = src else {
+    if publisher.is_none() && src.is_none() {
         return;
-    };
+    }
     let stamp = CaptureStamp {
         camera_id: f.cam.id.clone(),
         frame,
@@ -401,13 +427,12 @@ fn send_frame(f: &mut Feed, truth: &GroundTruth, start: Instant, now: Instant, d
     // Ids are validated to fit the stamp; an unstamped frame is still a frame.
     let data = lookout_codecs::insert_stamp(f.cam.profile.codec, &unit.data, &stamp)
         .unwrap_or_else(|_| unit.data.clone());
-    let mut buffer = gst::Buffer::from_slice(data);
-    if !unit.keyframe
-        && let Some(b) = buffer.get_mut()
-    {
-        b.set_flags(gst::BufferFlags::DELTA_UNIT);
-    }
-    if src.push_buffer(buffer).is_ok() {
+    let pushed = match (publisher, src) {
+        (Some(p), _) => p.push(data, unit.keyframe),
+        (None, Some(src)) => push_rtsp(&src, data, unit.keyframe),
+        (None, None) => false,
+    };
+    if pushed {
         let stats = &f.cam.stats;
         stats.pushed.fetch_add(1, Ordering::Relaxed);
         let late = now.saturating_duration_since(due);
@@ -418,4 +443,13 @@ fn send_frame(f: &mut Feed, truth: &GroundTruth, start: Instant, now: Instant, d
             .max_late_us
             .fetch_max(late.as_micros() as u64, Ordering::Relaxed);
     }
+}
+
+/// Pushes one stamped unit into a connected client's media; whether it was taken.
+fn push_rtsp(src: &gst_app::AppSrc, data: bytes::Bytes, keyframe: bool) -> bool {
+    let mut buffer = gst::Buffer::from_slice(data);
+    if !keyframe && let Some(b) = buffer.get_mut() {
+        b.set_flags(gst::BufferFlags::DELTA_UNIT);
+    }
+    src.push_buffer(buffer).is_ok()
 }

@@ -11,7 +11,7 @@ use crate::link::{Impairment, LinkStats};
 use crate::provenance::{Provenance, ReportKind};
 use crate::report::{DetectorFigures, Machine, detector_figures, json_text, machine, sorted_keys};
 use crate::scoring::Score;
-use crate::stack::mix_counts;
+use crate::stack::{mix_counts, pushed_rtmp_count};
 use crate::stats::buckets::{CdfPoint, DelaySummary};
 use crate::stats::{Percentiles, center_percentiles, ratio};
 
@@ -155,6 +155,9 @@ pub struct Setup {
     /// Cameras per kind (`tower`, `drone`, `bodycam`, `fixed`) in the
     /// gateway's configuration.
     pub mix: BTreeMap<String, usize>,
+    /// How many of them push to the gateway over RTMP (`drones-rtmp=N` in `--mix`)
+    /// instead of being pulled over RTSP.
+    pub pushed_rtmp: usize,
     /// The gateway's sampling for detection: always `keyframes`.
     pub sampling: &'static str,
     /// The fleet's picture size, `full` or `small`.
@@ -478,7 +481,7 @@ pub(super) fn print(r: &RelayReport) {
     );
     let hop = &r.baselines.camera_to_gateway_ms;
     println!(
-        "baseline, camera → gateway (RTSP hop, same frames):  p50 {:.2}  p99 {:.2}  p99.9 {:.2} ms",
+        "baseline, camera → gateway (ingest, same frames):   p50 {:.2}  p99 {:.2}  p99.9 {:.2} ms",
         measured(hop, hop.p50),
         measured(hop, hop.p99),
         measured(hop, hop.p999),
@@ -594,6 +597,7 @@ pub(super) fn build(
             link: args.link_name.clone(),
             link_settings: LinkSettings::of(args.link.as_ref()),
             mix: mix_counts(&s.gw_config),
+            pushed_rtmp: pushed_rtmp_count(&s.gw_config),
             sampling: "keyframes",
             size: args.size.clone(),
             subscribe: args.subscribe.clone(),

@@ -19,6 +19,7 @@ fn typed_sections_write_the_same_json_as_before() {
         link: "satellite".into(),
         link_settings: LinkSettings::of(link),
         mix: BTreeMap::from([("tower".to_string(), 3), ("drone".to_string(), 2)]),
+        pushed_rtmp: 2,
         sampling: "keyframes",
         size: "small".into(),
         subscribe: "all".into(),
@@ -28,7 +29,8 @@ fn typed_sections_write_the_same_json_as_before() {
     same(
         typed(&setup(Some(&imp), None)),
         serde_json::json!({
-            "cameras": 8, "mix": {"tower": 3, "drone": 2}, "sampling": "keyframes",
+            "cameras": 8, "mix": {"tower": 3, "drone": 2}, "pushed_rtmp": 2,
+            "sampling": "keyframes",
             "size": "small", "duration_s": 60.0, "warmup_s": 10.0,
             "detector": "smoke_flood", "link": "satellite",
             "link_settings": {
@@ -372,6 +374,7 @@ fn a_whole_report_keeps_its_order_and_passes_the_check() {
             link: "cellular".into(),
             link_settings: LinkSettings::of(Some(&Impairment::default())),
             mix: BTreeMap::from([("tower".to_string(), 1)]),
+            pushed_rtmp: 0,
             sampling: "keyframes",
             size: "small".into(),
             subscribe: "all".into(),
