@@ -4,6 +4,13 @@
 //! whatever pieces the RTP packets cut it into and gives back whole video access units
 //! (H.264 for stream type 0x1B, H.265 for 0x24) with their PTS.
 //!
+//! Frames are cut where the video itself says a new picture begins (an access unit
+//! delimiter, parameter sets or SEI after a picture's slices, or a slice that is the
+//! first of its picture), not where packs or PES packets begin: devices put one frame
+//! in one pack, but muxers such as ffmpeg's fill fixed-size packs and start the next
+//! frame in the middle of a PES packet. A PTS belongs to the first frame that starts in
+//! its PES packet (ISO/IEC 13818-1 §2.4.3.7).
+//!
 //! What real devices do is allowed for: a frame split over many PES packets (only the
 //! first with a PTS), packs split anywhere across RTP packets, no PSM at all (the codec
 //! is then guessed from the NAL units), audio and private streams interleaved (skipped),
@@ -90,10 +97,22 @@ pub struct PsDemuxer {
     buf: BytesMut,
     /// Video stream id → its codec, from the PSM.
     video_types: Vec<(u8, u8)>,
-    /// The frame being gathered.
-    frame: BytesMut,
-    frame_pts: Option<u64>,
-    frame_too_large: bool,
+    /// The codec guessed from the NAL units when no PSM names it.
+    guessed: Option<Codec>,
+    /// Video elementary stream from the start of the frame being gathered: that frame,
+    /// and perhaps the beginning of the next.
+    es: BytesMut,
+    /// The PTS of the frame `es` begins with.
+    es_pts: Option<u64>,
+    /// Where in `es` a PES packet with a PTS began, and that PTS: it belongs to the
+    /// first frame that starts at or after there.
+    marks: std::collections::VecDeque<(usize, u64)>,
+    /// `es` has been searched for NAL units up to here.
+    scanned: usize,
+    /// The frame `es` begins with has a slice already.
+    has_slice: bool,
+    /// A frame was dropped: skip to where the next one begins.
+    resyncing: bool,
     ready: std::collections::VecDeque<Result<PsFrame, PsError>>,
 }
 
@@ -104,9 +123,13 @@ impl PsDemuxer {
             limits,
             buf: BytesMut::new(),
             video_types: Vec::new(),
-            frame: BytesMut::new(),
-            frame_pts: None,
-            frame_too_large: false,
+            guessed: None,
+            es: BytesMut::new(),
+            es_pts: None,
+            marks: std::collections::VecDeque::new(),
+            scanned: 0,
+            has_slice: false,
+            resyncing: false,
             ready: std::collections::VecDeque::new(),
         }
     }
@@ -123,9 +146,22 @@ impl PsDemuxer {
         self.parse();
     }
 
-    /// The frame gathered so far is complete (the RTP marker bit).
+    /// The frame gathered so far is complete (the RTP marker bit): hand it out now
+    /// rather than when the next one begins.
     pub fn flush(&mut self) {
-        self.end_frame();
+        if self.resyncing {
+            self.es.clear();
+            self.marks.clear();
+            self.scanned = 0;
+            self.resyncing = false;
+            self.has_slice = false;
+            self.es_pts = None;
+            return;
+        }
+        let len = self.es.len();
+        self.emit(len);
+        self.marks.clear();
+        self.es_pts = None;
     }
 
     /// The next frame or problem, in stream order.
@@ -176,7 +212,7 @@ impl PsDemuxer {
         }
     }
 
-    /// A pack header; a new pack begins a new frame. `None`: incomplete.
+    /// A pack header. `None`: incomplete.
     fn pack(&mut self) -> Option<usize> {
         // MPEG-2: 4 start code + 10 bytes, the last one's low bits are the stuffing.
         if self.buf.len() < 14 {
@@ -185,7 +221,6 @@ impl PsDemuxer {
         if self.buf[4] >> 6 != 0b01 {
             // MPEG-1 pack header (12 bytes): not what GB/T 28181 sends, but readable.
             if self.buf[4] >> 4 == 0b0010 {
-                self.end_frame();
                 return Some(12);
             }
             self.ready.push_back(Err(PsError::Invalid {
@@ -197,7 +232,6 @@ impl PsDemuxer {
         if self.buf.len() < 14 + stuffing {
             return None;
         }
-        self.end_frame();
         Some(14 + stuffing)
     }
 
@@ -274,16 +308,6 @@ impl PsDemuxer {
             let pts = (p[7] & 0x80 != 0 && header_len >= 5).then(|| read_ts(&p[9..14]));
             (payload_at, pts)
         };
-        if let Some(pts) = pts
-            && self.frame_pts.is_some_and(|have| have != pts)
-            && !self.frame.is_empty()
-        {
-            // A new PTS without a pack header in between: a new frame all the same.
-            self.end_frame();
-        }
-        if self.frame.is_empty() {
-            self.frame_pts = pts;
-        }
         if let Some(t) = self.video_types.iter().find(|(sid, _)| *sid == id)
             && t.1 != STREAM_TYPE_H264
             && t.1 != STREAM_TYPE_H265
@@ -291,45 +315,166 @@ impl PsDemuxer {
             self.ready.push_back(Err(PsError::StreamType(t.1)));
             return Some(total);
         }
-        let payload = &self.buf[payload_at..total];
-        if self.frame.len() + payload.len() > self.limits.max_frame {
-            self.frame_too_large = true;
-            self.frame.clear();
-        } else if !self.frame_too_large {
-            self.frame.extend_from_slice(payload);
+        if let Some(pts) = pts {
+            if self.es.is_empty() {
+                self.es_pts = Some(pts);
+            } else {
+                self.marks.push_back((self.es.len(), pts));
+            }
+        }
+        self.es.extend_from_slice(&self.buf[payload_at..total]);
+        self.cut_frames();
+        if self.es.len() > self.limits.max_frame {
+            // No frame boundary within the limit: drop what is held, find the next.
+            self.es.clear();
+            self.marks.clear();
+            self.scanned = 0;
+            self.has_slice = false;
+            self.es_pts = None;
+            // Reported once per frame, not once per packet of it.
+            if !std::mem::replace(&mut self.resyncing, true) {
+                self.ready.push_back(Err(PsError::FrameTooLarge {
+                    limit: self.limits.max_frame,
+                }));
+            }
         }
         Some(total)
     }
 
-    /// Hands out the frame gathered so far, if any.
-    fn end_frame(&mut self) {
-        if self.frame_too_large {
-            self.frame_too_large = false;
-            self.frame.clear();
-            self.frame_pts = None;
-            self.ready.push_back(Err(PsError::FrameTooLarge {
+    /// The codec of the video: the PSM's, else guessed from what has arrived.
+    fn codec(&mut self) -> Codec {
+        let named = self.video_types.first().and_then(|(_, t)| match *t {
+            STREAM_TYPE_H264 => Some(Codec::H264),
+            STREAM_TYPE_H265 => Some(Codec::H265),
+            _ => None,
+        });
+        if let Some(c) = named.or(self.guessed) {
+            return c;
+        }
+        let (codec, sure) = guess_codec(&self.es);
+        if sure {
+            self.guessed = Some(codec);
+        }
+        codec
+    }
+
+    /// Hands out every whole frame at the front of `es`: each ends where a NAL unit
+    /// begins the next picture.
+    fn cut_frames(&mut self) {
+        let codec = self.codec();
+        loop {
+            let Some(rel) = find_start(&self.es[self.scanned..]) else {
+                self.scanned = self.es.len().saturating_sub(2);
+                return;
+            };
+            let at = self.scanned + rel;
+            // The NAL header and the first byte of a slice header.
+            let need = match codec {
+                Codec::H264 => 2,
+                Codec::H265 => 3,
+            };
+            let Some(nal) = self.es.get(at + 3..at + 3 + need) else {
+                self.scanned = at;
+                return;
+            };
+            let (slice, first_slice, begins_picture) = classify(codec, nal);
+            let begins = begins_picture || first_slice;
+            // A 4-byte start code's leading zero goes with the next frame.
+            let cut = if at > 0 && self.es[at - 1] == 0 {
+                at - 1
+            } else {
+                at
+            };
+            if self.resyncing {
+                if begins {
+                    self.drop_front(cut);
+                    self.resyncing = false;
+                    self.has_slice = slice;
+                    self.scanned = 4;
+                } else {
+                    self.scanned = at + 3;
+                }
+                continue;
+            }
+            if self.has_slice && begins && cut > 0 {
+                self.emit(cut);
+                self.has_slice = slice;
+                self.scanned = at - cut + 3;
+            } else {
+                self.has_slice |= slice;
+                self.scanned = at + 3;
+            }
+        }
+    }
+
+    /// Drops the first `n` bytes of `es`, and the marks in them.
+    fn drop_front(&mut self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        self.es.advance(n);
+        for m in self.marks.iter_mut() {
+            m.0 = m.0.saturating_sub(n);
+        }
+        self.es_pts = None;
+        while self.marks.front().is_some_and(|m| m.0 == 0) {
+            self.es_pts = self.marks.pop_front().map(|m| m.1);
+        }
+    }
+
+    /// Hands out the first `n` bytes of `es` as a frame.
+    fn emit(&mut self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        let codec = self.codec();
+        let pts = self.es_pts;
+        let data = self.es.split_to(n).freeze();
+        // The PTS of a PES packet that began inside the frame just cut belongs to the
+        // frame after it.
+        let mut next = None;
+        while self.marks.front().is_some_and(|m| m.0 <= n) {
+            next = self.marks.pop_front().map(|m| m.1);
+        }
+        for m in self.marks.iter_mut() {
+            m.0 -= n;
+        }
+        self.es_pts = next;
+        self.scanned = 0;
+        self.has_slice = false;
+        self.ready.push_back(if data.len() > self.limits.max_frame {
+            Err(PsError::FrameTooLarge {
                 limit: self.limits.max_frame,
-            }));
-            return;
-        }
-        if self.frame.is_empty() {
-            return;
-        }
-        let data = self.frame.split().freeze();
-        let codec = self
-            .video_types
-            .first()
-            .and_then(|(_, t)| match *t {
-                STREAM_TYPE_H264 => Some(Codec::H264),
-                STREAM_TYPE_H265 => Some(Codec::H265),
-                _ => None,
             })
-            .unwrap_or_else(|| guess_codec(&data));
-        self.ready.push_back(Ok(PsFrame {
-            codec,
-            data,
-            pts_90k: self.frame_pts.take(),
-        }));
+        } else {
+            Ok(PsFrame {
+                codec,
+                data,
+                pts_90k: pts,
+            })
+        });
+    }
+}
+
+/// What a NAL unit (its header and the next byte) says about picture boundaries:
+/// (a slice, the first slice of its picture, a NAL unit that only comes before a
+/// picture's slices: delimiter, parameter sets, SEI).
+fn classify(codec: Codec, nal: &[u8]) -> (bool, bool, bool) {
+    match codec {
+        Codec::H264 => {
+            let t = nal[0] & 0x1f;
+            let slice = matches!(t, 1 | 5);
+            // first_mb_in_slice = 0 is ue(v) '1'.
+            let first = slice && nal[1] & 0x80 != 0;
+            (slice, first, matches!(t, 6..=9 | 14..=18))
+        }
+        Codec::H265 => {
+            let t = (nal[0] >> 1) & 0x3f;
+            let slice = t <= 31;
+            // first_slice_segment_in_pic_flag.
+            let first = slice && nal[2] & 0x80 != 0;
+            (slice, first, matches!(t, 32..=35 | 39 | 41..=44 | 48..=55))
+        }
     }
 }
 
@@ -350,19 +495,20 @@ fn read_ts(b: &[u8]) -> u64 {
 /// H.264 or H.265 from the first NAL unit header: H.265's parameter sets and slices
 /// have the forbidden bit clear and a layer id of 0 in the second byte, which H.264's
 /// common types (1, 5, 6, 7, 8, 9) do not produce as H.265 types in range.
-fn guess_codec(data: &[u8]) -> Codec {
+/// Whether it is sure: `false` when no NAL unit said (H.264 is assumed then).
+fn guess_codec(data: &[u8]) -> (Codec, bool) {
     for n in crate::annexb::nal_units(data) {
         let Some(&h) = n.first() else { continue };
         let h264 = h & 0x1f;
         let h265 = (h >> 1) & 0x3f;
         if (32..=40).contains(&h265) && n.get(1).is_some_and(|b| *b == 1) {
-            return Codec::H265;
+            return (Codec::H265, true);
         }
         if matches!(h264, 1 | 5 | 6 | 7 | 8 | 9) {
-            return Codec::H264;
+            return (Codec::H264, true);
         }
     }
-    Codec::H264
+    (Codec::H264, false)
 }
 
 /// Writes a PS stream of access units: pack header, (for keyframes) system header and

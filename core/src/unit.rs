@@ -58,6 +58,7 @@ impl TimestampSource {
             1 => Some(TimestampSource::Sei),
             2 => Some(TimestampSource::RtcpSr),
             3 => Some(TimestampSource::Arrival),
+            4 => Some(TimestampSource::StreamClock),
             _ => None,
         }
     }
@@ -158,5 +159,28 @@ impl AccessUnit {
                 self.received_unix_ns.saturating_sub(self.capture_unix_ns),
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TimestampSource;
+
+    #[test]
+    fn every_timestamp_source_survives_its_atomic_form() {
+        for s in [
+            TimestampSource::Sei,
+            TimestampSource::RtcpSr,
+            TimestampSource::Arrival,
+            TimestampSource::StreamClock,
+        ] {
+            assert_eq!(
+                TimestampSource::from_u8(s.to_u8()),
+                Some(s),
+                "{}",
+                s.as_str()
+            );
+        }
+        assert_eq!(TimestampSource::from_u8(0), None);
     }
 }

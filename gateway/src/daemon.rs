@@ -91,8 +91,18 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
                 password,
                 max_devices: gb.max_devices,
                 keepalive_timeout: std::time::Duration::from_secs(gb.keepalive_timeout_s),
+                media_ip: gb.media_ip,
+                stall_timeout: std::time::Duration::from_millis(config.gateway.stall_timeout_ms),
             };
-            Some(crate::gb28181::SipServer::start(settings, gb_metrics, shutdown.clone()).await?)
+            Some(
+                crate::gb28181::SipServer::start(
+                    settings,
+                    gb_metrics,
+                    ingest.clone(),
+                    shutdown.clone(),
+                )
+                .await?,
+            )
         }
         None => None,
     };

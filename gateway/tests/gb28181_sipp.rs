@@ -18,6 +18,16 @@ const PLATFORM: &str = "34020000002000000001";
 const DOMAIN: &str = "3402000000";
 const PASSWORD: &str = "tower-s3cret";
 
+/// The SIP port the gateway bound (its config asks for port 0), from its log.
+fn sip_port(gw: &Proc) -> u16 {
+    gw.lines_with(&["GB/T 28181 SIP listening", "sip=127.0.0.1:"])
+        .first()
+        .and_then(|l| l.split("sip=127.0.0.1:").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no SIP port in the log:\n{}", gw.log()))
+}
+
 /// A loopback UDP port nothing uses now.
 fn free_udp_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0")
@@ -75,13 +85,12 @@ fn sipp_registers_with_digest_answers_the_catalog_and_keeps_alive() {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     }
-    let sip = free_udp_port();
     let config = dir.path().join("gateway.toml");
     std::fs::write(
         &config,
         format!(
             "[gateway]\nid = \"gw\"\nhttp_listen = \"127.0.0.1:0\"\nstorage = \"{}\"\n\n\
-             [gateway.gb28181]\nsip_listen = \"127.0.0.1:{sip}\"\nid = \"{PLATFORM}\"\n\
+             [gateway.gb28181]\nsip_listen = \"127.0.0.1:0\"\nid = \"{PLATFORM}\"\n\
              domain = \"{DOMAIN}\"\npassword_file = \"{}\"\n",
             dir.path().join("data").display(),
             secret.display()
@@ -89,6 +98,7 @@ fn sipp_registers_with_digest_answers_the_catalog_and_keeps_alive() {
     )
     .expect("config");
     let gw = Proc::start(&["run", "--config"], &config, "lookout gateway running");
+    let sip = sip_port(&gw);
 
     let good = "34020000001320000001";
     let (ok, log) = sipp(dir.path(), "device.xml", good, PASSWORD, sip);
@@ -135,5 +145,174 @@ fn sipp_registers_with_digest_answers_the_catalog_and_keeps_alive() {
         &gw, good
     )
     .is_some()));
+    gw.kill();
+}
+
+/// Writes a capture (pcap, Ethernet) of `stream` cut into RTP packets of PS (payload
+/// type 96, 1,400 bytes each, SSRC 0100000001 as the scenario's `y=` says), spread
+/// evenly over `seconds`, loopback to loopback.
+fn write_pcap(path: &Path, stream: &[u8], seconds: f64) {
+    let chunks: Vec<&[u8]> = stream.chunks(1400).collect();
+    let mut out = Vec::new();
+    // Global header: magic, version 2.4, zone, accuracy, snaplen, Ethernet.
+    out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&4u16.to_le_bytes());
+    out.extend_from_slice(&[0; 8]);
+    out.extend_from_slice(&65_535u32.to_le_bytes());
+    out.extend_from_slice(&1u32.to_le_bytes());
+    for (i, chunk) in chunks.iter().enumerate() {
+        let t = seconds * i as f64 / chunks.len() as f64;
+        let mut rtp = vec![0x80, 96];
+        rtp.extend_from_slice(&(i as u16).to_be_bytes());
+        rtp.extend_from_slice(&((t * 90_000.0) as u32).to_be_bytes());
+        rtp.extend_from_slice(&100_000_001u32.to_be_bytes());
+        rtp.extend_from_slice(chunk);
+        let udp_len = 8 + rtp.len();
+        let ip_len = 20 + udp_len;
+        let mut frame = vec![0u8; 12];
+        frame.extend_from_slice(&[0x08, 0x00]);
+        frame.extend_from_slice(&[0x45, 0]);
+        frame.extend_from_slice(&(ip_len as u16).to_be_bytes());
+        frame.extend_from_slice(&[0, 0, 0x40, 0, 64, 17, 0, 0, 127, 0, 0, 1, 127, 0, 0, 1]);
+        frame.extend_from_slice(&40_000u16.to_be_bytes());
+        frame.extend_from_slice(&40_002u16.to_be_bytes());
+        frame.extend_from_slice(&(udp_len as u16).to_be_bytes());
+        frame.extend_from_slice(&[0, 0]);
+        frame.extend_from_slice(&rtp);
+        out.extend_from_slice(&(t as u32).to_le_bytes());
+        out.extend_from_slice(&(((t.fract()) * 1e6) as u32).to_le_bytes());
+        out.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        out.extend_from_slice(&frame);
+    }
+    std::fs::write(path, out).expect("pcap");
+}
+
+/// A configured channel is played live: SIPp is the device (registers, answers lookout's
+/// INVITE with an SDP answer, then sends PS over RTP from a capture of ffmpeg's own
+/// Program Stream of an ffmpeg clip to the port lookout offered). The camera goes live
+/// with the clip's codec, size and frame rate, over `gb28181-udp`.
+#[test]
+fn sipp_device_channel_plays_live_video() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret = dir.path().join("gb-password");
+    std::fs::write(&secret, format!("{PASSWORD}\n")).expect("password");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    }
+    // ffmpeg's PS (no PSM, 2048-byte packs) of an 8 s 640×360 25 fps H.264 clip.
+    let ps = dir.path().join("clip.ps");
+    let out = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+        ])
+        .args(["-i", "testsrc2=size=640x360:rate=25", "-t", "8"])
+        .args(["-c:v", "libx264", "-g", "25", "-bf", "0", "-f", "vob", "-y"])
+        .arg(&ps)
+        .output()
+        .expect("ffmpeg runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pcap = dir.path().join("clip.pcap");
+    write_pcap(&pcap, &std::fs::read(&ps).expect("ps"), 8.0);
+    let answers = dir.path().join("device_answers.xml");
+    let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp/device_answers.xml");
+    std::fs::write(
+        &answers,
+        std::fs::read_to_string(template)
+            .expect("scenario")
+            .replace("@PCAP@", &pcap.display().to_string()),
+    )
+    .expect("scenario");
+
+    let device = "34020000001320000001";
+    let channel = "34020000001310000001";
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[gateway]\nid = \"gw\"\nhttp_listen = \"127.0.0.1:0\"\nstorage = \"{}\"\n\
+             stall_timeout_ms = 3000\n\n\
+             [gateway.gb28181]\nsip_listen = \"127.0.0.1:0\"\nid = \"{PLATFORM}\"\n\
+             domain = \"{DOMAIN}\"\npassword_file = \"{}\"\n\n\
+             [[camera]]\nid = \"bodycam-gb\"\nkind = \"bodycam\"\n\
+             gb28181 = {{ device = \"{device}\", channel = \"{channel}\" }}\n",
+            dir.path().join("data").display(),
+            secret.display()
+        ),
+    )
+    .expect("config");
+    let gw = Proc::start(&["run", "--config"], &config, "lookout gateway running");
+    let sip = sip_port(&gw);
+    let camera = || {
+        gw.get("/api/cameras")["cameras"]
+            .as_array()
+            .and_then(|c| c.iter().find(|x| x["id"] == "bodycam-gb").cloned())
+            .unwrap_or(Value::Null)
+    };
+    assert_eq!(camera()["state"], "waiting", "{}", camera());
+
+    let inf = dir.path().join("device.csv");
+    std::fs::write(&inf, format!("SEQUENTIAL\n{device};{PLATFORM};{DOMAIN};\n")).expect("inf");
+    let mut sipp = Command::new("sipp")
+        .arg(format!("127.0.0.1:{sip}"))
+        .arg("-sf")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp/device_play.xml"))
+        .arg("-oocsf")
+        .arg(&answers)
+        .arg("-inf")
+        .arg(&inf)
+        .args(["-au", device, "-ap", PASSWORD])
+        .args(["-i", "127.0.0.1", "-mi", "127.0.0.1", "-p"])
+        .arg(free_udp_port().to_string())
+        .args(["-m", "1", "-timeout", "30s", "-trace_err"])
+        .arg("-error_file")
+        .arg(dir.path().join("sipp-errors.log"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("sipp runs (Debian sip-tester; `cargo xtask setup` installs it)");
+    let live = wait(std::time::Duration::from_secs(15), || {
+        let c = camera();
+        c["state"] == "live" && c["fps"].as_f64().is_some_and(|f| (f - 25.0).abs() < 2.5)
+    });
+    let c = camera();
+    let errors = std::fs::read_to_string(dir.path().join("sipp-errors.log")).unwrap_or_default();
+    if let Err(e) = sipp.kill() {
+        eprintln!("sipp: {e}");
+    }
+    if let Err(e) = sipp.wait() {
+        eprintln!("sipp: {e}");
+    }
+    assert!(
+        live,
+        "not live at 25 fps within 15 s: {c}\nSIPp:\n{errors}\ngateway:\n{}",
+        gw.log()
+    );
+    assert_eq!(c["codec"], "h264", "{c}");
+    assert_eq!(
+        (c["width"].as_u64(), c["height"].as_u64()),
+        (Some(640), Some(360)),
+        "{c}"
+    );
+    assert_eq!(c["transport"], "gb28181-udp", "{c}");
+    // No lookout stamp in ffmpeg's video: capture time from the stream's own clock.
+    assert_eq!(c["timestamp_source"], "stream_clock", "{c}");
+    assert_eq!(c["malformed_nals"], 0, "{c}");
+    assert!(
+        gw.metric("lookout_gb28181_requests_total{method=\"INVITE (sent)\"}") >= 1.0,
+        "{}",
+        gw.metrics()
+    );
     gw.kill();
 }

@@ -126,6 +126,7 @@ fn ffmpeg_pushes_a_camera_live_and_unknown_keys_are_refused() {
         "{c}"
     );
     assert_eq!(c["transport"], "rtmp", "{c}");
+    assert_eq!(c["timestamp_source"], "stream_clock", "{c}");
     assert_eq!(c["malformed_nals"], 0, "{c}");
 
     // A key no camera has: ffmpeg is refused, the refusal counted, the key not logged.

@@ -134,6 +134,38 @@ pub struct Gb28181Section {
     /// at the usual 60 s).
     #[serde(default = "default_gb_keepalive_timeout_s")]
     pub keepalive_timeout_s: u64,
+    /// The address devices send video to, written in lookout's INVITE offers; when left
+    /// out, `sip_listen`'s address, or (for `0.0.0.0`) the local address that routes to
+    /// the device.
+    pub media_ip: Option<std::net::IpAddr>,
+}
+
+/// `gb28181 = { device = "D", channel = "C" }` on a camera: a channel of a GB/T 28181
+/// device or lower platform registered to `[gateway.gb28181]`, played live.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GbCameraConfig {
+    /// The 20-digit id the device registers with.
+    pub device: String,
+    /// The 20-digit id of the channel in its catalog (a device with one camera often
+    /// uses its own id).
+    pub channel: String,
+    /// How the device sends RTP: `udp` (default) or `tcp` (lookout listens, the
+    /// device connects: TCP passive, RFC 4571 framing). TCP survives the loss and NAT
+    /// trouble UDP meets on cellular links.
+    #[serde(default)]
+    pub transport: GbTransport,
+}
+
+/// RTP transport a GB/T 28181 stream is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GbTransport {
+    /// RTP over UDP to a port lookout opens.
+    #[default]
+    Udp,
+    /// RTP over a TCP connection the device makes to a port lookout listens on.
+    Tcp,
 }
 
 fn default_gb_max_devices() -> usize {
@@ -244,6 +276,10 @@ pub struct CameraConfig {
     /// receives what is published to `rtmp://GATEWAY/live/K` on `[gateway.rtmp]
     /// listen`. Leave `url` out.
     pub push: Option<PushConfig>,
+    /// The camera is a channel of a GB/T 28181 device or lower platform:
+    /// `{ device = "D", channel = "C" }` (and `transport = "tcp"` for RTP over TCP);
+    /// lookout INVITEs it once the device is registered. Leave `url` out.
+    pub gb28181: Option<GbCameraConfig>,
     /// RTSP user name, if the camera asks for one.
     pub username: Option<String>,
     /// RTSP password; never logged or shown by the API.
@@ -289,6 +325,7 @@ impl CameraConfig {
             group: None,
             url: url.to_string(),
             push: None,
+            gb28181: None,
             username: None,
             password: None,
             transport,
@@ -691,6 +728,7 @@ impl Config {
         let root = KeyPath::root();
         let mut camera_ids: HashMap<&str, usize> = HashMap::new();
         let mut push_keys: HashMap<&str, usize> = HashMap::new();
+        let mut gb_channels: HashMap<(&str, &str), usize> = HashMap::new();
         for (i, c) in self.cameras.iter().enumerate() {
             let p = root.key("camera").index(i);
             if !valid_id(&c.id) {
@@ -705,7 +743,37 @@ impl Config {
                     ),
                 );
             }
+            if let Some(gb) = &c.gb28181 {
+                let g = p.key("gb28181");
+                if !c.url.is_empty() {
+                    f.push(p.key("url"), "a GB/T 28181 camera (`gb28181`) has no url");
+                }
+                if c.push.is_some() {
+                    f.push(
+                        g.clone(),
+                        "a camera either pushes (`push`) or is a GB/T 28181 channel, not both",
+                    );
+                }
+                if self.gateway.gb28181.is_none() {
+                    f.push(
+                        g.clone(),
+                        "GB/T 28181 cameras need the SIP side: add [gateway.gb28181]",
+                    );
+                }
+                if !lookout_codecs::sip::valid_gb_id(&gb.device) {
+                    f.push(g.key("device"), "must be 20 digits (GB/T 28181 id)");
+                }
+                if !lookout_codecs::sip::valid_gb_id(&gb.channel) {
+                    f.push(g.key("channel"), "must be 20 digits (GB/T 28181 id)");
+                }
+                if let Some(first) =
+                    gb_channels.insert((gb.device.as_str(), gb.channel.as_str()), i)
+                {
+                    f.push(g, format!("camera[{first}] is already this channel"));
+                }
+            }
             match &c.push {
+                None if c.gb28181.is_some() => {}
                 None => {
                     if let Err(e) = check_rtsp_url(&c.url) {
                         f.push(p.key("url"), e);

@@ -231,3 +231,34 @@ fn bad_zones_and_alert_policy_are_located() {
         assert!(keys.iter().any(|k| k == want), "{want} not in {keys:?}");
     }
 }
+
+#[test]
+fn gb28181_cameras_need_the_sip_side_and_twenty_digit_ids() {
+    let camera = "\n[[camera]]\nid = \"bc-1\"\nkind = \"bodycam\"\n\
+                  gb28181 = { device = \"3402000000132000000\", channel = \"34020000001310000001\" }\n\
+                  \n[[camera]]\nid = \"bc-2\"\nkind = \"bodycam\"\nurl = \"rtsp://127.0.0.1/x\"\n\
+                  gb28181 = { device = \"34020000001320000001\", channel = \"34020000001310000001\", transport = \"tcp\" }\n";
+    let p = problems(&format!("{GOOD}{camera}"));
+    let keys: Vec<&str> = p.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        vec![
+            "camera[2].gb28181",
+            "camera[2].gb28181.device",
+            "camera[3].url",
+            "camera[3].gb28181",
+        ],
+        "{p:?}"
+    );
+    // With the SIP side configured, only the id and the url remain wrong.
+    let src = GOOD.replace(
+        "id = \"gw-1\"\n",
+        "id = \"gw-1\"\n\n[gateway.gb28181]\nsip_listen = \"127.0.0.1:5060\"\n\
+         id = \"34020000002000000001\"\ndomain = \"3402000000\"\npassword_file = \"/nonexistent\"\n",
+    );
+    let p = problems(&format!("{src}{camera}"));
+    let keys: Vec<&str> = p.iter().map(|p| p.key.as_str()).collect();
+    assert!(keys.contains(&"camera[2].gb28181.device"), "{p:?}");
+    assert!(keys.contains(&"camera[3].url"), "{p:?}");
+    assert!(!keys.contains(&"camera[2].gb28181"), "{p:?}");
+}

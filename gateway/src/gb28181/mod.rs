@@ -11,14 +11,21 @@
 //! - keepalive `MESSAGE`s; a device that misses them for `keepalive_timeout_s`, or whose
 //!   registration expires, goes `offline`;
 //! - a catalog query after each registration, and the catalog answers (`manscdp.rs`),
-//!   which `GET /api/gb28181/devices` lists with each channel's name and status.
+//!   which `GET /api/gb28181/devices` lists with each channel's name and status;
+//! - live video of channels configured as cameras (`[[camera]] gb28181 = { device,
+//!   channel }`): `play.rs` INVITEs each while its device is online (`invite.rs`: SDP
+//!   offer, ACK, BYE), and `rtp.rs` turns the PS over RTP (UDP, or TCP passive) into the
+//!   camera's access units.
 //!
 //! Every refusal answers the device with a SIP status that says why, is logged with the
 //! device id and reason (never the password or a nonce) and counted in
 //! `lookout_gb28181_refused_total{reason}`.
 
 pub mod digest;
+pub mod invite;
 pub mod manscdp;
+mod play;
+pub mod rtp;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -71,6 +78,10 @@ pub struct Settings {
     pub max_devices: usize,
     /// A device that sends no keepalive this long goes offline.
     pub keepalive_timeout: Duration,
+    /// The address offered for media; `None`: see [`SipServer::media_ip`].
+    pub media_ip: Option<std::net::IpAddr>,
+    /// A playing stream with no RTP this long is ended and INVITEd again.
+    pub stall_timeout: Duration,
 }
 
 /// The reasons a request is refused, each a series from the start.
@@ -97,6 +108,8 @@ pub struct GbMetrics {
     pub online: Gauge,
     /// Devices known (online or not).
     pub known: Gauge,
+    /// INVITEs that brought no stream, by SIP status or `timeout`.
+    pub invite_failed: Family<Vec<(String, String)>, Counter>,
 }
 
 impl GbMetrics {
@@ -127,6 +140,17 @@ impl GbMetrics {
             "GB/T 28181 devices known, online or not",
             self.known.clone(),
         );
+        m.register(
+            "gb28181_invite_failed",
+            "GB/T 28181 INVITEs that brought no stream, by SIP status or timeout",
+            self.invite_failed.clone(),
+        );
+    }
+
+    fn invite_failed(&self, status: &str) {
+        self.invite_failed
+            .get_or_create(&vec![("status".to_string(), status.to_string())])
+            .inc();
     }
 
     fn refuse(&self, reason: &str) {
@@ -215,6 +239,10 @@ pub struct SipServer {
     metrics: GbMetrics,
     cseq: AtomicU32,
     tcp_open: AtomicU32,
+    /// Per Call-ID, the INVITE waiting for its answers.
+    transactions: DashMap<String, mpsc::Sender<Message>>,
+    /// Per Call-ID, the calls lookout made that are up: told when the device hangs up.
+    dialogs: DashMap<String, tokio::sync::watch::Sender<bool>>,
 }
 
 /// Where a request came from, and how to answer it.
@@ -225,10 +253,12 @@ struct Origin {
 }
 
 impl SipServer {
-    /// Binds UDP and TCP on `settings.listen` and starts serving until shutdown.
+    /// Binds UDP and TCP on `settings.listen` and starts serving until shutdown; plays
+    /// `ingest`'s GB/T 28181 cameras.
     pub async fn start(
         settings: Settings,
         metrics: GbMetrics,
+        ingest: Arc<crate::ingest::Ingest>,
         stop: Shutdown,
     ) -> anyhow::Result<Arc<SipServer>> {
         let listen = settings.listen;
@@ -251,11 +281,14 @@ impl SipServer {
             metrics,
             cseq: AtomicU32::new(1),
             tcp_open: AtomicU32::new(0),
+            transactions: DashMap::new(),
+            dialogs: DashMap::new(),
         });
         tracing::info!(sip = %local, id = %server.settings.id, domain = %server.settings.domain, "GB/T 28181 SIP listening (UDP and TCP)");
         tokio::spawn(server.clone().udp_loop(stop.clone()));
         tokio::spawn(server.clone().tcp_loop(tcp, stop.clone()));
-        tokio::spawn(server.clone().expiry_loop(stop));
+        tokio::spawn(server.clone().expiry_loop(stop.clone()));
+        tokio::spawn(play::supervise(server.clone(), ingest, stop));
         Ok(server)
     }
 
@@ -435,8 +468,8 @@ impl SipServer {
     async fn handle(self: &Arc<Self>, m: Message, from: Origin) {
         let method = match &m.start {
             StartLine::Request { method, .. } => method.clone(),
-            // Answers to lookout's own requests (catalog queries): nothing to do yet.
-            StartLine::Response { .. } => return,
+            // Answers to lookout's own requests: INVITEs wait for theirs.
+            StartLine::Response { .. } => return self.route_response(m),
         };
         self.metrics
             .requests
@@ -446,7 +479,8 @@ impl SipServer {
             "REGISTER" => self.register(&m, &from),
             "MESSAGE" => self.message(&m, &from),
             "OPTIONS" => Some(self.response(&m, 200, "OK")),
-            // ACK, BYE, INFO and the like for sessions lookout has not opened.
+            "BYE" => Some(self.device_bye(&m)),
+            // ACK, INFO and the like for sessions lookout has not opened.
             "ACK" => None,
             _ => Some(self.response(&m, 405, "Method Not Allowed")),
         };

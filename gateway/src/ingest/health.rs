@@ -85,7 +85,8 @@ impl CameraState {
     }
 }
 
-/// The RTSP lower transport in use.
+/// How the camera's video arrives: the RTSP lower transport, RTMP push, or GB/T 28181
+/// RTP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ActiveTransport {
@@ -96,6 +97,12 @@ pub enum ActiveTransport {
     Tcp,
     /// Pushed by the camera over RTMP (`push = { protocol = "rtmp", … }`).
     Rtmp,
+    /// A GB/T 28181 channel's PS over RTP/UDP.
+    #[serde(rename = "gb28181-udp")]
+    GbUdp,
+    /// A GB/T 28181 channel's PS over RTP/TCP (RFC 4571).
+    #[serde(rename = "gb28181-tcp")]
+    GbTcp,
 }
 
 impl ActiveTransport {
@@ -104,6 +111,8 @@ impl ActiveTransport {
             ActiveTransport::Udp => "udp",
             ActiveTransport::Tcp => "tcp",
             ActiveTransport::Rtmp => "rtmp",
+            ActiveTransport::GbUdp => "gb28181-udp",
+            ActiveTransport::GbTcp => "gb28181-tcp",
         }
     }
 }
@@ -191,6 +200,8 @@ impl CameraHealth {
             1 => Some(ActiveTransport::Udp),
             2 => Some(ActiveTransport::Tcp),
             3 => Some(ActiveTransport::Rtmp),
+            4 => Some(ActiveTransport::GbUdp),
+            5 => Some(ActiveTransport::GbTcp),
             _ => None,
         }
     }
@@ -200,6 +211,8 @@ impl CameraHealth {
             ActiveTransport::Udp => 1,
             ActiveTransport::Tcp => 2,
             ActiveTransport::Rtmp => 3,
+            ActiveTransport::GbUdp => 4,
+            ActiveTransport::GbTcp => 5,
         };
         self.transport.store(v, Relaxed);
     }

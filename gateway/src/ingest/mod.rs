@@ -50,6 +50,7 @@ pub use fanout::{FANOUT_CAPACITY, Filter, Subscription, TryRecv};
 pub use health::{ActiveTransport, CameraHealth, CameraState, CameraStatus};
 pub use lookout_core::unit::{AccessUnit, Codec, CodecParams, TimestampSource, codec_label};
 pub use prometheus::IngestCollector;
+pub(crate) use units::UnitBuilder;
 
 use crate::config::{CameraConfig, GatewaySection};
 
@@ -241,7 +242,11 @@ impl Ingest {
 
     fn start(&self, camera: Arc<Camera>) {
         let (stop, stop_rx) = watch::channel(false);
-        let task = if camera.config().push.is_some() {
+        let dials_in = {
+            let c = camera.config();
+            c.push.is_some() || c.gb28181.is_some()
+        };
+        let task = if dials_in {
             tokio::spawn(push::run(
                 camera.clone(),
                 self.settings.subscribe(),
@@ -293,6 +298,15 @@ impl Ingest {
                 .is_some_and(|p| !key.is_empty() && p.key == key)
                 .then(|| c.clone())
         })
+    }
+
+    /// Every camera that is a GB/T 28181 channel (`gb28181 = { … }`).
+    pub fn gb28181_cameras(&self) -> Vec<Arc<Camera>> {
+        self.cameras
+            .iter()
+            .filter(|slot| slot.camera.config().gb28181.is_some())
+            .map(|slot| slot.camera.clone())
+            .collect()
     }
 
     pub fn camera(&self, camera_id: &str) -> Option<Arc<Camera>> {
@@ -357,6 +371,7 @@ async fn stop_slot(slot: Slot) {
 fn same_connection(a: &CameraConfig, b: &CameraConfig) -> bool {
     a.url == b.url
         && a.push == b.push
+        && a.gb28181 == b.gb28181
         && a.username == b.username
         && a.password == b.password
         && a.transport == b.transport

@@ -1,5 +1,6 @@
-//! A pushed camera's task: nothing to dial, so it only watches. The camera is
-//! `waiting` until a publisher dials in (`rtmp.rs` feeds its units), `live` while units
+//! The task of a camera that dials in (RTMP push, or a GB/T 28181 channel whose video
+//! `gb28181/` asks for): nothing to dial here, so it only watches. The camera is
+//! `waiting` until a publisher dials in (`rtmp.rs`, `gb28181/play.rs` feed its units), `live` while units
 //! arrive, and `waiting` again once they stop for the stall timeout (the publisher went
 //! away or went silent; its connection is closed by the listener's own idle limit). Rates
 //! are measured as for pulled cameras.
@@ -14,7 +15,8 @@ use super::IngestSettings;
 use super::camera::{Camera, RATE_WINDOW, TICK};
 use super::health::{CameraState, RateMeter};
 
-/// The task of a camera with `push = { … }`; returns when `stop` fires.
+/// The task of a camera with `push = { … }` or `gb28181 = { … }`; returns when `stop`
+/// fires.
 pub(crate) async fn run(
     camera: Arc<Camera>,
     settings: watch::Receiver<IngestSettings>,
@@ -57,7 +59,7 @@ pub(crate) async fn run(
             health.set_rates(0.0, 0.0);
             health.set_state(CameraState::Waiting);
             let msg = format!(
-                "no video pushed for {} ms; waiting for the publisher",
+                "no video for {} ms; waiting for the camera to send again",
                 stall.as_millis()
             );
             tracing::warn!(camera = %camera.id, stage = "push", "{msg}");
