@@ -94,7 +94,8 @@ pub struct RelayCli {
     /// Number of cameras (split 3:2:2:1 towers:drones:bodycams:fixed).
     #[arg(long, default_value_t = 64)]
     pub cameras: usize,
-    /// e.g. `towers=24,drones=16,bodycams=16,fixed=8` (overrides --cameras).
+    /// e.g. `towers=24,drones=16,bodycams=16,fixed=8` (overrides --cameras); a kind with
+    /// `-rtmp` pushes over RTMP, with `-gb` is a GB/T 28181 device (`drones-rtmp=8,bodycams-gb=16`).
     #[arg(long)]
     pub mix: Option<String>,
     /// `full` (720p towers, drones, fixed; 480p body cameras) or `small` (half).
@@ -226,7 +227,8 @@ pub struct DetectCli {
     /// Number of cameras (split 3:2:2:1 towers:drones:bodycams:fixed).
     #[arg(long, default_value_t = 64)]
     pub cameras: usize,
-    /// e.g. `towers=24,drones=16,bodycams=16,fixed=8` (overrides --cameras).
+    /// e.g. `towers=24,drones=16,bodycams=16,fixed=8` (overrides --cameras); a kind with
+    /// `-rtmp` pushes over RTMP, with `-gb` is a GB/T 28181 device (`drones-rtmp=8,bodycams-gb=16`).
     #[arg(long)]
     pub mix: Option<String>,
     /// `full` (720p towers, drones, fixed; 480p body cameras) or `small` (half).
@@ -344,7 +346,8 @@ pub struct FleetCheckCli {
     /// Number of cameras (split 3:2:2:1 towers:drones:bodycams:fixed).
     #[arg(long, default_value_t = 64)]
     pub cameras: usize,
-    /// e.g. `towers=24,drones=16,bodycams=16,fixed=8` (overrides --cameras).
+    /// e.g. `towers=24,drones=16,bodycams=16,fixed=8` (overrides --cameras); a kind with
+    /// `-rtmp` pushes over RTMP, with `-gb` is a GB/T 28181 device (`drones-rtmp=8,bodycams-gb=16`).
     #[arg(long)]
     pub mix: Option<String>,
     /// `full` (720p towers, drones, fixed; 480p body cameras) or `small` (half).
@@ -374,7 +377,8 @@ pub struct FleetCli {
     /// default 4, or the sum of --mix).
     #[arg(long)]
     pub cameras: Option<usize>,
-    /// e.g. `towers=24,drones=16,bodycams=16,fixed=8`.
+    /// e.g. `towers=24,drones=16,bodycams=16,fixed=8`; `drones-rtmp=8` push over RTMP,
+    /// `bodycams-gb=16` are GB/T 28181 devices.
     #[arg(long)]
     pub mix: Option<String>,
     /// Loopback address to serve on.

@@ -525,6 +525,15 @@ pub(crate) fn pushed_rtmp_count(gw_config: &std::path::Path) -> usize {
         .count()
 }
 
+/// How many cameras in the gateway configuration `gw_config` are GB/T 28181 channels.
+pub(crate) fn gb28181_count(gw_config: &std::path::Path) -> usize {
+    std::fs::read_to_string(gw_config)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.trim().starts_with("gb28181 = {"))
+        .count()
+}
+
 pub(crate) fn mix_counts(gw_config: &std::path::Path) -> BTreeMap<String, usize> {
     let text = std::fs::read_to_string(gw_config).unwrap_or_default();
     let mut counts = BTreeMap::new();

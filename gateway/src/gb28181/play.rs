@@ -201,7 +201,11 @@ async fn call(
         GbTransport::Udp => ActiveTransport::GbUdp,
         GbTransport::Tcp => ActiveTransport::GbTcp,
     });
-    tracing::info!(camera = %camera.id, device = %gb.device, channel = %gb.channel, %ssrc, port, session, "GB/T 28181 stream playing");
+    let transport = match gb.transport {
+        GbTransport::Udp => "udp",
+        GbTransport::Tcp => "tcp",
+    };
+    tracing::info!(camera = %camera.id, device = %gb.device, channel = %gb.channel, %ssrc, port, transport, session, "GB/T 28181 stream playing");
     let mut receiver = Receiver::new(camera.clone(), session);
     let stall = server.stall_timeout();
     let mut bye = dialog.bye.clone();

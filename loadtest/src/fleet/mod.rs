@@ -7,6 +7,7 @@
 
 pub mod check;
 pub mod clips;
+pub mod gb28181;
 pub mod incidents;
 pub mod profile;
 pub mod rtmp;
@@ -125,6 +126,13 @@ pub fn plan(mix: &Mix, size: Size, bframes: bool) -> Vec<(String, Profile)> {
             p.push_rtmp = true;
             out.push((format!("{}-rtmp-{:02}", kind.as_str(), i + 1), p));
         }
+        let before = n + mix.rtmp.get(&kind).copied().unwrap_or(0);
+        for i in 0..mix.gb.get(&kind).copied().unwrap_or(0) {
+            let mut p = Profile::for_kind(kind, size, before + i);
+            p.bframes = bframes && p.codec == lookout_codecs::Codec::H264;
+            p.gb28181 = true;
+            out.push((format!("{}-gb-{:02}", kind.as_str(), i + 1), p));
+        }
     }
     out
 }
@@ -184,8 +192,28 @@ pub fn run(args: FleetArgs) -> anyhow::Result<Summary> {
     } else {
         None
     };
+    // GB/T 28181 devices register to the gateway's SIP side on a port chosen here; they
+    // register again until it answers. Every other one asks for RTP over TCP.
+    let gb_port = if cameras.iter().any(|c| c.profile.gb28181) {
+        let port = std::net::UdpSocket::bind((ip, 0))?.local_addr()?.port();
+        for (i, c) in cameras.iter().filter(|c| c.profile.gb28181).enumerate() {
+            c.start_gb28181(std::net::SocketAddr::new(ip, port), i + 1)?;
+        }
+        Some(port)
+    } else {
+        None
+    };
     if let Some(path) = &args.emit_gateway_config {
-        let text = gateway_config(&args, server.port, rtmp_port, &cameras);
+        let gb = match gb_port {
+            Some(port) => {
+                // The devices' password, for the gateway to check, owner-only.
+                let file = path.with_file_name("gb28181-password");
+                write_secret(&file, gb28181::PASSWORD)?;
+                Some((port, std::path::absolute(&file)?))
+            }
+            None => None,
+        };
+        let text = gateway_config(&args, server.port, rtmp_port, gb.as_ref(), &cameras);
         std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
     }
     let truth = GroundTruth::new(args.ground_truth.clone());
@@ -374,6 +402,22 @@ fn clock_ticks_per_second() -> f64 {
 }
 
 /// The stream key a pushing fleet camera publishes under.
+/// Writes a one-line secret readable by its owner alone (what lookout asks of its
+/// password files).
+fn write_secret(path: &std::path::Path, secret: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    writeln!(f, "{secret}").with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
 fn push_key(camera: &str) -> String {
     format!("{camera}-fleet-key")
 }
@@ -384,6 +428,7 @@ fn gateway_config(
     args: &FleetArgs,
     port: u16,
     rtmp_port: Option<u16>,
+    gb: Option<&(u16, std::path::PathBuf)>,
     cameras: &[Arc<SimCamera>],
 ) -> String {
     let mut s = String::new();
@@ -396,6 +441,17 @@ fn gateway_config(
     if let Some(p) = rtmp_port {
         putln!(s, "[gateway.rtmp]\nlisten = \"{}:{p}\"\n", args.address);
     }
+    if let Some((p, password)) = gb {
+        putln!(
+            s,
+            "[gateway.gb28181]\nsip_listen = \"{}:{p}\"\nid = \"{}\"\ndomain = \"{}\"\npassword_file = \"{}\"\n",
+            args.address,
+            gb28181::PLATFORM_ID,
+            gb28181::DOMAIN,
+            password.display()
+        );
+    }
+    let mut gb_n = 0;
     let userinfo = args.auth.as_ref().map(|(u, p)| (u.clone(), p.clone()));
     for (i, c) in cameras.iter().enumerate() {
         // Cameras laid out on a grid over a county-sized area.
@@ -404,7 +460,20 @@ fn gateway_config(
         putln!(s, "[[camera]]");
         putln!(s, "id = \"{}\"", c.id);
         putln!(s, "kind = \"{}\"", c.profile.kind.as_str());
-        if c.profile.push_rtmp {
+        if c.profile.gb28181 {
+            gb_n += 1;
+            let transport = if gb_n % 2 == 0 {
+                ", transport = \"tcp\""
+            } else {
+                ""
+            };
+            putln!(
+                s,
+                "gb28181 = {{ device = \"{}\", channel = \"{}\"{transport} }}",
+                gb28181::device_id(gb_n),
+                gb28181::channel_id(gb_n)
+            );
+        } else if c.profile.push_rtmp {
             putln!(
                 s,
                 "push = {{ protocol = \"rtmp\", key = \"{}\" }}",

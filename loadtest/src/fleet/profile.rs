@@ -81,6 +81,9 @@ pub struct Profile {
     /// The camera pushes over RTMP to the gateway (`kind-rtmp` in `--mix`) instead of
     /// being served over RTSP.
     pub push_rtmp: bool,
+    /// The camera is a GB/T 28181 device (`kind-gb` in `--mix`): it registers to the
+    /// gateway and sends PS over RTP when INVITEd, instead of being served over RTSP.
+    pub gb28181: bool,
 }
 
 /// Picture sizes: `full` is what the named profiles promise; `small` keeps a
@@ -127,6 +130,7 @@ impl Profile {
                 lighting,
                 bframes: false,
                 push_rtmp: false,
+                gb28181: false,
             },
             Kind::Drone => Profile {
                 kind,
@@ -143,6 +147,7 @@ impl Profile {
                 lighting,
                 bframes: false,
                 push_rtmp: false,
+                gb28181: false,
             },
             // Every third body camera runs at 15 fps, the rest at 25.
             Kind::Bodycam => Profile {
@@ -160,6 +165,7 @@ impl Profile {
                 lighting,
                 bframes: false,
                 push_rtmp: false,
+                gb28181: false,
             },
             // Every other fixed camera is H.265, as road cameras often are.
             Kind::Fixed => Profile {
@@ -181,6 +187,7 @@ impl Profile {
                 lighting,
                 bframes: false,
                 push_rtmp: false,
+                gb28181: false,
             },
         }
     }
@@ -193,39 +200,52 @@ pub struct Mix {
     pub rtsp: BTreeMap<Kind, usize>,
     /// Cameras that push to the gateway over RTMP (`drones-rtmp=8`), per kind.
     pub rtmp: BTreeMap<Kind, usize>,
+    /// GB/T 28181 devices (`bodycams-gb=16`), per kind.
+    pub gb: BTreeMap<Kind, usize>,
 }
 
 impl Mix {
     /// `towers=24,drones=16,bodycams=16,fixed=8`, a kind with `-rtmp` for cameras that
-    /// push (`drones-rtmp=8`); with `total` and no mix, the county default proportions
+    /// push (`drones-rtmp=8`), with `-gb` for GB/T 28181 devices (`bodycams-gb=16`); with `total` and no mix, the county default proportions
     /// (3 : 2 : 2 : 1), all over RTSP.
     pub fn parse(total: usize, spec: Option<&str>) -> anyhow::Result<Mix> {
         let mut m = BTreeMap::new();
         let mut rtmp = BTreeMap::new();
+        let mut gb = BTreeMap::new();
         match spec {
             Some(spec) if !spec.trim().is_empty() => {
                 for part in spec.split(',') {
                     let (k, n) = part
                         .split_once('=')
                         .with_context(|| format!("--mix `{part}`: expected kind=count"))?;
-                    let (k, pushed) = match k.trim().strip_suffix("-rtmp") {
-                        Some(k) => (k, true),
-                        None => (k, false),
+                    let k = k.trim();
+                    let (k, via) = if let Some(k) = k.strip_suffix("-rtmp") {
+                        (k, 1)
+                    } else if let Some(k) = k.strip_suffix("-gb") {
+                        (k, 2)
+                    } else {
+                        (k, 0)
                     };
                     let kind = Kind::parse(k).with_context(|| {
                         format!(
                             "--mix `{part}`: unknown kind `{k}` (towers, drones, bodycams, fixed; \
-                             `-rtmp` after one for cameras that push)"
+                             `-rtmp` after one for cameras that push, `-gb` for GB/T 28181 devices)"
                         )
                     })?;
                     let n: usize = n
                         .trim()
                         .parse()
                         .with_context(|| format!("--mix `{part}`: `{n}` is not a count"))?;
-                    let into = if pushed { &mut rtmp } else { &mut m };
+                    let into = match via {
+                        1 => &mut rtmp,
+                        2 => &mut gb,
+                        _ => &mut m,
+                    };
                     *into.entry(kind).or_insert(0) += n;
                 }
-                let sum: usize = m.values().sum::<usize>() + rtmp.values().sum::<usize>();
+                let sum: usize = m.values().sum::<usize>()
+                    + rtmp.values().sum::<usize>()
+                    + gb.values().sum::<usize>();
                 if total != 0 && sum != total {
                     bail!("--mix adds up to {sum} cameras but --cameras is {total}");
                 }
@@ -258,12 +278,15 @@ impl Mix {
         }
         m.retain(|_, n| *n > 0);
         rtmp.retain(|_, n| *n > 0);
-        Ok(Mix { rtsp: m, rtmp })
+        gb.retain(|_, n| *n > 0);
+        Ok(Mix { rtsp: m, rtmp, gb })
     }
 
     /// Cameras in all.
     pub fn total(&self) -> usize {
-        self.rtsp.values().sum::<usize>() + self.rtmp.values().sum::<usize>()
+        self.rtsp.values().sum::<usize>()
+            + self.rtmp.values().sum::<usize>()
+            + self.gb.values().sum::<usize>()
     }
 }
 
@@ -283,6 +306,9 @@ mod tests {
         );
         assert_eq!(pushed.total(), 12);
         assert!(Mix::parse(3, Some("boats-rtmp=3")).is_err());
+        let gb = Mix::parse(5, Some("towers=1,bodycams-gb=3,drones-rtmp=1")).expect("mix");
+        assert_eq!(gb.gb[&Kind::Bodycam], 3);
+        assert_eq!(gb.total(), 5);
         assert!(Mix::parse(11, Some("towers=4")).is_err());
         assert!(Mix::parse(4, Some("boats=4")).is_err());
     }

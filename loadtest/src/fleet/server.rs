@@ -40,9 +40,28 @@ pub struct SimCamera {
     restart_at_keyframe: Arc<AtomicBool>,
     /// Its counters.
     pub stats: Arc<CameraStats>,
-    /// For a camera that pushes (`profile.push_rtmp`): its RTMP publisher, which the
-    /// feeder hands frames to instead of the RTSP mount.
-    publisher: std::sync::OnceLock<super::rtmp::Publisher>,
+    /// For a camera that dials in (`profile.push_rtmp`, `profile.gb28181`): its RTMP
+    /// publisher or GB/T 28181 device, which the feeder hands frames to instead of the
+    /// RTSP mount.
+    publisher: std::sync::OnceLock<DialIn>,
+}
+
+/// How a camera that dials in sends its frames.
+pub enum DialIn {
+    /// RTMP publish.
+    Rtmp(super::rtmp::Publisher),
+    /// A GB/T 28181 device, streaming while INVITEd.
+    Gb(super::gb28181::GbDevice),
+}
+
+impl DialIn {
+    /// Hands one frame over; never waits. `false` when it was dropped.
+    fn push(&self, data: bytes::Bytes, keyframe: bool) -> bool {
+        match self {
+            DialIn::Rtmp(p) => p.push(data, keyframe),
+            DialIn::Gb(d) => d.push(data, keyframe),
+        }
+    }
 }
 
 /// Per-camera counters, read by the status line and the final summary.
@@ -106,8 +125,24 @@ impl SimCamera {
             hevc,
             self.restart_at_keyframe.clone(),
         )?;
-        if self.publisher.set(p).is_err() {
+        if self.publisher.set(DialIn::Rtmp(p)).is_err() {
             anyhow::bail!("camera {}: RTMP publisher started twice", self.id);
+        }
+        Ok(())
+    }
+
+    /// Starts this camera as the fleet's GB/T 28181 device number `n`, registering to
+    /// the gateway's SIP side at `gateway`.
+    pub fn start_gb28181(&self, gateway: std::net::SocketAddr, n: usize) -> anyhow::Result<()> {
+        let d = super::gb28181::GbDevice::start(
+            &self.id,
+            gateway,
+            n,
+            self.profile.codec,
+            self.restart_at_keyframe.clone(),
+        )?;
+        if self.publisher.set(DialIn::Gb(d)).is_err() {
+            anyhow::bail!("camera {}: dial-in started twice", self.id);
         }
         Ok(())
     }

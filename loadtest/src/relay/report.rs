@@ -11,7 +11,7 @@ use crate::link::{Impairment, LinkStats};
 use crate::provenance::{Provenance, ReportKind};
 use crate::report::{DetectorFigures, Machine, detector_figures, json_text, machine, sorted_keys};
 use crate::scoring::Score;
-use crate::stack::{mix_counts, pushed_rtmp_count};
+use crate::stack::{gb28181_count, mix_counts, pushed_rtmp_count};
 use crate::stats::buckets::{CdfPoint, DelaySummary};
 use crate::stats::{Percentiles, center_percentiles, ratio};
 
@@ -158,6 +158,8 @@ pub struct Setup {
     /// How many of them push to the gateway over RTMP (`drones-rtmp=N` in `--mix`)
     /// instead of being pulled over RTSP.
     pub pushed_rtmp: usize,
+    /// How many of them are GB/T 28181 devices the gateway INVITEs (`bodycams-gb=N`).
+    pub gb28181: usize,
     /// The gateway's sampling for detection: always `keyframes`.
     pub sampling: &'static str,
     /// The fleet's picture size, `full` or `small`.
@@ -598,6 +600,7 @@ pub(super) fn build(
             link_settings: LinkSettings::of(args.link.as_ref()),
             mix: mix_counts(&s.gw_config),
             pushed_rtmp: pushed_rtmp_count(&s.gw_config),
+            gb28181: gb28181_count(&s.gw_config),
             sampling: "keyframes",
             size: args.size.clone(),
             subscribe: args.subscribe.clone(),

@@ -67,7 +67,8 @@ pub struct SoakArgs {
     /// Number of cameras (split 3:2:2:1 towers:drones:bodycams:fixed).
     #[arg(long, default_value_t = 64)]
     pub cameras: usize,
-    /// e.g. `towers=24,drones=16,bodycams=16,fixed=8` (overrides --cameras).
+    /// e.g. `towers=24,drones=16,bodycams=16,fixed=8` (overrides --cameras); a kind with
+    /// `-rtmp` pushes over RTMP, with `-gb` is a GB/T 28181 device (`drones-rtmp=8,bodycams-gb=16`).
     #[arg(long)]
     pub mix: Option<String>,
     /// `full` (720p towers, drones, fixed; 480p body cameras) or `small` (half).

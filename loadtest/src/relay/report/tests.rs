@@ -20,6 +20,7 @@ fn typed_sections_write_the_same_json_as_before() {
         link_settings: LinkSettings::of(link),
         mix: BTreeMap::from([("tower".to_string(), 3), ("drone".to_string(), 2)]),
         pushed_rtmp: 2,
+        gb28181: 1,
         sampling: "keyframes",
         size: "small".into(),
         subscribe: "all".into(),
@@ -29,7 +30,7 @@ fn typed_sections_write_the_same_json_as_before() {
     same(
         typed(&setup(Some(&imp), None)),
         serde_json::json!({
-            "cameras": 8, "mix": {"tower": 3, "drone": 2}, "pushed_rtmp": 2,
+            "cameras": 8, "mix": {"tower": 3, "drone": 2}, "pushed_rtmp": 2, "gb28181": 1,
             "sampling": "keyframes",
             "size": "small", "duration_s": 60.0, "warmup_s": 10.0,
             "detector": "smoke_flood", "link": "satellite",
@@ -375,6 +376,7 @@ fn a_whole_report_keeps_its_order_and_passes_the_check() {
             link_settings: LinkSettings::of(Some(&Impairment::default())),
             mix: BTreeMap::from([("tower".to_string(), 1)]),
             pushed_rtmp: 0,
+            gb28181: 0,
             sampling: "keyframes",
             size: "small".into(),
             subscribe: "all".into(),

@@ -1,0 +1,532 @@
+//! Fleet cameras that are GB/T 28181 devices, as body cameras and deployable PTZ
+//! cameras on 4G/5G are: each has a device thread that registers to the gateway's SIP
+//! side (`REGISTER`, the 401 digest challenge answered with the fleet's password),
+//! keeps alive, answers the catalog query with its one channel, and answers the
+//! gateway's `INVITE` by sending the camera's access units (stamped like every fleet
+//! frame) as MPEG-2 Program Stream over RTP, to the UDP port the offer names or over a
+//! TCP connection to it (RFC 4571) when the offer says `TCP/RTP/AVP`. `BYE` stops the
+//! video. The feeder thread hands frames over a small bounded queue and never waits;
+//! frames with no stream up, or that the queue has no room for, are dropped and counted.
+
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use lookout_codecs::Codec;
+use lookout_codecs::sip::{self, Limits, Message, StartLine};
+use md5::{Digest, Md5};
+
+/// The gateway's SIP id in the configuration the fleet writes.
+pub const PLATFORM_ID: &str = "34020000002000000001";
+/// The SIP domain (and digest realm) of that configuration.
+pub const DOMAIN: &str = "3402000000";
+/// The password the fleet's devices register with (loopback load tests only; the
+/// fleet writes it to the password file its gateway configuration names).
+pub const PASSWORD: &str = "fleet-gb28181-password";
+
+/// Frames waiting for a device's stream, at most (about a second of video).
+const QUEUED: usize = 32;
+/// RTP payload bytes per packet.
+const RTP_PAYLOAD: usize = 1400;
+/// How often a registered device keeps alive.
+const KEEPALIVE_EVERY: Duration = Duration::from_secs(10);
+/// How long an unanswered REGISTER waits before it is sent again.
+const REGISTER_RETRY: Duration = Duration::from_secs(1);
+
+/// Device `n`'s 20-digit id (type 132: a camera).
+pub fn device_id(n: usize) -> String {
+    format!("340200000013200{:05}", n % 100_000)
+}
+
+/// The id of device `n`'s one channel (type 131).
+pub fn channel_id(n: usize) -> String {
+    format!("340200000013100{:05}", n % 100_000)
+}
+
+/// One frame for the device thread.
+struct Frame {
+    data: Bytes,
+    keyframe: bool,
+    pts_90k: u64,
+}
+
+/// A fleet camera's GB/T 28181 device.
+pub struct GbDevice {
+    tx: SyncSender<Frame>,
+    started: Instant,
+    /// Set while a stream is up (INVITE answered, no BYE since).
+    pub streaming: Arc<AtomicBool>,
+    /// Frames dropped because no stream was up or the queue was full.
+    pub dropped: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl GbDevice {
+    /// Starts device number `n` of the fleet, registering to `gateway` (SIP over UDP);
+    /// `restart_at_keyframe` is set on every INVITE so the stream opens on a keyframe.
+    pub fn start(
+        camera: &str,
+        gateway: SocketAddr,
+        n: usize,
+        codec: Codec,
+        restart_at_keyframe: Arc<AtomicBool>,
+    ) -> anyhow::Result<GbDevice> {
+        let sock = UdpSocket::bind(SocketAddr::new(gateway.ip(), 0))?;
+        sock.set_nonblocking(true)?;
+        let local = sock.local_addr()?;
+        let (tx, rx) = std::sync::mpsc::sync_channel(QUEUED);
+        let streaming = Arc::new(AtomicBool::new(false));
+        let dropped = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut worker = Worker {
+            camera: camera.to_string(),
+            gateway,
+            local,
+            sock,
+            device: device_id(n),
+            channel: channel_id(n),
+            codec,
+            restart_at_keyframe,
+            streaming: streaming.clone(),
+            stop: stop.clone(),
+            cseq: 1,
+            tag: format!("{:08x}", unique()),
+            register_call: format!("{:016x}@fleet", unique()),
+            registered: false,
+            next_register: Instant::now(),
+            next_keepalive: Instant::now(),
+            media: None,
+            logged: false,
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("gb-{camera}"))
+            .spawn(move || worker.run(&rx))?;
+        Ok(GbDevice {
+            tx,
+            started: Instant::now(),
+            streaming,
+            dropped,
+            stop,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Hands one frame over; never waits. `false` when it was dropped.
+    pub fn push(&self, data: Bytes, keyframe: bool) -> bool {
+        if !self.streaming.load(Ordering::Relaxed) {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        let pts_90k = (self.started.elapsed().as_micros() as u64) * 9 / 100;
+        match self.tx.try_send(Frame {
+            data,
+            keyframe,
+            pts_90k,
+        }) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+}
+
+impl Drop for GbDevice {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let thread = match self.thread.lock() {
+            Ok(mut t) => t.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        if let Some(t) = thread
+            && t.join().is_err()
+        {
+            eprintln!("fleet: a GB/T 28181 device thread panicked");
+        }
+    }
+}
+
+/// Where a stream's RTP goes.
+enum Out {
+    Udp(UdpSocket),
+    Tcp(TcpStream),
+}
+
+/// The stream the gateway INVITEd.
+struct Media {
+    out: Out,
+    call_id: String,
+    ssrc: u32,
+    seq: u16,
+}
+
+struct Worker {
+    camera: String,
+    gateway: SocketAddr,
+    local: SocketAddr,
+    sock: UdpSocket,
+    device: String,
+    channel: String,
+    codec: Codec,
+    restart_at_keyframe: Arc<AtomicBool>,
+    streaming: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    cseq: u32,
+    tag: String,
+    register_call: String,
+    registered: bool,
+    next_register: Instant,
+    next_keepalive: Instant,
+    media: Option<Media>,
+    /// A problem was logged already (once per device).
+    logged: bool,
+}
+
+impl Worker {
+    fn run(&mut self, rx: &Receiver<Frame>) {
+        let mut buf = vec![0u8; 65_535];
+        while !self.stop.load(Ordering::Relaxed) {
+            // Frames first: forwarded the moment they come.
+            match rx.recv_timeout(Duration::from_millis(5)) {
+                Ok(f) => self.frame(f),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            loop {
+                match self.sock.recv_from(&mut buf) {
+                    Ok((n, _)) => match sip::parse(&buf[..n], &Limits::default()) {
+                        Ok(m) => self.handle(m),
+                        Err(e) => self.problem(&format!("unreadable SIP from the gateway: {e}")),
+                    },
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    // ICMP "port unreachable" while the gateway is not up yet.
+                    Err(_) => break,
+                }
+            }
+            let now = Instant::now();
+            if !self.registered && now >= self.next_register {
+                self.register(None);
+                self.next_register = now + REGISTER_RETRY;
+            }
+            if self.registered && now >= self.next_keepalive {
+                self.keepalive();
+                self.next_keepalive = now + KEEPALIVE_EVERY;
+            }
+        }
+        if let Some(m) = self.media.take() {
+            self.bye(&m);
+        }
+    }
+
+    fn problem(&mut self, why: &str) {
+        if !self.logged {
+            self.logged = true;
+            eprintln!("fleet: {} GB/T 28181: {why}", self.camera);
+        }
+    }
+
+    fn send(&mut self, m: &Message) {
+        if let Err(e) = self.sock.send_to(&m.encode(), self.gateway) {
+            self.problem(&format!("SIP send: {e}"));
+        }
+    }
+
+    fn request(&mut self, method: &str, uri: &str, call_id: &str) -> Message {
+        let n = self.cseq;
+        self.cseq += 1;
+        Message::request(method, uri)
+            .with(
+                "Via",
+                format!(
+                    "SIP/2.0/UDP {};rport;branch=z9hG4bK{:08x}",
+                    self.local,
+                    unique()
+                ),
+            )
+            .with(
+                "From",
+                format!("<sip:{}@{DOMAIN}>;tag={}", self.device, self.tag),
+            )
+            .with("Call-ID", call_id)
+            .with("CSeq", format!("{n} {method}"))
+            .with("Max-Forwards", "70")
+            .with("User-Agent", "lookout-loadtest GB/T 28181 device")
+    }
+
+    /// REGISTER, with digest credentials for `challenge` (realm, nonce).
+    fn register(&mut self, challenge: Option<(String, String)>) {
+        let uri = format!("sip:{PLATFORM_ID}@{DOMAIN}");
+        let call = self.register_call.clone();
+        let mut m = self
+            .request("REGISTER", &uri, &call)
+            .with("To", format!("<sip:{}@{DOMAIN}>", self.device))
+            .with("Contact", format!("<sip:{}@{}>", self.device, self.local))
+            .with("Expires", "3600");
+        if let Some((realm, nonce)) = challenge {
+            let ha1 = md5_hex(&format!("{}:{realm}:{PASSWORD}", self.device));
+            let ha2 = md5_hex(&format!("REGISTER:{uri}"));
+            let response = md5_hex(&format!("{ha1}:{nonce}:{ha2}"));
+            m = m.with(
+                "Authorization",
+                format!(
+                    "Digest username=\"{}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{response}\", algorithm=MD5",
+                    self.device
+                ),
+            );
+        }
+        self.send(&m);
+    }
+
+    fn keepalive(&mut self) {
+        let body = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\r\n<Notify>\r\n<CmdType>Keepalive</CmdType>\r\n<SN>{}</SN>\r\n<DeviceID>{}</DeviceID>\r\n<Status>OK</Status>\r\n</Notify>\r\n",
+            self.cseq, self.device
+        );
+        self.message(body);
+    }
+
+    fn message(&mut self, body: String) {
+        let uri = format!("sip:{PLATFORM_ID}@{DOMAIN}");
+        let call = format!("{:016x}@fleet", unique());
+        let mut m = self
+            .request("MESSAGE", &uri, &call)
+            .with("To", format!("<{uri}>"))
+            .with("Content-Type", "Application/MANSCDP+xml");
+        m.body = Bytes::from(body);
+        self.send(&m);
+    }
+
+    fn answer(&mut self, req: &Message, code: u16, reason: &str) -> Message {
+        let mut r = Message::response(code, reason);
+        for v in req.headers_named("Via") {
+            r = r.with("Via", v);
+        }
+        for name in ["From", "Call-ID", "CSeq"] {
+            if let Some(v) = req.header(name) {
+                r = r.with(name, v);
+            }
+        }
+        if let Some(to) = req.header("To") {
+            let to = if to.contains(";tag=") {
+                to.to_string()
+            } else {
+                format!("{to};tag={}", self.tag)
+            };
+            r = r.with("To", to);
+        }
+        r
+    }
+
+    fn handle(&mut self, m: Message) {
+        match &m.start {
+            StartLine::Response { code, .. } => {
+                let method = m.cseq().map(|(_, meth)| meth.to_string());
+                match (method.as_deref(), *code) {
+                    (Some("REGISTER"), 401) => {
+                        let params = m
+                            .header("WWW-Authenticate")
+                            .and_then(sip::digest_params)
+                            .unwrap_or_default();
+                        let get =
+                            |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+                        if let (Some(realm), Some(nonce)) = (get("realm"), get("nonce")) {
+                            self.register(Some((realm, nonce)));
+                        }
+                    }
+                    (Some("REGISTER"), 200) => {
+                        self.registered = true;
+                        self.next_keepalive = Instant::now();
+                    }
+                    (Some("REGISTER"), c) if c >= 300 => {
+                        self.problem(&format!("REGISTER answered {c}"));
+                        self.next_register = Instant::now() + Duration::from_secs(5);
+                    }
+                    // A keepalive the gateway does not take: register again.
+                    (Some("MESSAGE"), 403) => self.registered = false,
+                    _ => {}
+                }
+            }
+            StartLine::Request { method, .. } => match method.as_str() {
+                "MESSAGE" => {
+                    let ok = self.answer(&m, 200, "OK");
+                    self.send(&ok);
+                    let body = String::from_utf8_lossy(&m.body).to_string();
+                    if body.contains("<Query>") && body.contains("Catalog") {
+                        let sn = between(&body, "<SN>", "</SN>").unwrap_or("1").to_string();
+                        let catalog = format!(
+                            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\r\n<Response>\r\n<CmdType>Catalog</CmdType>\r\n<SN>{sn}</SN>\r\n<DeviceID>{dev}</DeviceID>\r\n<SumNum>1</SumNum>\r\n<DeviceList Num=\"1\">\r\n<Item>\r\n<DeviceID>{ch}</DeviceID>\r\n<Name>{name}</Name>\r\n<Manufacturer>lookout-loadtest</Manufacturer>\r\n<Model>fleet</Model>\r\n<Status>ON</Status>\r\n<ParentID>{dev}</ParentID>\r\n</Item>\r\n</DeviceList>\r\n</Response>\r\n",
+                            dev = self.device,
+                            ch = self.channel,
+                            name = self.camera
+                        );
+                        self.message(catalog);
+                    }
+                }
+                "INVITE" => self.invite(&m),
+                "BYE" => {
+                    let ok = self.answer(&m, 200, "OK");
+                    self.send(&ok);
+                    if self
+                        .media
+                        .as_ref()
+                        .is_some_and(|md| Some(md.call_id.as_str()) == m.header("Call-ID"))
+                    {
+                        self.media = None;
+                        self.streaming.store(false, Ordering::Relaxed);
+                    }
+                }
+                "ACK" => {}
+                _ => {
+                    let ok = self.answer(&m, 200, "OK");
+                    self.send(&ok);
+                }
+            },
+        }
+    }
+
+    /// The gateway's INVITE: answer, and send the stream where the offer says.
+    fn invite(&mut self, m: &Message) {
+        let sdp = String::from_utf8_lossy(&m.body).to_string();
+        let ip = sdp
+            .lines()
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix("c=IN IP4 ")
+                    .or(l.trim().strip_prefix("c=IN IP6 "))
+            })
+            .and_then(|a| a.trim().parse::<IpAddr>().ok());
+        let video = sdp.lines().find_map(|l| l.trim().strip_prefix("m=video "));
+        let port = video
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|p| p.parse::<u16>().ok());
+        let tcp = video.is_some_and(|v| v.contains("TCP/RTP/AVP"));
+        let ssrc_text = sdp
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("y="))
+            .unwrap_or("0000000000")
+            .trim()
+            .to_string();
+        let (Some(ip), Some(port)) = (ip, port) else {
+            let r = self.answer(m, 488, "Not Acceptable Here");
+            self.send(&r);
+            return self.problem("an INVITE without a media address");
+        };
+        let to = SocketAddr::new(ip, port);
+        let out = if tcp {
+            TcpStream::connect_timeout(&to, Duration::from_secs(2)).and_then(|s| {
+                s.set_nodelay(true)?;
+                Ok(Out::Tcp(s))
+            })
+        } else {
+            UdpSocket::bind(SocketAddr::new(ip, 0)).and_then(|s| {
+                s.connect(to)?;
+                Ok(Out::Udp(s))
+            })
+        };
+        let out = match out {
+            Ok(o) => o,
+            Err(e) => {
+                let r = self.answer(m, 500, "Server Internal Error");
+                self.send(&r);
+                return self.problem(&format!("media to {to}: {e}"));
+            }
+        };
+        let proto = if tcp { "TCP/RTP/AVP" } else { "RTP/AVP" };
+        let setup = if tcp { "a=setup:active\r\n" } else { "" };
+        let answer_sdp = format!(
+            "v=0\r\no={dev} 0 0 IN IP4 {ip}\r\ns=Play\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=video {port} {proto} 96\r\n{setup}a=sendonly\r\na=rtpmap:96 PS/90000\r\ny={ssrc_text}\r\n",
+            dev = self.device,
+            ip = self.local.ip(),
+            port = self.local.port(),
+        );
+        let mut ok = self
+            .answer(m, 200, "OK")
+            .with("Contact", format!("<sip:{}@{}>", self.device, self.local))
+            .with("Content-Type", "application/sdp");
+        ok.body = Bytes::from(answer_sdp);
+        self.send(&ok);
+        self.media = Some(Media {
+            out,
+            call_id: m.header("Call-ID").unwrap_or_default().to_string(),
+            ssrc: ssrc_text.parse().unwrap_or(1),
+            seq: 0,
+        });
+        self.restart_at_keyframe.store(true, Ordering::SeqCst);
+        self.streaming.store(true, Ordering::Relaxed);
+    }
+
+    fn bye(&mut self, media: &Media) {
+        let uri = format!("sip:{PLATFORM_ID}@{DOMAIN}");
+        let m = self
+            .request("BYE", &uri, &media.call_id.clone())
+            .with("To", format!("<{uri}>"));
+        self.send(&m);
+    }
+
+    /// One access unit as PS over RTP.
+    fn frame(&mut self, f: Frame) {
+        let codec = self.codec;
+        let Some(media) = self.media.as_mut() else {
+            return;
+        };
+        let ps = lookout_codecs::ps::mux_frame(codec, &f.data, f.pts_90k, f.keyframe, 60_000);
+        let chunks = ps.chunks(RTP_PAYLOAD).count();
+        let mut failed = None;
+        for (i, chunk) in ps.chunks(RTP_PAYLOAD).enumerate() {
+            let mut p = Vec::with_capacity(14 + chunk.len());
+            p.extend_from_slice(&[0, 0]); // RFC 4571 length, TCP only
+            p.push(0x80);
+            p.push(if i + 1 == chunks { 0x80 | 96 } else { 96 });
+            p.extend_from_slice(&media.seq.to_be_bytes());
+            p.extend_from_slice(&(f.pts_90k as u32).to_be_bytes());
+            p.extend_from_slice(&media.ssrc.to_be_bytes());
+            p.extend_from_slice(chunk);
+            media.seq = media.seq.wrapping_add(1);
+            let r = match &mut media.out {
+                Out::Udp(s) => s.send(&p[2..]).map(|_| ()),
+                Out::Tcp(s) => {
+                    let len = (p.len() - 2) as u16;
+                    p[..2].copy_from_slice(&len.to_be_bytes());
+                    s.write_all(&p)
+                }
+            };
+            if let Err(e) = r {
+                failed = Some(e);
+                break;
+            }
+        }
+        if let Some(e) = failed {
+            self.media = None;
+            self.streaming.store(false, Ordering::Relaxed);
+            self.problem(&format!("sending RTP: {e}"));
+        }
+    }
+}
+
+fn between<'a>(s: &'a str, open: &str, close: &str) -> Option<&'a str> {
+    let start = s.find(open)? + open.len();
+    let end = s[start..].find(close)? + start;
+    Some(&s[start..end])
+}
+
+fn md5_hex(s: &str) -> String {
+    Md5::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A number unlikely to repeat in this process (tags, branches, Call-IDs).
+fn unique() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.finish()
+}
