@@ -49,6 +49,15 @@ fn ensure_demo_certs() {
 
 fn make_demo_certs() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.lookout/certs");
+    // The GB/T 28181 password file configs/demo.toml names, as the demo writes it (the
+    // fleet's devices register with this password).
+    let password = dir.join("gb28181-password");
+    if !password.is_file() {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(&dir).expect("certs dir");
+        std::fs::write(&password, "fleet-gb28181-password\n").expect("password");
+        std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    }
     if dir.join("center.pem").is_file() && dir.join("demo-gw.pem").is_file() {
         return;
     }

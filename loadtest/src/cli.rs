@@ -414,6 +414,14 @@ pub struct FleetCli {
     /// Encode H.264 cameras with B-frames and High profile.
     #[arg(long)]
     pub bframes: bool,
+    /// The gateway's RTMP port the pushing cameras (`-rtmp` in --mix) dial (0 picks a
+    /// free one; see --emit-gateway-config).
+    #[arg(long, default_value_t = 0)]
+    pub rtmp_port: u16,
+    /// The gateway's GB/T 28181 SIP port the devices (`-gb` in --mix) register to (0
+    /// picks a free one; see --emit-gateway-config).
+    #[arg(long, default_value_t = 0)]
+    pub sip_port: u16,
 }
 
 /// Picture size of the simulated cameras.

@@ -29,8 +29,14 @@ pub struct DemoArgs {
     pub cache: PathBuf,
 }
 
-/// The cameras `configs/demo.toml` lists, served by the fleet.
-const DEMO_MIX: &str = "towers=2,drones=1,bodycams=1";
+/// The cameras `configs/demo.toml` lists, served by the fleet: four pulled over RTSP, a
+/// drone that pushes over RTMP to 127.0.0.1:1935 and a body camera that is a GB/T 28181
+/// device registering to 127.0.0.1:5060.
+const DEMO_MIX: &str = "towers=2,drones=1,bodycams=1,drones-rtmp=1,bodycams-gb=1";
+
+/// The ports configs/demo.toml listens on for cameras that dial in.
+const DEMO_RTMP_PORT: &str = "1935";
+const DEMO_SIP_PORT: &str = "5060";
 
 /// What happens in the demo: smoke rises on a tower, later water spreads
 /// under the drone; tower-02 and the body camera stay clean.
@@ -52,6 +58,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             DEMO_MIX.into(),
             "--port".into(),
             "8554".into(),
+            "--rtmp-port".into(),
+            DEMO_RTMP_PORT.into(),
+            "--sip-port".into(),
+            DEMO_SIP_PORT.into(),
             "--size".into(),
             args.size.clone(),
             "--cache".into(),
@@ -108,6 +118,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("lookout demo is running");
     println!("  video wall       http://127.0.0.1:8090/   (open it in a browser)");
     println!("  cameras (RTSP)   rtsp://127.0.0.1:8554/{{tower-01,tower-02,drone-01,bodycam-01}}");
+    println!(
+        "  cameras that dial in   drone-rtmp-01 (RTMP push to rtmp://127.0.0.1:1935/live/…), bodycam-gb-01 (GB/T 28181 device, SIP 127.0.0.1:5060)"
+    );
+    println!("  GB/T 28181       http://127.0.0.1:8080/api/gb28181/devices");
     println!("  camera health    http://127.0.0.1:8080/api/cameras   ({live} live)");
     println!(
         "  alerts           http://127.0.0.1:8080/api/alerts    (smoke on tower-01 from 20 s, flood under drone-01 from 40 s)"
@@ -162,6 +176,13 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
 /// them): an operator CA, the center's and the demo gateway's, made by
 /// `lookout certs` once and reused.
 fn ensure_certs(lookout: &Path, dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    // The password the demo's GB/T 28181 device registers with, in the owner-only file
+    // configs/demo.toml names; written every time, so it always matches the fleet's.
+    crate::fleet::write_secret(
+        &dir.join("gb28181-password"),
+        crate::fleet::gb28181::PASSWORD,
+    )?;
     let mut args: Vec<String> = vec!["certs".into(), "--dir".into(), dir.display().to_string()];
     if !dir.join("center.pem").is_file() {
         args.extend(["--center".into(), "center,127.0.0.1,localhost".into()]);

@@ -342,6 +342,8 @@ fn run_fleet(f: cli::FleetCli) -> anyhow::Result<()> {
             .map(Duration::from_secs_f64),
         summary: f.summary,
         bframes: f.bframes,
+        rtmp_port: f.rtmp_port,
+        sip_port: f.sip_port,
     })
     .map(|_| ())
 }

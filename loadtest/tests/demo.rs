@@ -18,7 +18,7 @@ fn demo_starts_and_stops_cleanly() {
     assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(stdout.contains("http://127.0.0.1:8080/healthz"), "{stdout}");
     // Every camera of configs/demo.toml is served by the fleet and live.
-    assert!(stdout.contains("(4 live)"), "{stdout}");
+    assert!(stdout.contains("(6 live)"), "{stdout}");
     let log = std::fs::read_to_string(workdir.path().join("logs/gateway.log")).expect("log");
     assert!(log.contains("lookout gateway running"), "{log}");
     // The bundled detector watches the demo's cameras.
@@ -30,7 +30,7 @@ fn demo_starts_and_stops_cleanly() {
     assert!(log.contains("stopped"), "{log}");
     // The gateway relays to the demo's command center over QUIC.
     assert!(log.contains("connected to command center"), "{log}");
-    assert!(stdout.contains("(4 cameras relayed over QUIC)"), "{stdout}");
+    assert!(stdout.contains("(6 cameras relayed over QUIC)"), "{stdout}");
     assert!(
         stdout.contains("http://127.0.0.1:8090/api/alerts"),
         "{stdout}"

@@ -202,12 +202,14 @@ fn soak_samples_over_time_and_judges_the_run() {
         "{v} / {i}"
     );
     assert_eq!(v["gateway_stopped_cleanly"], true);
-    // Frames and false alerts are judged as their counts say.
+    // Frames and false alerts are judged as their counts say: the whole run's counts,
+    // read after the drain (`lost_after_warmup` compares two counters sampled at
+    // slightly different moments, so it is reported, not judged).
     let frames = &r["frames"];
     assert_eq!(
         v["frames_all_delivered"],
         n(&frames["lost_camera_to_gateway"]) == 0
-            && frames["lost_after_warmup"].as_i64().is_some_and(|l| l <= 0),
+            && n(&frames["sent"]) <= n(&frames["received_at_center"]),
         "{v} / {frames}"
     );
     assert_eq!(

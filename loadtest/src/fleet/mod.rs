@@ -62,6 +62,10 @@ pub struct FleetArgs {
     pub summary: Option<PathBuf>,
     /// Encode H.264 cameras with B-frames and High profile.
     pub bframes: bool,
+    /// The gateway's RTMP port pushing cameras dial; 0 picks a free one.
+    pub rtmp_port: u16,
+    /// The gateway's SIP port GB/T 28181 devices register to; 0 picks a free one.
+    pub sip_port: u16,
 }
 
 /// What the fleet reports when it stops.
@@ -179,7 +183,10 @@ pub fn run(args: FleetArgs) -> anyhow::Result<Summary> {
     // Cameras that push dial the gateway's RTMP listener on a port chosen here (it is
     // in the configuration the fleet writes); until the gateway listens they dial again.
     let rtmp_port = if cameras.iter().any(|c| c.profile.push_rtmp) {
-        let port = std::net::TcpListener::bind((ip, 0))?.local_addr()?.port();
+        let port = match args.rtmp_port {
+            0 => std::net::TcpListener::bind((ip, 0))?.local_addr()?.port(),
+            p => p,
+        };
         for (i, c) in cameras.iter().filter(|c| c.profile.push_rtmp).enumerate() {
             let hevc = if i % 2 == 1 {
                 rtmp::HevcAs::CodecId12
@@ -195,7 +202,10 @@ pub fn run(args: FleetArgs) -> anyhow::Result<Summary> {
     // GB/T 28181 devices register to the gateway's SIP side on a port chosen here; they
     // register again until it answers. Every other one asks for RTP over TCP.
     let gb_port = if cameras.iter().any(|c| c.profile.gb28181) {
-        let port = std::net::UdpSocket::bind((ip, 0))?.local_addr()?.port();
+        let port = match args.sip_port {
+            0 => std::net::UdpSocket::bind((ip, 0))?.local_addr()?.port(),
+            p => p,
+        };
         for (i, c) in cameras.iter().filter(|c| c.profile.gb28181).enumerate() {
             c.start_gb28181(std::net::SocketAddr::new(ip, port), i + 1)?;
         }
@@ -404,7 +414,7 @@ fn clock_ticks_per_second() -> f64 {
 /// The stream key a pushing fleet camera publishes under.
 /// Writes a one-line secret readable by its owner alone (what lookout asks of its
 /// password files).
-fn write_secret(path: &std::path::Path, secret: &str) -> anyhow::Result<()> {
+pub(crate) fn write_secret(path: &std::path::Path, secret: &str) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()

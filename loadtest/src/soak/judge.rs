@@ -190,7 +190,7 @@ fn rules() -> Vec<String> {
         ),
         "alerts: every alert the gateway raised is in the center's ledger exactly once, none it did not raise".into(),
         "incidents: every scripted incident began and was alerted".into(),
-        "frames: none lost, camera → gateway (counted from the cameras' frame numbers over the whole run) or gateway → center (after warm-up)".into(),
+        "frames: none lost, camera → gateway (counted from the cameras' frame numbers over the whole run) or gateway → center (the whole run's counts, read after the drain)".into(),
         "false alerts: none raised without an incident, none twice for one".into(),
         "the gateway stops within 15 s of SIGTERM at the end".into(),
     ]
