@@ -78,34 +78,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     let detect = DetectService::start(&config, ingest.clone(), hub.clone(), detect_metrics).await?;
 
     // Devices and platforms that register over GB/T 28181.
-    let gb28181 = match &config.gateway.gb28181 {
-        Some(gb) => {
-            let gb_metrics = crate::gb28181::GbMetrics::default();
-            gb_metrics.register(&metrics);
-            let password = crate::config::read_secret(&config.resolve(&gb.password_file))
-                .map_err(|e| anyhow::anyhow!("[gateway.gb28181] password_file: {e}"))?;
-            let settings = crate::gb28181::Settings {
-                listen: gb.sip_listen,
-                id: gb.id.clone(),
-                domain: gb.domain.clone(),
-                password,
-                max_devices: gb.max_devices,
-                keepalive_timeout: std::time::Duration::from_secs(gb.keepalive_timeout_s),
-                media_ip: gb.media_ip,
-                stall_timeout: std::time::Duration::from_millis(config.gateway.stall_timeout_ms),
-            };
-            Some(
-                crate::gb28181::SipServer::start(
-                    settings,
-                    gb_metrics,
-                    ingest.clone(),
-                    shutdown.clone(),
-                )
-                .await?,
-            )
-        }
-        None => None,
-    };
+    let gb28181 = start_gb28181(&config, &metrics, &ingest, &shutdown).await?;
     let state = Arc::new(ApiState {
         gateway_id: config.gateway.id.clone(),
         started: Instant::now(),
@@ -275,4 +248,42 @@ async fn reload_on_sighup(
         detect.apply(&next.cameras).await;
         running = next;
     }
+}
+
+/// The GB/T 28181 SIP side, when `[gateway.gb28181]` is configured: it plays `ingest`'s
+/// GB/T 28181 cameras.
+async fn start_gb28181(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+    ingest: &Arc<Ingest>,
+    shutdown: &Shutdown,
+) -> anyhow::Result<Option<Arc<crate::gb28181::SipServer>>> {
+    Ok(match &config.gateway.gb28181 {
+        Some(gb) => {
+            let gb_metrics = crate::gb28181::GbMetrics::default();
+            gb_metrics.register(metrics);
+            let password = crate::config::read_secret(&config.resolve(&gb.password_file))
+                .map_err(|e| anyhow::anyhow!("[gateway.gb28181] password_file: {e}"))?;
+            let settings = crate::gb28181::Settings {
+                listen: gb.sip_listen,
+                id: gb.id.clone(),
+                domain: gb.domain.clone(),
+                password,
+                max_devices: gb.max_devices,
+                keepalive_timeout: std::time::Duration::from_secs(gb.keepalive_timeout_s),
+                media_ip: gb.media_ip,
+                stall_timeout: std::time::Duration::from_millis(config.gateway.stall_timeout_ms),
+            };
+            Some(
+                crate::gb28181::SipServer::start(
+                    settings,
+                    gb_metrics,
+                    ingest.clone(),
+                    shutdown.clone(),
+                )
+                .await?,
+            )
+        }
+        None => None,
+    })
 }

@@ -189,6 +189,79 @@ fn write_pcap(path: &Path, stream: &[u8], seconds: f64) {
     std::fs::write(path, out).expect("pcap");
 }
 
+const DEVICE: &str = "34020000001320000001";
+const CHANNEL: &str = "34020000001310000001";
+
+/// A gateway with the SIP side and one camera, channel [`CHANNEL`] of [`DEVICE`].
+fn gb_gateway(dir: &Path) -> Proc {
+    let secret = dir.join("gb-password");
+    std::fs::write(&secret, format!("{PASSWORD}\n")).expect("password");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    }
+    let config = dir.join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[gateway]\nid = \"gw\"\nhttp_listen = \"127.0.0.1:0\"\nstorage = \"{}\"\n\
+             stall_timeout_ms = 3000\n\n\
+             [gateway.gb28181]\nsip_listen = \"127.0.0.1:0\"\nid = \"{PLATFORM}\"\n\
+             domain = \"{DOMAIN}\"\npassword_file = \"{}\"\n\n\
+             [[camera]]\nid = \"bodycam-gb\"\nkind = \"bodycam\"\n\
+             gb28181 = {{ device = \"{DEVICE}\", channel = \"{CHANNEL}\" }}\n",
+            dir.join("data").display(),
+            secret.display()
+        ),
+    )
+    .expect("config");
+    Proc::start(&["run", "--config"], &config, "lookout gateway running")
+}
+
+/// The camera as `GET /api/cameras` shows it.
+fn gb_camera(gw: &Proc) -> Value {
+    gw.get("/api/cameras")["cameras"]
+        .as_array()
+        .and_then(|c| c.iter().find(|x| x["id"] == "bodycam-gb").cloned())
+        .unwrap_or(Value::Null)
+}
+
+/// SIPp as [`DEVICE`], in the background: registers and stays up (`device_play.xml`)
+/// while `answers` (its out-of-call scenario) answers the gateway's requests.
+fn spawn_device(dir: &Path, answers: &Path, sip: u16) -> std::process::Child {
+    let inf = dir.join("device.csv");
+    std::fs::write(&inf, format!("SEQUENTIAL\n{DEVICE};{PLATFORM};{DOMAIN};\n")).expect("inf");
+    Command::new("sipp")
+        .arg(format!("127.0.0.1:{sip}"))
+        .arg("-sf")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp/device_play.xml"))
+        .arg("-oocsf")
+        .arg(answers)
+        .arg("-inf")
+        .arg(&inf)
+        .args(["-au", DEVICE, "-ap", PASSWORD])
+        .args(["-i", "127.0.0.1", "-mi", "127.0.0.1", "-p"])
+        .arg(free_udp_port().to_string())
+        .args(["-m", "1", "-timeout", "30s", "-trace_err"])
+        .arg("-error_file")
+        .arg(dir.join("sipp-errors.log"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("sipp runs (Debian sip-tester; `cargo xtask setup` installs it)")
+}
+
+/// Stops SIPp; returns its error log.
+fn stop_device(dir: &Path, mut sipp: std::process::Child) -> String {
+    if let Err(e) = sipp.kill() {
+        eprintln!("sipp: {e}");
+    }
+    if let Err(e) = sipp.wait() {
+        eprintln!("sipp: {e}");
+    }
+    std::fs::read_to_string(dir.join("sipp-errors.log")).unwrap_or_default()
+}
+
 /// A configured channel is played live: SIPp is the device (registers, answers lookout's
 /// INVITE with an SDP answer, then sends PS over RTP from a capture of ffmpeg's own
 /// Program Stream of an ffmpeg clip to the port lookout offered). The camera goes live
@@ -196,12 +269,6 @@ fn write_pcap(path: &Path, stream: &[u8], seconds: f64) {
 #[test]
 fn sipp_device_channel_plays_live_video() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let secret = dir.path().join("gb-password");
-    std::fs::write(&secret, format!("{PASSWORD}\n")).expect("password");
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-    }
     // ffmpeg's PS (no PSM, 2048-byte packs) of an 8 s 640×360 25 fps H.264 clip.
     let ps = dir.path().join("clip.ps");
     let out = Command::new("ffmpeg")
@@ -235,65 +302,17 @@ fn sipp_device_channel_plays_live_video() {
     )
     .expect("scenario");
 
-    let device = "34020000001320000001";
-    let channel = "34020000001310000001";
-    let config = dir.path().join("gateway.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[gateway]\nid = \"gw\"\nhttp_listen = \"127.0.0.1:0\"\nstorage = \"{}\"\n\
-             stall_timeout_ms = 3000\n\n\
-             [gateway.gb28181]\nsip_listen = \"127.0.0.1:0\"\nid = \"{PLATFORM}\"\n\
-             domain = \"{DOMAIN}\"\npassword_file = \"{}\"\n\n\
-             [[camera]]\nid = \"bodycam-gb\"\nkind = \"bodycam\"\n\
-             gb28181 = {{ device = \"{device}\", channel = \"{channel}\" }}\n",
-            dir.path().join("data").display(),
-            secret.display()
-        ),
-    )
-    .expect("config");
-    let gw = Proc::start(&["run", "--config"], &config, "lookout gateway running");
+    let gw = gb_gateway(dir.path());
     let sip = sip_port(&gw);
-    let camera = || {
-        gw.get("/api/cameras")["cameras"]
-            .as_array()
-            .and_then(|c| c.iter().find(|x| x["id"] == "bodycam-gb").cloned())
-            .unwrap_or(Value::Null)
-    };
+    let camera = || gb_camera(&gw);
     assert_eq!(camera()["state"], "waiting", "{}", camera());
-
-    let inf = dir.path().join("device.csv");
-    std::fs::write(&inf, format!("SEQUENTIAL\n{device};{PLATFORM};{DOMAIN};\n")).expect("inf");
-    let mut sipp = Command::new("sipp")
-        .arg(format!("127.0.0.1:{sip}"))
-        .arg("-sf")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp/device_play.xml"))
-        .arg("-oocsf")
-        .arg(&answers)
-        .arg("-inf")
-        .arg(&inf)
-        .args(["-au", device, "-ap", PASSWORD])
-        .args(["-i", "127.0.0.1", "-mi", "127.0.0.1", "-p"])
-        .arg(free_udp_port().to_string())
-        .args(["-m", "1", "-timeout", "30s", "-trace_err"])
-        .arg("-error_file")
-        .arg(dir.path().join("sipp-errors.log"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("sipp runs (Debian sip-tester; `cargo xtask setup` installs it)");
+    let sipp = spawn_device(dir.path(), &answers, sip);
     let live = wait(std::time::Duration::from_secs(15), || {
         let c = camera();
         c["state"] == "live" && c["fps"].as_f64().is_some_and(|f| (f - 25.0).abs() < 2.5)
     });
     let c = camera();
-    let errors = std::fs::read_to_string(dir.path().join("sipp-errors.log")).unwrap_or_default();
-    if let Err(e) = sipp.kill() {
-        eprintln!("sipp: {e}");
-    }
-    if let Err(e) = sipp.wait() {
-        eprintln!("sipp: {e}");
-    }
+    let errors = stop_device(dir.path(), sipp);
     assert!(
         live,
         "not live at 25 fps within 15 s: {c}\nSIPp:\n{errors}\ngateway:\n{}",
@@ -310,9 +329,73 @@ fn sipp_device_channel_plays_live_video() {
     assert_eq!(c["timestamp_source"], "stream_clock", "{c}");
     assert_eq!(c["malformed_nals"], 0, "{c}");
     assert!(
-        gw.metric("lookout_gb28181_requests_total{method=\"INVITE (sent)\"}") >= 1.0,
+        gw.metric("lookout_gb28181_invites_total") >= 1.0,
         "{}",
         gw.metrics()
     );
+    gw.kill();
+}
+
+/// A device that refuses to play (every INVITE answered 486 Busy Here, from SIPp): the
+/// camera is `failed` with the SIP status in its `last_error`, the refusal is counted
+/// by status, and the gateway keeps retrying rather than giving up.
+#[test]
+fn a_refused_invite_fails_the_camera_with_the_sip_status() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gw = gb_gateway(dir.path());
+    let sip = sip_port(&gw);
+    let busy = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp/device_busy.xml");
+    let sipp = spawn_device(dir.path(), &busy, sip);
+    let failed = wait(std::time::Duration::from_secs(15), || {
+        let c = gb_camera(&gw);
+        c["state"] == "failed"
+            && c["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("486 Busy Here"))
+    });
+    let c = gb_camera(&gw);
+    let refusals = gw.metric("lookout_gb28181_invite_failed_total{status=\"486\"}");
+    // Retried with backoff: a second INVITE after the first wait (1 s, then 2 s).
+    let retried = wait(std::time::Duration::from_secs(8), || {
+        gw.metric("lookout_gb28181_invite_failed_total{status=\"486\"}") >= 2.0
+    });
+    let errors = stop_device(dir.path(), sipp);
+    assert!(
+        failed,
+        "not failed with the status: {c}\nSIPp:\n{errors}\ngateway:\n{}",
+        gw.log()
+    );
+    assert!(refusals >= 1.0, "{}", gw.metrics());
+    assert!(retried, "no second INVITE: {}", gw.log());
+    gw.kill();
+}
+
+/// A device that answers the INVITE but whose video never arrives (SIPp sends no RTP,
+/// as when a NAT or firewall drops it): after the stall timeout the gateway hangs up
+/// and INVITEs again asking for RTP over TCP, and says why.
+#[test]
+fn a_silent_udp_stream_is_asked_for_again_over_tcp() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gw = gb_gateway(dir.path());
+    let sip = sip_port(&gw);
+    let silent = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp/device_silent.xml");
+    let sipp = spawn_device(dir.path(), &silent, sip);
+    let tcp = wait(std::time::Duration::from_secs(20), || {
+        gb_camera(&gw)["transport"] == "gb28181-tcp"
+    });
+    let c = gb_camera(&gw);
+    let errors = stop_device(dir.path(), sipp);
+    assert!(
+        tcp,
+        "not asked for over TCP: {c}\nSIPp:\n{errors}\ngateway:\n{}",
+        gw.log()
+    );
+    assert!(
+        gw.logged("not one RTP packet arrived over UDP"),
+        "{}",
+        gw.log()
+    );
+    assert!(gw.logged("asking for RTP over TCP next"), "{}", gw.log());
+    assert!(gw.metric("lookout_gb28181_invites_total") >= 2.0);
     gw.kill();
 }

@@ -95,7 +95,8 @@ pub struct RelayCli {
     #[arg(long, default_value_t = 64)]
     pub cameras: usize,
     /// e.g. `towers=24,drones=16,bodycams=16,fixed=8` (overrides --cameras); a kind with
-    /// `-rtmp` pushes over RTMP, with `-gb` is a GB/T 28181 device (`drones-rtmp=8,bodycams-gb=16`).
+    /// `-rtmp` pushes over RTMP, with `-gb` is a GB/T 28181 device (`drones-rtmp=8,bodycams-gb=16`);
+    /// `platform-gb=16`: fixed cameras shared by one GB/T 28181 lower platform.
     #[arg(long)]
     pub mix: Option<String>,
     /// `full` (720p towers, drones, fixed; 480p body cameras) or `small` (half).
@@ -228,7 +229,8 @@ pub struct DetectCli {
     #[arg(long, default_value_t = 64)]
     pub cameras: usize,
     /// e.g. `towers=24,drones=16,bodycams=16,fixed=8` (overrides --cameras); a kind with
-    /// `-rtmp` pushes over RTMP, with `-gb` is a GB/T 28181 device (`drones-rtmp=8,bodycams-gb=16`).
+    /// `-rtmp` pushes over RTMP, with `-gb` is a GB/T 28181 device (`drones-rtmp=8,bodycams-gb=16`);
+    /// `platform-gb=16`: fixed cameras shared by one GB/T 28181 lower platform.
     #[arg(long)]
     pub mix: Option<String>,
     /// `full` (720p towers, drones, fixed; 480p body cameras) or `small` (half).
@@ -347,7 +349,8 @@ pub struct FleetCheckCli {
     #[arg(long, default_value_t = 64)]
     pub cameras: usize,
     /// e.g. `towers=24,drones=16,bodycams=16,fixed=8` (overrides --cameras); a kind with
-    /// `-rtmp` pushes over RTMP, with `-gb` is a GB/T 28181 device (`drones-rtmp=8,bodycams-gb=16`).
+    /// `-rtmp` pushes over RTMP, with `-gb` is a GB/T 28181 device (`drones-rtmp=8,bodycams-gb=16`);
+    /// `platform-gb=16`: fixed cameras shared by one GB/T 28181 lower platform.
     #[arg(long)]
     pub mix: Option<String>,
     /// `full` (720p towers, drones, fixed; 480p body cameras) or `small` (half).
@@ -378,7 +381,7 @@ pub struct FleetCli {
     #[arg(long)]
     pub cameras: Option<usize>,
     /// e.g. `towers=24,drones=16,bodycams=16,fixed=8`; `drones-rtmp=8` push over RTMP,
-    /// `bodycams-gb=16` are GB/T 28181 devices.
+    /// `bodycams-gb=16` are GB/T 28181 devices, `platform-gb=16` channels of one lower platform.
     #[arg(long)]
     pub mix: Option<String>,
     /// Loopback address to serve on.

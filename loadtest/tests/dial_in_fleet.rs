@@ -1,8 +1,10 @@
 //! Cameras that dial in, end to end at a size CI can afford: the fleet's RTMP
 //! publishers (one H.264, one H.265 as Enhanced RTMP `hvc1`, by the fleet's
 //! alternation) and GB/T 28181 devices (registering with digest, answering the
-//! gateway's INVITE with PS over RTP: the first over UDP, the second over TCP) beside a
-//! pulled tower, through the gateway's detection and relay to the command center.
+//! gateway's INVITE with PS over RTP: the first over UDP, the second over TCP) and a
+//! lower platform sharing three cameras by cascade (one registration, a catalog of
+//! three channels, three calls at once) beside a pulled tower, through the gateway's
+//! detection and relay to the command center.
 //! Every frame each camera sent reaches the center, none is lost on the way in, and
 //! the incidents scripted on a pushed and a GB/T 28181 camera are alerted once each.
 
@@ -15,7 +17,7 @@ fn rtmp_and_gb28181_cameras_relay_every_frame_and_alert() {
         &[
             "relay",
             "--mix",
-            "towers=1,drones-rtmp=2,fixed-gb=2",
+            "towers=1,drones-rtmp=2,fixed-gb=2,platform-gb=3",
             "--size",
             "small",
             "--duration-s",
@@ -23,14 +25,14 @@ fn rtmp_and_gb28181_cameras_relay_every_frame_and_alert() {
             "--warmup-s",
             "5",
             "--incidents",
-            "drone-rtmp-01:flood@10,fixed-gb-02:smoke@12",
+            "drone-rtmp-01:flood@10,fixed-gb-02:smoke@12,platform-gb-02:smoke@14",
             "--strict",
         ],
         dir.path(),
     );
     let setup = &r["setup"];
     assert_eq!(setup["pushed_rtmp"], 2, "{setup}");
-    assert_eq!(setup["gb28181"], 2, "{setup}");
+    assert_eq!(setup["gb28181"], 5, "{setup}");
     let frames = &r["frames"];
     assert_eq!(frames["lost"], 0, "{frames}");
     for id in [
@@ -38,6 +40,9 @@ fn rtmp_and_gb28181_cameras_relay_every_frame_and_alert() {
         "drone-rtmp-02",
         "fixed-gb-01",
         "fixed-gb-02",
+        "platform-gb-01",
+        "platform-gb-02",
+        "platform-gb-03",
     ] {
         let c = &r["cameras"][id];
         assert!(
@@ -48,7 +53,7 @@ fn rtmp_and_gb28181_cameras_relay_every_frame_and_alert() {
         assert_eq!(c["sent"], c["received_at_center"], "{id}: {c}");
     }
     let inc = &r["incidents"];
-    assert_eq!(inc["alerted"], 2, "{inc}");
+    assert_eq!(inc["alerted"], 3, "{inc}");
     assert_eq!(inc["missed"], 0, "{inc}");
     assert_eq!(inc["duplicate_alerts"], 0, "{inc}");
     let alerts = &r["alerts"];

@@ -18,6 +18,9 @@ use serde::{Deserialize, Deserializer};
 // camera kinds, ids, URLs, tokens) are `lookout_core::config`'s.
 pub use lookout_core::config::*;
 
+mod dial_in;
+pub use dial_in::*;
+
 /// RTSP transport for a camera. `auto` tries UDP and falls back to TCP.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -112,127 +115,6 @@ pub struct GatewaySection {
     /// `[gateway.gb28181]`: the SIP side GB/T 28181 devices and lower platforms
     /// register to; none when left out.
     pub gb28181: Option<Gb28181Section>,
-}
-
-/// `[gateway.gb28181]`: lookout as a GB/T 28181 upper platform.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Gb28181Section {
-    /// Address and port for SIP over UDP and TCP, e.g. `"0.0.0.0:5060"`.
-    pub sip_listen: SocketAddr,
-    /// lookout's 20-digit SIP id (devices register to `sip:ID@DOMAIN`).
-    pub id: String,
-    /// lookout's 10-digit SIP domain, also the digest realm.
-    pub domain: String,
-    /// A file holding the password devices register with (one line, ≥ 8
-    /// characters, readable by its owner only, like the API token).
-    pub password_file: PathBuf,
-    /// Devices and lower platforms known at once, at most.
-    #[serde(default = "default_gb_max_devices")]
-    pub max_devices: usize,
-    /// A device that sends no keepalive this long goes offline (3 missed keepalives
-    /// at the usual 60 s).
-    #[serde(default = "default_gb_keepalive_timeout_s")]
-    pub keepalive_timeout_s: u64,
-    /// The address devices send video to, written in lookout's INVITE offers; when left
-    /// out, `sip_listen`'s address, or (for `0.0.0.0`) the local address that routes to
-    /// the device.
-    pub media_ip: Option<std::net::IpAddr>,
-}
-
-/// `gb28181 = { device = "D", channel = "C" }` on a camera: a channel of a GB/T 28181
-/// device or lower platform registered to `[gateway.gb28181]`, played live.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GbCameraConfig {
-    /// The 20-digit id the device registers with.
-    pub device: String,
-    /// The 20-digit id of the channel in its catalog (a device with one camera often
-    /// uses its own id).
-    pub channel: String,
-    /// How the device sends RTP: `udp` (default) or `tcp` (lookout listens, the
-    /// device connects: TCP passive, RFC 4571 framing). TCP survives the loss and NAT
-    /// trouble UDP meets on cellular links.
-    #[serde(default)]
-    pub transport: GbTransport,
-}
-
-/// RTP transport a GB/T 28181 stream is asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum GbTransport {
-    /// RTP over UDP to a port lookout opens.
-    #[default]
-    Udp,
-    /// RTP over a TCP connection the device makes to a port lookout listens on.
-    Tcp,
-}
-
-fn default_gb_max_devices() -> usize {
-    1024
-}
-
-fn default_gb_keepalive_timeout_s() -> u64 {
-    180
-}
-
-/// `[gateway.rtmp]`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RtmpSection {
-    /// Address and port to listen on, e.g. `"0.0.0.0:1935"`.
-    pub listen: SocketAddr,
-}
-
-/// How a camera that dials in pushes its video.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PushProtocol {
-    /// RTMP publish (H.264; H.265 as FLV codec id 12 or Enhanced RTMP `hvc1`).
-    Rtmp,
-}
-
-/// `push = { protocol = "rtmp", key = "K" }` on a camera.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PushConfig {
-    /// How the camera pushes.
-    pub protocol: PushProtocol,
-    /// The stream key it publishes under (`rtmp://GATEWAY/live/KEY`): the pusher's
-    /// credential, so never logged. Printable ASCII without `/`, `?` or spaces, unique
-    /// among the cameras.
-    pub key: String,
-}
-
-impl std::fmt::Debug for PushConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PushConfig")
-            .field("protocol", &self.protocol)
-            .field("key", &format_args!("<{} characters>", self.key.len()))
-            .finish()
-    }
-}
-
-/// The GB/T 28181 password from its file (one line, at least 8 characters, the owner's
-/// alone).
-pub fn read_secret(path: &Path) -> Result<String, String> {
-    crate::config::token::read_secret_file(path, "GB/T 28181 password file", "password", 8)
-}
-
-/// What is wrong with a stream key, if anything.
-fn push_key_problem(key: &str) -> Option<&'static str> {
-    if key.is_empty() {
-        Some("must not be empty")
-    } else if key.len() > 128 {
-        Some("at most 128 characters")
-    } else if !key
-        .bytes()
-        .all(|b| b.is_ascii_graphic() && b != b'/' && b != b'?')
-    {
-        Some("printable ASCII only, without `/`, `?` or spaces")
-    } else {
-        None
-    }
 }
 
 fn default_http_listen() -> SocketAddr {

@@ -181,10 +181,7 @@ impl SipServer {
         };
         let answer = tokio::time::timeout(INVITE_TIMEOUT, answer).await;
         self.transactions.remove(&call_id);
-        self.metrics
-            .requests
-            .get_or_create(&vec![("method".to_string(), "INVITE (sent)".to_string())])
-            .inc();
+        self.metrics.invites.inc();
         let r = match answer {
             Ok(Some(r)) => r,
             Ok(None) | Err(_) => {

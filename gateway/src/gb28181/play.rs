@@ -7,7 +7,10 @@
 //! the answer and feeds what arrives to the camera (`rtp.rs`). It ends the call with
 //! BYE when the camera is removed or changed, when the device goes offline, or when no
 //! video came for the stall timeout, and starts over. A device that does not answer,
-//! or refuses, is retried with backoff; the SIP status is the camera's `last_error`.
+//! or refuses, is retried with backoff and the camera is `failed`, the SIP status its
+//! `last_error`. A UDP stream that brings nothing at all (a NAT or firewall dropping
+//! it, the most common trouble with cellular devices) is asked for over TCP next time,
+//! and the other way round.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -23,7 +26,14 @@ use tokio::sync::watch;
 use super::SipServer;
 use super::rtp::Receiver;
 use crate::config::GbTransport;
-use crate::ingest::{ActiveTransport, Camera, Ingest};
+use crate::ingest::{ActiveTransport, Camera, CameraState, Ingest};
+
+fn transport_name(t: GbTransport) -> &'static str {
+    match t {
+        GbTransport::Udp => "UDP",
+        GbTransport::Tcp => "TCP",
+    }
+}
 
 /// How often the set of GB/T 28181 cameras is compared with the running tasks.
 const SUPERVISE_EVERY: Duration = Duration::from_secs(1);
@@ -113,8 +123,21 @@ impl Media {
 enum Ended {
     /// lookout is stopping or the camera went away: no new call.
     Stop,
-    /// Something to retry after.
-    Retry(String),
+    /// Something to retry after: why, and what it says about the next try.
+    Retry(String, Next),
+}
+
+/// What an ended call says about the next one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    /// The device is not there, or the media port could not be opened: wait as before.
+    Wait,
+    /// The INVITE was refused or not answered: the camera is `failed`.
+    Refused,
+    /// The stream was up but not one RTP packet came: try the other transport.
+    Silent,
+    /// Video played, then stopped: start over with the shortest wait.
+    Played,
 }
 
 /// One camera's calls, one after the other, until `stop` or `shutdown`.
@@ -129,15 +152,28 @@ async fn play(
         return;
     };
     let mut wait = RETRY_FIRST;
+    let mut transport = gb.transport;
     loop {
-        let call = call(&server, &camera, &gb, &mut stop, &ssrc_serial);
+        let call = call(&server, &camera, &gb, transport, &mut stop, &ssrc_serial);
         let ended = tokio::select! {
             e = call => e,
             _ = shutdown.signalled() => Ended::Stop,
         };
         match ended {
             Ended::Stop => return,
-            Ended::Retry(why) => {
+            Ended::Retry(why, next) => {
+                match next {
+                    Next::Played => wait = RETRY_FIRST,
+                    Next::Refused => camera.health.set_state(CameraState::Failed),
+                    Next::Silent => {
+                        transport = match transport {
+                            GbTransport::Udp => GbTransport::Tcp,
+                            GbTransport::Tcp => GbTransport::Udp,
+                        };
+                        tracing::warn!(camera = %camera.id, device = %gb.device, "no RTP at all; asking for RTP over {} next", transport_name(transport));
+                    }
+                    Next::Wait => {}
+                }
                 tracing::warn!(camera = %camera.id, device = %gb.device, channel = %gb.channel, stage = "gb28181", "{why}; again in {} s", wait.as_secs());
                 camera.health.set_last_error(Some(why));
             }
@@ -156,6 +192,7 @@ async fn call(
     server: &Arc<SipServer>,
     camera: &Arc<Camera>,
     gb: &crate::config::GbCameraConfig,
+    transport: GbTransport,
     stop: &mut watch::Receiver<bool>,
     ssrc_serial: &AtomicU32,
 ) -> Ended {
@@ -170,6 +207,7 @@ async fn call(
         }
         if !logged {
             logged = true;
+            camera.health.set_state(CameraState::Waiting);
             camera.health.set_last_error(Some(format!(
                 "GB/T 28181 device {} is not registered (or offline)",
                 gb.device
@@ -181,42 +219,51 @@ async fn call(
         }
     };
     let ip = server.media_ip(device_addr);
-    let (media, port) = match Media::open(ip, gb.transport).await {
+    let (media, port) = match Media::open(ip, transport).await {
         Ok(m) => m,
-        Err(e) => return Ended::Retry(format!("no media port on {ip}: {e}")),
+        Err(e) => return Ended::Retry(format!("no media port on {ip}: {e}"), Next::Wait),
     };
     let ssrc = server.ssrc(ssrc_serial.fetch_add(1, Relaxed) % 10_000);
     let dialog = match server
-        .invite(&gb.device, &gb.channel, ip, port, gb.transport, &ssrc)
+        .invite(&gb.device, &gb.channel, ip, port, transport, &ssrc)
         .await
     {
         Ok(d) => d,
-        Err(why) => return Ended::Retry(why),
+        Err(why) => return Ended::Retry(why, Next::Refused),
     };
     let session = camera.next_session();
     if session > 1 {
         camera.health.reconnects.fetch_add(1, Relaxed);
     }
-    camera.health.set_transport(match gb.transport {
+    camera.health.set_transport(match transport {
         GbTransport::Udp => ActiveTransport::GbUdp,
         GbTransport::Tcp => ActiveTransport::GbTcp,
     });
-    let transport = match gb.transport {
-        GbTransport::Udp => "udp",
-        GbTransport::Tcp => "tcp",
-    };
-    tracing::info!(camera = %camera.id, device = %gb.device, channel = %gb.channel, %ssrc, port, transport, session, "GB/T 28181 stream playing");
+    tracing::info!(camera = %camera.id, device = %gb.device, channel = %gb.channel, %ssrc, port, transport = transport_name(transport), session, "GB/T 28181 stream playing");
     let mut receiver = Receiver::new(camera.clone(), session);
     let stall = server.stall_timeout();
     let mut bye = dialog.bye.clone();
     let receiving = receive(media, &mut receiver, stall);
     let ended = tokio::select! {
-        why = receiving => Ended::Retry(why),
-        _ = bye.wait_for(|b| *b) => Ended::Retry("the device ended the stream (BYE)".into()),
+        why = receiving => Ended::Retry(why, Next::Played),
+        _ = bye.wait_for(|b| *b) => Ended::Retry("the device ended the stream (BYE)".into(), Next::Played),
         _ = stop.wait_for(|s| *s) => Ended::Stop,
-        _ = server.wait_offline(&gb.device) => Ended::Retry(format!("device {} went offline", gb.device)),
+        _ = server.wait_offline(&gb.device) => Ended::Retry(format!("device {} went offline", gb.device), Next::Wait),
     };
     let s = receiver.stats;
+    // Nothing at all arrived: the transport, not the device, is the likelier trouble.
+    let ended = match ended {
+        Ended::Retry(why, Next::Played) if s.packets + s.malformed + s.foreign + s.late == 0 => {
+            Ended::Retry(
+                format!(
+                    "{why}; not one RTP packet arrived over {}",
+                    transport_name(transport)
+                ),
+                Next::Silent,
+            )
+        }
+        e => e,
+    };
     tracing::info!(camera = %camera.id, packets = s.packets, lost = s.lost, late = s.late, foreign_ssrc = s.foreign, malformed = s.malformed, "GB/T 28181 stream ended");
     if !*dialog.bye.borrow() {
         server.bye(&dialog).await;

@@ -1,12 +1,15 @@
 //! Fleet cameras that are GB/T 28181 devices, as body cameras and deployable PTZ
-//! cameras on 4G/5G are: each has a device thread that registers to the gateway's SIP
-//! side (`REGISTER`, the 401 digest challenge answered with the fleet's password),
-//! keeps alive, answers the catalog query with its one channel, and answers the
-//! gateway's `INVITE` by sending the camera's access units (stamped like every fleet
-//! frame) as MPEG-2 Program Stream over RTP, to the UDP port the offer names or over a
-//! TCP connection to it (RFC 4571) when the offer says `TCP/RTP/AVP`. `BYE` stops the
-//! video. The feeder thread hands frames over a small bounded queue and never waits;
-//! frames with no stream up, or that the queue has no room for, are dropped and counted.
+//! cameras on 4G/5G are, or channels of a lower platform, as a department's video
+//! platform shares its cameras by cascade. Each device (or platform) has a thread that
+//! registers to the gateway's SIP side (`REGISTER`, the 401 digest challenge answered
+//! with the fleet's password), keeps alive, answers the catalog query with its channels
+//! (a platform's in several messages of at most 16, as platforms send them), and
+//! answers the gateway's `INVITE` for a channel by sending that camera's access units
+//! (stamped like every fleet frame) as MPEG-2 Program Stream over RTP, to the UDP port
+//! the offer names or over a TCP connection to it (RFC 4571) when the offer says
+//! `TCP/RTP/AVP`. `BYE` stops that channel's video. The feeder thread hands frames over
+//! a small bounded queue and never waits; frames with no stream up, or that the queue
+//! has no room for, are dropped and counted.
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
@@ -47,6 +50,17 @@ pub fn channel_id(n: usize) -> String {
     format!("340200000013100{:05}", n % 100_000)
 }
 
+/// The fleet's lower platform's id (type 200: a platform).
+pub const LOWER_PLATFORM_ID: &str = "34020000002000000002";
+
+/// The id of the lower platform's channel `n` (type 131, a range of its own).
+pub fn platform_channel_id(n: usize) -> String {
+    format!("340200000013101{:05}", n % 100_000)
+}
+
+/// Catalog items per `MESSAGE`, at most (platforms split large catalogs).
+const CATALOG_ITEMS_PER_MESSAGE: usize = 16;
+
 /// One frame for the device thread.
 struct Frame {
     data: Bytes,
@@ -54,12 +68,12 @@ struct Frame {
     pts_90k: u64,
 }
 
-/// A fleet camera's GB/T 28181 device.
+/// A fleet GB/T 28181 device, or lower platform, and its channels.
 pub struct GbDevice {
-    tx: SyncSender<Frame>,
+    tx: SyncSender<(usize, Frame)>,
     started: Instant,
-    /// Set while a stream is up (INVITE answered, no BYE since).
-    pub streaming: Arc<AtomicBool>,
+    /// Per channel, set while a stream is up (INVITE answered, no BYE since).
+    pub streaming: Vec<Arc<AtomicBool>>,
     /// Frames dropped because no stream was up or the queue was full.
     pub dropped: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
@@ -67,8 +81,9 @@ pub struct GbDevice {
 }
 
 impl GbDevice {
-    /// Starts device number `n` of the fleet, registering to `gateway` (SIP over UDP);
-    /// `restart_at_keyframe` is set on every INVITE so the stream opens on a keyframe.
+    /// Starts device number `n` of the fleet, one camera, registering to `gateway`
+    /// (SIP over UDP); `restart_at_keyframe` is set on every INVITE so the stream opens
+    /// on a keyframe.
     pub fn start(
         camera: &str,
         gateway: SocketAddr,
@@ -76,23 +91,46 @@ impl GbDevice {
         codec: Codec,
         restart_at_keyframe: Arc<AtomicBool>,
     ) -> anyhow::Result<GbDevice> {
+        let channel = Channel::new(channel_id(n), camera, codec, restart_at_keyframe);
+        GbDevice::spawn(camera, gateway, device_id(n), vec![channel])
+    }
+
+    /// Starts the fleet's lower platform with `cameras` (id, codec, restart flag) as its
+    /// channels 1, 2, …
+    pub fn start_platform(
+        gateway: SocketAddr,
+        cameras: Vec<(String, Codec, Arc<AtomicBool>)>,
+    ) -> anyhow::Result<GbDevice> {
+        let channels = cameras
+            .into_iter()
+            .enumerate()
+            .map(|(i, (camera, codec, restart))| {
+                Channel::new(platform_channel_id(i + 1), &camera, codec, restart)
+            })
+            .collect();
+        GbDevice::spawn("platform", gateway, LOWER_PLATFORM_ID.to_string(), channels)
+    }
+
+    fn spawn(
+        name: &str,
+        gateway: SocketAddr,
+        device: String,
+        channels: Vec<Channel>,
+    ) -> anyhow::Result<GbDevice> {
         let sock = UdpSocket::bind(SocketAddr::new(gateway.ip(), 0))?;
         sock.set_nonblocking(true)?;
         let local = sock.local_addr()?;
-        let (tx, rx) = std::sync::mpsc::sync_channel(QUEUED);
-        let streaming = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = std::sync::mpsc::sync_channel(QUEUED * channels.len().max(1));
+        let streaming = channels.iter().map(|c| c.streaming.clone()).collect();
         let dropped = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let mut worker = Worker {
-            camera: camera.to_string(),
+            name: name.to_string(),
             gateway,
             local,
             sock,
-            device: device_id(n),
-            channel: channel_id(n),
-            codec,
-            restart_at_keyframe,
-            streaming: streaming.clone(),
+            device,
+            channels,
             stop: stop.clone(),
             cseq: 1,
             tag: format!("{:08x}", unique()),
@@ -100,11 +138,10 @@ impl GbDevice {
             registered: false,
             next_register: Instant::now(),
             next_keepalive: Instant::now(),
-            media: None,
             logged: false,
         };
         let thread = std::thread::Builder::new()
-            .name(format!("gb-{camera}"))
+            .name(format!("gb-{name}"))
             .spawn(move || worker.run(&rx))?;
         Ok(GbDevice {
             tx,
@@ -117,17 +154,24 @@ impl GbDevice {
     }
 
     /// Hands one frame over; never waits. `false` when it was dropped.
-    pub fn push(&self, data: Bytes, keyframe: bool) -> bool {
-        if !self.streaming.load(Ordering::Relaxed) {
+    pub fn push(&self, channel: usize, data: Bytes, keyframe: bool) -> bool {
+        if !self
+            .streaming
+            .get(channel)
+            .is_some_and(|s| s.load(Ordering::Relaxed))
+        {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return false;
         }
         let pts_90k = (self.started.elapsed().as_micros() as u64) * 9 / 100;
-        match self.tx.try_send(Frame {
-            data,
-            keyframe,
-            pts_90k,
-        }) {
+        match self.tx.try_send((
+            channel,
+            Frame {
+                data,
+                keyframe,
+                pts_90k,
+            },
+        )) {
             Ok(()) => true,
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -166,16 +210,42 @@ struct Media {
     seq: u16,
 }
 
-struct Worker {
+/// One channel: a camera of the device or platform.
+struct Channel {
+    id: String,
     camera: String,
+    codec: Codec,
+    restart_at_keyframe: Arc<AtomicBool>,
+    streaming: Arc<AtomicBool>,
+    media: Option<Media>,
+}
+
+impl Channel {
+    fn new(id: String, camera: &str, codec: Codec, restart: Arc<AtomicBool>) -> Channel {
+        Channel {
+            id,
+            camera: camera.to_string(),
+            codec,
+            restart_at_keyframe: restart,
+            streaming: Arc::new(AtomicBool::new(false)),
+            media: None,
+        }
+    }
+
+    fn stop(&mut self) {
+        self.media = None;
+        self.streaming.store(false, Ordering::Relaxed);
+    }
+}
+
+struct Worker {
+    /// The camera (or `platform`) for messages.
+    name: String,
     gateway: SocketAddr,
     local: SocketAddr,
     sock: UdpSocket,
     device: String,
-    channel: String,
-    codec: Codec,
-    restart_at_keyframe: Arc<AtomicBool>,
-    streaming: Arc<AtomicBool>,
+    channels: Vec<Channel>,
     stop: Arc<AtomicBool>,
     cseq: u32,
     tag: String,
@@ -183,18 +253,17 @@ struct Worker {
     registered: bool,
     next_register: Instant,
     next_keepalive: Instant,
-    media: Option<Media>,
     /// A problem was logged already (once per device).
     logged: bool,
 }
 
 impl Worker {
-    fn run(&mut self, rx: &Receiver<Frame>) {
+    fn run(&mut self, rx: &Receiver<(usize, Frame)>) {
         let mut buf = vec![0u8; 65_535];
         while !self.stop.load(Ordering::Relaxed) {
             // Frames first: forwarded the moment they come.
             match rx.recv_timeout(Duration::from_millis(5)) {
-                Ok(f) => self.frame(f),
+                Ok((channel, f)) => self.frame(channel, f),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
@@ -219,15 +288,17 @@ impl Worker {
                 self.next_keepalive = now + KEEPALIVE_EVERY;
             }
         }
-        if let Some(m) = self.media.take() {
-            self.bye(&m);
+        for i in 0..self.channels.len() {
+            if let Some(m) = self.channels[i].media.take() {
+                self.bye(&m);
+            }
         }
     }
 
     fn problem(&mut self, why: &str) {
         if !self.logged {
             self.logged = true;
-            eprintln!("fleet: {} GB/T 28181: {why}", self.camera);
+            eprintln!("fleet: {} GB/T 28181: {why}", self.name);
         }
     }
 
@@ -359,26 +430,21 @@ impl Worker {
                     let body = String::from_utf8_lossy(&m.body).to_string();
                     if body.contains("<Query>") && body.contains("Catalog") {
                         let sn = between(&body, "<SN>", "</SN>").unwrap_or("1").to_string();
-                        let catalog = format!(
-                            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\r\n<Response>\r\n<CmdType>Catalog</CmdType>\r\n<SN>{sn}</SN>\r\n<DeviceID>{dev}</DeviceID>\r\n<SumNum>1</SumNum>\r\n<DeviceList Num=\"1\">\r\n<Item>\r\n<DeviceID>{ch}</DeviceID>\r\n<Name>{name}</Name>\r\n<Manufacturer>lookout-loadtest</Manufacturer>\r\n<Model>fleet</Model>\r\n<Status>ON</Status>\r\n<ParentID>{dev}</ParentID>\r\n</Item>\r\n</DeviceList>\r\n</Response>\r\n",
-                            dev = self.device,
-                            ch = self.channel,
-                            name = self.camera
-                        );
-                        self.message(catalog);
+                        self.catalog(&sn);
                     }
                 }
                 "INVITE" => self.invite(&m),
                 "BYE" => {
                     let ok = self.answer(&m, 200, "OK");
                     self.send(&ok);
-                    if self
-                        .media
-                        .as_ref()
-                        .is_some_and(|md| Some(md.call_id.as_str()) == m.header("Call-ID"))
-                    {
-                        self.media = None;
-                        self.streaming.store(false, Ordering::Relaxed);
+                    let call = m.header("Call-ID");
+                    for c in &mut self.channels {
+                        if c.media
+                            .as_ref()
+                            .is_some_and(|md| Some(md.call_id.as_str()) == call)
+                        {
+                            c.stop();
+                        }
                     }
                 }
                 "ACK" => {}
@@ -392,6 +458,22 @@ impl Worker {
 
     /// The gateway's INVITE: answer, and send the stream where the offer says.
     fn invite(&mut self, m: &Message) {
+        // The channel is the Request-URI's user part.
+        let wanted = match &m.start {
+            StartLine::Request { uri, .. } => uri
+                .strip_prefix("sip:")
+                .and_then(|u| u.split('@').next())
+                .unwrap_or("")
+                .to_string(),
+            StartLine::Response { .. } => String::new(),
+        };
+        let Some(ch) = self.channels.iter().position(|c| c.id == wanted) else {
+            let r = self.answer(m, 404, "Not Found");
+            self.send(&r);
+            return self.problem(&format!(
+                "an INVITE for channel {wanted}, which is not ours"
+            ));
+        };
         let sdp = String::from_utf8_lossy(&m.body).to_string();
         let ip = sdp
             .lines()
@@ -451,14 +533,15 @@ impl Worker {
             .with("Content-Type", "application/sdp");
         ok.body = Bytes::from(answer_sdp);
         self.send(&ok);
-        self.media = Some(Media {
+        let c = &mut self.channels[ch];
+        c.media = Some(Media {
             out,
             call_id: m.header("Call-ID").unwrap_or_default().to_string(),
             ssrc: ssrc_text.parse().unwrap_or(1),
             seq: 0,
         });
-        self.restart_at_keyframe.store(true, Ordering::SeqCst);
-        self.streaming.store(true, Ordering::Relaxed);
+        c.restart_at_keyframe.store(true, Ordering::SeqCst);
+        c.streaming.store(true, Ordering::Relaxed);
     }
 
     fn bye(&mut self, media: &Media) {
@@ -469,10 +552,37 @@ impl Worker {
         self.send(&m);
     }
 
-    /// One access unit as PS over RTP.
-    fn frame(&mut self, f: Frame) {
-        let codec = self.codec;
-        let Some(media) = self.media.as_mut() else {
+    /// The catalog, in messages of at most [`CATALOG_ITEMS_PER_MESSAGE`] items.
+    fn catalog(&mut self, sn: &str) {
+        let total = self.channels.len();
+        let items: Vec<String> = self
+            .channels
+            .iter()
+            .map(|c| {
+                format!(
+                    "<Item>\r\n<DeviceID>{}</DeviceID>\r\n<Name>{}</Name>\r\n<Manufacturer>lookout-loadtest</Manufacturer>\r\n<Model>fleet</Model>\r\n<Status>ON</Status>\r\n<ParentID>{}</ParentID>\r\n</Item>\r\n",
+                    c.id, c.camera, self.device
+                )
+            })
+            .collect();
+        for part in items.chunks(CATALOG_ITEMS_PER_MESSAGE) {
+            let body = format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\r\n<Response>\r\n<CmdType>Catalog</CmdType>\r\n<SN>{sn}</SN>\r\n<DeviceID>{}</DeviceID>\r\n<SumNum>{total}</SumNum>\r\n<DeviceList Num=\"{}\">\r\n{}</DeviceList>\r\n</Response>\r\n",
+                self.device,
+                part.len(),
+                part.concat()
+            );
+            self.message(body);
+        }
+    }
+
+    /// One access unit of channel `ch` as PS over RTP.
+    fn frame(&mut self, ch: usize, f: Frame) {
+        let Some(c) = self.channels.get_mut(ch) else {
+            return;
+        };
+        let codec = c.codec;
+        let Some(media) = c.media.as_mut() else {
             return;
         };
         let ps = lookout_codecs::ps::mux_frame(codec, &f.data, f.pts_90k, f.keyframe, 60_000);
@@ -502,8 +612,7 @@ impl Worker {
             }
         }
         if let Some(e) = failed {
-            self.media = None;
-            self.streaming.store(false, Ordering::Relaxed);
+            c.stop();
             self.problem(&format!("sending RTP: {e}"));
         }
     }

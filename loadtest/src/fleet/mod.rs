@@ -138,6 +138,16 @@ pub fn plan(mix: &Mix, size: Size, bframes: bool) -> Vec<(String, Profile)> {
             out.push((format!("{}-gb-{:02}", kind.as_str(), i + 1), p));
         }
     }
+    // A department's platform shares fixed cameras (traffic, water, forestry).
+    let fixed = mix.rtsp.get(&Kind::Fixed).copied().unwrap_or(0)
+        + mix.rtmp.get(&Kind::Fixed).copied().unwrap_or(0)
+        + mix.gb.get(&Kind::Fixed).copied().unwrap_or(0);
+    for i in 0..mix.platform {
+        let mut p = Profile::for_kind(Kind::Fixed, size, fixed + i);
+        p.bframes = bframes && p.codec == lookout_codecs::Codec::H264;
+        p.gb_platform = true;
+        out.push((format!("platform-gb-{:02}", i + 1), p));
+    }
     out
 }
 
@@ -201,13 +211,27 @@ pub fn run(args: FleetArgs) -> anyhow::Result<Summary> {
     };
     // GB/T 28181 devices register to the gateway's SIP side on a port chosen here; they
     // register again until it answers. Every other one asks for RTP over TCP.
-    let gb_port = if cameras.iter().any(|c| c.profile.gb28181) {
+    let gb_port = if cameras
+        .iter()
+        .any(|c| c.profile.gb28181 || c.profile.gb_platform)
+    {
         let port = match args.sip_port {
             0 => std::net::UdpSocket::bind((ip, 0))?.local_addr()?.port(),
             p => p,
         };
         for (i, c) in cameras.iter().filter(|c| c.profile.gb28181).enumerate() {
             c.start_gb28181(std::net::SocketAddr::new(ip, port), i + 1)?;
+        }
+        let members: Vec<&Arc<SimCamera>> =
+            cameras.iter().filter(|c| c.profile.gb_platform).collect();
+        if !members.is_empty() {
+            let platform = Arc::new(gb28181::GbDevice::start_platform(
+                std::net::SocketAddr::new(ip, port),
+                members.iter().map(|c| c.platform_entry()).collect(),
+            )?);
+            for (i, c) in members.iter().enumerate() {
+                c.join_platform(platform.clone(), i)?;
+            }
         }
         Some(port)
     } else {
@@ -462,6 +486,7 @@ fn gateway_config(
         );
     }
     let mut gb_n = 0;
+    let mut platform_n = 0;
     let userinfo = args.auth.as_ref().map(|(u, p)| (u.clone(), p.clone()));
     for (i, c) in cameras.iter().enumerate() {
         // Cameras laid out on a grid over a county-sized area.
@@ -470,7 +495,15 @@ fn gateway_config(
         putln!(s, "[[camera]]");
         putln!(s, "id = \"{}\"", c.id);
         putln!(s, "kind = \"{}\"", c.profile.kind.as_str());
-        if c.profile.gb28181 {
+        if c.profile.gb_platform {
+            platform_n += 1;
+            putln!(
+                s,
+                "gb28181 = {{ device = \"{}\", channel = \"{}\" }}",
+                gb28181::LOWER_PLATFORM_ID,
+                gb28181::platform_channel_id(platform_n)
+            );
+        } else if c.profile.gb28181 {
             gb_n += 1;
             let transport = if gb_n % 2 == 0 {
                 ", transport = \"tcp\""

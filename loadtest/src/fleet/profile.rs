@@ -84,6 +84,9 @@ pub struct Profile {
     /// The camera is a GB/T 28181 device (`kind-gb` in `--mix`): it registers to the
     /// gateway and sends PS over RTP when INVITEd, instead of being served over RTSP.
     pub gb28181: bool,
+    /// The camera is a channel of the fleet's GB/T 28181 lower platform
+    /// (`platform-gb=N` in `--mix`).
+    pub gb_platform: bool,
 }
 
 /// Picture sizes: `full` is what the named profiles promise; `small` keeps a
@@ -131,6 +134,7 @@ impl Profile {
                 bframes: false,
                 push_rtmp: false,
                 gb28181: false,
+                gb_platform: false,
             },
             Kind::Drone => Profile {
                 kind,
@@ -148,6 +152,7 @@ impl Profile {
                 bframes: false,
                 push_rtmp: false,
                 gb28181: false,
+                gb_platform: false,
             },
             // Every third body camera runs at 15 fps, the rest at 25.
             Kind::Bodycam => Profile {
@@ -166,6 +171,7 @@ impl Profile {
                 bframes: false,
                 push_rtmp: false,
                 gb28181: false,
+                gb_platform: false,
             },
             // Every other fixed camera is H.265, as road cameras often are.
             Kind::Fixed => Profile {
@@ -188,6 +194,7 @@ impl Profile {
                 bframes: false,
                 push_rtmp: false,
                 gb28181: false,
+                gb_platform: false,
             },
         }
     }
@@ -202,6 +209,8 @@ pub struct Mix {
     pub rtmp: BTreeMap<Kind, usize>,
     /// GB/T 28181 devices (`bodycams-gb=16`), per kind.
     pub gb: BTreeMap<Kind, usize>,
+    /// Fixed cameras shared by one GB/T 28181 lower platform (`platform-gb=16`).
+    pub platform: usize,
 }
 
 impl Mix {
@@ -212,6 +221,7 @@ impl Mix {
         let mut m = BTreeMap::new();
         let mut rtmp = BTreeMap::new();
         let mut gb = BTreeMap::new();
+        let mut platform = 0;
         match spec {
             Some(spec) if !spec.trim().is_empty() => {
                 for part in spec.split(',') {
@@ -219,6 +229,13 @@ impl Mix {
                         .split_once('=')
                         .with_context(|| format!("--mix `{part}`: expected kind=count"))?;
                     let k = k.trim();
+                    if k == "platform-gb" {
+                        platform += n
+                            .trim()
+                            .parse::<usize>()
+                            .with_context(|| format!("--mix `{part}`: `{n}` is not a count"))?;
+                        continue;
+                    }
                     let (k, via) = if let Some(k) = k.strip_suffix("-rtmp") {
                         (k, 1)
                     } else if let Some(k) = k.strip_suffix("-gb") {
@@ -245,7 +262,8 @@ impl Mix {
                 }
                 let sum: usize = m.values().sum::<usize>()
                     + rtmp.values().sum::<usize>()
-                    + gb.values().sum::<usize>();
+                    + gb.values().sum::<usize>()
+                    + platform;
                 if total != 0 && sum != total {
                     bail!("--mix adds up to {sum} cameras but --cameras is {total}");
                 }
@@ -279,7 +297,12 @@ impl Mix {
         m.retain(|_, n| *n > 0);
         rtmp.retain(|_, n| *n > 0);
         gb.retain(|_, n| *n > 0);
-        Ok(Mix { rtsp: m, rtmp, gb })
+        Ok(Mix {
+            rtsp: m,
+            rtmp,
+            gb,
+            platform,
+        })
     }
 
     /// Cameras in all.
@@ -287,6 +310,7 @@ impl Mix {
         self.rtsp.values().sum::<usize>()
             + self.rtmp.values().sum::<usize>()
             + self.gb.values().sum::<usize>()
+            + self.platform
     }
 }
 
@@ -308,6 +332,8 @@ mod tests {
         assert!(Mix::parse(3, Some("boats-rtmp=3")).is_err());
         let gb = Mix::parse(5, Some("towers=1,bodycams-gb=3,drones-rtmp=1")).expect("mix");
         assert_eq!(gb.gb[&Kind::Bodycam], 3);
+        let p = Mix::parse(6, Some("towers=2,platform-gb=4")).expect("mix");
+        assert_eq!((p.platform, p.total()), (4, 6));
         assert_eq!(gb.total(), 5);
         assert!(Mix::parse(11, Some("towers=4")).is_err());
         assert!(Mix::parse(4, Some("boats=4")).is_err());

@@ -52,6 +52,8 @@ pub enum DialIn {
     Rtmp(super::rtmp::Publisher),
     /// A GB/T 28181 device, streaming while INVITEd.
     Gb(super::gb28181::GbDevice),
+    /// Channel `.1` of the fleet's GB/T 28181 lower platform.
+    GbChannel(Arc<super::gb28181::GbDevice>, usize),
 }
 
 impl DialIn {
@@ -59,7 +61,8 @@ impl DialIn {
     fn push(&self, data: bytes::Bytes, keyframe: bool) -> bool {
         match self {
             DialIn::Rtmp(p) => p.push(data, keyframe),
-            DialIn::Gb(d) => d.push(data, keyframe),
+            DialIn::Gb(d) => d.push(0, data, keyframe),
+            DialIn::GbChannel(p, ch) => p.push(*ch, data, keyframe),
         }
     }
 }
@@ -129,6 +132,31 @@ impl SimCamera {
             anyhow::bail!("camera {}: RTMP publisher started twice", self.id);
         }
         Ok(())
+    }
+
+    /// Makes this camera channel `channel` of the fleet's lower platform `platform`.
+    pub fn join_platform(
+        &self,
+        platform: Arc<super::gb28181::GbDevice>,
+        channel: usize,
+    ) -> anyhow::Result<()> {
+        if self
+            .publisher
+            .set(DialIn::GbChannel(platform, channel))
+            .is_err()
+        {
+            anyhow::bail!("camera {}: dial-in started twice", self.id);
+        }
+        Ok(())
+    }
+
+    /// What `start_platform` needs of this camera: its id, codec and restart flag.
+    pub fn platform_entry(&self) -> (String, lookout_codecs::Codec, Arc<AtomicBool>) {
+        (
+            self.id.clone(),
+            self.profile.codec,
+            self.restart_at_keyframe.clone(),
+        )
     }
 
     /// Starts this camera as the fleet's GB/T 28181 device number `n`, registering to

@@ -148,6 +148,9 @@ pub struct Setup {
     pub detector: Option<String>,
     /// How long the fleet played, warm-up included, s.
     pub duration_s: f64,
+    /// How many cameras are GB/T 28181 channels the gateway INVITEs (`bodycams-gb=N`,
+    /// `platform-gb=N`). Fields are in alphabetical order, as the JSON always was.
+    pub gb28181: usize,
     /// The link's profile name (`loopback`, `cellular`, …).
     pub link: String,
     /// What the link emulator did to traffic, or `"loopback"` without one.
@@ -158,8 +161,6 @@ pub struct Setup {
     /// How many of them push to the gateway over RTMP (`drones-rtmp=N` in `--mix`)
     /// instead of being pulled over RTSP.
     pub pushed_rtmp: usize,
-    /// How many of them are GB/T 28181 devices the gateway INVITEs (`bodycams-gb=N`).
-    pub gb28181: usize,
     /// The gateway's sampling for detection: always `keyframes`.
     pub sampling: &'static str,
     /// The fleet's picture size, `full` or `small`.

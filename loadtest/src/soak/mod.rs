@@ -68,7 +68,8 @@ pub struct SoakArgs {
     #[arg(long, default_value_t = 64)]
     pub cameras: usize,
     /// e.g. `towers=24,drones=16,bodycams=16,fixed=8` (overrides --cameras); a kind with
-    /// `-rtmp` pushes over RTMP, with `-gb` is a GB/T 28181 device (`drones-rtmp=8,bodycams-gb=16`).
+    /// `-rtmp` pushes over RTMP, with `-gb` is a GB/T 28181 device (`drones-rtmp=8,bodycams-gb=16`);
+    /// `platform-gb=16`: fixed cameras shared by one GB/T 28181 lower platform.
     #[arg(long)]
     pub mix: Option<String>,
     /// `full` (720p towers, drones, fixed; 480p body cameras) or `small` (half).
