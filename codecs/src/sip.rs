@@ -122,6 +122,29 @@ impl Message {
         }
     }
 
+    /// The answer `code reason` to the request `req` (RFC 3261 §8.2.6.2): its Via
+    /// headers, From, Call-ID and CSeq, and its To with `to_tag` added when it has none.
+    pub fn reply(req: &Message, code: u16, reason: &str, to_tag: &str) -> Message {
+        let mut r = Message::response(code, reason);
+        for v in req.headers_named("Via") {
+            r = r.with("Via", v);
+        }
+        for name in ["From", "Call-ID", "CSeq"] {
+            if let Some(v) = req.header(name) {
+                r = r.with(name, v);
+            }
+        }
+        if let Some(to) = req.header("To") {
+            let to = if to.contains(";tag=") {
+                to.to_string()
+            } else {
+                format!("{to};tag={to_tag}")
+            };
+            r = r.with("To", to);
+        }
+        r
+    }
+
     /// Adds a header (builder style).
     pub fn with(mut self, name: &str, value: impl Into<String>) -> Message {
         self.headers.push((name.to_string(), value.into()));
@@ -370,6 +393,36 @@ pub fn digest_params(value: &str) -> Option<Vec<(String, String)>> {
     Some(out)
 }
 
+/// Lower-case hex MD5 of `s`.
+pub fn md5_hex(s: &str) -> String {
+    use md5::{Digest, Md5};
+    Md5::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The digest `response` a client holding `password` computes (RFC 2617 §3.2.2.1),
+/// with `qop` = (nc, cnonce, qop) or without: what the platform checks and a device
+/// sends.
+#[allow(clippy::too_many_arguments)]
+pub fn digest_response(
+    username: &str,
+    realm: &str,
+    password: &str,
+    method: &str,
+    uri: &str,
+    nonce: &str,
+    qop: Option<(&str, &str, &str)>,
+) -> String {
+    let ha1 = md5_hex(&format!("{username}:{realm}:{password}"));
+    let ha2 = md5_hex(&format!("{method}:{uri}"));
+    match qop {
+        Some((nc, cnonce, qop)) => md5_hex(&format!("{ha1}:{nonce}:{nc}:{cnonce}:{qop}:{ha2}")),
+        None => md5_hex(&format!("{ha1}:{nonce}:{ha2}")),
+    }
+}
+
 /// A GB/T 28181 id (device, channel, platform): 20 decimal digits.
 pub fn valid_gb_id(id: &str) -> bool {
     id.len() == 20 && id.bytes().all(|b| b.is_ascii_digit())
@@ -378,6 +431,28 @@ pub fn valid_gb_id(id: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reply_carries_the_requests_transaction_and_tags_its_to() {
+        let req = Message::request("MESSAGE", "sip:a@b")
+            .with("Via", "SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1")
+            .with("Via", "SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bK2")
+            .with("From", "<sip:d@b>;tag=x")
+            .with("To", "<sip:a@b>")
+            .with("Call-ID", "c1")
+            .with("CSeq", "7 MESSAGE");
+        let r = Message::reply(&req, 200, "OK", "t9");
+        assert_eq!(r.headers_named("Via").count(), 2);
+        assert_eq!(r.header("To"), Some("<sip:a@b>;tag=t9"));
+        assert_eq!(r.cseq(), Some((7, "MESSAGE")));
+        // In a dialog the To has its tag already: kept.
+        let in_dialog = Message::request("BYE", "sip:a@b")
+            .with("Via", "SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK3")
+            .with("To", "<sip:a@b>;tag=old")
+            .with("CSeq", "8 BYE");
+        let r = Message::reply(&in_dialog, 200, "OK", "t9");
+        assert_eq!(r.header("To"), Some("<sip:a@b>;tag=old"));
+    }
 
     const REGISTER: &str = "REGISTER sip:34020000002000000001@3402000000 SIP/2.0\r\n\
         Via: SIP/2.0/UDP 192.168.1.64:5060;rport;branch=z9hG4bK1371463273\r\n\

@@ -516,22 +516,23 @@ pub(crate) fn camera_ids(config: &std::path::Path) -> Vec<String> {
 
 /// Cameras per kind in a gateway configuration (every kind, 0 for one it
 /// lacks), as the reports' `setup.mix` writes them.
-/// How many cameras in the gateway configuration `gw_config` push over RTMP.
-pub(crate) fn pushed_rtmp_count(gw_config: &std::path::Path) -> usize {
+/// How many lines of the gateway configuration `gw_config` begin with `prefix`.
+fn lines_starting(gw_config: &std::path::Path, prefix: &str) -> usize {
     std::fs::read_to_string(gw_config)
         .unwrap_or_default()
         .lines()
-        .filter(|l| l.trim().starts_with("push = { protocol = \"rtmp\""))
+        .filter(|l| l.trim().starts_with(prefix))
         .count()
+}
+
+/// How many cameras in the gateway configuration `gw_config` push over RTMP.
+pub(crate) fn pushed_rtmp_count(gw_config: &std::path::Path) -> usize {
+    lines_starting(gw_config, "push = { protocol = \"rtmp\"")
 }
 
 /// How many cameras in the gateway configuration `gw_config` are GB/T 28181 channels.
 pub(crate) fn gb28181_count(gw_config: &std::path::Path) -> usize {
-    std::fs::read_to_string(gw_config)
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.trim().starts_with("gb28181 = {"))
-        .count()
+    lines_starting(gw_config, "gb28181 = {")
 }
 
 pub(crate) fn mix_counts(gw_config: &std::path::Path) -> BTreeMap<String, usize> {

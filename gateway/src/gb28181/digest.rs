@@ -10,40 +10,15 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use md5::{Digest, Md5};
 use ring::rand::SecureRandom;
+
+pub use lookout_codecs::sip::{digest_response as response, md5_hex};
 
 /// Challenges outstanding at most; the oldest is forgotten first.
 pub const MAX_NONCES: usize = 4096;
 
 /// How long a challenge may be answered.
 pub const NONCE_LIFETIME: Duration = Duration::from_secs(120);
-
-/// Lower-case hex MD5 of `s`.
-pub fn md5_hex(s: &str) -> String {
-    let d = Md5::digest(s.as_bytes());
-    d.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The `response` a client holding `password` computes (RFC 2617 §3.2.2.1), with or
-/// without `qop=auth`.
-#[allow(clippy::too_many_arguments)]
-pub fn response(
-    username: &str,
-    realm: &str,
-    password: &str,
-    method: &str,
-    uri: &str,
-    nonce: &str,
-    qop: Option<(&str, &str, &str)>,
-) -> String {
-    let ha1 = md5_hex(&format!("{username}:{realm}:{password}"));
-    let ha2 = md5_hex(&format!("{method}:{uri}"));
-    match qop {
-        Some((nc, cnonce, qop)) => md5_hex(&format!("{ha1}:{nonce}:{nc}:{cnonce}:{qop}:{ha2}")),
-        None => md5_hex(&format!("{ha1}:{nonce}:{ha2}")),
-    }
-}
 
 /// Why credentials were not accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -10,7 +10,7 @@ use std::time::Duration;
 use lookout_codecs::sip::{Message, StartLine};
 use tokio::sync::{mpsc, watch};
 
-use super::{Path, SipServer, rand_u32};
+use super::{Path, SipServer, rand_u32, user_agent};
 use crate::config::GbTransport;
 
 /// No final answer to an INVITE within this: the device is not answering.
@@ -299,7 +299,7 @@ impl SipServer {
     }
 
     /// A Via header for a new request: this side's transport, address and a branch.
-    fn via(&self, path: &Path, ip: IpAddr) -> String {
+    pub(super) fn via(&self, path: &Path, ip: IpAddr) -> String {
         let transport = match path {
             Path::Udp => "UDP",
             Path::Tcp(_) => "TCP",
@@ -320,8 +320,4 @@ impl SipServer {
             self.local.port(),
         )
     }
-}
-
-fn user_agent() -> String {
-    format!("lookout {}", env!("CARGO_PKG_VERSION"))
 }

@@ -505,27 +505,8 @@ impl SipServer {
 
     /// A response to `req`: its Via, From, Call-ID and CSeq, To with a tag.
     fn response(&self, req: &Message, code: u16, reason: &str) -> Message {
-        let mut r = Message::response(code, reason);
-        for v in req.headers_named("Via") {
-            r = r.with("Via", v);
-        }
-        for name in ["From", "Call-ID", "CSeq"] {
-            if let Some(v) = req.header(name) {
-                r = r.with(name, v);
-            }
-        }
-        if let Some(to) = req.header("To") {
-            let to = if to.contains(";tag=") {
-                to.to_string()
-            } else {
-                format!("{to};tag={}", self.cseq.fetch_add(1, Relaxed))
-            };
-            r = r.with("To", to);
-        }
-        r.with(
-            "User-Agent",
-            format!("lookout {}", env!("CARGO_PKG_VERSION")),
-        )
+        let tag = self.cseq.fetch_add(1, Relaxed).to_string();
+        Message::reply(req, code, reason, &tag).with("User-Agent", user_agent())
     }
 
     fn refuse(&self, req: &Message, code: u16, reason: &str, metric: &str, why: &str) -> Message {
@@ -575,6 +556,11 @@ impl SipServer {
         self.metrics.online.set(online as i64);
         self.metrics.known.set(self.devices.len() as i64);
     }
+}
+
+/// lookout's `User-Agent`.
+fn user_agent() -> String {
+    format!("lookout {}", env!("CARGO_PKG_VERSION"))
 }
 
 /// The user part of the `From` URI: the device's id.

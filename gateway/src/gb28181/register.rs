@@ -13,8 +13,8 @@ use lookout_core::sync::Locked;
 
 use super::digest::Refusal;
 use super::{
-    Channel, DEFAULT_EXPIRES_S, Device, MAX_CHANNELS, Origin, Path, SipServer, device_id,
-    from_domain, manscdp, rand_u32, sip_date, valid_id,
+    Channel, DEFAULT_EXPIRES_S, Device, MAX_CHANNELS, Origin, SipServer, device_id, from_domain,
+    manscdp, rand_u32, sip_date, user_agent, valid_id,
 };
 
 impl SipServer {
@@ -211,20 +211,11 @@ impl SipServer {
             return;
         };
         let n = self.cseq.fetch_add(1, Relaxed);
-        let transport = match path {
-            Path::Udp => "UDP",
-            Path::Tcp(_) => "TCP",
-        };
         let body = manscdp::catalog_query(device, n);
+        // The Via names an address the device can answer (not 0.0.0.0).
+        let via = self.via(&path, self.media_ip(address));
         let mut m = Message::request("MESSAGE", &format!("sip:{device}@{domain}"))
-            .with(
-                "Via",
-                format!(
-                    "SIP/2.0/{transport} {};rport;branch=z9hG4bK{n:08x}{:08x}",
-                    self.local,
-                    rand_u32()
-                ),
-            )
+            .with("Via", via)
             .with(
                 "From",
                 format!(
@@ -239,10 +230,7 @@ impl SipServer {
             .with("CSeq", format!("{n} MESSAGE"))
             .with("Max-Forwards", "70")
             .with("Content-Type", "Application/MANSCDP+xml")
-            .with(
-                "User-Agent",
-                format!("lookout {}", env!("CARGO_PKG_VERSION")),
-            );
+            .with("User-Agent", user_agent());
         m.body = bytes::Bytes::from(body);
         self.send(address, &path, m.encode()).await;
     }

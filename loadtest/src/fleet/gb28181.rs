@@ -14,14 +14,15 @@
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+
+use super::feeder::Feeder;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use lookout_codecs::Codec;
 use lookout_codecs::sip::{self, Limits, Message, StartLine};
-use md5::{Digest, Md5};
 
 /// The gateway's SIP id in the configuration the fleet writes.
 pub const PLATFORM_ID: &str = "34020000002000000001";
@@ -70,14 +71,10 @@ struct Frame {
 
 /// A fleet GB/T 28181 device, or lower platform, and its channels.
 pub struct GbDevice {
-    tx: SyncSender<(usize, Frame)>,
+    feeder: Feeder<(usize, Frame)>,
     started: Instant,
     /// Per channel, set while a stream is up (INVITE answered, no BYE since).
     pub streaming: Vec<Arc<AtomicBool>>,
-    /// Frames dropped because no stream was up or the queue was full.
-    pub dropped: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
-    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl GbDevice {
@@ -120,10 +117,8 @@ impl GbDevice {
         let sock = UdpSocket::bind(SocketAddr::new(gateway.ip(), 0))?;
         sock.set_nonblocking(true)?;
         let local = sock.local_addr()?;
-        let (tx, rx) = std::sync::mpsc::sync_channel(QUEUED * channels.len().max(1));
+        let capacity = QUEUED * channels.len().max(1);
         let streaming = channels.iter().map(|c| c.streaming.clone()).collect();
-        let dropped = Arc::new(AtomicU64::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
         let mut worker = Worker {
             name: name.to_string(),
             gateway,
@@ -131,7 +126,7 @@ impl GbDevice {
             sock,
             device,
             channels,
-            stop: stop.clone(),
+            stop: Arc::default(),
             cseq: 1,
             tag: format!("{:08x}", unique()),
             register_call: format!("{:016x}@fleet", unique()),
@@ -140,16 +135,19 @@ impl GbDevice {
             next_keepalive: Instant::now(),
             logged: false,
         };
-        let thread = std::thread::Builder::new()
-            .name(format!("gb-{name}"))
-            .spawn(move || worker.run(&rx))?;
+        let feeder = Feeder::spawn(
+            format!("gb-{name}"),
+            "a GB/T 28181 device",
+            capacity,
+            move |rx, stop| {
+                worker.stop = stop;
+                worker.run(&rx)
+            },
+        )?;
         Ok(GbDevice {
-            tx,
+            feeder,
             started: Instant::now(),
             streaming,
-            dropped,
-            stop,
-            thread: Mutex::new(Some(thread)),
         })
     }
 
@@ -160,39 +158,17 @@ impl GbDevice {
             .get(channel)
             .is_some_and(|s| s.load(Ordering::Relaxed))
         {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
             return false;
         }
         let pts_90k = (self.started.elapsed().as_micros() as u64) * 9 / 100;
-        match self.tx.try_send((
+        self.feeder.offer((
             channel,
             Frame {
                 data,
                 keyframe,
                 pts_90k,
             },
-        )) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-                false
-            }
-        }
-    }
-}
-
-impl Drop for GbDevice {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        let thread = match self.thread.lock() {
-            Ok(mut t) => t.take(),
-            Err(poisoned) => poisoned.into_inner().take(),
-        };
-        if let Some(t) = thread
-            && t.join().is_err()
-        {
-            eprintln!("fleet: a GB/T 28181 device thread panicked");
-        }
+        ))
     }
 }
 
@@ -208,6 +184,8 @@ struct Media {
     call_id: String,
     ssrc: u32,
     seq: u16,
+    /// One packet being written, reused for every packet of the stream.
+    packet: Vec<u8>,
 }
 
 /// One channel: a camera of the device or platform.
@@ -340,9 +318,15 @@ impl Worker {
             .with("Contact", format!("<sip:{}@{}>", self.device, self.local))
             .with("Expires", "3600");
         if let Some((realm, nonce)) = challenge {
-            let ha1 = md5_hex(&format!("{}:{realm}:{PASSWORD}", self.device));
-            let ha2 = md5_hex(&format!("REGISTER:{uri}"));
-            let response = md5_hex(&format!("{ha1}:{nonce}:{ha2}"));
+            let response = sip::digest_response(
+                &self.device,
+                &realm,
+                PASSWORD,
+                "REGISTER",
+                &uri,
+                &nonce,
+                None,
+            );
             m = m.with(
                 "Authorization",
                 format!(
@@ -374,24 +358,7 @@ impl Worker {
     }
 
     fn answer(&mut self, req: &Message, code: u16, reason: &str) -> Message {
-        let mut r = Message::response(code, reason);
-        for v in req.headers_named("Via") {
-            r = r.with("Via", v);
-        }
-        for name in ["From", "Call-ID", "CSeq"] {
-            if let Some(v) = req.header(name) {
-                r = r.with(name, v);
-            }
-        }
-        if let Some(to) = req.header("To") {
-            let to = if to.contains(";tag=") {
-                to.to_string()
-            } else {
-                format!("{to};tag={}", self.tag)
-            };
-            r = r.with("To", to);
-        }
-        r
+        Message::reply(req, code, reason, &self.tag)
     }
 
     fn handle(&mut self, m: Message) {
@@ -539,6 +506,7 @@ impl Worker {
             call_id: m.header("Call-ID").unwrap_or_default().to_string(),
             ssrc: ssrc_text.parse().unwrap_or(1),
             seq: 0,
+            packet: Vec::with_capacity(2 + 12 + RTP_PAYLOAD),
         });
         c.restart_at_keyframe.store(true, Ordering::SeqCst);
         c.streaming.store(true, Ordering::Relaxed);
@@ -589,7 +557,8 @@ impl Worker {
         let chunks = ps.chunks(RTP_PAYLOAD).count();
         let mut failed = None;
         for (i, chunk) in ps.chunks(RTP_PAYLOAD).enumerate() {
-            let mut p = Vec::with_capacity(14 + chunk.len());
+            let p = &mut media.packet;
+            p.clear();
             p.extend_from_slice(&[0, 0]); // RFC 4571 length, TCP only
             p.push(0x80);
             p.push(if i + 1 == chunks { 0x80 | 96 } else { 96 });
@@ -603,7 +572,7 @@ impl Worker {
                 Out::Tcp(s) => {
                     let len = (p.len() - 2) as u16;
                     p[..2].copy_from_slice(&len.to_be_bytes());
-                    s.write_all(&p)
+                    s.write_all(p)
                 }
             };
             if let Err(e) = r {
@@ -622,13 +591,6 @@ fn between<'a>(s: &'a str, open: &str, close: &str) -> Option<&'a str> {
     let start = s.find(open)? + open.len();
     let end = s[start..].find(close)? + start;
     Some(&s[start..end])
-}
-
-fn md5_hex(s: &str) -> String {
-    Md5::digest(s.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// A number unlikely to repeat in this process (tags, branches, Call-IDs).

@@ -7,6 +7,7 @@
 
 pub mod check;
 pub mod clips;
+pub mod feeder;
 pub mod gb28181;
 pub mod incidents;
 pub mod profile;

@@ -9,9 +9,11 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Receiver;
+
+use super::feeder::Feeder;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -51,14 +53,10 @@ struct Frame {
 
 /// A fleet camera's RTMP publisher.
 pub struct Publisher {
-    tx: SyncSender<Frame>,
+    feeder: Feeder<Frame>,
     started: Instant,
     /// Set while a publish is accepted.
     pub publishing: Arc<AtomicBool>,
-    /// Frames dropped because the queue was full or no publish was up.
-    pub dropped: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
-    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl Publisher {
@@ -72,11 +70,8 @@ impl Publisher {
         hevc: HevcAs,
         restart_at_keyframe: Arc<AtomicBool>,
     ) -> anyhow::Result<Publisher> {
-        let (tx, rx) = std::sync::mpsc::sync_channel(QUEUED);
         let publishing = Arc::new(AtomicBool::new(false));
-        let dropped = Arc::new(AtomicU64::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let worker = Worker {
+        let mut worker = Worker {
             camera: camera.to_string(),
             gateway,
             key: key.to_string(),
@@ -84,54 +79,35 @@ impl Publisher {
             hevc,
             restart_at_keyframe,
             publishing: publishing.clone(),
-            stop: stop.clone(),
+            stop: Arc::default(),
         };
-        let thread = std::thread::Builder::new()
-            .name(format!("rtmp-{camera}"))
-            .spawn(move || worker.run(&rx))?;
+        let feeder = Feeder::spawn(
+            format!("rtmp-{camera}"),
+            "an RTMP publisher",
+            QUEUED,
+            move |rx, stop| {
+                worker.stop = stop;
+                worker.run(&rx)
+            },
+        )?;
         Ok(Publisher {
-            tx,
+            feeder,
             started: Instant::now(),
             publishing,
-            dropped,
-            stop,
-            thread: Mutex::new(Some(thread)),
         })
     }
 
     /// Hands one frame over; never waits. `false` when it was dropped.
     pub fn push(&self, data: Bytes, keyframe: bool) -> bool {
         if !self.publishing.load(Ordering::Relaxed) {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
             return false;
         }
         let ts_ms = self.started.elapsed().as_millis() as u32;
-        match self.tx.try_send(Frame {
+        self.feeder.offer(Frame {
             data,
             keyframe,
             ts_ms,
-        }) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-                false
-            }
-        }
-    }
-}
-
-impl Drop for Publisher {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        let thread = match self.thread.lock() {
-            Ok(mut t) => t.take(),
-            Err(poisoned) => poisoned.into_inner().take(),
-        };
-        if let Some(t) = thread
-            && t.join().is_err()
-        {
-            eprintln!("fleet: an RTMP publisher thread panicked");
-        }
+        })
     }
 }
 
