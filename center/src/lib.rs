@@ -78,6 +78,10 @@ pub struct CenterMetrics {
     /// Per frame: `from="capture"` (camera clock → here) and
     /// `from="gateway"` (the gateway received it → here: the relay's part).
     pub frame_delay: Family<Labels, Histogram, fn() -> Histogram>,
+    /// Bytes of frame data in the latest complete GOPs kept (at most one
+    /// per camera), all cameras together: memory that grows with the number
+    /// of cameras whose video the center has received, not with time.
+    pub latest_gop_bytes: Gauge,
 }
 
 /// The reasons a gateway connection is refused (`session.rs`), each a
@@ -113,6 +117,7 @@ impl Default for CenterMetrics {
             bytes: Family::default(),
             gops: Family::default(),
             frame_delay: Family::new_with_constructor(latency::delay_histogram),
+            latest_gop_bytes: Gauge::default(),
         }
     }
 }
@@ -160,6 +165,11 @@ impl CenterMetrics {
             "Per frame: from capture, or from the gateway's receipt, to arrival here",
             self.frame_delay.clone(),
         );
+        m.register(
+            "center_latest_gop_bytes",
+            "Bytes of frame data in the latest complete GOP kept per camera, all cameras together",
+            self.latest_gop_bytes.clone(),
+        );
     }
 }
 
@@ -172,6 +182,39 @@ pub struct CompleteGop {
     pub frames: Vec<Frame>,
     /// When its last frame arrived, ms since the Unix epoch.
     pub received_unix_ms: u64,
+    /// Its frame bytes, counted in `lookout_center_latest_gop_bytes` for as
+    /// long as the GOP is kept.
+    pub held: HeldBytes,
+}
+
+/// Bytes counted in a gauge for as long as this value lives.
+#[derive(Debug)]
+pub struct HeldBytes {
+    gauge: Gauge,
+    bytes: i64,
+}
+
+impl HeldBytes {
+    /// Adds `bytes` to `gauge` until the returned value is dropped.
+    pub fn new(gauge: &Gauge, bytes: usize) -> HeldBytes {
+        let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
+        gauge.inc_by(bytes);
+        HeldBytes {
+            gauge: gauge.clone(),
+            bytes,
+        }
+    }
+
+    /// The bytes held.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.unsigned_abs()
+    }
+}
+
+impl Drop for HeldBytes {
+    fn drop(&mut self) {
+        self.gauge.dec_by(self.bytes);
+    }
 }
 
 /// A frame as the wall's live view gets it.
@@ -335,6 +378,7 @@ impl Center {
                     serde_json::json!({
                         "gop_seq": g.header.gop_seq,
                         "frames": g.frames.len(),
+                        "bytes": g.held.bytes(),
                         "received_unix_ms": g.received_unix_ms,
                     })
                 });

@@ -10,10 +10,13 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use lookout_codecs::relay::{ErrorCode, Frame, GopHeader, VideoMessage};
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 
 use super::violated;
 use crate::latency::{CameraDelays, delays_us};
-use crate::{Center, CenterCamera, CompleteGop, GatewayLink, LiveFrame, unix_ms, unix_ns};
+use crate::{
+    Center, CenterCamera, CompleteGop, GatewayLink, HeldBytes, LiveFrame, unix_ms, unix_ns,
+};
 use lookout_core::relay::stream::{MessageReader, StreamError};
 
 /// One GOP stream: header, frames, end. Frames go to live viewers as they
@@ -83,20 +86,24 @@ pub(super) async fn read_gop(
     }
     camera.gops_complete.fetch_add(1, Relaxed);
     count_gop(&center, &link.id, &header.camera_id, "complete");
-    keep_if_newest(&camera, &header, frames);
+    keep_if_newest(&center.metrics.latest_gop_bytes, &camera, &header, frames);
 }
 
 /// Makes a complete GOP its camera's latest, unless a newer one is already.
-fn keep_if_newest(camera: &CenterCamera, header: &GopHeader, frames: Vec<Frame>) {
+/// Its bytes count in `held` (`lookout_center_latest_gop_bytes`) while it is
+/// kept.
+fn keep_if_newest(held: &Gauge, camera: &CenterCamera, header: &GopHeader, frames: Vec<Frame>) {
     let mut latest = camera.latest_gop.locked();
     let newer = latest
         .as_ref()
         .is_none_or(|g| g.header.gop_seq < header.gop_seq);
     if newer {
+        let bytes = frames.iter().map(|f| f.data.len()).sum();
         *latest = Some(Arc::new(CompleteGop {
             header: header.clone(),
             frames,
             received_unix_ms: unix_ms(),
+            held: HeldBytes::new(held, bytes),
         }));
     }
 }
@@ -244,13 +251,22 @@ mod tests {
                 .as_ref()
                 .map(|g| (g.header.gop_seq, g.frames.len()))
         };
-        keep_if_newest(&camera, &header(5), vec![frame(1, 2)]);
+        // Each frame holds 5 bytes.
+        let held = Gauge::default();
+        keep_if_newest(&held, &camera, &header(5), vec![frame(1, 2)]);
         assert_eq!(latest(&camera), Some((5, 1)));
+        assert_eq!(held.get(), 5);
         // A late GOP, or the same one again, leaves it.
-        keep_if_newest(&camera, &header(4), vec![frame(1, 2); 3]);
-        keep_if_newest(&camera, &header(5), vec![frame(1, 2); 2]);
+        keep_if_newest(&held, &camera, &header(4), vec![frame(1, 2); 3]);
+        keep_if_newest(&held, &camera, &header(5), vec![frame(1, 2); 2]);
         assert_eq!(latest(&camera), Some((5, 1)));
-        keep_if_newest(&camera, &header(6), vec![frame(1, 2); 2]);
+        assert_eq!(held.get(), 5);
+        keep_if_newest(&held, &camera, &header(6), vec![frame(1, 2); 2]);
         assert_eq!(latest(&camera), Some((6, 2)));
+        // The gauge holds the kept GOPs' bytes only, and none once the
+        // camera is gone.
+        assert_eq!(held.get(), 10);
+        drop(camera);
+        assert_eq!(held.get(), 0);
     }
 }

@@ -96,26 +96,7 @@ pub fn fill(frame: &RgbFrame, input: &ModelInput, out: &mut [f32]) -> Placement 
     let plane = iw * ih;
     if (frame.width as usize, frame.height as usize) == (iw, ih) && !input.letterbox {
         // Already at the input size (scaled by the decoder): convert only.
-        let px = frame.data.chunks_exact(3);
-        match input.layout {
-            Layout::Nchw => {
-                let (p0, rest) = out.split_at_mut(plane);
-                let (p1, p2) = rest.split_at_mut(plane);
-                for (((a, b), c), s) in p0.iter_mut().zip(p1.iter_mut()).zip(p2.iter_mut()).zip(px)
-                {
-                    *a = f32::from(s[order[0]]) * mul[0] + add[0];
-                    *b = f32::from(s[order[1]]) * mul[1] + add[1];
-                    *c = f32::from(s[order[2]]) * mul[2] + add[2];
-                }
-            }
-            Layout::Nhwc => {
-                for (o, s) in out.chunks_exact_mut(3).zip(px) {
-                    for k in 0..3 {
-                        o[k] = f32::from(s[order[k]]) * mul[k] + add[k];
-                    }
-                }
-            }
-        }
+        convert(&frame.data, out, input.layout, order, mul, add);
         return placement;
     }
     let pad = f32::from(LETTERBOX_PAD);
@@ -207,6 +188,74 @@ pub fn fill(frame: &RgbFrame, input: &ModelInput, out: &mut [f32]) -> Placement 
     placement
 }
 
+/// Per-channel affine conversion of a frame already at the input size:
+/// `out = pixel[order[c]] * mul[c] + add[c]`, planar or interleaved. On x86-64
+/// with AVX2 the same code is compiled for it and chosen at run time (about a
+/// third faster here: the whole batch is written on the preprocessing thread,
+/// which on a small machine shares its cores with ONNX Runtime's); the values
+/// are identical (no fused multiply-add either way).
+fn convert(
+    px: &[u8],
+    out: &mut [f32],
+    layout: Layout,
+    order: [usize; 3],
+    mul: [f32; 3],
+    add: [f32; 3],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU was just found to support AVX2, the one feature
+        // `convert_avx2` is compiled for.
+        unsafe { convert_avx2(px, out, layout, order, mul, add) };
+        return;
+    }
+    convert_any(px, out, layout, order, mul, add);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn convert_avx2(
+    px: &[u8],
+    out: &mut [f32],
+    layout: Layout,
+    order: [usize; 3],
+    mul: [f32; 3],
+    add: [f32; 3],
+) {
+    convert_any(px, out, layout, order, mul, add);
+}
+
+#[inline(always)]
+fn convert_any(
+    px: &[u8],
+    out: &mut [f32],
+    layout: Layout,
+    order: [usize; 3],
+    mul: [f32; 3],
+    add: [f32; 3],
+) {
+    let px = px.chunks_exact(3);
+    match layout {
+        Layout::Nchw => {
+            let plane = out.len() / 3;
+            let (p0, rest) = out.split_at_mut(plane);
+            let (p1, p2) = rest.split_at_mut(plane);
+            for (((a, b), c), s) in p0.iter_mut().zip(p1.iter_mut()).zip(p2.iter_mut()).zip(px) {
+                *a = f32::from(s[order[0]]) * mul[0] + add[0];
+                *b = f32::from(s[order[1]]) * mul[1] + add[1];
+                *c = f32::from(s[order[2]]) * mul[2] + add[2];
+            }
+        }
+        Layout::Nhwc => {
+            for (o, s) in out.chunks_exact_mut(3).zip(px) {
+                for k in 0..3 {
+                    o[k] = f32::from(s[order[k]]) * mul[k] + add[k];
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,6 +276,24 @@ mod tests {
     fn solid(w: u32, h: u32, rgb: [u8; 3]) -> RgbFrame {
         let data = (0..w * h).flat_map(|_| rgb).collect();
         RgbFrame::new(w, h, data).expect("frame")
+    }
+
+    #[test]
+    fn the_cpu_specific_conversion_matches_the_portable_one_exactly() {
+        // A frame at the input size takes `convert`, which picks the AVX2
+        // build where the CPU has it: every value must equal the portable
+        // build's, in both layouts and channel orders.
+        let data: Vec<u8> = (0..37 * 23 * 3).map(|i| (i * 7 % 256) as u8).collect();
+        let (mul, add) = ([0.017, 0.0175, 0.0174], [-2.1, -2.03, -1.8]);
+        for layout in [Layout::Nchw, Layout::Nhwc] {
+            for order in [[0, 1, 2], [2, 1, 0]] {
+                let mut chosen = vec![0.0; data.len()];
+                let mut portable = vec![1.0; data.len()];
+                convert(&data, &mut chosen, layout, order, mul, add);
+                convert_any(&data, &mut portable, layout, order, mul, add);
+                assert_eq!(chosen, portable, "{layout:?} {order:?}");
+            }
+        }
     }
 
     #[test]

@@ -26,6 +26,44 @@ pub struct Growth {
     pub passed: bool,
 }
 
+/// [`HeapChange`] of the two judged processes.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct HeapEnds {
+    pub gateway: Option<HeapChange>,
+    pub center: Option<HeapChange>,
+}
+
+/// Means of the first and last `WINDOW` samples after warm-up, MiB.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct HeapChange {
+    pub in_use_first_mib: f64,
+    pub in_use_last_mib: f64,
+    pub free_held_first_mib: f64,
+    pub free_held_last_mib: f64,
+    pub sqlite_first_mib: f64,
+    pub sqlite_last_mib: f64,
+}
+
+/// The heap's ends, when every judged sample has the figures.
+fn heap_change(series: &[Option<super::report::Heap>]) -> Option<HeapChange> {
+    let all: Option<Vec<super::report::Heap>> = series.iter().copied().collect();
+    let (first, last) = ends(&all?);
+    if first.is_empty() {
+        return None;
+    }
+    let m = |v: &[super::report::Heap], f: fn(&super::report::Heap) -> f64| {
+        mean(&v.iter().map(f).collect::<Vec<f64>>())
+    };
+    Some(HeapChange {
+        in_use_first_mib: m(&first, |h| h.in_use_mib),
+        in_use_last_mib: m(&last, |h| h.in_use_mib),
+        free_held_first_mib: m(&first, |h| h.free_held_mib),
+        free_held_last_mib: m(&last, |h| h.free_held_mib),
+        sqlite_first_mib: m(&first, |h| h.sqlite_mib),
+        sqlite_last_mib: m(&last, |h| h.sqlite_mib),
+    })
+}
+
 /// Whether a count (fds, threads) rose for good after warm-up.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Rise {
@@ -78,6 +116,11 @@ pub struct Verdict {
     pub samples_after_warmup: usize,
     /// Resident memory after warm-up, per process (the fleet's not judged).
     pub rss_growth: PerProcess<Growth>,
+    /// Where the gateway's and the center's memory went between the same two ends
+    /// (heap in use, freed memory the allocator kept, SQLite's share), for the reader:
+    /// a leak climbs in use; RSS that grows with in use flat is the allocator keeping
+    /// freed pages. Not judged; `null` when the processes did not report it.
+    pub heap: HeapEnds,
     /// Open file descriptors after warm-up, per process (at most max(4, 2 %) rise).
     pub fds: PerProcess<Rise>,
     /// Threads after warm-up, per process (at most max(4, 5 %) rise).
@@ -241,6 +284,10 @@ pub(super) fn verdict(
         center: rss_growth(&rss_series.center, true),
         fleet: rss_growth(&rss_series.fleet, false),
     };
+    let heap = HeapEnds {
+        gateway: heap_change(&warm.iter().map(|s| s.heap.gateway).collect::<Vec<_>>()),
+        center: heap_change(&warm.iter().map(|s| s.heap.center).collect::<Vec<_>>()),
+    };
     let rise = |series: PerProcess<Vec<u64>>, min_abs: u64, share: f64| PerProcess {
         gateway: count_rise(&t, &series.gateway, min_abs, share, true),
         center: count_rise(&t, &series.center, min_abs, share, true),
@@ -341,6 +388,7 @@ pub(super) fn verdict(
         passed: failures.is_empty(),
         samples_after_warmup: warm.len(),
         rss_growth,
+        heap,
         fds,
         threads,
         latency_p99,

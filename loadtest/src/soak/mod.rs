@@ -43,8 +43,8 @@ use crate::stats::{Percentiles, center_percentiles, mean};
 use judge::verdict;
 pub use report::SoakReport;
 use report::{
-    AlertCounts, IntervalFrames, IntervalLatency, PerProcess, Sample, SoakAlerts, SoakFrames,
-    SoakSetup,
+    AlertCounts, CenterVideo, Heap, HeapByProcess, IntervalFrames, IntervalLatency, PerProcess,
+    Sample, SoakAlerts, SoakFrames, SoakSetup,
 };
 use report::{print_report, print_sample, render_html};
 
@@ -368,9 +368,15 @@ fn sample(args: &SoakArgs, s: &mut Stack) -> anyhow::Result<Vec<Sample>> {
         let sent = http
             .metric(&gw_metrics, "lookout_relay_frames_total")
             .unwrap_or(mark.sent);
-        let received = http
-            .metric(&center_metrics, "lookout_center_frames_total")
-            .unwrap_or(mark.received);
+        let center_text = http.text(&center_metrics);
+        let received = center_text.as_deref().map_or(mark.received, |t| {
+            prom::sum(t, "lookout_center_frames_total")
+        });
+        let center_video = center_text.as_deref().map(center_video);
+        let heap = HeapByProcess {
+            gateway: http.text(&gw_metrics).as_deref().map(heap),
+            center: center_text.as_deref().map(heap),
+        };
         let latency = http
             .post_json(&format!("http://{center_http}/api/latency/reset"))
             .unwrap_or(Value::Null);
@@ -412,6 +418,8 @@ fn sample(args: &SoakArgs, s: &mut Stack) -> anyhow::Result<Vec<Sample>> {
                 capture_to_center: center_percentiles(&latency["capture_to_center"]),
             },
             alerts: alerts.clone(),
+            center_video,
+            heap,
         };
         print_sample(&sample);
         samples.push(sample);
@@ -427,6 +435,26 @@ fn sample(args: &SoakArgs, s: &mut Stack) -> anyhow::Result<Vec<Sample>> {
         }
     }
     Ok(samples)
+}
+
+/// The center's video store, from its metrics page.
+fn center_video(text: &str) -> CenterVideo {
+    CenterVideo {
+        cameras_with_video: prom::labelled(text, "lookout_center_frames_total")
+            .filter(|s| s.value > 0.0)
+            .count() as u64,
+        latest_gop_mib: prom::sum(text, "lookout_center_latest_gop_bytes") / (1024.0 * 1024.0),
+    }
+}
+
+/// A process's heap, from its metrics page.
+fn heap(text: &str) -> Heap {
+    let mib = |name: &str| prom::sum(text, name) / (1024.0 * 1024.0);
+    Heap {
+        in_use_mib: mib("lookout_process_heap_in_use_bytes"),
+        free_held_mib: mib("lookout_process_heap_free_bytes"),
+        sqlite_mib: mib("lookout_sqlite_memory_bytes"),
+    }
 }
 
 /// The end: the cameras stop; what the gateway already took must reach

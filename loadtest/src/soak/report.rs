@@ -92,6 +92,46 @@ pub struct Sample {
     pub latency_ms: IntervalLatency,
     /// Alert counts since the start, at the sample.
     pub alerts: AlertCounts,
+    /// The center's video store at the sample; `null` when its metrics page
+    /// did not answer.
+    pub center_video: Option<CenterVideo>,
+    /// Where the gateway's and the center's memory goes, from their metrics
+    /// pages; `null` when a page did not answer.
+    pub heap: HeapByProcess,
+}
+
+/// [`Heap`] of the two judged processes.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct HeapByProcess {
+    pub gateway: Option<Heap>,
+    pub center: Option<Heap>,
+}
+
+/// A process's heap as it reports it on `/metrics`, MiB: what tells a leak
+/// (in use climbing) from the allocator keeping freed memory (free held
+/// climbing) or a cache filling to its bound (SQLite's share).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Heap {
+    /// Allocated and not freed (`lookout_process_heap_in_use_bytes`).
+    pub in_use_mib: f64,
+    /// Freed, but kept by the allocator (`lookout_process_heap_free_bytes`).
+    pub free_held_mib: f64,
+    /// SQLite's allocations, page caches included (`lookout_sqlite_memory_bytes`).
+    pub sqlite_mib: f64,
+}
+
+/// What the center holds of the cameras' video: it keeps each camera's
+/// latest complete GOP (for a wall tile's start), so its memory grows with
+/// the cameras whose video it has received (in a soak, one more with each
+/// alerting camera), not with time.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct CenterVideo {
+    /// Cameras the center has received frames of since it started
+    /// (series of `lookout_center_frames_total` above 0).
+    pub cameras_with_video: u64,
+    /// Bytes of frame data in the latest GOPs it keeps
+    /// (`lookout_center_latest_gop_bytes`), MiB.
+    pub latest_gop_mib: f64,
 }
 
 /// The soak's report: what `--report` writes as JSON (docs/SOAK.md) and the
@@ -260,6 +300,19 @@ pub(super) fn print_report(r: &SoakReport) {
             g.growth * 100.0,
             if g.judged { "" } else { "  (not judged)" }
         );
+    }
+    for (name, h) in [("gateway", &v.heap.gateway), ("center", &v.heap.center)] {
+        if let Some(h) = h {
+            println!(
+                "  heap {name:<7} in use {:.1} → {:.1}, freed but held {:.1} → {:.1}, SQLite {:.2} → {:.2} MiB  (reported, not judged)",
+                h.in_use_first_mib,
+                h.in_use_last_mib,
+                h.free_held_first_mib,
+                h.free_held_last_mib,
+                h.sqlite_first_mib,
+                h.sqlite_last_mib
+            );
+        }
     }
     for (what, set) in [("fds", &v.fds), ("threads", &v.threads)] {
         for (name, x) in [
