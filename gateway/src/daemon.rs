@@ -17,6 +17,7 @@ use crate::detect::service::{DetectMetrics, DetectService};
 use crate::ingest::{Ingest, IngestCollector, IngestSettings};
 use crate::metrics::Metrics;
 use crate::relay::RelayMetrics;
+use crate::roster::{Roster, adopt_loop};
 use crate::shutdown::{Shutdown, Trigger};
 
 /// How long stages get to finish after a stop signal.
@@ -79,6 +80,15 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
 
     // Devices and platforms that register over GB/T 28181.
     let gb28181 = start_gb28181(&config, &metrics, &ingest, &shutdown).await?;
+    let roster = Roster::new(
+        config.clone(),
+        ingest.clone(),
+        detect.clone(),
+        gb28181.clone(),
+    );
+    if gb28181.is_some() {
+        tokio::spawn(adopt_loop(roster.clone(), shutdown.clone()));
+    }
     let state = Arc::new(ApiState {
         gateway_id: config.gateway.id.clone(),
         started: Instant::now(),
@@ -143,8 +153,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         hup,
         config_path.to_path_buf(),
         config,
-        ingest,
-        detect,
+        roster,
         shutdown.clone(),
     ));
     drop(shutdown);
@@ -178,8 +187,7 @@ async fn reload_on_sighup(
     mut hup: tokio::signal::unix::Signal,
     path: PathBuf,
     mut running: Config,
-    ingest: Arc<Ingest>,
-    detect: Arc<DetectService>,
+    roster: Arc<Roster>,
     shutdown: Shutdown,
 ) {
     let mut stop = shutdown.clone();
@@ -222,6 +230,11 @@ async fn reload_on_sighup(
                 next.gateway.storage != running.gateway.storage,
             ),
             (
+                "gateway.gb28181 (other than adopt)",
+                without_adopt(&next) != without_adopt(&running),
+            ),
+            ("gateway.rtmp", next.gateway.rtmp != running.gateway.rtmp),
+            (
                 "gateway.api_token_file",
                 next.gateway.api_token_file != running.gateway.api_token_file,
             ),
@@ -234,9 +247,7 @@ async fn reload_on_sighup(
                 tracing::warn!("{what} changed; it takes effect after a restart");
             }
         }
-        let summary = ingest
-            .apply(IngestSettings::from_config(&next.gateway), &next.cameras)
-            .await;
+        let summary = roster.reload(next.clone()).await;
         tracing::info!(
             added = ?summary.added,
             removed = ?summary.removed,
@@ -245,9 +256,16 @@ async fn reload_on_sighup(
             unchanged = summary.unchanged,
             "configuration reloaded"
         );
-        detect.apply(&next.cameras).await;
         running = next;
     }
+}
+
+/// `[gateway.gb28181]` less its adopt rules (which a reload applies).
+fn without_adopt(config: &Config) -> Option<crate::config::Gb28181Section> {
+    config.gateway.gb28181.clone().map(|mut gb| {
+        gb.adopt.clear();
+        gb
+    })
 }
 
 /// The GB/T 28181 SIP side, when `[gateway.gb28181]` is configured: it plays `ingest`'s

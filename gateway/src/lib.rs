@@ -16,6 +16,7 @@ pub mod detect;
 pub mod gb28181;
 pub mod ingest;
 pub mod relay;
+pub mod roster;
 
 // What the gateway shares with the command center, under the names the
 // gateway's modules use.

@@ -91,7 +91,9 @@ fn sipp_registers_with_digest_answers_the_catalog_and_keeps_alive() {
         format!(
             "[gateway]\nid = \"gw\"\nhttp_listen = \"127.0.0.1:0\"\nstorage = \"{}\"\n\n\
              [gateway.gb28181]\nsip_listen = \"127.0.0.1:0\"\nid = \"{PLATFORM}\"\n\
-             domain = \"{DOMAIN}\"\npassword_file = \"{}\"\n",
+             domain = \"{DOMAIN}\"\npassword_file = \"{}\"\n\n\
+             [[gateway.gb28181.adopt]]\ndevice = \"34020000001320000001\"\nkind = \"tower\"\n\
+             group = \"forestry\"\n",
             dir.path().join("data").display(),
             secret.display()
         ),
@@ -117,6 +119,41 @@ fn sipp_registers_with_digest_answers_the_catalog_and_keeps_alive() {
     assert_eq!(names, ["north tower visible", "north tower thermal"], "{d}");
     assert!(d["last_keepalive_unix_ms"].as_u64().is_some(), "{d}");
     assert!(gw.metric("lookout_gb28181_devices_online") >= 1.0);
+
+    // The adopt rule makes both channels of the catalog cameras, named as the catalog
+    // names them, with the rule's kind and group.
+    let adopted = || -> Vec<Value> {
+        gw.get("/api/cameras")["cameras"]
+            .as_array()
+            .map(|c| {
+                c.iter()
+                    .filter(|x| x["id"].as_str().is_some_and(|id| id.starts_with("gb-")))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert!(
+        wait(std::time::Duration::from_secs(10), || adopted().len() == 2),
+        "the catalog's channels were not adopted: {:?}\n{}",
+        adopted(),
+        gw.log()
+    );
+    let cams = adopted();
+    let by_id = |id: &str| {
+        cams.iter()
+            .find(|c| c["id"] == id)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let visible = by_id("gb-34020000001310000001");
+    assert_eq!(visible["name"], "north tower visible", "{visible}");
+    assert_eq!(visible["kind"], "tower", "{visible}");
+    assert_eq!(visible["group"], "forestry", "{visible}");
+    assert_eq!(
+        by_id("gb-34020000001310000002")["name"],
+        "north tower thermal"
+    );
 
     // The wrong password: 403 (the scenario fails on a 200), counted, never online.
     let bad = "34020000001320000009";

@@ -31,6 +31,78 @@ pub struct Gb28181Section {
     /// out, `sip_listen`'s address, or (for `0.0.0.0`) the local address that routes to
     /// the device.
     pub media_ip: Option<std::net::IpAddr>,
+    /// Devices and lower platforms whose video channels become cameras as their
+    /// catalogs list them, without a `[[camera]]` entry each.
+    #[serde(default)]
+    pub adopt: Vec<GbAdoptConfig>,
+}
+
+/// `[[gateway.gb28181.adopt]]`: every video channel (type code 131 camera, 132 IP
+/// camera) a device or lower platform lists in its catalog becomes a camera with
+/// these settings, id `gb-CHANNEL` and the catalog's name. A channel a `[[camera]]`
+/// already plays is left to that entry. Adopted cameras stay (showing the device's
+/// state) while the rule does, also when the device goes offline.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GbAdoptConfig {
+    /// The 20-digit id of the device or lower platform.
+    pub device: String,
+    /// What its cameras are (`tower`, `drone`, `bodycam`, `fixed`): the relay's
+    /// priorities and the wall's icons follow it.
+    #[serde(default = "default_adopt_kind")]
+    pub kind: crate::config::CameraKind,
+    /// How its channels send RTP (`udp` or `tcp`).
+    #[serde(default)]
+    pub transport: GbTransport,
+    /// Detectors run on each adopted camera (ids of `[[detector]]` entries).
+    #[serde(default)]
+    pub detectors: Vec<String>,
+    /// The wall's group for its cameras (e.g. the department's platform).
+    pub group: Option<String>,
+    /// At most this many of its channels become cameras (catalog order).
+    #[serde(default = "default_adopt_max_channels")]
+    pub max_channels: usize,
+}
+
+/// `[[gateway.gb28181.adopt]]`'s rules: a valid device id adopted once, a sane channel
+/// cap, detectors that exist.
+pub(super) fn check_adopt(
+    rules: &[GbAdoptConfig],
+    detectors: &[super::DetectorConfig],
+    path: &super::KeyPath,
+    f: &mut super::Findings,
+) {
+    let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for (i, a) in rules.iter().enumerate() {
+        let r = path.index(i);
+        if !lookout_codecs::sip::valid_gb_id(&a.device) {
+            f.push(r.key("device"), "must be 20 digits (GB/T 28181 id)");
+        } else if let Some(first) = seen.insert(a.device.as_str(), i) {
+            f.push(
+                r.key("device"),
+                format!("adopt[{first}] already adopts this device"),
+            );
+        }
+        if !(1..=4096).contains(&a.max_channels) {
+            f.push(r.key("max_channels"), "must be between 1 and 4096");
+        }
+        for (k, d) in a.detectors.iter().enumerate() {
+            if !detectors.iter().any(|x| &x.id == d) {
+                f.push(
+                    r.key("detectors").index(k),
+                    format!("no [[detector]] has id `{d}`"),
+                );
+            }
+        }
+    }
+}
+
+fn default_adopt_kind() -> crate::config::CameraKind {
+    crate::config::CameraKind::Fixed
+}
+
+fn default_adopt_max_channels() -> usize {
+    256
 }
 
 /// `gb28181 = { device = "D", channel = "C" }` on a camera: a channel of a GB/T 28181

@@ -21,6 +21,7 @@
 //! device id and reason (never the password or a nonce) and counted in
 //! `lookout_gb28181_refused_total{reason}`.
 
+pub mod adopt;
 pub mod digest;
 pub mod invite;
 pub mod manscdp;
