@@ -402,10 +402,53 @@ pub fn md5_hex(s: &str) -> String {
         .collect()
 }
 
-/// The digest `response` a client holding `password` computes (RFC 2617 §3.2.2.1),
-/// with `qop` = (nc, cnonce, qop) or without: what the platform checks and a device
-/// sends.
-#[allow(clippy::too_many_arguments)]
+/// A digest algorithm: MD5 (RFC 2617; GB/T 28181-2016 and nearly every device in the
+/// field) or SHA-256 (RFC 7616, in SIP by RFC 8760; what GB/T 28181-2022 adds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DigestAlgorithm {
+    Md5,
+    Sha256,
+}
+
+impl DigestAlgorithm {
+    /// The name in `algorithm=` (`MD5`, `SHA-256`).
+    pub fn name(self) -> &'static str {
+        match self {
+            DigestAlgorithm::Md5 => "MD5",
+            DigestAlgorithm::Sha256 => "SHA-256",
+        }
+    }
+
+    /// The algorithm an `algorithm=` value names (case-insensitive); `None` for any
+    /// other (the `-sess` variants included).
+    pub fn parse(name: &str) -> Option<DigestAlgorithm> {
+        if name.eq_ignore_ascii_case("MD5") {
+            Some(DigestAlgorithm::Md5)
+        } else if name.eq_ignore_ascii_case("SHA-256") {
+            Some(DigestAlgorithm::Sha256)
+        } else {
+            None
+        }
+    }
+
+    /// The lower-case hex hash of `s`.
+    pub fn hex(self, s: &str) -> String {
+        match self {
+            DigestAlgorithm::Md5 => md5_hex(s),
+            DigestAlgorithm::Sha256 => {
+                use sha2::{Digest, Sha256};
+                Sha256::digest(s.as_bytes())
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect()
+            }
+        }
+    }
+}
+
+/// The MD5 digest `response` a client holding `password` computes (RFC 2617
+/// §3.2.2.1), with `qop` = (nc, cnonce, qop) or without: what the platform checks and
+/// a device sends. [`digest_response_with`] for another algorithm.
 pub fn digest_response(
     username: &str,
     realm: &str,
@@ -415,11 +458,37 @@ pub fn digest_response(
     nonce: &str,
     qop: Option<(&str, &str, &str)>,
 ) -> String {
-    let ha1 = md5_hex(&format!("{username}:{realm}:{password}"));
-    let ha2 = md5_hex(&format!("{method}:{uri}"));
+    digest_response_with(
+        DigestAlgorithm::Md5,
+        username,
+        realm,
+        password,
+        method,
+        uri,
+        nonce,
+        qop,
+    )
+}
+
+/// The digest `response` with `algorithm` (RFC 7616 §3.4.1, the same construction
+/// with another hash).
+#[allow(clippy::too_many_arguments)]
+pub fn digest_response_with(
+    algorithm: DigestAlgorithm,
+    username: &str,
+    realm: &str,
+    password: &str,
+    method: &str,
+    uri: &str,
+    nonce: &str,
+    qop: Option<(&str, &str, &str)>,
+) -> String {
+    let h = |s: String| algorithm.hex(&s);
+    let ha1 = h(format!("{username}:{realm}:{password}"));
+    let ha2 = h(format!("{method}:{uri}"));
     match qop {
-        Some((nc, cnonce, qop)) => md5_hex(&format!("{ha1}:{nonce}:{nc}:{cnonce}:{qop}:{ha2}")),
-        None => md5_hex(&format!("{ha1}:{nonce}:{ha2}")),
+        Some((nc, cnonce, qop)) => h(format!("{ha1}:{nonce}:{nc}:{cnonce}:{qop}:{ha2}")),
+        None => h(format!("{ha1}:{nonce}:{ha2}")),
     }
 }
 
@@ -431,6 +500,35 @@ pub fn valid_gb_id(id: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc_7616_sha_256_and_md5_examples() {
+        // RFC 7616 §3.9.1, the same request with both algorithms.
+        let nonce = "7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v";
+        let cnonce = "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ";
+        let r = |alg| {
+            digest_response_with(
+                alg,
+                "Mufasa",
+                "http-auth@example.org",
+                "Circle of Life",
+                "GET",
+                "/dir/index.html",
+                nonce,
+                Some(("00000001", cnonce, "auth")),
+            )
+        };
+        assert_eq!(
+            r(DigestAlgorithm::Sha256),
+            "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1"
+        );
+        assert_eq!(r(DigestAlgorithm::Md5), "8ca523f5e9506fed4657c9700eebdbec");
+        assert_eq!(
+            DigestAlgorithm::parse("sha-256"),
+            Some(DigestAlgorithm::Sha256)
+        );
+        assert_eq!(DigestAlgorithm::parse("MD5-sess"), None);
+    }
 
     #[test]
     fn a_reply_carries_the_requests_transaction_and_tags_its_to() {

@@ -291,6 +291,7 @@ async fn start_gb28181(
                 keepalive_timeout: std::time::Duration::from_secs(gb.keepalive_timeout_s),
                 media_ip: gb.media_ip,
                 stall_timeout: std::time::Duration::from_millis(config.gateway.stall_timeout_ms),
+                digest: gb.digest.iter().map(|d| d.algorithm()).collect(),
             };
             Some(
                 crate::gb28181::SipServer::start(

@@ -31,10 +31,50 @@ pub struct Gb28181Section {
     /// out, `sip_listen`'s address, or (for `0.0.0.0`) the local address that routes to
     /// the device.
     pub media_ip: Option<std::net::IpAddr>,
+    /// Digest algorithms for REGISTER, in order of preference: `["MD5"]` (the default:
+    /// GB/T 28181-2016 and nearly every device), `["SHA-256", "MD5"]` to have devices
+    /// that support GB/T 28181-2022's SHA-256 use it, `["SHA-256"]` to require it. Each
+    /// is offered as a challenge of its own (RFC 8760).
+    #[serde(default = "default_digest")]
+    pub digest: Vec<DigestName>,
     /// Devices and lower platforms whose video channels become cameras as their
     /// catalogs list them, without a `[[camera]]` entry each.
     #[serde(default)]
     pub adopt: Vec<GbAdoptConfig>,
+}
+
+/// A digest algorithm as the config names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+pub enum DigestName {
+    #[serde(rename = "MD5")]
+    Md5,
+    #[serde(rename = "SHA-256")]
+    Sha256,
+}
+
+impl DigestName {
+    pub fn algorithm(self) -> lookout_codecs::sip::DigestAlgorithm {
+        match self {
+            DigestName::Md5 => lookout_codecs::sip::DigestAlgorithm::Md5,
+            DigestName::Sha256 => lookout_codecs::sip::DigestAlgorithm::Sha256,
+        }
+    }
+}
+
+fn default_digest() -> Vec<DigestName> {
+    vec![DigestName::Md5]
+}
+
+/// `digest`: at least one algorithm, each once.
+pub(super) fn check_digest(digest: &[DigestName], path: &super::KeyPath, f: &mut super::Findings) {
+    if digest.is_empty() {
+        f.push(path.clone(), "name at least one of \"MD5\", \"SHA-256\"");
+    }
+    for (i, d) in digest.iter().enumerate() {
+        if digest[..i].contains(d) {
+            f.push(path.index(i), "named twice");
+        }
+    }
 }
 
 /// `[[gateway.gb28181.adopt]]`: every video channel (type code 131 camera, 132 IP
@@ -115,9 +155,11 @@ pub struct GbCameraConfig {
     /// The 20-digit id of the channel in its catalog (a device with one camera often
     /// uses its own id).
     pub channel: String,
-    /// How the device sends RTP: `udp` (default) or `tcp` (lookout listens, the
-    /// device connects: TCP passive, RFC 4571 framing). TCP survives the loss and NAT
-    /// trouble UDP meets on cellular links.
+    /// How the device sends RTP: `udp` (default), `tcp` (lookout listens, the device
+    /// connects: TCP passive, RFC 4571 framing; it survives the loss and NAT trouble
+    /// UDP meets on cellular links) or `tcp-active` (the device listens, lookout
+    /// connects: for devices and platforms lookout can reach, behind a firewall that
+    /// lets nothing in).
     #[serde(default)]
     pub transport: GbTransport,
 }
@@ -131,6 +173,9 @@ pub enum GbTransport {
     Udp,
     /// RTP over a TCP connection the device makes to a port lookout listens on.
     Tcp,
+    /// RTP over a TCP connection lookout makes to the port the device answers with.
+    #[serde(rename = "tcp-active")]
+    TcpActive,
 }
 
 fn default_gb_max_devices() -> usize {

@@ -487,6 +487,7 @@ impl Config {
                     "must be between 10 and 3600 s",
                 );
             }
+            check_digest(&gb.digest, &p.key("digest"), f);
             check_adopt(&gb.adopt, &self.detectors, &p.key("adopt"), f);
         }
         if let Some(lib) = &self.gateway.onnxruntime

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use ring::rand::SecureRandom;
 
-pub use lookout_codecs::sip::{digest_response as response, md5_hex};
+pub use lookout_codecs::sip::{
+    DigestAlgorithm, digest_response as response, digest_response_with, md5_hex,
+};
 
 /// Challenges outstanding at most; the oldest is forgotten first.
 pub const MAX_NONCES: usize = 4096;
@@ -36,7 +38,7 @@ pub enum Refusal {
     #[error("{0}")]
     Identity(&'static str),
     /// An algorithm other than MD5.
-    #[error("algorithm {0:?} is not MD5")]
+    #[error("algorithm {0:?} is not one this platform accepts")]
     Algorithm(String),
     /// The response does not match: the wrong password.
     #[error("wrong password")]
@@ -47,6 +49,8 @@ pub enum Refusal {
 pub struct Verifier {
     realm: String,
     password: String,
+    /// Offered in this order, one challenge each; accepted alone.
+    algorithms: Vec<DigestAlgorithm>,
     rng: ring::rand::SystemRandom,
     /// Nonce → when it was issued, and to which device.
     nonces: HashMap<String, (Instant, String)>,
@@ -54,17 +58,25 @@ pub struct Verifier {
 
 impl Verifier {
     /// Checks credentials against `password` in `realm` (the platform's domain).
-    pub fn new(realm: &str, password: &str) -> Verifier {
+    /// A verifier offering and accepting `algorithms` (MD5 alone when empty).
+    pub fn new(realm: &str, password: &str, algorithms: &[DigestAlgorithm]) -> Verifier {
         Verifier {
             realm: realm.to_string(),
             password: password.to_string(),
+            algorithms: if algorithms.is_empty() {
+                vec![DigestAlgorithm::Md5]
+            } else {
+                algorithms.to_vec()
+            },
             rng: ring::rand::SystemRandom::new(),
             nonces: HashMap::new(),
         }
     }
 
     /// A `WWW-Authenticate` value challenging `device`.
-    pub fn challenge(&mut self, device: &str) -> String {
+    /// One `WWW-Authenticate` value per algorithm, in the order of preference (RFC
+    /// 8760: a device answers the first it supports), all with one fresh nonce.
+    pub fn challenge(&mut self, device: &str) -> Vec<String> {
         let now = Instant::now();
         self.nonces
             .retain(|_, (at, _)| now.duration_since(*at) < NONCE_LIFETIME);
@@ -88,10 +100,16 @@ impl Verifier {
         }
         let nonce: String = raw.iter().map(|b| format!("{b:02x}")).collect();
         self.nonces.insert(nonce.clone(), (now, device.to_string()));
-        format!(
-            "Digest realm=\"{}\", nonce=\"{nonce}\", algorithm=MD5",
-            self.realm
-        )
+        self.algorithms
+            .iter()
+            .map(|a| {
+                format!(
+                    "Digest realm=\"{}\", nonce=\"{nonce}\", algorithm={}",
+                    self.realm,
+                    a.name()
+                )
+            })
+            .collect()
     }
 
     /// Checks `authorization` (the header's value) for `method` from `device`; a
@@ -111,10 +129,15 @@ impl Verifier {
         let nonce = get("nonce").ok_or(Refusal::Malformed("nonce"))?;
         let uri = get("uri").ok_or(Refusal::Malformed("uri"))?;
         let answer = get("response").ok_or(Refusal::Malformed("response"))?;
-        if let Some(alg) = get("algorithm")
-            && !alg.eq_ignore_ascii_case("MD5")
-        {
-            return Err(Refusal::Algorithm(alg.to_string()));
+        // No `algorithm`: MD5 (RFC 2617).
+        let algorithm = match get("algorithm") {
+            None => DigestAlgorithm::Md5,
+            Some(name) => DigestAlgorithm::parse(name)
+                .filter(|a| self.algorithms.contains(a))
+                .ok_or_else(|| Refusal::Algorithm(name.to_string()))?,
+        };
+        if !self.algorithms.contains(&algorithm) {
+            return Err(Refusal::Algorithm(algorithm.name().to_string()));
         }
         if realm != self.realm {
             return Err(Refusal::Identity("realm is not this platform's domain"));
@@ -134,7 +157,16 @@ impl Verifier {
             )),
             None => None,
         };
-        let expected = response(username, realm, &self.password, method, uri, nonce, qop);
+        let expected = digest_response_with(
+            algorithm,
+            username,
+            realm,
+            &self.password,
+            method,
+            uri,
+            nonce,
+            qop,
+        );
         // Both are 32 hex digits; the comparison does not stop at the first difference.
         let same = expected.len() == answer.len()
             && expected
@@ -170,20 +202,79 @@ mod tests {
     }
 
     fn answer(v: &mut Verifier, device: &str, password: &str) -> String {
-        let ch = v.challenge(device);
+        answer_with(v, device, password, DigestAlgorithm::Md5)
+    }
+
+    /// Answers the challenge of `algorithm` among those offered.
+    fn answer_with(
+        v: &mut Verifier,
+        device: &str,
+        password: &str,
+        algorithm: DigestAlgorithm,
+    ) -> String {
+        let challenges = v.challenge(device);
+        let ch = challenges
+            .iter()
+            .find(|c| c.ends_with(&format!("algorithm={}", algorithm.name())))
+            .cloned()
+            .unwrap_or_else(|| challenges[0].clone());
         let p = lookout_codecs::sip::digest_params(&ch).expect("challenge");
         let nonce = &p.iter().find(|(n, _)| n == "nonce").expect("nonce").1;
         let uri = "sip:34020000002000000001@3402000000";
-        let r = response(device, "3402000000", password, "REGISTER", uri, nonce, None);
+        let r = digest_response_with(
+            algorithm,
+            device,
+            "3402000000",
+            password,
+            "REGISTER",
+            uri,
+            nonce,
+            None,
+        );
         format!(
-            "Digest username=\"{device}\", realm=\"3402000000\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{r}\", algorithm=MD5"
+            "Digest username=\"{device}\", realm=\"3402000000\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{r}\", algorithm={}",
+            algorithm.name()
         )
+    }
+
+    #[test]
+    fn sha_256_when_offered_md5_only_when_allowed() {
+        let dev = "34020000001320000001";
+        let both = [DigestAlgorithm::Sha256, DigestAlgorithm::Md5];
+        let mut v = Verifier::new("3402000000", "12345678", &both);
+        let offered = v.challenge(dev);
+        assert_eq!(offered.len(), 2);
+        assert!(offered[0].ends_with("algorithm=SHA-256"), "{offered:?}");
+        assert!(offered[1].ends_with("algorithm=MD5"), "{offered:?}");
+        for alg in both {
+            let good = answer_with(&mut v, dev, "12345678", alg);
+            assert_eq!(v.verify(dev, "REGISTER", Some(&good)), Ok(()), "{alg:?}");
+            let bad = answer_with(&mut v, dev, "wrong", alg);
+            assert_eq!(
+                v.verify(dev, "REGISTER", Some(&bad)),
+                Err(Refusal::WrongPassword)
+            );
+        }
+        // A platform that requires SHA-256 refuses MD5, also an MD5 answer to a
+        // nonce it issued.
+        let mut strict = Verifier::new("3402000000", "12345678", &[DigestAlgorithm::Sha256]);
+        assert_eq!(strict.challenge(dev).len(), 1);
+        let md5 = answer_with(&mut strict, dev, "12345678", DigestAlgorithm::Md5);
+        assert_eq!(
+            strict.verify(dev, "REGISTER", Some(&md5)),
+            Err(Refusal::Algorithm("MD5".into()))
+        );
+        let no_algorithm = md5.replace(", algorithm=MD5", "");
+        assert_eq!(
+            strict.verify(dev, "REGISTER", Some(&no_algorithm)),
+            Err(Refusal::Algorithm("MD5".into()))
+        );
     }
 
     #[test]
     fn the_right_password_once_the_wrong_one_never() {
         let dev = "34020000001320000001";
-        let mut v = Verifier::new("3402000000", "12345678");
+        let mut v = Verifier::new("3402000000", "12345678", &[]);
         assert_eq!(v.verify(dev, "REGISTER", None), Err(Refusal::Missing));
         let good = answer(&mut v, dev, "12345678");
         assert_eq!(v.verify(dev, "REGISTER", Some(&good)), Ok(()));
@@ -207,7 +298,7 @@ mod tests {
 
     #[test]
     fn outstanding_challenges_are_bounded() {
-        let mut v = Verifier::new("3402000000", "pw");
+        let mut v = Verifier::new("3402000000", "pw", &[]);
         for i in 0..MAX_NONCES + 100 {
             v.challenge(&format!("dev{i}"));
         }

@@ -32,6 +32,9 @@ pub struct Dialog {
     path: Path,
     /// Becomes true when the device sends BYE.
     pub bye: watch::Receiver<bool>,
+    /// Where the device's answer says its media is (`c=` and `m=video`): where
+    /// lookout connects for TCP active.
+    pub media: Option<SocketAddr>,
 }
 
 impl SipServer {
@@ -122,6 +125,11 @@ impl SipServer {
             GbTransport::Udp => format!("m=video {port} RTP/AVP 96\r\n"),
             GbTransport::Tcp => {
                 format!("m=video {port} TCP/RTP/AVP 96\r\na=setup:passive\r\na=connection:new\r\n")
+            }
+            // RFC 4145: the active side offers port 9 (discard); the device answers
+            // with the port it listens on.
+            GbTransport::TcpActive => {
+                "m=video 9 TCP/RTP/AVP 96\r\na=setup:active\r\na=connection:new\r\n".to_string()
             }
         };
         let sdp = format!(
@@ -221,9 +229,11 @@ impl SipServer {
             &target, &ack_via, &from, &their_to, &call_id, n, address, &path,
         )
         .await;
+        let media = sdp_media(&String::from_utf8_lossy(&r.body));
         let (bye_tx, bye) = watch::channel(false);
         self.dialogs.insert(call_id.clone(), bye_tx);
         Ok(Dialog {
+            media,
             call_id,
             target,
             from,
@@ -319,5 +329,57 @@ impl SipServer {
             if listen.is_unspecified() { ip } else { listen },
             self.local.port(),
         )
+    }
+}
+
+/// The media address of an SDP answer: `c=IN IP4|IP6 ADDR` (the session's, or the
+/// video's when it has its own) and the port of `m=video`.
+pub fn sdp_media(sdp: &str) -> Option<SocketAddr> {
+    let mut ip = None;
+    let mut port = None;
+    for line in sdp.lines().map(str::trim) {
+        if let Some(c) = line.strip_prefix("c=IN ") {
+            let addr = c.split_whitespace().nth(1)?;
+            // `c=IN IP4 224.2.1.1/127`: a TTL or count after a slash.
+            ip = addr.split('/').next()?.parse::<IpAddr>().ok().or(ip);
+        } else if let Some(m) = line.strip_prefix("m=video ") {
+            port = m.split_whitespace().next()?.parse::<u16>().ok();
+        }
+    }
+    Some(SocketAddr::new(ip?, port.filter(|p| *p != 0)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sdp_media;
+
+    #[test]
+    fn the_answers_media_address() {
+        let answer = "v=0\r\no=34020000001320000001 0 0 IN IP4 10.0.0.7\r\ns=Play\r\n\
+                      c=IN IP4 10.0.0.7\r\nt=0 0\r\nm=video 15060 TCP/RTP/AVP 96\r\n\
+                      a=setup:passive\r\na=sendonly\r\ny=0100000001\r\n";
+        assert_eq!(
+            sdp_media(answer),
+            Some("10.0.0.7:15060".parse().expect("addr"))
+        );
+        // A video line with an address of its own, a TTL after a slash, IPv6.
+        let own = "c=IN IP4 10.0.0.1\r\nm=video 30000 RTP/AVP 96\r\nc=IN IP4 10.0.0.9/127\r\n";
+        assert_eq!(
+            sdp_media(own),
+            Some("10.0.0.9:30000".parse().expect("addr"))
+        );
+        let v6 = "c=IN IP6 ::1\r\nm=video 4000 TCP/RTP/AVP 96\r\n";
+        assert_eq!(sdp_media(v6), Some("[::1]:4000".parse().expect("addr")));
+        // No address, no port, port 0 (refused stream), garbage.
+        assert_eq!(sdp_media("m=video 4000 RTP/AVP 96\r\n"), None);
+        assert_eq!(sdp_media("c=IN IP4 10.0.0.1\r\n"), None);
+        assert_eq!(
+            sdp_media("c=IN IP4 10.0.0.1\r\nm=video 0 RTP/AVP 96\r\n"),
+            None
+        );
+        assert_eq!(
+            sdp_media("c=IN IP4 nonsense\r\nm=video x RTP/AVP\r\n"),
+            None
+        );
     }
 }

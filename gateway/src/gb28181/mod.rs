@@ -83,6 +83,8 @@ pub struct Settings {
     pub media_ip: Option<std::net::IpAddr>,
     /// A playing stream with no RTP this long is ended and INVITEd again.
     pub stall_timeout: Duration,
+    /// Digest algorithms offered (in this order) and accepted.
+    pub digest: Vec<digest::DigestAlgorithm>,
 }
 
 /// The reasons a request is refused, each a series from the start.
@@ -278,7 +280,11 @@ impl SipServer {
         let tcp = TcpListener::bind(local).await.map_err(|e| {
             anyhow::anyhow!("[gateway.gb28181] sip_listen = \"{local}\" (TCP): {e}")
         })?;
-        let verifier = std::sync::Mutex::new(Verifier::new(&settings.domain, &settings.password));
+        let verifier = std::sync::Mutex::new(Verifier::new(
+            &settings.domain,
+            &settings.password,
+            &settings.digest,
+        ));
         let server = Arc::new(SipServer {
             settings,
             limits: Limits::default(),

@@ -4,13 +4,15 @@
 //! One task per such camera: it waits until the device is registered and online, opens
 //! a receiving port (UDP, or a TCP listener for `transport = "tcp"`), INVITEs the
 //! channel with an SDP offer naming that port, PS/90000 and an SSRC of its own, ACKs
-//! the answer and feeds what arrives to the camera (`rtp.rs`). It ends the call with
+//! the answer and feeds what arrives to the camera (`rtp.rs`). With `transport =
+//! "tcp-active"` the offer says `a=setup:active` and lookout connects to the address
+//! and port of the device's answer instead. It ends the call with
 //! BYE when the camera is removed or changed, when the device goes offline, or when no
 //! video came for the stall timeout, and starts over. A device that does not answer,
 //! or refuses, is retried with backoff and the camera is `failed`, the SIP status its
 //! `last_error`. A UDP stream that brings nothing at all (a NAT or firewall dropping
 //! it, the most common trouble with cellular devices) is asked for over TCP next time,
-//! and the other way round.
+//! and the other way round (TCP active falls back to TCP passive).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -32,6 +34,7 @@ fn transport_name(t: GbTransport) -> &'static str {
     match t {
         GbTransport::Udp => "UDP",
         GbTransport::Tcp => "TCP",
+        GbTransport::TcpActive => "TCP (lookout connecting)",
     }
 }
 
@@ -100,9 +103,13 @@ fn camera_gb(camera: &Camera) -> Option<crate::config::GbCameraConfig> {
 enum Media {
     Udp(UdpSocket),
     Tcp(TcpListener),
+    /// TCP active: lookout connects to where the device's answer says.
+    Connect(Option<SocketAddr>),
 }
 
 impl Media {
+    /// Opens the receiving side; the port to offer (9, RFC 4145's "discard", for TCP
+    /// active, where the device's answer names the port).
     async fn open(ip: IpAddr, transport: GbTransport) -> std::io::Result<(Media, u16)> {
         match transport {
             GbTransport::Udp => {
@@ -115,7 +122,18 @@ impl Media {
                 let port = l.local_addr()?.port();
                 Ok((Media::Tcp(l), port))
             }
+            GbTransport::TcpActive => Ok((Media::Connect(None), 9)),
         }
+    }
+}
+
+/// The transport tried after one that brought not one packet.
+fn other_transport(t: GbTransport) -> GbTransport {
+    match t {
+        GbTransport::Udp => GbTransport::Tcp,
+        GbTransport::Tcp => GbTransport::Udp,
+        // The device could not be reached, or sent nothing: let it connect instead.
+        GbTransport::TcpActive => GbTransport::Tcp,
     }
 }
 
@@ -166,10 +184,7 @@ async fn play(
                     Next::Played => wait = RETRY_FIRST,
                     Next::Refused => camera.health.set_state(CameraState::Failed),
                     Next::Silent => {
-                        transport = match transport {
-                            GbTransport::Udp => GbTransport::Tcp,
-                            GbTransport::Tcp => GbTransport::Udp,
-                        };
+                        transport = other_transport(transport);
                         tracing::warn!(camera = %camera.id, device = %gb.device, "no RTP at all; asking for RTP over {} next", transport_name(transport));
                     }
                     Next::Wait => {}
@@ -238,7 +253,12 @@ async fn call(
     camera.health.set_transport(match transport {
         GbTransport::Udp => ActiveTransport::GbUdp,
         GbTransport::Tcp => ActiveTransport::GbTcp,
+        GbTransport::TcpActive => ActiveTransport::GbTcpActive,
     });
+    let media = match media {
+        Media::Connect(_) => Media::Connect(dialog.media),
+        m => m,
+    };
     tracing::info!(camera = %camera.id, device = %gb.device, channel = %gb.channel, %ssrc, port, transport = transport_name(transport), session, "GB/T 28181 stream playing");
     let mut receiver = Receiver::new(camera.clone(), session);
     let stall = server.stall_timeout();
@@ -285,7 +305,7 @@ async fn receive(media: Media, receiver: &mut Receiver, stall: Duration) -> Stri
             }
         }
         Media::Tcp(listener) => {
-            let mut stream =
+            let stream =
                 match tokio::time::timeout(TCP_CONNECT_TIMEOUT, listener.accept()).await {
                     Ok(Ok((s, _))) => s,
                     Ok(Err(e)) => return format!("RTP over TCP: accept: {e}"),
@@ -297,26 +317,53 @@ async fn receive(media: Media, receiver: &mut Receiver, stall: Duration) -> Stri
                     }
                 };
             drop(listener);
-            let mut buf = BytesMut::with_capacity(128 * 1024);
-            loop {
-                // RFC 4571: a 16-bit length, then the RTP packet.
-                while buf.len() >= 2 {
-                    let len = usize::from(u16::from_be_bytes([buf[0], buf[1]]));
-                    if buf.len() < 2 + len {
-                        break;
+            read_rfc4571(stream, receiver, stall).await
+        }
+        Media::Connect(None) => {
+            "the device's answer to a TCP-active INVITE names no media address (c= and m=video port)".into()
+        }
+        Media::Connect(Some(to)) => {
+            match tokio::time::timeout(TCP_CONNECT_TIMEOUT, tokio::net::TcpStream::connect(to)).await {
+                Ok(Ok(stream)) => {
+                    if let Err(e) = stream.set_nodelay(true) {
+                        tracing::debug!("RTP over TCP to {to}: TCP_NODELAY: {e}");
                     }
-                    let mut frame = buf.split_to(2 + len);
-                    let packet = frame.split_off(2).freeze();
-                    receiver.packet(packet);
+                    read_rfc4571(stream, receiver, stall).await
                 }
-                buf.reserve(64 * 1024);
-                match tokio::time::timeout(stall, stream.read_buf(&mut buf)).await {
-                    Ok(Ok(0)) => return "the device closed the RTP connection".into(),
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => return format!("RTP over TCP: {e}"),
-                    Err(_) => return format!("no RTP for {} ms", stall.as_millis()),
-                }
+                Ok(Err(e)) => format!("RTP over TCP: connecting to the device at {to}: {e}"),
+                Err(_) => format!(
+                    "RTP over TCP: the device at {to} did not accept the connection within {} s",
+                    TCP_CONNECT_TIMEOUT.as_secs()
+                ),
             }
+        }
+    }
+}
+
+/// Reads RTP packets framed as RFC 4571 (a 16-bit length, then the packet) until the
+/// connection ends or stalls; returns why.
+async fn read_rfc4571(
+    mut stream: tokio::net::TcpStream,
+    receiver: &mut Receiver,
+    stall: Duration,
+) -> String {
+    let mut buf = BytesMut::with_capacity(128 * 1024);
+    loop {
+        while buf.len() >= 2 {
+            let len = usize::from(u16::from_be_bytes([buf[0], buf[1]]));
+            if buf.len() < 2 + len {
+                break;
+            }
+            let mut frame = buf.split_to(2 + len);
+            let packet = frame.split_off(2).freeze();
+            receiver.packet(packet);
+        }
+        buf.reserve(64 * 1024);
+        match tokio::time::timeout(stall, stream.read_buf(&mut buf)).await {
+            Ok(Ok(0)) => return "the device closed the RTP connection".into(),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return format!("RTP over TCP: {e}"),
+            Err(_) => return format!("no RTP for {} ms", stall.as_millis()),
         }
     }
 }

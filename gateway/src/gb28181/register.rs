@@ -35,20 +35,22 @@ impl SipServer {
         match checked {
             Ok(()) => {}
             Err(Refusal::Missing) => {
-                let challenge = self.verifier.locked().challenge(&id);
-                return Some(
-                    self.response(m, 401, "Unauthorized")
-                        .with("WWW-Authenticate", challenge),
-                );
+                let challenges = self.verifier.locked().challenge(&id);
+                let mut r = self.response(m, 401, "Unauthorized");
+                for c in challenges {
+                    r = r.with("WWW-Authenticate", c);
+                }
+                return Some(r);
             }
             Err(Refusal::StaleNonce) => {
                 // A device answering an old challenge gets a fresh one (RFC 2617 stale).
                 self.metrics.refuse("stale_nonce");
-                let challenge = self.verifier.locked().challenge(&id);
-                return Some(
-                    self.response(m, 401, "Unauthorized")
-                        .with("WWW-Authenticate", format!("{challenge}, stale=true")),
-                );
+                let challenges = self.verifier.locked().challenge(&id);
+                let mut r = self.response(m, 401, "Unauthorized");
+                for c in challenges {
+                    r = r.with("WWW-Authenticate", format!("{c}, stale=true"));
+                }
+                return Some(r);
             }
             Err(Refusal::WrongPassword) => {
                 return Some(self.refuse(m, 403, "Forbidden", "wrong_password", "wrong password"));

@@ -100,9 +100,12 @@ pub enum ActiveTransport {
     /// A GB/T 28181 channel's PS over RTP/UDP.
     #[serde(rename = "gb28181-udp")]
     GbUdp,
-    /// A GB/T 28181 channel's PS over RTP/TCP (RFC 4571).
+    /// A GB/T 28181 channel's PS over RTP/TCP (RFC 4571), the device connecting.
     #[serde(rename = "gb28181-tcp")]
     GbTcp,
+    /// The same, lookout connecting to the device (TCP active).
+    #[serde(rename = "gb28181-tcp-active")]
+    GbTcpActive,
 }
 
 impl ActiveTransport {
@@ -113,6 +116,7 @@ impl ActiveTransport {
             ActiveTransport::Rtmp => "rtmp",
             ActiveTransport::GbUdp => "gb28181-udp",
             ActiveTransport::GbTcp => "gb28181-tcp",
+            ActiveTransport::GbTcpActive => "gb28181-tcp-active",
         }
     }
 }
@@ -202,6 +206,7 @@ impl CameraHealth {
             3 => Some(ActiveTransport::Rtmp),
             4 => Some(ActiveTransport::GbUdp),
             5 => Some(ActiveTransport::GbTcp),
+            6 => Some(ActiveTransport::GbTcpActive),
             _ => None,
         }
     }
@@ -213,6 +218,7 @@ impl CameraHealth {
             ActiveTransport::Rtmp => 3,
             ActiveTransport::GbUdp => 4,
             ActiveTransport::GbTcp => 5,
+            ActiveTransport::GbTcpActive => 6,
         };
         self.transport.store(v, Relaxed);
     }

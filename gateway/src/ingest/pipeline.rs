@@ -315,7 +315,10 @@ pub(crate) fn open(
         }
         // Pushed cameras have no pipeline (`rtmp.rs`); a spec saying RTMP is a bug in
         // the caller, refused rather than guessed at.
-        ActiveTransport::Rtmp | ActiveTransport::GbUdp | ActiveTransport::GbTcp => {
+        ActiveTransport::Rtmp
+        | ActiveTransport::GbUdp
+        | ActiveTransport::GbTcp
+        | ActiveTransport::GbTcpActive => {
             return Err(ConnectionError {
                 stage: "setup",
                 cause: "an RTMP or GB/T 28181 camera dials in to the gateway; it is not pulled over RTSP".into(),

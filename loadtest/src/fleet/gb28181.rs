@@ -7,12 +7,14 @@
 //! answers the gateway's `INVITE` for a channel by sending that camera's access units
 //! (stamped like every fleet frame) as MPEG-2 Program Stream over RTP, to the UDP port
 //! the offer names or over a TCP connection to it (RFC 4571) when the offer says
-//! `TCP/RTP/AVP`. `BYE` stops that channel's video. The feeder thread hands frames over
+//! `TCP/RTP/AVP`, or, when the offer says `a=setup:active`, over a connection the
+//! gateway makes to the port its answer names (TCP active). `BYE` stops that channel's
+//! video. The feeder thread hands frames over
 //! a small bounded queue and never waits; frames with no stream up, or that the queue
 //! has no room for, are dropped and counted.
 
 use std::io::Write;
-use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 
@@ -31,6 +33,13 @@ pub const DOMAIN: &str = "3402000000";
 /// The password the fleet's devices register with (loopback load tests only; the
 /// fleet writes it to the password file its gateway configuration names).
 pub const PASSWORD: &str = "fleet-gb28181-password";
+
+/// A digest challenge the device answers.
+struct Challenge {
+    realm: String,
+    nonce: String,
+    algorithm: sip::DigestAlgorithm,
+}
 
 /// Frames waiting for a device's stream, at most (about a second of video).
 const QUEUED: usize = 32;
@@ -176,6 +185,8 @@ impl GbDevice {
 enum Out {
     Udp(UdpSocket),
     Tcp(TcpStream),
+    /// TCP active (the gateway connects): listening, not accepted yet.
+    Listening(TcpListener),
 }
 
 /// The stream the gateway INVITEd.
@@ -308,8 +319,8 @@ impl Worker {
             .with("User-Agent", "lookout-loadtest GB/T 28181 device")
     }
 
-    /// REGISTER, with digest credentials for `challenge` (realm, nonce).
-    fn register(&mut self, challenge: Option<(String, String)>) {
+    /// REGISTER, with digest credentials for `challenge`.
+    fn register(&mut self, challenge: Option<Challenge>) {
         let uri = format!("sip:{PLATFORM_ID}@{DOMAIN}");
         let call = self.register_call.clone();
         let mut m = self
@@ -317,8 +328,14 @@ impl Worker {
             .with("To", format!("<sip:{}@{DOMAIN}>", self.device))
             .with("Contact", format!("<sip:{}@{}>", self.device, self.local))
             .with("Expires", "3600");
-        if let Some((realm, nonce)) = challenge {
-            let response = sip::digest_response(
+        if let Some(Challenge {
+            realm,
+            nonce,
+            algorithm,
+        }) = challenge
+        {
+            let response = sip::digest_response_with(
+                algorithm,
                 &self.device,
                 &realm,
                 PASSWORD,
@@ -330,8 +347,9 @@ impl Worker {
             m = m.with(
                 "Authorization",
                 format!(
-                    "Digest username=\"{}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{response}\", algorithm=MD5",
-                    self.device
+                    "Digest username=\"{}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{response}\", algorithm={}",
+                    self.device,
+                    algorithm.name()
                 ),
             );
         }
@@ -367,14 +385,26 @@ impl Worker {
                 let method = m.cseq().map(|(_, meth)| meth.to_string());
                 match (method.as_deref(), *code) {
                     (Some("REGISTER"), 401) => {
-                        let params = m
-                            .header("WWW-Authenticate")
-                            .and_then(sip::digest_params)
-                            .unwrap_or_default();
-                        let get =
-                            |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-                        if let (Some(realm), Some(nonce)) = (get("realm"), get("nonce")) {
-                            self.register(Some((realm, nonce)));
+                        // The first challenge whose algorithm this device knows (RFC
+                        // 8760): MD5 or SHA-256, as a GB/T 28181-2022 device.
+                        let chosen = m.headers_named("WWW-Authenticate").find_map(|v| {
+                            let params = sip::digest_params(v)?;
+                            let get = |k: &str| {
+                                params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+                            };
+                            let algorithm = match get("algorithm") {
+                                None => sip::DigestAlgorithm::Md5,
+                                Some(a) => sip::DigestAlgorithm::parse(&a)?,
+                            };
+                            Some(Challenge {
+                                realm: get("realm")?,
+                                nonce: get("nonce")?,
+                                algorithm,
+                            })
+                        });
+                        match chosen {
+                            Some(c) => self.register(Some(c)),
+                            None => self.problem("401 without a digest challenge it can answer"),
                         }
                     }
                     (Some("REGISTER"), 200) => {
@@ -455,6 +485,8 @@ impl Worker {
             .and_then(|v| v.split_whitespace().next())
             .and_then(|p| p.parse::<u16>().ok());
         let tcp = video.is_some_and(|v| v.contains("TCP/RTP/AVP"));
+        // `a=setup:active`: the gateway connects, this device listens (TCP active).
+        let gateway_connects = tcp && sdp.lines().any(|l| l.trim() == "a=setup:active");
         let ssrc_text = sdp
             .lines()
             .find_map(|l| l.trim().strip_prefix("y="))
@@ -467,7 +499,12 @@ impl Worker {
             return self.problem("an INVITE without a media address");
         };
         let to = SocketAddr::new(ip, port);
-        let out = if tcp {
+        let out = if gateway_connects {
+            TcpListener::bind(SocketAddr::new(self.local.ip(), 0)).and_then(|l| {
+                l.set_nonblocking(true)?;
+                Ok(Out::Listening(l))
+            })
+        } else if tcp {
             TcpStream::connect_timeout(&to, Duration::from_secs(2)).and_then(|s| {
                 s.set_nodelay(true)?;
                 Ok(Out::Tcp(s))
@@ -487,12 +524,19 @@ impl Worker {
             }
         };
         let proto = if tcp { "TCP/RTP/AVP" } else { "RTP/AVP" };
-        let setup = if tcp { "a=setup:active\r\n" } else { "" };
+        let (setup, media_port) = match &out {
+            // The port the gateway is to connect to.
+            Out::Listening(l) => (
+                "a=setup:passive\r\n",
+                l.local_addr().map_or(0, |a| a.port()),
+            ),
+            Out::Tcp(_) => ("a=setup:active\r\n", self.local.port()),
+            Out::Udp(_) => ("", self.local.port()),
+        };
         let answer_sdp = format!(
-            "v=0\r\no={dev} 0 0 IN IP4 {ip}\r\ns=Play\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=video {port} {proto} 96\r\n{setup}a=sendonly\r\na=rtpmap:96 PS/90000\r\ny={ssrc_text}\r\n",
+            "v=0\r\no={dev} 0 0 IN IP4 {ip}\r\ns=Play\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=video {media_port} {proto} 96\r\n{setup}a=sendonly\r\na=rtpmap:96 PS/90000\r\ny={ssrc_text}\r\n",
             dev = self.device,
             ip = self.local.ip(),
-            port = self.local.port(),
         );
         let mut ok = self
             .answer(m, 200, "OK")
@@ -553,6 +597,29 @@ impl Worker {
         let Some(media) = c.media.as_mut() else {
             return;
         };
+        if let Out::Listening(l) = &media.out {
+            // TCP active: frames wait for the gateway's connection, and the stream
+            // starts at a keyframe once it is there.
+            match l.accept() {
+                Ok((stream, _)) => {
+                    let ready = stream
+                        .set_nonblocking(false)
+                        .and_then(|()| stream.set_nodelay(true));
+                    if let Err(e) = ready {
+                        c.stop();
+                        return self.problem(&format!("RTP connection from the gateway: {e}"));
+                    }
+                    media.out = Out::Tcp(stream);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => {
+                    c.stop();
+                    return self.problem(&format!("accepting the gateway's RTP connection: {e}"));
+                }
+            }
+            c.restart_at_keyframe.store(true, Ordering::SeqCst);
+            return;
+        }
         let ps = lookout_codecs::ps::mux_frame(codec, &f.data, f.pts_90k, f.keyframe, 60_000);
         let chunks = ps.chunks(RTP_PAYLOAD).count();
         let mut failed = None;
@@ -574,6 +641,7 @@ impl Worker {
                     p[..2].copy_from_slice(&len.to_be_bytes());
                     s.write_all(p)
                 }
+                Out::Listening(_) => Ok(()),
             };
             if let Err(e) = r {
                 failed = Some(e);

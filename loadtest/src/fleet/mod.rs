@@ -479,7 +479,9 @@ fn gateway_config(
     if let Some((p, password)) = gb {
         putln!(
             s,
-            "[gateway.gb28181]\nsip_listen = \"{}:{p}\"\nid = \"{}\"\ndomain = \"{}\"\npassword_file = \"{}\"\n",
+            "[gateway.gb28181]\nsip_listen = \"{}:{p}\"\nid = \"{}\"\ndomain = \"{}\"\npassword_file = \"{}\"\n\
+             # The fleet's devices answer GB/T 28181-2022's SHA-256 digest when offered first.\n\
+             digest = [\"SHA-256\", \"MD5\"]\n",
             args.address,
             gb28181::PLATFORM_ID,
             gb28181::DOMAIN,
@@ -498,9 +500,16 @@ fn gateway_config(
         putln!(s, "kind = \"{}\"", c.profile.kind.as_str());
         if c.profile.gb_platform {
             platform_n += 1;
+            // A platform on a network the gateway reaches: every other channel has
+            // lookout connect for its RTP (TCP active).
+            let transport = if platform_n % 2 == 0 {
+                ", transport = \"tcp-active\""
+            } else {
+                ""
+            };
             putln!(
                 s,
-                "gb28181 = {{ device = \"{}\", channel = \"{}\" }}",
+                "gb28181 = {{ device = \"{}\", channel = \"{}\"{transport} }}",
                 gb28181::LOWER_PLATFORM_ID,
                 gb28181::platform_channel_id(platform_n)
             );
