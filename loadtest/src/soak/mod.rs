@@ -365,16 +365,17 @@ fn sample(args: &SoakArgs, s: &mut Stack) -> anyhow::Result<Vec<Sample>> {
         let dt = now.duration_since(mark.at).as_secs_f64().max(1e-3);
         let figures = pids.map(|p| read_process(*p));
         let cpu = figures.map(|f| f.3);
-        let sent = http
-            .metric(&gw_metrics, "lookout_relay_frames_total")
-            .unwrap_or(mark.sent);
+        let gw_text = http.text(&gw_metrics);
+        let sent = gw_text
+            .as_deref()
+            .map_or(mark.sent, |t| prom::sum(t, "lookout_relay_frames_total"));
         let center_text = http.text(&center_metrics);
         let received = center_text.as_deref().map_or(mark.received, |t| {
             prom::sum(t, "lookout_center_frames_total")
         });
         let center_video = center_text.as_deref().map(center_video);
         let heap = HeapByProcess {
-            gateway: http.text(&gw_metrics).as_deref().map(heap),
+            gateway: gw_text.as_deref().map(heap),
             center: center_text.as_deref().map(heap),
         };
         let latency = http
