@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::config::{CameraConfig, Config};
 use crate::detect::service::DetectService;
 use crate::gb28181::SipServer;
-use crate::gb28181::adopt::adopted;
+use crate::gb28181::adopt::{adopted, capped};
 use crate::ingest::{Ingest, IngestSettings, ReloadSummary};
 use crate::shutdown::Shutdown;
 
@@ -64,6 +64,11 @@ impl Roster {
         let now = self.adoptable(&st.config);
         if now == st.adopted {
             return None;
+        }
+        if let (Some(sip), Some(gb)) = (&self.sip, &st.config.gateway.gb28181) {
+            for (device, listed) in capped(&gb.adopt, &sip.devices()) {
+                tracing::warn!(%device, listed, "GB/T 28181 device lists more video channels than its adopt rule's max_channels; the rest are not cameras");
+            }
         }
         st.adopted = now;
         Some(self.apply(&st).await)

@@ -99,7 +99,7 @@ pub struct GbAdoptConfig {
     pub detectors: Vec<String>,
     /// The wall's group for its cameras (e.g. the department's platform).
     pub group: Option<String>,
-    /// At most this many of its channels become cameras (catalog order).
+    /// At most this many of its channels become cameras (lowest channel ids first).
     #[serde(default = "default_adopt_max_channels")]
     pub max_channels: usize,
 }

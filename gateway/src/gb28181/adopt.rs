@@ -22,8 +22,9 @@ pub fn camera_id(channel: &str) -> String {
 }
 
 /// The cameras the rules adopt from the devices' catalogs as they stand, in rule then
-/// catalog order: every video channel of an adopted device, up to the rule's cap, that
-/// no configured camera plays already and whose id no configured camera uses.
+/// channel-id order: every video channel of an adopted device, up to the rule's cap, that
+/// no configured camera plays already and whose id no configured camera uses. Channels
+/// over a rule's cap are left out ([`capped`] says which devices have them).
 pub fn adopted(
     rules: &[GbAdoptConfig],
     devices: &[DeviceStatus],
@@ -37,7 +38,6 @@ pub fn adopted(
         let mut taken = 0;
         for ch in &device.channels {
             if taken >= rule.max_channels {
-                tracing::warn!(device = %rule.device, max_channels = rule.max_channels, "GB/T 28181 device lists more video channels than its adopt rule's max_channels; the rest are not cameras");
                 break;
             }
             if !is_video_channel(&ch.id) {
@@ -69,6 +69,23 @@ pub fn adopted(
         }
     }
     out
+}
+
+/// The adopted devices whose catalogs list more video channels than their rule's
+/// `max_channels`, with how many they list.
+pub fn capped(rules: &[GbAdoptConfig], devices: &[DeviceStatus]) -> Vec<(String, usize)> {
+    rules
+        .iter()
+        .filter_map(|rule| {
+            let device = devices.iter().find(|d| d.id == rule.device)?;
+            let video = device
+                .channels
+                .iter()
+                .filter(|c| is_video_channel(&c.id))
+                .count();
+            (video > rule.max_channels).then(|| (rule.device.clone(), video))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -169,8 +186,10 @@ mod tests {
         );
         let mut r = rule(PLATFORM);
         r.max_channels = 1;
-        let cams = adopted(&[r, rule("34020000001320000077")], &devices, &[own, clash]);
+        let rules = [r, rule("34020000001320000077")];
+        let cams = adopted(&rules, &devices, &[own, clash]);
         let ids: Vec<&str> = cams.iter().map(|c| c.id.as_str()).collect();
         assert_eq!(ids, ["gb-34020000001310000003"]);
+        assert_eq!(capped(&rules, &devices), [(PLATFORM.to_string(), 4)]);
     }
 }
