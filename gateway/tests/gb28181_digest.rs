@@ -19,11 +19,7 @@ const DEVICE: &str = "34020000001320000042";
 
 fn gateway(dir: &std::path::Path, digest: &str) -> Proc {
     let secret = dir.join("gb-password");
-    std::fs::write(&secret, format!("{PASSWORD}\n")).expect("password");
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-    }
+    procs::write_secret(&secret, PASSWORD);
     let config = dir.join("gateway.toml");
     std::fs::write(
         &config,
@@ -37,15 +33,6 @@ fn gateway(dir: &std::path::Path, digest: &str) -> Proc {
     )
     .expect("config");
     Proc::start(&["run", "--config"], &config, "lookout gateway running")
-}
-
-fn sip_port(gw: &Proc) -> u16 {
-    gw.lines_with(&["GB/T 28181 SIP listening", "sip=127.0.0.1:"])
-        .first()
-        .and_then(|l| l.split("sip=127.0.0.1:").nth(1))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no SIP port in the log:\n{}", gw.log()))
 }
 
 /// A device's REGISTER over UDP, with `authorization` or without; the answer.
@@ -104,7 +91,7 @@ fn answer(challenge: &str, algorithm: DigestAlgorithm, password: &str) -> String
 fn sha_256_is_offered_first_and_accepted() {
     let dir = tempfile::tempdir().expect("tempdir");
     let gw = gateway(dir.path(), "[\"SHA-256\", \"MD5\"]");
-    let sip = sip_port(&gw);
+    let sip = gw.sip_port();
     let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
     sock.set_read_timeout(Some(Duration::from_secs(5)))
         .expect("timeout");
@@ -152,7 +139,7 @@ fn sha_256_is_offered_first_and_accepted() {
 fn a_platform_requiring_sha_256_refuses_md5() {
     let dir = tempfile::tempdir().expect("tempdir");
     let gw = gateway(dir.path(), "[\"SHA-256\"]");
-    let sip = sip_port(&gw);
+    let sip = gw.sip_port();
     let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
     sock.set_read_timeout(Some(Duration::from_secs(5)))
         .expect("timeout");

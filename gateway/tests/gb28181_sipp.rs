@@ -7,34 +7,15 @@
 
 mod procs;
 
-use std::net::UdpSocket;
 use std::path::Path;
 use std::process::Command;
 
-use procs::{Proc, wait};
+use procs::{Proc, free_udp_port, wait};
 use serde_json::Value;
 
 const PLATFORM: &str = "34020000002000000001";
 const DOMAIN: &str = "3402000000";
 const PASSWORD: &str = "tower-s3cret";
-
-/// The SIP port the gateway bound (its config asks for port 0), from its log.
-fn sip_port(gw: &Proc) -> u16 {
-    gw.lines_with(&["GB/T 28181 SIP listening", "sip=127.0.0.1:"])
-        .first()
-        .and_then(|l| l.split("sip=127.0.0.1:").nth(1))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no SIP port in the log:\n{}", gw.log()))
-}
-
-/// A loopback UDP port nothing uses now.
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 /// Runs SIPp as device `device` with `scenario` against `sip` (UDP); its exit status
 /// and its error log.
@@ -80,11 +61,7 @@ fn device(gw: &Proc, id: &str) -> Option<Value> {
 fn sipp_registers_with_digest_answers_the_catalog_and_keeps_alive() {
     let dir = tempfile::tempdir().expect("tempdir");
     let secret = dir.path().join("gb-password");
-    std::fs::write(&secret, format!("{PASSWORD}\n")).expect("password");
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-    }
+    procs::write_secret(&secret, PASSWORD);
     let config = dir.path().join("gateway.toml");
     std::fs::write(
         &config,
@@ -100,7 +77,7 @@ fn sipp_registers_with_digest_answers_the_catalog_and_keeps_alive() {
     )
     .expect("config");
     let gw = Proc::start(&["run", "--config"], &config, "lookout gateway running");
-    let sip = sip_port(&gw);
+    let sip = gw.sip_port();
 
     let good = "34020000001320000001";
     let (ok, log) = sipp(dir.path(), "device.xml", good, PASSWORD, sip);
@@ -232,11 +209,7 @@ const CHANNEL: &str = "34020000001310000001";
 /// A gateway with the SIP side and one camera, channel [`CHANNEL`] of [`DEVICE`].
 fn gb_gateway(dir: &Path) -> Proc {
     let secret = dir.join("gb-password");
-    std::fs::write(&secret, format!("{PASSWORD}\n")).expect("password");
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-    }
+    procs::write_secret(&secret, PASSWORD);
     let config = dir.join("gateway.toml");
     std::fs::write(
         &config,
@@ -340,7 +313,7 @@ fn sipp_device_channel_plays_live_video() {
     .expect("scenario");
 
     let gw = gb_gateway(dir.path());
-    let sip = sip_port(&gw);
+    let sip = gw.sip_port();
     let camera = || gb_camera(&gw);
     assert_eq!(camera()["state"], "waiting", "{}", camera());
     let sipp = spawn_device(dir.path(), &answers, sip);
@@ -380,7 +353,7 @@ fn sipp_device_channel_plays_live_video() {
 fn a_refused_invite_fails_the_camera_with_the_sip_status() {
     let dir = tempfile::tempdir().expect("tempdir");
     let gw = gb_gateway(dir.path());
-    let sip = sip_port(&gw);
+    let sip = gw.sip_port();
     let busy = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp/device_busy.xml");
     let sipp = spawn_device(dir.path(), &busy, sip);
     let failed = wait(std::time::Duration::from_secs(15), || {
@@ -414,7 +387,7 @@ fn a_refused_invite_fails_the_camera_with_the_sip_status() {
 fn a_silent_udp_stream_is_asked_for_again_over_tcp() {
     let dir = tempfile::tempdir().expect("tempdir");
     let gw = gb_gateway(dir.path());
-    let sip = sip_port(&gw);
+    let sip = gw.sip_port();
     let silent = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp/device_silent.xml");
     let sipp = spawn_device(dir.path(), &silent, sip);
     let tcp = wait(std::time::Duration::from_secs(20), || {

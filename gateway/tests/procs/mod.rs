@@ -226,6 +226,17 @@ impl Proc {
     }
 
     /// How many log lines contain `text`.
+    /// The SIP port a gateway with `[gateway.gb28181] sip_listen = "127.0.0.1:0"`
+    /// bound, from its log.
+    pub fn sip_port(&self) -> u16 {
+        self.lines_with(&["GB/T 28181 SIP listening", "sip=127.0.0.1:"])
+            .first()
+            .and_then(|l| l.split("sip=127.0.0.1:").nth(1))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no SIP port in the log:\n{}", self.log()))
+    }
+
     pub fn lines(&self, text: &str) -> usize {
         self.lines_with(&[text]).len()
     }
@@ -359,6 +370,14 @@ impl Usage {
 
 /// A UDP port on loopback that was free a moment ago (for a center that
 /// must come back on the same address after a restart).
+/// Writes a secret file (a password, one line) readable by its owner only, as the
+/// gateway requires.
+pub fn write_secret(path: &Path, secret: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, format!("{secret}\n")).expect("secret file");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod 600");
+}
+
 pub fn free_udp_port() -> u16 {
     std::net::UdpSocket::bind("127.0.0.1:0")
         .and_then(|s| s.local_addr())
