@@ -132,9 +132,9 @@ impl Verifier {
         // No `algorithm`: MD5 (RFC 2617).
         let algorithm = match get("algorithm") {
             None => DigestAlgorithm::Md5,
-            Some(name) => DigestAlgorithm::parse(name)
-                .filter(|a| self.algorithms.contains(a))
-                .ok_or_else(|| Refusal::Algorithm(name.to_string()))?,
+            Some(name) => {
+                DigestAlgorithm::parse(name).ok_or_else(|| Refusal::Algorithm(name.to_string()))?
+            }
         };
         if !self.algorithms.contains(&algorithm) {
             return Err(Refusal::Algorithm(algorithm.name().to_string()));

@@ -104,7 +104,7 @@ enum Media {
     Udp(UdpSocket),
     Tcp(TcpListener),
     /// TCP active: lookout connects to where the device's answer says.
-    Connect(Option<SocketAddr>),
+    Connect,
 }
 
 impl Media {
@@ -122,7 +122,7 @@ impl Media {
                 let port = l.local_addr()?.port();
                 Ok((Media::Tcp(l), port))
             }
-            GbTransport::TcpActive => Ok((Media::Connect(None), 9)),
+            GbTransport::TcpActive => Ok((Media::Connect, 9)),
         }
     }
 }
@@ -255,15 +255,11 @@ async fn call(
         GbTransport::Tcp => ActiveTransport::GbTcp,
         GbTransport::TcpActive => ActiveTransport::GbTcpActive,
     });
-    let media = match media {
-        Media::Connect(_) => Media::Connect(dialog.media),
-        m => m,
-    };
     tracing::info!(camera = %camera.id, device = %gb.device, channel = %gb.channel, %ssrc, port, transport = transport_name(transport), session, "GB/T 28181 stream playing");
     let mut receiver = Receiver::new(camera.clone(), session);
     let stall = server.stall_timeout();
     let mut bye = dialog.bye.clone();
-    let receiving = receive(media, &mut receiver, stall);
+    let receiving = receive(media, dialog.media, &mut receiver, stall);
     let ended = tokio::select! {
         why = receiving => Ended::Retry(why, Next::Played),
         _ = bye.wait_for(|b| *b) => Ended::Retry("the device ended the stream (BYE)".into(), Next::Played),
@@ -291,8 +287,14 @@ async fn call(
     ended
 }
 
-/// Receives until the stream stops; returns why.
-async fn receive(media: Media, receiver: &mut Receiver, stall: Duration) -> String {
+/// Receives until the stream stops; returns why. `answered` is the media address of
+/// the device's answer, where TCP active connects.
+async fn receive(
+    media: Media,
+    answered: Option<SocketAddr>,
+    receiver: &mut Receiver,
+    stall: Duration,
+) -> String {
     match media {
         Media::Udp(socket) => {
             let mut buf = vec![0u8; 65_535];
@@ -305,25 +307,26 @@ async fn receive(media: Media, receiver: &mut Receiver, stall: Duration) -> Stri
             }
         }
         Media::Tcp(listener) => {
-            let stream =
-                match tokio::time::timeout(TCP_CONNECT_TIMEOUT, listener.accept()).await {
-                    Ok(Ok((s, _))) => s,
-                    Ok(Err(e)) => return format!("RTP over TCP: accept: {e}"),
-                    Err(_) => {
-                        return format!(
-                            "the device did not connect for RTP over TCP within {} s",
-                            TCP_CONNECT_TIMEOUT.as_secs()
-                        );
-                    }
-                };
+            let stream = match tokio::time::timeout(TCP_CONNECT_TIMEOUT, listener.accept()).await {
+                Ok(Ok((s, _))) => s,
+                Ok(Err(e)) => return format!("RTP over TCP: accept: {e}"),
+                Err(_) => {
+                    return format!(
+                        "the device did not connect for RTP over TCP within {} s",
+                        TCP_CONNECT_TIMEOUT.as_secs()
+                    );
+                }
+            };
             drop(listener);
             read_rfc4571(stream, receiver, stall).await
         }
-        Media::Connect(None) => {
-            "the device's answer to a TCP-active INVITE names no media address (c= and m=video port)".into()
-        }
-        Media::Connect(Some(to)) => {
-            match tokio::time::timeout(TCP_CONNECT_TIMEOUT, tokio::net::TcpStream::connect(to)).await {
+        Media::Connect => {
+            let Some(to) = answered else {
+                return "the device's answer to a TCP-active INVITE names no media address (c= and m=video port)".into();
+            };
+            match tokio::time::timeout(TCP_CONNECT_TIMEOUT, tokio::net::TcpStream::connect(to))
+                .await
+            {
                 Ok(Ok(stream)) => {
                     if let Err(e) = stream.set_nodelay(true) {
                         tracing::debug!("RTP over TCP to {to}: TCP_NODELAY: {e}");
