@@ -255,6 +255,36 @@ pub struct SipServer {
     dialogs: DashMap<String, tokio::sync::watch::Sender<bool>>,
 }
 
+/// UDP and TCP on one port: `listen`'s, or for port 0 one free for both. A port the
+/// system picks for UDP may be taken for TCP by another program; with port 0 another
+/// is tried (at most 16 times), with a fixed port that is an error naming it.
+async fn bind_udp_and_tcp(
+    listen: SocketAddr,
+) -> anyhow::Result<(UdpSocket, TcpListener, SocketAddr)> {
+    let mut tries = 0;
+    loop {
+        let udp = UdpSocket::bind(listen).await.map_err(|e| {
+            anyhow::anyhow!("[gateway.gb28181] sip_listen = \"{listen}\" (UDP): {e}")
+        })?;
+        let local = udp.local_addr()?;
+        match TcpListener::bind(local).await {
+            Ok(tcp) => return Ok((udp, tcp, local)),
+            Err(e)
+                if listen.port() == 0
+                    && e.kind() == std::io::ErrorKind::AddrInUse
+                    && tries < 16 =>
+            {
+                tries += 1;
+            }
+            Err(e) => {
+                return Err(anyhow::anyhow!(
+                    "[gateway.gb28181] sip_listen = \"{local}\" (TCP): {e}"
+                ));
+            }
+        }
+    }
+}
+
 /// Where a request came from, and how to answer it.
 #[derive(Clone)]
 struct Origin {
@@ -271,15 +301,7 @@ impl SipServer {
         ingest: Arc<crate::ingest::Ingest>,
         stop: Shutdown,
     ) -> anyhow::Result<Arc<SipServer>> {
-        let listen = settings.listen;
-        let udp = UdpSocket::bind(listen).await.map_err(|e| {
-            anyhow::anyhow!("[gateway.gb28181] sip_listen = \"{listen}\" (UDP): {e}")
-        })?;
-        let local = udp.local_addr()?;
-        // TCP on the same port as UDP (a free one if 0 was asked for).
-        let tcp = TcpListener::bind(local).await.map_err(|e| {
-            anyhow::anyhow!("[gateway.gb28181] sip_listen = \"{local}\" (TCP): {e}")
-        })?;
+        let (udp, tcp, local) = bind_udp_and_tcp(settings.listen).await?;
         let verifier = std::sync::Mutex::new(Verifier::new(
             &settings.domain,
             &settings.password,
