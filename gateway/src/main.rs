@@ -84,28 +84,35 @@ enum Command {
     /// path (queue, batching, preprocessing, inference, decoding, alerts)
     /// next to bare ONNX Runtime on the same model and batch size, in one
     /// run; prints HDR-histogram percentiles of per-batch time and the ratio.
-    BenchDetector {
-        #[arg(long, short)]
-        config: PathBuf,
-        #[arg(long)]
-        detector: Option<String>,
-        /// Seconds per measurement per round.
-        #[arg(long, default_value_t = 0.5)]
-        seconds: f64,
-        /// Rounds (raw and detector alternate; short, many rounds let a noisy
-        /// neighbour's bursts fall on both sides alike).
-        #[arg(long, default_value_t = 12)]
-        rounds: usize,
-        /// Frames per batch (default: the detector's max_batch).
-        #[arg(long)]
-        batch: Option<usize>,
-        /// ONNX Runtime intra-op threads (default: the detector's `threads`).
-        #[arg(long)]
-        threads: Option<usize>,
-        /// Also write the report as JSON here.
-        #[arg(long)]
-        json: Option<PathBuf>,
-    },
+    BenchDetector(BenchArgs),
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    #[arg(long, short)]
+    config: PathBuf,
+    #[arg(long)]
+    detector: Option<String>,
+    /// Seconds per measurement per round.
+    #[arg(long, default_value_t = 0.5)]
+    seconds: f64,
+    /// Rounds (raw and detector alternate; short, many rounds let a noisy
+    /// neighbour's bursts fall on both sides alike).
+    #[arg(long, default_value_t = 12)]
+    rounds: usize,
+    /// Frames per batch (default: the detector's max_batch).
+    #[arg(long)]
+    batch: Option<usize>,
+    /// ONNX Runtime intra-op threads (default: the detector's `threads`).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Where the detector path fills the next batch's tensor: auto, inline
+    /// or overlap (default: the detector's `preprocess`).
+    #[arg(long)]
+    preprocess: Option<String>,
+    /// Also write the report as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -142,23 +149,7 @@ fn main() -> ExitCode {
             threads,
             images,
         }) => detect(&config, detector.as_deref(), threads, &images),
-        Some(Command::BenchDetector {
-            config,
-            detector,
-            seconds,
-            rounds,
-            batch,
-            threads,
-            json,
-        }) => bench_detector(
-            &config,
-            detector.as_deref(),
-            seconds,
-            rounds,
-            batch,
-            threads,
-            json.as_deref(),
-        ),
+        Some(Command::BenchDetector(args)) => bench_detector(&args),
         None => {
             eprintln!("lookout: no command given; try `lookout --help`");
             ExitCode::from(2)
@@ -340,31 +331,39 @@ fn detect(config: &Path, detector: Option<&str>, threads: usize, images: &[PathB
     }
 }
 
-fn bench_detector(
-    config_path: &Path,
-    detector: Option<&str>,
-    seconds: f64,
-    rounds: usize,
-    batch: Option<usize>,
-    threads: Option<usize>,
-    json: Option<&Path>,
-) -> ExitCode {
+fn bench_detector(args: &BenchArgs) -> ExitCode {
+    let (seconds, rounds, batch) = (args.seconds, args.rounds, args.batch);
+    let preprocess = match args.preprocess.as_deref() {
+        None => None,
+        Some("auto") => Some(lookout::config::Preprocess::Auto),
+        Some("inline") => Some(lookout::config::Preprocess::Inline),
+        Some("overlap") => Some(lookout::config::Preprocess::Overlap),
+        Some(other) => {
+            eprintln!(
+                "lookout bench-detector: --preprocess {other:?}: expected auto, inline or overlap"
+            );
+            return ExitCode::from(2);
+        }
+    };
     let valid = seconds.is_finite() && seconds > 0.0 && seconds <= 600.0;
     if !valid || !(1..=100).contains(&rounds) {
         eprintln!("lookout bench-detector: --seconds must be in (0, 600] and --rounds in 1..=100");
         return ExitCode::from(2);
     }
-    let config = match check::check_file(config_path) {
+    let config = match check::check_file(&args.config) {
         Ok(c) => c,
         Err(problems) => {
             eprintln!("{problems}");
             return ExitCode::from(2);
         }
     };
-    let picked = files::pick_detector(&config, detector).map(|d| {
+    let picked = files::pick_detector(&config, args.detector.as_deref()).map(|d| {
         let mut d = d.clone();
         if let Some(b) = batch {
             d.max_batch = b.clamp(1, 64);
+        }
+        if let Some(p) = preprocess {
+            d.preprocess = p;
         }
         d
     });
@@ -375,7 +374,8 @@ fn bench_detector(
             return ExitCode::from(2);
         }
     };
-    let threads = threads
+    let threads = args
+        .threads
         .or(d.threads)
         .unwrap_or_else(lookout::detect::service::default_threads)
         .clamp(1, 64);
@@ -423,15 +423,23 @@ fn bench_detector(
     }
     let sm = &report.stage_mean_ms;
     println!(
-        "  detector path, mean per batch ms: preprocess {:.3} (own thread, overlapped)  inference {:.3}  postprocess {:.3}  other {:.3}",
-        sm.preprocess, sm.inference, sm.postprocess, sm.other
+        "  detector path, mean per batch ms: preprocess {:.3} ({})  inference {:.3}  postprocess {:.3}  other {:.3}",
+        sm.preprocess,
+        if report.preprocessing == "overlap" {
+            "own thread, overlapped"
+        } else {
+            "in line, between runs"
+        },
+        sm.inference,
+        sm.postprocess,
+        sm.other
     );
     println!(
         "  detector path / ORT raw = {:.3} ({:.1}%)",
         report.ratio,
         report.ratio * 100.0
     );
-    if let Some(path) = json {
+    if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&report).unwrap_or_default();
         if let Err(e) = std::fs::write(path, text) {
             eprintln!("lookout bench-detector: {}: {e}", path.display());

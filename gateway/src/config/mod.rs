@@ -248,6 +248,21 @@ pub enum Layout {
     Nhwc,
 }
 
+/// Where a detector fills the next batch's input tensor.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Preprocess {
+    /// `overlap` where the machine has a core beyond ONNX Runtime's threads
+    /// and one more, `inline` where it has not.
+    #[default]
+    Auto,
+    /// On the inference thread, between runs: all cores stay ONNX Runtime's
+    /// while it runs.
+    Inline,
+    /// On a thread of its own while the previous batch is in ONNX Runtime.
+    Overlap,
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ChannelOrder {
@@ -328,6 +343,10 @@ pub struct DetectorConfig {
     /// How long the first frame of a batch waits for others, milliseconds.
     #[serde(default = "default_batch_wait_ms")]
     pub batch_wait_ms: u64,
+    /// Where the next batch's tensor is filled: `auto` (the default), `inline`
+    /// or `overlap` (see [`Preprocess`]).
+    #[serde(default)]
+    pub preprocess: Preprocess,
     /// Frames waiting for this detector, at most; beyond it the oldest are
     /// dropped (and counted) so latency stays bounded. Default: 4 batches.
     pub queue_limit: Option<usize>,

@@ -212,6 +212,26 @@ fn zones_and_alert_policy_parse_with_defaults() {
     assert_eq!(a.cooldown_s, 60.0);
     assert_eq!(a.severity.get("flood"), Some(&Severity::Critical));
     assert_eq!(c.detectors[0].batch_wait_ms, 5);
+    assert_eq!(c.detectors[0].preprocess, crate::config::Preprocess::Auto);
+}
+
+#[test]
+fn preprocess_placement_is_read_and_a_wrong_one_is_named() {
+    for (text, want) in [
+        ("inline", crate::config::Preprocess::Inline),
+        ("overlap", crate::config::Preprocess::Overlap),
+    ] {
+        let src = with_detector(&format!("preprocess = \"{text}\""), "");
+        let c = Config::parse(Path::new("x.toml"), &src).expect("parses");
+        assert_eq!(c.detectors[0].preprocess, want);
+    }
+    let src = with_detector("preprocess = \"gpu\"", "");
+    let e = Config::parse(Path::new("x.toml"), &src).expect_err("unknown placement");
+    let text = e.to_string();
+    assert!(
+        text.contains("preprocess") && text.contains("gpu"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -12,8 +12,9 @@
 //!   stage hands them over (work frame, plus the picture already at the
 //!   model's picture size) —
 //!   the drop-oldest queue, batching across cameras, preprocessing (scale,
-//!   normalise, layout; on its own thread, overlapped with the previous
-//!   batch's inference), inference, output decoding, mapping to the camera's
+//!   normalise, layout; on its own thread overlapped with the previous
+//!   batch's inference where cores allow, else in line), inference, output
+//!   decoding, mapping to the camera's
 //!   picture and the alert state machines — kept saturated by a feeder
 //!   thread, as when many cameras send keyframes at once. Alert snapshots are
 //!   requested but not encoded: that is the snapshot thread's work, once per
@@ -113,8 +114,9 @@ pub struct Side {
 /// Where a detector-path batch's time went, mean per batch, milliseconds.
 #[derive(Debug, Clone, Serialize)]
 pub struct StageMeans {
-    /// On the preprocessing thread, overlapped with the previous batch's
-    /// inference: not part of the per-batch time.
+    /// Filling the batch's tensor: on the preprocessing thread overlapped
+    /// with the previous batch's inference, or in line before this batch's;
+    /// either way not part of the per-batch time.
     pub preprocess: f64,
     /// ONNX Runtime's `run`.
     pub inference: f64,
@@ -144,6 +146,10 @@ pub struct BenchReport {
     pub threads: usize,
     /// Rounds run.
     pub rounds: usize,
+    /// Where the detector path filled each batch's tensor: `overlap` (on its
+    /// own thread during the previous batch's inference) or `inline` (on the
+    /// inference thread between runs); see the detector's `preprocess`.
+    pub preprocessing: &'static str,
     /// Bare `session.run` on a tensor filled once.
     pub ort_raw: Side,
     /// The gateway's own path, queue to alert decisions.
@@ -340,6 +346,11 @@ pub fn run(
         frame: opts.frame,
         threads,
         rounds: opts.rounds.max(1),
+        preprocessing: if engine.overlaps_preprocessing() {
+            "overlap"
+        } else {
+            "inline"
+        },
         ratio: detector_path.frames_per_s / ort_raw.frames_per_s.max(1e-9),
         ort_raw,
         detector_path,

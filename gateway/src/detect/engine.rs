@@ -82,6 +82,8 @@ pub struct Engine {
     /// Frames per run: the config's `max_batch`, or 1 when the model's batch
     /// dimension is fixed at 1.
     max_batch: usize,
+    /// ONNX Runtime intra-op threads the session was opened with.
+    threads: usize,
     /// The input tensor, reused across runs.
     input: Vec<f32>,
 }
@@ -173,12 +175,32 @@ impl Engine {
             config: config.clone(),
             session,
             max_batch,
+            threads: intra_threads.max(1),
             input: Vec::new(),
         })
     }
 
     pub fn max_batch(&self) -> usize {
         self.max_batch
+    }
+
+    /// Whether the next batch is preprocessed on a thread of its own while
+    /// this one runs: `overlap`, or `auto` on a machine with at least two
+    /// cores beyond ONNX Runtime's threads. Where the cores are all ONNX
+    /// Runtime's, a thread filling the next tensor preempts one of its
+    /// workers and the others wait for it at the end of each parallel step,
+    /// which costs the run more than filling the tensor in line between runs
+    /// (on 2 cores, 2 threads: detector path ÷ bare ONNX Runtime 0.87 with the
+    /// thread, 0.89 in line; docs/reports/bench-detector-inline/).
+    pub fn overlaps_preprocessing(&self) -> bool {
+        match self.config.preprocess {
+            crate::config::Preprocess::Inline => false,
+            crate::config::Preprocess::Overlap => true,
+            crate::config::Preprocess::Auto => {
+                let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+                cores >= self.threads + 2
+            }
+        }
     }
 
     /// Runs the detector on up to [`Engine::max_batch`] frames (more are run in

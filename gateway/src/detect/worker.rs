@@ -1,5 +1,5 @@
-//! A detector's work: the preprocessing thread fills the next batch's tensor
-//! while the inference thread has the current one in ONNX Runtime; then each
+//! A detector's work: the next batch's tensor is filled (on a thread of its
+//! own while the current batch is in ONNX Runtime, where cores allow); each
 //! frame's detections go through its camera's alert state machine, and
 //! transitions become alerts in the hub, with their snapshots encoded on a
 //! thread of their own.
@@ -34,13 +34,15 @@ struct Open {
 type ReadyBatch = (Vec<(Job, Instant)>, Prepared);
 
 /// One detector's work: batch, infer, alert, until the queue is closed;
-/// returns the number of frames it ran. Two threads: a preprocessing thread
+/// returns the number of frames it ran. Where the machine has cores to spare
+/// ([`Engine::overlaps_preprocessing`]), two threads: a preprocessing thread
 /// (`detect-ID-prep`) takes the next batch off the queue and fills its input
 /// tensor while this one has the previous batch in ONNX Runtime, then hands
 /// it over through a one-slot channel (so at most one prepared batch waits,
-/// and drop-oldest still applies to everything behind it). `on_batch` gets
-/// each batch's time on this thread, from receiving it prepared to its last
-/// alert decision, with its stage times (preprocessing overlapped).
+/// and drop-oldest still applies to everything behind it); otherwise this
+/// thread fills each batch between runs. `on_batch` gets each batch's time
+/// on this thread, from having it prepared to its last alert decision, with
+/// its stage times (preprocessing's own).
 pub(crate) fn worker(
     engine: &mut Engine,
     queue: &DropOldest<Job>,
@@ -72,47 +74,61 @@ pub(crate) fn worker(
         drop(frames);
         Some((batch, prepared))
     };
+    let overlap = engine.overlaps_preprocessing();
+    tracing::debug!(detector = %id, overlap, "preprocessing on its own thread: {overlap}");
     let mut run = Runner::new(engine, ctx);
-    std::thread::scope(|scope| {
-        let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<ReadyBatch>(1);
-        let (spare_tx, spare_rx) = std::sync::mpsc::sync_channel::<Vec<f32>>(2);
-        let prep = prepare.clone();
-        let spawned = std::thread::Builder::new()
-            .name(format!("detect-{id}-prep"))
-            .spawn_scoped(scope, move || {
-                crate::threads::enter_background(crate::threads::Role::Detect);
-                while let Some(ready) = prep(spare_rx.try_recv().ok()) {
-                    if ready_tx.send(ready).is_err() {
-                        break;
+    if !overlap {
+        in_line(&prepare, &mut run, on_batch);
+    } else {
+        std::thread::scope(|scope| {
+            let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<ReadyBatch>(1);
+            let (spare_tx, spare_rx) = std::sync::mpsc::sync_channel::<Vec<f32>>(2);
+            let prep = prepare.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("detect-{id}-prep"))
+                .spawn_scoped(scope, move || {
+                    crate::threads::enter_background(crate::threads::Role::Detect);
+                    while let Some(ready) = prep(spare_rx.try_recv().ok()) {
+                        if ready_tx.send(ready).is_err() {
+                            break;
+                        }
+                    }
+                    crate::threads::leave();
+                });
+            match spawned {
+                Ok(_) => {
+                    while let Ok((batch, prepared)) = ready_rx.recv() {
+                        let buffer = run.batch(batch, prepared, on_batch);
+                        // The preprocessing thread holds at most two spares; a
+                        // full channel just frees this one.
+                        if let Err(std::sync::mpsc::TrySendError::Disconnected(_)) =
+                            spare_tx.try_send(buffer)
+                        {
+                            break;
+                        }
                     }
                 }
-                crate::threads::leave();
-            });
-        match spawned {
-            Ok(_) => {
-                while let Ok((batch, prepared)) = ready_rx.recv() {
-                    let buffer = run.batch(batch, prepared, on_batch);
-                    // The preprocessing thread holds at most two spares; a
-                    // full channel just frees this one.
-                    if let Err(std::sync::mpsc::TrySendError::Disconnected(_)) =
-                        spare_tx.try_send(buffer)
-                    {
-                        break;
-                    }
+                Err(e) => {
+                    tracing::warn!(detector = %id, "cannot start the preprocessing thread, preprocessing in line: {e}");
+                    in_line(&prepare, &mut run, on_batch);
                 }
             }
-            Err(e) => {
-                // No thread to spare: preprocess in line, one batch at a time.
-                tracing::warn!(detector = %id, "cannot start the preprocessing thread, preprocessing in line: {e}");
-                let mut spare = None;
-                while let Some((batch, prepared)) = prepare(spare.take()) {
-                    spare = Some(run.batch(batch, prepared, on_batch));
-                }
-            }
-        }
-    });
+        });
+    }
     tracing::debug!(detector = %id, frames = run.total, "detector stopped");
     run.total
+}
+
+/// Fills and runs one batch after the other on this thread.
+fn in_line(
+    prepare: &impl Fn(Option<Vec<f32>>) -> Option<ReadyBatch>,
+    run: &mut Runner,
+    on_batch: &mut dyn FnMut(Duration, &InferTimings),
+) {
+    let mut spare = None;
+    while let Some((batch, prepared)) = prepare(spare.take()) {
+        spare = Some(run.batch(batch, prepared, on_batch));
+    }
 }
 
 /// The inference side of [`worker`]: runs prepared batches and turns their
