@@ -567,6 +567,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         "lookout center running"
     );
 
+    lookout_core::metrics::spawn_heap_trim(lookout_core::metrics::HEAP_TRIM_PERIOD);
     let accept = {
         let center = center.clone();
         let endpoint = endpoint.clone();
