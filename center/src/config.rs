@@ -79,6 +79,10 @@ pub struct CenterSection {
     /// `text` (default) or `json` log lines.
     #[serde(default)]
     pub log_format: lookout_core::config::LogFormat,
+    /// The address operators and other systems reach this center's API at
+    /// (`https://center.example`), for links in exported CAP documents
+    /// (snapshots) and the CAP feed; without it they carry none.
+    pub public_url: Option<String>,
 }
 
 fn default_http_listen() -> SocketAddr {
@@ -112,6 +116,10 @@ pub struct CenterConfig {
     /// Centers above this one (county → city → province).
     #[serde(default, rename = "upstream")]
     pub upstreams: Vec<UpstreamConfig>,
+    /// Where every gateway's alert events go besides the ledger: MQTT
+    /// brokers and webhook receivers (`lookout_core::export`).
+    #[serde(default, rename = "export")]
+    pub exports: Vec<lookout_core::export::ExportConfig>,
     /// The folder relative paths are resolved against.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -196,6 +204,12 @@ impl CenterConfig {
         if self.center.max_gop_streams < 4 {
             f.push(c.key("max_gop_streams"), "at least 4");
         }
+        if let Some(url) = &self.center.public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            f.push(c.key("public_url"), "expected http://… or https://…");
+        }
+        lookout_core::export::config::validate(&self.exports, |p| self.resolve(p), &mut f);
         let mut ids = HashSet::new();
         for (i, u) in self.upstreams.iter().enumerate() {
             let p = KeyPath::root().key("upstream").index(i);

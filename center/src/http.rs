@@ -12,6 +12,8 @@
 //! `/api/alerts/{id}` paths still work while the id is one gateway's only, and
 //! answer `409` with the alerts to choose from when it is not.
 
+mod exports;
+
 use lookout_core::sync::Locked;
 use std::sync::Arc;
 
@@ -98,6 +100,13 @@ pub fn router(center: Arc<Center>, metrics: Arc<Metrics>, guard: Arc<ApiGuard>) 
         .route("/api/alerts/{id}", get(alert_by_id))
         .route("/api/alerts/{id}/snapshot.jpg", get(snapshot_by_id))
         .route("/api/alerts/{id}/ack", post(acknowledge_by_id))
+        .route("/api/alerts/{id}/cap.xml", get(exports::cap_by_id))
+        .route(
+            "/api/gateways/{gateway}/alerts/{id}/cap.xml",
+            get(exports::cap),
+        )
+        .route("/api/cap.atom", get(exports::atom))
+        .route("/api/exports", get(exports::exports))
         .route("/api/gateways/{gateway}/alerts/{id}", get(alert))
         .route(
             "/api/gateways/{gateway}/alerts/{id}/snapshot.jpg",

@@ -21,8 +21,10 @@
 //!
 //! The module's parts: `schema.rs` (the file's tables and their migrations),
 //! `store.rs` ([`Ledger::store`]: de-duplication, conflicts, snapshots, upward ids) and
-//! `query.rs` (listings, single alerts, snapshots, acknowledgements, the count).
+//! `query.rs` (listings, single alerts, snapshots, acknowledgements, the count) and
+//! `export.rs` (the exports' durable event log, filled by `store`).
 
+mod export;
 mod query;
 mod schema;
 mod store;
@@ -177,6 +179,9 @@ pub enum Stored {
 pub struct Ledger {
     path: PathBuf,
     conn: Mutex<Connection>,
+    /// Whether stored revisions are appended to the exports' event log
+    /// ([`Ledger::enable_exports`]).
+    exporting: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -206,6 +211,7 @@ impl Ledger {
         Ok(Ledger {
             path,
             conn: Mutex::new(conn),
+            exporting: std::sync::atomic::AtomicBool::new(false),
         })
     }
 

@@ -328,6 +328,12 @@ pub struct Center {
     pub alert_events: broadcast::Sender<AlertKey>,
     /// Centers above this one, when it forwards upward.
     pub upstreams: std::sync::OnceLock<Arc<lookout_core::relay::Relay>>,
+    /// The `[[export]]`s, when any are configured.
+    pub exports: std::sync::OnceLock<Arc<lookout_core::export::Exports>>,
+    /// This center as exports name it (CAP sender, links).
+    pub origin: lookout_core::export::Origin,
+    /// The CAP area radius of the first export that has one, for `cap.xml`.
+    pub exports_radius_km: Option<f64>,
 }
 
 impl Center {
@@ -350,6 +356,12 @@ impl Center {
             started: Instant::now(),
             alert_events: broadcast::channel(1024).0,
             upstreams: std::sync::OnceLock::new(),
+            exports: std::sync::OnceLock::new(),
+            origin: lookout_core::export::Origin {
+                id: id.to_string(),
+                public_url: config.center.public_url.clone(),
+            },
+            exports_radius_km: config.exports.first().map(|e| e.cap_radius_km),
         }
     }
 
@@ -480,6 +492,49 @@ fn listen(
     .with_context(|| format!("center: cannot listen for gateways on udp {addr}"))
 }
 
+/// Starts the `[[export]]`s on the ledger's event log, woken by every ledger change.
+fn start_exports(
+    center: &Arc<Center>,
+    config: &CenterConfig,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<()> {
+    let ids: Vec<String> = config.exports.iter().map(|e| e.id.clone()).collect();
+    center
+        .ledger
+        .enable_exports(&ids)
+        .map_err(anyhow::Error::msg)?;
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let export_metrics = Arc::new(lookout_core::export::ExportMetrics::default());
+    export_metrics.register(metrics);
+    let resolved: Vec<lookout_core::export::ExportConfig> = config
+        .exports
+        .iter()
+        .map(|e| e.resolved(|p| config.resolve(p)))
+        .collect();
+    let exports = lookout_core::export::Exports::start(
+        &resolved,
+        center.ledger.clone(),
+        center.origin.clone(),
+        export_metrics,
+    )
+    .map_err(anyhow::Error::msg)?;
+    let exports = Arc::new(exports);
+    if center.exports.set(exports.clone()).is_err() {
+        anyhow::bail!("the exports were started twice");
+    }
+    let mut changes = center.alert_events.subscribe();
+    tokio::spawn(async move {
+        // Lagged behind a burst: wake them all the same; closed: the center stops.
+        while let Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) = changes.recv().await {
+            exports.wake();
+        }
+    });
+    tracing::info!(exports = ids.len(), "exports running: {}", ids.join(", "));
+    Ok(())
+}
+
 /// Runs the center until SIGINT/SIGTERM.
 pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     let config = CenterConfig::load(config_path)
@@ -568,6 +623,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     );
 
     lookout_core::metrics::spawn_heap_trim(lookout_core::metrics::HEAP_TRIM_PERIOD);
+    start_exports(&center, &config, &metrics)?;
     let accept = {
         let center = center.clone();
         let endpoint = endpoint.clone();

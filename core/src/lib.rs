@@ -14,6 +14,7 @@ pub mod certs;
 pub mod clock;
 pub mod config;
 pub mod durable;
+pub mod export;
 pub mod frame;
 pub mod http;
 pub mod logging;

@@ -75,6 +75,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     )?;
     procs::wait_for_log(&mut fleet, "fleet: serving", Duration::from_secs(900))?;
 
+    let mut broker = start_broker(&args.workdir, &logs)?;
     let lookout = procs::sibling("lookout")?;
     ensure_certs(&lookout, &root.join(".lookout").join("certs"))?;
     let mut center = Proc::start(
@@ -113,6 +114,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     )?;
     let live = wait_cameras_live(&mut gateway, Duration::from_secs(20));
     let relayed = wait_relayed(&mut center, Duration::from_secs(10));
+    let exporting = wait_export_connected(Duration::from_secs(10));
 
     println!();
     println!("lookout demo is running");
@@ -133,6 +135,15 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         "  center alerts    http://127.0.0.1:8090/api/alerts    (the SQLite ledger; POST /api/gateways/GATEWAY/alerts/ID/ack)"
     );
     println!("  center gateways  http://127.0.0.1:8090/api/gateways");
+    println!(
+        "  alerts on MQTT   mosquitto_sub -h 127.0.0.1 -p {DEMO_MQTT_PORT} -t 'lookout/#' -v   ({})",
+        if exporting {
+            "the center's export is connected"
+        } else {
+            "the center's export is not connected yet: http://127.0.0.1:8090/api/exports"
+        }
+    );
+    println!("  CAP 1.2 feed     http://127.0.0.1:8090/api/cap.atom");
     println!(
         "  raise an alert   curl -X POST http://127.0.0.1:8080/api/alerts -H 'Content-Type: application/json' \\\n                     -d '{{\"id\":\"gauge-1\",\"camera\":\"drone-01\",\"label\":\"flood\",\"source\":\"river-gauge-17\"}}'"
     );
@@ -158,18 +169,81 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         gateway.check_alive()?;
         center.check_alive()?;
         fleet.check_alive()?;
+        if let Some(b) = broker.as_mut() {
+            b.check_alive()?;
+        }
         std::thread::sleep(Duration::from_millis(200));
     }
     println!("stopping the demo");
     let clean = gateway.stop(Duration::from_secs(10));
     let center_clean = center.stop(Duration::from_secs(10));
     fleet.stop(Duration::from_secs(10));
+    if let Some(b) = broker.as_mut() {
+        b.stop(Duration::from_secs(5));
+    }
     anyhow::ensure!(clean, "the gateway did not stop within 10 s of SIGTERM");
     anyhow::ensure!(
         center_clean,
         "the command center did not stop within 10 s of SIGTERM"
     );
     Ok(())
+}
+
+/// The MQTT broker configs/center.toml exports the alerts to.
+const DEMO_MQTT_PORT: u16 = 1883;
+
+/// Starts `mosquitto` on 127.0.0.1:1883 for the center's export, unless a
+/// broker already answers there (Debian's `mosquitto` package runs one as a
+/// service), which is then used. `None`: no broker of the demo's own.
+fn start_broker(workdir: &Path, logs: &Path) -> anyhow::Result<Option<Proc>> {
+    if std::net::TcpStream::connect(("127.0.0.1", DEMO_MQTT_PORT)).is_ok() {
+        println!(
+            "an MQTT broker already listens on 127.0.0.1:{DEMO_MQTT_PORT}: the center exports to it"
+        );
+        return Ok(None);
+    }
+    let conf = workdir.join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!("listener {DEMO_MQTT_PORT} 127.0.0.1\nallow_anonymous true\n"),
+    )
+    .with_context(|| format!("writing {}", conf.display()))?;
+    let mut broker = Proc::start(
+        "mosquitto",
+        Path::new("mosquitto"),
+        &["-c".into(), conf.display().to_string()],
+        &logs.join("mosquitto.log"),
+    )
+    .context("starting mosquitto (`cargo xtask setup` installs it)")?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", DEMO_MQTT_PORT)).is_err() {
+        broker.check_alive()?;
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "mosquitto did not listen on 127.0.0.1:{DEMO_MQTT_PORT} within 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(Some(broker))
+}
+
+/// Waits until the center's MQTT export reports itself connected.
+fn wait_export_connected(limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        let connected = ureq::get("http://127.0.0.1:8090/api/exports")
+            .call()
+            .ok()
+            .and_then(|mut r| r.body_mut().read_to_string().ok())
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["exports"].as_array().cloned())
+            .is_some_and(|e| e.iter().any(|x| x["connected"] == true));
+        if connected {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
 }
 
 /// The demo's certificates (configs/demo.toml and configs/center.toml name

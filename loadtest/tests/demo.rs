@@ -35,6 +35,12 @@ fn demo_starts_and_stops_cleanly() {
         stdout.contains("http://127.0.0.1:8090/api/alerts"),
         "{stdout}"
     );
+    // The center exports alerts to the demo's MQTT broker (mosquitto).
+    assert!(
+        stdout.contains("mosquitto_sub -h 127.0.0.1 -p 1883")
+            && stdout.contains("the center's export is connected"),
+        "{stdout}"
+    );
     let center = std::fs::read_to_string(workdir.path().join("logs/center.log")).expect("log");
     assert!(
         center.contains("gateway connected gateway=demo-gw"),

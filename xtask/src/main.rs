@@ -32,6 +32,9 @@ const APT_PACKAGES: &[&str] = &[
     "ffmpeg",
     // SIPp: the third-party SIP peer the GB/T 28181 tests register with.
     "sip-tester",
+    // The MQTT broker and client the exports are tested against.
+    "mosquitto",
+    "mosquitto-clients",
     // The video wall's end-to-end test drives a real headless browser.
     "chromium",
     "chromium-driver",

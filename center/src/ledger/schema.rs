@@ -92,6 +92,25 @@ CREATE TABLE revisions (
 ) WITHOUT ROWID;
 ";
 
+/// Version 2 → 3: the exports' durable event log. Each alert revision the ledger stores
+/// while exports are configured is appended to `export_events` in the same transaction;
+/// each export's cursor (`export_cursors`) is the last event it delivered. Events every
+/// cursor has passed are deleted.
+pub(super) const MIGRATE_V3: &str = "
+CREATE TABLE export_events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    gateway TEXT NOT NULL,
+    alert_id TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    payload TEXT NOT NULL,
+    stored_unix_ms INTEGER NOT NULL
+);
+CREATE TABLE export_cursors (
+    export_id TEXT PRIMARY KEY,
+    delivered_seq INTEGER NOT NULL
+) WITHOUT ROWID;
+";
+
 /// Every migration, oldest first: the schema this build writes is version
 /// `1 + MIGRATIONS.len()`.
-pub(super) const MIGRATIONS: &[&str] = &[MIGRATE_V2];
+pub(super) const MIGRATIONS: &[&str] = &[MIGRATE_V2, MIGRATE_V3];

@@ -2,7 +2,8 @@
 //! with PROTOCOL.md §9's center rules 1–3 (insert, replace by a higher revision, count a
 //! re-send, refuse a reused id as a conflict, keep the first snapshot), the payload
 //! digests that tell a re-send from a reused id, the fields pulled out for filtering, and
-//! each new record's `upward_id`.
+//! each new record's `upward_id`; with exports on, each revision stored goes to their event
+//! log in the same transaction.
 
 use lookout_codecs::relay::{Alert, MAX_ID_LEN, Snapshot};
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
@@ -42,11 +43,12 @@ impl Ledger {
                     cause,
                 )
             })?;
+        let export = self.exporting.load(std::sync::atomic::Ordering::Relaxed);
         let mut results = Vec::with_capacity(messages.len());
         for message in messages {
             let stored = match message {
                 Incoming::Alert(alert) => {
-                    store_alert(&tx, gateway, alert, now).map_err(|cause| {
+                    store_alert(&tx, gateway, alert, now, export).map_err(|cause| {
                         self.sqlite(
                             format!(
                                 "storing alert {} revision {} from gateway {gateway}",
@@ -88,6 +90,7 @@ fn store_alert(
     gateway: &str,
     alert: &Alert,
     now: i64,
+    export: bool,
 ) -> rusqlite::Result<Stored> {
     let revision = i64::from(alert.revision);
     let existing: Option<(i64, String)> = tx
@@ -185,6 +188,16 @@ fn store_alert(
             StoreOutcome::Duplicate
         }
     };
+    if export && matches!(outcome, StoreOutcome::Inserted | StoreOutcome::Updated) {
+        super::export::append(
+            tx,
+            gateway,
+            &alert.id,
+            alert.revision,
+            &alert.payload_json,
+            now,
+        )?;
+    }
     if let Some(jpeg) = &alert.snapshot_jpeg {
         insert_snapshot(tx, gateway, &alert.id, jpeg, now)?;
     }

@@ -5,6 +5,7 @@
 //! `tests/durability.rs`; the helpers here serve both.
 
 mod durability;
+mod export;
 
 use super::*;
 use bytes::Bytes;

@@ -89,7 +89,7 @@ fn a_version_1_ledger_is_migrated_in_place() {
         .lock()
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .expect("version");
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
     let a = get(&ledger, "a");
     assert_eq!(
         (
