@@ -48,6 +48,8 @@ pub struct ApiState {
     /// The GB/T 28181 SIP side behind `/api/gb28181/devices`; `None` without
     /// `[gateway.gb28181]`.
     pub gb28181: Option<Arc<crate::gb28181::SipServer>>,
+    /// The `[[export]]`s behind `/api/exports`; `None` without any.
+    pub exports: Option<Arc<lookout_core::export::Exports>>,
 }
 
 impl ApiState {
@@ -82,6 +84,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/cameras", get(cameras))
         .route("/api/upstreams", get(upstreams))
         .route("/api/gb28181/devices", get(gb28181_devices))
+        .route("/api/exports", get(exports))
         .route("/api/alerts", get(alerts).post(post_alert))
         .route("/api/alerts/{id}", get(alert))
         .route("/api/alerts/{id}/snapshot.jpg", get(alert_snapshot))
@@ -241,4 +244,19 @@ async fn metrics(State(s): State<Arc<ApiState>>) -> impl IntoResponse {
         )],
         s.metrics.encode(),
     )
+}
+
+/// Each `[[export]]`: its state, backlog and the age of its oldest undelivered event.
+async fn exports(State(s): State<Arc<ApiState>>) -> Response {
+    let Some(exports) = s.exports.clone() else {
+        return Json(json!({ "exports": [] })).into_response();
+    };
+    match tokio::task::spawn_blocking(move || exports.status()).await {
+        Ok(list) => Json(json!({ "exports": list })).into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({ "error": e.to_string() })),
+        )
+            .into_response(),
+    }
 }

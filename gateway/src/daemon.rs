@@ -69,7 +69,9 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     // The outboxes first: the hub is built with them as its journal, so even
     // the first alert is on disk before it is announced.
     let opened = crate::relay::open(&config)?;
-    let hub = crate::relay::hub(&opened);
+    let export_log = open_export_log(&config)?;
+    let hub = crate::relay::hub(&opened, export_log.clone());
+    let exports = start_exports(&config, export_log, &hub, &metrics)?;
     let relay_metrics = Arc::new(RelayMetrics::default());
     relay_metrics.register(&metrics);
     let relay = crate::relay::start(opened, ingest.clone(), hub.clone(), relay_metrics);
@@ -107,6 +109,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         ),
         external: Default::default(),
         gb28181,
+        exports,
     });
     state.register();
     let refused_connections = state.guard.refusal_counter("connections");
@@ -170,6 +173,61 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     reloader.abort();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The exports' log (`STORAGE/exports.sqlite3`) when `[[export]]`s are configured.
+fn open_export_log(
+    config: &Config,
+) -> anyhow::Result<Option<Arc<lookout_core::export::log::ExportLog>>> {
+    if config.exports.is_empty() {
+        return Ok(None);
+    }
+    let ids: Vec<String> = config.exports.iter().map(|e| e.id.clone()).collect();
+    let path = config
+        .resolve(&config.gateway.storage)
+        .join("exports.sqlite3");
+    let log = lookout_core::export::log::ExportLog::open(&path, &config.gateway.id, &ids)
+        .map_err(anyhow::Error::msg)?;
+    Ok(Some(Arc::new(log)))
+}
+
+/// Starts the `[[export]]`s on `log`, woken by every alert event of `hub`.
+fn start_exports(
+    config: &Config,
+    log: Option<Arc<lookout_core::export::log::ExportLog>>,
+    hub: &Arc<crate::alert::hub::AlertHub>,
+    metrics: &Arc<crate::metrics::Metrics>,
+) -> anyhow::Result<Option<Arc<lookout_core::export::Exports>>> {
+    let Some(log) = log else {
+        return Ok(None);
+    };
+    let export_metrics = Arc::new(lookout_core::export::ExportMetrics::default());
+    export_metrics.register(metrics);
+    let resolved: Vec<lookout_core::export::ExportConfig> = config
+        .exports
+        .iter()
+        .map(|e| e.resolved(|p| config.resolve(p)))
+        .collect();
+    let origin = lookout_core::export::Origin {
+        id: config.gateway.id.clone(),
+        public_url: None,
+    };
+    let exports = Arc::new(
+        lookout_core::export::Exports::start(&resolved, log, origin, export_metrics)
+            .map_err(anyhow::Error::msg)?,
+    );
+    let mut events = hub.subscribe();
+    let wake = exports.clone();
+    tokio::spawn(async move {
+        // Lagged behind a burst: wake them all the same; closed: the hub is gone.
+        while let Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) =
+            events.recv().await
+        {
+            wake.wake();
+        }
+    });
+    tracing::info!(exports = resolved.len(), "exports running");
+    Ok(Some(exports))
 }
 
 /// The API token, when `gateway.api_token_file` is set.

@@ -38,11 +38,20 @@ pub fn open(config: &Config) -> anyhow::Result<Opened> {
 }
 
 /// The alert hub of a gateway whose relay is `opened`: journaled into every
-/// outbox, holding the alerts raised before this start (read back from the
-/// first outbox). Detector alerts that were still active are cleared, since
-/// their detector starts afresh.
-pub fn hub(opened: &Opened) -> Arc<AlertHub> {
-    let hub = Arc::new(AlertHub::with_journal(opened.journal()));
+/// outbox and the exports' log (when exports are configured), holding the
+/// alerts raised before this start (read back from the first outbox).
+/// Detector alerts that were still active are cleared, since their detector
+/// starts afresh.
+pub fn hub(
+    opened: &Opened,
+    exports: Option<Arc<lookout_core::export::log::ExportLog>>,
+) -> Arc<AlertHub> {
+    let journal: Option<Arc<dyn crate::alert::hub::Journal>> = match (opened.journal(), exports) {
+        (j, None) => j,
+        (None, Some(e)) => Some(e),
+        (Some(j), Some(e)) => Some(Arc::new(crate::alert::hub::Journals(vec![j, e]))),
+    };
+    let hub = Arc::new(AlertHub::with_journal(journal));
     for a in restore(&hub, opened.first_outbox()) {
         if let Err(e) = hub.publish(AlertEventKind::Cleared, a) {
             tracing::error!("clearing an alert left active by the last run: {e}");

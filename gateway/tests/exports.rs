@@ -1,5 +1,6 @@
 //! The command center's exports, against peers no one here wrote: a real
-//! `mosquitto` broker (Debian's) read by `mosquitto_sub`, a webhook receiver
+//! `mosquitto` broker (Debian's, MQTT 3.1.1 in clear and MQTT 5 over TLS)
+//! read by `mosquitto_sub`, a webhook receiver
 //! that refuses before it accepts, and CAP 1.2 documents read by the
 //! `oasiscap` crate. Real processes throughout: `lookout center`,
 //! `lookout run`, QUIC with mutual TLS on loopback.
@@ -50,17 +51,22 @@ impl Drop for Owned {
     }
 }
 
-/// `mosquitto` on `port`, keeping its sessions and queued messages in `dir`
-/// across a restart.
-fn broker(port: u16, dir: &Path) -> Owned {
+/// `mosquitto` on `port`, and with TLS on `tls_port` (the certificate `lookout
+/// certs` made for 127.0.0.1 in `pki`), keeping its sessions and queued
+/// messages in `dir` across a restart.
+fn broker(port: u16, tls_port: u16, dir: &Path, pki: &Path) -> Owned {
     let conf = dir.join("mosquitto.conf");
     std::fs::write(
         &conf,
         format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n\
+            "listener {port} 127.0.0.1\nlistener {tls_port} 127.0.0.1\ncafile {}\ncertfile {}\n\
+             keyfile {}\nallow_anonymous true\npersistence true\n\
              persistence_location {}/\nlog_dest stderr\n\
              # Started as root, mosquitto would become user `mosquitto`, who cannot\n\
              # write its sessions to this test's private folder.\nuser root\n",
+            pki.join("ca.pem").display(),
+            pki.join("center.pem").display(),
+            pki.join("center.key").display(),
             dir.display()
         ),
     )
@@ -79,6 +85,14 @@ fn broker(port: u16, dir: &Path) -> Owned {
         ))
         .is_ok()),
         "mosquitto did not listen on {port}"
+    );
+    assert!(
+        wait(Duration::from_secs(10), || std::net::TcpStream::connect((
+            "127.0.0.1",
+            tls_port
+        ))
+        .is_ok()),
+        "mosquitto did not listen on {tls_port} (TLS)"
     );
     Owned(child)
 }
@@ -112,18 +126,12 @@ fn key_of(v: &serde_json::Value) -> Option<(String, String, u64)> {
 }
 
 /// `mosquitto_sub` on `PREFIX/alerts` with a persistent session at QoS 1.
-fn subscriber(port: u16, got: Arc<Mutex<Received>>) -> Owned {
+fn subscriber(port: u16, prefix: &str, got: Arc<Mutex<Received>>) -> Owned {
+    let topic = format!("{prefix}/alerts");
+    let id = format!("exports-test-{prefix}");
     let mut child = Command::new("mosquitto_sub")
         .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-        .args([
-            "-t",
-            "lookout/alerts",
-            "-q",
-            "1",
-            "-c",
-            "-i",
-            "exports-test-sub",
-        ])
+        .args(["-t", &topic, "-q", "1", "-c", "-i", &id])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -250,7 +258,7 @@ fn ledger(center: &Proc) -> BTreeSet<(String, String, u64)> {
 fn exports_idle(center: &Proc) -> bool {
     center.get("/api/exports")["exports"]
         .as_array()
-        .is_some_and(|e| e.len() == 2 && e.iter().all(|x| x["backlog"] == 0))
+        .is_some_and(|e| e.len() == 3 && e.iter().all(|x| x["backlog"] == 0))
 }
 
 #[test]
@@ -264,6 +272,8 @@ fn every_alert_event_reaches_mqtt_and_a_webhook_through_outages_and_a_killed_cen
         gateway_config,
     } = procs::setup();
     let mqtt_port = free_tcp_port();
+    let mqtts_port = free_tcp_port();
+    let pki = dir.path().join("certs");
     let broker_dir = dir.path().join("broker");
     std::fs::create_dir_all(&broker_dir).expect("broker dir");
     let secret = dir.path().join("webhook.secret");
@@ -275,14 +285,20 @@ fn every_alert_event_reaches_mqtt_and_a_webhook_through_outages_and_a_killed_cen
         "\n[[export]]\nid = \"broker\"\nkind = \"mqtt\"\nurl = \"mqtt://127.0.0.1:{mqtt_port}\"\n\
          timeout_s = 3\n\n\
          [[export]]\nid = \"hook\"\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{hook_port}/lookout\"\n\
-         secret_file = \"{}\"\nconcurrency = 2\ntimeout_s = 3\n",
-        secret.display()
+         secret_file = \"{}\"\nconcurrency = 2\ntimeout_s = 3\n\n\
+         [[export]]\nid = \"broker-v5-tls\"\nkind = \"mqtt\"\nurl = \"mqtts://127.0.0.1:{mqtts_port}\"\n\
+         mqtt_version = \"5\"\nca = \"{}\"\ntopic_prefix = \"lookout5\"\ntimeout_s = 3\n",
+        secret.display(),
+        pki.join("ca.pem").display(),
     ));
     std::fs::write(&center_config, config).expect("write center config");
 
-    let mut mosquitto = broker(mqtt_port, &broker_dir);
+    let mut mosquitto = broker(mqtt_port, mqtts_port, &broker_dir, &pki);
     let mqtt = Arc::new(Mutex::new(Received::default()));
-    let _sub = subscriber(mqtt_port, mqtt.clone());
+    let _sub = subscriber(mqtt_port, "lookout", mqtt.clone());
+    // The MQTT 5 export over TLS, read on the same broker.
+    let mqtt5 = Arc::new(Mutex::new(Received::default()));
+    let _sub5 = subscriber(mqtt_port, "lookout5", mqtt5.clone());
     let mut center = start_center(&center_config);
     let gw = Proc::start(
         &["run", "--config"],
@@ -340,7 +356,7 @@ fn every_alert_event_reaches_mqtt_and_a_webhook_through_outages_and_a_killed_cen
         "the broker export should be waiting: {broker_status}"
     );
     // 4. The broker back.
-    mosquitto = broker(mqtt_port, &broker_dir);
+    mosquitto = broker(mqtt_port, mqtts_port, &broker_dir, &pki);
     assert!(
         wait(Duration::from_secs(60), || exports_idle(&center)),
         "exports did not catch up: {}\n{}",
@@ -368,6 +384,12 @@ fn every_alert_event_reaches_mqtt_and_a_webhook_through_outages_and_a_killed_cen
             == want),
         "mosquitto_sub got {:?}\nthe ledger holds {want:?}",
         mqtt.lock().expect("lock").keys
+    );
+    assert!(
+        wait(Duration::from_secs(20), || mqtt5.lock().expect("lock").keys
+            == want),
+        "MQTT 5 over TLS: mosquitto_sub got {:?}\nthe ledger holds {want:?}",
+        mqtt5.lock().expect("lock").keys
     );
     let m = mqtt.lock().expect("lock");
     let h = hooks.lock().expect("lock");
@@ -402,4 +424,73 @@ fn every_alert_event_reaches_mqtt_and_a_webhook_through_outages_and_a_killed_cen
     drop(m);
     drop(h);
     stop(mosquitto);
+}
+
+/// A township gateway's own export, without a center: its alert events reach a
+/// webhook receiver that refuses at first, through a SIGKILL of the gateway.
+#[test]
+fn a_gateways_own_export_delivers_every_event_through_a_kill() {
+    let procs::Setup {
+        dir,
+        center_config: _,
+        gateway_config,
+    } = procs::setup();
+    let secret = dir.path().join("webhook.secret");
+    procs::write_secret(&secret, SECRET);
+    let hooks = Arc::new(Mutex::new(Received::default()));
+    let hook_port = receiver(2, hooks.clone());
+    let mut config = std::fs::read_to_string(&gateway_config).expect("gateway config");
+    config.push_str(&format!(
+        "\n[[export]]\nid = \"township-hook\"\nkind = \"webhook\"\n\
+         url = \"http://127.0.0.1:{hook_port}/lookout\"\nsecret_file = \"{}\"\ntimeout_s = 3\n",
+        secret.display()
+    ));
+    std::fs::write(&gateway_config, config).expect("write gateway config");
+
+    let gw = Proc::start(
+        &["run", "--config"],
+        &gateway_config,
+        "lookout gateway running",
+    );
+    for i in 0..3 {
+        raise(&gw, &format!("gw-{i}"));
+    }
+    post(&gw, "gw-0", "cleared");
+    raise(&gw, "gw-3");
+    // Killed right after: whatever the export had not delivered waits in
+    // exports.sqlite3.
+    gw.kill();
+    let gw = Proc::start(
+        &["run", "--config"],
+        &gateway_config,
+        "lookout gateway running",
+    );
+    raise(&gw, "gw-4");
+    let mut want: BTreeSet<(String, String, u64)> = (0..5)
+        .map(|i| ("gw-1".to_string(), format!("gw-{i}"), 0))
+        .collect();
+    want.insert(("gw-1".to_string(), "gw-0".to_string(), 1));
+    assert!(
+        wait(Duration::from_secs(60), || hooks.lock().expect("lock").keys
+            == want),
+        "the receiver got {:?}, want {want:?}\n{}\n{}",
+        hooks.lock().expect("lock").keys,
+        gw.get("/api/exports"),
+        gw.log()
+    );
+    let h = hooks.lock().expect("lock");
+    assert!(h.bad.is_empty(), "bad webhook deliveries: {:?}", h.bad);
+    assert!(
+        wait(
+            Duration::from_secs(10),
+            || gw.get("/api/exports")["exports"][0]["backlog"] == 0
+        ),
+        "{}",
+        gw.get("/api/exports")
+    );
+    eprintln!(
+        "gateway export: {} events, {} accepted after 2 refused",
+        want.len(),
+        h.messages
+    );
 }

@@ -186,6 +186,26 @@ pub trait Journal: Send + Sync {
     fn record(&self, event: &AlertEvent) -> Result<(), String>;
 }
 
+/// Several journals as one: each event goes to every one of them (the
+/// relay's outboxes, the exports' log); the errors of those that failed are
+/// joined, after all were tried.
+pub struct Journals(pub Vec<Arc<dyn Journal>>);
+
+impl Journal for Journals {
+    fn record(&self, event: &AlertEvent) -> Result<(), String> {
+        let failed: Vec<String> = self
+            .0
+            .iter()
+            .filter_map(|j| j.record(event).err())
+            .collect();
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(failed.join("; "))
+        }
+    }
+}
+
 /// The gateway's alerts.
 pub struct AlertHub {
     store: Mutex<Store>,

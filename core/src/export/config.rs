@@ -133,7 +133,7 @@ impl ExportConfig {
 
 /// `scheme://user:password@host/…` without the user and password: what logs,
 /// errors and `GET /api/exports` show of a destination.
-pub(crate) fn redact(url: &str) -> String {
+pub fn redact(url: &str) -> String {
     match url.split_once("://") {
         Some((scheme, rest)) => {
             let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
@@ -145,7 +145,7 @@ pub(crate) fn redact(url: &str) -> String {
 }
 
 /// `host[:port]` (an IPv6 address in brackets) into its parts.
-pub(crate) fn split_host_port(s: &str, default_port: u16) -> Result<(String, u16), String> {
+pub fn split_host_port(s: &str, default_port: u16) -> Result<(String, u16), String> {
     if s.is_empty() {
         return Err("no host".to_string());
     }
@@ -169,6 +169,63 @@ pub(crate) fn split_host_port(s: &str, default_port: u16) -> Result<(String, u16
             Ok((host.to_string(), port))
         }
         None => Ok((s.to_string(), default_port)),
+    }
+}
+
+/// A webhook's address, parsed: no credentials (the receiver checks the
+/// signature instead).
+#[derive(Debug, Clone)]
+pub struct WebhookUrl {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    /// Path and query, at least `/`.
+    pub path: String,
+}
+
+impl WebhookUrl {
+    pub fn parse(url: &str) -> Result<WebhookUrl, String> {
+        let (tls, rest) = if let Some(r) = url.strip_prefix("https://") {
+            (true, r)
+        } else if let Some(r) = url.strip_prefix("http://") {
+            (false, r)
+        } else {
+            return Err(format!("`{}`: expected http://… or https://…", redact(url)));
+        };
+        let (authority, path) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+        if authority.contains('@') {
+            return Err(format!(
+                "`{}`: no credentials in the URL; the receiver checks the signature (secret_file)",
+                redact(url)
+            ));
+        }
+        let (host, port) = split_host_port(authority, if tls { 443 } else { 80 })?;
+        let path = if path.is_empty() {
+            "/".to_string()
+        } else if path.starts_with('?') {
+            format!("/{path}")
+        } else {
+            path.to_string()
+        };
+        Ok(WebhookUrl {
+            tls,
+            host,
+            port,
+            path,
+        })
+    }
+
+    /// The `Host` header: the port only when it is not the scheme's.
+    pub fn host_header(&self) -> String {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        match (self.tls, self.port) {
+            (true, 443) | (false, 80) => host,
+            _ => format!("{host}:{}", self.port),
+        }
     }
 }
 
@@ -206,7 +263,7 @@ pub fn validate(exports: &[ExportConfig], resolve: impl Fn(&Path) -> PathBuf, f:
                 }
             }
             ExportKind::Webhook => {
-                if let Err(m) = super::webhook::Target::parse(&e.url) {
+                if let Err(m) = WebhookUrl::parse(&e.url) {
                     f.push(p.key("url"), m);
                 }
                 for (key, set) in [
@@ -288,6 +345,21 @@ mod tests {
         );
         assert_eq!(e[0].topic_prefix, "lookout");
         assert_eq!((e[1].concurrency, e[1].timeout_s), (4, 10));
+    }
+
+    #[test]
+    fn webhook_urls_parse_and_refuse_credentials() {
+        let t = WebhookUrl::parse("http://127.0.0.1:9000/hook?x=1").expect("parses");
+        assert_eq!(
+            (t.host.as_str(), t.port, t.path.as_str()),
+            ("127.0.0.1", 9000, "/hook?x=1")
+        );
+        assert_eq!(t.host_header(), "127.0.0.1:9000");
+        let t = WebhookUrl::parse("https://[::1]/").expect("parses");
+        assert_eq!((t.host.as_str(), t.port, t.tls), ("::1", 443, true));
+        assert_eq!(t.host_header(), "[::1]");
+        assert!(WebhookUrl::parse("https://u:p@h/").is_err_and(|e| !e.contains("p@")));
+        assert!(WebhookUrl::parse("ftp://h/").is_err());
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! other systems — an MQTT broker, a webhook receiver — as lookout's JSON or
 //! as OASIS CAP 1.2, from a durable event log.
 //!
-//! The log is the side's own SQLite file (the center's ledger): an event is
+//! The log is the side's own SQLite file (the center's ledger, a gateway's
+//! `exports.sqlite3`): an event is
 //! appended in the same transaction that stores the alert revision, before
 //! anything acknowledges it, and each export keeps a cursor there: the
 //! highest event it has delivered. An export reads what lies after its
@@ -21,11 +22,13 @@
 //! - `event.rs`: the event and its JSON.
 //! - `cap.rs`: the CAP 1.2 document and the Atom feed.
 //! - `mqtt.rs`, `webhook.rs`: the destinations.
+//! - `log.rs`: the event log's SQL, and a gateway's log file.
 //! - `run.rs`: the loop that moves an export's cursor, with its status.
 
 pub mod cap;
 pub mod config;
 mod event;
+pub mod log;
 mod mqtt;
 mod run;
 mod webhook;

@@ -11,67 +11,12 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use tokio::net::TcpStream;
 
-use super::config::{ExportConfig, ExportFormat, read_secret, split_host_port};
+use super::config::{ExportConfig, ExportFormat, read_secret};
 use super::run::Origin;
 use super::{ExportEvent, cap};
 
 /// Where requests go.
-#[derive(Debug, Clone)]
-pub(crate) struct Target {
-    tls: bool,
-    host: String,
-    port: u16,
-    /// Path and query, at least `/`.
-    path: String,
-}
-
-impl Target {
-    pub(crate) fn parse(url: &str) -> Result<Target, String> {
-        let (tls, rest) = if let Some(r) = url.strip_prefix("https://") {
-            (true, r)
-        } else if let Some(r) = url.strip_prefix("http://") {
-            (false, r)
-        } else {
-            return Err(format!(
-                "`{}`: expected http://… or https://…",
-                super::config::redact(url)
-            ));
-        };
-        let (authority, path) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
-        if authority.contains('@') {
-            return Err(format!(
-                "`{}`: no credentials in the URL; the receiver checks the signature (secret_file)",
-                super::config::redact(url)
-            ));
-        }
-        let (host, port) = split_host_port(authority, if tls { 443 } else { 80 })?;
-        let path = if path.is_empty() {
-            "/".to_string()
-        } else if path.starts_with('?') {
-            format!("/{path}")
-        } else {
-            path.to_string()
-        };
-        Ok(Target {
-            tls,
-            host,
-            port,
-            path,
-        })
-    }
-
-    fn host_header(&self) -> String {
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
-        match (self.tls, self.port) {
-            (true, 443) | (false, 80) => host,
-            _ => format!("{host}:{}", self.port),
-        }
-    }
-}
+type Target = super::config::WebhookUrl;
 
 pub(crate) struct Webhook {
     target: Target,
@@ -252,25 +197,5 @@ where
             "{} answered {status}: {text}",
             target.host_header()
         ))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Target;
-
-    #[test]
-    fn targets_parse_and_refuse_credentials() {
-        let t = Target::parse("http://127.0.0.1:9000/hook?x=1").expect("parses");
-        assert_eq!(
-            (t.host.as_str(), t.port, t.path.as_str()),
-            ("127.0.0.1", 9000, "/hook?x=1")
-        );
-        assert_eq!(t.host_header(), "127.0.0.1:9000");
-        let t = Target::parse("https://[::1]/").expect("parses");
-        assert_eq!((t.host.as_str(), t.port, t.tls), ("::1", 443, true));
-        assert_eq!(t.host_header(), "[::1]");
-        assert!(Target::parse("https://u:p@h/").is_err());
-        assert!(Target::parse("ftp://h/").is_err());
     }
 }

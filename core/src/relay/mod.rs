@@ -334,7 +334,7 @@ pub enum OutboxItem {
 
 /// Alert revisions, as PROTOCOL.md §6.10 numbers them: 0 when raised, one
 /// more per update, one more when cleared.
-fn revision(alert: &crate::alert::hub::Alert) -> u32 {
+pub fn revision(alert: &crate::alert::hub::Alert) -> u32 {
     if alert.state == AlertState::Cleared {
         alert.updates + 1
     } else {

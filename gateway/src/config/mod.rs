@@ -386,6 +386,9 @@ pub struct Config {
     /// `[[upstream]]` entries: the command centers alerts and video go to.
     #[serde(default, rename = "upstream")]
     pub upstreams: Vec<UpstreamConfig>,
+    /// `[[export]]` entries: MQTT brokers and webhooks this gateway's alerts go to.
+    #[serde(default, rename = "export")]
+    pub exports: Vec<lookout_core::export::ExportConfig>,
     /// The folder relative paths are resolved against.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -436,6 +439,7 @@ impl Config {
         let detector_ids = self.validate_detectors(&mut f);
         self.validate_cameras(&mut f, &detector_ids);
         self.validate_upstreams(&mut f);
+        lookout_core::export::config::validate(&self.exports, |p| self.resolve(p), &mut f);
         f
     }
 
