@@ -622,7 +622,6 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         "lookout center running"
     );
 
-    lookout_core::metrics::tune_allocator();
     lookout_core::metrics::spawn_heap_trim(lookout_core::metrics::HEAP_TRIM_PERIOD);
     start_exports(&center, &config, &metrics)?;
     let accept = {

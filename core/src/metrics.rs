@@ -122,25 +122,6 @@ impl prometheus_client::collector::Collector for MemoryCollector {
 /// Bytes [`trim_heap`] has handed back, for the counter above.
 static TRIMMED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-/// Blocks at least this large come from their own mappings (and go back to the
-/// system when freed), whatever sizes were freed before.
-const MMAP_THRESHOLD: i32 = 128 * 1024;
-
-/// Fixes glibc's mmap threshold at 128 KiB. By default glibc raises it to the
-/// size of each large block freed (up to 32 MiB), so after the first keyframes
-/// come and go, every later one (100–300 KiB) is carved from the heap, whose
-/// holes between live blocks then stay resident. Call once at start.
-pub fn tune_allocator() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        // SAFETY: mallopt only sets an allocator parameter; 1 means it was taken.
-        let taken = unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD) };
-        if taken != 1 {
-            tracing::warn!("the allocator refused a fixed mmap threshold");
-        }
-    }
-}
-
 /// How often the daemons trim their heaps.
 pub const HEAP_TRIM_PERIOD: std::time::Duration = std::time::Duration::from_secs(30);
 

@@ -91,7 +91,6 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     if gb28181.is_some() {
         tokio::spawn(adopt_loop(roster.clone(), shutdown.clone()));
     }
-    lookout_core::metrics::tune_allocator();
     lookout_core::metrics::spawn_heap_trim(lookout_core::metrics::HEAP_TRIM_PERIOD);
     let state = Arc::new(ApiState {
         gateway_id: config.gateway.id.clone(),
