@@ -506,8 +506,6 @@ fn start_exports(
     if ids.is_empty() {
         return Ok(());
     }
-    let export_metrics = Arc::new(lookout_core::export::ExportMetrics::default());
-    export_metrics.register(metrics);
     let resolved: Vec<lookout_core::export::ExportConfig> = config
         .exports
         .iter()
@@ -517,21 +515,13 @@ fn start_exports(
         &resolved,
         center.ledger.clone(),
         center.origin.clone(),
-        export_metrics,
+        metrics,
+        center.alert_events.subscribe(),
     )
     .map_err(anyhow::Error::msg)?;
-    let exports = Arc::new(exports);
-    if center.exports.set(exports.clone()).is_err() {
+    if center.exports.set(exports).is_err() {
         anyhow::bail!("the exports were started twice");
     }
-    let mut changes = center.alert_events.subscribe();
-    tokio::spawn(async move {
-        // Lagged behind a burst: wake them all the same; closed: the center stops.
-        while let Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) = changes.recv().await {
-            exports.wake();
-        }
-    });
-    tracing::info!(exports = ids.len(), "exports running: {}", ids.join(", "));
     Ok(())
 }
 

@@ -201,8 +201,6 @@ fn start_exports(
     let Some(log) = log else {
         return Ok(None);
     };
-    let export_metrics = Arc::new(lookout_core::export::ExportMetrics::default());
-    export_metrics.register(metrics);
     let resolved: Vec<lookout_core::export::ExportConfig> = config
         .exports
         .iter()
@@ -212,21 +210,9 @@ fn start_exports(
         id: config.gateway.id.clone(),
         public_url: None,
     };
-    let exports = Arc::new(
-        lookout_core::export::Exports::start(&resolved, log, origin, export_metrics)
-            .map_err(anyhow::Error::msg)?,
-    );
-    let mut events = hub.subscribe();
-    let wake = exports.clone();
-    tokio::spawn(async move {
-        // Lagged behind a burst: wake them all the same; closed: the hub is gone.
-        while let Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) =
-            events.recv().await
-        {
-            wake.wake();
-        }
-    });
-    tracing::info!(exports = resolved.len(), "exports running");
+    let exports =
+        lookout_core::export::Exports::start(&resolved, log, origin, metrics, hub.subscribe())
+            .map_err(anyhow::Error::msg)?;
     Ok(Some(exports))
 }
 

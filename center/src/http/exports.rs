@@ -40,11 +40,11 @@ pub(super) async fn cap(
     cap_of(&s, AlertKey { gateway, id }).await
 }
 
-/// The radius of the CAP area when no export says otherwise, km.
-const DEFAULT_RADIUS_KM: f64 = 5.0;
-
+/// The radius of the CAP area: the first export's, else the exports' default.
 fn radius(s: &AppState) -> f64 {
-    s.center.exports_radius_km.unwrap_or(DEFAULT_RADIUS_KM)
+    s.center
+        .exports_radius_km
+        .unwrap_or(lookout_core::export::config::DEFAULT_CAP_RADIUS_KM)
 }
 
 async fn cap_of(s: &AppState, key: AlertKey) -> Response {

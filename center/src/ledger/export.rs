@@ -42,16 +42,7 @@ impl Ledger {
             )
             .map_err(|e| self.export_error("feed", e))?;
         let rows = stmt
-            .query_map([limit as i64], |r| {
-                Ok(log::event(
-                    0,
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    &r.get::<_, String>(3)?,
-                    r.get(4)?,
-                ))
-            })
+            .query_map([limit as i64], latest_event)
             .map_err(|e| self.export_error("feed", e))?;
         rows.collect::<Result<Vec<_>, _>>()
             .map_err(|e| self.export_error("feed", e))
@@ -64,20 +55,24 @@ impl Ledger {
                 "SELECT gateway, id, revision, payload, updated_unix_ms FROM alerts \
                  WHERE gateway = ?1 AND id = ?2",
                 [gateway, id],
-                |r| {
-                    Ok(log::event(
-                        0,
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        &r.get::<_, String>(3)?,
-                        r.get(4)?,
-                    ))
-                },
+                latest_event,
             )
             .optional()
             .map_err(|e| self.export_error("alert", e))
     }
+}
+
+/// An alert's latest revision as an event, from `gateway, id, revision, payload,
+/// updated_unix_ms` (not in the log: `seq` 0).
+fn latest_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExportEvent> {
+    Ok(log::event(
+        0,
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        &r.get::<_, String>(3)?,
+        r.get(4)?,
+    ))
 }
 
 /// Appends one stored revision to the log (inside [`Ledger::store`]'s transaction).

@@ -96,20 +96,7 @@ CREATE TABLE revisions (
 /// while exports are configured is appended to `export_events` in the same transaction;
 /// each export's cursor (`export_cursors`) is the last event it delivered. Events every
 /// cursor has passed are deleted.
-pub(super) const MIGRATE_V3: &str = "
-CREATE TABLE export_events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    gateway TEXT NOT NULL,
-    alert_id TEXT NOT NULL,
-    revision INTEGER NOT NULL,
-    payload TEXT NOT NULL,
-    stored_unix_ms INTEGER NOT NULL
-);
-CREATE TABLE export_cursors (
-    export_id TEXT PRIMARY KEY,
-    delivered_seq INTEGER NOT NULL
-) WITHOUT ROWID;
-";
+pub(super) const MIGRATE_V3: &str = lookout_core::export::log::TABLES;
 
 /// Every migration, oldest first: the schema this build writes is version
 /// `1 + MIGRATIONS.len()`.

@@ -29,8 +29,9 @@ macro_rules! w {
 
 use serde_json::Value;
 
+use super::ExportEvent;
 use super::run::Origin;
-use super::{EventKind, ExportEvent};
+use crate::alert::machine::AlertEventKind;
 
 /// XML text with `& < > " '` escaped.
 fn esc(s: &str) -> String {
@@ -104,9 +105,9 @@ pub fn identifier(origin: &Origin, gateway: &str, alert_id: &str, revision: u32)
 fn event_time(e: &ExportEvent) -> u64 {
     let a = &e.alert;
     let t = match e.kind() {
-        EventKind::Cleared => ns(a, "cleared_unix_ns"),
-        EventKind::Updated => ns(a, "updated_unix_ns"),
-        EventKind::Raised => None,
+        AlertEventKind::Cleared => ns(a, "cleared_unix_ns"),
+        AlertEventKind::Updated => ns(a, "updated_unix_ns"),
+        AlertEventKind::Raised | AlertEventKind::Snapshot => None,
     };
     t.or_else(|| ns(a, "raised_unix_ns"))
         .unwrap_or(e.stored_unix_ms.saturating_mul(1_000_000))
@@ -164,14 +165,14 @@ pub fn alert_xml(e: &ExportEvent, origin: &Origin, radius_km: f64) -> String {
     w!(x, "  <sender>{}</sender>", esc(&sender));
     w!(x, "  <sent>{}</sent>", cap_time(event_time(e)));
     x.push_str("  <status>Actual</status>\n");
-    let msg_type = if kind == EventKind::Raised {
+    let msg_type = if kind == AlertEventKind::Raised {
         "Alert"
     } else {
         "Update"
     };
     w!(x, "  <msgType>{msg_type}</msgType>");
     x.push_str("  <scope>Public</scope>\n");
-    if kind != EventKind::Raised {
+    if kind != AlertEventKind::Raised {
         let first_sent = ns(a, "raised_unix_ns").unwrap_or(0);
         w!(
             x,
@@ -189,13 +190,13 @@ pub fn alert_xml(e: &ExportEvent, origin: &Origin, radius_km: f64) -> String {
         None => "Unknown".to_string(),
     };
     w!(x, "    <event>{}</event>", esc(&event_name));
-    let response = if kind == EventKind::Cleared {
+    let response = if kind == AlertEventKind::Cleared {
         "AllClear"
     } else {
         "Monitor"
     };
     w!(x, "    <responseType>{response}</responseType>");
-    let urgency = if kind == EventKind::Cleared {
+    let urgency = if kind == AlertEventKind::Cleared {
         "Past"
     } else {
         "Immediate"
@@ -214,7 +215,7 @@ pub fn alert_xml(e: &ExportEvent, origin: &Origin, radius_km: f64) -> String {
         esc(&format!("lookout {}", origin.id))
     );
     let headline = match kind {
-        EventKind::Cleared => format!("{event_name} cleared at {camera_name}"),
+        AlertEventKind::Cleared => format!("{event_name} cleared at {camera_name}"),
         _ => format!("{event_name} at {camera_name}"),
     };
     w!(x, "    <headline>{}</headline>", esc(&headline));

@@ -97,8 +97,11 @@ fn default_timeout_s() -> u64 {
     10
 }
 
+/// The CAP `area` circle's radius when an entry sets none, km.
+pub const DEFAULT_CAP_RADIUS_KM: f64 = 5.0;
+
 fn default_radius_km() -> f64 {
-    5.0
+    DEFAULT_CAP_RADIUS_KM
 }
 
 impl ExportConfig {
@@ -303,15 +306,10 @@ pub fn validate(exports: &[ExportConfig], resolve: impl Fn(&Path) -> PathBuf, f:
     }
 }
 
-/// Reads a one-line secret (a password, an HMAC key) from `path`.
+/// Reads a one-line secret (an MQTT password, a webhook's HMAC key) from `path`, under the
+/// rules of every secret file lookout reads (`config::token`): one line, the owner's alone.
 pub fn read_secret(path: &Path) -> Result<String, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let line = text.lines().next().unwrap_or("").trim().to_string();
-    if line.is_empty() {
-        return Err(format!("{} is empty", path.display()));
-    }
-    Ok(line)
+    crate::config::token::read_secret_file(path, "export secret file", "secret", 1)
 }
 
 #[cfg(test)]

@@ -2,26 +2,7 @@
 
 use serde_json::{Value, json};
 
-/// What happened to the alert in this event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventKind {
-    /// Its first revision (0): the alert was raised.
-    Raised,
-    /// A later revision while active (new score, boxes, snapshot).
-    Updated,
-    /// The alert cleared.
-    Cleared,
-}
-
-impl EventKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventKind::Raised => "raised",
-            EventKind::Updated => "updated",
-            EventKind::Cleared => "cleared",
-        }
-    }
-}
+use crate::alert::machine::AlertEventKind;
 
 /// One revision of one alert, as the event log stored it.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,13 +25,13 @@ impl ExportEvent {
     /// `raised` for revision 0 (the relay's revisions count from 0: the
     /// updates, plus one once cleared), `cleared` once the record says so,
     /// else `updated`.
-    pub fn kind(&self) -> EventKind {
+    pub fn kind(&self) -> AlertEventKind {
         if self.alert.get("state").and_then(Value::as_str) == Some("cleared") {
-            EventKind::Cleared
+            AlertEventKind::Cleared
         } else if self.revision == 0 {
-            EventKind::Raised
+            AlertEventKind::Raised
         } else {
-            EventKind::Updated
+            AlertEventKind::Updated
         }
     }
 
@@ -104,10 +85,10 @@ mod tests {
 
     #[test]
     fn the_kind_follows_revision_and_state() {
-        assert_eq!(event(0, "active").kind(), EventKind::Raised);
-        assert_eq!(event(1, "active").kind(), EventKind::Updated);
-        assert_eq!(event(3, "active").kind(), EventKind::Updated);
-        assert_eq!(event(4, "cleared").kind(), EventKind::Cleared);
+        assert_eq!(event(0, "active").kind(), AlertEventKind::Raised);
+        assert_eq!(event(1, "active").kind(), AlertEventKind::Updated);
+        assert_eq!(event(3, "active").kind(), AlertEventKind::Updated);
+        assert_eq!(event(4, "cleared").kind(), AlertEventKind::Cleared);
         let j = event(3, "active").json("center-1");
         assert_eq!(j["id"], "a1");
         assert_eq!(j["revision"], 3);

@@ -15,7 +15,9 @@ use crate::alert::hub::{AlertEvent, Journal};
 use crate::alert::machine::AlertEventKind;
 use crate::sync::Locked;
 
-/// The log's two tables.
+/// The log's two tables, as the center's ledger (its version 3) and a gateway's file
+/// (its version 1) create them. Never edited: a change to them is a migration of each
+/// file.
 pub const TABLES: &str = "
 CREATE TABLE export_events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -31,7 +33,8 @@ CREATE TABLE export_cursors (
 ) WITHOUT ROWID;
 ";
 
-/// Appends one alert revision.
+/// Appends one alert revision (once: where a unique index says it is there already,
+/// nothing).
 pub fn append(
     tx: &Transaction<'_>,
     gateway: &str,
@@ -41,7 +44,7 @@ pub fn append(
     now_unix_ms: i64,
 ) -> rusqlite::Result<()> {
     tx.execute(
-        "INSERT INTO export_events (gateway, alert_id, revision, payload, stored_unix_ms) \
+        "INSERT OR IGNORE INTO export_events (gateway, alert_id, revision, payload, stored_unix_ms) \
          VALUES (?1, ?2, ?3, ?4, ?5)",
         params![gateway, alert_id, i64::from(revision), payload, now_unix_ms],
     )?;
@@ -165,23 +168,11 @@ pub struct ExportLog {
 /// `PRAGMA application_id` of a gateway's export log ("LKEX").
 const APPLICATION_ID: i64 = 0x4c4b_4558;
 
-/// The gateway's file: the tables, and one row per (alert, revision): the hub may
-/// journal a revision twice (a client's retry), which is one event.
-const SCHEMA_V1: &str = "
-CREATE TABLE export_events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    gateway TEXT NOT NULL,
-    alert_id TEXT NOT NULL,
-    revision INTEGER NOT NULL,
-    payload TEXT NOT NULL,
-    stored_unix_ms INTEGER NOT NULL,
-    UNIQUE (gateway, alert_id, revision) ON CONFLICT IGNORE
-);
-CREATE TABLE export_cursors (
-    export_id TEXT PRIMARY KEY,
-    delivered_seq INTEGER NOT NULL
-) WITHOUT ROWID;
-";
+/// The gateway's file after its tables: one row per (alert, revision). The hub may
+/// journal a revision twice (a client's retry), which is one event; [`append`] ignores
+/// the second.
+const ONCE_PER_REVISION: &str =
+    "CREATE UNIQUE INDEX export_events_once ON export_events (gateway, alert_id, revision);";
 
 impl ExportLog {
     /// Opens (or creates) the log at `path` for gateway `gateway` with cursors for
@@ -190,8 +181,8 @@ impl ExportLog {
         let schema = crate::durable::Schema {
             kind: "export log",
             application_id: APPLICATION_ID,
-            create_v1: SCHEMA_V1,
-            migrations: &[],
+            create_v1: TABLES,
+            migrations: &[ONCE_PER_REVISION],
         };
         let mut conn = crate::durable::open(path, &schema)
             .map_err(|e| format!("export log {}: {e}", path.display()))?;

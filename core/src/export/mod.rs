@@ -34,8 +34,8 @@ mod run;
 mod webhook;
 
 pub use config::{ExportConfig, ExportFormat, ExportKind, MqttVersion};
-pub use event::{EventKind, ExportEvent};
-pub use run::{ExportMetrics, ExportStatus, Exports, Origin};
+pub use event::ExportEvent;
+pub use run::{ExportStatus, Exports, Origin};
 
 /// Where exports read their events and record what they delivered. The calls
 /// block (SQLite): the exports call them on blocking threads.

@@ -55,6 +55,12 @@ pub(crate) fn client_tls(ca: Option<&Path>) -> Result<rustls::ClientConfig, Stri
         .map(|b| b.with_root_certificates(roots).with_no_client_auth())
 }
 
+/// Requests the client queues for its event loop. A batch's publishes (two per event,
+/// and `online` on a fresh connection) are all queued before the loop is polled, so
+/// they must fit, or queueing would wait for a loop nobody polls.
+const REQUESTS: usize = 256;
+const _: () = assert!(2 * super::run::BATCH < REQUESTS);
+
 /// A topic level from an id: MQTT's separators and wildcards become `_`.
 fn level(s: &str) -> String {
     s.chars()
@@ -221,7 +227,7 @@ impl Mqtt {
                         rumqttc::TlsConfiguration::Rustls(tls.clone()),
                     ));
                 }
-                let (c, l) = rumqttc::AsyncClient::new(o, 256);
+                let (c, l) = rumqttc::AsyncClient::new(o, REQUESTS);
                 Conn::V4(c, Box::new(l))
             }
             MqttVersion::V5 => {
@@ -242,7 +248,7 @@ impl Mqtt {
                         rumqttc::TlsConfiguration::Rustls(tls.clone()),
                     ));
                 }
-                let (c, l) = r5::AsyncClient::new(o, 256);
+                let (c, l) = r5::AsyncClient::new(o, REQUESTS);
                 Conn::V5(c, Box::new(l))
             }
         };

@@ -21,7 +21,7 @@ use crate::sync::Locked;
 type Labels = Vec<(String, String)>;
 
 /// Events one round reads from the log at most.
-const BATCH: usize = 64;
+pub(super) const BATCH: usize = 64;
 /// How often an idle export looks at the log without being woken.
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
@@ -36,7 +36,7 @@ pub struct Origin {
 
 /// The exports' Prometheus series, labelled by `export`.
 #[derive(Debug, Default)]
-pub struct ExportMetrics {
+struct ExportMetrics {
     pub backlog: Family<Labels, Gauge>,
     pub oldest_age_seconds: Family<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     pub delivered: Family<Labels, Counter>,
@@ -45,7 +45,7 @@ pub struct ExportMetrics {
 }
 
 impl ExportMetrics {
-    pub fn register(&self, m: &Metrics) {
+    fn register(&self, m: &Metrics) {
         m.register(
             "export_backlog_events",
             "Alert events stored and not yet delivered, per export",
@@ -103,14 +103,19 @@ pub struct Exports {
 }
 
 impl Exports {
-    /// Starts one task per entry (entries already resolved and validated).
+    /// Starts one task per entry (entries already resolved and validated), their
+    /// series in `registry`, and a task that wakes them on every message of `changes`
+    /// (the side's alert events or ledger changes; a lagged receiver wakes them too).
     /// Secrets are read now: a missing one is an error naming the entry.
-    pub fn start(
+    pub fn start<T: Clone + Send + 'static>(
         configs: &[ExportConfig],
         log: Arc<dyn EventLog>,
         origin: Origin,
-        metrics: Arc<ExportMetrics>,
-    ) -> Result<Exports, String> {
+        registry: &Metrics,
+        mut changes: tokio::sync::broadcast::Receiver<T>,
+    ) -> Result<Arc<Exports>, String> {
+        let metrics = Arc::new(ExportMetrics::default());
+        metrics.register(registry);
         let wake = Arc::new(Notify::new());
         let mut statuses = Vec::new();
         for c in configs {
@@ -140,11 +145,22 @@ impl Exports {
                 wake.clone(),
             ));
         }
-        Ok(Exports {
+        let exports = Arc::new(Exports {
             statuses,
             log,
             wake,
-        })
+        });
+        let woken = exports.clone();
+        tokio::spawn(async move {
+            // Ends when the sender goes (the side stops).
+            while let Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) =
+                changes.recv().await
+            {
+                woken.wake();
+            }
+        });
+        tracing::info!(exports = configs.len(), "exports running");
+        Ok(exports)
     }
 
     /// Tells the exports that events were appended (they also look every
@@ -276,16 +292,7 @@ async fn run(
                     }
                 }
                 Err(e) => {
-                    failures_c.inc();
-                    {
-                        let mut st = status.locked();
-                        st.failures += 1;
-                        st.connected = false;
-                        st.last_error = Some(e.clone());
-                        st.last_error_unix_ms = Some(crate::clock::unix_ms());
-                    }
-                    connected_g.set(0);
-                    let delay = backoff.next_delay();
+                    let delay = failed(&status, &failures_c, &connected_g, &mut backoff, &e);
                     tracing::warn!(export = %id, "cannot reach the destination, retrying in {delay:?}: {e}");
                     tokio::time::sleep(delay).await;
                 }
@@ -312,19 +319,30 @@ async fn run(
         match error {
             None => backoff.reset(),
             Some(e) => {
-                failures_c.inc();
-                {
-                    let mut st = status.locked();
-                    st.failures += 1;
-                    st.connected = false;
-                    st.last_error = Some(e.clone());
-                    st.last_error_unix_ms = Some(crate::clock::unix_ms());
-                }
-                connected_g.set(0);
-                let delay = backoff.next_delay();
+                let delay = failed(&status, &failures_c, &connected_g, &mut backoff, &e);
                 tracing::warn!(export = %id, waiting = events.len() - done, "delivery failed, retrying in {delay:?}: {e}");
                 tokio::time::sleep(delay).await;
             }
         }
     }
+}
+
+/// Records a failed round in the status and metrics; returns how long to wait.
+fn failed(
+    status: &Mutex<ExportStatus>,
+    failures: &Counter,
+    connected: &Gauge,
+    backoff: &mut Backoff,
+    error: &str,
+) -> Duration {
+    failures.inc();
+    {
+        let mut st = status.locked();
+        st.failures += 1;
+        st.connected = false;
+        st.last_error = Some(error.to_string());
+        st.last_error_unix_ms = Some(crate::clock::unix_ms());
+    }
+    connected.set(0);
+    backoff.next_delay()
 }

@@ -190,8 +190,8 @@ impl Engine {
     /// Runtime's, a thread filling the next tensor preempts one of its
     /// workers and the others wait for it at the end of each parallel step,
     /// which costs the run more than filling the tensor in line between runs
-    /// (on 2 cores, 2 threads: detector path ÷ bare ONNX Runtime 0.87 with the
-    /// thread, 0.89 in line; docs/reports/bench-detector-inline/).
+    /// (on 2 cores, 2 threads: detector path ÷ bare ONNX Runtime 0.880–0.883
+    /// with the thread, 0.887–0.894 in line; docs/reports/bench-detector-inline/).
     pub fn overlaps_preprocessing(&self) -> bool {
         match self.config.preprocess {
             crate::config::Preprocess::Inline => false,

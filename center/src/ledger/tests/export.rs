@@ -94,8 +94,10 @@ fn stored_revisions_are_logged_once_each_while_exports_are_on() {
 
 #[test]
 fn a_failed_batch_logs_nothing() {
-    // The log is written in the batch's transaction: a batch that fails (here a
-    // conflict is not a failure, so make the file read-only) leaves no event behind.
+    // The log is written in the batch's transaction. A read-only file fails the batch at
+    // its first write, before the log is reached, which alone would not show that; so
+    // the log's own insert is also made to fail (a temporary trigger, as a full disk
+    // would): then the alert stored earlier in the same batch must be gone with it.
     let (_dir, ledger) = open_temp();
     ledger.enable_exports(&["mqtt".to_string()]).expect("on");
     store(&ledger, &[Incoming::Alert(alert("a", 1))]);
@@ -112,6 +114,22 @@ fn a_failed_batch_logs_nothing() {
         .lock()
         .execute_batch("PRAGMA query_only = OFF")
         .expect("writable");
+    ledger
+        .lock()
+        .execute_batch(
+            "CREATE TEMP TRIGGER log_full BEFORE INSERT ON export_events \
+             BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
+        )
+        .expect("trigger");
+    assert!(
+        ledger
+            .store("gw-1", &[Incoming::Alert(alert("c", 1))], 3_000)
+            .is_err()
+    );
+    assert!(
+        ledger.alert("gw-1", "c").expect("read").is_none(),
+        "an alert stored without its event"
+    );
     assert_eq!(
         seqs(&ledger.pending("mqtt", 10).expect("read")),
         [("a".into(), 1)]
