@@ -249,7 +249,12 @@ pub fn run(args: FleetArgs) -> anyhow::Result<Summary> {
             None => None,
         };
         let text = gateway_config(&args, server.port, rtmp_port, gb.as_ref(), &cameras);
-        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+        // Written aside and renamed into place: whoever waits for the file to appear
+        // (the tests, a script) never reads half of it.
+        let partial = path.with_extension("toml.partial");
+        std::fs::write(&partial, text).with_context(|| format!("writing {}", partial.display()))?;
+        std::fs::rename(&partial, path)
+            .with_context(|| format!("renaming {} to {}", partial.display(), path.display()))?;
     }
     let truth = GroundTruth::new(args.ground_truth.clone());
     println!(
