@@ -56,9 +56,19 @@ pub struct CenterSection {
     /// half: the next shift signs in with its own hands).
     #[serde(default = "default_session_max_hours")]
     pub session_max_hours: u64,
-    /// Folder of the ledger (`ledger.sqlite3`), relative to this file.
+    /// Folder of the ledger (`ledger.sqlite3`) and the alerts' evidence clips
+    /// (`clips/`), relative to this file.
     #[serde(default = "default_storage")]
     pub storage: PathBuf,
+    /// Evidence clips stored more than this many days ago are deleted (hourly, and
+    /// whenever a clip is stored).
+    #[serde(default = "default_clip_max_age_days")]
+    pub clip_max_age_days: u64,
+    /// The most bytes all evidence clips may take together (an integer of bytes):
+    /// past it the oldest are deleted first. A clip offered larger than this is
+    /// refused, since it could never be kept.
+    #[serde(default = "default_clip_max_bytes")]
+    pub clip_max_bytes: u64,
     /// The CA that signs the gateways' (and lower centers') certificates (PEM).
     pub ca: PathBuf,
     /// The center's certificate (PEM).
@@ -101,6 +111,30 @@ fn default_session_max_hours() -> u64 {
 
 fn default_storage() -> PathBuf {
     PathBuf::from("lookout-center")
+}
+
+fn default_clip_max_age_days() -> u64 {
+    crate::clips::ClipRetention::default().max_age_days
+}
+
+fn default_clip_max_bytes() -> u64 {
+    crate::clips::ClipRetention::default().max_bytes
+}
+
+/// The smallest `clip_max_bytes` accepted: below it not even a short clip fits.
+pub const MIN_CLIP_MAX_BYTES: u64 = 1 << 20;
+
+/// The longest `clip_max_age_days` accepted (a typo's extra digits are caught).
+pub const MAX_CLIP_MAX_AGE_DAYS: u64 = 36_500;
+
+impl CenterSection {
+    /// The evidence clips' retention limits.
+    pub fn clip_retention(&self) -> crate::clips::ClipRetention {
+        crate::clips::ClipRetention {
+            max_age_days: self.clip_max_age_days,
+            max_bytes: self.clip_max_bytes,
+        }
+    }
 }
 
 fn default_max_streams() -> u32 {
@@ -201,6 +235,18 @@ impl CenterConfig {
                 "only for subscribe = \"list\" or \"alerting\"",
             );
         }
+        if !(1..=MAX_CLIP_MAX_AGE_DAYS).contains(&self.center.clip_max_age_days) {
+            f.push(
+                c.key("clip_max_age_days"),
+                format!("must be between 1 and {MAX_CLIP_MAX_AGE_DAYS} days"),
+            );
+        }
+        if self.center.clip_max_bytes < MIN_CLIP_MAX_BYTES {
+            f.push(
+                c.key("clip_max_bytes"),
+                format!("at least {MIN_CLIP_MAX_BYTES} bytes (1 MiB); the default is 53687091200 (50 GiB)"),
+            );
+        }
         if self.center.max_gop_streams < 4 {
             f.push(c.key("max_gop_streams"), "at least 4");
         }
@@ -229,5 +275,57 @@ impl CenterConfig {
             }
         }
         f
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Loads a center file whose `[center]` section has `extra` lines added.
+    fn load_with(extra: &str) -> Result<CenterConfig, Problems> {
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["ca.pem", "center.pem", "center.key"] {
+            std::fs::write(dir.path().join(f), "x").unwrap();
+        }
+        let path = dir.path().join("center.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[center]\nid = \"c-1\"\nlisten = \"127.0.0.1:4433\"\nca = \"ca.pem\"\n\
+                 cert = \"center.pem\"\nkey = \"center.key\"\n{extra}\n"
+            ),
+        )
+        .unwrap();
+        CenterConfig::load(&path)
+    }
+
+    #[test]
+    fn clip_retention_defaults_to_90_days_and_50_gib() {
+        let c = load_with("").unwrap();
+        assert_eq!(c.center.clip_max_age_days, 90);
+        assert_eq!(c.center.clip_max_bytes, 53_687_091_200);
+        let c = load_with("clip_max_age_days = 30\nclip_max_bytes = 2000000000").unwrap();
+        assert_eq!(
+            c.center.clip_retention(),
+            crate::clips::ClipRetention {
+                max_age_days: 30,
+                max_bytes: 2_000_000_000
+            }
+        );
+    }
+
+    #[test]
+    fn clip_retention_out_of_range_is_refused_naming_the_key() {
+        for (line, key) in [
+            ("clip_max_age_days = 0", "center.clip_max_age_days"),
+            ("clip_max_age_days = 100000", "center.clip_max_age_days"),
+            ("clip_max_bytes = 1000", "center.clip_max_bytes"),
+            ("clip_max_bytes = -1", "clip_max_bytes"),
+            ("clip_max_bytes = \"50GiB\"", "clip_max_bytes"),
+        ] {
+            let problems = load_with(line).unwrap_err().to_string();
+            assert!(problems.contains(key), "{line}: {problems}");
+        }
     }
 }

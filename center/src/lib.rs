@@ -12,11 +12,14 @@
 //! - `latency.rs`: each frame's delay, into the per-camera Prometheus series and the
 //!   whole-center HDR histograms behind `/api/latency`.
 //! - `cascade.rs`: forwarding upward to another center, same protocol.
+//! - `clips.rs` and `clips/`: the alerts' evidence clips (MP4), received resumably,
+//!   kept under retention limits.
 //! - `http.rs`: `/api/gateways`, `/api/cameras`, `/api/alerts`, acks,
 //!   latest GOPs, `/metrics`, the wall's sign-in and sign-out.
 //! - `wall.rs` and `wall/`: the video wall page, live video, events.
 
 pub mod cascade;
+pub mod clips;
 pub mod config;
 pub mod http;
 pub mod latency;
@@ -316,6 +319,8 @@ pub struct Center {
     pub id: String,
     /// The alert ledger every gateway's alerts are stored in.
     pub ledger: Arc<Ledger>,
+    /// The alerts' evidence clips (`STORAGE/clips`).
+    pub clips: Arc<clips::ClipStore>,
     /// Every gateway that has connected, by id.
     pub gateways: DashMap<String, Arc<GatewayLink>>,
     /// The center's Prometheus series.
@@ -337,7 +342,12 @@ pub struct Center {
 }
 
 impl Center {
-    pub fn new(id: &str, ledger: Arc<Ledger>, config: &CenterConfig) -> Center {
+    pub fn new(
+        id: &str,
+        ledger: Arc<Ledger>,
+        clips: Arc<clips::ClipStore>,
+        config: &CenterConfig,
+    ) -> Center {
         let subscribe = Subscribe {
             mode: match config.center.subscribe {
                 SubscribeSetting::All => SubscribeMode::All,
@@ -349,6 +359,7 @@ impl Center {
         Center {
             id: id.to_string(),
             ledger,
+            clips,
             gateways: DashMap::new(),
             metrics: CenterMetrics::default(),
             subscribe,
@@ -542,13 +553,21 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     let storage = config.resolve(&config.center.storage);
     let ledger_path = storage.join("ledger.sqlite3");
     let ledger = Arc::new(Ledger::open(&ledger_path).map_err(|e| anyhow::anyhow!("{e}"))?);
-    let center = Arc::new(Center::new(&config.center.id, ledger, &config));
+    let clips = clips::ClipStore::open(storage.join("clips"), config.center.clip_retention())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let center = Arc::new(Center::new(
+        &config.center.id,
+        ledger,
+        Arc::new(clips),
+        &config,
+    ));
     let metrics = Arc::new(Metrics::new(
         env!("CARGO_PKG_VERSION"),
         "not loaded",
         "not loaded",
     ));
     center.metrics.register(&metrics);
+    center.clips.register(&metrics);
 
     if !config.upstreams.is_empty() {
         let relay_metrics = Arc::new(lookout_core::relay::RelayMetrics::default());
@@ -614,6 +633,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
 
     lookout_core::metrics::spawn_heap_trim(lookout_core::metrics::HEAP_TRIM_PERIOD);
     start_exports(&center, &config, &metrics)?;
+    let _clip_sweeper = clips::spawn_sweeper(center.clips.clone());
     let accept = {
         let center = center.clone();
         let endpoint = endpoint.clone();
