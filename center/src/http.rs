@@ -1,10 +1,11 @@
 //! The center's HTTP API, for operators and the video wall (`wall.rs`
 //! serves the page, live video and events): gateways,
 //! every camera of every gateway with its live state, the alert ledger,
-//! operator acknowledgements, each camera's latest GOP, relay latency
-//! percentiles and Prometheus metrics; and the wall's sign-in and
-//! sign-out (server-side sessions, `sessions.rs`). Loopback by default;
-//! `auth.rs` guards every route. Reads are `GET`, every change of state
+//! operator acknowledgements, the alerts' evidence clips (`http/clips.rs`),
+//! each camera's latest GOP, relay latency percentiles and Prometheus
+//! metrics; and the wall's sign-in and sign-out (server-side sessions,
+//! `sessions.rs`). Loopback by default; `auth.rs` guards every route.
+//! Reads are `GET` (and `HEAD` where useful), every change of state
 //! (an acknowledgement, a latency reset, signing in or out) is `POST`.
 //!
 //! An alert is named by its gateway and id (`/api/gateways/{gateway}/alerts/{id}`):
@@ -12,6 +13,7 @@
 //! `/api/alerts/{id}` paths still work while the id is one gateway's only, and
 //! answer `409` with the alerts to choose from when it is not.
 
+pub(crate) mod clips;
 mod exports;
 
 use lookout_core::sync::Locked;
@@ -99,6 +101,7 @@ pub fn router(center: Arc<Center>, metrics: Arc<Metrics>, guard: Arc<ApiGuard>) 
         .route("/api/alerts", get(alerts))
         .route("/api/alerts/{id}", get(alert_by_id))
         .route("/api/alerts/{id}/snapshot.jpg", get(snapshot_by_id))
+        .route("/api/alerts/{id}/clip.mp4", get(clips::clip_by_id))
         .route("/api/alerts/{id}/ack", post(acknowledge_by_id))
         .route("/api/alerts/{id}/cap.xml", get(exports::cap_by_id))
         .route(
@@ -111,6 +114,10 @@ pub fn router(center: Arc<Center>, metrics: Arc<Metrics>, guard: Arc<ApiGuard>) 
         .route(
             "/api/gateways/{gateway}/alerts/{id}/snapshot.jpg",
             get(snapshot),
+        )
+        .route(
+            "/api/gateways/{gateway}/alerts/{id}/clip.mp4",
+            get(clips::clip),
         )
         .route("/api/gateways/{gateway}/alerts/{id}/ack", post(acknowledge))
         .route("/api/latency", get(latency))
@@ -310,7 +317,13 @@ async fn alerts(State(s): State<AppState>, Query(p): Query<AlertParams>) -> Resp
         limit: p.limit,
     };
     let ledger = s.center.ledger.clone();
-    match tokio::task::spawn_blocking(move || ledger.alerts(&q)).await {
+    let store = s.center.clips.clone();
+    let listed = move || {
+        ledger
+            .alerts(&q)
+            .map(|list| clips::with_clips(&store, list))
+    };
+    match tokio::task::spawn_blocking(listed).await {
         Ok(Ok(list)) => Json(json!({ "alerts": list })).into_response(),
         Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
@@ -318,7 +331,7 @@ async fn alerts(State(s): State<AppState>, Query(p): Query<AlertParams>) -> Resp
 }
 
 /// The path of one gateway's alert, as the API names it.
-fn alert_path(gateway: &str, id: &str) -> String {
+pub(crate) fn alert_path(gateway: &str, id: &str) -> String {
     format!(
         "/api/gateways/{}/alerts/{}",
         path_segment(gateway),
@@ -385,8 +398,14 @@ async fn alert(State(s): State<AppState>, Path((gateway, id)): Path<(String, Str
 
 async fn alert_of(s: &AppState, key: AlertKey) -> Response {
     let ledger = s.center.ledger.clone();
+    let store = s.center.clips.clone();
     let k = key.clone();
-    match tokio::task::spawn_blocking(move || ledger.alert(&k.gateway, &k.id)).await {
+    let read = move || {
+        ledger
+            .alert(&k.gateway, &k.id)
+            .map(|found| found.map(|a| clips::with_clip(&store, a)))
+    };
+    match tokio::task::spawn_blocking(read).await {
         Ok(Ok(Some(a))) => Json(a).into_response(),
         Ok(Ok(None)) => error(
             StatusCode::NOT_FOUND,

@@ -223,9 +223,10 @@ fn camera_stream(
     })
 }
 
-/// Server-Sent Events for every open page: `alert` (a ledger record, when
-/// it is stored, updated or acknowledged) and `cameras` (the camera table,
-/// every second). `EventSource` reconnects by itself.
+/// Server-Sent Events for every open page: `alert` (a ledger record with
+/// its clip, when it is stored, updated or acknowledged, or its clip
+/// arrives) and `cameras` (the camera table, every second). `EventSource`
+/// reconnects by itself.
 pub async fn events(
     State(center): State<Arc<Center>>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
@@ -247,9 +248,13 @@ pub async fn events(
                 key = f.alerts.recv() => match key {
                     Ok(key) => {
                         let ledger = f.center.ledger.clone();
-                        let found =
-                            tokio::task::spawn_blocking(move || ledger.alert(&key.gateway, &key.id))
-                                .await;
+                        let clips = f.center.clips.clone();
+                        let read = move || {
+                            ledger.alert(&key.gateway, &key.id).map(|found| {
+                                found.map(|a| crate::http::clips::with_clip(&clips, a))
+                            })
+                        };
+                        let found = tokio::task::spawn_blocking(read).await;
                         if let Ok(Ok(Some(a))) = found
                             && let Ok(json) = serde_json::to_string(&a)
                         {
