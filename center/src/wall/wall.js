@@ -1,5 +1,6 @@
 // lookout video wall: live tiles (WebCodecs), alert-driven layout, alert
-// panel with acknowledgement, and a map drawn from the cameras' positions.
+// panel with acknowledgement and evidence clips, and a map drawn from the
+// cameras' positions.
 // Served by `lookout center`; talks only to it (wall.rs describes the live
 // video format; /api/events pushes ledger changes and camera states).
 "use strict";
@@ -16,6 +17,10 @@ const wall = {
   // alert is known by both (JSON, so no separator can be confused with an id).
   alertKey: (a) => JSON.stringify([a.gateway, a.id]),
   tiles: new Map(), // key -> tile state
+  // Evidence clips the operator opened: alertKey -> <video>. The element is
+  // kept across the alert list's re-rendering, so a new alert arriving does
+  // not stop a clip being watched.
+  clips: new Map(),
   connected: false,
   errors: [],
   leaving: false, // the session ended and the page is going to the sign-in form
@@ -315,7 +320,10 @@ function renderAlerts() {
   const ol = $("alerts");
   ol.innerHTML = "";
   const now = Date.now();
+  const shown = new Set();
   for (const a of list.slice(0, 100)) {
+    const k = wall.alertKey(a);
+    shown.add(k);
     const rec = a.alert || {};
     const cam = rec.camera || {};
     const li = document.createElement("li");
@@ -329,9 +337,60 @@ function renderAlerts() {
       <div class="meta">${esc(cam.name || cam.id || a.camera)} (${esc(a.gateway)}) ${esc(loc)}</div>
       <div class="meta">${esc(a.state)} · ${ageS} s ago</div>
       ${a.acked_by ? `<div class="acked">acknowledged by ${esc(a.acked_by)}</div>`
-        : `<button class="ack" data-gateway="${esc(a.gateway)}" data-id="${esc(a.id)}">Acknowledge</button>`}</div>`;
+        : `<button class="ack" data-gateway="${esc(a.gateway)}" data-id="${esc(a.id)}">Acknowledge</button>`}
+      ${clipControls(a, k)}</div>`;
     ol.appendChild(li);
+    const video = wall.clips.get(k);
+    if (video && a.clip) li.appendChild(video);
   }
+  // Clips of alerts no longer listed, or whose clip is gone, are closed.
+  for (const [k, video] of wall.clips) {
+    const a = wall.alerts.get(k);
+    if (!shown.has(k) || !a || !a.clip) closeClip(k, video);
+  }
+}
+
+// The clip button and download link of an alert that has a clip
+// (`"clip": {"url", "bytes"}` in the alert's JSON; null while there is none).
+function clipControls(a, k) {
+  if (!a.clip) return "";
+  const mb = (a.clip.bytes / 1e6).toFixed(1);
+  return `<div class="clip"><button class="clip-toggle" data-key="${esc(k)}">${wall.clips.has(k) ? "Hide clip" : "Play clip"}</button>
+    <a href="${esc(a.clip.url)}" download>MP4 · ${mb} MB</a></div>`;
+}
+
+// Opens or closes an alert's clip. The <video> reads the clip with range
+// requests on the page's own sign-in (its session cookie, as the snapshot's
+// <img> does); a browser that cannot decode it (H.265 in some) says so, and
+// the download link remains.
+function toggleClip(k) {
+  const open = wall.clips.get(k);
+  const a = wall.alerts.get(k);
+  if (open) {
+    closeClip(k, open);
+  } else if (a && a.clip) {
+    const video = document.createElement("video");
+    video.className = "clip-video";
+    video.controls = true;
+    video.preload = "metadata";
+    video.src = a.clip.url;
+    video.addEventListener("error", () => {
+      const code = video.error ? video.error.code : 0;
+      video.title = code === 4 ? "this browser cannot play this clip: download it" : `clip error ${code}`;
+      video.classList.add("failed");
+      wall.errors.push(`clip ${a.gateway}/${a.id}: media error ${code}`);
+    });
+    wall.clips.set(k, video);
+  }
+  renderAlerts();
+}
+
+function closeClip(k, video) {
+  video.pause();
+  video.removeAttribute("src");
+  video.load(); // lets go of the connection
+  video.remove();
+  wall.clips.delete(k);
 }
 
 async function acknowledge(gateway, id) {
@@ -437,6 +496,8 @@ async function main() {
   $("alerts").addEventListener("click", (e) => {
     const b = e.target.closest("button.ack");
     if (b) acknowledge(b.dataset.gateway, b.dataset.id);
+    const c = e.target.closest("button.clip-toggle");
+    if (c) toggleClip(c.dataset.key);
   });
   try {
     const h = await (await fetch("/healthz")).json();
