@@ -85,6 +85,14 @@ pub struct CenterMetrics {
     /// per camera), all cameras together: memory that grows with the number
     /// of cameras whose video the center has received, not with time.
     pub latest_gop_bytes: Gauge,
+    /// Clip streams by outcome: `stored` (whole, hash checked, acknowledged),
+    /// `had` (stored already, acknowledged at once), `interrupted` (the
+    /// connection or stream ended first; what arrived is kept and the next
+    /// offer resumes after it), `invalid` (broke the protocol), `failed`
+    /// (storage, or a hash that did not match), per gateway.
+    pub clip_transfers: Family<Labels, Counter>,
+    /// Clip bytes received and stored, per gateway.
+    pub clip_bytes: Family<Labels, Counter>,
 }
 
 /// The reasons a gateway connection is refused (`session.rs`), each a
@@ -121,6 +129,8 @@ impl Default for CenterMetrics {
             gops: Family::default(),
             frame_delay: Family::new_with_constructor(latency::delay_histogram),
             latest_gop_bytes: Gauge::default(),
+            clip_transfers: Family::default(),
+            clip_bytes: Family::default(),
         }
     }
 }
@@ -158,6 +168,16 @@ impl CenterMetrics {
             self.frames.clone(),
         );
         m.register("center_bytes", "Video bytes received", self.bytes.clone());
+        m.register(
+            "center_clip_transfers",
+            "Clip streams by outcome: stored, had, interrupted (resumed on the next offer), invalid, failed",
+            self.clip_transfers.clone(),
+        );
+        m.register(
+            "center_clip_bytes",
+            "Clip bytes received and stored",
+            self.clip_bytes.clone(),
+        );
         m.register(
             "center_gops",
             "GOP streams by outcome: complete, reset, invalid; shed (over the connection's buffer budget); late (after a newer GOP, not played live)",

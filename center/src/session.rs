@@ -11,6 +11,7 @@
 //! runs the parts side by side and closes it as they end.
 
 mod alerts;
+mod clip;
 mod control;
 mod handshake;
 mod video;
@@ -19,7 +20,7 @@ use lookout_core::sync::Locked;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
-use lookout_codecs::relay::{ControlMessage, ErrorCode, Role};
+use lookout_codecs::relay::{ControlMessage, ErrorCode, Role, has_clips};
 use tokio::sync::Mutex as AsyncMutex;
 
 use super::{Center, GatewayLink, unix_ms};
@@ -192,8 +193,9 @@ fn violated(center: &Center, gateway: &str, stream: &str) {
         .inc();
 }
 
-/// Accepts the alert stream, then every GOP stream; a third bidirectional
-/// stream is a protocol violation.
+/// Accepts the alert stream, then every GOP stream; on a version-2
+/// connection every further bidirectional stream is a clip stream, on a
+/// version-1 one a third bidirectional stream is a protocol violation.
 async fn streams(
     center: &Arc<Center>,
     conn: &quinn::Connection,
@@ -213,13 +215,25 @@ async fn streams(
     };
     let bidirectional = async {
         let (send, recv) = conn.accept_bi().await.map_err(lost)?;
+        let clips = tls::negotiated_version(conn).is_some_and(has_clips);
         let extra = async {
-            // Any third stream is the violation; its halves are dropped.
-            conn.accept_bi().await.map_err(lost)?;
-            Err::<(), Ending>(Ending::Violation {
-                stream: "connection",
-                why: "a third bidirectional stream".into(),
-            })
+            loop {
+                let (send, recv) = conn.accept_bi().await.map_err(lost)?;
+                if !clips {
+                    // Any third stream is the violation; its halves are dropped.
+                    return Err::<(), Ending>(Ending::Violation {
+                        stream: "connection",
+                        why: "a third bidirectional stream on a version 1 connection".into(),
+                    });
+                }
+                tokio::spawn(clip::receive(
+                    center.clone(),
+                    link.clone(),
+                    send,
+                    recv,
+                    budget.clone(),
+                ));
+            }
         };
         tokio::select! {
             r = alerts::alerts(center, link, send, recv, ctl_send) => r,

@@ -507,7 +507,7 @@ fn stream_end_errors_say_what_was_cut() {
     );
     let mut skipped = wire(&ControlMessage::Hello(hello()));
     let at = skipped.len();
-    skipped.extend(&envelope(0x30, &[1, 2, 3, 4])[..4]);
+    skipped.extend(&envelope(0x3a, &[1, 2, 3, 4])[..4]);
     assert_eq!(
         stream_error::<ControlMessage>(Role::Gateway, &skipped).to_string(),
         format!(
@@ -588,6 +588,7 @@ fn oversized_lengths_are_refused_before_the_payload() {
             MessageType::GOP_HEADER,
             MAX_VIDEO_MESSAGE,
         ),
+        (StreamKind::Clip, MessageType::CLIP_OFFER, MAX_CLIP_MESSAGE),
     ];
     for (stream, msg_type, max) in cases {
         assert_eq!(stream.max_message(), max);
@@ -605,6 +606,7 @@ fn oversized_lengths_are_refused_before_the_payload() {
             StreamKind::Control => stream_error::<ControlMessage>(Role::Gateway, &header),
             StreamKind::Alerts => stream_error::<AlertMessage>(Role::Gateway, &header),
             StreamKind::Video => stream_error::<VideoMessage>(Role::Gateway, &header),
+            StreamKind::Clip => stream_error::<ClipMessage>(Role::Gateway, &header),
         };
         assert_eq!(e, expected);
     }
@@ -1013,7 +1015,7 @@ fn handshake_order_is_enforced() {
         )
     );
     // An unknown type before Hello is skipped like any other.
-    let early = [&envelope(0x30, &[1, 2])[..], &h[..]].concat();
+    let early = [&envelope(0x3a, &[1, 2])[..], &h[..]].concat();
     assert_eq!(
         decode_stream::<ControlMessage>(Role::Gateway, [&early[..]])
             .unwrap()

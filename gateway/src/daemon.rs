@@ -74,7 +74,24 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     let exports = start_exports(&config, export_log, &hub, &metrics)?;
     let relay_metrics = Arc::new(RelayMetrics::default());
     relay_metrics.register(&metrics);
-    let relay = crate::relay::start(opened, ingest.clone(), hub.clone(), relay_metrics);
+    let clips = crate::alert::clips::Clips::start(
+        &config.gateway.clips,
+        &config.resolve(&config.gateway.storage),
+        config.upstreams.iter().map(|u| u.id.clone()).collect(),
+        ingest.clone(),
+        &hub,
+        &metrics,
+        shutdown.clone(),
+    )?;
+    let relay = crate::relay::start(
+        opened,
+        ingest.clone(),
+        hub.clone(),
+        relay_metrics,
+        clips
+            .as_ref()
+            .map(|c| c.library() as Arc<dyn lookout_core::relay::source::ClipSource>),
+    );
 
     let detect_metrics = DetectMetrics::new();
     detect_metrics.register(&metrics);

@@ -17,7 +17,7 @@ use crate::alert::hub::{AlertHub, AlertQuery};
 use crate::alert::machine::AlertEventKind;
 use crate::config::{Config, UpstreamConfig};
 use crate::ingest::{AccessUnit, CameraStatus, Ingest, Subscription};
-use lookout_core::relay::source::{LocalFeed, Source, UnitFeed};
+use lookout_core::relay::source::{ClipSource, LocalFeed, Source, UnitFeed};
 use lookout_core::relay::uplink::DEFAULT_LATENCY_BUDGET;
 
 /// Opens every upstream's outbox and TLS identity (any problem is an error
@@ -67,8 +67,9 @@ pub fn start(
     ingest: Arc<Ingest>,
     hub: Arc<AlertHub>,
     metrics: Arc<RelayMetrics>,
+    clips: Option<Arc<dyn ClipSource>>,
 ) -> Arc<Relay> {
-    let source = GatewaySource::new(ingest, hub);
+    let source = GatewaySource::new(ingest, hub, clips);
     opened.start(source, metrics, |_, _| None)
 }
 
@@ -86,15 +87,21 @@ pub struct GatewaySource {
     ingest: Arc<Ingest>,
     hub: Arc<AlertHub>,
     changes: broadcast::Sender<String>,
+    clips: Option<Arc<dyn ClipSource>>,
 }
 
 impl GatewaySource {
-    pub fn new(ingest: Arc<Ingest>, hub: Arc<AlertHub>) -> Arc<GatewaySource> {
+    pub fn new(
+        ingest: Arc<Ingest>,
+        hub: Arc<AlertHub>,
+        clips: Option<Arc<dyn ClipSource>>,
+    ) -> Arc<GatewaySource> {
         let (changes, _) = broadcast::channel(256);
         let source = Arc::new(GatewaySource {
             ingest,
             hub: hub.clone(),
             changes: changes.clone(),
+            clips,
         });
         // Alert events name their camera.
         let mut events = hub.subscribe();
@@ -163,6 +170,10 @@ impl Source for GatewaySource {
 
     fn alert_changes(&self) -> broadcast::Receiver<String> {
         self.changes.subscribe()
+    }
+
+    fn clips(&self) -> Option<Arc<dyn ClipSource>> {
+        self.clips.clone()
     }
 }
 

@@ -147,9 +147,11 @@ async fn check_hello(
     identity: &tls::PeerIdentity,
     hello: &Hello,
 ) -> Result<(), Refusal> {
-    if hello.protocol_version != PROTOCOL_VERSION {
+    // PROTOCOL.md §2: the version in Hello is the one the ALPN negotiated.
+    let negotiated = tls::negotiated_version(conn).unwrap_or(PROTOCOL_VERSION);
+    if hello.protocol_version != negotiated {
         let why = format!(
-            "protocol version {} in Hello; this center speaks {PROTOCOL_VERSION}",
+            "protocol version {} in Hello over ALPN lookout/{negotiated}; this center speaks 1 and {PROTOCOL_VERSION}",
             hello.protocol_version
         );
         refuse(conn, send, ErrorCode::UNSUPPORTED_VERSION, &why).await;
@@ -270,7 +272,8 @@ async fn welcome(
     write_message(
         send,
         &ControlMessage::Welcome(Welcome {
-            protocol_version: PROTOCOL_VERSION,
+            // Checked equal to the negotiated version (`check_hello`).
+            protocol_version: hello.protocol_version,
             center_id: center.id.clone(),
         }),
     )

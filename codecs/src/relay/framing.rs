@@ -52,6 +52,8 @@ pub(crate) mod sealed {
         pub refused: bool,
         /// The `seq` of the GOP stream's last frame.
         pub last_frame_seq: Option<u64>,
+        /// Where a clip stream's next `ClipData` starts.
+        pub clip_next: Option<u64>,
     }
 }
 
@@ -256,6 +258,7 @@ impl<M: StreamMessage> FrameDecoder<M> {
                     StreamKind::Control => "a control stream message",
                     StreamKind::Alerts => "an alert stream message",
                     StreamKind::Video => "a video stream message",
+                    StreamKind::Clip => "a clip stream message",
                 },
             ));
         }
@@ -298,6 +301,23 @@ impl<M: StreamMessage> FrameDecoder<M> {
                     (true, false) => Some("a GOP stream starts with GopHeader"),
                     (false, true) => Some("a GOP stream has one GopHeader"),
                     _ => None,
+                }
+            }
+            (StreamKind::Clip, Role::Gateway) => {
+                let offer = msg_type == MessageType::CLIP_OFFER;
+                match (first, offer) {
+                    (true, false) => Some("a clip stream starts with ClipOffer"),
+                    (false, true) => Some("a clip stream has one ClipOffer"),
+                    _ => None,
+                }
+            }
+            (StreamKind::Clip, Role::Center) => {
+                if self.order.refused {
+                    Some("nothing may follow ClipAck")
+                } else if !first && msg_type == MessageType::CLIP_WANT {
+                    Some("ClipWant is sent once, first")
+                } else {
+                    None
                 }
             }
             (StreamKind::Alerts, _) => None,

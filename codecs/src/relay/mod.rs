@@ -40,6 +40,7 @@
 //! ```
 
 pub mod alerts;
+pub mod clip;
 pub mod control;
 mod error;
 mod framing;
@@ -49,6 +50,7 @@ pub mod video;
 mod wire;
 
 pub use alerts::{Alert, AlertAck, AlertMessage, Snapshot, SnapshotAck};
+pub use clip::{CLIP_STREAM_PRIORITY, ClipAck, ClipData, ClipMessage, ClipOffer, ClipWant};
 pub use control::{
     AlertRefused, CameraChange, CameraInfo, CameraKind, CameraState, CameraUpdate, ControlMessage,
     Goaway, Hello, Location, Ping, Pong, Refuse, Subscribe, SubscribeMode, VideoFormat, Welcome,
@@ -62,12 +64,34 @@ pub use schedule::{
 pub use video::{Frame, GopHeader, VideoMessage};
 pub use wire::{Encoded, MessageType};
 
-/// The protocol version this crate speaks, as carried in [`Hello`] and [`Welcome`].
-pub const PROTOCOL_VERSION: u32 = 1;
+/// The newest protocol version this crate speaks, as carried in [`Hello`] and
+/// [`Welcome`]. Version 2 is version 1 plus clip streams ([`clip`]).
+pub const PROTOCOL_VERSION: u32 = 2;
 
-/// The TLS ALPN protocol identifier of version 1; the version in it and in [`Hello`] are
-/// the same number.
-pub const ALPN: &[u8] = b"lookout/1";
+/// The TLS ALPN protocol identifier of [`PROTOCOL_VERSION`]; the version in it and in
+/// [`Hello`] are the same number.
+pub const ALPN: &[u8] = b"lookout/2";
+
+/// The ALPN identifier of version 1 (no clip streams), still spoken by both ends.
+pub const ALPN_V1: &[u8] = b"lookout/1";
+
+/// Every ALPN identifier this crate speaks, most preferred first: what a gateway offers
+/// and a center accepts.
+pub const ALPNS: [&[u8]; 2] = [ALPN, ALPN_V1];
+
+/// The protocol version an ALPN identifier names, if this crate speaks it.
+pub fn version_of_alpn(alpn: &[u8]) -> Option<u32> {
+    match alpn {
+        ALPN => Some(2),
+        ALPN_V1 => Some(1),
+        _ => None,
+    }
+}
+
+/// Whether a connection of this protocol version carries clip streams.
+pub fn has_clips(version: u32) -> bool {
+    version >= 2
+}
 
 /// Longest id (gateway, center, camera or alert id), in UTF-8 bytes; ids are never empty.
 pub const MAX_ID_LEN: usize = 64;
@@ -87,6 +111,12 @@ pub const MAX_ALERT_MESSAGE: u64 = 16 << 20;
 
 /// Largest video-stream message payload, in bytes: one access unit and its timestamps.
 pub const MAX_VIDEO_MESSAGE: u64 = 8 << 20;
+
+/// Largest clip-stream message payload, in bytes (version 2).
+pub const MAX_CLIP_MESSAGE: u64 = 1 << 20;
+
+/// Largest piece of a clip file in one [`ClipData`], in bytes.
+pub const MAX_CLIP_CHUNK: usize = 256 << 10;
 
 /// Which end of a relay connection: the gateway dials, the command center listens.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -123,6 +153,8 @@ pub enum StreamKind {
     Alerts,
     /// A unidirectional stream from the gateway carrying one GOP of one camera.
     Video,
+    /// A bidirectional stream the gateway opens for one alert's clip (version 2).
+    Clip,
 }
 
 impl StreamKind {
@@ -132,6 +164,7 @@ impl StreamKind {
             StreamKind::Control => "control",
             StreamKind::Alerts => "alert",
             StreamKind::Video => "video",
+            StreamKind::Clip => "clip",
         }
     }
 
@@ -141,6 +174,7 @@ impl StreamKind {
             StreamKind::Control => MAX_CONTROL_MESSAGE,
             StreamKind::Alerts => MAX_ALERT_MESSAGE,
             StreamKind::Video => MAX_VIDEO_MESSAGE,
+            StreamKind::Clip => MAX_CLIP_MESSAGE,
         }
     }
 }

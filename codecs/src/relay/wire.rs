@@ -60,9 +60,17 @@ impl MessageType {
     pub const GOP_HEADER: MessageType = MessageType(0x20);
     /// Video, gateway → center: one access unit.
     pub const FRAME: MessageType = MessageType(0x21);
+    /// Clip (version 2), gateway → center: the clip on offer.
+    pub const CLIP_OFFER: MessageType = MessageType(0x30);
+    /// Clip (version 2), center → gateway: send from this offset.
+    pub const CLIP_WANT: MessageType = MessageType(0x31);
+    /// Clip (version 2), gateway → center: a piece of the file.
+    pub const CLIP_DATA: MessageType = MessageType(0x32);
+    /// Clip (version 2), center → gateway: the clip is stored durably.
+    pub const CLIP_ACK: MessageType = MessageType(0x33);
 
-    /// Every type version 1 defines.
-    pub const ALL: [MessageType; 15] = [
+    /// Every type version 2 defines.
+    pub const ALL: [MessageType; 19] = [
         MessageType::HELLO,
         MessageType::WELCOME,
         MessageType::REFUSE,
@@ -78,6 +86,10 @@ impl MessageType {
         MessageType::SNAPSHOT_ACK,
         MessageType::GOP_HEADER,
         MessageType::FRAME,
+        MessageType::CLIP_OFFER,
+        MessageType::CLIP_WANT,
+        MessageType::CLIP_DATA,
+        MessageType::CLIP_ACK,
     ];
 
     /// The message's name, or `None` for a type version 1 does not define.
@@ -99,7 +111,7 @@ impl MessageType {
     /// Name, stream, and the only role that may send it (`None`: both may).
     fn spec(self) -> Option<(&'static str, StreamKind, Option<Role>)> {
         use Role::{Center, Gateway};
-        use StreamKind::{Alerts, Control, Video};
+        use StreamKind::{Alerts, Clip, Control, Video};
         Some(match self {
             MessageType::HELLO => ("Hello", Control, Some(Gateway)),
             MessageType::WELCOME => ("Welcome", Control, Some(Center)),
@@ -116,6 +128,10 @@ impl MessageType {
             MessageType::SNAPSHOT_ACK => ("SnapshotAck", Alerts, Some(Center)),
             MessageType::GOP_HEADER => ("GopHeader", Video, Some(Gateway)),
             MessageType::FRAME => ("Frame", Video, Some(Gateway)),
+            MessageType::CLIP_OFFER => ("ClipOffer", Clip, Some(Gateway)),
+            MessageType::CLIP_WANT => ("ClipWant", Clip, Some(Center)),
+            MessageType::CLIP_DATA => ("ClipData", Clip, Some(Gateway)),
+            MessageType::CLIP_ACK => ("ClipAck", Clip, Some(Center)),
             _ => return None,
         })
     }

@@ -81,6 +81,14 @@ pub struct RelayMetrics {
     pub bytes: Family<Labels, Counter>,
     /// Application round trip (Ping → Pong).
     pub rtt: Family<Labels, Histogram, fn() -> Histogram>,
+    /// Clip transfers per upstream by outcome: `acknowledged` (the center
+    /// stores the whole clip), `interrupted` (the stream or connection
+    /// ended first: offered again, resumed where the center's copy ends),
+    /// `failed` (refused or unreadable: offered again after a pause).
+    pub clips: Family<Labels, Counter>,
+    /// Clip bytes written to the upstream (resumed transfers count only
+    /// what they sent).
+    pub clip_bytes: Family<Labels, Counter>,
 }
 
 impl Default for RelayMetrics {
@@ -97,6 +105,8 @@ impl Default for RelayMetrics {
             frames: Family::default(),
             bytes: Family::default(),
             rtt: Family::new_with_constructor(rtt_histogram),
+            clips: Family::default(),
+            clip_bytes: Family::default(),
         }
     }
 }
@@ -152,6 +162,16 @@ impl RelayMetrics {
             "relay_bytes",
             "Access-unit bytes handed to GOP streams",
             self.bytes.clone(),
+        );
+        m.register(
+            "relay_clips",
+            "Clip transfers by outcome: acknowledged, interrupted (resumed on the next connection), failed",
+            self.clips.clone(),
+        );
+        m.register(
+            "relay_clip_bytes",
+            "Clip bytes written to the upstream",
+            self.clip_bytes.clone(),
         );
         m.register(
             "relay_rtt_seconds",

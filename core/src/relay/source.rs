@@ -6,10 +6,13 @@
 //! protocol, so command platforms join tier by tier.
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::Arc;
 
+use lookout_codecs::Codec;
 use lookout_codecs::relay::{CameraInfo, CameraPolicy};
-use tokio::sync::broadcast;
+use tokio::sync::{Notify, broadcast};
 
 use crate::unit::AccessUnit;
 
@@ -56,4 +59,42 @@ pub trait Source: Send + Sync + 'static {
     fn alerting(&self, id: &str) -> bool;
     /// Ids of cameras whose alert state may have changed.
     fn alert_changes(&self) -> broadcast::Receiver<String>;
+    /// The alert clips to deliver, when this source records them (a
+    /// gateway with clips enabled); a cascading center forwards none.
+    fn clips(&self) -> Option<Arc<dyn ClipSource>> {
+        None
+    }
+}
+
+/// A finished alert clip waiting for a command center.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClipEntry {
+    /// The alert it belongs to (one clip per alert).
+    pub alert_id: String,
+    /// The camera it shows.
+    pub camera_id: String,
+    pub codec: Codec,
+    /// The MP4 file, complete and fsynced.
+    pub path: PathBuf,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its SHA-256.
+    pub sha256: [u8; 32],
+    /// Capture time of its first frame, Unix ns.
+    pub first_capture_unix_ns: u64,
+    /// Capture time of its last frame, Unix ns.
+    pub last_capture_unix_ns: u64,
+}
+
+/// Where an uplink finds the clips to send and records which a center
+/// stores. Its calls block (SQLite): uplinks make them on blocking threads.
+pub trait ClipSource: Send + Sync + 'static {
+    /// Finished clips the upstream `upstream` has not acknowledged, oldest
+    /// first.
+    fn pending(&self, upstream: &str) -> Result<Vec<ClipEntry>, String>;
+    /// The center behind `upstream` stores this clip durably: the clip may
+    /// be evicted once every upstream has said so.
+    fn acknowledged(&self, upstream: &str, alert_id: &str) -> Result<(), String>;
+    /// Woken whenever a clip is finished.
+    fn ready(&self) -> Arc<Notify>;
 }

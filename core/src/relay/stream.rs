@@ -9,6 +9,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use lookout_codecs::relay::{DecodeError, EncodeError, FrameDecoder, Role, StreamMessage};
+
+/// Clip streams a gateway keeps open at once on one connection (version 2):
+/// what the center's transport allows beside the control and alert streams.
+pub const MAX_CLIP_STREAMS: u32 = 4;
 use quinn::{RecvStream, SendStream, VarInt};
 use tokio::sync::Semaphore;
 
@@ -198,7 +202,8 @@ pub fn transport(max_uni_streams: u32, congestion: Congestion) -> Arc<quinn::Tra
     t.max_idle_timeout(Some(VarInt::from_u32(10_000).into()));
     t.keep_alive_interval(Some(Duration::from_secs(2)));
     t.max_concurrent_uni_streams(VarInt::from_u32(max_uni_streams));
-    t.max_concurrent_bidi_streams(VarInt::from_u32(2));
+    // Control and alerts, and (version 2) the clip streams a gateway opens.
+    t.max_concurrent_bidi_streams(VarInt::from_u32(2 + MAX_CLIP_STREAMS));
     // GOP streams are small and many: no stream may hog the window, but a
     // keyframe (a few hundred kB at 1080p) must fit without a round trip.
     t.stream_receive_window(VarInt::from_u32(4 << 20));

@@ -5,7 +5,8 @@
 //! client or server configurations, and reads the identity of a connected peer
 //! so the center can check which gateway ids a certificate may use.
 //!
-//! The configurations speak TLS 1.3 only, offer exactly the `lookout/1` ALPN,
+//! The configurations speak TLS 1.3 only, offer the `lookout/2` and `lookout/1` ALPNs
+//! (the center prefers the newer),
 //! never send or accept 0-RTT data, and use the `ring` provider explicitly, so
 //! nothing depends on a process-wide default provider. Loading also checks
 //! that the own certificate chains to the CA, matches its key and carries the
@@ -16,7 +17,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use lookout_codecs::relay::ALPN;
+use lookout_codecs::relay::{ALPNS, version_of_alpn};
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
@@ -133,7 +134,7 @@ pub fn client_config(files: &TlsFiles) -> Result<quinn::ClientConfig, TlsError> 
         .with_webpki_verifier(server_verifier)
         .with_client_auth_cert(identity.chain, identity.key)
         .map_err(|e| config_error(files, e))?;
-    config.alpn_protocols = vec![ALPN.to_vec()];
+    config.alpn_protocols = ALPNS.iter().map(|a| a.to_vec()).collect();
     config.enable_early_data = false;
 
     let quic = QuicClientConfig::try_from(config).map_err(|e| config_error(files, e))?;
@@ -173,7 +174,8 @@ pub fn server_config(files: &TlsFiles) -> Result<quinn::ServerConfig, TlsError> 
         .with_client_cert_verifier(client_verifier)
         .with_single_cert(identity.chain, identity.key)
         .map_err(|e| config_error(files, e))?;
-    config.alpn_protocols = vec![ALPN.to_vec()];
+    // rustls picks the first of these the client offers: the newest.
+    config.alpn_protocols = ALPNS.iter().map(|a| a.to_vec()).collect();
     config.max_early_data_size = 0;
 
     let quic = QuicServerConfig::try_from(config).map_err(|e| config_error(files, e))?;
@@ -247,6 +249,18 @@ pub fn peer_identity(conn: &quinn::Connection) -> Option<PeerIdentity> {
         .downcast::<Vec<CertificateDer<'static>>>()
         .ok()?;
     PeerIdentity::from_der(chain.first()?.as_ref())
+}
+
+/// The protocol version the connection's ALPN names (PROTOCOL.md §2); `None`
+/// before the handshake completed or for an ALPN this build does not speak,
+/// which the configurations of this module do not allow.
+pub fn negotiated_version(conn: &quinn::Connection) -> Option<u32> {
+    let alpn = conn
+        .handshake_data()?
+        .downcast::<quinn::crypto::rustls::HandshakeData>()
+        .ok()?
+        .protocol?;
+    version_of_alpn(&alpn)
 }
 
 const CLIENT_ROLE: &str = "client (gateway)";
@@ -402,6 +416,7 @@ fn not_issued(files: &TlsFiles, role: &'static str, e: rustls::Error) -> TlsErro
 
 #[cfg(test)]
 mod tests {
+    use lookout_codecs::relay::ALPN;
     use std::future::Future;
     use std::net::SocketAddr;
     use std::time::Duration;
@@ -568,6 +583,7 @@ mod tests {
             .and_then(|data| data.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
             .and_then(|data| data.protocol);
         assert_eq!(alpn.as_deref(), Some(ALPN));
+        assert_eq!(negotiated_version(&conn), Some(2));
         let center_identity = peer_identity(&conn).expect("the center's identity");
         assert_eq!(center_identity.common_name.as_deref(), Some("county"));
         assert_eq!(center_identity.dns_names, ["county", "localhost"]);

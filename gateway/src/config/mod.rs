@@ -12,14 +12,18 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 // The pieces the center shares (problems and their locations, upstreams,
 // camera kinds, ids, URLs, tokens) are `lookout_core::config`'s.
 pub use lookout_core::config::*;
 
+mod clip;
 mod dial_in;
+mod sampling;
+pub use clip::*;
 pub use dial_in::*;
+pub use sampling::*;
 
 /// RTSP transport for a camera. `auto` tries UDP and falls back to TCP.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -38,39 +42,6 @@ pub enum Transport {
 pub enum CameraCodec {
     H264,
     H265,
-}
-
-/// Which frames of a camera the detector sees.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub enum Sampling {
-    /// Keyframes only: delta frames are dropped before the decoder.
-    #[default]
-    Keyframes,
-    /// At most this many frames per second.
-    Fps(f64),
-}
-
-impl<'de> Deserialize<'de> for Sampling {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        parse_sampling(&s).map_err(serde::de::Error::custom)
-    }
-}
-
-fn parse_sampling(s: &str) -> Result<Sampling, String> {
-    let t = s.trim();
-    if t.eq_ignore_ascii_case("keyframes") {
-        return Ok(Sampling::Keyframes);
-    }
-    let num = t.strip_suffix("fps").map(str::trim).ok_or_else(|| {
-        format!("sampling `{s}`: expected \"keyframes\" or a rate such as \"2fps\"")
-    })?;
-    match num.parse::<f64>() {
-        Ok(v) if v > 0.0 && v <= 120.0 => Ok(Sampling::Fps(v)),
-        _ => Err(format!(
-            "sampling `{s}`: the rate must be a number above 0 and at most 120, such as \"2fps\""
-        )),
-    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -115,6 +86,9 @@ pub struct GatewaySection {
     /// `[gateway.gb28181]`: the SIP side GB/T 28181 devices and lower platforms
     /// register to; none when left out.
     pub gb28181: Option<Gb28181Section>,
+    /// `[gateway.clips]`: alert clips' lengths and disk budget.
+    #[serde(default)]
+    pub clips: ClipsSection,
 }
 
 fn default_http_listen() -> SocketAddr {
@@ -193,6 +167,8 @@ pub struct CameraConfig {
     /// ignored (`exclude`), e.g. a chimney that always smokes.
     #[serde(default, rename = "zone")]
     pub zones: Vec<ZoneConfig>,
+    /// This camera's alert clips (`{ enabled, pre_s, post_s, max_s }`).
+    pub clip: Option<CameraClip>,
 }
 
 impl CameraConfig {
@@ -219,7 +195,13 @@ impl CameraConfig {
             sampling: Sampling::Keyframes,
             latency_budget_ms: None,
             zones: Vec::new(),
+            clip: None,
         }
+    }
+
+    /// Its clip settings under `section`, or `None` when it records none.
+    pub fn clip_settings(&self, section: &ClipsSection) -> Option<ClipSettings> {
+        section.for_camera(self.clip.as_ref(), !self.detectors.is_empty())
     }
 
     /// The URL with any user-info removed, safe for logs and APIs.
@@ -451,6 +433,7 @@ impl Config {
         if !valid_id(&self.gateway.id) {
             f.push(gw.key("id"), id_rule(&self.gateway.id));
         }
+        self.gateway.clips.validate(&gw.key("clips"), f);
         if self.gateway.stall_timeout_ms < 500 {
             f.push(
                 gw.key("stall_timeout_ms"),
@@ -640,6 +623,9 @@ impl Config {
             let p = root.key("camera").index(i);
             if !valid_id(&c.id) {
                 f.push(p.key("id"), id_rule(&c.id));
+            }
+            if let Some(clip) = &c.clip {
+                clip.validate(&p.key("clip"), &self.gateway.clips, f);
             }
             if let Some(first) = camera_ids.insert(c.id.as_str(), i) {
                 f.push(

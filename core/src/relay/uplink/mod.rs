@@ -10,6 +10,9 @@
 //!   one the center refuses (`AlertRefused` on the control stream) stays,
 //!   marked, counted and shown in `/api/upstreams`, until a later
 //!   connection gets it acknowledged;
+//! - clips (version 2): each finished alert clip the center lacks, on a
+//!   stream of its own at the lowest priority, resumed where the center's
+//!   copy ends after a lost connection (`clips.rs`);
 //! - video: per camera, each GOP (keyframe to keyframe) on its own
 //!   unidirectional stream, written by its own task so a slow stream never
 //!   holds up the camera, with the priorities and resets that the sans-IO
@@ -39,6 +42,7 @@ use serde::Serialize;
 use tokio::sync::{Notify, mpsc, watch};
 
 mod alerts;
+mod clips;
 mod control;
 mod video;
 
@@ -342,8 +346,10 @@ impl Uplink {
             .map_err(SessionError::Connection)?;
         ctl_send.set_priority(CONTROL_STREAM_PRIORITY)?;
         let cameras = self.source.cameras();
+        // PROTOCOL.md §2: Hello names the version the ALPN negotiated.
+        let version = super::tls::negotiated_version(&conn).unwrap_or(PROTOCOL_VERSION);
         let hello = ControlMessage::Hello(Hello {
-            protocol_version: PROTOCOL_VERSION,
+            protocol_version: version,
             gateway_id: self.gateway_id.clone(),
             software_version: format!("lookout {}", env!("CARGO_PKG_VERSION")),
             cameras: cameras.clone(),
@@ -381,6 +387,7 @@ impl Uplink {
         Ok(Opened {
             addr,
             conn,
+            version,
             center_id,
             cameras,
             control: (ctl_send, ctl),
@@ -399,6 +406,7 @@ impl Uplink {
         let Opened {
             addr,
             conn,
+            version,
             center_id,
             cameras,
             control: (ctl_send, ctl),
@@ -472,6 +480,15 @@ impl Uplink {
             let quit = quit_rx.clone();
             tasks.spawn(async move { s.timers(quit).await });
         }
+        if let Some(source) = self.source.clips() {
+            if lookout_codecs::relay::has_clips(version) {
+                let s = session.clone();
+                let quit = quit_rx.clone();
+                tasks.spawn(async move { s.clips(source, quit).await });
+            } else {
+                tracing::warn!(upstream = %self.config.id, version, "the command center speaks protocol version {version}, without clips: alert clips stay on this gateway");
+            }
+        }
         drop(end_tx);
 
         let result = tokio::select! {
@@ -520,6 +537,8 @@ impl Uplink {
 struct Opened {
     addr: SocketAddr,
     conn: quinn::Connection,
+    /// The protocol version negotiated (ALPN).
+    version: u32,
     center_id: String,
     /// The cameras announced in `Hello`.
     cameras: Vec<CameraInfo>,

@@ -1,0 +1,269 @@
+//! A version-2 connection's clip streams (PROTOCOL.md §6.15–6.18): every
+//! finished clip the center has not acknowledged, oldest first, each on a
+//! bidirectional stream of its own at the lowest priority, at most
+//! [`CLIPS_AT_ONCE`] at a time. The center says how much of the file it
+//! holds; only the rest is sent, so a transfer cut by a lost connection
+//! resumes on the next one instead of starting over. A clip leaves the
+//! pending list only when the center acknowledges it.
+
+use super::*;
+use std::io::SeekFrom;
+
+use lookout_codecs::relay::{
+    CLIP_STREAM_PRIORITY, ClipData, ClipMessage, ClipOffer, MAX_CLIP_CHUNK,
+};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+use super::super::source::{ClipEntry, ClipSource};
+
+/// Clip streams open at once: two keep the link busy between round trips
+/// without splitting what live video leaves into many thin shares.
+pub(super) const CLIPS_AT_ONCE: usize = 2;
+/// A clip whose transfer failed (not merely interrupted) is offered again
+/// after this long, and the list is read again this often regardless.
+const RETRY: Duration = Duration::from_secs(30);
+/// How long the center may take to answer an offer, and to acknowledge
+/// after the last byte (it reads the whole file back for its hash).
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
+/// Bytes read from the file per `ClipData`.
+const PIECE: usize = 64 * 1024;
+
+const _: () = assert!(PIECE <= MAX_CLIP_CHUNK);
+
+/// How one transfer ended.
+enum Sent {
+    /// The center stores the clip (now, or had it already).
+    Acknowledged { bytes: u64 },
+    /// The stream or connection ended first; what the center got stays.
+    Interrupted { bytes: u64, why: String },
+    /// The center refused it, or the file could not be read.
+    Failed(String),
+}
+
+impl Session {
+    /// Sends the pending clips until the connection ends or `quit`.
+    pub(super) async fn clips(
+        self: Arc<Self>,
+        source: Arc<dyn ClipSource>,
+        mut quit: watch::Receiver<bool>,
+    ) {
+        let upstream = self.uplink.config.id.clone();
+        let ready = source.ready();
+        let mut in_flight: HashSet<String> = HashSet::new();
+        let mut paused: HashMap<String, Instant> = HashMap::new();
+        let mut tasks: tokio::task::JoinSet<(String, Sent)> = tokio::task::JoinSet::new();
+        loop {
+            // Armed before the list is read, so a clip finished meanwhile
+            // wakes the next round.
+            let notified = ready.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let list = {
+                let (source, upstream) = (source.clone(), upstream.clone());
+                tokio::task::spawn_blocking(move || source.pending(&upstream)).await
+            };
+            let pending = match list {
+                Ok(Ok(p)) => p,
+                Ok(Err(e)) => {
+                    tracing::warn!(upstream = %upstream, "clips waiting to be sent cannot be listed: {e}");
+                    Vec::new()
+                }
+                Err(e) => {
+                    tracing::warn!(upstream = %upstream, "clips waiting to be sent cannot be listed: {e}");
+                    Vec::new()
+                }
+            };
+            let now = Instant::now();
+            paused.retain(|_, until| *until > now);
+            for entry in pending {
+                if in_flight.len() >= CLIPS_AT_ONCE {
+                    break;
+                }
+                if in_flight.contains(&entry.alert_id) || paused.contains_key(&entry.alert_id) {
+                    continue;
+                }
+                in_flight.insert(entry.alert_id.clone());
+                let (s, src) = (self.clone(), source.clone());
+                tasks.spawn(async move {
+                    let id = entry.alert_id.clone();
+                    (id, s.send_clip(src, entry).await)
+                });
+            }
+            tokio::select! {
+                _ = &mut notified => {}
+                Some(done) = tasks.join_next() => {
+                    let Ok((id, sent)) = done else { continue };
+                    in_flight.remove(&id);
+                    self.clip_sent(&id, sent, &mut paused);
+                }
+                _ = tokio::time::sleep(RETRY) => {}
+                _ = quit.changed() => break,
+            }
+        }
+        tasks.abort_all();
+    }
+
+    /// Counts and logs one transfer's end.
+    fn clip_sent(&self, id: &str, sent: Sent, paused: &mut HashMap<String, Instant>) {
+        let uplink = &self.uplink;
+        let (outcome, bytes) = match sent {
+            Sent::Acknowledged { bytes } => {
+                tracing::info!(upstream = %uplink.config.id, alert = %id, bytes, "clip delivered");
+                ("acknowledged", bytes)
+            }
+            Sent::Interrupted { bytes, why } => {
+                tracing::debug!(upstream = %uplink.config.id, alert = %id, bytes, "clip transfer interrupted, to resume: {why}");
+                ("interrupted", bytes)
+            }
+            Sent::Failed(why) => {
+                tracing::warn!(upstream = %uplink.config.id, alert = %id, "clip transfer failed, offered again in {RETRY:?}: {why}");
+                paused.insert(id.to_string(), Instant::now() + RETRY);
+                ("failed", 0)
+            }
+        };
+        let mut labels = uplink.labels();
+        uplink
+            .metrics
+            .clip_bytes
+            .get_or_create(&labels)
+            .inc_by(bytes);
+        labels.push(("outcome".into(), outcome.into()));
+        uplink.metrics.clips.get_or_create(&labels).inc();
+    }
+
+    /// One clip: offer, the rest of the file from where the center's copy
+    /// ends, and its acknowledgement.
+    async fn send_clip(self: Arc<Self>, source: Arc<dyn ClipSource>, entry: ClipEntry) -> Sent {
+        let interrupted = |bytes, why: String| Sent::Interrupted { bytes, why };
+        let (mut send, recv) = match tokio::time::timeout(ANSWER_TIMEOUT, self.conn.open_bi()).await
+        {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return interrupted(0, e.to_string()),
+            Err(_) => return interrupted(0, "no clip stream allowed".into()),
+        };
+        if let Err(e) = send.set_priority(CLIP_STREAM_PRIORITY) {
+            return interrupted(0, e.to_string());
+        }
+        let offer = ClipMessage::ClipOffer(ClipOffer {
+            alert_id: entry.alert_id.clone(),
+            camera_id: entry.camera_id.clone(),
+            codec: entry.codec,
+            size: entry.size,
+            sha256: entry.sha256,
+            first_capture_unix_ns: entry.first_capture_unix_ns,
+            last_capture_unix_ns: entry.last_capture_unix_ns,
+        });
+        if let Err(e) = write_message(&mut send, &offer).await {
+            return match e {
+                StreamError::Encode(e) => Sent::Failed(format!("offer: {e}")),
+                e => interrupted(0, e.to_string()),
+            };
+        }
+        let mut answers = MessageReader::<ClipMessage>::new(recv, Role::Center);
+        let offset = match self.answer(&mut answers).await {
+            Ok(ClipMessage::ClipAck(_)) => {
+                return self.acknowledged(&source, &entry.alert_id, 0).await;
+            }
+            Ok(ClipMessage::ClipWant(w)) if w.offset < entry.size => w.offset,
+            Ok(other) => {
+                return Sent::Failed(format!(
+                    "the center answered the offer with {other:?} (of a {}-byte clip)",
+                    entry.size
+                ));
+            }
+            Err(e) => return e,
+        };
+        let sent = match send_file(&mut send, &entry, offset).await {
+            Ok(n) => n,
+            Err(e) => return e,
+        };
+        if let Err(e) = send.finish() {
+            return interrupted(sent, e.to_string());
+        }
+        match self.answer(&mut answers).await {
+            Ok(ClipMessage::ClipAck(_)) => self.acknowledged(&source, &entry.alert_id, sent).await,
+            Ok(other) => Sent::Failed(format!("the center answered the clip with {other:?}")),
+            Err(Sent::Interrupted { why, .. }) => interrupted(sent, why),
+            Err(e) => e,
+        }
+    }
+
+    /// The center's next message on a clip stream.
+    async fn answer(&self, answers: &mut MessageReader<ClipMessage>) -> Result<ClipMessage, Sent> {
+        match tokio::time::timeout(ANSWER_TIMEOUT, answers.next()).await {
+            Ok(Ok(Some(m))) => Ok(m),
+            Ok(Ok(None)) => Err(Sent::Failed("the center finished the clip stream".into())),
+            // The center resets a clip it could not store (or whose hash
+            // did not match) with INTERNAL_ERROR.
+            Ok(Err(StreamError::Read(quinn::ReadError::Reset(code)))) => Err(Sent::Failed(
+                format!("the center reset the clip stream ({code})"),
+            )),
+            Ok(Err(StreamError::Protocol(p))) => Err(Sent::Failed(format!(
+                "protocol violation by the command center on a clip stream: {p}"
+            ))),
+            Ok(Err(e)) => Err(Sent::Interrupted {
+                bytes: 0,
+                why: e.to_string(),
+            }),
+            Err(_) => Err(Sent::Interrupted {
+                bytes: 0,
+                why: format!("no answer within {ANSWER_TIMEOUT:?}"),
+            }),
+        }
+    }
+
+    async fn acknowledged(&self, source: &Arc<dyn ClipSource>, id: &str, bytes: u64) -> Sent {
+        let (source, upstream, alert) = (
+            source.clone(),
+            self.uplink.config.id.clone(),
+            id.to_string(),
+        );
+        match tokio::task::spawn_blocking(move || source.acknowledged(&upstream, &alert)).await {
+            Ok(Ok(())) => Sent::Acknowledged { bytes },
+            // Offered again; the center answers ClipAck at once.
+            Ok(Err(e)) => Sent::Failed(format!("acknowledged, but not recorded: {e}")),
+            Err(e) => Sent::Failed(format!("acknowledged, but not recorded: {e}")),
+        }
+    }
+}
+
+/// Writes the file from `offset` to its end as `ClipData`; the bytes sent.
+async fn send_file(
+    send: &mut quinn::SendStream,
+    entry: &ClipEntry,
+    offset: u64,
+) -> Result<u64, Sent> {
+    let unreadable =
+        |e: std::io::Error| Sent::Failed(format!("clip file {}: {e}", entry.path.display()));
+    let mut file = tokio::fs::File::open(&entry.path)
+        .await
+        .map_err(unreadable)?;
+    file.seek(SeekFrom::Start(offset))
+        .await
+        .map_err(unreadable)?;
+    let mut at = offset;
+    let mut buf = vec![0u8; PIECE];
+    while at < entry.size {
+        let want = PIECE.min(usize::try_from(entry.size - at).unwrap_or(PIECE));
+        let n = file.read(&mut buf[..want]).await.map_err(unreadable)?;
+        if n == 0 {
+            return Err(Sent::Failed(format!(
+                "clip file {} ends at byte {at}, {} expected",
+                entry.path.display(),
+                entry.size
+            )));
+        }
+        let piece = ClipMessage::ClipData(ClipData {
+            offset: at,
+            data: Bytes::copy_from_slice(&buf[..n]),
+        });
+        if let Err(e) = write_message(send, &piece).await {
+            return Err(Sent::Interrupted {
+                bytes: at - offset,
+                why: e.to_string(),
+            });
+        }
+        at += n as u64;
+    }
+    Ok(at - offset)
+}
