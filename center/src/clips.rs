@@ -123,24 +123,7 @@ pub enum ClipHave {
     Partial(u64),
 }
 
-/// How long and how much the store keeps (`[center] clip_max_age_days`,
-/// `clip_max_bytes`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClipRetention {
-    /// Clips stored more than this many days ago are deleted.
-    pub max_age_days: u64,
-    /// The most bytes all stored clips may take together; the oldest go first.
-    pub max_bytes: u64,
-}
-
-impl Default for ClipRetention {
-    fn default() -> Self {
-        ClipRetention {
-            max_age_days: 90,
-            max_bytes: 50 << 30,
-        }
-    }
-}
+pub use crate::config::ClipRetention;
 
 /// A stored clip ([`ClipStore::find`]).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -114,11 +114,30 @@ fn default_storage() -> PathBuf {
 }
 
 fn default_clip_max_age_days() -> u64 {
-    crate::clips::ClipRetention::default().max_age_days
+    ClipRetention::default().max_age_days
 }
 
 fn default_clip_max_bytes() -> u64 {
-    crate::clips::ClipRetention::default().max_bytes
+    ClipRetention::default().max_bytes
+}
+
+/// How long and how much the store keeps (`[center] clip_max_age_days`,
+/// `clip_max_bytes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClipRetention {
+    /// Clips stored more than this many days ago are deleted.
+    pub max_age_days: u64,
+    /// The most bytes all stored clips may take together; the oldest go first.
+    pub max_bytes: u64,
+}
+
+impl Default for ClipRetention {
+    fn default() -> Self {
+        ClipRetention {
+            max_age_days: 90,
+            max_bytes: 50 << 30,
+        }
+    }
 }
 
 /// The smallest `clip_max_bytes` accepted: below it not even a short clip fits.
@@ -129,8 +148,8 @@ pub const MAX_CLIP_MAX_AGE_DAYS: u64 = 36_500;
 
 impl CenterSection {
     /// The evidence clips' retention limits.
-    pub fn clip_retention(&self) -> crate::clips::ClipRetention {
-        crate::clips::ClipRetention {
+    pub fn clip_retention(&self) -> ClipRetention {
+        ClipRetention {
             max_age_days: self.clip_max_age_days,
             max_bytes: self.clip_max_bytes,
         }
@@ -283,12 +302,21 @@ mod tests {
     use super::*;
 
     /// Loads a center file whose `[center]` section has `extra` lines added.
+    /// (A folder of its own under the system's temporary folder, not the
+    /// `tempfile` crate: the fuzz crate compiles this file without it.)
     fn load_with(extra: &str) -> Result<CenterConfig, Problems> {
-        let dir = tempfile::tempdir().unwrap();
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "lookout-center-config-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
         for f in ["ca.pem", "center.pem", "center.key"] {
-            std::fs::write(dir.path().join(f), "x").unwrap();
+            std::fs::write(dir.join(f), "x").unwrap();
         }
-        let path = dir.path().join("center.toml");
+        let path = dir.join("center.toml");
         std::fs::write(
             &path,
             format!(
@@ -297,7 +325,9 @@ mod tests {
             ),
         )
         .unwrap();
-        CenterConfig::load(&path)
+        let loaded = CenterConfig::load(&path);
+        std::fs::remove_dir_all(&dir).unwrap();
+        loaded
     }
 
     #[test]
@@ -308,7 +338,7 @@ mod tests {
         let c = load_with("clip_max_age_days = 30\nclip_max_bytes = 2000000000").unwrap();
         assert_eq!(
             c.center.clip_retention(),
-            crate::clips::ClipRetention {
+            ClipRetention {
                 max_age_days: 30,
                 max_bytes: 2_000_000_000
             }

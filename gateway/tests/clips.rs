@@ -183,7 +183,7 @@ fn a_clip_around_an_alert_reaches_a_center_that_was_down_and_plays_in_ffprobe() 
         "clip: {frames} frames, {duration:.2} s (pre {PRE_S} s + post {POST_S} s, GOP {GOP_S} s)"
     );
     assert!(
-        duration >= PRE_S + POST_S - 0.2 && duration <= PRE_S + POST_S + GOP_S + 0.3,
+        (PRE_S + POST_S - 0.2..=PRE_S + POST_S + GOP_S + 0.3).contains(&duration),
         "duration {duration} s, wanted {} s within one GOP",
         PRE_S + POST_S
     );

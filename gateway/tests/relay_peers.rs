@@ -201,8 +201,8 @@ fn unauthenticated_clients_are_refused_counted_and_logged() {
             client(&ca, Some(self_signed("gw-steady")), &[ALPN_V1]),
         ),
         (
-            "the operator's certificate, ALPN lookout/2",
-            client(&ca, operator(), &[b"lookout/2"]),
+            "the operator's certificate, ALPN lookout/9",
+            client(&ca, operator(), &[b"lookout/9"]),
         ),
         (
             "the operator's certificate, no ALPN",
@@ -373,14 +373,15 @@ fn malformed_frames_close_only_the_offender() {
         expect_refused(what, "protocol", n, &["gw-bad", log]);
     }
 
-    // Another protocol version in Hello: Refuse UNSUPPORTED_VERSION.
+    // Another protocol version in Hello than the ALPN's (lookout/2):
+    // Refuse UNSUPPORTED_VERSION.
     let n = center.metric(&refused("version"));
     let (refusal, code) = rt.block_on(async {
         let (conn, mut send, recv) = control_stream(&ep, bad(), addr).await;
         write_message(
             &mut send,
             &ControlMessage::Hello(Hello {
-                protocol_version: 2,
+                protocol_version: 1,
                 ..hello("gw-bad", cam())
             }),
         )
@@ -396,10 +397,10 @@ fn malformed_frames_close_only_the_offender() {
     assert_eq!(refusal.code, ErrorCode::UNSUPPORTED_VERSION, "{refusal:?}");
     assert_eq!(code, 0x02);
     expect_refused(
-        "protocol version 2 in Hello",
+        "protocol version 1 in Hello over lookout/2",
         "version",
         n,
-        &["protocol version 2 in Hello"],
+        &["protocol version 1 in Hello over ALPN lookout/2"],
     );
 
     // A GOP stream before Hello (PROTOCOL.md §4 rule 3).
@@ -547,21 +548,42 @@ fn malformed_frames_close_only_the_offender() {
         );
     }
 
-    // A third bidirectional stream: the center allows two, so quinn does
-    // not even let the gateway open it.
-    let refused_third = rt.block_on(async {
-        let (conn, _ctl_send, _ctl) = welcomed(&ep, bad(), addr, "gw-bad", cam()).await;
+    // A third bidirectional stream on a version-1 connection (lookout/1,
+    // Hello version 1): the center grants it (version 2 uses such streams
+    // for clips) and closes the connection as a violation of §4 rule 2.
+    let (code, reason) = rt.block_on(async {
+        let conn = within(
+            "v1 handshake",
+            ep.connect_with(operator_client_v1(&pki, "gw-bad"), addr, "center")
+                .expect("dial"),
+        )
+        .await
+        .expect("handshake");
+        let (mut send, recv) = within("control", conn.open_bi()).await.expect("control");
+        let v1_hello = ControlMessage::Hello(Hello {
+            protocol_version: 1,
+            ..hello("gw-bad", cam())
+        });
+        write_message(&mut send, &v1_hello).await.expect("Hello");
+        let mut ctl = MessageReader::<ControlMessage>::new(recv, Role::Center);
+        match tokio::time::timeout(WAIT, ctl.next()).await {
+            Ok(Ok(Some(ControlMessage::Welcome(w)))) => assert_eq!(w.protocol_version, 1),
+            other => panic!("a version-1 gateway: expected Welcome, got {other:?}"),
+        }
         let (mut a, _r) = within("alert stream", conn.open_bi())
             .await
             .expect("alert stream");
         let msg = AlertMessage::Alert(alert("bad-1", "cam-bad"));
         write_message(&mut a, &msg).await.expect("alert");
-        let third = tokio::time::timeout(Duration::from_secs(1), conn.open_bi()).await;
-        conn.close(0u32.into(), b"done");
-        third.is_err()
+        let (mut third, _r3) = within("third stream", conn.open_bi())
+            .await
+            .expect("granted");
+        third.write_all(b"\x30").await.expect("write");
+        closed(&conn).await
     });
-    assert!(refused_third, "a third bidirectional stream was granted");
-    println!("a third bidirectional stream: not granted (stream limit 2)");
+    assert_eq!(code, 0x01, "{reason}");
+    assert!(reason.contains("third bidirectional stream"), "{reason}");
+    println!("a third bidirectional stream on version 1: connection closed ({reason})");
 
     // What the connection survives: an unknown control message is skipped
     // (§5.3); an alert whose JSON is broken is stored as text and

@@ -21,8 +21,8 @@ use bytes::Bytes;
 use lookout::relay::stream::{MessageReader, write_message};
 use lookout::relay::tls::{self, TlsFiles};
 use lookout_codecs::relay::{
-    ALPN, Alert, AlertMessage, CameraInfo, CameraKind, CameraState, ControlMessage, Frame,
-    GopHeader, Hello, PROTOCOL_VERSION, Pong, Role, VideoFormat, VideoMessage,
+    Alert, AlertMessage, CameraInfo, CameraKind, CameraState, ControlMessage, Frame, GopHeader,
+    Hello, PROTOCOL_VERSION, Pong, Role, VideoFormat, VideoMessage,
 };
 use quinn::crypto::rustls::QuicClientConfig;
 use rustls_pki_types::pem::PemObject;
@@ -191,6 +191,19 @@ pub fn client(
 /// The operator's certificate for `name`, as the gateway would load it.
 pub fn operator_client(pki: &Path, name: &str) -> quinn::ClientConfig {
     let mut c = tls::client_config(&files(pki, name)).expect("client config");
+    c.transport_config(short_transport());
+    c
+}
+
+/// [`operator_client`] offering only ALPN `lookout/1`: a gateway of
+/// protocol version 1 (no clip streams).
+pub fn operator_client_v1(pki: &Path, name: &str) -> quinn::ClientConfig {
+    let f = files(pki, name);
+    let mut c = client(
+        &f.ca,
+        Some((load_certs(&f.cert), load_key(&f.key))),
+        &[ALPN_V1],
+    );
     c.transport_config(short_transport());
     c
 }
@@ -525,4 +538,4 @@ pub async fn closed(conn: &quinn::Connection) -> (u64, String) {
     }
 }
 
-pub const ALPN_V1: &[u8] = ALPN;
+pub const ALPN_V1: &[u8] = lookout_codecs::relay::ALPN_V1;

@@ -120,7 +120,7 @@ mod tests {
             camera: Arc::from("cam"),
             seq,
             session: 1,
-            keyframe: seq % 10 == 0,
+            keyframe: seq.is_multiple_of(10),
             params: Arc::new(CodecParams::unknown(Codec::H264)),
             data: data.clone(),
             pts: None,
