@@ -60,6 +60,16 @@ fn an_alert_raised_while_the_center_is_down_arrives_once() {
         serde_json::json!(["center"]),
         "{cascade}"
     );
+    // Each alert's clip was recorded while the center was away or came
+    // back, and reached it: read by ffprobe as MP4 starting at a keyframe,
+    // its first frame captured before the incident began.
+    let clips = &r["clips"];
+    assert_eq!(clips["at_center"], 2, "{clips}");
+    assert_eq!(clips["recorded_at_gateway"], 2, "{clips}");
+    assert_eq!(clips["failed_at_gateway"], 0, "{clips}");
+    assert_eq!(clips["playable"], 2, "{clips}");
+    assert_eq!(clips["incidents_with_clip"], 2, "{clips}");
+    assert_eq!(clips["start_before_onset"], 2, "{clips}");
     let log = std::fs::read_to_string(work.path().join("logs/gateway.log")).expect("log");
     assert!(
         log.matches("connected to command center").count() >= 2,

@@ -189,6 +189,23 @@ fn run_writes_a_complete_consistent_report() {
     assert!(shares.windows(2).all(|w| w[0] <= w[1]), "{cdf:?}");
     assert!(shares.last().is_some_and(|s| *s > 0.99), "{cdf:?}");
 
+    // Every alert's clip at the center, playable, and every incident's clip
+    // starting before the incident.
+    let clips = &r["clips"];
+    let at_center = clips["at_center"].as_u64().expect("clips.at_center");
+    assert!(at_center >= 1, "{clips}");
+    assert_eq!(
+        clips["recorded_at_gateway"].as_u64(),
+        Some(at_center),
+        "{clips}"
+    );
+    assert_eq!(clips["failed_at_gateway"], 0, "{clips}");
+    assert_eq!(clips["playable"].as_u64(), Some(at_center), "{clips}");
+    assert_eq!(
+        clips["start_before_onset"], clips["incidents_with_clip"],
+        "{clips}"
+    );
+
     let html = std::fs::read_to_string(work.path().join("report.html")).expect("HTML report");
     for want in [
         "<svg",

@@ -3,8 +3,9 @@
 //! gateway with the bundled detector → a command center serving the wall.
 //! Every camera's tile must play video (its decoded-frame counter advancing),
 //! the incident's alert must appear in the panel within 2 s of the center
-//! storing it, acknowledging it on the page must reach the ledger, and a
-//! camera whose RTSP server is killed must turn "offline". Screenshots of
+//! storing it, acknowledging it on the page must reach the ledger, its
+//! evidence clip must play in the page's <video>, and a camera whose RTSP
+//! server is killed must turn "offline". Screenshots of
 //! each step go to `target/wall-e2e/`. A second test signs in to a center
 //! with a token and out again, under the pages' Content-Security-Policy.
 
@@ -317,7 +318,7 @@ fn the_wall_plays_every_camera_shows_alerts_takes_acks_and_marks_offline() {
     std::fs::write(
         &gw_cfg,
         format!(
-            "[gateway]\nid = \"wall-gw\"\nhttp_listen = \"127.0.0.1:{}\"\nstorage = \"{}\"\n\n{}{}\n{detector}\n[[upstream]]\nid = \"center\"\naddress = \"{quic}\"\nserver_name = \"center\"\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+            "[gateway]\nid = \"wall-gw\"\nhttp_listen = \"127.0.0.1:{}\"\nstorage = \"{}\"\n\n[gateway.clips]\npre_s = 4\npost_s = 3\nmax_s = 12\n\n{}{}\n{detector}\n[[upstream]]\nid = \"center\"\naddress = \"{quic}\"\nserver_name = \"center\"\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
             free_port(),
             w.join("gateway").display(),
             camera_blocks(&main_cams),
@@ -455,6 +456,47 @@ fn the_wall_plays_every_camera_shows_alerts_takes_acks_and_marks_offline() {
         },
     );
 
+    // The alert's evidence clip (short ones here: 4 s before, 3 s after,
+    // 12 s at most) reaches the center; *Play clip* on the page plays it in
+    // Chromium's own <video>: metadata read, picture size known, time
+    // advancing.
+    wait_for(
+        "the alert's clip at the center",
+        Duration::from_secs(60),
+        || get(&format!("{base}/api/gateways/{gateway}/alerts/{id}"))["clip"]["url"].is_string(),
+    );
+    let play = format!(
+        "const li = document.querySelector('#alerts li[data-gateway=\"{gateway}\"][data-id=\"{id}\"]'); \
+         const b = li && li.querySelector('button.clip-toggle'); if (!b) return false; b.click(); return true;"
+    );
+    wait_for("the Play clip button", Duration::from_secs(10), || {
+        browser.eval(&play) == true
+    });
+    let video = format!(
+        "const v = document.querySelector('#alerts li[data-id=\"{id}\"] video.clip-video'); \
+         if (!v) return null; if (v.paused && v.readyState >= 2) {{ v.muted = true; v.play(); }} \
+         return {{ ready: v.readyState, width: v.videoWidth, time: v.currentTime, duration: v.duration, \
+         error: v.error ? v.error.code : null }};"
+    );
+    let mut state = Value::Null;
+    wait_for(
+        "the clip playing on the wall",
+        Duration::from_secs(20),
+        || {
+            state = browser.eval(&video);
+            state["time"].as_f64().is_some_and(|t| t > 1.0)
+        },
+    );
+    assert_eq!(state["error"], Value::Null, "{state}");
+    assert!(state["width"].as_u64() > Some(0), "{state}");
+    let duration = state["duration"].as_f64().unwrap_or(0.0);
+    assert!(
+        (3.0..=13.0).contains(&duration),
+        "clip of {duration} s: {state}"
+    );
+    println!("clip on the wall: {state}");
+    browser.screenshot(&shots.join("3-clip.png"));
+
     // Kill the spare camera's RTSP server: its tile turns offline.
     let _ = spare.0.kill();
     let _ = spare.0.wait();
@@ -467,7 +509,7 @@ fn the_wall_plays_every_camera_shows_alerts_takes_acks_and_marks_offline() {
         ) == true
         },
     );
-    browser.screenshot(&shots.join("3-offline.png"));
+    browser.screenshot(&shots.join("4-offline.png"));
     let errors = browser.eval("return window.lookoutWall.errors;");
     println!("page errors: {errors}");
     // Errors the page handled (a camera offline, a codec this browser cannot

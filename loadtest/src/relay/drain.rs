@@ -34,6 +34,8 @@ pub(super) struct Drained {
     pub cascade: Option<Cascade>,
     /// The incidents the fleet played.
     pub onsets: Vec<Onset>,
+    /// The alerts' clips; `None` without a detector.
+    pub clips: Option<super::clips::ClipsReport>,
 }
 
 /// Stops the cameras, waits for the gateway to deliver, reads both sides and
@@ -43,6 +45,13 @@ pub(super) fn drain(args: &RelayArgs, s: &mut Stack) -> anyhow::Result<Drained> 
     let posted = s.feed.take().map(SensorFeed::stop).unwrap_or_default();
     s.fleet.stop(Duration::from_secs(10));
     let end = stack::drain(&http, &args.workdir, &s.gw_http, &s.center_http)?;
+    let onsets = read_onsets(&s.ground_truth).unwrap_or_default();
+    let clips = args.detector_config.as_ref().map(|_| {
+        let stored = crate::scoring::LedgerCheck::new(&end.gw_alerts, &end.ledger).stored;
+        let (_, pairs) = crate::scoring::score(&onsets, &stored);
+        let matched: Vec<(Onset, String)> = pairs.into_iter().map(|(o, a)| (o, a.id)).collect();
+        super::clips::check(&http, &s.gw_http, &s.center_http, &matched)
+    });
     let center_cameras = get_json(&format!("http://{}/api/cameras", s.center_http))?;
     let link_stats = s.link.take().map(|l| l.stop());
     let cascade = match s.city.as_mut() {
@@ -53,7 +62,6 @@ pub(super) fn drain(args: &RelayArgs, s: &mut Stack) -> anyhow::Result<Drained> 
         }
         None => None,
     };
-    let onsets = read_onsets(&s.ground_truth).unwrap_or_default();
     let clean = s.gateway.stop(Duration::from_secs(15));
     s.center.stop(Duration::from_secs(10));
     if !clean {
@@ -66,6 +74,7 @@ pub(super) fn drain(args: &RelayArgs, s: &mut Stack) -> anyhow::Result<Drained> 
         link_stats,
         cascade,
         onsets,
+        clips,
     })
 }
 

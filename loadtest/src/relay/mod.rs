@@ -18,10 +18,13 @@
 //! - latency: the relay's own share (a unit received by the gateway →
 //!   received by the center) at p50/p99/p99.9 from the center's HDR
 //!   histogram, next to the camera → gateway (RTSP) hop of the same frames
-//!   as the baseline measured in the same run.
+//!   as the baseline measured in the same run;
+//! - clips (with a detector): every alert's clip at the center, read by
+//!   `ffprobe`, and each incident's clip starting before the incident.
 
 mod baselines;
 mod check;
+mod clips;
 mod drain;
 mod measure;
 mod report;
@@ -32,6 +35,7 @@ use std::time::Duration;
 
 use crate::link::{Impairment, Partition};
 
+pub use clips::ClipsReport;
 pub use report::{CameraFrames, RelayReport, TimelineEntry};
 
 /// What `relay` (`run`) was asked for, from its command line (`cli::RelayCli`) or from a `capacity`

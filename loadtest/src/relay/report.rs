@@ -119,6 +119,8 @@ pub struct RelayReport {
     pub sensor_alerts: Option<SensorAlerts>,
     /// With `--cascade`: what reached the upper center.
     pub cascade: Option<Cascade>,
+    /// The alerts' evidence clips at the center; `null` without a detector.
+    pub clips: Option<super::ClipsReport>,
     /// CPU (cores: 1.0 = one core busy) over the measured window.
     pub cpu_cores: CpuCores,
     /// Peak resident memory of the gateway and the center.
@@ -518,6 +520,26 @@ pub(super) fn print(r: &RelayReport) {
         "onset → alert stored:                               {}",
         p("onset_to_alert")
     );
+    if let Some(c) = &r.clips {
+        let opt = |v: Option<u64>| v.map_or("not measured".to_string(), |n| n.to_string());
+        println!(
+            "clips: {} of {} alerts at the center ({} recorded, {} failed, {} skipped at the gateway), {} playable, {:.1}–{:.1} s, {} of {} incidents' clips start before the onset; the last at the center {} ms after the alerts had arrived",
+            c.at_center,
+            c.alerts,
+            c.recorded_at_gateway,
+            c.failed_at_gateway,
+            c.skipped_at_gateway,
+            opt(c.playable),
+            c.duration_s_min.unwrap_or(0.0),
+            c.duration_s_max.unwrap_or(0.0),
+            opt(c.start_before_onset),
+            c.incidents_with_clip,
+            c.settled_ms
+        );
+        for p in &c.problems {
+            println!("  clip problem: {p}");
+        }
+    }
     if let Some(c) = &r.cascade {
         println!(
             "cascade, upper center: {} alerts in its ledger ({} missing, {} stored twice), {} cameras, {} frames received, from {}",
@@ -659,6 +681,7 @@ pub(super) fn build(
         faults: s.watch.report(),
         sensor_alerts: c.sensor_alerts,
         cascade: d.cascade,
+        clips: d.clips,
         cpu_cores: m.cpu_cores,
     }
 }

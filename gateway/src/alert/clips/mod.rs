@@ -38,8 +38,9 @@ use lookout_core::unit::AccessUnit;
 use ring::Ring;
 use writer::ClipWriter;
 
-/// A camera that sends nothing this long ends the recordings of its alerts.
-const IDLE: Duration = Duration::from_secs(10);
+/// A camera that sends nothing this long ends the recordings of its alerts
+/// (as long as a live camera may stay silent before it is declared stalled).
+const IDLE: Duration = Duration::from_secs(5);
 
 type Labels = Vec<(String, String)>;
 
@@ -53,6 +54,8 @@ struct ClipMetrics {
     evicted: Counter,
     /// Bytes of clips on disk.
     disk_bytes: Gauge,
+    /// Recordings in progress.
+    recording: Gauge,
 }
 
 /// The clip recorder and library of one gateway.
@@ -120,6 +123,11 @@ impl Clips {
             "clips_evicted",
             "Clips removed to keep to the disk budget (every upstream had them)",
             self.metrics.evicted.clone(),
+        );
+        m.register(
+            "clip_recordings",
+            "Alert clips being recorded now",
+            self.metrics.recording.clone(),
         );
         m.register(
             "clip_disk_bytes",
@@ -245,12 +253,14 @@ impl Clips {
         let me = self.clone();
         let alert = alert.clone();
         let shutdown = shutdown.clone();
+        self.metrics.recording.inc();
         tokio::spawn(async move {
             let result = me
                 .record(&alert, settings, backlog, rx, end_rx, shutdown)
                 .await;
             me.recordings.locked().remove(&alert.id);
             me.closed(&alert, result).await;
+            me.metrics.recording.dec();
         });
     }
 

@@ -435,6 +435,7 @@ fn a_whole_report_keeps_its_order_and_passes_the_check() {
             raise_to_stored_ms: pct(1),
         }),
         cascade: None,
+        clips: None,
         cpu_cores: CpuCores {
             center: Some(0.1),
             fleet: Some(0.1),
