@@ -9,9 +9,10 @@ use bytes::Bytes;
 use lookout_codecs::annexb::nal_units;
 use lookout_codecs::relay::{
     Alert, AlertAck, AlertMessage, AlertRefused, CameraChange, CameraInfo, CameraKind, CameraState,
-    CameraUpdate, ControlMessage, EncodeError, ErrorCode, Frame, Goaway, GopHeader, Hello,
-    Location, PROTOCOL_VERSION, Ping, Pong, Refuse, Snapshot, SnapshotAck, StreamMessage,
-    Subscribe, SubscribeMode, VideoFormat, VideoMessage, Welcome,
+    CameraUpdate, ClipAck, ClipData, ClipMessage, ClipOffer, ClipWant, ControlMessage, EncodeError,
+    ErrorCode, Frame, Goaway, GopHeader, Hello, Location, PROTOCOL_VERSION, Ping, Pong, Refuse,
+    Snapshot, SnapshotAck, StreamMessage, Subscribe, SubscribeMode, VideoFormat, VideoMessage,
+    Welcome,
 };
 use lookout_codecs::{CaptureStamp, Codec, access_units, h264, h265, insert_stamp, inspect};
 
@@ -90,7 +91,7 @@ pub fn relay_frames(clips: &[Clip]) -> Result<Vec<Seed>, EncodeError> {
     let (h264_header, h264_key) = gop(clips, "h264_854x480_main.h264", Codec::H264);
     let (h265_header, h265_key) = gop(clips, "h265_854x480_444.h265", Codec::H265);
     // Selector: bit 0 the sender (0 gateway, 1 center), bits 1–2 the stream kind
-    // (0 control, 1 alert, 2 video), bits 3–7 the piece size minus one.
+    // (0 control, 1 alert, 2 video, 3 clip), bits 3–7 the piece size minus one.
     let selector =
         |center: bool, kind: u8, chunk: u8| u8::from(center) | kind << 1 | (chunk - 1) << 3;
     let mut seeds = Vec::new();
@@ -177,7 +178,43 @@ pub fn relay_frames(clips: &[Clip]) -> Result<Vec<Seed>, EncodeError> {
             }),
         ])?,
     );
+    stream(
+        "clip_from_gateway",
+        selector(false, 3, 9),
+        encode_all(&[
+            ClipMessage::ClipOffer(clip_offer()),
+            ClipMessage::ClipData(ClipData {
+                offset: 1000,
+                data: Bytes::from_static(b"\0\0\0\x20ftypisom"),
+            }),
+            ClipMessage::ClipData(ClipData {
+                offset: 1012,
+                data: Bytes::from_static(b"moov"),
+            }),
+        ])?,
+    );
+    stream(
+        "clip_from_center",
+        selector(true, 3, 2),
+        encode_all(&[
+            ClipMessage::ClipWant(ClipWant { offset: 1000 }),
+            ClipMessage::ClipAck(ClipAck {}),
+        ])?,
+    );
     Ok(seeds)
+}
+
+/// A clip on offer, as a gateway writes it.
+fn clip_offer() -> ClipOffer {
+    ClipOffer {
+        alert_id: "01890a5d-ac96-774b-bcce-b302099a8057".into(),
+        camera_id: "tower-7".into(),
+        codec: Codec::H265,
+        size: 2_200_217,
+        sha256: [0x5a; 32],
+        first_capture_unix_ns: 1_700_000_000_000_000_000,
+        last_capture_unix_ns: 1_700_000_029_800_000_000,
+    }
 }
 
 /// Seeds for `relay_messages`: each message's type varint and payload, without the
@@ -229,6 +266,21 @@ pub fn relay_messages(clips: &[Clip]) -> Result<Vec<Seed>, EncodeError> {
         ("frame", VideoMessage::Frame(protocol_example_frame())),
     ];
     for (name, m) in video {
+        add(name, m.encode()?.to_bytes());
+    }
+    let clip = [
+        ("clip_offer", ClipMessage::ClipOffer(clip_offer())),
+        ("clip_want", ClipMessage::ClipWant(ClipWant { offset: 7 })),
+        (
+            "clip_data",
+            ClipMessage::ClipData(ClipData {
+                offset: 7,
+                data: Bytes::from_static(b"mdat"),
+            }),
+        ),
+        ("clip_ack", ClipMessage::ClipAck(ClipAck {})),
+    ];
+    for (name, m) in clip {
         add(name, m.encode()?.to_bytes());
     }
     Ok(seeds)

@@ -2,11 +2,13 @@
 //! send: arbitrary bytes, cut into arbitrary chunks, read as any stream kind from either
 //! role. It must never panic, every error must point inside the input, and every message
 //! it accepts must encode again and decode to itself. The first byte picks the role
-//! (bit 0), the stream kind (bits 1–2) and the chunk size (bits 3–7, 1 to 32 bytes).
+//! (bit 0), the stream kind (bits 1–2: control, alert, video, clip) and the chunk size
+//! (bits 3–7, 1 to 32 bytes).
 
 use lookout_codecs::relay::varint::decode_varint;
 use lookout_codecs::relay::{
-    AlertMessage, ControlMessage, FrameDecoder, MessageType, Role, StreamMessage, VideoMessage,
+    AlertMessage, ClipMessage, ControlMessage, FrameDecoder, MessageType, Role, StreamMessage,
+    VideoMessage,
 };
 
 /// Runs one input; panics on a finding.
@@ -23,7 +25,8 @@ pub fn relay_frames(input: &[u8]) {
     match (selector >> 1) & 3 {
         0 => run::<ControlMessage>(from, chunk, data),
         1 => run::<AlertMessage>(from, chunk, data),
-        _ => run::<VideoMessage>(from, chunk, data),
+        2 => run::<VideoMessage>(from, chunk, data),
+        _ => run::<ClipMessage>(from, chunk, data),
     }
 }
 

@@ -7,7 +7,7 @@
 use bytes::Bytes;
 use lookout_codecs::relay::varint::decode_varint;
 use lookout_codecs::relay::{
-    AlertMessage, ControlMessage, MessageType, StreamKind, StreamMessage, VideoMessage,
+    AlertMessage, ClipMessage, ControlMessage, MessageType, StreamKind, StreamMessage, VideoMessage,
 };
 
 /// Runs one input; panics on a finding.
@@ -21,6 +21,7 @@ pub fn relay_messages(input: &[u8]) {
     check::<ControlMessage>(msg_type, &payload, kind == Some(StreamKind::Control));
     check::<AlertMessage>(msg_type, &payload, kind == Some(StreamKind::Alerts));
     check::<VideoMessage>(msg_type, &payload, kind == Some(StreamKind::Video));
+    check::<ClipMessage>(msg_type, &payload, kind == Some(StreamKind::Clip));
 }
 
 fn check<M: StreamMessage>(msg_type: MessageType, payload: &Bytes, own_type: bool) {
