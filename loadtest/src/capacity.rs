@@ -358,6 +358,7 @@ fn step(
         latency_budget_ms: None,
         sensor_alerts_per_s: 0.0,
         report: Some(report_path.clone()),
+        clips: true,
         strict: false,
     })?;
     let mut misses = args.slo.misses(&report);

@@ -178,6 +178,10 @@ pub struct RelayCli {
     /// incident alerted, and (uncongested) every frame arrived.
     #[arg(long)]
     pub strict: bool,
+    /// Record no alert clips (`[gateway.clips] enabled = false`): what clips
+    /// cost, measured against a run with them.
+    #[arg(long)]
+    pub no_clips: bool,
 }
 
 /// `capacity`'s options.

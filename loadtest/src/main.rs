@@ -207,6 +207,7 @@ fn relay(c: cli::RelayCli) -> anyhow::Result<()> {
         latency_budget_ms: c.latency_budget_ms,
         sensor_alerts_per_s: c.sensor_alerts_per_s,
         report: c.report,
+        clips: !c.no_clips,
         strict: c.strict,
     })
     .map(|_| ())

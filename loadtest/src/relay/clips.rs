@@ -33,6 +33,9 @@ pub struct ClipsReport {
     pub skipped_at_gateway: u64,
     /// Alerts whose clip the center serves.
     pub at_center: u64,
+    /// Clip transfers the gateway saw cut short (a lost connection) and
+    /// resumed on the next one, from `lookout_relay_clips_total`.
+    pub interrupted_transfers: u64,
     /// Clips `ffprobe` read as MP4 (`avc1`/`hvc1`) starting with a keyframe;
     /// `null` without `ffprobe`.
     pub playable: Option<u64>,
@@ -82,6 +85,10 @@ pub(super) fn check(
         failed_at_gateway: outcome(&metrics, "failed") as u64,
         skipped_at_gateway: outcome(&metrics, "skipped") as u64,
         at_center: clips.len() as u64,
+        interrupted_transfers: prom::labelled(&metrics, "lookout_relay_clips_total")
+            .filter(|s| s.has("outcome", "interrupted"))
+            .map(|s| s.value)
+            .sum::<f64>() as u64,
         playable: None,
         duration_s_min: None,
         duration_s_max: None,

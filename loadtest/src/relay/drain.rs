@@ -46,12 +46,16 @@ pub(super) fn drain(args: &RelayArgs, s: &mut Stack) -> anyhow::Result<Drained> 
     s.fleet.stop(Duration::from_secs(10));
     let end = stack::drain(&http, &args.workdir, &s.gw_http, &s.center_http)?;
     let onsets = read_onsets(&s.ground_truth).unwrap_or_default();
-    let clips = args.detector_config.as_ref().map(|_| {
-        let stored = crate::scoring::LedgerCheck::new(&end.gw_alerts, &end.ledger).stored;
-        let (_, pairs) = crate::scoring::score(&onsets, &stored);
-        let matched: Vec<(Onset, String)> = pairs.into_iter().map(|(o, a)| (o, a.id)).collect();
-        super::clips::check(&http, &s.gw_http, &s.center_http, &matched)
-    });
+    let clips = args
+        .detector_config
+        .as_ref()
+        .filter(|_| args.clips)
+        .map(|_| {
+            let stored = crate::scoring::LedgerCheck::new(&end.gw_alerts, &end.ledger).stored;
+            let (_, pairs) = crate::scoring::score(&onsets, &stored);
+            let matched: Vec<(Onset, String)> = pairs.into_iter().map(|(o, a)| (o, a.id)).collect();
+            super::clips::check(&http, &s.gw_http, &s.center_http, &matched)
+        });
     let center_cameras = get_json(&format!("http://{}/api/cameras", s.center_http))?;
     let link_stats = s.link.take().map(|l| l.stop());
     let cascade = match s.city.as_mut() {

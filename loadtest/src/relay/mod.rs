@@ -82,6 +82,9 @@ pub struct RelayArgs {
     pub sensor_alerts_per_s: f64,
     /// Where to write the report (JSON, and HTML next to it); `None`: printed only.
     pub report: Option<PathBuf>,
+    /// Record alert clips (the gateway's default); `false` turns them off
+    /// (`--no-clips`), to measure what they cost.
+    pub clips: bool,
     /// Fail the run unless every alert is in the ledger once, every incident alerted and
     /// (uncongested) every frame arrived.
     pub strict: bool,

@@ -146,6 +146,8 @@ pub struct Setup {
     pub cameras: usize,
     /// `--center-outage`: when the center was killed and for how long; `null` without one.
     pub center_outage: Option<Outage>,
+    /// Whether the gateway recorded alert clips (`--no-clips`: not).
+    pub clips: bool,
     /// The `[[detector]]` id the gateway ran on keyframes; `null` with `--no-detect`.
     pub detector: Option<String>,
     /// How long the fleet played, warm-up included, s.
@@ -613,6 +615,7 @@ pub(super) fn build(
         relay_cdf: m.relay_cdf,
         setup: Setup {
             cameras: s.watched,
+            clips: args.clips,
             center_outage: args.center_outage.map(|(a, l)| Outage {
                 at_s: a.as_secs_f64(),
                 length_s: l.as_secs_f64(),

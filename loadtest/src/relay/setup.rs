@@ -143,6 +143,18 @@ pub(super) fn setup(args: &mut RelayArgs) -> anyhow::Result<Stack> {
         );
         std::fs::write(&gw_config, text)?;
     }
+    if !args.clips {
+        let text = std::fs::read_to_string(&gw_config)?;
+        anyhow::ensure!(
+            text.contains("[gateway]\n"),
+            "no [gateway] in {}",
+            gw_config.display()
+        );
+        std::fs::write(
+            &gw_config,
+            text.replacen("[gateway]\n", "[gateway]\nclips = { enabled = false }\n", 1),
+        )?;
+    }
     // Hashed before the run: a model that cannot be read fails now, not
     // after minutes of measuring.
     let models = provenance::model_sha256(&gw_config)?;

@@ -13,6 +13,7 @@ fn typed_sections_write_the_same_json_as_before() {
     };
     let setup = |link: Option<&Impairment>, outage: Option<Outage>| Setup {
         cameras: 8,
+        clips: true,
         center_outage: outage,
         detector: Some("smoke_flood".into()),
         duration_s: 60.0,
@@ -38,7 +39,7 @@ fn typed_sections_write_the_same_json_as_before() {
                 "rate_kbps": 4000, "delay_ms": 300.0, "jitter_ms": 0.0, "loss": 0.02,
                 "reorder": 0.0, "queue_ms": imp.queue.as_secs_f64() * 1000.0,
             },
-            "subscribe": "all", "center_outage": null,
+            "subscribe": "all", "center_outage": null, "clips": true,
         }),
     );
     let outage = Outage {
@@ -46,10 +47,9 @@ fn typed_sections_write_the_same_json_as_before() {
         length_s: 5.0,
     };
     let s = setup(None, Some(outage));
-    assert!(
-        typed(&s)
-            .contains(r#""center_outage":{"at_s":20.0,"length_s":5.0},"detector":"smoke_flood""#)
-    );
+    assert!(typed(&s).contains(
+        r#""center_outage":{"at_s":20.0,"length_s":5.0},"clips":true,"detector":"smoke_flood""#
+    ));
     assert!(typed(&s).contains(r#""link_settings":"loopback","mix""#));
     same(
         serde_json::to_string(&Alerts {
@@ -369,6 +369,7 @@ fn a_whole_report_keeps_its_order_and_passes_the_check() {
         machine: machine(),
         setup: Setup {
             cameras: 1,
+            clips: true,
             center_outage: None,
             detector: Some("smoke_flood".into()),
             duration_s: 30.0,
