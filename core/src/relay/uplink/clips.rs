@@ -5,6 +5,14 @@
 //! holds; only the rest is sent, so a transfer cut by a lost connection
 //! resumes on the next one instead of starting over. A clip leaves the
 //! pending list only when the center acknowledges it.
+//!
+//! Stream priorities order what the gateway hands to QUIC, but not what
+//! already waits in a bottleneck's queue: clip bytes sent in a burst would
+//! sit in a modem's buffer ahead of the next GOP. So clips are paced as a
+//! scavenger ([`Pacer`], after LEDBAT, RFC 6817, with a target of a few
+//! milliseconds): the rate grows while the connection's round trip stays
+//! near the lowest seen and halves as soon as it rises, so clips take what
+//! live video leaves of the link and yield it back within a round trip.
 
 use super::*;
 use std::io::SeekFrom;
@@ -25,8 +33,43 @@ const RETRY: Duration = Duration::from_secs(30);
 /// How long the center may take to answer an offer, and to acknowledge
 /// after the last byte (it reads the whole file back for its hash).
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
-/// Bytes read from the file per `ClipData`.
-const PIECE: usize = 64 * 1024;
+/// Bytes read from the file per `ClipData`: small, so one piece never
+/// queues long ahead of video.
+const PIECE: usize = 16 * 1024;
+/// Queueing delay the pacer tolerates above the lowest round trip seen.
+const QUEUE_TARGET: Duration = Duration::from_millis(5);
+/// The pacer's first rate, and its floor and ceiling, bits per second.
+const START_BPS: f64 = 2e6;
+const MIN_BPS: f64 = 64e3;
+const MAX_BPS: f64 = 1e9;
+
+/// The clip streams' rate on one connection: up 10 % a piece while the
+/// round trip is within [`QUEUE_TARGET`] of the lowest seen, halved when it
+/// is not. Shared by the connection's clip streams.
+pub(super) struct Pacer {
+    state: Mutex<(f64, Duration)>,
+}
+
+impl Pacer {
+    fn new(rtt: Duration) -> Pacer {
+        Pacer {
+            state: Mutex::new((START_BPS, rtt)),
+        }
+    }
+
+    /// How long to wait after sending `bytes`, given the round trip now.
+    fn after(&self, bytes: usize, rtt: Duration) -> Duration {
+        let mut s = self.state.locked();
+        let (rate, min_rtt) = &mut *s;
+        *min_rtt = (*min_rtt).min(rtt);
+        *rate = if rtt > *min_rtt + QUEUE_TARGET {
+            (*rate / 2.0).max(MIN_BPS)
+        } else {
+            (*rate * 1.1).min(MAX_BPS)
+        };
+        Duration::from_secs_f64(bytes as f64 * 8.0 / *rate)
+    }
+}
 
 const _: () = assert!(PIECE <= MAX_CLIP_CHUNK);
 
@@ -52,6 +95,7 @@ impl Session {
         let mut in_flight: HashSet<String> = HashSet::new();
         let mut paused: HashMap<String, Instant> = HashMap::new();
         let mut tasks: tokio::task::JoinSet<(String, Sent)> = tokio::task::JoinSet::new();
+        let pacer = Arc::new(Pacer::new(self.conn.rtt()));
         loop {
             // Armed before the list is read, so a clip finished meanwhile
             // wakes the next round.
@@ -83,10 +127,10 @@ impl Session {
                     continue;
                 }
                 in_flight.insert(entry.alert_id.clone());
-                let (s, src) = (self.clone(), source.clone());
+                let (s, src, pacer) = (self.clone(), source.clone(), pacer.clone());
                 tasks.spawn(async move {
                     let id = entry.alert_id.clone();
-                    (id, s.send_clip(src, entry).await)
+                    (id, s.send_clip(src, entry, &pacer).await)
                 });
             }
             tokio::select! {
@@ -133,7 +177,12 @@ impl Session {
 
     /// One clip: offer, the rest of the file from where the center's copy
     /// ends, and its acknowledgement.
-    async fn send_clip(self: Arc<Self>, source: Arc<dyn ClipSource>, entry: ClipEntry) -> Sent {
+    async fn send_clip(
+        self: Arc<Self>,
+        source: Arc<dyn ClipSource>,
+        entry: ClipEntry,
+        pacer: &Pacer,
+    ) -> Sent {
         let interrupted = |bytes, why: String| Sent::Interrupted { bytes, why };
         let (mut send, recv) = match tokio::time::timeout(ANSWER_TIMEOUT, self.conn.open_bi()).await
         {
@@ -173,7 +222,7 @@ impl Session {
             }
             Err(e) => return e,
         };
-        let sent = match send_file(&mut send, &entry, offset).await {
+        let sent = match send_file(&self.conn, &mut send, &entry, offset, pacer).await {
             Ok(n) => n,
             Err(e) => return e,
         };
@@ -229,9 +278,11 @@ impl Session {
 
 /// Writes the file from `offset` to its end as `ClipData`; the bytes sent.
 async fn send_file(
+    conn: &quinn::Connection,
     send: &mut quinn::SendStream,
     entry: &ClipEntry,
     offset: u64,
+    pacer: &Pacer,
 ) -> Result<u64, Sent> {
     let unreadable =
         |e: std::io::Error| Sent::Failed(format!("clip file {}: {e}", entry.path.display()));
@@ -264,6 +315,40 @@ async fn send_file(
             });
         }
         at += n as u64;
+        tokio::time::sleep(pacer.after(n, conn.rtt())).await;
     }
     Ok(at - offset)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pacer_grows_on_an_empty_path_and_halves_on_a_queue() {
+        let base = Duration::from_millis(40);
+        let p = Pacer::new(base);
+        // 16 KiB at 2.2 Mbit/s (2 × 1.1), then faster while the path is empty.
+        let first = p.after(PIECE, base);
+        let mut last = first;
+        for _ in 0..20 {
+            last = p.after(PIECE, base + Duration::from_millis(2));
+        }
+        assert!(last < first / 5, "{first:?} → {last:?}");
+        // A queue (round trip 20 ms above the lowest): the rate halves.
+        let queued = p.after(PIECE, base + Duration::from_millis(20));
+        assert!(
+            (queued.as_secs_f64() / last.as_secs_f64() - 2.0).abs() < 0.01,
+            "{last:?} → {queued:?}"
+        );
+        // Never slower than the floor.
+        for _ in 0..100 {
+            p.after(PIECE, base * 3);
+        }
+        let floor = p.after(PIECE, base * 3);
+        assert!(
+            (floor.as_secs_f64() - PIECE as f64 * 8.0 / MIN_BPS).abs() < 1e-9,
+            "{floor:?}"
+        );
+    }
 }
