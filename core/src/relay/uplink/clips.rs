@@ -36,8 +36,10 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
 /// Bytes read from the file per `ClipData`: small, so one piece never
 /// queues long ahead of video.
 const PIECE: usize = 16 * 1024;
-/// Queueing delay the pacer tolerates above the lowest round trip seen.
-const QUEUE_TARGET: Duration = Duration::from_millis(5);
+/// Queueing delay the pacer tolerates above the lowest round trip seen:
+/// below the 15 ms at which the `low-queue` controller caps its window, so
+/// clips back off before video would.
+const QUEUE_TARGET: Duration = Duration::from_millis(10);
 /// The pacer's first rate, and its floor and ceiling, bits per second.
 const START_BPS: f64 = 2e6;
 const MIN_BPS: f64 = 64e3;
@@ -45,29 +47,47 @@ const MAX_BPS: f64 = 1e9;
 
 /// The clip streams' rate on one connection: up 10 % a piece while the
 /// round trip is within [`QUEUE_TARGET`] of the lowest seen, halved when it
-/// is not. Shared by the connection's clip streams.
+/// is not — at most once a round trip, since the smoothed round trip takes
+/// that long to show what a cut did. Shared by the connection's clip
+/// streams.
 pub(super) struct Pacer {
-    state: Mutex<(f64, Duration)>,
+    state: Mutex<PacerState>,
+}
+
+struct PacerState {
+    bps: f64,
+    min_rtt: Duration,
+    last_cut: Option<Instant>,
 }
 
 impl Pacer {
     fn new(rtt: Duration) -> Pacer {
         Pacer {
-            state: Mutex::new((START_BPS, rtt)),
+            state: Mutex::new(PacerState {
+                bps: START_BPS,
+                min_rtt: rtt,
+                last_cut: None,
+            }),
         }
     }
 
     /// How long to wait after sending `bytes`, given the round trip now.
     fn after(&self, bytes: usize, rtt: Duration) -> Duration {
+        self.after_at(bytes, rtt, Instant::now())
+    }
+
+    fn after_at(&self, bytes: usize, rtt: Duration, now: Instant) -> Duration {
         let mut s = self.state.locked();
-        let (rate, min_rtt) = &mut *s;
-        *min_rtt = (*min_rtt).min(rtt);
-        *rate = if rtt > *min_rtt + QUEUE_TARGET {
-            (*rate / 2.0).max(MIN_BPS)
+        s.min_rtt = s.min_rtt.min(rtt);
+        if rtt > s.min_rtt + QUEUE_TARGET {
+            if s.last_cut.is_none_or(|t| now.duration_since(t) >= rtt) {
+                s.bps = (s.bps / 2.0).max(MIN_BPS);
+                s.last_cut = Some(now);
+            }
         } else {
-            (*rate * 1.1).min(MAX_BPS)
-        };
-        Duration::from_secs_f64(bytes as f64 * 8.0 / *rate)
+            s.bps = (s.bps * 1.1).min(MAX_BPS);
+        }
+        Duration::from_secs_f64(bytes as f64 * 8.0 / s.bps)
     }
 }
 
@@ -328,24 +348,37 @@ mod tests {
     fn the_pacer_grows_on_an_empty_path_and_halves_on_a_queue() {
         let base = Duration::from_millis(40);
         let p = Pacer::new(base);
+        let t0 = Instant::now();
         // 16 KiB at 2.2 Mbit/s (2 × 1.1), then faster while the path is empty.
-        let first = p.after(PIECE, base);
+        let first = p.after_at(PIECE, base, t0);
         let mut last = first;
         for _ in 0..20 {
-            last = p.after(PIECE, base + Duration::from_millis(2));
+            last = p.after_at(PIECE, base + Duration::from_millis(2), t0);
         }
         assert!(last < first / 5, "{first:?} → {last:?}");
-        // A queue (round trip 20 ms above the lowest): the rate halves.
-        let queued = p.after(PIECE, base + Duration::from_millis(20));
+        // A queue (round trip 20 ms above the lowest): the rate halves, and
+        // not again within that round trip.
+        let queued_rtt = base + Duration::from_millis(20);
+        let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
+        let queued = p.after_at(PIECE, queued_rtt, t0);
         assert!(
-            (queued.as_secs_f64() / last.as_secs_f64() - 2.0).abs() < 0.01,
+            (ratio(queued, last) - 2.0).abs() < 0.01,
             "{last:?} → {queued:?}"
         );
+        let again = p.after_at(PIECE, queued_rtt, t0 + base);
+        assert_eq!(again, queued, "one cut a round trip");
+        let later = p.after_at(PIECE, queued_rtt, t0 + queued_rtt);
+        assert!(
+            (ratio(later, queued) - 2.0).abs() < 0.01,
+            "{queued:?} → {later:?}"
+        );
         // Never slower than the floor.
+        let mut t = t0 + queued_rtt;
         for _ in 0..100 {
-            p.after(PIECE, base * 3);
+            t += base * 3;
+            p.after_at(PIECE, base * 3, t);
         }
-        let floor = p.after(PIECE, base * 3);
+        let floor = p.after_at(PIECE, base * 3, t + base * 3);
         assert!(
             (floor.as_secs_f64() - PIECE as f64 * 8.0 / MIN_BPS).abs() < 1e-9,
             "{floor:?}"
