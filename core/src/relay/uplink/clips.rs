@@ -166,6 +166,17 @@ impl Session {
                 _ = quit.changed() => break,
             }
         }
+        // The connection is gone: what was in flight resumes on the next.
+        for id in in_flight {
+            self.clip_sent(
+                &id,
+                Sent::Interrupted {
+                    bytes: 0,
+                    why: "the connection ended".into(),
+                },
+                &mut paused,
+            );
+        }
         tasks.abort_all();
     }
 
