@@ -286,7 +286,21 @@ fn hostile_cameras_cost_bounded_resources_and_shutdown_stays_on_time() {
             "{id} was not retried: {c}"
         );
         assert_ne!(s(c, "state"), "live", "{id}: {c}");
-        assert!(s(c, "last_error").contains(words), "{id}: {c}");
+        if id == "silent-after-setup" {
+            // PLAY is never answered: whichever gives up first — lookout's
+            // stall watchdog or rtspsrc waiting for the answer — names the
+            // last attempt, and on a loaded runner either can (a CI run saw
+            // 21 stalls and 25 reconnects, the last one rtspsrc's timeout).
+            // The watchdog must have fired as well.
+            let e = s(c, "last_error");
+            assert!(
+                e.contains("stalled") || e.contains("Timeout while waiting for server response"),
+                "{id}: {c}"
+            );
+            assert!(n(c, "stalls") >= 1, "{id}: {c}");
+        } else {
+            assert!(s(c, "last_error").contains(words), "{id}: {c}");
+        }
         assert_eq!(n(c, "abandoned_teardowns"), 0, "{id}: {c}");
     }
     for id in [
