@@ -49,6 +49,27 @@ use crate::threads;
 
 const START_CODE: [u8; 4] = [0, 0, 0, 1];
 
+/// A GStreamer buffer of one access unit, with its parameter sets (each
+/// behind a start code) in front when `with_params`. No copy of the
+/// picture: the buffer wraps the unit's bytes and the parameter sets'.
+/// Also what the clip writer hands its parser.
+pub(crate) fn unit_buffer(unit: &lookout_core::unit::AccessUnit, with_params: bool) -> gst::Buffer {
+    let mut buffer = gst::Buffer::new();
+    if let Some(b) = buffer.get_mut() {
+        if with_params {
+            for ps in [&unit.params.vps, &unit.params.sps, &unit.params.pps]
+                .into_iter()
+                .flatten()
+            {
+                b.append_memory(gst::Memory::from_slice(START_CODE));
+                b.append_memory(gst::Memory::from_slice(ps.clone()));
+            }
+        }
+        b.append_memory(gst::Memory::from_slice(unit.data.clone()));
+    }
+    buffer
+}
+
 /// The smallest long side of a work frame: large enough for a readable
 /// alert snapshot.
 pub const MIN_WORK_SIDE: u32 = 640;
@@ -534,20 +555,8 @@ impl Chain {
     /// Decodes one unit; returns the routes of sampled units given up as undecodable.
     fn push(&mut self, item: &Input, pts: u64) -> Vec<Arc<Route>> {
         let unit = &item.unit;
-        // No copy of the picture: the buffer wraps the unit's bytes (and, in front of a
-        // keyframe, the parameter sets' bytes).
-        let mut buffer = gst::Buffer::new();
+        let mut buffer = unit_buffer(unit, unit.keyframe);
         if let Some(b) = buffer.get_mut() {
-            if unit.keyframe {
-                for ps in [&unit.params.vps, &unit.params.sps, &unit.params.pps]
-                    .into_iter()
-                    .flatten()
-                {
-                    b.append_memory(gst::Memory::from_slice(START_CODE));
-                    b.append_memory(gst::Memory::from_slice(ps.clone()));
-                }
-            }
-            b.append_memory(gst::Memory::from_slice(unit.data.clone()));
             b.set_pts(gst::ClockTime::from_nseconds(pts));
         }
         let mut lost = Vec::new();

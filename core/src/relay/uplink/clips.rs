@@ -326,10 +326,11 @@ async fn send_file(
         .await
         .map_err(unreadable)?;
     let mut at = offset;
-    let mut buf = vec![0u8; PIECE];
     while at < entry.size {
         let want = PIECE.min(usize::try_from(entry.size - at).unwrap_or(PIECE));
-        let n = file.read(&mut buf[..want]).await.map_err(unreadable)?;
+        // Each piece read into its own buffer and handed to quinn as is.
+        let mut buf = bytes::BytesMut::zeroed(want);
+        let n = file.read(&mut buf).await.map_err(unreadable)?;
         if n == 0 {
             return Err(Sent::Failed(format!(
                 "clip file {} ends at byte {at}, {} expected",
@@ -339,7 +340,7 @@ async fn send_file(
         }
         let piece = ClipMessage::ClipData(ClipData {
             offset: at,
-            data: Bytes::copy_from_slice(&buf[..n]),
+            data: buf.split_to(n).freeze(),
         });
         if let Err(e) = write_message(send, &piece).await {
             return Err(Sent::Interrupted {

@@ -18,7 +18,7 @@ use lookout_core::sync::Locked;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 
@@ -150,7 +150,9 @@ impl Library {
     }
 
     /// The whole clip of an alert, when this gateway has it.
+    #[cfg(test)]
     pub fn clip(&self, alert_id: &str) -> Result<Option<(PathBuf, u64)>, String> {
+        use rusqlite::OptionalExtension;
         let db = self.db.locked();
         let row: Option<(String, i64)> = db
             .query_row(

@@ -102,6 +102,7 @@ impl Ring {
     }
 
     /// Bytes of video held (units shared with the fan-out).
+    #[cfg(test)]
     pub fn bytes(&self) -> usize {
         self.state.locked().bytes
     }

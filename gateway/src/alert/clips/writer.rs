@@ -14,8 +14,6 @@ use gstreamer_app as gst_app;
 
 use lookout_core::unit::{AccessUnit, Codec};
 
-/// Annex-B start code put in front of the parameter sets.
-const START_CODE: &[u8] = &[0, 0, 0, 1];
 /// Longest the muxer may take to write its index and close the file.
 const FINISH_TIMEOUT: gst::ClockTime = gst::ClockTime::from_seconds(30);
 /// The last frame's duration when the clip has a single frame.
@@ -89,10 +87,6 @@ impl ClipWriter {
         self.codec
     }
 
-    pub fn frames(&self) -> u64 {
-        self.frames + u64::from(self.held.is_some())
-    }
-
     /// Adds the next unit (decoding order, the first a keyframe).
     pub fn push(&mut self, unit: &AccessUnit) -> Result<(), String> {
         let first = *self.first_ns.get_or_insert(unit.capture_unix_ns);
@@ -110,23 +104,12 @@ impl ClipWriter {
     }
 
     fn write(&mut self, unit: &AccessUnit, at: u64, duration: u64) -> Result<(), String> {
-        let mut buffer = gst::Buffer::new();
+        // The parameter sets in front of the first keyframe, so the parser
+        // has them even when the camera sends them out of band.
+        let mut buffer = crate::detect::decode::unit_buffer(unit, self.frames == 0);
         let Some(b) = buffer.get_mut() else {
             return Err("a new buffer is not writable".into());
         };
-        // The parameter sets in front of the first keyframe, so the parser
-        // has them even when the camera sends them out of band; no copy of
-        // the picture either way.
-        if self.frames == 0 {
-            for ps in [&unit.params.vps, &unit.params.sps, &unit.params.pps]
-                .into_iter()
-                .flatten()
-            {
-                b.append_memory(gst::Memory::from_slice(START_CODE));
-                b.append_memory(gst::Memory::from_slice(ps.clone()));
-            }
-        }
-        b.append_memory(gst::Memory::from_slice(unit.data.clone()));
         b.set_pts(gst::ClockTime::from_nseconds(at));
         b.set_dts(gst::ClockTime::from_nseconds(at));
         b.set_duration(gst::ClockTime::from_nseconds(duration));
